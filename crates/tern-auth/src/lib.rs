@@ -1,0 +1,44 @@
+//! Authentication for tern: the user database (a Dovecot-format passwd-file
+//! for now), password schemes, and the SASL mechanisms PLAIN and LOGIN.
+//!
+//! Password verification is CPU-heavy by design (Argon2, yescrypt); the
+//! server runs it on a blocking thread, never on the async runtime.
+
+pub mod passwd_file;
+pub mod sasl;
+pub mod scheme;
+pub mod secret;
+
+pub use passwd_file::{PasswdFile, UserEntry};
+pub use secret::Secret;
+
+/// What went wrong reading the user database or a password hash.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The passwd-file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of the passwd-file is malformed.
+    #[error("{path}:{line}: {problem}")]
+    BadLine {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// The stored password uses a scheme tern does not know.
+    #[error("unknown password scheme {0:?}")]
+    UnknownScheme(String),
+    /// Hashing a new password failed.
+    #[error("hashing failed: {0}")]
+    Hash(String),
+}

@@ -1,0 +1,58 @@
+//! The error type of the Maildir crate.
+
+use std::path::PathBuf;
+
+/// What went wrong in a Maildir operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MaildirError {
+    /// A file system call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The folder does not exist.
+    #[error("no such folder")]
+    NoSuchFolder,
+    /// The folder exists already.
+    #[error("folder exists already")]
+    FolderExists,
+    /// The folder name is not valid (empty component, `/`, leading dot...).
+    #[error("invalid folder name: {0}")]
+    InvalidName(&'static str),
+    /// The operation is not allowed on this folder (e.g. deleting INBOX).
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    /// The dot-lock could not be taken within the wait limit.
+    #[error("lock {0} is held by another process")]
+    LockTimeout(PathBuf),
+    /// A message file disappeared (expunged by another session or program).
+    #[error("message was expunged")]
+    MessageGone,
+}
+
+impl MaildirError {
+    /// Wraps an I/O error with the operation and path it concerns.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        MaildirError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the error is an I/O error of kind NotFound.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, MaildirError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+            || matches!(self, MaildirError::NoSuchFolder | MaildirError::MessageGone)
+    }
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, MaildirError>;

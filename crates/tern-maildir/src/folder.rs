@@ -1,0 +1,685 @@
+//! One Maildir folder: scanning, UID assignment, flag changes, appends,
+//! expunges, all safe against other programs writing the same directory.
+//!
+//! ```text
+//!   deliveries (MTA) ──► tmp/ ──rename──► new/
+//!                                          │ refresh(MoveNew::Yes)
+//!                                          ▼
+//!   tern / Courier / mutt  ◄──rename──►  cur/<base>:2,<flags>
+//!                                          │
+//!   courierimapuiddb  <base> → UID   (rewritten under the dot-lock)
+//! ```
+//! A [`Folder`] is shared by every session of the process that has the folder
+//! open (the server keeps one per path), so a folder of 100,000 messages is
+//! scanned once, not once per session. Each refresh publishes an immutable
+//! [`FolderView`]; readers keep the `Arc` they have and never block writers.
+//!
+//! Other programs rename files at any time (a flag change is a rename), and a
+//! `readdir` that runs during a rename may report neither name. A message that
+//! seems to have vanished is therefore looked for again before it is
+//! reported expunged: nothing is ever reported lost by a racing rename.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::error::{MaildirError, Result};
+use crate::flags::{name_field, split_name, Flags};
+use crate::keywords::{KeywordDb, KeywordSet};
+use crate::lock::DotLock;
+use crate::uiddb::UidDb;
+use crate::unique::new_base_with_sizes;
+
+/// Name of the dot-lock that serialises writers of the UID and keyword lists.
+pub const LOCK_NAME: &str = "courierimapuiddb.lock";
+
+/// A directory whose mtime is younger than this is rescanned even when its
+/// mtime has not moved, because a change within the same clock tick leaves
+/// the mtime as it was.
+const MTIME_TRUST_AFTER: Duration = Duration::from_secs(2);
+
+/// One message as the folder knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageEntry {
+    /// The message's UID.
+    pub uid: u32,
+    /// The unique part of the file name (before `:2,`).
+    pub base: Arc<str>,
+    /// The current file name inside `new/` or `cur/`.
+    pub file_name: Arc<str>,
+    /// True while the file is still in `new/`.
+    pub in_new: bool,
+    /// System flags from the file name.
+    pub flags: Flags,
+    /// Keywords from `courierimapkeywords`.
+    pub keywords: KeywordSet,
+}
+
+impl MessageEntry {
+    /// The path of the message file.
+    pub fn path(&self, folder_dir: &Path) -> PathBuf {
+        folder_dir
+            .join(if self.in_new { "new" } else { "cur" })
+            .join(&*self.file_name)
+    }
+}
+
+/// An immutable snapshot of a folder.
+#[derive(Debug, Clone, Default)]
+pub struct FolderView {
+    /// UIDVALIDITY of the folder.
+    pub uidvalidity: u32,
+    /// The UID the next message will get.
+    pub next_uid: u32,
+    /// Messages in UID order. Invariant: strictly ascending `uid`.
+    pub messages: Vec<MessageEntry>,
+}
+
+impl FolderView {
+    /// The entry with this UID, if present.
+    pub fn find(&self, uid: u32) -> Option<&MessageEntry> {
+        self.messages
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .map(|i| &self.messages[i])
+    }
+}
+
+/// Whether a refresh moves messages from `new/` to `cur/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveNew {
+    /// Move them (a read-write SELECT does, as Courier-IMAP does).
+    Yes,
+    /// Leave them (EXAMINE, STATUS).
+    No,
+}
+
+/// Where an appended message comes from.
+#[derive(Debug)]
+pub enum AppendSource {
+    /// A finished file in the same Maildir's `tmp/`; it is renamed into place.
+    TmpFile(PathBuf),
+    /// An existing message (COPY): hard-linked, or copied when linking fails.
+    Existing(PathBuf),
+}
+
+/// One message to add to a folder.
+#[derive(Debug)]
+pub struct NewMessage {
+    /// Where the bytes are.
+    pub source: AppendSource,
+    /// Size of the file as stored (LF line ends).
+    pub size: u64,
+    /// Size with CRLF line ends (RFC822.SIZE).
+    pub crlf_size: u64,
+    /// Flags to store.
+    pub flags: Flags,
+    /// Keywords to store.
+    pub keywords: KeywordSet,
+    /// INTERNALDATE, kept as the file's mtime.
+    pub internal_date: Option<SystemTime>,
+}
+
+/// A change of flags and keywords for one message.
+#[derive(Debug, Clone)]
+pub struct FlagChange {
+    /// The message.
+    pub uid: u32,
+    /// Its new system flags.
+    pub flags: Flags,
+    /// Its new keywords.
+    pub keywords: KeywordSet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    mtime: SystemTime,
+    ino: u64,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        mtime: m.modified().ok()?,
+        ino: m.ino(),
+        len: m.len(),
+    })
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    view: Arc<FolderView>,
+    scanned: bool,
+    dir_stamps: [Option<Stamp>; 2],
+    uiddb_stamp: Option<Stamp>,
+    uiddb: Option<UidDb>,
+    kw_stamp: Option<Stamp>,
+    keywords: KeywordDb,
+    /// UIDs that arrived since any session last selected the folder.
+    unclaimed_recent: BTreeSet<u32>,
+    crlf_sizes: HashMap<u32, u64>,
+}
+
+/// A Maildir folder shared by every session of this process that opens it.
+#[derive(Debug)]
+pub struct Folder {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+impl Folder {
+    /// A folder at `dir` (INBOX is the Maildir root). Nothing is read yet.
+    pub fn new(dir: PathBuf) -> Folder {
+        Folder {
+            dir,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The folder's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock_inner(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; go on.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True if the folder's directory looks like a Maildir.
+    pub fn exists(&self) -> bool {
+        self.dir.join("cur").is_dir()
+    }
+
+    /// The last published view, without looking at the disk.
+    pub fn view(&self) -> Arc<FolderView> {
+        self.lock_inner().view.clone()
+    }
+
+    /// Looks at the disk and publishes a new view if anything changed.
+    ///
+    /// # Errors
+    /// [`MaildirError::NoSuchFolder`] if the folder is gone; I/O errors.
+    pub fn refresh(&self, move_new: MoveNew) -> Result<Arc<FolderView>> {
+        let mut g = self.lock_inner();
+        self.refresh_locked(&mut g, move_new)?;
+        Ok(g.view.clone())
+    }
+
+    /// Takes every message that arrived since the last SELECT as this
+    /// session's \Recent (RFC 3501 §2.3.2: exactly one session sees it).
+    pub fn claim_recent(&self) -> BTreeSet<u32> {
+        std::mem::take(&mut self.lock_inner().unclaimed_recent)
+    }
+
+    /// How many messages are \Recent and not yet claimed by a session.
+    pub fn unclaimed_recent_count(&self) -> usize {
+        self.lock_inner().unclaimed_recent.len()
+    }
+
+    fn list(&self, sub: &str) -> Result<Vec<String>> {
+        let path = self.dir.join(sub);
+        let rd = match std::fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(MaildirError::NoSuchFolder)
+            }
+            Err(e) => return Err(MaildirError::io("readdir", path, e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| MaildirError::io("readdir", &path, e))?;
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            out.push(name.to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Lists new/ then cur/ (in that order: a message moved from new/ to cur/
+    /// between the two reads is then seen at least once).
+    fn list_both(&self, found: &mut HashMap<Arc<str>, (Arc<str>, bool)>) -> Result<()> {
+        for name in self.list("new")? {
+            let base: Arc<str> = Arc::from(split_name(&name).0);
+            found.entry(base).or_insert((Arc::from(name.as_str()), true));
+        }
+        for name in self.list("cur")? {
+            let base: Arc<str> = Arc::from(split_name(&name).0);
+            found.insert(base, (Arc::from(name.as_str()), false));
+        }
+        Ok(())
+    }
+
+    fn refresh_locked(&self, g: &mut Inner, move_new: MoveNew) -> Result<()> {
+        let dir_stamps = [stamp(&self.dir.join("new")), stamp(&self.dir.join("cur"))];
+        if dir_stamps[1].is_none() {
+            return Err(MaildirError::NoSuchFolder);
+        }
+        let uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
+        let kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME).join(crate::keywords::LIST_NAME));
+        let now = SystemTime::now();
+        let settled = |s: &Option<Stamp>| match s {
+            Some(s) => now.duration_since(s.mtime).map(|a| a > MTIME_TRUST_AFTER).unwrap_or(false),
+            None => true,
+        };
+        let new_is_empty = !g.view.messages.iter().any(|m| m.in_new);
+        if g.scanned
+            && dir_stamps == g.dir_stamps
+            && uiddb_stamp == g.uiddb_stamp
+            && kw_stamp == g.kw_stamp
+            && dir_stamps.iter().all(settled)
+            && settled(&uiddb_stamp)
+            && settled(&kw_stamp)
+            && (move_new == MoveNew::No || new_is_empty)
+        {
+            return Ok(());
+        }
+
+        let mut found: HashMap<Arc<str>, (Arc<str>, bool)> = HashMap::with_capacity(g.view.messages.len() + 16);
+        self.list_both(&mut found)?;
+
+        let mut moved: Vec<Arc<str>> = Vec::new();
+        if move_new == MoveNew::Yes {
+            let mut raced = false;
+            for (base, (file, in_new)) in found.iter_mut() {
+                if !*in_new {
+                    continue;
+                }
+                let target = if file.contains(":2,") {
+                    file.to_string()
+                } else {
+                    format!("{file}:2,")
+                };
+                match std::fs::rename(self.dir.join("new").join(&**file), self.dir.join("cur").join(&target)) {
+                    Ok(()) => {
+                        *file = Arc::from(target);
+                        *in_new = false;
+                        moved.push(base.clone());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => raced = true,
+                    Err(e) => {
+                        tracing::warn!(dir = %self.dir.display(), file = %file, cause = %e, "cannot move message from new/ to cur/");
+                    }
+                }
+            }
+            if raced {
+                self.list_both(&mut found)?;
+            }
+        }
+
+        // A message we knew that is missing now may be in the middle of a
+        // rename by another program: look once more before calling it gone.
+        if g.view.messages.iter().any(|m| !found.contains_key(&m.base)) {
+            self.list_both(&mut found)?;
+        }
+
+        if uiddb_stamp != g.uiddb_stamp || g.uiddb.is_none() {
+            g.uiddb = UidDb::load(&self.dir)?;
+            g.uiddb_stamp = uiddb_stamp;
+        }
+        let needs_uids = match &g.uiddb {
+            None => true,
+            Some(db) => found.keys().any(|b| !db.uids.contains_key(b)),
+        };
+        if needs_uids {
+            self.assign_uids(g, &found)?;
+        }
+        if kw_stamp != g.kw_stamp {
+            g.keywords = KeywordDb::load(&self.dir)?;
+            g.kw_stamp = kw_stamp;
+        }
+
+        let Some(db) = &g.uiddb else {
+            return Err(MaildirError::NotAllowed("UID list unavailable"));
+        };
+        let empty: KeywordSet = Arc::from(Vec::new());
+        let mut messages: Vec<MessageEntry> = found
+            .into_iter()
+            .filter_map(|(base, (file_name, in_new))| {
+                let uid = *db.uids.get(&base)?;
+                let flags = match split_name(&file_name).1 {
+                    Some(info) => Flags::from_info(info),
+                    None => Flags::empty(),
+                };
+                let keywords = g.keywords.by_base.get(&base).cloned().unwrap_or_else(|| empty.clone());
+                Some(MessageEntry {
+                    uid,
+                    base,
+                    file_name,
+                    in_new,
+                    flags,
+                    keywords,
+                })
+            })
+            .collect();
+        messages.sort_unstable_by_key(|m| m.uid);
+        messages.dedup_by_key(|m| m.uid);
+
+        for base in moved {
+            if let Some(uid) = db.uids.get(&base) {
+                g.unclaimed_recent.insert(*uid);
+            }
+        }
+        let view = FolderView {
+            uidvalidity: db.uidvalidity,
+            next_uid: db.next_uid,
+            messages,
+        };
+        let present: std::collections::HashSet<u32> = view.messages.iter().map(|m| m.uid).collect();
+        g.unclaimed_recent.retain(|u| present.contains(u));
+        g.crlf_sizes.retain(|u, _| present.contains(u));
+        g.view = Arc::new(view);
+        g.dir_stamps = dir_stamps;
+        g.scanned = true;
+        Ok(())
+    }
+
+    /// Gives UIDs to every found message that has none, under the dot-lock.
+    fn assign_uids(&self, g: &mut Inner, found: &HashMap<Arc<str>, (Arc<str>, bool)>) -> Result<()> {
+        let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
+        // Another process may have assigned them while we waited.
+        let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
+        let mut fresh: Vec<(Option<SystemTime>, &Arc<str>)> = found
+            .iter()
+            .filter(|(b, _)| !db.uids.contains_key(*b))
+            .map(|(b, (file, in_new))| {
+                let p = self.dir.join(if *in_new { "new" } else { "cur" }).join(&**file);
+                (std::fs::metadata(p).and_then(|m| m.modified()).ok(), b)
+            })
+            .collect();
+        fresh.sort();
+        // Entries whose file is gone are dropped; their UIDs are never reused
+        // because next_uid only grows.
+        db.uids.retain(|b, _| found.contains_key(b));
+        for (_, base) in fresh {
+            db.uids.insert(base.clone(), db.next_uid);
+            db.next_uid = db.next_uid.saturating_add(1);
+        }
+        db.store(&self.dir)?;
+        g.uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
+        g.uiddb = Some(db);
+        Ok(())
+    }
+
+    /// Finds the current file of a message another program may have renamed.
+    fn locate(&self, base: &str) -> Result<Option<(Arc<str>, bool)>> {
+        let mut found = HashMap::new();
+        self.list_both(&mut found)?;
+        Ok(found.remove(base))
+    }
+
+    /// Opens a message file, following a rename by another program.
+    ///
+    /// # Errors
+    /// [`MaildirError::MessageGone`] when the message no longer exists.
+    pub fn open(&self, entry: &MessageEntry) -> Result<File> {
+        match File::open(entry.path(&self.dir)) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some((file, in_new)) = self.locate(&entry.base)? else {
+                    return Err(MaildirError::MessageGone);
+                };
+                let p = self.dir.join(if in_new { "new" } else { "cur" }).join(&*file);
+                File::open(&p).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        MaildirError::MessageGone
+                    } else {
+                        MaildirError::io("open", p, e)
+                    }
+                })
+            }
+            Err(e) => Err(MaildirError::io("open", entry.path(&self.dir), e)),
+        }
+    }
+
+    /// Reads a whole message.
+    ///
+    /// # Errors
+    /// As [`Folder::open`].
+    pub fn read(&self, entry: &MessageEntry) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let mut f = self.open(entry)?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)
+            .map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))?;
+        Ok(buf)
+    }
+
+    /// INTERNALDATE: the file's mtime, as Courier-IMAP and Dovecot keep it.
+    ///
+    /// # Errors
+    /// As [`Folder::open`].
+    pub fn internal_date(&self, entry: &MessageEntry) -> Result<SystemTime> {
+        let f = self.open(entry)?;
+        f.metadata()
+            .and_then(|m| m.modified())
+            .map_err(|e| MaildirError::io("stat", entry.path(&self.dir), e))
+    }
+
+    /// RFC822.SIZE: the size with CRLF line ends, from the `W=` field of the
+    /// name when present, else counted once and remembered.
+    ///
+    /// # Errors
+    /// As [`Folder::open`].
+    pub fn crlf_size(&self, entry: &MessageEntry) -> Result<u64> {
+        if let Some(w) = name_field(&entry.base, 'W') {
+            return Ok(w);
+        }
+        if let Some(s) = self.lock_inner().crlf_sizes.get(&entry.uid) {
+            return Ok(*s);
+        }
+        let data = self.read(entry)?;
+        let size = crlf_len(&data);
+        self.lock_inner().crlf_sizes.insert(entry.uid, size);
+        Ok(size)
+    }
+
+    /// Changes the flags and keywords of messages. Returns the entries as
+    /// they are afterwards; a message that is gone is left out.
+    ///
+    /// # Errors
+    /// I/O errors (a message that vanished is not an error).
+    pub fn set_flags(&self, changes: &[FlagChange]) -> Result<Vec<MessageEntry>> {
+        let mut g = self.lock_inner();
+        let mut view = (*g.view).clone();
+        let mut done = Vec::with_capacity(changes.len());
+        let mut kw_changes: Vec<(Arc<str>, KeywordSet)> = Vec::new();
+        for ch in changes {
+            let Ok(i) = view.messages.binary_search_by_key(&ch.uid, |m| m.uid) else {
+                continue;
+            };
+            let entry = &mut view.messages[i];
+            let new_name = format!("{}:2,{}", entry.base, ch.flags.to_info());
+            if *entry.file_name != *new_name || entry.in_new {
+                let mut attempt = 0;
+                loop {
+                    let from = entry.path(&self.dir);
+                    let to = self.dir.join("cur").join(&new_name);
+                    match std::fs::rename(&from, &to) {
+                        Ok(()) => {
+                            entry.file_name = Arc::from(new_name.as_str());
+                            entry.in_new = false;
+                            break;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                            attempt += 1;
+                            match self.locate(&entry.base)? {
+                                Some((file, in_new)) => {
+                                    entry.file_name = file;
+                                    entry.in_new = in_new;
+                                }
+                                None => break,
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                        Err(e) => return Err(MaildirError::io("rename", from, e)),
+                    }
+                }
+                if *entry.file_name != *new_name {
+                    continue; // gone
+                }
+            }
+            entry.flags = ch.flags.clone();
+            if entry.keywords != ch.keywords {
+                entry.keywords = ch.keywords.clone();
+                kw_changes.push((entry.base.clone(), ch.keywords.clone()));
+            }
+            done.push(entry.clone());
+        }
+        if !kw_changes.is_empty() {
+            let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
+            let mut db = KeywordDb::load(&self.dir)?;
+            for (base, set) in kw_changes {
+                if set.is_empty() {
+                    db.by_base.remove(&base);
+                } else {
+                    db.by_base.insert(base, set);
+                }
+            }
+            db.store(&self.dir)?;
+            g.kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME).join(crate::keywords::LIST_NAME));
+            g.keywords = db;
+        }
+        g.view = Arc::new(view);
+        Ok(done)
+    }
+
+    /// Adds messages to the folder and returns their UIDs, in order.
+    ///
+    /// Each file is in `cur/` before its UID is written, so a crash between
+    /// the two leaves a message that the next scan numbers: never a UID
+    /// without a message, never a message lost.
+    ///
+    /// # Errors
+    /// I/O errors; messages placed before the error stay.
+    pub fn append(&self, messages: Vec<NewMessage>) -> Result<Vec<u32>> {
+        let mut placed: Vec<(Arc<str>, KeywordSet)> = Vec::with_capacity(messages.len());
+        for m in messages {
+            let base = new_base_with_sizes(m.size, m.crlf_size);
+            let final_name = format!("{}:2,{}", base, m.flags.to_info());
+            let dest = self.dir.join("cur").join(&final_name);
+            let tmp = self.dir.join("tmp").join(&base);
+            match m.source {
+                AppendSource::TmpFile(src) => {
+                    set_mtime(&src, m.internal_date)?;
+                    std::fs::rename(&src, &dest).map_err(|e| MaildirError::io("rename", &src, e))?;
+                }
+                AppendSource::Existing(src) => {
+                    if std::fs::hard_link(&src, &tmp).is_err() {
+                        copy_synced(&src, &tmp)?;
+                        set_mtime(&tmp, m.internal_date)?;
+                    }
+                    std::fs::rename(&tmp, &dest).map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        MaildirError::io("rename", &tmp, e)
+                    })?;
+                }
+            }
+            placed.push((Arc::from(base.as_str()), m.keywords));
+        }
+        let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
+        let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
+        let mut uids = Vec::with_capacity(placed.len());
+        for (base, _) in &placed {
+            // A concurrent scan by another process may have numbered it already.
+            let uid = match db.uids.get(base) {
+                Some(u) => *u,
+                None => {
+                    let u = db.next_uid;
+                    db.uids.insert(base.clone(), u);
+                    db.next_uid = db.next_uid.saturating_add(1);
+                    u
+                }
+            };
+            uids.push(uid);
+        }
+        db.store(&self.dir)?;
+        if placed.iter().any(|(_, k)| !k.is_empty()) {
+            let mut kdb = KeywordDb::load(&self.dir)?;
+            for (base, k) in &placed {
+                if !k.is_empty() {
+                    kdb.by_base.insert(base.clone(), k.clone());
+                }
+            }
+            kdb.store(&self.dir)?;
+        }
+        let mut g = self.lock_inner();
+        g.unclaimed_recent.extend(uids.iter().copied());
+        Ok(uids)
+    }
+
+    /// Removes messages. Returns the UIDs actually removed (a message that
+    /// another program removed first is simply left out).
+    ///
+    /// # Errors
+    /// I/O errors other than a missing file.
+    pub fn expunge(&self, uids: &[u32]) -> Result<Vec<u32>> {
+        let mut g = self.lock_inner();
+        let mut view = (*g.view).clone();
+        let mut removed = Vec::new();
+        for &uid in uids {
+            let Some(entry) = view.find(uid).cloned() else { continue };
+            let mut path = entry.path(&self.dir);
+            let mut result = std::fs::remove_file(&path);
+            if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+                if let Some((file, in_new)) = self.locate(&entry.base)? {
+                    path = self.dir.join(if in_new { "new" } else { "cur" }).join(&*file);
+                    result = std::fs::remove_file(&path);
+                }
+            }
+            match result {
+                Ok(()) => removed.push(uid),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => removed.push(uid),
+                Err(e) => return Err(MaildirError::io("unlink", path, e)),
+            }
+        }
+        view.messages.retain(|m| !removed.contains(&m.uid));
+        g.view = Arc::new(view);
+        Ok(removed)
+    }
+}
+
+/// The length of `data` once every bare LF is written as CRLF.
+pub fn crlf_len(data: &[u8]) -> u64 {
+    let mut n = data.len() as u64;
+    let mut prev = 0u8;
+    for &b in data {
+        if b == b'\n' && prev != b'\r' {
+            n += 1;
+        }
+        prev = b;
+    }
+    n
+}
+
+fn set_mtime(path: &Path, when: Option<SystemTime>) -> Result<()> {
+    if let Some(t) = when {
+        let f = File::options()
+            .write(true)
+            .open(path)
+            .map_err(|e| MaildirError::io("open", path, e))?;
+        f.set_modified(t).map_err(|e| MaildirError::io("utime", path, e))?;
+    }
+    Ok(())
+}
+
+fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
+    let res = (|| {
+        let mut from = File::open(src)?;
+        let mut to = File::create(dst)?;
+        std::io::copy(&mut from, &mut to)?;
+        to.set_modified(from.metadata()?.modified()?)?;
+        to.sync_all()
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(dst);
+        MaildirError::io("copy", src, e)
+    })
+}

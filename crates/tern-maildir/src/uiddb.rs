@@ -1,0 +1,250 @@
+//! `courierimapuiddb`: the UID list Courier-IMAP keeps in every folder.
+//!
+//! Format (version 1, which Dovecot v1 also wrote):
+//! ```text
+//! 1 <uidvalidity> <nextuid>
+//! <uid> <file name without the :2,info suffix>
+//! ```
+//! When a folder has no `courierimapuiddb` but Dovecot's `dovecot-uidlist`
+//! (version 1 or 3), its UIDs are taken over so Dovecot sites keep them too.
+//! The file is rewritten atomically (write, fsync, rename) under the folder's
+//! dot-lock; a damaged file is set aside and the folder gets a new
+//! UIDVALIDITY, which makes clients resynchronise rather than see wrong mail.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{MaildirError, Result};
+use crate::flags::split_name;
+use crate::unique::write_atomic;
+
+/// File name of Courier's UID list.
+pub const FILE_NAME: &str = "courierimapuiddb";
+/// File name of Dovecot's UID list, read when Courier's is missing.
+pub const DOVECOT_FILE_NAME: &str = "dovecot-uidlist";
+
+/// The contents of a UID list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UidDb {
+    /// The folder's UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// The next UID to assign. Invariant: greater than every UID in `uids`.
+    pub next_uid: u32,
+    /// Base file name to UID.
+    pub uids: HashMap<Arc<str>, u32>,
+}
+
+/// Why a UID list could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseOutcome {
+    /// Parsed.
+    Ok(UidDb),
+    /// The file is not in a format we know, or damaged at `line`.
+    Corrupt {
+        /// 1-based line number of the first bad line.
+        line: usize,
+    },
+}
+
+impl UidDb {
+    /// A fresh list with a new UIDVALIDITY (the current time, as Courier and
+    /// Dovecot both choose it).
+    pub fn new_now() -> UidDb {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        UidDb {
+            uidvalidity: now.max(1),
+            next_uid: 1,
+            uids: HashMap::new(),
+        }
+    }
+
+    /// Parses a `courierimapuiddb` (or a version-1 `dovecot-uidlist`).
+    pub fn parse_courier(text: &str) -> ParseOutcome {
+        let mut lines = text.lines();
+        let Some(header) = lines.next() else {
+            return ParseOutcome::Corrupt { line: 1 };
+        };
+        let h: Vec<&str> = header.split_ascii_whitespace().collect();
+        let (uidvalidity, mut next_uid) = match h.as_slice() {
+            ["1", v, n] => match (v.parse::<u32>(), n.parse::<u32>()) {
+                (Ok(v), Ok(n)) => (v, n),
+                _ => return ParseOutcome::Corrupt { line: 1 },
+            },
+            _ => return ParseOutcome::Corrupt { line: 1 },
+        };
+        let mut uids = HashMap::new();
+        for (i, line) in lines.enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let Some((uid, name)) = line.split_once(' ') else {
+                return ParseOutcome::Corrupt { line: i + 2 };
+            };
+            let Ok(uid) = uid.parse::<u32>() else {
+                return ParseOutcome::Corrupt { line: i + 2 };
+            };
+            if uid == 0 {
+                return ParseOutcome::Corrupt { line: i + 2 };
+            }
+            let (base, _) = split_name(name);
+            next_uid = next_uid.max(uid.saturating_add(1));
+            uids.insert(Arc::from(base), uid);
+        }
+        ParseOutcome::Ok(UidDb {
+            uidvalidity,
+            next_uid: next_uid.max(1),
+            uids,
+        })
+    }
+
+    /// Parses a `dovecot-uidlist` of version 1 or 3.
+    pub fn parse_dovecot(text: &str) -> ParseOutcome {
+        if text.starts_with("1 ") {
+            return Self::parse_courier(text);
+        }
+        let mut lines = text.lines();
+        let Some(header) = lines.next() else {
+            return ParseOutcome::Corrupt { line: 1 };
+        };
+        let mut fields = header.split_ascii_whitespace();
+        if fields.next() != Some("3") {
+            return ParseOutcome::Corrupt { line: 1 };
+        }
+        let mut uidvalidity = None;
+        let mut next_uid = 1u32;
+        for f in fields {
+            if let Some(v) = f.strip_prefix('V') {
+                uidvalidity = v.parse::<u32>().ok();
+            } else if let Some(n) = f.strip_prefix('N') {
+                next_uid = n.parse().unwrap_or(1);
+            }
+        }
+        let Some(uidvalidity) = uidvalidity else {
+            return ParseOutcome::Corrupt { line: 1 };
+        };
+        let mut uids = HashMap::new();
+        for (i, line) in lines.enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            // `<uid> [<key><value> ...] :<filename>`
+            let Some((head, name)) = line.split_once(" :") else {
+                return ParseOutcome::Corrupt { line: i + 2 };
+            };
+            let Some(Ok(uid)) = head.split_ascii_whitespace().next().map(str::parse::<u32>) else {
+                return ParseOutcome::Corrupt { line: i + 2 };
+            };
+            let (base, _) = split_name(name);
+            next_uid = next_uid.max(uid.saturating_add(1));
+            uids.insert(Arc::from(base), uid);
+        }
+        ParseOutcome::Ok(UidDb {
+            uidvalidity,
+            next_uid,
+            uids,
+        })
+    }
+
+    /// Serialises in Courier's format, entries in UID order.
+    pub fn to_courier(&self) -> String {
+        let mut entries: Vec<(&u32, &Arc<str>)> = self.uids.iter().map(|(k, v)| (v, k)).collect();
+        entries.sort_unstable();
+        let mut out = format!("1 {} {}\n", self.uidvalidity, self.next_uid);
+        out.reserve(entries.len() * 48);
+        for (uid, name) in entries {
+            out.push_str(&uid.to_string());
+            out.push(' ');
+            out.push_str(name);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Reads the UID list of the folder at `dir`: Courier's file, else
+    /// Dovecot's, else `None`. A damaged Courier file is renamed aside
+    /// (`courierimapuiddb.corrupt`) and `None` returned.
+    ///
+    /// # Errors
+    /// I/O errors other than a missing file.
+    pub fn load(dir: &Path) -> Result<Option<UidDb>> {
+        let path = dir.join(FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match Self::parse_courier(&text) {
+                ParseOutcome::Ok(db) => return Ok(Some(db)),
+                ParseOutcome::Corrupt { line } => {
+                    tracing::warn!(path = %path.display(), line, "courierimapuiddb is damaged; setting it aside and starting a new UIDVALIDITY");
+                    let _ = std::fs::rename(&path, dir.join("courierimapuiddb.corrupt"));
+                    return Ok(None);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::warn!(path = %path.display(), "courierimapuiddb is not text; setting it aside");
+                let _ = std::fs::rename(&path, dir.join("courierimapuiddb.corrupt"));
+                return Ok(None);
+            }
+            Err(e) => return Err(MaildirError::io("read", path, e)),
+        }
+        let dpath = dir.join(DOVECOT_FILE_NAME);
+        match std::fs::read_to_string(&dpath) {
+            Ok(text) => match Self::parse_dovecot(&text) {
+                ParseOutcome::Ok(db) => Ok(Some(db)),
+                ParseOutcome::Corrupt { line } => {
+                    tracing::warn!(path = %dpath.display(), line, "dovecot-uidlist not understood; ignoring it");
+                    Ok(None)
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Writes the list to `dir/courierimapuiddb` atomically.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn store(&self, dir: &Path) -> Result<()> {
+        write_atomic(&dir.join(FILE_NAME), self.to_courier().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn courier_roundtrip() {
+        let text = "1 1700000000 4\n1 a.M1P1.h,S=3\n3 b.M2P2.h\n";
+        let ParseOutcome::Ok(db) = UidDb::parse_courier(text) else { panic!() };
+        assert_eq!(db.uidvalidity, 1700000000);
+        assert_eq!(db.next_uid, 4);
+        assert_eq!(db.uids.get("b.M2P2.h"), Some(&3));
+        assert_eq!(db.to_courier(), text);
+    }
+
+    #[test]
+    fn nextuid_never_below_a_used_uid() {
+        let ParseOutcome::Ok(db) = UidDb::parse_courier("1 5 2\n7 x\n") else { panic!() };
+        assert_eq!(db.next_uid, 8);
+    }
+
+    #[test]
+    fn dovecot_v3() {
+        let text = "3 V1234 N10 G0123abcd\n5 :a.M1P1.h:2,S\n9 W120 S100 :b.M2.h\n";
+        let ParseOutcome::Ok(db) = UidDb::parse_dovecot(text) else { panic!() };
+        assert_eq!(db.uidvalidity, 1234);
+        assert_eq!(db.next_uid, 10);
+        assert_eq!(db.uids.get("a.M1P1.h"), Some(&5));
+        assert_eq!(db.uids.get("b.M2.h"), Some(&9));
+    }
+
+    #[test]
+    fn corrupt_is_reported() {
+        assert_eq!(UidDb::parse_courier("2 x y\n"), ParseOutcome::Corrupt { line: 1 });
+        assert_eq!(UidDb::parse_courier("1 1 1\nfoo\n"), ParseOutcome::Corrupt { line: 2 });
+    }
+}

@@ -1,0 +1,73 @@
+//! Unique Maildir file names and atomic file replacement.
+//!
+//! New message names follow the Maildir convention
+//! `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>`: `S=` is the
+//! Maildir++ size that quota code reads, `W=` the size with CRLF line ends
+//! that IMAP reports as RFC822.SIZE (Dovecot writes the same field).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{MaildirError, Result};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The host name part of unique names, with `/` and `:` escaped as Maildir asks.
+pub fn hostname() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_else(|_| "localhost".to_owned());
+    raw.trim()
+        .replace('/', "\\057")
+        .replace(':', "\\072")
+        .replace(',', "\\054")
+}
+
+/// A new unique base name (no sizes, no info).
+pub fn new_base() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        n,
+        hostname()
+    )
+}
+
+/// A new unique base name carrying the sizes of the message.
+pub fn new_base_with_sizes(size: u64, crlf_size: u64) -> String {
+    format!("{},S={},W={}", new_base(), size, crlf_size)
+}
+
+/// Writes `data` to `path` atomically: a temporary file beside it, fsync,
+/// rename. A crash leaves either the old or the new content, never a mix.
+///
+/// # Errors
+/// Any I/O error; the temporary file is removed on failure.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{}.{}.tmp", file_name, new_base()));
+    let res = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(MaildirError::io("write", path, e));
+    }
+    Ok(())
+}
