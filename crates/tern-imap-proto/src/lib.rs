@@ -1,1 +1,17 @@
-//! placeholder
+//! The IMAP protocol layer of tern, free of I/O.
+//!
+//! Commands are parsed by imap-codec ([`command`]); this crate adds what the
+//! codec leaves to the server: framing of command lines and literals
+//! ([`framing`]), modified UTF-7 mailbox names ([`mutf7`]), sequence-set
+//! resolution against a mailbox ([`seqset`]) and the formatting of response
+//! data ([`wire`]). The server crate reads sockets and files and feeds them
+//! through here; nothing in this crate logs, blocks or touches the disk.
+
+pub mod command;
+pub mod framing;
+pub mod mutf7;
+pub mod seqset;
+pub mod wire;
+
+pub use imap_codec;
+pub use imap_codec::imap_types;
