@@ -1,0 +1,255 @@
+//! A lenient RFC 5322 address-list parser for ENVELOPE, which must show the
+//! header's own strings (encoded words are left encoded, RFC 3501 §7.4.2).
+
+/// One element of an address list as ENVELOPE lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressItem {
+    /// A mailbox: display name, local part, domain.
+    Mailbox {
+        /// The display name (phrase), if any.
+        name: Option<String>,
+        /// The local part.
+        mailbox: Option<String>,
+        /// The domain.
+        host: Option<String>,
+    },
+    /// The start of a group `name:`.
+    GroupStart(String),
+    /// The end of a group `;`.
+    GroupEnd,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Quoted(String),
+    Special(char),
+    Literal(String),
+}
+
+fn tokenize(s: &str) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            ' ' | '\t' | '\r' | '\n' => {}
+            '(' => {
+                let mut depth = 1;
+                while let Some(c) = it.next() {
+                    match c {
+                        '\\' => {
+                            it.next();
+                        }
+                        '(' => depth += 1,
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            '"' => {
+                let mut q = String::new();
+                while let Some(c) = it.next() {
+                    match c {
+                        '\\' => {
+                            if let Some(n) = it.next() {
+                                q.push(n);
+                            }
+                        }
+                        '"' => break,
+                        '\r' | '\n' => {}
+                        _ => q.push(c),
+                    }
+                }
+                out.push(Tok::Quoted(q));
+            }
+            '[' => {
+                let mut l = String::from("[");
+                for c in it.by_ref() {
+                    l.push(c);
+                    if c == ']' {
+                        break;
+                    }
+                }
+                out.push(Tok::Literal(l));
+            }
+            '<' | '>' | '@' | ',' | ':' | ';' | '.' => out.push(Tok::Special(c)),
+            _ => {
+                let mut w = String::from(c);
+                while let Some(&n) = it.peek() {
+                    if n.is_whitespace() || "()<>@,:;.\"[".contains(n) {
+                        break;
+                    }
+                    w.push(n);
+                    it.next();
+                }
+                out.push(Tok::Word(w));
+            }
+        }
+    }
+    out
+}
+
+/// Joins the tokens of a phrase with single spaces (dots stay attached).
+fn phrase(toks: &[Tok]) -> Option<String> {
+    let mut s = String::new();
+    for t in toks {
+        let piece = match t {
+            Tok::Word(w) | Tok::Quoted(w) | Tok::Literal(w) => w.clone(),
+            Tok::Special(c) => c.to_string(),
+        };
+        let attach = matches!(t, Tok::Special('.')) || s.ends_with('.');
+        if !s.is_empty() && !attach {
+            s.push(' ');
+        }
+        s.push_str(&piece);
+    }
+    (!s.is_empty()).then_some(s)
+}
+
+/// Concatenates tokens of an addr-spec part with no spaces.
+fn concat(toks: &[Tok]) -> String {
+    let mut s = String::new();
+    for t in toks {
+        match t {
+            Tok::Word(w) | Tok::Literal(w) => s.push_str(w),
+            Tok::Quoted(q) => {
+                if q.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)) && !q.is_empty() {
+                    s.push_str(q);
+                } else {
+                    s.push('"');
+                    s.push_str(q);
+                    s.push('"');
+                }
+            }
+            Tok::Special(c) => s.push(*c),
+        }
+    }
+    s
+}
+
+fn addr_spec(toks: &[Tok]) -> (Option<String>, Option<String>) {
+    // Strip a source route `@a,@b:` if present.
+    let toks = match toks.iter().position(|t| *t == Tok::Special(':')) {
+        Some(p) if toks.first() == Some(&Tok::Special('@')) => &toks[p + 1..],
+        _ => toks,
+    };
+    match toks.iter().rposition(|t| *t == Tok::Special('@')) {
+        Some(at) => {
+            let local = concat(&toks[..at]);
+            let host = concat(&toks[at + 1..]);
+            (Some(local), (!host.is_empty()).then_some(host))
+        }
+        None => {
+            let local = concat(toks);
+            ((!local.is_empty()).then_some(local), None)
+        }
+    }
+}
+
+/// Parses an address list.
+pub fn parse_list(s: &str) -> Vec<AddressItem> {
+    let toks = tokenize(s);
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut in_group = false;
+    while i < toks.len() {
+        // Collect one address (up to ',' or ';' at depth 0, or a group start).
+        let start = i;
+        let mut angle: Option<(usize, usize)> = None;
+        let mut group_colon = None;
+        while i < toks.len() {
+            match &toks[i] {
+                Tok::Special('<') => {
+                    let close = toks[i..].iter().position(|t| *t == Tok::Special('>')).map(|p| i + p).unwrap_or(toks.len());
+                    angle = Some((i + 1, close));
+                    i = close;
+                }
+                Tok::Special(':') if angle.is_none() && !in_group && group_colon.is_none() => {
+                    group_colon = Some(i);
+                    break;
+                }
+                Tok::Special(',') | Tok::Special(';') => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        if let Some(colon) = group_colon {
+            out.push(AddressItem::GroupStart(phrase(&toks[start..colon]).unwrap_or_default()));
+            in_group = true;
+            i = colon + 1;
+            continue;
+        }
+        let end = i.min(toks.len());
+        let item = match angle {
+            Some((a, b)) => {
+                let (mailbox, host) = addr_spec(&toks[a..b.min(toks.len())]);
+                let name = phrase(&toks[start..a - 1]);
+                Some(AddressItem::Mailbox { name, mailbox, host })
+            }
+            None if end > start => {
+                let (mailbox, host) = addr_spec(&toks[start..end]);
+                Some(AddressItem::Mailbox { name: None, mailbox, host })
+            }
+            None => None,
+        };
+        if let Some(item) = item {
+            out.push(item);
+        }
+        if i < toks.len() {
+            if toks[i] == Tok::Special(';') && in_group {
+                out.push(AddressItem::GroupEnd);
+                in_group = false;
+            }
+            i += 1;
+        }
+    }
+    if in_group {
+        out.push(AddressItem::GroupEnd);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mb(name: Option<&str>, m: &str, h: &str) -> AddressItem {
+        AddressItem::Mailbox {
+            name: name.map(Into::into),
+            mailbox: Some(m.into()),
+            host: Some(h.into()),
+        }
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            parse_list("\"Doe, John\" <john@example.com>, jane@x.org (Jane)"),
+            vec![mb(Some("Doe, John"), "john", "example.com"), mb(None, "jane", "x.org")]
+        );
+        assert_eq!(
+            parse_list("=?utf-8?q?J=C3=B6rg?= <j@x>"),
+            vec![mb(Some("=?utf-8?q?J=C3=B6rg?="), "j", "x")]
+        );
+        assert_eq!(
+            parse_list("undisclosed-recipients:;"),
+            vec![AddressItem::GroupStart("undisclosed-recipients".into()), AddressItem::GroupEnd]
+        );
+        assert_eq!(
+            parse_list("A Group: a@b, c@d; e@f"),
+            vec![
+                AddressItem::GroupStart("A Group".into()),
+                mb(None, "a", "b"),
+                mb(None, "c", "d"),
+                AddressItem::GroupEnd,
+                mb(None, "e", "f")
+            ]
+        );
+        assert_eq!(parse_list(""), vec![]);
+    }
+}
