@@ -59,7 +59,9 @@ impl PasswdFile {
             path: self.path.clone(),
             source,
         };
-        let mtime = std::fs::metadata(&self.path).and_then(|m| m.modified()).map_err(io)?;
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .map_err(io)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((t, users)) = cache.as_ref() {
             if *t == mtime {

@@ -19,7 +19,9 @@ pub fn verify(stored: &str, password: &[u8]) -> Result<bool, AuthError> {
     };
     match scheme.as_str() {
         "PLAIN" | "CLEARTEXT" | "CLEAR" => Ok(constant_time_eq(hash.as_bytes(), password)),
-        "CRYPT" | "DES-CRYPT" | "MD5-CRYPT" | "SHA256-CRYPT" | "SHA512-CRYPT" | "BLF-CRYPT" => verify_crypt(hash, password),
+        "CRYPT" | "DES-CRYPT" | "MD5-CRYPT" | "SHA256-CRYPT" | "SHA512-CRYPT" | "BLF-CRYPT" => {
+            verify_crypt(hash, password)
+        }
         "ARGON2ID" | "ARGON2I" => verify_argon2(hash, password),
         other => Err(AuthError::UnknownScheme(other.to_owned())),
     }
@@ -31,7 +33,9 @@ fn verify_crypt(hash: &str, password: &[u8]) -> Result<bool, AuthError> {
     }
     if hash.starts_with("$y$") || hash.starts_with("$7$") {
         use yescrypt::PasswordVerifier;
-        return Ok(yescrypt::Yescrypt::default().verify_password(password, hash).is_ok());
+        return Ok(yescrypt::Yescrypt::default()
+            .verify_password(password, hash)
+            .is_ok());
     }
     let Ok(pw) = std::str::from_utf8(password) else {
         return Ok(false);
@@ -50,8 +54,11 @@ fn verify_crypt(hash: &str, password: &[u8]) -> Result<bool, AuthError> {
 
 fn verify_argon2(hash: &str, password: &[u8]) -> Result<bool, AuthError> {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    let parsed = PasswordHash::new(hash).map_err(|_| AuthError::UnknownScheme("ARGON2 (malformed)".into()))?;
-    Ok(argon2::Argon2::default().verify_password(password, &parsed).is_ok())
+    let parsed = PasswordHash::new(hash)
+        .map_err(|_| AuthError::UnknownScheme("ARGON2 (malformed)".into()))?;
+    Ok(argon2::Argon2::default()
+        .verify_password(password, &parsed)
+        .is_ok())
 }
 
 /// Hashes a password with Argon2id, as `{ARGON2ID}$argon2id$...`.
@@ -72,8 +79,10 @@ pub fn hash_argon2id(password: &[u8]) -> Result<String, AuthError> {
 /// # Errors
 /// [`AuthError::Hash`] if the hasher fails.
 pub fn hash_sha512_crypt(password: &str) -> Result<String, AuthError> {
-    let params = sha_crypt::Sha512Params::new(5000).map_err(|e| AuthError::Hash(format!("{e:?}")))?;
-    let h = sha_crypt::sha512_simple(password, &params).map_err(|e| AuthError::Hash(format!("{e:?}")))?;
+    let params =
+        sha_crypt::Sha512Params::new(5000).map_err(|e| AuthError::Hash(format!("{e:?}")))?;
+    let h = sha_crypt::sha512_simple(password, &params)
+        .map_err(|e| AuthError::Hash(format!("{e:?}")))?;
     Ok(format!("{{SHA512-CRYPT}}{h}"))
 }
 

@@ -2,9 +2,9 @@
 //! needs from its types.
 
 use imap_codec::decode::{CommandDecodeError, Decoder};
-use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::command::Command;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::IntoStatic;
 use imap_codec::CommandCodec;
 
 /// Why a complete command could not be parsed.
@@ -26,7 +26,9 @@ pub fn parse(bytes: &[u8]) -> Result<Command<'static>, ParseError> {
     match CommandCodec::default().decode(bytes) {
         Ok((_, cmd)) => Ok(cmd.into_static()),
         Err(CommandDecodeError::Failed) => Err(ParseError::Syntax),
-        Err(CommandDecodeError::Incomplete) | Err(CommandDecodeError::LiteralFound { .. }) => Err(ParseError::Incomplete),
+        Err(CommandDecodeError::Incomplete) | Err(CommandDecodeError::LiteralFound { .. }) => {
+            Err(ParseError::Incomplete)
+        }
     }
 }
 
@@ -74,7 +76,9 @@ mod tests {
         let c = parse(b"a2 LIST \"\" ~foo\r\n").unwrap();
         assert!(matches!(c.body, CommandBody::List { .. }));
         let c = parse(b"a3 select inbox\r\n").unwrap();
-        let CommandBody::Select { mailbox, .. } = c.body else { panic!() };
+        let CommandBody::Select { mailbox, .. } = c.body else {
+            panic!()
+        };
         assert_eq!(mailbox_name(&mailbox), "INBOX");
     }
 

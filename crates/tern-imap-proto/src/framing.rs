@@ -50,17 +50,25 @@ pub fn literal_announcement(line: &[u8]) -> Option<Announcement> {
         return None;
     }
     let len = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
-    Some(Announcement { len, sync, brace_at })
+    Some(Announcement {
+        len,
+        sync,
+        brace_at,
+    })
 }
 
 /// The tag of a command line, if it starts with a plausible one (used to
 /// answer a line the parser refuses with a tagged BAD).
 pub fn tag_of(line: &[u8]) -> Option<&str> {
-    let end = line.iter().position(|b| *b == b' ' || *b == b'\r' || *b == b'\n')?;
+    let end = line
+        .iter()
+        .position(|b| *b == b' ' || *b == b'\r' || *b == b'\n')?;
     let tag = &line[..end];
     let ok = !tag.is_empty()
         && tag.len() <= 64
-        && tag.iter().all(|&b| b > 0x20 && b < 0x7f && !b"(){%*\"\\+".contains(&b));
+        && tag
+            .iter()
+            .all(|&b| b > 0x20 && b < 0x7f && !b"(){%*\"\\+".contains(&b));
     if ok {
         std::str::from_utf8(tag).ok()
     } else {

@@ -127,15 +127,29 @@ mod tests {
 
     #[test]
     fn rfc_examples() {
-        assert_eq!(decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap(), "~peter/mail/台北/日本語");
-        assert_eq!(encode("~peter/mail/台北/日本語"), "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+        assert_eq!(
+            decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap(),
+            "~peter/mail/台北/日本語"
+        );
+        assert_eq!(
+            encode("~peter/mail/台北/日本語"),
+            "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
+        );
         assert_eq!(decode("Tom &- Jerry").unwrap(), "Tom & Jerry");
         assert_eq!(encode("Entwürfe"), "Entw&APw-rfe");
     }
 
     #[test]
     fn rejects_invalid() {
-        for bad in ["&", "&Jjo", "&AGE-", "a\u{e9}", "&U,BTF2-", "&ZeVnLIqe", "&2D3-"] {
+        for bad in [
+            "&",
+            "&Jjo",
+            "&AGE-",
+            "a\u{e9}",
+            "&U,BTF2-",
+            "&ZeVnLIqe",
+            "&2D3-",
+        ] {
             assert!(decode(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 
 /// Appends an IMAP `string`: quoted if possible, else a literal.
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s.len() <= 1024 && s.iter().all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
+    let quotable = s.len() <= 1024
+        && s.iter()
+            .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
     if quotable {
         out.push(b'"');
         for &b in s {
@@ -55,7 +57,9 @@ impl std::fmt::Write for Bytes<'_> {
     }
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Formats a `date-time` (RFC 3501 §9) in UTC: `"17-Jul-1996 02:44:25 +0000"`,
 /// with the quotes.

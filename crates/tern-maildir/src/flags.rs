@@ -179,7 +179,10 @@ mod tests {
 
     #[test]
     fn split_and_fields() {
-        assert_eq!(split_name("123.M4P5.h,S=10,W=12:2,RS"), ("123.M4P5.h,S=10,W=12", Some("RS")));
+        assert_eq!(
+            split_name("123.M4P5.h,S=10,W=12:2,RS"),
+            ("123.M4P5.h,S=10,W=12", Some("RS"))
+        );
         assert_eq!(split_name("123.M4P5.h"), ("123.M4P5.h", None));
         assert_eq!(name_field("123.M4P5.h,S=10,W=12", 'S'), Some(10));
         assert_eq!(name_field("123.M4P5.h,S=10,W=12", 'W'), Some(12));

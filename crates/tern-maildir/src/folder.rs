@@ -248,7 +248,9 @@ impl Folder {
     fn list_both(&self, found: &mut HashMap<Arc<str>, (Arc<str>, bool)>) -> Result<()> {
         for name in self.list("new")? {
             let base: Arc<str> = Arc::from(split_name(&name).0);
-            found.entry(base).or_insert((Arc::from(name.as_str()), true));
+            found
+                .entry(base)
+                .or_insert((Arc::from(name.as_str()), true));
         }
         for name in self.list("cur")? {
             let base: Arc<str> = Arc::from(split_name(&name).0);
@@ -263,10 +265,18 @@ impl Folder {
             return Err(MaildirError::NoSuchFolder);
         }
         let uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
-        let kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME).join(crate::keywords::LIST_NAME));
+        let kw_stamp = stamp(
+            &self
+                .dir
+                .join(crate::keywords::DIR_NAME)
+                .join(crate::keywords::LIST_NAME),
+        );
         let now = SystemTime::now();
         let settled = |s: &Option<Stamp>| match s {
-            Some(s) => now.duration_since(s.mtime).map(|a| a > MTIME_TRUST_AFTER).unwrap_or(false),
+            Some(s) => now
+                .duration_since(s.mtime)
+                .map(|a| a > MTIME_TRUST_AFTER)
+                .unwrap_or(false),
             None => true,
         };
         let new_is_empty = !g.view.messages.iter().any(|m| m.in_new);
@@ -282,7 +292,8 @@ impl Folder {
             return Ok(());
         }
 
-        let mut found: HashMap<Arc<str>, (Arc<str>, bool)> = HashMap::with_capacity(g.view.messages.len() + 16);
+        let mut found: HashMap<Arc<str>, (Arc<str>, bool)> =
+            HashMap::with_capacity(g.view.messages.len() + 16);
         self.list_both(&mut found)?;
 
         let mut moved: Vec<Arc<str>> = Vec::new();
@@ -297,7 +308,10 @@ impl Folder {
                 } else {
                     format!("{file}:2,")
                 };
-                match std::fs::rename(self.dir.join("new").join(&**file), self.dir.join("cur").join(&target)) {
+                match std::fs::rename(
+                    self.dir.join("new").join(&**file),
+                    self.dir.join("cur").join(&target),
+                ) {
                     Ok(()) => {
                         *file = Arc::from(target);
                         *in_new = false;
@@ -348,7 +362,12 @@ impl Folder {
                     Some(info) => Flags::from_info(info),
                     None => Flags::empty(),
                 };
-                let keywords = g.keywords.by_base.get(&base).cloned().unwrap_or_else(|| empty.clone());
+                let keywords = g
+                    .keywords
+                    .by_base
+                    .get(&base)
+                    .cloned()
+                    .unwrap_or_else(|| empty.clone());
                 Some(MessageEntry {
                     uid,
                     base,
@@ -382,7 +401,11 @@ impl Folder {
     }
 
     /// Gives UIDs to every found message that has none, under the dot-lock.
-    fn assign_uids(&self, g: &mut Inner, found: &HashMap<Arc<str>, (Arc<str>, bool)>) -> Result<()> {
+    fn assign_uids(
+        &self,
+        g: &mut Inner,
+        found: &HashMap<Arc<str>, (Arc<str>, bool)>,
+    ) -> Result<()> {
         let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
         // Another process may have assigned them while we waited.
         let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
@@ -390,7 +413,10 @@ impl Folder {
             .iter()
             .filter(|(b, _)| !db.uids.contains_key(*b))
             .map(|(b, (file, in_new))| {
-                let p = self.dir.join(if *in_new { "new" } else { "cur" }).join(&**file);
+                let p = self
+                    .dir
+                    .join(if *in_new { "new" } else { "cur" })
+                    .join(&**file);
                 (std::fs::metadata(p).and_then(|m| m.modified()).ok(), b)
             })
             .collect();
@@ -426,7 +452,10 @@ impl Folder {
                 let Some((file, in_new)) = self.locate(&entry.base)? else {
                     return Err(MaildirError::MessageGone);
                 };
-                let p = self.dir.join(if in_new { "new" } else { "cur" }).join(&*file);
+                let p = self
+                    .dir
+                    .join(if in_new { "new" } else { "cur" })
+                    .join(&*file);
                 File::open(&p).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::NotFound {
                         MaildirError::MessageGone
@@ -544,7 +573,12 @@ impl Folder {
                 }
             }
             db.store(&self.dir)?;
-            g.kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME).join(crate::keywords::LIST_NAME));
+            g.kw_stamp = stamp(
+                &self
+                    .dir
+                    .join(crate::keywords::DIR_NAME)
+                    .join(crate::keywords::LIST_NAME),
+            );
             g.keywords = db;
         }
         g.view = Arc::new(view);
@@ -569,7 +603,8 @@ impl Folder {
             match m.source {
                 AppendSource::TmpFile(src) => {
                     set_mtime(&src, m.internal_date)?;
-                    std::fs::rename(&src, &dest).map_err(|e| MaildirError::io("rename", &src, e))?;
+                    std::fs::rename(&src, &dest)
+                        .map_err(|e| MaildirError::io("rename", &src, e))?;
                 }
                 AppendSource::Existing(src) => {
                     if std::fs::hard_link(&src, &tmp).is_err() {
@@ -625,12 +660,17 @@ impl Folder {
         let mut view = (*g.view).clone();
         let mut removed = Vec::new();
         for &uid in uids {
-            let Some(entry) = view.find(uid).cloned() else { continue };
+            let Some(entry) = view.find(uid).cloned() else {
+                continue;
+            };
             let mut path = entry.path(&self.dir);
             let mut result = std::fs::remove_file(&path);
             if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
                 if let Some((file, in_new)) = self.locate(&entry.base)? {
-                    path = self.dir.join(if in_new { "new" } else { "cur" }).join(&*file);
+                    path = self
+                        .dir
+                        .join(if in_new { "new" } else { "cur" })
+                        .join(&*file);
                     result = std::fs::remove_file(&path);
                 }
             }
@@ -665,7 +705,8 @@ fn set_mtime(path: &Path, when: Option<SystemTime>) -> Result<()> {
             .write(true)
             .open(path)
             .map_err(|e| MaildirError::io("open", path, e))?;
-        f.set_modified(t).map_err(|e| MaildirError::io("utime", path, e))?;
+        f.set_modified(t)
+            .map_err(|e| MaildirError::io("utime", path, e))?;
     }
     Ok(())
 }

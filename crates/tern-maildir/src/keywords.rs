@@ -57,7 +57,8 @@ impl KeywordDb {
     /// Serialises to the `:list` format.
     pub fn serialise(&self) -> String {
         let names: BTreeSet<&Arc<str>> = self.by_base.values().flat_map(|s| s.iter()).collect();
-        let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (&***n, i)).collect();
+        let index: HashMap<&str, usize> =
+            names.iter().enumerate().map(|(i, n)| (&***n, i)).collect();
         let mut out = String::new();
         for n in &names {
             out.push_str(n);
@@ -73,7 +74,11 @@ impl KeywordDb {
             }
             out.push_str(b);
             out.push(':');
-            let idx: Vec<String> = set.iter().filter_map(|k| index.get(&**k)).map(|i| i.to_string()).collect();
+            let idx: Vec<String> = set
+                .iter()
+                .filter_map(|k| index.get(&**k))
+                .map(|i| i.to_string())
+                .collect();
             out.push_str(&idx.join(" "));
             out.push('\n');
         }

@@ -93,12 +93,17 @@ impl Maildir {
     /// # Errors
     /// I/O errors reading the root.
     pub fn list_folders(&self) -> Result<Vec<FolderInfo>> {
-        let rd = std::fs::read_dir(&self.root).map_err(|e| MaildirError::io("readdir", &self.root, e))?;
+        let rd = std::fs::read_dir(&self.root)
+            .map_err(|e| MaildirError::io("readdir", &self.root, e))?;
         let mut out = Vec::new();
         for ent in rd {
             let ent = ent.map_err(|e| MaildirError::io("readdir", &self.root, e))?;
-            let Some(dir) = ent.file_name().to_str().map(str::to_owned) else { continue };
-            let Some(name) = FolderName::from_dir_name(&dir) else { continue };
+            let Some(dir) = ent.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(name) = FolderName::from_dir_name(&dir) else {
+                continue;
+            };
             // Symlinks planted by others are not followed: only real directories count.
             match ent.file_type() {
                 Ok(t) if t.is_dir() => {}
@@ -132,7 +137,9 @@ impl Maildir {
             Ok(()) => Ok(()),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
-                if e.kind() == std::io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENOTEMPTY) {
+                if e.kind() == std::io::ErrorKind::AlreadyExists
+                    || e.raw_os_error() == Some(libc::ENOTEMPTY)
+                {
                     Err(MaildirError::FolderExists)
                 } else {
                     Err(MaildirError::io("rename", dir, e))
@@ -165,7 +172,9 @@ impl Maildir {
     /// [`MaildirError::NoSuchFolder`], [`MaildirError::FolderExists`], I/O errors.
     pub fn rename_folder(&self, from: &FolderName, to: &FolderName) -> Result<()> {
         if to == from || to.is_below(from) {
-            return Err(MaildirError::NotAllowed("cannot rename a folder into itself"));
+            return Err(MaildirError::NotAllowed(
+                "cannot rename a folder into itself",
+            ));
         }
         if self.folder_dir(Some(to)).exists() {
             return Err(MaildirError::FolderExists);
@@ -207,7 +216,9 @@ impl Maildir {
         let target = Folder::new(self.folder_dir(Some(to)));
         let mut batch = Vec::with_capacity(view.messages.len());
         for m in &view.messages {
-            let size = std::fs::metadata(m.path(inbox.dir())).map(|md| md.len()).unwrap_or(0);
+            let size = std::fs::metadata(m.path(inbox.dir()))
+                .map(|md| md.len())
+                .unwrap_or(0);
             batch.push(NewMessage {
                 source: AppendSource::Existing(m.path(inbox.dir())),
                 size,

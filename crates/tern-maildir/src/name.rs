@@ -31,10 +31,14 @@ impl FolderName {
             return Err(MaildirError::InvalidName("name is too long"));
         }
         if name.contains('/') {
-            return Err(MaildirError::InvalidName("'/' is not allowed in a folder name"));
+            return Err(MaildirError::InvalidName(
+                "'/' is not allowed in a folder name",
+            ));
         }
         if name.bytes().any(|b| b < 0x20 || b == 0x7f) {
-            return Err(MaildirError::InvalidName("control characters are not allowed"));
+            return Err(MaildirError::InvalidName(
+                "control characters are not allowed",
+            ));
         }
         if name.split(SEPARATOR).any(str::is_empty) {
             return Err(MaildirError::InvalidName("empty hierarchy level"));
@@ -96,7 +100,10 @@ mod tests {
         for bad in ["", "a/b", "..", "a..b", ".a", "a.", "/etc", "a\nb"] {
             assert!(FolderName::new(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(FolderName::new("Work.2024").unwrap().dir_name(), ".Work.2024");
+        assert_eq!(
+            FolderName::new("Work.2024").unwrap().dir_name(),
+            ".Work.2024"
+        );
     }
 
     #[test]
@@ -107,7 +114,10 @@ mod tests {
         assert!(ab.is_below(&a));
         assert!(!abc.is_below(&a));
         assert_eq!(ab.parent(), Some(a.clone()));
-        assert_eq!(ab.rebase(&a, &FolderName::new("X.Y").unwrap()).as_str(), "X.Y.B");
+        assert_eq!(
+            ab.rebase(&a, &FolderName::new("X.Y").unwrap()).as_str(),
+            "X.Y.B"
+        );
         assert_eq!(FolderName::from_dir_name(".A.B"), Some(ab));
         assert_eq!(FolderName::from_dir_name("cur"), None);
     }

@@ -219,7 +219,9 @@ mod tests {
     #[test]
     fn courier_roundtrip() {
         let text = "1 1700000000 4\n1 a.M1P1.h,S=3\n3 b.M2P2.h\n";
-        let ParseOutcome::Ok(db) = UidDb::parse_courier(text) else { panic!() };
+        let ParseOutcome::Ok(db) = UidDb::parse_courier(text) else {
+            panic!()
+        };
         assert_eq!(db.uidvalidity, 1700000000);
         assert_eq!(db.next_uid, 4);
         assert_eq!(db.uids.get("b.M2P2.h"), Some(&3));
@@ -228,14 +230,18 @@ mod tests {
 
     #[test]
     fn nextuid_never_below_a_used_uid() {
-        let ParseOutcome::Ok(db) = UidDb::parse_courier("1 5 2\n7 x\n") else { panic!() };
+        let ParseOutcome::Ok(db) = UidDb::parse_courier("1 5 2\n7 x\n") else {
+            panic!()
+        };
         assert_eq!(db.next_uid, 8);
     }
 
     #[test]
     fn dovecot_v3() {
         let text = "3 V1234 N10 G0123abcd\n5 :a.M1P1.h:2,S\n9 W120 S100 :b.M2.h\n";
-        let ParseOutcome::Ok(db) = UidDb::parse_dovecot(text) else { panic!() };
+        let ParseOutcome::Ok(db) = UidDb::parse_dovecot(text) else {
+            panic!()
+        };
         assert_eq!(db.uidvalidity, 1234);
         assert_eq!(db.next_uid, 10);
         assert_eq!(db.uids.get("a.M1P1.h"), Some(&5));
@@ -244,7 +250,13 @@ mod tests {
 
     #[test]
     fn corrupt_is_reported() {
-        assert_eq!(UidDb::parse_courier("2 x y\n"), ParseOutcome::Corrupt { line: 1 });
-        assert_eq!(UidDb::parse_courier("1 1 1\nfoo\n"), ParseOutcome::Corrupt { line: 2 });
+        assert_eq!(
+            UidDb::parse_courier("2 x y\n"),
+            ParseOutcome::Corrupt { line: 1 }
+        );
+        assert_eq!(
+            UidDb::parse_courier("1 1 1\nfoo\n"),
+            ParseOutcome::Corrupt { line: 2 }
+        );
     }
 }

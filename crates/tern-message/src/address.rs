@@ -118,7 +118,10 @@ fn concat(toks: &[Tok]) -> String {
         match t {
             Tok::Word(w) | Tok::Literal(w) => s.push_str(w),
             Tok::Quoted(q) => {
-                if q.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)) && !q.is_empty() {
+                if q.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
+                    && !q.is_empty()
+                {
                     s.push_str(q);
                 } else {
                     s.push('"');
@@ -165,7 +168,11 @@ pub fn parse_list(s: &str) -> Vec<AddressItem> {
         while i < toks.len() {
             match &toks[i] {
                 Tok::Special('<') => {
-                    let close = toks[i..].iter().position(|t| *t == Tok::Special('>')).map(|p| i + p).unwrap_or(toks.len());
+                    let close = toks[i..]
+                        .iter()
+                        .position(|t| *t == Tok::Special('>'))
+                        .map(|p| i + p)
+                        .unwrap_or(toks.len());
                     angle = Some((i + 1, close));
                     i = close;
                 }
@@ -179,7 +186,9 @@ pub fn parse_list(s: &str) -> Vec<AddressItem> {
             i += 1;
         }
         if let Some(colon) = group_colon {
-            out.push(AddressItem::GroupStart(phrase(&toks[start..colon]).unwrap_or_default()));
+            out.push(AddressItem::GroupStart(
+                phrase(&toks[start..colon]).unwrap_or_default(),
+            ));
             in_group = true;
             i = colon + 1;
             continue;
@@ -189,11 +198,19 @@ pub fn parse_list(s: &str) -> Vec<AddressItem> {
             Some((a, b)) => {
                 let (mailbox, host) = addr_spec(&toks[a..b.min(toks.len())]);
                 let name = phrase(&toks[start..a - 1]);
-                Some(AddressItem::Mailbox { name, mailbox, host })
+                Some(AddressItem::Mailbox {
+                    name,
+                    mailbox,
+                    host,
+                })
             }
             None if end > start => {
                 let (mailbox, host) = addr_spec(&toks[start..end]);
-                Some(AddressItem::Mailbox { name: None, mailbox, host })
+                Some(AddressItem::Mailbox {
+                    name: None,
+                    mailbox,
+                    host,
+                })
             }
             None => None,
         };
@@ -230,7 +247,10 @@ mod tests {
     fn lists() {
         assert_eq!(
             parse_list("\"Doe, John\" <john@example.com>, jane@x.org (Jane)"),
-            vec![mb(Some("Doe, John"), "john", "example.com"), mb(None, "jane", "x.org")]
+            vec![
+                mb(Some("Doe, John"), "john", "example.com"),
+                mb(None, "jane", "x.org")
+            ]
         );
         assert_eq!(
             parse_list("=?utf-8?q?J=C3=B6rg?= <j@x>"),
@@ -238,7 +258,10 @@ mod tests {
         );
         assert_eq!(
             parse_list("undisclosed-recipients:;"),
-            vec![AddressItem::GroupStart("undisclosed-recipients".into()), AddressItem::GroupEnd]
+            vec![
+                AddressItem::GroupStart("undisclosed-recipients".into()),
+                AddressItem::GroupEnd
+            ]
         );
         assert_eq!(
             parse_list("A Group: a@b, c@d; e@f"),

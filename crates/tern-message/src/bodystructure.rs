@@ -119,7 +119,10 @@ pub fn write(out: &mut Vec<u8>, msg: &[u8], part: &Part, ext: Extensions) {
             out.push(b' ');
             nstring(out, header::first(&fields, "Content-ID").as_deref());
             out.push(b' ');
-            nstring(out, header::first(&fields, "Content-Description").as_deref());
+            nstring(
+                out,
+                header::first(&fields, "Content-Description").as_deref(),
+            );
             out.push(b' ');
             let enc = header::first(&fields, "Content-Transfer-Encoding")
                 .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
@@ -156,7 +159,10 @@ mod tests {
         let m = b"Subject: x\r\n\r\nhello\r\n";
         let mut out = Vec::new();
         write(&mut out, m, &parse(m), Extensions::No);
-        assert_eq!(String::from_utf8(out).unwrap(), "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 7 1)");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 7 1)"
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ fn nstring(out: &mut Vec<u8>, v: Option<&[u8]>) {
 
 /// Writes an IMAP string (quoted when possible, else a literal).
 pub fn quoted_or_literal(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s.iter().all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
+    let quotable = s
+        .iter()
+        .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
     if quotable {
         out.push(b'"');
         for &b in s {
@@ -41,7 +43,11 @@ fn addresses(out: &mut Vec<u8>, value: Option<Vec<u8>>) {
     out.push(b'(');
     for item in items {
         match item {
-            AddressItem::Mailbox { name, mailbox, host } => {
+            AddressItem::Mailbox {
+                name,
+                mailbox,
+                host,
+            } => {
                 out.push(b'(');
                 nstring(out, name.as_deref().map(str::as_bytes));
                 out.extend_from_slice(b" NIL ");

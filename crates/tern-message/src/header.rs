@@ -69,8 +69,15 @@ pub fn unfold(value: &[u8]) -> Vec<u8> {
             out.push(b);
         }
     }
-    let s = out.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(out.len());
-    let e = out.iter().rposition(|b| !b.is_ascii_whitespace()).map(|p| p + 1).unwrap_or(s);
+    let s = out
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(out.len());
+    let e = out
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map(|p| p + 1)
+        .unwrap_or(s);
     out[s..e.max(s)].to_vec()
 }
 
@@ -124,7 +131,11 @@ pub fn parse_params(raw: &[u8]) -> ParamValue {
     }
     let value = s[..value_end].trim().to_owned();
     let mut params = Vec::new();
-    let mut rest = if value_end < s.len() { &s[value_end + 1..] } else { "" };
+    let mut rest = if value_end < s.len() {
+        &s[value_end + 1..]
+    } else {
+        ""
+    };
     while !rest.is_empty() {
         let Some(eq) = rest.find('=') else { break };
         let name = rest[..eq].trim().trim_matches(';').trim().to_owned();
@@ -148,11 +159,18 @@ pub fn parse_params(raw: &[u8]) -> ParamValue {
                 }
             }
             let remainder = &q[end.min(q.len())..];
-            let next = remainder.find(';').map(|p| &remainder[p + 1..]).unwrap_or("");
+            let next = remainder
+                .find(';')
+                .map(|p| &remainder[p + 1..])
+                .unwrap_or("");
             (out, next)
         } else {
             let end = after.find(';').unwrap_or(after.len());
-            let next = if end < after.len() { &after[end + 1..] } else { "" };
+            let next = if end < after.len() {
+                &after[end + 1..]
+            } else {
+                ""
+            };
             (after[..end].trim().to_owned(), next)
         };
         if !name.is_empty() && !name.contains(char::is_whitespace) {

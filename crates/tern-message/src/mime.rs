@@ -46,7 +46,13 @@ pub struct Part {
 impl Part {
     /// Media type, lower-case (`text`).
     pub fn media_type(&self) -> String {
-        self.content_type.value.split('/').next().unwrap_or("").trim().to_ascii_lowercase()
+        self.content_type
+            .value
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
     }
 
     /// Media subtype, lower-case (`plain`).
@@ -116,7 +122,10 @@ fn parse_entity(msg: &[u8], range: Range<usize>, digest_child: bool, depth: usiz
     }
     let (mtype, subtype) = (part.media_type(), part.media_subtype());
     if mtype == "multipart" {
-        let boundary = part.content_type.param("boundary").map(|b| b.as_bytes().to_vec());
+        let boundary = part
+            .content_type
+            .param("boundary")
+            .map(|b| b.as_bytes().to_vec());
         let children = match boundary {
             Some(b) if !b.is_empty() => split_multipart(msg, &body, &b)
                 .into_iter()
@@ -247,11 +256,15 @@ mod tests {
     #[test]
     fn multipart_ranges() {
         let p = parse(MP);
-        let PartKind::Multipart(ch) = &p.kind else { panic!() };
+        let PartKind::Multipart(ch) = &p.kind else {
+            panic!()
+        };
         assert_eq!(ch.len(), 2);
         assert_eq!(&MP[ch[0].body.clone()], b"one");
         assert_eq!(&MP[ch[1].body.clone()], b"Subject: in\r\n\r\ninner body");
-        let PartKind::Message(inner) = &ch[1].kind else { panic!() };
+        let PartKind::Message(inner) = &ch[1].kind else {
+            panic!()
+        };
         assert_eq!(&MP[inner.body.clone()], b"inner body");
         let p21 = find(&p, &[2, 1]).unwrap();
         assert_eq!(&MP[p21.body.clone()], b"inner body");
@@ -264,7 +277,9 @@ mod tests {
         assert_eq!(p.body, m.len()..m.len());
         let m = b"Content-Type: multipart/mixed\r\n\r\nbody\r\n";
         let p = parse(m);
-        let PartKind::Multipart(ch) = &p.kind else { panic!() };
+        let PartKind::Multipart(ch) = &p.kind else {
+            panic!()
+        };
         assert_eq!(ch.len(), 1);
     }
 

@@ -61,7 +61,9 @@ pub fn extract(msg: &[u8], root: &Part, path: &[u32], spec: &Specifier) -> Optio
             let want = matches!(spec, Specifier::HeaderFields(_));
             let mut out = Vec::new();
             for f in header::fields(&msg[m.header.clone()]) {
-                let hit = names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(f.name));
+                let hit = names
+                    .iter()
+                    .any(|n| n.as_bytes().eq_ignore_ascii_case(f.name));
                 if hit == want {
                     out.extend_from_slice(f.raw);
                     if !f.raw.ends_with(b"\n") {
@@ -91,10 +93,18 @@ mod tests {
     #[test]
     fn sections() {
         let root = mime::parse(M);
-        let get = |p: &[u32], s: Specifier| extract(M, &root, p, &s).map(|v| String::from_utf8(v).unwrap());
+        let get = |p: &[u32], s: Specifier| {
+            extract(M, &root, p, &s).map(|v| String::from_utf8(v).unwrap())
+        };
         assert_eq!(get(&[1], Specifier::Whole).unwrap(), "part one");
-        assert_eq!(get(&[1], Specifier::Mime).unwrap(), "Content-Type: text/plain\r\n\r\n");
-        assert_eq!(get(&[2], Specifier::Header).unwrap(), "Subject: inner\r\nX: y\r\n\r\n");
+        assert_eq!(
+            get(&[1], Specifier::Mime).unwrap(),
+            "Content-Type: text/plain\r\n\r\n"
+        );
+        assert_eq!(
+            get(&[2], Specifier::Header).unwrap(),
+            "Subject: inner\r\nX: y\r\n\r\n"
+        );
         assert_eq!(get(&[2], Specifier::Text).unwrap(), "inner text");
         assert_eq!(get(&[2, 1], Specifier::Whole).unwrap(), "inner text");
         assert_eq!(
@@ -115,6 +125,9 @@ mod tests {
     fn single_part_body_is_part_one() {
         let m = b"Subject: x\r\n\r\nbody\r\n";
         let root = mime::parse(m);
-        assert_eq!(extract(m, &root, &[1], &Specifier::Whole).unwrap(), b"body\r\n");
+        assert_eq!(
+            extract(m, &root, &[1], &Specifier::Whole).unwrap(),
+            b"body\r\n"
+        );
     }
 }

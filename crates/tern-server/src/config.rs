@@ -1,0 +1,380 @@
+//! The configuration: one typed TOML tree, validated before any port is bound.
+//!
+//! Relative paths are relative to the directory of the config file. Unknown
+//! keys are an error that names the key. See `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default cleartext IMAP listener of the embedded configuration.
+pub const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:1143";
+/// Default implicit-TLS IMAP listener of the embedded configuration.
+pub const DEFAULT_IMAPS_LISTEN: &str = "127.0.0.1:1993";
+/// Longest command line accepted, literals of non-APPEND commands included.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
+/// Largest message APPEND accepts (RFC 7889 APPENDLIMIT).
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+/// Idle timeout before login.
+pub const DEFAULT_PREAUTH_TIMEOUT_SECS: u64 = 60;
+/// Idle timeout after login: RFC 3501 §5.4 asks for at least 30 minutes.
+pub const DEFAULT_AUTH_TIMEOUT_SECS: u64 = 30 * 60;
+/// Failed logins allowed on one connection before it is closed.
+pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 3;
+/// Delay after the first failed login; it doubles with each further failure.
+pub const DEFAULT_AUTH_FAILURE_DELAY_MS: u64 = 1000;
+/// Connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Connections from one IP address at once. High on purpose: Thunderbird
+/// opens 5 per account, and many users share one NAT address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 100;
+/// How often a selected or idling session looks at the disk for changes
+/// made by other programs.
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+/// Commands a client may pipeline before the server stops reading.
+pub const DEFAULT_MAX_PIPELINED_COMMANDS: usize = 64;
+
+/// Why the configuration is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax or type error, or an unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde/toml said (names the key).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{path}: key `{key}`: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// When LOGIN and AUTHENTICATE PLAIN are allowed without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Cleartext {
+    /// Only from loopback addresses (the default).
+    #[default]
+    Loopback,
+    /// Always (only behind a trusted network).
+    Always,
+    /// Never: TLS is required.
+    Never,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Host name for the greeting and logs.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// IMAP listeners.
+    #[serde(default)]
+    pub imap: ImapConfig,
+    /// Certificate and key.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// User database.
+    pub auth: AuthConfig,
+    /// Where mail lives.
+    #[serde(default)]
+    pub mail: MailConfig,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Directory of the config file; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+fn default_hostname() -> String {
+    tern_maildir::unique::hostname()
+}
+
+/// `[imap]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Cleartext + STARTTLS listeners.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Implicit TLS listeners.
+    #[serde(default)]
+    pub tls_listen: Vec<String>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Dovecot-format passwd-file.
+    pub passwd_file: PathBuf,
+    /// When cleartext logins are allowed.
+    #[serde(default)]
+    pub cleartext: Cleartext,
+    /// Failed logins per connection before it is closed.
+    #[serde(default = "default_max_auth_failures")]
+    pub max_failures: u32,
+    /// First delay after a failed login, in milliseconds; doubles each time.
+    #[serde(default = "default_failure_delay")]
+    pub failure_delay_ms: u64,
+}
+
+fn default_max_auth_failures() -> u32 {
+    DEFAULT_MAX_AUTH_FAILURES
+}
+fn default_failure_delay() -> u64 {
+    DEFAULT_AUTH_FAILURE_DELAY_MS
+}
+
+/// `[mail]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// Maildir location when the user entry has no `mail=`; `{user}`,
+    /// `{local}`, `{domain}` and `{home}` are replaced, `~/` is the home.
+    #[serde(default = "default_maildir")]
+    pub maildir: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            maildir: default_maildir(),
+        }
+    }
+}
+
+fn default_maildir() -> String {
+    "{home}/Maildir".to_owned()
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest command (line plus small literals).
+    pub max_line_length: usize,
+    /// Largest message accepted by APPEND.
+    pub max_message_size: u64,
+    /// Idle timeout before login, seconds.
+    pub preauth_timeout_secs: u64,
+    /// Idle timeout after login, seconds.
+    pub auth_timeout_secs: u64,
+    /// Connections at once.
+    pub max_connections: usize,
+    /// Connections per IP at once.
+    pub max_connections_per_ip: usize,
+    /// Rescan interval for changes by other programs, milliseconds.
+    pub poll_interval_ms: u64,
+    /// Pipelined commands read ahead.
+    pub max_pipelined_commands: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line_length: DEFAULT_MAX_LINE_LENGTH,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            preauth_timeout_secs: DEFAULT_PREAUTH_TIMEOUT_SECS,
+            auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
+            max_pipelined_commands: DEFAULT_MAX_PIPELINED_COMMANDS,
+        }
+    }
+}
+
+impl Limits {
+    /// Timeout before login.
+    pub fn preauth_timeout(&self) -> Duration {
+        Duration::from_secs(self.preauth_timeout_secs)
+    }
+    /// Timeout after login.
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth_timeout_secs)
+    }
+    /// Rescan interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, key and problem.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Self::parse(&text, path, &base)
+    }
+
+    /// Parses config text; `base` is the directory relative paths start from.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.base_dir = base.to_owned();
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            problem,
+        };
+        for a in &self.imap.listen {
+            a.parse::<SocketAddr>()
+                .map_err(|e| invalid("imap.listen", format!("{a:?}: {e}")))?;
+        }
+        for a in &self.imap.tls_listen {
+            a.parse::<SocketAddr>()
+                .map_err(|e| invalid("imap.tls_listen", format!("{a:?}: {e}")))?;
+        }
+        if !self.imap.tls_listen.is_empty() && self.tls.is_none() {
+            return Err(invalid(
+                "imap.tls_listen",
+                "needs a [tls] section with cert and key".into(),
+            ));
+        }
+        if self.imap.listen.is_empty() && self.imap.tls_listen.is_empty() {
+            return Err(invalid("imap.listen", "no listener configured".into()));
+        }
+        if self.limits.max_line_length < 1024 {
+            return Err(invalid(
+                "limits.max_line_length",
+                "must be at least 1024".into(),
+            ));
+        }
+        if self.limits.max_message_size == 0 {
+            return Err(invalid("limits.max_message_size", "must be above 0".into()));
+        }
+        if !self.mail.maildir.contains('{') && !self.mail.maildir.contains('~') {
+            return Err(invalid(
+                "mail.maildir",
+                "must contain {user}, {local}, {domain}, {home} or ~ so that users get different Maildirs".into(),
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            for (key, p) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if !self.resolve(p).is_file() {
+                    return Err(invalid(
+                        key,
+                        format!("{} is not a readable file", self.resolve(p).display()),
+                    ));
+                }
+            }
+        }
+        if !self.resolve(&self.auth.passwd_file).is_file() {
+            return Err(invalid(
+                "auth.passwd_file",
+                format!(
+                    "{} is not a readable file",
+                    self.resolve(&self.auth.passwd_file).display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the config against the config's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("users"), "a:{PLAIN}b\n").unwrap();
+        let err = Config::parse(
+            "[imap]\nlisten=[\"127.0.0.1:0\"]\nbogus=1\n[auth]\npasswd_file=\"users\"\n",
+            Path::new("x.toml"),
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let ok = Config::parse(
+            "[imap]\nlisten=[\"127.0.0.1:0\"]\n[auth]\npasswd_file=\"users\"\n",
+            Path::new("x.toml"),
+            dir.path(),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let bad = Config::parse(
+            "[imap]\nlisten=[\"nope\"]\n[auth]\npasswd_file=\"users\"\n",
+            Path::new("x.toml"),
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("imap.listen"), "{bad}");
+    }
+}

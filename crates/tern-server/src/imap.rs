@@ -1,0 +1,26 @@
+//! The IMAP session driver.
+//!
+//! ```text
+//!            greeting
+//!   ┌──────────────────┐  LOGIN/AUTHENTICATE  ┌──────────────┐ SELECT/EXAMINE ┌──────────┐
+//!   │ NotAuthenticated │ ───────────────────► │ Authenticated│ ─────────────► │ Selected │
+//!   └──────────────────┘                      └──────────────┘ ◄───────────── └──────────┘
+//!            │                 LOGOUT, timeout, I/O error        CLOSE/UNSELECT      │
+//!            └───────────────────────────► Logout ◄──────────────────────────────────┘
+//! ```
+//! The driver reads lines and literals ([`tern_imap_proto::framing`]), has
+//! imap-codec parse each command, runs it, and writes the responses it built.
+//! Handlers never write to the socket themselves; they append to the
+//! session's output buffer, which the driver flushes (also part-way through
+//! a long FETCH, so memory stays bounded).
+
+mod append;
+mod auth;
+mod fetch;
+mod mailboxes;
+mod search;
+mod selected;
+mod session;
+mod store;
+
+pub use session::{serve_connection, AsyncStream, Services, SessionStart};

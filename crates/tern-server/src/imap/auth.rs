@@ -1,0 +1,169 @@
+//! LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR, RFC 4959).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use imap_codec::imap_types::auth::AuthMechanism;
+use tern_imap_proto::framing;
+use tern_imap_proto::imap_codec;
+
+use super::session::{End, Reply, Session, State};
+use crate::users::LoginResult;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+impl Session {
+    pub(crate) async fn login(&mut self, user: String, pass: Vec<u8>) -> Result<Reply, End> {
+        if !self.cleartext_allowed() {
+            return Ok(Reply::no(
+                Some("PRIVACYREQUIRED"),
+                "Plaintext login is disabled: use STARTTLS or the TLS port",
+            ));
+        }
+        self.check_credentials(user, pass).await
+    }
+
+    pub(crate) async fn authenticate(
+        &mut self,
+        mechanism: AuthMechanism<'static>,
+        ir: Option<Vec<u8>>,
+    ) -> Result<Reply, End> {
+        match mechanism {
+            AuthMechanism::Plain => {
+                if !self.cleartext_allowed() {
+                    return Ok(Reply::no(
+                        Some("PRIVACYREQUIRED"),
+                        "Plaintext authentication is disabled: use STARTTLS or the TLS port",
+                    ));
+                }
+                let msg = match ir {
+                    Some(m) => m,
+                    None => match self.sasl_step("").await? {
+                        Ok(m) => m,
+                        Err(r) => return Ok(r),
+                    },
+                };
+                match tern_auth::sasl::decode_plain(&msg) {
+                    Ok(c) => {
+                        if c.authzid.as_deref().is_some_and(|z| z != c.authcid) {
+                            return Ok(Reply::no(
+                                Some("AUTHORIZATIONFAILED"),
+                                "Acting as another user is not allowed",
+                            ));
+                        }
+                        self.check_credentials(c.authcid, c.password.expose().clone())
+                            .await
+                    }
+                    Err(e) => Ok(Reply::bad(format!("Invalid SASL message: {e}"))),
+                }
+            }
+            AuthMechanism::Login => {
+                if !self.cleartext_allowed() {
+                    return Ok(Reply::no(
+                        Some("PRIVACYREQUIRED"),
+                        "Plaintext authentication is disabled: use STARTTLS or the TLS port",
+                    ));
+                }
+                let user = match ir {
+                    Some(u) => u,
+                    None => match self.sasl_step("VXNlcm5hbWU6").await? {
+                        Ok(u) => u,
+                        Err(r) => return Ok(r),
+                    },
+                };
+                let pass = match self.sasl_step("UGFzc3dvcmQ6").await? {
+                    Ok(p) => p,
+                    Err(r) => return Ok(r),
+                };
+                self.check_credentials(String::from_utf8_lossy(&user).into_owned(), pass)
+                    .await
+            }
+            other => Ok(Reply::no(
+                Some("CANNOT"),
+                format!("Unsupported authentication mechanism {other}"),
+            )),
+        }
+    }
+
+    /// Sends a SASL challenge and reads the client's base64 answer.
+    async fn sasl_step(&mut self, challenge: &str) -> Result<Result<Vec<u8>, Reply>, End> {
+        self.out
+            .extend_from_slice(format!("+ {challenge}\r\n").as_bytes());
+        self.flush().await?;
+        let Some(line) = self.read_line(self.svc.limits.max_line_length).await? else {
+            return Ok(Err(Reply::bad_code("LIMIT", "SASL response too long")));
+        };
+        let line = framing::strip_eol(&line);
+        if line == b"*" {
+            return Ok(Err(Reply::bad("Authentication cancelled")));
+        }
+        if line == b"=" {
+            return Ok(Ok(Vec::new()));
+        }
+        match B64.decode(line) {
+            Ok(v) => Ok(Ok(v)),
+            Err(_) => Ok(Err(Reply::bad("Invalid base64 in SASL response"))),
+        }
+    }
+
+    async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<Reply, End> {
+        let svc = self.svc.clone();
+        let name = user.clone();
+        let result = tokio::task::spawn_blocking(move || match &svc.users {
+            Some(db) => db.login(&name, &pass),
+            None => LoginResult::Failed,
+        })
+        .await
+        .unwrap_or_else(|e| LoginResult::TempFail(e.to_string()));
+        match result {
+            LoginResult::Ok(u) => {
+                let maildir = u.maildir.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || maildir.ensure())
+                    .await
+                    .unwrap_or(Ok(()))
+                {
+                    tracing::error!(user = %u.name, cause = %e, "cannot create the Maildir");
+                    return Ok(Reply::no(
+                        Some("UNAVAILABLE"),
+                        "Mailbox store unavailable, try again later",
+                    ));
+                }
+                tracing::info!(user = %u.name, peer = ?self.peer, tls = self.tls_active, "login");
+                self.state = State::Authenticated { user: u };
+                let caps = self.capabilities();
+                Ok(Reply::ok_code(format!("CAPABILITY {caps}"), "Logged in"))
+            }
+            LoginResult::TempFail(why) => {
+                tracing::error!(cause = %why, "user database unavailable");
+                Ok(Reply::no(
+                    Some("UNAVAILABLE"),
+                    "Authentication service unavailable, try again later",
+                ))
+            }
+            LoginResult::Failed => {
+                let failures = match &mut self.state {
+                    State::NotAuthenticated { failures } => {
+                        *failures += 1;
+                        *failures
+                    }
+                    _ => 1,
+                };
+                tracing::info!(user = %user, peer = ?self.peer, failures, "authentication failed");
+                let delay = self
+                    .svc
+                    .failure_delay
+                    .saturating_mul(1 << (failures - 1).min(5));
+                tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+                if failures >= self.svc.max_auth_failures {
+                    // The tagged NO follows, then the run loop closes.
+                    self.untagged("BYE Too many failed logins");
+                    self.state = State::Logout;
+                }
+                Ok(Reply::no(
+                    Some("AUTHENTICATIONFAILED"),
+                    "Authentication failed",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,629 @@
+//! FETCH (RFC 3501 §6.4.5, RFC 3516 BINARY).
+//!
+//! The response for each message is built on the blocking pool, a chunk of
+//! messages at a time, and flushed between chunks: `FETCH 1:* (BODY[])` on a
+//! huge folder holds one chunk in memory, not the folder.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use imap_codec::imap_types::core::AString;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItemName, Part as CodecPart, Section,
+};
+use imap_codec::imap_types::sequence::SequenceSet;
+use tern_imap_proto::{imap_codec, seqset, wire};
+use tern_maildir::folder::FlagChange;
+use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
+use tern_message::bodystructure::{self, Extensions};
+use tern_message::section::{self, Specifier};
+use tern_message::{crlf, envelope, header, mime};
+
+use super::selected::message_flags;
+use super::session::{End, Known, Reply, Session, State};
+
+/// One requested data item, owned and checked.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    Uid,
+    Flags,
+    InternalDate,
+    Size,
+    Envelope,
+    Body,
+    BodyStructure,
+    Section {
+        label: String,
+        path: Vec<u32>,
+        spec: Specifier,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+    },
+    Rfc822,
+    Rfc822Header,
+    Rfc822Text,
+    Binary {
+        path: Vec<u32>,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+    },
+    BinarySize {
+        path: Vec<u32>,
+    },
+}
+
+impl Item {
+    fn sets_seen(&self) -> bool {
+        matches!(
+            self,
+            Item::Section { peek: false, .. }
+                | Item::Binary { peek: false, .. }
+                | Item::Rfc822
+                | Item::Rfc822Text
+        )
+    }
+}
+
+fn astring_text(a: &AString<'_>) -> String {
+    String::from_utf8_lossy(a.as_ref()).into_owned()
+}
+
+fn part_path(p: &Option<CodecPart>) -> Vec<u32> {
+    p.as_ref()
+        .map(|p| p.0.as_ref().iter().map(|n| n.get()).collect())
+        .unwrap_or_default()
+}
+
+fn path_label(path: &[u32]) -> String {
+    path.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn field_list(names: &[AString<'_>]) -> String {
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        let s = n.as_ref();
+        if !s.is_empty()
+            && s.iter()
+                .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(b))
+        {
+            out.extend_from_slice(s);
+        } else {
+            wire::string(&mut out, s);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn convert_section(section: &Option<Section<'_>>) -> (String, Vec<u32>, Specifier) {
+    let join = |path: &[u32], rest: &str| {
+        if path.is_empty() {
+            rest.to_owned()
+        } else if rest.is_empty() {
+            path_label(path)
+        } else {
+            format!("{}.{}", path_label(path), rest)
+        }
+    };
+    match section {
+        None => (String::new(), Vec::new(), Specifier::Whole),
+        Some(Section::Part(p)) => {
+            let path: Vec<u32> = p.0.as_ref().iter().map(|n| n.get()).collect();
+            (path_label(&path), path, Specifier::Whole)
+        }
+        Some(Section::Header(p)) => {
+            let path = part_path(p);
+            (join(&path, "HEADER"), path, Specifier::Header)
+        }
+        Some(Section::Text(p)) => {
+            let path = part_path(p);
+            (join(&path, "TEXT"), path, Specifier::Text)
+        }
+        Some(Section::Mime(p)) => {
+            let path: Vec<u32> = p.0.as_ref().iter().map(|n| n.get()).collect();
+            (join(&path, "MIME"), path, Specifier::Mime)
+        }
+        Some(Section::HeaderFields(p, names)) => {
+            let path = part_path(p);
+            let list: Vec<String> = names.as_ref().iter().map(astring_text).collect();
+            (
+                join(
+                    &path,
+                    &format!("HEADER.FIELDS ({})", field_list(names.as_ref())),
+                ),
+                path,
+                Specifier::HeaderFields(list),
+            )
+        }
+        Some(Section::HeaderFieldsNot(p, names)) => {
+            let path = part_path(p);
+            let list: Vec<String> = names.as_ref().iter().map(astring_text).collect();
+            (
+                join(
+                    &path,
+                    &format!("HEADER.FIELDS.NOT ({})", field_list(names.as_ref())),
+                ),
+                path,
+                Specifier::HeaderFieldsNot(list),
+            )
+        }
+    }
+}
+
+/// Converts the parsed item names into our items (UID first for UID FETCH).
+pub(crate) fn items_of(m: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<Item> {
+    let names: Vec<MessageDataItemName<'_>> = match m {
+        MacroOrMessageDataItemNames::Macro(mac) => mac.expand(),
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
+    };
+    let mut items = Vec::new();
+    if uid && !names.iter().any(|n| matches!(n, MessageDataItemName::Uid)) {
+        items.push(Item::Uid);
+    }
+    for n in &names {
+        let item = match n {
+            MessageDataItemName::Uid => Item::Uid,
+            MessageDataItemName::Flags => Item::Flags,
+            MessageDataItemName::InternalDate => Item::InternalDate,
+            MessageDataItemName::Rfc822Size => Item::Size,
+            MessageDataItemName::Envelope => Item::Envelope,
+            MessageDataItemName::Body => Item::Body,
+            MessageDataItemName::BodyStructure => Item::BodyStructure,
+            MessageDataItemName::Rfc822 => Item::Rfc822,
+            MessageDataItemName::Rfc822Header => Item::Rfc822Header,
+            MessageDataItemName::Rfc822Text => Item::Rfc822Text,
+            MessageDataItemName::BodyExt {
+                section,
+                partial,
+                peek,
+            } => {
+                let (label, path, spec) = convert_section(section);
+                Item::Section {
+                    label,
+                    path,
+                    spec,
+                    partial: partial.map(|(s, l)| (s, l.get())),
+                    peek: *peek,
+                }
+            }
+            MessageDataItemName::Binary {
+                section,
+                partial,
+                peek,
+            } => Item::Binary {
+                path: section.iter().map(|n| n.get()).collect(),
+                partial: partial.map(|(s, l)| (s, l.get())),
+                peek: *peek,
+            },
+            MessageDataItemName::BinarySize { section } => Item::BinarySize {
+                path: section.iter().map(|n| n.get()).collect(),
+            },
+            _ => continue,
+        };
+        items.push(item);
+    }
+    items
+}
+
+/// Why one message's response could not be built.
+#[derive(Debug)]
+pub(crate) enum BuildError {
+    Storage(MaildirError),
+    UnknownCte,
+}
+
+impl From<MaildirError> for BuildError {
+    fn from(e: MaildirError) -> Self {
+        BuildError::Storage(e)
+    }
+}
+
+/// The message bytes (CRLF) and MIME tree, loaded on first use.
+struct Loaded {
+    data: Vec<u8>,
+    tree: mime::Part,
+}
+
+fn load(folder: &Folder, entry: &MessageEntry) -> Result<Loaded, MaildirError> {
+    let raw = folder.read(entry)?;
+    let data = match crlf::to_crlf(&raw) {
+        std::borrow::Cow::Borrowed(_) => raw,
+        std::borrow::Cow::Owned(v) => v,
+    };
+    let tree = mime::parse(&data);
+    Ok(Loaded { data, tree })
+}
+
+/// Decodes a part's content transfer encoding (RFC 3516).
+fn decode_part(
+    data: &[u8],
+    tree: &mime::Part,
+    path: &[u32],
+) -> Result<Option<Vec<u8>>, BuildError> {
+    let Some(part) = mime::find(tree, path) else {
+        return Ok(None);
+    };
+    let body = &data[part.body.clone()];
+    if path.is_empty() {
+        return Ok(Some(data.to_vec()));
+    }
+    let fields = header::fields(&data[part.header.clone()]);
+    let cte = header::first(&fields, "Content-Transfer-Encoding")
+        .map(|v| String::from_utf8_lossy(&v).trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match cte.as_str() {
+        "" | "7bit" | "8bit" | "binary" => Ok(Some(body.to_vec())),
+        "base64" => {
+            let clean: Vec<u8> = body
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            let engine = base64::engine::GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                base64::engine::GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+                    .with_decode_allow_trailing_bits(true),
+            );
+            engine
+                .decode(&clean)
+                .map(Some)
+                .map_err(|_| BuildError::UnknownCte)
+        }
+        "quoted-printable" => Ok(Some(decode_qp(body))),
+        _ => Err(BuildError::UnknownCte),
+    }
+}
+
+/// Quoted-printable decoding (RFC 2045 §6.7), lenient with bad escapes.
+fn decode_qp(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    while i < body.len() {
+        let b = body[i];
+        if b == b'=' {
+            if body.get(i + 1) == Some(&b'\r') && body.get(i + 2) == Some(&b'\n') {
+                i += 3;
+                continue;
+            }
+            if body.get(i + 1) == Some(&b'\n') {
+                i += 2;
+                continue;
+            }
+            if let (Some(h), Some(l)) = (
+                body.get(i + 1).and_then(|c| hex(*c)),
+                body.get(i + 2).and_then(|c| hex(*c)),
+            ) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn literal_or_nil(out: &mut Vec<u8>, data: Option<&[u8]>, partial: Option<(u32, u32)>) {
+    match data {
+        Some(d) => {
+            let d = match partial {
+                Some((s, l)) => section::partial(d, s, l),
+                None => d,
+            };
+            wire::literal(out, d);
+        }
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// Builds `* seq FETCH (...)` for one message.
+pub(crate) fn build(
+    out: &mut Vec<u8>,
+    folder: &Folder,
+    entry: &MessageEntry,
+    seq: usize,
+    known: &Known,
+    recent: bool,
+    items: &[Item],
+) -> Result<(), BuildError> {
+    let mut loaded: Option<Loaded> = None;
+    let mut body = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b' ');
+        }
+        let ensure = |loaded: &mut Option<Loaded>| -> Result<(), MaildirError> {
+            if loaded.is_none() {
+                *loaded = Some(load(folder, entry)?);
+            }
+            Ok(())
+        };
+        match item {
+            Item::Uid => {
+                let _ = write!(wire::Bytes(&mut body), "UID {}", entry.uid);
+            }
+            Item::Flags => {
+                let _ = write!(
+                    wire::Bytes(&mut body),
+                    "FLAGS ({})",
+                    message_flags(known, recent)
+                );
+            }
+            Item::InternalDate => {
+                let t = folder.internal_date(entry)?;
+                let secs = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let _ = write!(
+                    wire::Bytes(&mut body),
+                    "INTERNALDATE {}",
+                    wire::date_time(secs)
+                );
+            }
+            Item::Size => {
+                let size = folder.crlf_size(entry)?;
+                let _ = write!(wire::Bytes(&mut body), "RFC822.SIZE {size}");
+            }
+            Item::Envelope => {
+                ensure(&mut loaded)?;
+                if let Some(l) = &loaded {
+                    body.extend_from_slice(b"ENVELOPE ");
+                    envelope::write(&mut body, &l.data[l.tree.header.clone()]);
+                }
+            }
+            Item::Body | Item::BodyStructure => {
+                ensure(&mut loaded)?;
+                if let Some(l) = &loaded {
+                    let (name, ext) = if matches!(item, Item::Body) {
+                        ("BODY ", Extensions::No)
+                    } else {
+                        ("BODYSTRUCTURE ", Extensions::Yes)
+                    };
+                    body.extend_from_slice(name.as_bytes());
+                    bodystructure::write(&mut body, &l.data, &l.tree, ext);
+                }
+            }
+            Item::Section {
+                label,
+                path,
+                spec,
+                partial,
+                ..
+            } => {
+                ensure(&mut loaded)?;
+                if let Some(l) = &loaded {
+                    let data = section::extract(&l.data, &l.tree, path, spec);
+                    let _ = write!(wire::Bytes(&mut body), "BODY[{label}]");
+                    if let Some((s, _)) = partial {
+                        let _ = write!(wire::Bytes(&mut body), "<{s}>");
+                    }
+                    body.push(b' ');
+                    literal_or_nil(&mut body, data.as_deref(), *partial);
+                }
+            }
+            Item::Rfc822 | Item::Rfc822Header | Item::Rfc822Text => {
+                ensure(&mut loaded)?;
+                if let Some(l) = &loaded {
+                    let (name, range) = match item {
+                        Item::Rfc822 => ("RFC822 ", 0..l.data.len()),
+                        Item::Rfc822Header => ("RFC822.HEADER ", l.tree.header.clone()),
+                        _ => ("RFC822.TEXT ", l.tree.body.clone()),
+                    };
+                    body.extend_from_slice(name.as_bytes());
+                    wire::literal(&mut body, &l.data[range]);
+                }
+            }
+            Item::Binary { path, partial, .. } => {
+                ensure(&mut loaded)?;
+                if let Some(l) = &loaded {
+                    let data = decode_part(&l.data, &l.tree, path)?;
+                    let _ = write!(wire::Bytes(&mut body), "BINARY[{}]", path_label(path));
+                    if let Some((s, _)) = partial {
+                        let _ = write!(wire::Bytes(&mut body), "<{s}>");
+                    }
+                    body.push(b' ');
+                    match data {
+                        Some(d) => {
+                            let d = match partial {
+                                Some((s, len)) => section::partial(&d, *s, *len),
+                                None => &d[..],
+                            };
+                            if d.contains(&0) {
+                                body.push(b'~');
+                            }
+                            wire::literal(&mut body, d);
+                        }
+                        None => body.extend_from_slice(b"NIL"),
+                    }
+                }
+            }
+            Item::BinarySize { path } => {
+                ensure(&mut loaded)?;
+                if let Some(l) = &loaded {
+                    let n = decode_part(&l.data, &l.tree, path)?
+                        .map(|d| d.len())
+                        .unwrap_or(0);
+                    let _ = write!(
+                        wire::Bytes(&mut body),
+                        "BINARY.SIZE[{}] {n}",
+                        path_label(path)
+                    );
+                }
+            }
+        }
+    }
+    let _ = write!(wire::Bytes(out), "* {seq} FETCH (");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b")\r\n");
+    Ok(())
+}
+
+const CHUNK: usize = 128;
+
+impl Session {
+    pub(crate) async fn fetch(
+        &mut self,
+        set: SequenceSet,
+        names: MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+    ) -> Result<Reply, End> {
+        let State::Selected { mailbox, .. } = &self.state else {
+            return Ok(Reply::bad("No mailbox selected"));
+        };
+        let indices: Vec<usize> = if uid {
+            seqset::resolve_uids(&set, &mailbox.uids())
+        } else {
+            match seqset::resolve_seqs(&set, mailbox.known.len() as u32) {
+                Ok(seqs) => seqs.into_iter().map(|s| s as usize - 1).collect(),
+                Err(e) => return Ok(Reply::bad(e.to_string())),
+            }
+        };
+        let items = Arc::new(items_of(&names, uid));
+        let set_seen = !mailbox.read_only && items.iter().any(Item::sets_seen);
+        let open = mailbox.open.clone();
+        let mut missing = 0usize;
+        let mut any_flag_change = false;
+        for chunk in indices.chunks(CHUNK) {
+            let State::Selected { mailbox, .. } = &self.state else {
+                break;
+            };
+            let targets: Vec<(usize, Known, bool)> = chunk
+                .iter()
+                .filter_map(|&i| {
+                    mailbox
+                        .known
+                        .get(i)
+                        .map(|k| (i, k.clone(), mailbox.recent.contains(&k.uid)))
+                })
+                .collect();
+            let o = open.clone();
+            let its = items.clone();
+            let job = tokio::task::spawn_blocking(move || {
+                let view = o.folder.view();
+                let mut out = Vec::new();
+                let mut updated: Vec<(usize, Known)> = Vec::new();
+                let mut missing = 0;
+                let mut unknown_cte = false;
+                let mut entries: Vec<(usize, Known, bool, MessageEntry)> =
+                    Vec::with_capacity(targets.len());
+                for (i, k, r) in targets {
+                    match view.find(k.uid) {
+                        Some(e) => entries.push((i, k, r, e.clone())),
+                        None => missing += 1,
+                    }
+                }
+                if set_seen {
+                    let changes: Vec<FlagChange> = entries
+                        .iter()
+                        .filter(|(_, _, _, e)| !e.flags.contains(Flag::Seen))
+                        .map(|(_, _, _, e)| {
+                            let mut f = e.flags.clone();
+                            f.set(Flag::Seen, true);
+                            FlagChange {
+                                uid: e.uid,
+                                flags: f,
+                                keywords: e.keywords.clone(),
+                            }
+                        })
+                        .collect();
+                    if !changes.is_empty() {
+                        match o.folder.set_flags(&changes) {
+                            Ok(done) => {
+                                for d in done {
+                                    if let Some(slot) =
+                                        entries.iter_mut().find(|x| x.3.uid == d.uid)
+                                    {
+                                        slot.1.flags = d.flags.clone();
+                                        slot.1.keywords = d.keywords.clone();
+                                        updated.push((slot.0, slot.1.clone()));
+                                        slot.3 = d;
+                                    }
+                                }
+                            }
+                            Err(e) => tracing::warn!(cause = %e, "cannot set \\Seen"),
+                        }
+                    }
+                }
+                for (i, k, r, e) in &entries {
+                    let mut its_here: Vec<Item> = Vec::new();
+                    let extra_flags = updated.iter().any(|(j, _)| j == i)
+                        && !its.iter().any(|x| matches!(x, Item::Flags));
+                    let use_items: &[Item] = if extra_flags {
+                        its_here.extend(its.iter().cloned());
+                        its_here.push(Item::Flags);
+                        &its_here
+                    } else {
+                        &its
+                    };
+                    match build(&mut out, &o.folder, e, i + 1, k, *r, use_items) {
+                        Ok(()) => {}
+                        Err(BuildError::Storage(MaildirError::MessageGone)) => missing += 1,
+                        Err(BuildError::Storage(err)) => {
+                            tracing::error!(cause = %err, uid = e.uid, "cannot read message");
+                            missing += 1;
+                        }
+                        Err(BuildError::UnknownCte) => unknown_cte = true,
+                    }
+                }
+                (out, updated, missing, unknown_cte)
+            });
+            let (out, updated, miss, unknown_cte) = match job.await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(cause = %e, "fetch task failed");
+                    return Ok(Reply::no(
+                        Some("SERVERBUG"),
+                        "Internal error, see the server log",
+                    ));
+                }
+            };
+            if unknown_cte {
+                return Ok(Reply::no(
+                    Some("UNKNOWN-CTE"),
+                    "Cannot decode the content transfer encoding",
+                ));
+            }
+            missing += miss;
+            if let State::Selected { mailbox, .. } = &mut self.state {
+                for (i, k) in updated {
+                    any_flag_change = true;
+                    if let Some(slot) = mailbox.known.get_mut(i) {
+                        *slot = k;
+                    }
+                }
+            }
+            self.out.extend_from_slice(&out);
+            self.flush_if_large().await?;
+        }
+        if any_flag_change {
+            open.changed.notify_waiters();
+        }
+        if missing > 0 {
+            return Ok(Reply::no(
+                Some("EXPUNGEISSUED"),
+                "Some of the requested messages no longer exist",
+            ));
+        }
+        Ok(Reply::ok("FETCH completed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qp() {
+        assert_eq!(decode_qp(b"a=3Db=\r\nc =ZZ"), b"a=bc =ZZ");
+    }
+}

@@ -1,0 +1,366 @@
+//! Mailbox names and the commands that manage mailboxes: LIST, LSUB,
+//! CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS.
+//!
+//! The namespace is Courier-IMAP's (RFC 2342): personal prefix `INBOX.`,
+//! separator `.`. `INBOX.Work.2024` is the Maildir++ folder `.Work.2024`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::status::StatusDataItemName;
+use tern_imap_proto::command::{list_match, list_pattern, mailbox_name};
+use tern_imap_proto::{imap_codec, mutf7, wire};
+use tern_maildir::folder::MoveNew;
+use tern_maildir::{FolderName, Maildir};
+
+use super::session::{blocking, Reply, Session, State};
+use crate::users::User;
+
+/// The personal namespace prefix.
+pub(crate) const PREFIX: &str = "INBOX.";
+
+/// A mailbox name resolved to storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Inbox,
+    Folder(FolderName),
+}
+
+impl Target {
+    /// The canonical wire name.
+    pub fn wire_name(&self) -> String {
+        match self {
+            Target::Inbox => "INBOX".to_owned(),
+            Target::Folder(f) => format!("{PREFIX}{f}"),
+        }
+    }
+
+    pub fn folder(&self) -> Option<&FolderName> {
+        match self {
+            Target::Inbox => None,
+            Target::Folder(f) => Some(f),
+        }
+    }
+}
+
+/// Resolves a wire name (modified UTF-7) to a folder, refusing names that
+/// are not valid modified UTF-7, lie outside the namespace, or could escape
+/// the Maildir.
+pub(crate) fn resolve(name: &str) -> Result<Target, Reply> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Ok(Target::Inbox);
+    }
+    if let Err(e) = mutf7::decode(name) {
+        return Err(Reply::no(
+            Some("CANNOT"),
+            format!("Invalid mailbox name: {e}"),
+        ));
+    }
+    let rest = match name.get(..PREFIX.len()) {
+        Some(p) if p.eq_ignore_ascii_case(PREFIX) => &name[PREFIX.len()..],
+        _ => {
+            return Err(Reply::no(
+                Some("NONEXISTENT"),
+                format!("Mailbox names start with {PREFIX} (see NAMESPACE)"),
+            ))
+        }
+    };
+    FolderName::new(rest)
+        .map(Target::Folder)
+        .map_err(|e| Reply::no(Some("CANNOT"), e.to_string()))
+}
+
+pub(crate) fn resolve_mailbox(m: &Mailbox<'_>) -> Result<Target, Reply> {
+    resolve(&mailbox_name(m))
+}
+
+impl Session {
+    pub(crate) fn user(&self) -> Option<&User> {
+        match &self.state {
+            State::Authenticated { user } | State::Selected { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    fn maildir(&self) -> Result<Maildir, Reply> {
+        self.user()
+            .map(|u| u.maildir.clone())
+            .ok_or_else(|| Reply::bad("Not logged in"))
+    }
+
+    pub(crate) async fn create(&mut self, mailbox: Mailbox<'static>) -> Reply {
+        let target = match resolve_mailbox(&mailbox) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        let Target::Folder(name) = target else {
+            return Reply::no(Some("ALREADYEXISTS"), "INBOX always exists");
+        };
+        let md = match self.maildir() {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        match blocking(move || md.create_folder(&name)).await {
+            Ok(()) => Reply::ok("CREATE completed"),
+            Err(r) => r,
+        }
+    }
+
+    pub(crate) async fn delete(&mut self, mailbox: Mailbox<'static>) -> Reply {
+        let target = match resolve_mailbox(&mailbox) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        let Target::Folder(name) = target else {
+            return Reply::no(Some("CANNOT"), "INBOX cannot be deleted");
+        };
+        let md = match self.maildir() {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let dir = md.folder_dir(Some(&name));
+        match blocking(move || md.delete_folder(&name)).await {
+            Ok(()) => {
+                self.svc.folders.notify(&dir);
+                Reply::ok("DELETE completed")
+            }
+            Err(r) => r,
+        }
+    }
+
+    pub(crate) async fn rename(&mut self, from: Mailbox<'static>, to: Mailbox<'static>) -> Reply {
+        let (from, to) = match (resolve_mailbox(&from), resolve_mailbox(&to)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(r), _) | (_, Err(r)) => return r,
+        };
+        let Target::Folder(to) = to else {
+            return Reply::no(Some("ALREADYEXISTS"), "INBOX already exists");
+        };
+        let md = match self.maildir() {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let res = match from {
+            Target::Inbox => blocking(move || md.rename_inbox(&to)).await,
+            Target::Folder(from) => blocking(move || md.rename_folder(&from, &to)).await,
+        };
+        match res {
+            Ok(()) => Reply::ok("RENAME completed"),
+            Err(r) => r,
+        }
+    }
+
+    pub(crate) async fn subscribe(&mut self, mailbox: Mailbox<'static>, on: bool) -> Reply {
+        let target = match resolve_mailbox(&mailbox) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        let md = match self.maildir() {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let name = target.wire_name();
+        match blocking(move || md.set_subscribed(&name, on)).await {
+            Ok(()) => Reply::ok(if on {
+                "SUBSCRIBE completed"
+            } else {
+                "UNSUBSCRIBE completed"
+            }),
+            Err(r) => r,
+        }
+    }
+
+    pub(crate) async fn list(
+        &mut self,
+        reference: Mailbox<'static>,
+        pattern: ListMailbox<'static>,
+        lsub: bool,
+    ) -> Reply {
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        let reference = match &reference {
+            Mailbox::Inbox => "INBOX".to_owned(),
+            other => mailbox_name(other),
+        };
+        let pattern = list_pattern(&pattern);
+        if pattern.is_empty() {
+            if !lsub {
+                self.untagged("LIST (\\Noselect) \".\" \"\"");
+            }
+            return Reply::ok(format!("{verb} completed"));
+        }
+        let mut full = format!("{reference}{pattern}");
+        // INBOX is case-insensitive, also as the namespace prefix.
+        if full.len() >= 5 && full[..5].eq_ignore_ascii_case("INBOX") {
+            full.replace_range(..5, "INBOX");
+        }
+        let md = match self.maildir() {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let listing = blocking(move || {
+            let folders = md.list_folders()?;
+            let subs = md.subscriptions()?;
+            Ok((folders, subs))
+        })
+        .await;
+        let (folders, subs) = match listing {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        // name -> selectable
+        let mut names: BTreeMap<String, bool> = BTreeMap::new();
+        names.insert("INBOX".to_owned(), true);
+        for f in &folders {
+            let full_name = format!("{PREFIX}{}", f.name);
+            names.insert(full_name.clone(), true);
+            let mut p = f.name.parent();
+            while let Some(parent) = p {
+                names.entry(format!("{PREFIX}{parent}")).or_insert(false);
+                p = parent.parent();
+            }
+        }
+        let has_children = |n: &str| -> bool {
+            if n == "INBOX" {
+                return !folders.is_empty();
+            }
+            let prefix = format!("{n}.");
+            names
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&prefix))
+        };
+        let subscribed: BTreeSet<&str> = subs.iter().map(String::as_str).collect();
+        let mut lines = Vec::new();
+        if lsub {
+            for s in &subscribed {
+                if list_match(full.as_bytes(), s.as_bytes(), b'.') {
+                    let attrs = if names.get(*s).copied().unwrap_or(false) {
+                        ""
+                    } else {
+                        "\\Noselect"
+                    };
+                    lines.push((attrs.to_owned(), s.to_string()));
+                }
+            }
+        } else {
+            for (n, selectable) in &names {
+                if !list_match(full.as_bytes(), n.as_bytes(), b'.') {
+                    continue;
+                }
+                let mut attrs = Vec::new();
+                if !selectable {
+                    attrs.push("\\Noselect");
+                }
+                attrs.push(if has_children(n) {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+                lines.push((attrs.join(" "), n.clone()));
+            }
+        }
+        for (attrs, name) in lines {
+            let mut line = format!("{verb} ({attrs}) \".\" ").into_bytes();
+            wire::mailbox(&mut line, &name);
+            self.out.extend_from_slice(b"* ");
+            self.out.extend_from_slice(&line);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        Reply::ok(format!("{verb} completed"))
+    }
+
+    pub(crate) async fn status(
+        &mut self,
+        mailbox: Mailbox<'static>,
+        items: &[StatusDataItemName],
+    ) -> Reply {
+        let target = match resolve_mailbox(&mailbox) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        let md = match self.maildir() {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let dir = md.folder_dir(target.folder());
+        if !md.folder_exists(target.folder()) {
+            return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist");
+        }
+        let open = self.svc.folders.get(&dir);
+        let want_size = items.iter().any(|i| matches!(i, StatusDataItemName::Size));
+        let o = open.clone();
+        let res = blocking(move || {
+            let view = o.folder.refresh(MoveNew::No)?;
+            let mut size = 0u64;
+            if want_size {
+                for m in &view.messages {
+                    size += o.folder.crlf_size(m).unwrap_or(0);
+                }
+            }
+            let recent = view.messages.iter().filter(|m| m.in_new).count()
+                + o.folder.unclaimed_recent_count();
+            Ok((view, size, recent))
+        })
+        .await;
+        let (view, size, recent) = match res {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        use tern_maildir::Flag;
+        let mut parts = Vec::new();
+        for item in items {
+            let v = match item {
+                StatusDataItemName::Messages => format!("MESSAGES {}", view.messages.len()),
+                StatusDataItemName::Recent => format!("RECENT {}", recent.min(view.messages.len())),
+                StatusDataItemName::UidNext => format!("UIDNEXT {}", view.next_uid),
+                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", view.uidvalidity),
+                StatusDataItemName::Unseen => format!(
+                    "UNSEEN {}",
+                    view.messages
+                        .iter()
+                        .filter(|m| !m.flags.contains(Flag::Seen))
+                        .count()
+                ),
+                StatusDataItemName::Deleted => format!(
+                    "DELETED {}",
+                    view.messages
+                        .iter()
+                        .filter(|m| m.flags.contains(Flag::Deleted))
+                        .count()
+                ),
+                StatusDataItemName::Size => format!("SIZE {size}"),
+                _ => continue,
+            };
+            parts.push(v);
+        }
+        let mut line = b"STATUS ".to_vec();
+        wire::mailbox(&mut line, &target.wire_name());
+        line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
+        self.out.extend_from_slice(b"* ");
+        self.out.extend_from_slice(&line);
+        self.out.extend_from_slice(b"\r\n");
+        Reply::ok("STATUS completed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve() {
+        assert_eq!(resolve("inbox").unwrap(), Target::Inbox);
+        assert_eq!(
+            resolve("INBOX.Work.2024").unwrap().wire_name(),
+            "INBOX.Work.2024"
+        );
+        assert_eq!(resolve("inbox.Sent").unwrap().wire_name(), "INBOX.Sent");
+        assert_eq!(resolve("INBOX.Sub.").unwrap().wire_name(), "INBOX.Sub");
+        assert!(resolve("Work").is_err());
+        assert!(resolve("INBOX.a/b").is_err());
+        assert!(resolve("INBOX...").is_err());
+        assert!(resolve("INBOX.&Jjo").is_err());
+        assert!(resolve("INBOX.Entw&APw-rfe").is_ok());
+    }
+}

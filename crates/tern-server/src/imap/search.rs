@@ -1,0 +1,292 @@
+//! SEARCH (RFC 3501 §6.4.4).
+//!
+//! Keys are evaluated per message on the blocking pool; the message file is
+//! read only when a key needs its header or body. Header and body keys match
+//! decoded text (RFC 2047 words, transfer encodings, charsets)
+//! case-insensitively.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use imap_codec::imap_types::core::{Charset, Vec1};
+use imap_codec::imap_types::search::SearchKey;
+use tern_imap_proto::{imap_codec, seqset};
+use tern_maildir::{Flag, Folder, MessageEntry};
+use tern_message::search_text::{body_text, contains_folded, decode_header_value, fold};
+use tern_message::{crlf, header, mime};
+
+use super::session::{Known, Reply, Session, State};
+
+/// One message as SEARCH sees it, loading content on demand.
+struct Candidate<'a> {
+    seq: u32,
+    known: &'a Known,
+    recent: bool,
+    entry: &'a MessageEntry,
+    folder: &'a Folder,
+    data: Option<Vec<u8>>,
+    body: Option<String>,
+}
+
+impl Candidate<'_> {
+    fn data(&mut self) -> &[u8] {
+        if self.data.is_none() {
+            let raw = self.folder.read(self.entry).unwrap_or_default();
+            self.data = Some(crlf::to_crlf(&raw).into_owned());
+        }
+        self.data.as_deref().unwrap_or(&[])
+    }
+
+    fn header_block(&mut self) -> Vec<u8> {
+        let data = self.data();
+        let tree = mime::parse(data);
+        data[tree.header].to_vec()
+    }
+
+    fn header_values(&mut self, name: &str) -> Vec<String> {
+        let block = self.header_block();
+        header::fields(&block)
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| decode_header_value(&header::unfold(f.value)))
+            .collect()
+    }
+
+    fn body(&mut self) -> &str {
+        if self.body.is_none() {
+            let text = body_text(self.data());
+            self.body = Some(text);
+        }
+        self.body.as_deref().unwrap_or("")
+    }
+
+    fn internal_date(&self) -> Option<chrono::NaiveDate> {
+        let t = self.folder.internal_date(self.entry).ok()?;
+        let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+        chrono::DateTime::from_timestamp(secs, 0).map(|d| d.date_naive())
+    }
+
+    fn sent_date(&mut self) -> Option<chrono::NaiveDate> {
+        let v = self.header_values("Date").into_iter().next()?;
+        parse_date_part(&v)
+    }
+
+    fn has(&self, f: Flag) -> bool {
+        self.known.flags.contains(f)
+    }
+}
+
+/// The calendar date of an RFC 5322 date, in the header's own time zone.
+pub(crate) fn parse_date_part(v: &str) -> Option<chrono::NaiveDate> {
+    let v = v.split_once(',').map(|(_, r)| r).unwrap_or(v);
+    let mut it = v.split_whitespace();
+    let day: u32 = it.next()?.parse().ok()?;
+    let mon = it.next()?;
+    let year: i32 = it.next()?.parse().ok()?;
+    let year = if year < 50 {
+        year + 2000
+    } else if year < 1000 {
+        year + 1900
+    } else {
+        year
+    };
+    const M: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let m = M
+        .iter()
+        .position(|x| mon.len() >= 3 && mon[..3].eq_ignore_ascii_case(x))? as u32
+        + 1;
+    chrono::NaiveDate::from_ymd_opt(year, m, day)
+}
+
+struct Ctx {
+    exists: u32,
+    max_uid: u32,
+}
+
+fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
+    use SearchKey as K;
+    let text =
+        |s: &imap_codec::imap_types::core::AString<'_>| fold(&String::from_utf8_lossy(s.as_ref()));
+    match key {
+        K::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, ctx)),
+        K::Or(a, b) => matches(a, c, ctx) || matches(b, c, ctx),
+        K::Not(k) => !matches(k, c, ctx),
+        K::All => true,
+        K::SequenceSet(set) => seqset::contains(set, c.seq, ctx.exists),
+        K::Uid(set) => seqset::contains(set, c.entry.uid, ctx.max_uid),
+        K::Answered => c.has(Flag::Answered),
+        K::Unanswered => !c.has(Flag::Answered),
+        K::Deleted => c.has(Flag::Deleted),
+        K::Undeleted => !c.has(Flag::Deleted),
+        K::Draft => c.has(Flag::Draft),
+        K::Undraft => !c.has(Flag::Draft),
+        K::Flagged => c.has(Flag::Flagged),
+        K::Unflagged => !c.has(Flag::Flagged),
+        K::Seen => c.has(Flag::Seen),
+        K::Unseen => !c.has(Flag::Seen),
+        K::Recent => c.recent,
+        K::Old => !c.recent,
+        K::New => c.recent && !c.has(Flag::Seen),
+        K::Keyword(k) => c
+            .known
+            .keywords
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(k.as_ref())),
+        K::Unkeyword(k) => !c
+            .known
+            .keywords
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(k.as_ref())),
+        K::Larger(n) => c.folder.crlf_size(c.entry).unwrap_or(0) > *n as u64,
+        K::Smaller(n) => c.folder.crlf_size(c.entry).unwrap_or(0) < *n as u64,
+        K::Before(d) => c.internal_date().is_some_and(|x| x < *d.as_ref()),
+        K::On(d) => c.internal_date().is_some_and(|x| x == *d.as_ref()),
+        K::Since(d) => c.internal_date().is_some_and(|x| x >= *d.as_ref()),
+        K::SentBefore(d) => c
+            .sent_date()
+            .or_else(|| c.internal_date())
+            .is_some_and(|x| x < *d.as_ref()),
+        K::SentOn(d) => c
+            .sent_date()
+            .or_else(|| c.internal_date())
+            .is_some_and(|x| x == *d.as_ref()),
+        K::SentSince(d) => c
+            .sent_date()
+            .or_else(|| c.internal_date())
+            .is_some_and(|x| x >= *d.as_ref()),
+        K::Subject(s) => header_match(c, "Subject", &text(s)),
+        K::From(s) => header_match(c, "From", &text(s)),
+        K::To(s) => header_match(c, "To", &text(s)),
+        K::Cc(s) => header_match(c, "Cc", &text(s)),
+        K::Bcc(s) => header_match(c, "Bcc", &text(s)),
+        K::Header(name, value) => {
+            header_match(c, &String::from_utf8_lossy(name.as_ref()), &text(value))
+        }
+        K::Body(s) => {
+            let needle = text(s);
+            contains_folded(c.body(), &needle)
+        }
+        K::Text(s) => {
+            let needle = text(s);
+            let block = c.header_block();
+            let headers: String = header::fields(&block)
+                .iter()
+                .map(|f| decode_header_value(&header::unfold(f.value)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            contains_folded(&headers, &needle) || contains_folded(c.body(), &needle)
+        }
+        K::Older(secs) | K::Younger(secs) => {
+            let Ok(t) = c.folder.internal_date(c.entry) else {
+                return false;
+            };
+            let age = std::time::SystemTime::now()
+                .duration_since(t)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let older = age >= secs.get() as u64;
+            if matches!(key, K::Older(_)) {
+                older
+            } else {
+                !older
+            }
+        }
+        K::ModSequence { .. } => false,
+    }
+}
+
+fn header_match(c: &mut Candidate<'_>, name: &str, needle: &str) -> bool {
+    let values = c.header_values(name);
+    if needle.is_empty() {
+        return !values.is_empty();
+    }
+    values.iter().any(|v| contains_folded(v, needle))
+}
+
+impl Session {
+    pub(crate) async fn search(
+        &mut self,
+        charset: Option<Charset<'static>>,
+        criteria: Vec1<SearchKey<'static>>,
+        uid: bool,
+    ) -> Reply {
+        if let Some(cs) = &charset {
+            let name = match cs {
+                Charset::Atom(a) => a.as_ref().to_owned(),
+                Charset::Quoted(q) => q.as_ref().to_owned(),
+            };
+            if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
+                return Reply::no(
+                    Some("BADCHARSET (UTF-8 US-ASCII)"),
+                    format!("Unsupported charset {name}"),
+                );
+            }
+        }
+        let State::Selected { mailbox, .. } = &self.state else {
+            return Reply::bad("No mailbox selected");
+        };
+        let key = SearchKey::And(criteria);
+        let known: Vec<Known> = mailbox.known.clone();
+        let recent: HashSet<u32> = mailbox.recent.clone();
+        let open = mailbox.open.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let view = open.folder.view();
+            let ctx = Ctx {
+                exists: known.len() as u32,
+                max_uid: known.last().map(|k| k.uid).unwrap_or(0),
+            };
+            let mut hits = Vec::new();
+            for (i, k) in known.iter().enumerate() {
+                let Some(entry) = view.find(k.uid) else {
+                    continue;
+                };
+                let mut c = Candidate {
+                    seq: i as u32 + 1,
+                    known: k,
+                    recent: recent.contains(&k.uid),
+                    entry,
+                    folder: &open.folder,
+                    data: None,
+                    body: None,
+                };
+                if matches(&key, &mut c, &ctx) {
+                    hits.push(if uid { k.uid } else { i as u32 + 1 });
+                }
+            }
+            hits
+        });
+        let hits = match job.await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(cause = %e, "search task failed");
+                return Reply::no(Some("SERVERBUG"), "Internal error, see the server log");
+            }
+        };
+        let mut line = String::from("SEARCH");
+        for h in hits {
+            let _ = write!(line, " {h}");
+        }
+        self.untagged(&line);
+        Reply::ok("SEARCH completed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_dates() {
+        assert_eq!(
+            parse_date_part("Wed, 17 Jul 1996 02:23:25 -0700 (PDT)"),
+            chrono::NaiveDate::from_ymd_opt(1996, 7, 17)
+        );
+        assert_eq!(
+            parse_date_part("1 jan 99 00:00 GMT"),
+            chrono::NaiveDate::from_ymd_opt(1999, 1, 1)
+        );
+        assert_eq!(parse_date_part("garbage"), None);
+    }
+}

@@ -1,0 +1,386 @@
+//! SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE, IDLE, and the untagged
+//! updates that keep a client's view of the selected mailbox current.
+//!
+//! Changes found on disk (other sessions, other programs) are announced
+//! after each command, but EXPUNGE only where RFC 3501 §7.4.1 allows it:
+//! never after FETCH, STORE, SEARCH or COPY by sequence number, because the
+//! client's numbers would shift under it.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::sequence::SequenceSet;
+use tern_imap_proto::{framing, imap_codec, seqset};
+use tern_maildir::folder::MoveNew;
+use tern_maildir::Flag;
+
+use super::mailboxes::resolve_mailbox;
+use super::session::{blocking, End, Known, Reply, Selected, Session, State};
+
+/// The FLAGS/PERMANENTFLAGS list: system flags and keywords in use.
+pub(crate) fn flag_list(keywords: &BTreeSet<Arc<str>>) -> String {
+    let mut s = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for k in keywords {
+        s.push(' ');
+        s.push_str(k);
+    }
+    s
+}
+
+/// The FLAGS of one message as FETCH shows them.
+pub(crate) fn message_flags(k: &Known, recent: bool) -> String {
+    let mut parts: Vec<&str> = k.flags.iter().map(Flag::imap_name).collect();
+    if recent {
+        parts.push("\\Recent");
+    }
+    let mut s = parts.join(" ");
+    for kw in k.keywords.iter() {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(kw);
+    }
+    s
+}
+
+impl Session {
+    fn take_user(&mut self) -> Option<crate::users::User> {
+        match std::mem::replace(&mut self.state, State::Logout) {
+            State::Authenticated { user } | State::Selected { user, .. } => Some(user),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    pub(crate) async fn select(&mut self, mailbox: Mailbox<'static>, read_only: bool) -> Reply {
+        // Any selected mailbox is deselected first, even if this fails.
+        let Some(user) = self.take_user() else {
+            return Reply::bad("Not logged in");
+        };
+        self.state = State::Authenticated { user: user.clone() };
+        let target = match resolve_mailbox(&mailbox) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        let dir = user.maildir.folder_dir(target.folder());
+        if !user.maildir.folder_exists(target.folder()) {
+            return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist");
+        }
+        let open = self.svc.folders.get(&dir);
+        let o = open.clone();
+        let res = blocking(move || {
+            let view = o
+                .folder
+                .refresh(if read_only { MoveNew::No } else { MoveNew::Yes })?;
+            let recent: HashSet<u32> = if read_only {
+                Default::default()
+            } else {
+                o.folder.claim_recent().into_iter().collect()
+            };
+            Ok((view, recent))
+        })
+        .await;
+        let (view, recent) = match res {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let known: Vec<Known> = view
+            .messages
+            .iter()
+            .map(|m| Known {
+                uid: m.uid,
+                flags: m.flags.clone(),
+                keywords: m.keywords.clone(),
+            })
+            .collect();
+        let keywords: BTreeSet<Arc<str>> = known
+            .iter()
+            .flat_map(|k| k.keywords.iter().cloned())
+            .collect();
+        let flags = flag_list(&keywords);
+        self.untagged(&format!("FLAGS ({flags})"));
+        if read_only {
+            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            self.untagged(&format!(
+                "OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted"
+            ));
+        }
+        self.untagged(&format!("{} EXISTS", known.len()));
+        let recent_count = known.iter().filter(|k| recent.contains(&k.uid)).count();
+        self.untagged(&format!("{recent_count} RECENT"));
+        if let Some(first) = known.iter().position(|k| !k.flags.contains(Flag::Seen)) {
+            self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
+        }
+        self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", view.uidvalidity));
+        self.untagged(&format!(
+            "OK [UIDNEXT {}] Predicted next UID",
+            view.next_uid
+        ));
+        tracing::debug!(mailbox = %target.wire_name(), read_only, "selected");
+        self.state = State::Selected {
+            user,
+            mailbox: Box::new(Selected {
+                open,
+                read_only,
+                uidvalidity: view.uidvalidity,
+                known,
+                recent,
+                keywords,
+            }),
+        };
+        if read_only {
+            Reply::ok_code("READ-ONLY", "EXAMINE completed")
+        } else {
+            Reply::ok_code("READ-WRITE", "SELECT completed")
+        }
+    }
+
+    pub(crate) async fn close(&mut self, expunge: bool) -> Reply {
+        let State::Selected { mailbox, .. } = &self.state else {
+            return Reply::bad("No mailbox selected");
+        };
+        if expunge && !mailbox.read_only {
+            let open = mailbox.open.clone();
+            let known: HashSet<u32> = mailbox.known.iter().map(|k| k.uid).collect();
+            let o = open.clone();
+            let res = blocking(move || {
+                let view = o.folder.refresh(MoveNew::No)?;
+                let doomed: Vec<u32> = view
+                    .messages
+                    .iter()
+                    .filter(|m| m.flags.contains(Flag::Deleted) && known.contains(&m.uid))
+                    .map(|m| m.uid)
+                    .collect();
+                o.folder.expunge(&doomed)
+            })
+            .await;
+            if let Err(r) = res {
+                return r;
+            }
+            open.changed.notify_waiters();
+        }
+        if let Some(user) = self.take_user() {
+            self.state = State::Authenticated { user };
+        }
+        Reply::ok(if expunge {
+            "CLOSE completed"
+        } else {
+            "UNSELECT completed"
+        })
+    }
+
+    pub(crate) async fn expunge(&mut self, only: Option<SequenceSet>) -> Result<Reply, End> {
+        let State::Selected { mailbox, .. } = &self.state else {
+            return Ok(Reply::bad("No mailbox selected"));
+        };
+        if mailbox.read_only {
+            return Ok(Reply::no(Some("READ-ONLY"), "Mailbox is read-only"));
+        }
+        let open = mailbox.open.clone();
+        let allowed: HashSet<u32> = match &only {
+            Some(set) => {
+                let uids = mailbox.uids();
+                seqset::resolve_uids(set, &uids)
+                    .into_iter()
+                    .map(|i| uids[i])
+                    .collect()
+            }
+            None => mailbox.known.iter().map(|k| k.uid).collect(),
+        };
+        let o = open.clone();
+        let res = blocking(move || {
+            let view = o.folder.refresh(MoveNew::No)?;
+            let doomed: Vec<u32> = view
+                .messages
+                .iter()
+                .filter(|m| m.flags.contains(Flag::Deleted) && allowed.contains(&m.uid))
+                .map(|m| m.uid)
+                .collect();
+            o.folder.expunge(&doomed)
+        })
+        .await;
+        match res {
+            Ok(_) => {
+                open.changed.notify_waiters();
+                Ok(Reply::ok("EXPUNGE completed"))
+            }
+            Err(r) => Ok(r),
+        }
+    }
+
+    /// Looks at the selected folder and tells the client what changed.
+    pub(crate) async fn announce(&mut self, expunge_ok: bool) {
+        let (open, rw) = match &self.state {
+            State::Selected { mailbox, .. } => (mailbox.open.clone(), !mailbox.read_only),
+            _ => return,
+        };
+        let res = blocking(move || {
+            let view = open
+                .folder
+                .refresh(if rw { MoveNew::Yes } else { MoveNew::No })?;
+            let claimed = if rw {
+                open.folder.claim_recent()
+            } else {
+                Default::default()
+            };
+            Ok((view, claimed))
+        })
+        .await;
+        let Ok((view, claimed)) = res else { return };
+        let State::Selected { mailbox, .. } = &mut self.state else {
+            return;
+        };
+        if view.uidvalidity != mailbox.uidvalidity {
+            self.out
+                .extend_from_slice(b"* BYE Mailbox UIDVALIDITY changed, please reconnect\r\n");
+            self.state = State::Logout;
+            return;
+        }
+        mailbox.recent.extend(claimed);
+        let old = std::mem::take(&mut mailbox.known);
+        let old_len = old.len();
+        let mut known: Vec<Known> = Vec::with_capacity(view.messages.len());
+        let mut expunged: Vec<usize> = Vec::new();
+        let mut changed: Vec<usize> = Vec::new();
+        let mut j = 0;
+        for (i, k) in old.into_iter().enumerate() {
+            while j < view.messages.len() && view.messages[j].uid < k.uid {
+                j += 1; // numbered below a known UID: cannot be shown in order
+            }
+            match view.messages.get(j) {
+                Some(m) if m.uid == k.uid => {
+                    if m.flags != k.flags || m.keywords != k.keywords {
+                        changed.push(known.len());
+                    }
+                    known.push(Known {
+                        uid: m.uid,
+                        flags: m.flags.clone(),
+                        keywords: m.keywords.clone(),
+                    });
+                    j += 1;
+                }
+                _ if expunge_ok => expunged.push(i + 1),
+                _ => known.push(k),
+            }
+        }
+        let last_uid = known.last().map(|k| k.uid).unwrap_or(0);
+        let mut added = 0;
+        for m in &view.messages[j.min(view.messages.len())..] {
+            if m.uid > last_uid {
+                known.push(Known {
+                    uid: m.uid,
+                    flags: m.flags.clone(),
+                    keywords: m.keywords.clone(),
+                });
+                added += 1;
+            }
+        }
+        mailbox.known = known;
+        let mut out = String::new();
+        // Descending numbers stay valid as each EXPUNGE renumbers only later messages.
+        for seq in expunged.iter().rev() {
+            let _ = write!(out, "* {seq} EXPUNGE\r\n");
+        }
+        let new_keywords: BTreeSet<Arc<str>> = mailbox
+            .known
+            .iter()
+            .flat_map(|k| k.keywords.iter().cloned())
+            .collect();
+        if !new_keywords.is_subset(&mailbox.keywords) {
+            mailbox.keywords.extend(new_keywords);
+            let fl = flag_list(&mailbox.keywords);
+            let _ = write!(out, "* FLAGS ({fl})\r\n");
+            if !mailbox.read_only {
+                let _ = write!(out, "* OK [PERMANENTFLAGS ({fl} \\*)] Flags permitted\r\n");
+            }
+        }
+        if added > 0 || (!expunged.is_empty() && mailbox.known.len() != old_len - expunged.len()) {
+            let _ = write!(out, "* {} EXISTS\r\n", mailbox.known.len());
+        }
+        if added > 0 {
+            let recent = mailbox
+                .known
+                .iter()
+                .filter(|k| mailbox.recent.contains(&k.uid))
+                .count();
+            let _ = write!(out, "* {recent} RECENT\r\n");
+        }
+        for idx in changed {
+            let k = &mailbox.known[idx];
+            let flags = message_flags(k, mailbox.recent.contains(&k.uid));
+            let _ = write!(
+                out,
+                "* {} FETCH (UID {} FLAGS ({}))\r\n",
+                idx + 1,
+                k.uid,
+                flags
+            );
+        }
+        self.out.extend_from_slice(out.as_bytes());
+    }
+
+    /// IDLE (RFC 2177): updates are pushed until the client sends DONE.
+    pub(crate) async fn idle(&mut self) -> Result<Option<Reply>, End> {
+        self.out.extend_from_slice(b"+ idling\r\n");
+        self.announce(true).await;
+        self.flush().await?;
+        let poll = self.svc.limits.poll_interval();
+        loop {
+            let open = match &self.state {
+                State::Selected { mailbox, .. } => Some(mailbox.open.clone()),
+                _ => None,
+            };
+            let mut shutdown = self.svc.shutdown.clone();
+            enum Woke {
+                Line(Option<Vec<u8>>),
+                Change,
+                Shutdown,
+            }
+            let woke = {
+                let notified = async {
+                    match &open {
+                        Some(o) => o.changed.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    line = self.read_line(self.svc.limits.max_line_length) => Woke::Line(line?),
+                    _ = notified => Woke::Change,
+                    _ = tokio::time::sleep(poll) => Woke::Change,
+                    _ = shutdown.changed() => Woke::Shutdown,
+                }
+            };
+            match woke {
+                Woke::Shutdown => {
+                    self.out
+                        .extend_from_slice(b"* BYE Server shutting down\r\n");
+                    self.flush().await?;
+                    return Err(End::Closed);
+                }
+                Woke::Line(line) => {
+                    let ok = line
+                        .as_deref()
+                        .map(framing::strip_eol)
+                        .is_some_and(|l| l.eq_ignore_ascii_case(b"DONE"));
+                    return Ok(Some(if ok {
+                        Reply::ok("IDLE terminated")
+                    } else {
+                        Reply::bad("Expected DONE")
+                    }));
+                }
+                Woke::Change => {
+                    self.announce(true).await;
+                    self.flush().await?;
+                    if matches!(self.state, State::Logout) {
+                        return Err(End::Closed);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,840 @@
+//! The session: state, I/O, command dispatch.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_codec::imap_types::command::{Command, CommandBody};
+use tern_imap_proto::framing::{self, LiteralSync};
+use tern_imap_proto::{command as cmdparse, imap_codec};
+use tern_maildir::keywords::KeywordSet;
+use tern_maildir::{Flags, MaildirError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::{Cleartext, Limits};
+use crate::folders::{FolderRegistry, OpenFolder};
+use crate::users::{User, UserDb};
+
+/// Anything a session can run over: TCP, TLS, stdin/stdout.
+pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+/// What every session shares.
+pub struct Services {
+    /// Host name for the greeting.
+    pub hostname: String,
+    /// Limits.
+    pub limits: Limits,
+    /// Cleartext login policy.
+    pub cleartext: Cleartext,
+    /// Failed logins before the connection is closed.
+    pub max_auth_failures: u32,
+    /// First delay after a failed login.
+    pub failure_delay: Duration,
+    /// The user database (absent in `tern imapd`, which is pre-authenticated).
+    pub users: Option<UserDb>,
+    /// TLS for STARTTLS (absent: STARTTLS not offered).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Open folders.
+    pub folders: FolderRegistry,
+    /// Set to true when the server shuts down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("hostname", &self.hostname)
+            .field("limits", &self.limits)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a connection starts.
+#[derive(Debug)]
+pub enum SessionStart {
+    /// Greeting `* OK`, client must log in.
+    Login {
+        /// The client's address.
+        peer: Option<SocketAddr>,
+        /// True on an implicit-TLS port.
+        tls: bool,
+    },
+    /// Greeting `* PREAUTH` as this user (`tern imapd`).
+    Preauth(User),
+}
+
+/// A message as this session last told the client about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    pub uid: u32,
+    pub flags: Flags,
+    pub keywords: KeywordSet,
+}
+
+/// The selected mailbox.
+#[derive(Debug)]
+pub(crate) struct Selected {
+    pub open: Arc<OpenFolder>,
+    pub read_only: bool,
+    pub uidvalidity: u32,
+    /// Messages in sequence order. Invariant: ascending UIDs.
+    pub known: Vec<Known>,
+    /// UIDs that are \Recent for this session.
+    pub recent: HashSet<u32>,
+    /// Keywords announced in FLAGS.
+    pub keywords: BTreeSet<Arc<str>>,
+}
+
+impl Selected {
+    pub fn uids(&self) -> Vec<u32> {
+        self.known.iter().map(|k| k.uid).collect()
+    }
+    pub fn seq_of(&self, uid: u32) -> Option<usize> {
+        self.known.binary_search_by_key(&uid, |k| k.uid).ok()
+    }
+}
+
+/// Session state (RFC 3501 §3).
+#[derive(Debug)]
+pub(crate) enum State {
+    NotAuthenticated { failures: u32 },
+    Authenticated { user: User },
+    Selected { user: User, mailbox: Box<Selected> },
+    Logout,
+}
+
+/// Tagged response status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Ok,
+    No,
+    Bad,
+}
+
+/// A command's final answer: status, optional RFC 5530 code, text.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub status: Status,
+    pub code: Option<String>,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn ok(text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::Ok,
+            code: None,
+            text: text.into(),
+        }
+    }
+    pub fn ok_code(code: impl Into<String>, text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::Ok,
+            code: Some(code.into()),
+            text: text.into(),
+        }
+    }
+    pub fn no(code: Option<&str>, text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::No,
+            code: code.map(str::to_owned),
+            text: text.into(),
+        }
+    }
+    pub fn bad(text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::Bad,
+            code: None,
+            text: text.into(),
+        }
+    }
+    pub fn bad_code(code: &str, text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::Bad,
+            code: Some(code.to_owned()),
+            text: text.into(),
+        }
+    }
+}
+
+/// Maps a storage error to the client's answer (and logs the unexpected).
+pub(crate) fn storage_reply(e: &MaildirError) -> Reply {
+    match e {
+        MaildirError::NoSuchFolder => Reply::no(Some("NONEXISTENT"), "Mailbox does not exist"),
+        MaildirError::FolderExists => Reply::no(Some("ALREADYEXISTS"), "Mailbox already exists"),
+        MaildirError::InvalidName(why) => {
+            Reply::no(Some("CANNOT"), format!("Invalid mailbox name: {why}"))
+        }
+        MaildirError::NotAllowed(why) => Reply::no(Some("CANNOT"), why.to_string()),
+        MaildirError::LockTimeout(_) => Reply::no(Some("INUSE"), "Mailbox is busy, try again"),
+        MaildirError::MessageGone => Reply::no(Some("EXPUNGEISSUED"), "Message was expunged"),
+        other => {
+            tracing::error!(cause = %other, "storage error");
+            Reply::no(Some("SERVERBUG"), "Internal error, see the server log")
+        }
+    }
+}
+
+/// Runs storage work on the blocking pool.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, Reply>
+where
+    F: FnOnce() -> Result<T, MaildirError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(storage_reply(&e)),
+        Err(e) => {
+            tracing::error!(cause = %e, "blocking task failed");
+            Err(Reply::no(
+                Some("SERVERBUG"),
+                "Internal error, see the server log",
+            ))
+        }
+    }
+}
+
+/// Why the session ends.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The client logged out or the server closed the session on purpose.
+    Closed,
+    /// The socket failed or the client went away.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for End {
+    fn from(e: std::io::Error) -> Self {
+        End::Io(e)
+    }
+}
+
+/// A session of one connection.
+pub(crate) struct Session {
+    pub svc: Arc<Services>,
+    stream: Option<Box<dyn AsyncStream>>,
+    pub inbuf: Vec<u8>,
+    pub out: Vec<u8>,
+    pub state: State,
+    pub tls_active: bool,
+    pub peer: Option<SocketAddr>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("peer", &self.peer)
+            .field("tls", &self.tls_active)
+            .finish()
+    }
+}
+
+/// One complete command as read from the wire.
+pub(crate) enum Incoming {
+    /// A command and its bytes, ready for the parser.
+    Command(Vec<u8>),
+    /// APPEND whose message was streamed to a file: the command with the
+    /// literal replaced by `{0}`, and the file.
+    Append(Vec<u8>, super::append::Streamed),
+    /// Already answered (too long, too big...): nothing more to do.
+    Answered,
+}
+
+/// Serves one connection until it ends.
+pub async fn serve_connection(
+    svc: Arc<Services>,
+    stream: Box<dyn AsyncStream>,
+    start: SessionStart,
+) {
+    let (state, peer, tls) = match start {
+        SessionStart::Login { peer, tls } => (State::NotAuthenticated { failures: 0 }, peer, tls),
+        SessionStart::Preauth(user) => (State::Authenticated { user }, None, false),
+    };
+    let shutdown = svc.shutdown.clone();
+    let mut s = Session {
+        svc,
+        stream: Some(stream),
+        inbuf: Vec::with_capacity(1024),
+        out: Vec::with_capacity(1024),
+        state,
+        tls_active: tls,
+        peer,
+        shutdown,
+    };
+    match s.run().await {
+        Ok(()) | Err(End::Closed) => {}
+        Err(End::Io(e)) => tracing::debug!(cause = %e, "connection ended"),
+    }
+}
+
+impl Session {
+    fn stream(&mut self) -> std::io::Result<&mut Box<dyn AsyncStream>> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no stream"))
+    }
+
+    /// Writes out everything buffered.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let s = self.stream()?;
+        s.write_all(&out).await?;
+        s.flush().await?;
+        self.out = out;
+        self.out.clear();
+        if self.out.capacity() > 256 * 1024 {
+            self.out.shrink_to(16 * 1024);
+        }
+        Ok(())
+    }
+
+    /// Flushes when the buffer has grown large (long FETCH responses).
+    pub async fn flush_if_large(&mut self) -> std::io::Result<()> {
+        if self.out.len() >= 64 * 1024 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub fn untagged(&mut self, line: &str) {
+        self.out.extend_from_slice(b"* ");
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    pub fn tagged(&mut self, tag: &str, r: &Reply) {
+        let status = match r.status {
+            Status::Ok => "OK",
+            Status::No => "NO",
+            Status::Bad => "BAD",
+        };
+        self.out.extend_from_slice(tag.as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(status.as_bytes());
+        self.out.push(b' ');
+        if let Some(c) = &r.code {
+            self.out.push(b'[');
+            self.out.extend_from_slice(c.as_bytes());
+            self.out.extend_from_slice(b"] ");
+        }
+        self.out.extend_from_slice(r.text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn timeout(&self) -> Duration {
+        match self.state {
+            State::NotAuthenticated { .. } => self.svc.limits.preauth_timeout(),
+            _ => self.svc.limits.auth_timeout(),
+        }
+    }
+
+    /// Reads more bytes into the input buffer; EOF is an error.
+    pub async fn fill(&mut self) -> Result<(), End> {
+        let timeout = self.timeout();
+        let mut chunk = [0u8; 16 * 1024];
+        let n = {
+            let stream = self.stream()?;
+            match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    self.untagged("BYE Autologout; idle for too long");
+                    let _ = self.flush().await;
+                    return Err(End::Closed);
+                }
+            }
+        };
+        if n == 0 {
+            return Err(End::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "client closed",
+            )));
+        }
+        self.inbuf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Reads one line (with its line end). A line longer than `max` is
+    /// consumed to its end and reported as `None`.
+    pub async fn read_line(&mut self, max: usize) -> Result<Option<Vec<u8>>, End> {
+        let mut scanned = 0;
+        let mut overlong = false;
+        loop {
+            if let Some(p) = self.inbuf[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + p + 1;
+                let line: Vec<u8> = self.inbuf.drain(..end).collect();
+                return Ok(if overlong || line.len() > max {
+                    None
+                } else {
+                    Some(line)
+                });
+            }
+            if self.inbuf.len() > max {
+                overlong = true;
+                self.inbuf.clear();
+                scanned = 0;
+            } else {
+                scanned = self.inbuf.len();
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads exactly `n` bytes, handing them to `sink` in chunks.
+    pub async fn read_exact_to(
+        &mut self,
+        mut n: u64,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), End> {
+        while n > 0 {
+            if self.inbuf.is_empty() {
+                self.fill().await?;
+            }
+            let take = (self.inbuf.len() as u64).min(n) as usize;
+            sink(&self.inbuf[..take])?;
+            self.inbuf.drain(..take);
+            n -= take as u64;
+        }
+        Ok(())
+    }
+
+    pub fn cleartext_allowed(&self) -> bool {
+        if self.tls_active {
+            return true;
+        }
+        match self.svc.cleartext {
+            Cleartext::Always => true,
+            Cleartext::Never => false,
+            Cleartext::Loopback => self.peer.map(|p| p.ip().is_loopback()).unwrap_or(true),
+        }
+    }
+
+    pub fn capabilities(&self) -> String {
+        let mut caps = vec![
+            "IMAP4rev1",
+            "SASL-IR",
+            "LITERAL+",
+            "ID",
+            "ENABLE",
+            "IDLE",
+            "NAMESPACE",
+        ];
+        match self.state {
+            State::NotAuthenticated { .. } => {
+                if self.svc.tls.is_some() && !self.tls_active {
+                    caps.push("STARTTLS");
+                }
+                if self.cleartext_allowed() {
+                    caps.push("AUTH=PLAIN");
+                    caps.push("AUTH=LOGIN");
+                } else {
+                    caps.push("LOGINDISABLED");
+                }
+            }
+            _ => {
+                caps.extend(["CHILDREN", "UIDPLUS", "UNSELECT", "MOVE"]);
+            }
+        }
+        let mut s = caps.join(" ");
+        if !matches!(self.state, State::NotAuthenticated { .. }) {
+            s.push_str(&format!(
+                " APPENDLIMIT={}",
+                self.svc.limits.max_message_size
+            ));
+        }
+        s
+    }
+
+    async fn run(&mut self) -> Result<(), End> {
+        let greeting = match &self.state {
+            State::Authenticated { user } => {
+                if let Err(e) = user.maildir.ensure() {
+                    tracing::error!(cause = %e, "cannot create the Maildir");
+                    self.untagged("BYE Cannot open the mailbox store");
+                    self.flush().await?;
+                    return Err(End::Closed);
+                }
+                format!(
+                    "PREAUTH [CAPABILITY {}] tern ready, logged in as {}",
+                    self.capabilities(),
+                    user.name
+                )
+            }
+            _ => format!(
+                "OK [CAPABILITY {}] {} tern IMAP ready",
+                self.capabilities(),
+                self.svc.hostname
+            ),
+        };
+        self.untagged(&greeting);
+        self.flush().await?;
+        loop {
+            if *self.shutdown.borrow() {
+                self.untagged("BYE Server shutting down");
+                self.flush().await?;
+                return Err(End::Closed);
+            }
+            let incoming = {
+                let mut shutdown = self.shutdown.clone();
+                tokio::select! {
+                    r = self.read_command() => r?,
+                    _ = shutdown.changed() => {
+                        continue;
+                    }
+                }
+            };
+            match incoming {
+                Incoming::Answered => {}
+                Incoming::Command(bytes) => self.execute(&bytes, None).await?,
+                Incoming::Append(bytes, streamed) => self.execute(&bytes, Some(streamed)).await?,
+            }
+            self.flush().await?;
+            if matches!(self.state, State::Logout) {
+                return Err(End::Closed);
+            }
+        }
+    }
+
+    /// Reads a whole command: the first line, literals, continuation lines.
+    async fn read_command(&mut self) -> Result<Incoming, End> {
+        let max = self.svc.limits.max_line_length;
+        let Some(first) = self.read_line(max).await? else {
+            self.untagged("BAD [LIMIT] Command line too long");
+            return Ok(Incoming::Answered);
+        };
+        let tag = framing::tag_of(&first).map(str::to_owned);
+        let is_append = matches!(framing::command_name(&first).as_deref(), Some("APPEND"));
+        let authenticated = !matches!(self.state, State::NotAuthenticated { .. });
+        let mut cmd = first;
+        loop {
+            let Some(ann) = framing::literal_announcement(&cmd) else {
+                return Ok(Incoming::Command(cmd));
+            };
+            // The first literal of an APPEND is the message: stream it to disk.
+            if is_append && authenticated && !cmd[..ann.brace_at].contains(&b'{') {
+                return self.read_append_literal(cmd, ann, tag).await;
+            }
+            if cmd.len() as u64 + ann.len > max as u64 {
+                if ann.sync == LiteralSync::NonSync {
+                    self.read_exact_to(ann.len, |_| Ok(())).await?;
+                    // Discard the rest of the command too.
+                    self.read_line(usize::MAX).await?;
+                }
+                let r = Reply::bad_code("LIMIT", "Command too long");
+                match &tag {
+                    Some(t) => self.tagged(t, &r),
+                    None => self.untagged("BAD [LIMIT] Command too long"),
+                }
+                return Ok(Incoming::Answered);
+            }
+            if ann.sync == LiteralSync::Sync {
+                self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                self.flush().await?;
+            }
+            let mut data = Vec::with_capacity(ann.len as usize);
+            self.read_exact_to(ann.len, |b| {
+                data.extend_from_slice(b);
+                Ok(())
+            })
+            .await?;
+            cmd.extend_from_slice(&data);
+            let Some(rest) = self.read_line(max).await? else {
+                if let Some(t) = &tag {
+                    self.tagged(t, &Reply::bad_code("LIMIT", "Command too long"));
+                }
+                return Ok(Incoming::Answered);
+            };
+            cmd.extend_from_slice(&rest);
+        }
+    }
+
+    /// Parses and runs one command.
+    async fn execute(
+        &mut self,
+        bytes: &[u8],
+        streamed: Option<super::append::Streamed>,
+    ) -> Result<(), End> {
+        let cmd = match cmdparse::parse(bytes) {
+            Ok(c) => c,
+            Err(_) => {
+                if let Some(s) = streamed {
+                    s.discard();
+                }
+                let line = String::from_utf8_lossy(framing::strip_eol(
+                    bytes.split(|b| *b == b'\n').next().unwrap_or(b""),
+                ));
+                match framing::tag_of(bytes) {
+                    Some(tag) => {
+                        let name = framing::command_name(bytes).unwrap_or_default();
+                        let text = if name.is_empty() {
+                            "Missing command".to_owned()
+                        } else if is_known_command(&name) {
+                            format!("Error in IMAP command {name}: invalid arguments")
+                        } else {
+                            format!(
+                                "Unknown command {}",
+                                name.chars().take(40).collect::<String>()
+                            )
+                        };
+                        tracing::debug!(line = %line.chars().take(200).collect::<String>(), "unparsable command");
+                        let tag = tag.to_owned();
+                        self.tagged(&tag, &Reply::bad_code("CLIENTBUG", text));
+                    }
+                    None => self.untagged("BAD Error in IMAP command: missing or invalid tag"),
+                }
+                return Ok(());
+            }
+        };
+        let Command { tag, body } = cmd;
+        let tag = tag.as_ref().to_owned();
+        if let Some(reply) = self.dispatch(&tag, body, streamed).await? {
+            self.tagged(&tag, &reply);
+        }
+        Ok(())
+    }
+
+    fn allowed(&self, body: &CommandBody<'_>) -> bool {
+        use CommandBody as C;
+        let any = matches!(body, C::Capability | C::Noop | C::Logout | C::Id { .. });
+        if any {
+            return true;
+        }
+        match &self.state {
+            State::NotAuthenticated { .. } => {
+                matches!(body, C::StartTLS | C::Authenticate { .. } | C::Login { .. })
+            }
+            State::Authenticated { .. } => !matches!(
+                body,
+                C::StartTLS
+                    | C::Authenticate { .. }
+                    | C::Login { .. }
+                    | C::Check
+                    | C::Close
+                    | C::Unselect
+                    | C::Expunge
+                    | C::ExpungeUid { .. }
+                    | C::Search { .. }
+                    | C::Fetch { .. }
+                    | C::Store { .. }
+                    | C::Copy { .. }
+                    | C::Move { .. }
+                    | C::Sort { .. }
+                    | C::Thread { .. }
+            ),
+            State::Selected { .. } => {
+                !matches!(body, C::StartTLS | C::Authenticate { .. } | C::Login { .. })
+            }
+            State::Logout => false,
+        }
+    }
+
+    /// Runs a command; `None` when the handler sent the tagged reply itself.
+    async fn dispatch(
+        &mut self,
+        tag: &str,
+        body: CommandBody<'static>,
+        streamed: Option<super::append::Streamed>,
+    ) -> Result<Option<Reply>, End> {
+        use CommandBody as C;
+        if !self.allowed(&body) {
+            if let Some(s) = streamed {
+                s.discard();
+            }
+            let text = match self.state {
+                State::NotAuthenticated { .. } => "Command not allowed before login",
+                State::Authenticated { .. } => "No mailbox selected",
+                _ => "Command not allowed in this state",
+            };
+            return Ok(Some(Reply::bad(text)));
+        }
+        // Commands that may not be followed by EXPUNGE responses (§7.4.1).
+        let expunge_ok = !matches!(
+            &body,
+            C::Fetch { uid: false, .. }
+                | C::Store { uid: false, .. }
+                | C::Search { uid: false, .. }
+                | C::Copy { uid: false, .. }
+        );
+        let reply = match body {
+            C::Capability => {
+                let caps = self.capabilities();
+                self.untagged(&format!("CAPABILITY {caps}"));
+                Reply::ok("Capability completed")
+            }
+            C::Noop => Reply::ok("NOOP completed"),
+            C::Check => Reply::ok("CHECK completed"),
+            C::Logout => {
+                self.untagged("BYE Logging out");
+                self.state = State::Logout;
+                return Ok(Some(Reply::ok("Logout completed")));
+            }
+            C::Id { .. } => {
+                self.untagged(&format!(
+                    "ID (\"name\" \"tern\" \"version\" \"{}\")",
+                    env!("CARGO_PKG_VERSION")
+                ));
+                Reply::ok("ID completed")
+            }
+            C::StartTLS => return self.starttls(tag).await,
+            C::Login { username, password } => {
+                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let pass = password.declassify().as_ref().to_vec();
+                self.login(user, pass).await?
+            }
+            C::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                let ir = initial_response.map(|r| r.declassify().to_vec());
+                self.authenticate(mechanism, ir).await?
+            }
+            C::Enable { .. } => {
+                self.untagged("ENABLED");
+                Reply::ok("ENABLE completed")
+            }
+            C::Namespace => {
+                self.untagged("NAMESPACE ((\"INBOX.\" \".\")) NIL NIL");
+                Reply::ok("NAMESPACE completed")
+            }
+            C::Select { mailbox, .. } => self.select(mailbox, false).await,
+            C::Examine { mailbox, .. } => self.select(mailbox, true).await,
+            C::Create { mailbox } => self.create(mailbox).await,
+            C::Delete { mailbox } => self.delete(mailbox).await,
+            C::Rename { from, to } => self.rename(from, to).await,
+            C::Subscribe { mailbox } => self.subscribe(mailbox, true).await,
+            C::Unsubscribe { mailbox } => self.subscribe(mailbox, false).await,
+            C::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(reference, mailbox_wildcard, false).await,
+            C::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(reference, mailbox_wildcard, true).await,
+            C::Status {
+                mailbox,
+                item_names,
+            } => self.status(mailbox, &item_names).await,
+            C::Append {
+                mailbox,
+                flags,
+                date,
+                ..
+            } => match streamed {
+                Some(s) => self.append(mailbox, flags, date, s).await,
+                None => Reply::bad("APPEND needs a message literal"),
+            },
+            C::Close => self.close(true).await,
+            C::Unselect => self.close(false).await,
+            C::Expunge => self.expunge(None).await?,
+            C::ExpungeUid { sequence_set } => self.expunge(Some(sequence_set)).await?,
+            C::Search {
+                charset,
+                criteria,
+                uid,
+            } => self.search(charset, criteria, uid).await,
+            C::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => self.fetch(sequence_set, macro_or_item_names, uid).await?,
+            C::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                ..
+            } => self.store(sequence_set, kind, response, flags, uid).await,
+            C::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(sequence_set, mailbox, uid, false).await?,
+            C::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(sequence_set, mailbox, uid, true).await?,
+            C::Idle => return self.idle().await,
+            _ => Reply::bad("Command not supported"),
+        };
+        if matches!(self.state, State::Selected { .. }) {
+            self.announce(expunge_ok).await;
+        }
+        Ok(Some(reply))
+    }
+
+    async fn starttls(&mut self, tag: &str) -> Result<Option<Reply>, End> {
+        let Some(acceptor) = self.svc.tls.clone() else {
+            return Ok(Some(Reply::bad("STARTTLS not available")));
+        };
+        if self.tls_active {
+            return Ok(Some(Reply::bad("TLS is already active")));
+        }
+        self.tagged(tag, &Reply::ok("Begin TLS negotiation now"));
+        self.flush().await?;
+        // Anything the client pipelined after STARTTLS is discarded: it was
+        // sent in the clear and must not be taken as protected (RFC 3501 §6.2.1).
+        self.inbuf.clear();
+        let plain = self.stream.take().ok_or(End::Closed)?;
+        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Some(Box::new(tls));
+                self.tls_active = true;
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(End::Io(e)),
+            Err(_) => Err(End::Closed),
+        }
+    }
+}
+
+fn is_known_command(name: &str) -> bool {
+    const KNOWN: &[&str] = &[
+        "CAPABILITY",
+        "NOOP",
+        "LOGOUT",
+        "STARTTLS",
+        "AUTHENTICATE",
+        "LOGIN",
+        "SELECT",
+        "EXAMINE",
+        "CREATE",
+        "DELETE",
+        "RENAME",
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+        "LIST",
+        "LSUB",
+        "STATUS",
+        "APPEND",
+        "CHECK",
+        "CLOSE",
+        "EXPUNGE",
+        "SEARCH",
+        "FETCH",
+        "STORE",
+        "COPY",
+        "MOVE",
+        "UID FETCH",
+        "UID SEARCH",
+        "UID STORE",
+        "UID COPY",
+        "UID MOVE",
+        "UID EXPUNGE",
+        "IDLE",
+        "NAMESPACE",
+        "ID",
+        "ENABLE",
+        "UNSELECT",
+    ];
+    KNOWN.contains(&name)
+}

@@ -1,0 +1,180 @@
+//! Listeners: accepting connections under the connection limits, TLS
+//! handshakes, and graceful shutdown.
+//!
+//! Shutdown: stop accepting; tell every session through the `watch`
+//! channel (each finishes its command, sends `* BYE` and closes); wait for
+//! them, at most [`SHUTDOWN_GRACE`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::imap::{serve_connection, Services, SessionStart};
+
+/// How long sessions get to finish after a shutdown request.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A bound listener and whether it speaks implicit TLS.
+#[derive(Debug)]
+pub struct BoundListener {
+    /// The socket.
+    pub listener: TcpListener,
+    /// Implicit TLS.
+    pub tls: bool,
+}
+
+/// Counts connections per IP address.
+#[derive(Debug, Default)]
+struct PerIp {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+struct IpSlot {
+    ip: IpAddr,
+    table: Arc<PerIp>,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut c = self.table.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl PerIp {
+    fn try_take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            ip,
+            table: self.clone(),
+        })
+    }
+}
+
+/// Serves all listeners until `shutdown` turns true, then drains sessions.
+pub async fn run(
+    svc: Arc<Services>,
+    listeners: Vec<BoundListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let limit = Arc::new(Semaphore::new(svc.limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
+    // Each session holds a sender; when all are dropped, `recv` returns None
+    // (the mini-redis shutdown pattern).
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut accepts = JoinSet::new();
+    for l in listeners {
+        accepts.spawn(accept_loop(
+            svc.clone(),
+            l,
+            limit.clone(),
+            per_ip.clone(),
+            tls.clone(),
+            alive_tx.clone(),
+        ));
+    }
+    drop(alive_tx);
+    let mut shutdown = svc.shutdown.clone();
+    let _ = shutdown.wait_for(|v| *v).await;
+    accepts.abort_all();
+    while accepts.join_next().await.is_some() {}
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv()).await;
+}
+
+async fn accept_loop(
+    svc: Arc<Services>,
+    l: BoundListener,
+    limit: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    alive: tokio::sync::mpsc::Sender<()>,
+) {
+    loop {
+        let (stream, peer) = match l.listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(cause = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            reject(stream, "* BYE Too many connections, try again later\r\n").await;
+            continue;
+        };
+        let Some(slot) = per_ip.try_take(peer.ip(), svc.limits.max_connections_per_ip) else {
+            reject(stream, "* BYE Too many connections from your address\r\n").await;
+            continue;
+        };
+        let svc = svc.clone();
+        let tls = if l.tls { tls.clone() } else { None };
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _slot = slot;
+            let _alive = alive;
+            serve(svc, stream, peer, tls).await;
+        });
+    }
+}
+
+async fn reject(mut stream: TcpStream, msg: &str) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(msg.as_bytes())).await;
+}
+
+async fn serve(
+    svc: Arc<Services>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    match tls {
+        Some(acceptor) => {
+            match tokio::time::timeout(svc.limits.preauth_timeout(), acceptor.accept(stream)).await
+            {
+                Ok(Ok(s)) => {
+                    serve_connection(
+                        svc,
+                        Box::new(s),
+                        SessionStart::Login {
+                            peer: Some(peer),
+                            tls: true,
+                        },
+                    )
+                    .await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, cause = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        None => {
+            serve_connection(
+                svc,
+                Box::new(stream),
+                SessionStart::Login {
+                    peer: Some(peer),
+                    tls: false,
+                },
+            )
+            .await
+        }
+    }
+}
