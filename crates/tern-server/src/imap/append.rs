@@ -126,6 +126,34 @@ impl Session {
         let Some(user) = self.user().cloned() else {
             return Ok(Incoming::Answered);
         };
+        // Check the target before asking for the message (as Dovecot does):
+        // parse the command with an empty literal in place of the message.
+        let mut probe = cmd[..ann.brace_at].to_vec();
+        probe.extend_from_slice(b"{0}\r\n\r\n");
+        let early = match tern_imap_proto::command::parse(&probe) {
+            Ok(c) => match c.body {
+                imap_codec::imap_types::command::CommandBody::Append { mailbox, .. } => {
+                    match resolve_mailbox(&mailbox) {
+                        Ok(t) if user.maildir.folder_exists(t.folder()) => None,
+                        Ok(_) => Some(Reply::no(Some("TRYCREATE"), "Mailbox does not exist")),
+                        Err(r) => Some(r),
+                    }
+                }
+                _ => None,
+            },
+            Err(_) => Some(Reply::bad_code(
+                "CLIENTBUG",
+                "Error in IMAP command APPEND: invalid arguments",
+            )),
+        };
+        if let Some(r) = early {
+            if ann.sync == LiteralSync::NonSync {
+                self.read_exact_to(ann.len, |_| Ok(())).await?;
+                self.read_line(usize::MAX).await?;
+            }
+            refuse(self, r);
+            return Ok(Incoming::Answered);
+        }
         let path = user.maildir.new_tmp_path();
         let mut file = match tokio::fs::File::create(&path).await {
             Ok(f) => f,

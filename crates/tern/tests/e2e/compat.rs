@@ -1,0 +1,1 @@
+//! Compatibility with Courier-IMAP and Dovecot files, and `tern imapd`.

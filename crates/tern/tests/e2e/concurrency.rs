@@ -1,0 +1,1 @@
+//! Sessions sharing a folder, outside deliveries, restarts, crashes.

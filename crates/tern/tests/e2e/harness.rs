@@ -1,0 +1,449 @@
+//! Test harness: starts the real `tern` binary on ephemeral ports in its own
+//! temporary directory and speaks IMAP to it over TCP or TLS.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ALICE_PW: &str = "secret";
+
+/// A running server and its directory.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub imap: SocketAddr,
+    pub imaps: SocketAddr,
+    pub extra_config: String,
+}
+
+/// Builder for a server.
+pub struct ServerBuilder {
+    extra_config: String,
+    auth_extra: String,
+    dir: Option<tempfile::TempDir>,
+}
+
+pub fn server() -> ServerBuilder {
+    ServerBuilder {
+        extra_config: String::new(),
+        auth_extra: String::new(),
+        dir: None,
+    }
+}
+
+impl ServerBuilder {
+    /// Adds raw TOML at the end of the config (e.g. a `[limits]` table).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self.extra_config.push('\n');
+        self
+    }
+
+    /// Adds keys to the `[auth]` table.
+    pub fn auth(mut self, toml: &str) -> Self {
+        self.auth_extra.push_str(toml);
+        self.auth_extra.push('\n');
+        self
+    }
+
+    /// Reuses the directory (and so the Maildirs) of an earlier server.
+    pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let p = dir.path();
+        if !p.join("cert.pem").exists() {
+            tern_server::tls::generate_self_signed(
+                &["localhost".into()],
+                &p.join("cert.pem"),
+                &p.join("key.pem"),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            p.join("users"),
+            format!("alice:{{PLAIN}}{ALICE_PW}::::::\nbob:{{PLAIN}}bobpw::::::\ncarol@example.org:{{PLAIN}}c::::::\n"),
+        )
+        .unwrap();
+        let cfg = format!(
+            "hostname = \"test.example\"\n[imap]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n\
+             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[auth]\npasswd_file = \"users\"\nfailure_delay_ms = 1\n{}\
+             [mail]\nmaildir = \"mail/{{user}}/Maildir\"\n{}",
+            self.auth_extra, self.extra_config
+        );
+        std::fs::write(p.join("tern.toml"), &cfg).unwrap();
+        let mut s = Server {
+            dir,
+            child: None,
+            imap: "127.0.0.1:1".parse().unwrap(),
+            imaps: "127.0.0.1:1".parse().unwrap(),
+            extra_config: self.extra_config,
+        };
+        s.spawn();
+        s
+    }
+}
+
+impl Server {
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["serve", "--config"])
+            .arg(self.dir.path().join("tern.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tern");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut imap = None;
+        let mut imaps = None;
+        while imap.is_none() || imaps.is_none() {
+            let line = lines.next().expect("tern exited before listening").unwrap();
+            if let Some(a) = line.strip_prefix("tern: listening imaps ") {
+                imaps = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("tern: listening imap ") {
+                imap = Some(a.parse().unwrap());
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.imap = imap.unwrap();
+        self.imaps = imaps.unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user).join("Maildir")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A cleartext connection, greeting read.
+    pub fn connect(&self) -> Client {
+        Client::plain(self.imap)
+    }
+
+    /// A logged-in cleartext connection.
+    pub fn login(&self, user: &str, pw: &str) -> Client {
+        let mut c = self.connect();
+        let r = c.cmd(&format!("LOGIN {user} {pw}"));
+        assert!(r.ok(), "login failed: {r:?}");
+        c
+    }
+
+    pub fn alice(&self) -> Client {
+        self.login("alice", ALICE_PW)
+    }
+
+    /// Implicit-TLS connection.
+    pub fn connect_tls(&self) -> Client {
+        Client::tls(self.imaps)
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        unsafe_free_kill(c.id(), libc::SIGTERM);
+        c.wait().unwrap()
+    }
+
+    /// Starts the server again on the same directory (new ports).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+/// `kill(2)` through the `kill` command, keeping the tests free of unsafe code.
+fn unsafe_free_kill(pid: u32, sig: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A simple blocking IMAP client.
+pub struct Client {
+    stream: BufReader<Box<dyn Stream>>,
+    tag: u32,
+    pub greeting: String,
+}
+
+/// The lines of a response, the last one tagged.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub lines: Vec<String>,
+    /// Raw bytes of everything received (literals included).
+    pub raw: Vec<u8>,
+}
+
+impl Resp {
+    pub fn tagged(&self) -> &str {
+        self.lines.last().map(String::as_str).unwrap_or("")
+    }
+    fn status(&self) -> &str {
+        self.tagged().split(' ').nth(1).unwrap_or("")
+    }
+    pub fn ok(&self) -> bool {
+        self.status() == "OK"
+    }
+    pub fn no(&self) -> bool {
+        self.status() == "NO"
+    }
+    pub fn bad(&self) -> bool {
+        self.status() == "BAD"
+    }
+    /// Untagged lines starting with `* <prefix>`.
+    pub fn untagged(&self, prefix: &str) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("* "))
+            .filter(|l| l.starts_with(prefix))
+            .collect()
+    }
+    pub fn has(&self, needle: &str) -> bool {
+        self.lines.iter().any(|l| l.contains(needle))
+    }
+}
+
+#[derive(Debug)]
+struct NoVerify;
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn tls_wrap(tcp: TcpStream) -> Box<dyn Stream> {
+    tern_server::tls::install_provider();
+    let cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify))
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
+    Box::new(rustls::StreamOwned::new(conn, tcp))
+}
+
+impl Client {
+    fn from_stream(s: Box<dyn Stream>) -> Client {
+        let mut c = Client {
+            stream: BufReader::new(s),
+            tag: 0,
+            greeting: String::new(),
+        };
+        c.greeting = c.read_line();
+        c
+    }
+
+    pub fn plain(addr: SocketAddr) -> Client {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client::from_stream(Box::new(tcp))
+    }
+
+    pub fn tls(addr: SocketAddr) -> Client {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client::from_stream(tls_wrap(tcp))
+    }
+
+    /// Reads one line (without CRLF); literals are inlined as `{n}` markers
+    /// followed by their text on the same logical line.
+    pub fn read_line(&mut self) -> String {
+        let mut raw = Vec::new();
+        self.read_logical(&mut raw)
+    }
+
+    fn read_logical(&mut self, raw: &mut Vec<u8>) -> String {
+        let mut line = Vec::new();
+        loop {
+            let mut part = Vec::new();
+            match self.stream.read_until(b'\n', &mut part) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "read failed (timeout?): {e}; partial line {:?}",
+                    String::from_utf8_lossy(&line)
+                ),
+            }
+            raw.extend_from_slice(&part);
+            line.extend_from_slice(&part);
+            // A literal announcement at the end: read it and continue.
+            let trimmed = part.strip_suffix(b"\r\n").unwrap_or(&part);
+            if let Some(ann) = tern_imap_proto::framing::literal_announcement(trimmed) {
+                let mut buf = vec![0u8; ann.len as usize];
+                self.stream.read_exact(&mut buf).unwrap();
+                raw.extend_from_slice(&buf);
+                line.extend_from_slice(&buf);
+                continue;
+            }
+            break;
+        }
+        let s = String::from_utf8_lossy(&line).into_owned();
+        s.strip_suffix("\r\n").unwrap_or(&s).to_owned()
+    }
+
+    pub fn next_tag(&mut self) -> String {
+        self.tag += 1;
+        format!("t{}", self.tag)
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        let s = self.stream.get_mut();
+        s.write_all(bytes).unwrap();
+        s.flush().unwrap();
+    }
+
+    /// Reads until the line tagged `tag`.
+    pub fn read_until_tag(&mut self, tag: &str) -> Resp {
+        let mut lines = Vec::new();
+        let mut raw = Vec::new();
+        loop {
+            let before = raw.len();
+            let l = self.read_logical(&mut raw);
+            if raw.len() == before {
+                panic!("connection closed while waiting for {tag}; got {lines:?}");
+            }
+            let done = l.starts_with(&format!("{tag} "));
+            lines.push(l);
+            if done {
+                return Resp { lines, raw };
+            }
+            if lines.len() > 1_000_000 {
+                panic!("no tagged response");
+            }
+        }
+    }
+
+    /// Sends a command and reads the response.
+    pub fn cmd(&mut self, text: &str) -> Resp {
+        let tag = self.next_tag();
+        self.send(format!("{tag} {text}\r\n").as_bytes());
+        self.read_until_tag(&tag)
+    }
+
+    /// APPENDs a message with a synchronising literal.
+    pub fn append(&mut self, mailbox: &str, flags: &str, msg: &[u8]) -> Resp {
+        let tag = self.next_tag();
+        self.send(format!("{tag} APPEND {mailbox} {flags} {{{}}}\r\n", msg.len()).as_bytes());
+        let cont = self.read_line();
+        assert!(cont.starts_with('+'), "expected continuation, got {cont}");
+        self.send(msg);
+        self.send(b"\r\n");
+        self.read_until_tag(&tag)
+    }
+
+    /// True if the server closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut buf = Vec::new();
+        matches!(self.stream.read_until(b'\n', &mut buf), Ok(0) | Err(_)) && buf.is_empty()
+    }
+}
+
+impl Client {
+    /// Connects in the clear, runs STARTTLS, and continues over TLS.
+    pub fn starttls_from_addr(addr: SocketAddr) -> (String, Client) {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut reader = BufReader::new(tcp.try_clone().unwrap());
+        let mut greeting = String::new();
+        reader.read_line(&mut greeting).unwrap();
+        let mut w = tcp.try_clone().unwrap();
+        w.write_all(b"s1 CAPABILITY\r\n").unwrap();
+        let mut caps = String::new();
+        loop {
+            let mut l = String::new();
+            reader.read_line(&mut l).unwrap();
+            caps.push_str(&l);
+            if l.starts_with("s1 ") {
+                break;
+            }
+        }
+        w.write_all(b"s2 STARTTLS\r\n").unwrap();
+        let mut l = String::new();
+        reader.read_line(&mut l).unwrap();
+        assert!(l.starts_with("s2 OK"), "{l}");
+        let c = Client {
+            stream: BufReader::new(tls_wrap(tcp)),
+            tag: 10,
+            greeting,
+        };
+        (caps, c)
+    }
+}
+
+/// A message with CRLF line ends.
+pub fn message(subject: &str, body: &str) -> Vec<u8> {
+    format!("From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: {subject}\r\nDate: Wed, 17 Jul 1996 02:23:25 -0700\r\nMessage-ID: <{subject}@example.org>\r\n\r\n{body}\r\n")
+        .into_bytes()
+}
+
+/// Extracts the number after `key` in a line (`UIDNEXT 5` → 5).
+pub fn number_after(line: &str, key: &str) -> Option<u64> {
+    let i = line.find(key)? + key.len();
+    line[i..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}

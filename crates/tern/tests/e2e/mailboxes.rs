@@ -1,0 +1,197 @@
+//! CREATE, DELETE, RENAME, LIST, LSUB, SUBSCRIBE, STATUS, and name safety.
+
+use crate::harness::*;
+
+fn list_names(r: &Resp) -> Vec<String> {
+    r.untagged("LIST ")
+        .iter()
+        .map(|l| {
+            l.rsplit_once("\".\" ")
+                .unwrap()
+                .1
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn create_list_hierarchy() {
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.cmd("CREATE INBOX.Work").ok());
+    assert!(c.cmd("CREATE INBOX.Work.2024").ok());
+    assert!(
+        c.cmd("CREATE INBOX.Deep.Child").ok(),
+        "parent need not exist"
+    );
+    let r = c.cmd("CREATE INBOX.Work");
+    assert!(r.no() && r.tagged().contains("[ALREADYEXISTS]"), "{r:?}");
+    assert!(c.cmd("CREATE INBOX").no());
+    assert!(
+        c.cmd("CREATE INBOX.Trailing.").ok(),
+        "trailing separator is allowed"
+    );
+    let r = c.cmd("LIST \"\" \"*\"");
+    let names = list_names(&r);
+    for n in [
+        "INBOX",
+        "INBOX.Work",
+        "INBOX.Work.2024",
+        "INBOX.Deep",
+        "INBOX.Deep.Child",
+        "INBOX.Trailing",
+    ] {
+        assert!(names.contains(&n.to_owned()), "{n} missing in {names:?}");
+    }
+    assert!(r.has("(\\HasChildren) \".\" \"INBOX\""), "{r:?}");
+    assert!(r.has("(\\HasChildren) \".\" \"INBOX.Work\""));
+    assert!(r.has("(\\HasNoChildren) \".\" \"INBOX.Work.2024\""));
+    assert!(
+        r.has("(\\Noselect \\HasChildren) \".\" \"INBOX.Deep\""),
+        "{r:?}"
+    );
+    let r = c.cmd("LIST \"\" \"INBOX.%\"");
+    let names = list_names(&r);
+    assert!(
+        names.contains(&"INBOX.Work".to_owned()) && !names.contains(&"INBOX.Work.2024".to_owned()),
+        "{names:?}"
+    );
+    let r = c.cmd("LIST \"\" %");
+    assert_eq!(list_names(&r), vec!["INBOX"]);
+    let r = c.cmd("LIST \"INBOX.\" %");
+    assert!(list_names(&r).contains(&"INBOX.Work".to_owned()));
+    let r = c.cmd("LIST \"\" \"\"");
+    assert!(r.has("LIST (\\Noselect) \".\" \"\""), "{r:?}");
+    let r = c.cmd("list \"\" inbox");
+    assert_eq!(list_names(&r), vec!["INBOX"]);
+    assert!(c.cmd("LIST \"\" ~foo").ok(), "atoms may contain ~");
+    // On disk: Maildir++.
+    let md = s.maildir("alice");
+    assert!(md.join(".Work.2024/cur").is_dir());
+    assert!(md.join(".Work/maildirfolder").is_file());
+}
+
+#[test]
+fn names_cannot_escape_the_maildir() {
+    let s = server().start();
+    let mut c = s.alice();
+    for bad in [
+        "INBOX../x",
+        "\"INBOX.a/b\"",
+        "\"INBOX..\"",
+        "\"INBOX.a..b\"",
+        "\"INBOX.&Jjo\"",
+        "\"/etc\"",
+        "\"../x\"",
+        "Outside",
+    ] {
+        let r = c.cmd(&format!("CREATE {bad}"));
+        assert!(r.no() || r.bad(), "{bad} was accepted: {r:?}");
+    }
+    // Modified UTF-7 names work and stay as they are on disk.
+    assert!(c.cmd("CREATE \"INBOX.Entw&APw-rfe\"").ok());
+    assert!(s.maildir("alice").join(".Entw&APw-rfe").is_dir());
+    // A symlink planted in the Maildir is not listed as a folder.
+    std::os::unix::fs::symlink("/etc", s.maildir("alice").join(".Evil")).unwrap();
+    let r = c.cmd("LIST \"\" *");
+    assert!(!r.has("Evil"), "{r:?}");
+    assert!(c.cmd("SELECT INBOX.Nothing").no());
+    let parent = s.path().join("mail").join("alice");
+    let entries: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "nothing created beside the Maildir: {entries:?}"
+    );
+}
+
+#[test]
+fn delete_and_rename() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.cmd("CREATE INBOX.A");
+    c.cmd("CREATE INBOX.A.B");
+    c.append("INBOX.A.B", "()", &message("m1", "x"));
+    assert!(c.cmd("RENAME INBOX.A INBOX.Z").ok());
+    let r = c.cmd("LIST \"\" *");
+    let names = list_names(&r);
+    assert!(
+        names.contains(&"INBOX.Z.B".to_owned()) && !names.iter().any(|n| n.starts_with("INBOX.A")),
+        "{names:?}"
+    );
+    let r = c.cmd("STATUS INBOX.Z.B (MESSAGES)");
+    assert!(r.has("MESSAGES 1"), "{r:?}");
+    let r = c.cmd("RENAME INBOX.Nope INBOX.Y");
+    assert!(r.no() && r.tagged().contains("NONEXISTENT"), "{r:?}");
+    c.cmd("CREATE INBOX.Other");
+    assert!(c.cmd("RENAME INBOX.Z INBOX.Other").no());
+    assert!(c.cmd("DELETE INBOX.Z").ok());
+    let r = c.cmd("LIST \"\" *");
+    assert!(
+        r.has("(\\Noselect \\HasChildren) \".\" \"INBOX.Z\""),
+        "children stay: {r:?}"
+    );
+    let r = c.cmd("DELETE INBOX.Missing");
+    assert!(r.no() && r.tagged().contains("NONEXISTENT"));
+    assert!(c.cmd("DELETE INBOX").no());
+    assert!(c.cmd("SELECT INBOX.Z").no());
+}
+
+#[test]
+fn rename_inbox_moves_its_messages() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.append("INBOX", "(\\Seen)", &message("a", "1"));
+    c.append("INBOX", "()", &message("b", "2"));
+    assert!(c.cmd("RENAME INBOX INBOX.Old").ok());
+    let r = c.cmd("STATUS INBOX (MESSAGES)");
+    assert!(r.has("MESSAGES 0"), "{r:?}");
+    let r = c.cmd("STATUS INBOX.Old (MESSAGES UNSEEN)");
+    assert!(r.has("MESSAGES 2") && r.has("UNSEEN 1"), "{r:?}");
+}
+
+#[test]
+fn subscriptions_in_courier_file() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.cmd("CREATE INBOX.Sub");
+    c.cmd("CREATE INBOX.Unsub");
+    assert!(c.cmd("SUBSCRIBE INBOX.Sub").ok());
+    assert!(c.cmd("SUBSCRIBE INBOX").ok());
+    let r = c.cmd("LSUB \"\" *");
+    let lsub: Vec<&str> = r.untagged("LSUB");
+    assert_eq!(lsub.len(), 2, "{r:?}");
+    assert!(r.has("\"INBOX.Sub\""));
+    let file = std::fs::read_to_string(s.maildir("alice").join("courierimapsubscribed")).unwrap();
+    assert!(file.lines().any(|l| l == "INBOX.Sub"), "{file}");
+    assert!(c.cmd("UNSUBSCRIBE INBOX.Sub").ok());
+    let r = c.cmd("LSUB \"\" INBOX.*");
+    assert!(r.untagged("LSUB").is_empty(), "{r:?}");
+}
+
+#[test]
+fn status_items() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.cmd("CREATE INBOX.S");
+    c.append("INBOX.S", "(\\Seen)", &message("a", "1"));
+    c.append("INBOX.S", "()", &message("b", "2"));
+    let r = c.cmd("STATUS INBOX.S (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)");
+    let line = r.untagged("STATUS")[0];
+    assert!(
+        line.contains("MESSAGES 2") && line.contains("UIDNEXT 3") && line.contains("UNSEEN 1"),
+        "{line}"
+    );
+    assert!(line.contains("RECENT 2"), "{line}");
+    let v = number_after(line, "UIDVALIDITY").unwrap();
+    let r = c.cmd("SELECT INBOX.S");
+    assert_eq!(
+        number_after(r.untagged("OK [UIDVALIDITY")[0], "UIDVALIDITY"),
+        Some(v)
+    );
+    assert!(c.cmd("STATUS INBOX.None (MESSAGES)").no());
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `tern` binary on ephemeral ports, spoken to
+//! over TCP and TLS. One module per area.
+
+mod harness;
+
+mod compat;
+mod concurrency;
+mod mailboxes;
+mod messages;
+mod session;

@@ -1,0 +1,352 @@
+//! APPEND, FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE and their UID forms.
+
+use crate::harness::*;
+
+const MULTIPART: &[u8] = b"From: a@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\npreamble\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello world\r\n--XX\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"a.bin\"\r\n\r\nAAECAw==\r\n--XX\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nFrom: b@example.org\r\n\r\ninner body\r\n--XX--\r\n";
+
+#[test]
+fn append_fetch_roundtrip_is_byte_exact() {
+    let s = server().start();
+    let mut c = s.alice();
+    let msg = message("hello", "line one\r\nline two");
+    let r = c.append(
+        "INBOX",
+        "(\\Seen $Label1) \"17-Jul-1996 02:44:25 -0700\"",
+        &msg,
+    );
+    assert!(r.ok() && r.tagged().contains("[APPENDUID "), "{r:?}");
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("FETCH 1 (UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])");
+    assert!(r.ok());
+    let expected = format!("RFC822.SIZE {}", msg.len());
+    assert!(r.has(&expected), "{r:?}");
+    assert!(
+        r.has("INTERNALDATE \"17-Jul-1996 09:44:25 +0000\""),
+        "{r:?}"
+    );
+    assert!(r.has("FLAGS (\\Seen \\Recent $Label1)"), "{r:?}");
+    let needle = [
+        format!("BODY[] {{{}}}\r\n", msg.len()).into_bytes(),
+        msg.clone(),
+    ]
+    .concat();
+    assert!(
+        r.raw.windows(needle.len()).any(|w| w == needle.as_slice()),
+        "body not byte-exact"
+    );
+    // On disk: LF line ends, S= and W= in the name, flags in the suffix.
+    let cur: Vec<String> = std::fs::read_dir(s.maildir("alice").join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(cur.len(), 1);
+    assert!(cur[0].ends_with(":2,S"), "{cur:?}");
+    assert!(cur[0].contains(&format!(",W={}", msg.len())), "{cur:?}");
+    let on_disk = std::fs::read(s.maildir("alice").join("cur").join(&cur[0])).unwrap();
+    assert!(!on_disk.contains(&b'\r'));
+    // Partial fetch and header.
+    let r = c.cmd("FETCH 1 (BODY.PEEK[]<0.20> BODY.PEEK[HEADER.FIELDS (Subject)])");
+    assert!(r.has("BODY[]<0> {20}"), "{r:?}");
+    assert!(
+        r.has("BODY[HEADER.FIELDS (Subject)] {18}\r\nSubject: hello\r\n\r\n"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn append_to_selected_mailbox_announces_exists_first() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.cmd("SELECT INBOX");
+    let r = c.append("INBOX", "()", &message("x", "y"));
+    assert!(r.ok());
+    let exists = r
+        .lines
+        .iter()
+        .position(|l| l == "* 1 EXISTS")
+        .expect("EXISTS sent");
+    assert!(exists < r.lines.len() - 1);
+    // The mailbox is checked before the client is asked for the message.
+    let r = c.cmd("APPEND INBOX.Missing {3}");
+    assert!(r.no() && r.tagged().contains("[TRYCREATE]"), "{r:?}");
+    assert_eq!(r.lines.len(), 1, "{r:?}");
+    assert!(c.cmd("NOOP").ok());
+}
+
+#[test]
+fn literal_plus_and_empty_message() {
+    let s = server().start();
+    let mut c = s.alice();
+    let msg = message("lp", "non-sync literal");
+    let mut data = format!("a1 APPEND INBOX {{{}+}}\r\n", msg.len()).into_bytes();
+    data.extend_from_slice(&msg);
+    data.extend_from_slice(b"\r\n");
+    c.send(&data);
+    let r = c.read_until_tag("a1");
+    assert!(r.ok(), "{r:?}");
+    assert!(
+        !r.lines.iter().any(|l| l.starts_with('+')),
+        "no continuation for LITERAL+"
+    );
+    c.send(b"a2 APPEND INBOX {0+}\r\n\r\n");
+    assert!(c.read_until_tag("a2").no());
+}
+
+#[test]
+fn body_sections_and_structure() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.append("INBOX", "()", MULTIPART);
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[3.HEADER] BODY.PEEK[3.TEXT] BODY.PEEK[3.1] BINARY.PEEK[2] BINARY.SIZE[2])");
+    assert!(r.ok(), "{r:?}");
+    let all = String::from_utf8_lossy(&r.raw).into_owned();
+    assert!(all.contains("BODY[1] {11}\r\nhello world"), "{all}");
+    assert!(all.contains("BODY[2.MIME] {"), "{all}");
+    assert!(
+        all.contains("BODY[3.HEADER] {39}\r\nSubject: inner\r\nFrom: b@example.org\r\n\r\n"),
+        "{all}"
+    );
+    assert!(all.contains("BODY[3.TEXT] {10}\r\ninner body"), "{all}");
+    assert!(all.contains("BODY[3.1] {10}\r\ninner body"), "{all}");
+    assert!(all.contains("BINARY[2] ~{4}\r\n\x00\x01\x02\x03"), "{all}");
+    assert!(all.contains("BINARY.SIZE[2] 4"), "{all}");
+    let r = c.cmd("FETCH 1 (BODYSTRUCTURE ENVELOPE)");
+    let line = r.untagged("1 FETCH")[0];
+    assert!(
+        line.contains("(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 11 0"),
+        "{line}"
+    );
+    assert!(line.contains("\"mixed\" (\"boundary\" \"XX\")"), "{line}");
+    assert!(
+        line.contains("(\"attachment\" (\"filename\" \"a.bin\"))"),
+        "{line}"
+    );
+    assert!(
+        line.contains("ENVELOPE (NIL \"parts\" ((NIL NIL \"a\" \"example.org\"))"),
+        "{line}"
+    );
+    let r = c.cmd("FETCH 1 (BODY.PEEK[9])");
+    assert!(r.ok() && r.has("BODY[9] NIL"), "{r:?}");
+}
+
+#[test]
+fn fetch_body_sets_seen_and_peek_does_not() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.append("INBOX", "()", &message("a", "b"));
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("FETCH 1 (BODY.PEEK[TEXT])");
+    assert!(!r.has("\\Seen"));
+    let r = c.cmd("FETCH 1 (BODY[TEXT])");
+    assert!(r.has("FLAGS (\\Seen \\Recent)"), "{r:?}");
+    let r = c.cmd("FETCH 1 FLAGS");
+    assert!(r.has("\\Seen"));
+    // EXAMINE never changes flags.
+    c.append("INBOX", "()", &message("c", "d"));
+    c.cmd("EXAMINE INBOX");
+    c.cmd("FETCH 2 (RFC822)");
+    let r = c.cmd("FETCH 2 FLAGS");
+    assert!(!r.has("\\Seen"), "{r:?}");
+    assert!(c.cmd("STORE 2 +FLAGS (\\Seen)").no());
+}
+
+#[test]
+fn store_flags_and_keywords() {
+    let s = server().start();
+    let mut c = s.alice();
+    for i in 0..3 {
+        c.append("INBOX", "()", &message(&format!("m{i}"), "x"));
+    }
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("STORE 1:2 +FLAGS (\\Flagged \\Answered $Work)");
+    assert_eq!(
+        r.untagged("")
+            .iter()
+            .filter(|l| l.contains("FETCH"))
+            .count(),
+        2,
+        "{r:?}"
+    );
+    assert!(
+        r.has("* 1 FETCH (FLAGS (\\Answered \\Flagged \\Recent $Work))"),
+        "{r:?}"
+    );
+    let r = c.cmd("STORE 2 -FLAGS.SILENT (\\Flagged)");
+    assert!(r.ok() && !r.has("FETCH"));
+    let r = c.cmd("UID STORE 3 FLAGS (\\Draft)");
+    assert!(r.has("* 3 FETCH (UID 3 FLAGS (\\Draft \\Recent))"), "{r:?}");
+    let r = c.cmd("FETCH 1:3 (FLAGS)");
+    assert!(
+        r.has("* 2 FETCH (FLAGS (\\Answered \\Recent $Work))"),
+        "{r:?}"
+    );
+    // Flags are in the file names, keywords in courierimapkeywords.
+    let names: Vec<String> = std::fs::read_dir(s.maildir("alice").join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(":2,FR")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with(":2,D")), "{names:?}");
+    let kw = std::fs::read_to_string(s.maildir("alice").join("courierimapkeywords/:list")).unwrap();
+    assert!(kw.starts_with("$Work\n\n"), "{kw}");
+    let r = c.cmd("SELECT INBOX");
+    assert!(
+        r.has("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn search_keys() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.append(
+        "INBOX",
+        "(\\Seen)",
+        &message("apple pie", "the quick brown fox"),
+    );
+    c.append("INBOX", "(\\Flagged)", &message("banana", "lazy dog"));
+    c.append(
+        "INBOX",
+        "()",
+        b"From: =?utf-8?q?J=C3=B6rg?= <j@example.org>\r\nSubject: =?utf-8?b?R3LDvMOfZQ==?=\r\nDate: Mon, 1 Jan 2024 10:00:00 +0100\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nU2Now7ZuZW4gVGFnIQ==\r\n",
+    );
+    c.cmd("SELECT INBOX");
+    let q = |c: &mut Client, q: &str| -> String {
+        let r = c.cmd(q);
+        assert!(r.ok(), "{q}: {r:?}");
+        r.untagged("SEARCH")[0].to_owned()
+    };
+    assert_eq!(q(&mut c, "SEARCH ALL"), "SEARCH 1 2 3");
+    assert_eq!(q(&mut c, "SEARCH SEEN"), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH UNSEEN"), "SEARCH 2 3");
+    assert_eq!(q(&mut c, "SEARCH FLAGGED"), "SEARCH 2");
+    assert_eq!(q(&mut c, "SEARCH SUBJECT APPLE"), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH BODY \"brown fox\""), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH TEXT lazy"), "SEARCH 2");
+    // 8-bit search strings travel as literals (here LITERAL+).
+    let lit = |c: &mut Client, key: &str, value: &str| -> String {
+        let tag = c.next_tag();
+        c.send(
+            format!(
+                "{tag} SEARCH CHARSET UTF-8 {key} {{{}+}}\r\n{value}\r\n",
+                value.len()
+            )
+            .as_bytes(),
+        );
+        let r = c.read_until_tag(&tag);
+        assert!(r.ok(), "{r:?}");
+        r.untagged("SEARCH")[0].to_owned()
+    };
+    assert_eq!(lit(&mut c, "FROM", "jörg"), "SEARCH 3");
+    assert_eq!(lit(&mut c, "SUBJECT", "grüße"), "SEARCH 3");
+    assert_eq!(lit(&mut c, "BODY", "SCHÖNEN"), "SEARCH 3");
+    assert_eq!(q(&mut c, "SEARCH OR SEEN FLAGGED"), "SEARCH 1 2");
+    assert_eq!(q(&mut c, "SEARCH NOT SEEN NOT FLAGGED"), "SEARCH 3");
+    assert_eq!(q(&mut c, "SEARCH 2:*"), "SEARCH 2 3");
+    assert_eq!(q(&mut c, "SEARCH 3:2"), "SEARCH 2 3");
+    assert_eq!(q(&mut c, "UID SEARCH UID 2:3"), "SEARCH 2 3");
+    assert_eq!(q(&mut c, "SEARCH SENTON 1-Jan-2024"), "SEARCH 3");
+    assert_eq!(q(&mut c, "SEARCH SENTBEFORE 1-Jan-2000"), "SEARCH 1 2");
+    assert_eq!(q(&mut c, "SEARCH SINCE 1-Jan-2000"), "SEARCH 1 2 3");
+    assert_eq!(q(&mut c, "SEARCH LARGER 100000"), "SEARCH");
+    assert_eq!(q(&mut c, "SEARCH SUBJECT \"\""), "SEARCH 1 2 3");
+    assert_eq!(
+        q(&mut c, "SEARCH HEADER Message-ID <banana@example.org>"),
+        "SEARCH 2"
+    );
+    assert_eq!(q(&mut c, "SEARCH NEW"), "SEARCH 2 3");
+    assert_eq!(q(&mut c, "SEARCH CHARSET UTF-8 SUBJECT banana"), "SEARCH 2");
+    let r = c.cmd("SEARCH CHARSET X-NOPE ALL");
+    assert!(r.no() && r.tagged().contains("BADCHARSET"), "{r:?}");
+    let size = {
+        let r = c.cmd("FETCH 1 RFC822.SIZE");
+        number_after(r.lines[0].as_str(), "RFC822.SIZE").unwrap()
+    };
+    assert_eq!(
+        q(
+            &mut c,
+            &format!("SEARCH LARGER {} SMALLER {}", size - 1, size + 1)
+        ),
+        "SEARCH 1"
+    );
+}
+
+#[test]
+fn uid_star_and_ranges() {
+    let s = server().start();
+    let mut c = s.alice();
+    for i in 0..3 {
+        c.append("INBOX", "()", &message(&format!("m{i}"), "x"));
+    }
+    let r = c.cmd("SELECT INBOX");
+    let next = number_after(r.untagged("OK [UIDNEXT")[0], "UIDNEXT").unwrap();
+    let r = c.cmd(&format!("UID FETCH {next}:* (UID)"));
+    assert!(
+        r.has("* 3 FETCH (UID 3)"),
+        "n:* includes the last message: {r:?}"
+    );
+    let r = c.cmd("UID FETCH 100 (UID)");
+    assert!(r.ok() && r.untagged("").is_empty());
+    let r = c.cmd("FETCH 3:1 (UID)");
+    assert_eq!(r.untagged("").len(), 3);
+    let r = c.cmd("FETCH * (UID)");
+    assert!(r.has("* 3 FETCH (UID 3)"));
+    let r = c.cmd("UID FETCH 2 (FLAGS)");
+    assert!(
+        r.has("* 2 FETCH (UID 2 FLAGS"),
+        "UID FETCH includes UID: {r:?}"
+    );
+}
+
+#[test]
+fn copy_move_expunge_with_uidplus() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.cmd("CREATE INBOX.Dest");
+    for i in 0..5 {
+        c.append("INBOX", "()", &message(&format!("m{i}"), "x"));
+    }
+    let r = c.cmd("SELECT INBOX");
+    let src_v = number_after(r.untagged("OK [UIDVALIDITY")[0], "UIDVALIDITY").unwrap();
+    let r = c.cmd("COPY 2:3 INBOX.Dest");
+    assert!(r.tagged().contains("[COPYUID "), "{r:?}");
+    assert!(r.tagged().contains(" 2:3 1:2]"), "{r:?}");
+    let r = c.cmd("COPY 1 INBOX.Nope");
+    assert!(r.no() && r.tagged().contains("[TRYCREATE]"), "{r:?}");
+    c.cmd("STORE 1,4 +FLAGS.SILENT (\\Deleted)");
+    let r = c.cmd("EXPUNGE");
+    assert_eq!(
+        r.untagged("")
+            .iter()
+            .filter(|l| l.ends_with("EXPUNGE"))
+            .count(),
+        2,
+        "{r:?}"
+    );
+    assert!(r.has("* 4 EXPUNGE") && r.has("* 1 EXPUNGE"), "{r:?}");
+    let r = c.cmd("FETCH 1:* (UID)");
+    let uids: Vec<u64> = r
+        .untagged("")
+        .iter()
+        .filter_map(|l| number_after(l, "UID"))
+        .collect();
+    assert_eq!(uids, vec![2, 3, 5]);
+    let r = c.cmd("UID MOVE 5 INBOX.Dest");
+    assert!(r.has("OK [COPYUID"), "{r:?}");
+    assert!(r.has("* 3 EXPUNGE"), "{r:?}");
+    assert!(r.ok());
+    c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    c.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)");
+    let r = c.cmd("UID EXPUNGE 3");
+    assert!(r.has("* 2 EXPUNGE") && !r.has("* 1 EXPUNGE"), "{r:?}");
+    let r = c.cmd("STATUS INBOX.Dest (MESSAGES UIDNEXT)");
+    assert!(r.has("MESSAGES 3") && r.has("UIDNEXT 4"), "{r:?}");
+    // CLOSE expunges silently; UNSELECT does not.
+    let r = c.cmd("CLOSE");
+    assert!(r.ok() && !r.has("EXPUNGE"));
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has("* 0 EXISTS"), "{r:?}");
+    let _ = src_v;
+}

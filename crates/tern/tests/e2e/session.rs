@@ -1,0 +1,290 @@
+//! Greeting, capabilities, login, TLS, limits, bad input, shutdown, config.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+#[test]
+fn greeting_and_capabilities() {
+    let s = server().start();
+    let mut c = s.connect();
+    assert!(
+        c.greeting.starts_with("* OK [CAPABILITY IMAP4rev1"),
+        "{}",
+        c.greeting
+    );
+    assert!(c.greeting.contains("STARTTLS"));
+    let r = c.cmd("CAPABILITY");
+    assert!(r.ok());
+    let caps = r.untagged("CAPABILITY")[0];
+    for cap in [
+        "IMAP4rev1",
+        "STARTTLS",
+        "AUTH=PLAIN",
+        "SASL-IR",
+        "LITERAL+",
+        "ID",
+        "IDLE",
+        "NAMESPACE",
+    ] {
+        assert!(caps.split(' ').any(|c| c == cap), "{cap} missing in {caps}");
+    }
+    let r = c.cmd("LOGIN alice secret");
+    assert!(r.ok());
+    assert!(
+        r.tagged().contains("[CAPABILITY IMAP4rev1"),
+        "{}",
+        r.tagged()
+    );
+    let r = c.cmd("CAPABILITY");
+    let caps = r.untagged("CAPABILITY")[0];
+    for cap in ["CHILDREN", "UIDPLUS", "UNSELECT", "MOVE", "NAMESPACE"] {
+        assert!(caps.split(' ').any(|c| c == cap), "{cap} missing in {caps}");
+    }
+    assert!(!caps.contains("STARTTLS"));
+    let r = c.cmd("LOGOUT");
+    assert!(r.ok() && r.has("* BYE"));
+}
+
+#[test]
+fn wrong_password_and_unknown_user_look_the_same() {
+    let s = server().auth("max_failures = 5").start();
+    let mut c = s.connect();
+    let a = c.cmd("LOGIN alice wrong");
+    let b = c.cmd("LOGIN nobody secret");
+    assert!(a.no() && b.no());
+    assert!(
+        a.tagged().contains("[AUTHENTICATIONFAILED]"),
+        "{}",
+        a.tagged()
+    );
+    assert_eq!(
+        a.tagged().split_once(' ').unwrap().1,
+        b.tagged().split_once(' ').unwrap().1
+    );
+    assert!(c.cmd("LOGIN alice secret").ok());
+}
+
+#[test]
+fn too_many_failures_close_the_connection() {
+    let s = server().auth("max_failures = 2").start();
+    let mut c = s.connect();
+    assert!(c.cmd("LOGIN alice x").no());
+    let r = c.cmd("LOGIN alice y");
+    assert!(r.no());
+    assert!(r.has("* BYE"));
+    assert!(c.closed());
+}
+
+#[test]
+fn authenticate_plain_with_and_without_initial_response() {
+    let s = server().start();
+    let mut c = s.connect();
+    // "\0alice\0secret"
+    let r = c.cmd("AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==");
+    assert!(r.ok(), "{r:?}");
+    let mut c = s.connect();
+    c.send(b"a1 AUTHENTICATE PLAIN\r\n");
+    let cont = c.read_line();
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send(b"AGFsaWNlAHNlY3JldA==\r\n");
+    assert!(c.read_until_tag("a1").ok());
+    // LOGIN mechanism.
+    let mut c = s.connect();
+    c.send(b"a1 AUTHENTICATE LOGIN\r\n");
+    assert_eq!(c.read_line(), "+ VXNlcm5hbWU6");
+    c.send(b"YWxpY2U=\r\n");
+    assert_eq!(c.read_line(), "+ UGFzc3dvcmQ6");
+    c.send(b"c2VjcmV0\r\n");
+    assert!(c.read_until_tag("a1").ok());
+    // Cancelled exchange.
+    let mut c = s.connect();
+    c.send(b"a1 AUTHENTICATE PLAIN\r\n");
+    c.read_line();
+    c.send(b"*\r\n");
+    assert!(c.read_until_tag("a1").bad());
+    assert!(c.cmd("NOOP").ok(), "session survives");
+}
+
+#[test]
+fn user_with_domain_logs_in() {
+    let s = server().start();
+    let mut c = s.login("carol@example.org", "c");
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(s.maildir("carol@example.org").join("cur").is_dir());
+}
+
+#[test]
+fn implicit_tls_and_starttls() {
+    let s = server().auth("cleartext = \"never\"").start();
+    // Cleartext: LOGINDISABLED, LOGIN refused.
+    let mut c = s.connect();
+    assert!(c.greeting.contains("LOGINDISABLED"), "{}", c.greeting);
+    assert!(!c.greeting.contains("AUTH=PLAIN"));
+    let r = c.cmd("LOGIN alice secret");
+    assert!(r.no() && r.tagged().contains("PRIVACYREQUIRED"), "{r:?}");
+    // Implicit TLS.
+    let mut t = s.connect_tls();
+    assert!(t.greeting.starts_with("* OK"));
+    assert!(!t.greeting.contains("STARTTLS"));
+    assert!(t.cmd("LOGIN alice secret").ok());
+    assert!(t.cmd("SELECT INBOX").ok());
+    // STARTTLS.
+    let (caps, mut t) = Client::starttls_from_addr(s.imap);
+    assert!(caps.contains("STARTTLS"));
+    let r = t.cmd("CAPABILITY");
+    assert!(!r.has("STARTTLS") && r.has("AUTH=PLAIN"), "{r:?}");
+    assert!(t.cmd("LOGIN alice secret").ok());
+}
+
+#[test]
+fn bad_input_gets_bad_and_the_session_survives() {
+    let s = server().start();
+    let mut c = s.connect();
+    for line in [
+        "a1 FROBNICATE",
+        "a2 LOGIN",
+        "a3 SELECT",
+        "a4 FETCH 1 (FLAGS)",
+        "a5 LIST \"\"",
+        "a6 \"unterminated",
+    ] {
+        let tag = line.split(' ').next().unwrap();
+        c.send(format!("{line}\r\n").as_bytes());
+        let r = c.read_until_tag(tag);
+        assert!(r.bad(), "{line}: {r:?}");
+    }
+    c.send(b"\r\n");
+    assert!(c.read_line().starts_with("* BAD"));
+    c.send(b"(((\r\n");
+    assert!(c.read_line().starts_with("* BAD"));
+    c.send(b"a7 NOOP \x00\xff\r\n");
+    assert!(c.read_until_tag("a7").bad());
+    let mut c = s.alice();
+    assert!(c.cmd("FETCH 1 (FLAGS)").bad(), "no mailbox selected");
+    c.cmd("SELECT INBOX");
+    assert!(
+        c.cmd("FETCH 1 (FLAGS)").bad(),
+        "sequence number beyond EXISTS"
+    );
+    assert!(c.cmd("FETCH 1 (NOSUCHITEM)").bad());
+    assert!(c.cmd("STORE 1:* +FLAGS (\\Bogus)").bad() || c.cmd("NOOP").ok());
+    assert!(c.cmd("NOOP").ok());
+}
+
+#[test]
+fn overlong_line_and_literal_limits() {
+    let s = server()
+        .config("[limits]\nmax_line_length = 2048\nmax_message_size = 1000")
+        .start();
+    let mut c = s.alice();
+    let long = format!("a1 LIST \"\" \"{}\"\r\n", "x".repeat(5000));
+    c.send(long.as_bytes());
+    let l = c.read_line();
+    assert!(l.contains("BAD") && l.contains("LIMIT"), "{l}");
+    assert!(c.cmd("NOOP").ok());
+    // A sync literal above the message limit is refused before any data.
+    c.send(b"a2 APPEND INBOX {5000}\r\n");
+    let l = c.read_line();
+    assert!(l.starts_with("a2 NO [TOOBIG]"), "{l}");
+    // A non-sync one is read and refused.
+    let mut data = b"a3 APPEND INBOX {2000+}\r\n".to_vec();
+    data.extend(std::iter::repeat_n(b'x', 2000));
+    data.extend_from_slice(b"\r\n");
+    c.send(&data);
+    let r = c.read_until_tag("a3");
+    assert!(r.no() && r.tagged().contains("TOOBIG"), "{r:?}");
+    assert!(c.cmd("NOOP").ok());
+    // A literal in another command above the line limit.
+    c.send(b"a4 LOGIN {4000}\r\n");
+    assert!(c.read_line().starts_with("a4 BAD"));
+    assert!(c.cmd("NOOP").ok());
+}
+
+#[test]
+fn sigterm_sends_bye_and_exits_cleanly() {
+    let mut s = server().start();
+    let mut c = s.alice();
+    c.cmd("SELECT INBOX");
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+    let l = c.read_line();
+    assert!(l.starts_with("* BYE"), "{l}");
+}
+
+#[test]
+fn bad_config_exits_64_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users"), "a:{PLAIN}b\n").unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "[imap]\nlisten=[\"127.0.0.1:0\"]\nlisen=[]\n[auth]\npasswd_file=\"users\"\n[mail]\nmaildir=\"{user}\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("t.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lisen") && err.contains("t.toml"), "{err}");
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "[imap]\nlisten=[\"127.0.0.1:0\"]\n[auth]\npasswd_file=\"missing\"\n[mail]\nmaildir=\"{user}\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("t.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.passwd_file"));
+}
+
+#[test]
+fn id_namespace_enable_noop() {
+    let s = server().start();
+    let mut c = s.connect();
+    let r = c.cmd("ID (\"name\" \"test\")");
+    assert!(r.ok() && r.untagged("ID (")[0].contains("tern"));
+    let long = format!("ID (\"x\" \"{}\")", "v".repeat(1024));
+    assert!(c.cmd(&long).ok(), "ID values up to 1024 octets (RFC 2971)");
+    let mut c = s.alice();
+    let r = c.cmd("NAMESPACE");
+    assert_eq!(
+        r.untagged("NAMESPACE")[0],
+        "NAMESPACE ((\"INBOX.\" \".\")) NIL NIL"
+    );
+    assert!(c.cmd("ENABLE CONDSTORE").ok());
+    assert!(c.cmd("NOOP").ok());
+}
+
+#[test]
+fn pw_hashes_verify() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("pw")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"hunter2\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let h = String::from_utf8(out.stdout).unwrap();
+    assert!(h.starts_with("{ARGON2ID}$argon2id$"), "{h}");
+    assert!(tern_auth_verify(h.trim(), "hunter2"));
+}
+
+fn tern_auth_verify(hash: &str, pw: &str) -> bool {
+    // Use the server itself: a passwd-file with the hash, then LOGIN.
+    let s = server().start();
+    std::fs::write(s.path().join("users"), format!("dave:{hash}::::::\n")).unwrap();
+    // The passwd-file is re-read when its mtime changes.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut c = s.connect();
+    c.cmd(&format!("LOGIN dave {pw}")).ok()
+}
