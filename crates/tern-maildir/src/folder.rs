@@ -265,12 +265,8 @@ impl Folder {
             return Err(MaildirError::NoSuchFolder);
         }
         let uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
-        let kw_stamp = stamp(
-            &self
-                .dir
-                .join(crate::keywords::DIR_NAME)
-                .join(crate::keywords::LIST_NAME),
-        );
+        // The directory, not `:list`: Courier's update files change it too.
+        let kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME));
         let now = SystemTime::now();
         let settled = |s: &Option<Stamp>| match s {
             Some(s) => now
@@ -573,12 +569,7 @@ impl Folder {
                 }
             }
             db.store(&self.dir)?;
-            g.kw_stamp = stamp(
-                &self
-                    .dir
-                    .join(crate::keywords::DIR_NAME)
-                    .join(crate::keywords::LIST_NAME),
-            );
+            g.kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME));
             g.keywords = db;
         }
         g.view = Arc::new(view);

@@ -3,6 +3,14 @@
 //! The file lists every keyword name, one a line, then an empty line, then
 //! one line per message that has keywords: `<base file name>:<n> <n> ...`,
 //! where each `n` indexes the name list. The file is rewritten atomically.
+//!
+//! Courier-IMAP also records a change to one message as an update file
+//! `courierimapkeywords/<base file name>` (or `.<n>.<base file name>` for a
+//! message it is appending) holding that message's keywords, one a line,
+//! until it folds the updates into `:list`. Updates override `:list` (the
+//! newest file wins); when tern rewrites `:list` it folds them in and removes
+//! the update files it read, so that Courier does not apply them again over
+//! a later change.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -24,6 +32,8 @@ pub type KeywordSet = Arc<[Arc<str>]>;
 pub struct KeywordDb {
     /// Base file name to its keywords.
     pub by_base: HashMap<Arc<str>, KeywordSet>,
+    /// Courier update files folded into `by_base`, removed by [`KeywordDb::store`].
+    pub updates: Vec<String>,
 }
 
 impl KeywordDb {
@@ -51,7 +61,10 @@ impl KeywordDb {
                 by_base.insert(Arc::from(base), set.into_iter().collect::<Vec<_>>().into());
             }
         }
-        KeywordDb { by_base }
+        KeywordDb {
+            by_base,
+            updates: Vec::new(),
+        }
     }
 
     /// Serialises to the `:list` format.
@@ -90,12 +103,59 @@ impl KeywordDb {
     /// # Errors
     /// I/O errors other than a missing file.
     pub fn load(dir: &Path) -> Result<KeywordDb> {
-        let path = dir.join(DIR_NAME).join(LIST_NAME);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Self::parse(&String::from_utf8_lossy(&bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeywordDb::default()),
-            Err(e) => Err(MaildirError::io("read", path, e)),
+        let kdir = dir.join(DIR_NAME);
+        let path = kdir.join(LIST_NAME);
+        let mut db = match std::fs::read(&path) {
+            Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeywordDb::default(),
+            Err(e) => return Err(MaildirError::io("read", path, e)),
+        };
+        let Ok(rd) = std::fs::read_dir(&kdir) else {
+            return Ok(db);
+        };
+        // base -> (mtime, file name) of the newest update file
+        let mut latest: HashMap<String, (std::time::SystemTime, String)> = HashMap::new();
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if name == LIST_NAME {
+                continue;
+            }
+            let base = match name.strip_prefix('.') {
+                Some(rest) => match rest.split_once('.') {
+                    Some((n, base)) if n.parse::<u64>().is_ok() => base.to_owned(),
+                    _ => continue, // a temporary file of ours or Courier's
+                },
+                None => name.clone(),
+            };
+            let mtime = ent
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            db.updates.push(name.clone());
+            if latest.get(&base).is_none_or(|(t, _)| mtime >= *t) {
+                latest.insert(base, (mtime, name));
+            }
         }
+        for (base, (_, file)) in latest {
+            let Ok(text) = std::fs::read(kdir.join(&file)) else {
+                continue;
+            };
+            let set: BTreeSet<Arc<str>> = String::from_utf8_lossy(&text)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(Arc::from)
+                .collect();
+            if set.is_empty() {
+                db.by_base.remove(base.as_str());
+            } else {
+                db.by_base.insert(
+                    Arc::from(base.as_str()),
+                    set.into_iter().collect::<Vec<_>>().into(),
+                );
+            }
+        }
+        Ok(db)
     }
 
     /// Writes the keyword list of the folder at `dir` atomically.
@@ -109,7 +169,11 @@ impl KeywordDb {
                 return Err(MaildirError::io("mkdir", kdir, e));
             }
         }
-        write_atomic(&kdir.join(LIST_NAME), self.serialise().as_bytes())
+        write_atomic(&kdir.join(LIST_NAME), self.serialise().as_bytes())?;
+        for u in &self.updates {
+            let _ = std::fs::remove_file(kdir.join(u));
+        }
+        Ok(())
     }
 }
 
@@ -124,5 +188,28 @@ mod tests {
         assert_eq!(db.by_base["a.M1.h"].len(), 2);
         assert_eq!(&*db.by_base["b.M2.h"][0], "work");
         assert_eq!(db.serialise(), text);
+    }
+
+    #[test]
+    fn courier_update_files_override_and_are_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join(DIR_NAME);
+        std::fs::create_dir(&k).unwrap();
+        std::fs::write(k.join(LIST_NAME), "old\n\na.M1.h:0\nb.M2.h:0\n").unwrap();
+        std::fs::write(k.join(".5.a.M1.h"), "new\n").unwrap();
+        std::fs::write(k.join(".3.b.M2.h"), "stale\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(k.join("b.M2.h"), "").unwrap();
+        let db = KeywordDb::load(dir.path()).unwrap();
+        assert_eq!(&*db.by_base["a.M1.h"][0], "new");
+        assert!(!db.by_base.contains_key("b.M2.h"));
+        db.store(dir.path()).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&k)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        let again = KeywordDb::load(dir.path()).unwrap();
+        assert_eq!(again.by_base, db.by_base);
     }
 }

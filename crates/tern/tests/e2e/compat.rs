@@ -1,1 +1,258 @@
 //! Compatibility with Courier-IMAP and Dovecot files, and `tern imapd`.
+//!
+//! The Courier round trip runs Courier-IMAP's own `imapd` from Debian's
+//! package through `shared/oracle/courier.sh`; it fails (never skips) when
+//! the oracle cannot run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::harness::*;
+
+/// Runs `tern imapd DIR` with a script on stdin; returns its output.
+pub fn tern_imapd(maildir: &Path, script: &[u8]) -> String {
+    run_stdio(
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .arg("imapd")
+            .arg(maildir),
+        script,
+    )
+}
+
+fn oracle(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/oracle")
+        .join(name);
+    assert!(
+        p.exists(),
+        "the oracle {} is missing: the Courier round trip cannot run",
+        p.display()
+    );
+    p
+}
+
+fn courier_imapd(maildir: &Path, script: &[u8]) -> String {
+    let out = run_stdio(
+        Command::new("bash")
+            .arg(oracle("courier.sh"))
+            .arg("imapd")
+            .arg(maildir),
+        script,
+    );
+    assert!(
+        out.contains("* PREAUTH"),
+        "Courier's imapd did not start: {out}"
+    );
+    out
+}
+
+fn run_stdio(cmd: &mut Command, script: &[u8]) -> String {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(script).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn append_cmd(tag: &str, flags: &str, msg: &[u8]) -> Vec<u8> {
+    let mut v = format!("{tag} APPEND INBOX ({flags}) {{{}+}}\r\n", msg.len()).into_bytes();
+    v.extend_from_slice(msg);
+    v.extend_from_slice(b"\r\n");
+    v
+}
+
+fn append_sync(tag: &str, flags: &str, msg: &[u8]) -> Vec<u8> {
+    // Courier's imapd has no LITERAL+; it reads the literal after its "+".
+    let mut v = format!("{tag} APPEND INBOX ({flags}) {{{}}}\r\n", msg.len()).into_bytes();
+    v.extend_from_slice(msg);
+    v.extend_from_slice(b"\r\n");
+    v
+}
+
+/// `* n FETCH (UID u FLAGS (...))` lines, normalised to "uid:sorted flags".
+fn uid_flags(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .filter(|l| l.contains(" FETCH (") && l.contains("UID "))
+        .map(|l| {
+            let uid = number_after(l, "UID ").unwrap();
+            let flags = l
+                .split("FLAGS (")
+                .nth(1)
+                .unwrap()
+                .split(')')
+                .next()
+                .unwrap();
+            let mut f: Vec<&str> = flags
+                .split(' ')
+                .filter(|f| !f.is_empty() && *f != "\\Recent")
+                .collect();
+            f.sort_unstable();
+            format!("{uid}:{}", f.join(" "))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn courier_imapd_sees_what_tern_wrote_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("Maildir");
+    let mut script = Vec::new();
+    for i in 0..4 {
+        script.extend(append_cmd(
+            &format!("a{i}"),
+            "\\Seen $Work",
+            &message(&format!("m{i}"), "body"),
+        ));
+    }
+    script.extend_from_slice(b"b1 SELECT INBOX\r\nb2 STORE 2 FLAGS (\\Flagged Junk)\r\nb3 STORE 1 +FLAGS (\\Deleted)\r\nb4 EXPUNGE\r\nb5 CREATE INBOX.Sub\r\nb6 FETCH 1:* (UID FLAGS)\r\nb7 LOGOUT\r\n");
+    let tern_out = tern_imapd(&md, &script);
+    let tern_view = uid_flags(&tern_out);
+    assert_eq!(
+        tern_view,
+        vec!["2:Junk \\Flagged", "3:$Work \\Seen", "4:$Work \\Seen"],
+        "{tern_out}"
+    );
+
+    let mut script = b"c1 SELECT INBOX\r\nc2 FETCH 1:* (UID FLAGS)\r\nc3 LIST \"\" *\r\n".to_vec();
+    script.extend(append_sync(
+        "c4",
+        "\\Answered $Courier",
+        &message("fromcourier", "x"),
+    ));
+    script.extend_from_slice(b"c5 STORE 1 +FLAGS (Extra)\r\nc6 LOGOUT\r\n");
+    let courier_out = courier_imapd(&md, &script);
+    assert_eq!(
+        uid_flags(&courier_out),
+        tern_view,
+        "Courier sees other UIDs/flags: {courier_out}"
+    );
+    assert!(courier_out.contains("INBOX.Sub"), "{courier_out}");
+    assert!(courier_out.contains("[APPENDUID "), "{courier_out}");
+    let courier_uid = courier_out
+        .lines()
+        .find(|l| l.contains("APPENDUID"))
+        .and_then(|l| l.split("APPENDUID ").nth(1))
+        .and_then(|r| r.split(' ').nth(1))
+        .and_then(|u| u.trim_end_matches(']').parse::<u64>().ok())
+        .unwrap();
+    assert_eq!(courier_uid, 5, "Courier continues tern's UID sequence");
+
+    let tern_out = tern_imapd(
+        &md,
+        b"d1 SELECT INBOX\r\nd2 FETCH 1:* (UID FLAGS)\r\nd3 LOGOUT\r\n",
+    );
+    assert_eq!(
+        uid_flags(&tern_out),
+        vec![
+            "2:Extra Junk \\Flagged",
+            "3:$Work \\Seen",
+            "4:$Work \\Seen",
+            "5:$Courier \\Answered"
+        ],
+        "{tern_out}"
+    );
+    let uidv_tern = tern_out
+        .lines()
+        .find(|l| l.contains("UIDVALIDITY"))
+        .and_then(|l| number_after(l, "UIDVALIDITY"));
+    let uidv_courier = courier_out
+        .lines()
+        .find(|l| l.contains("UIDVALIDITY"))
+        .and_then(|l| number_after(l, "UIDVALIDITY"));
+    assert_eq!(uidv_tern, uidv_courier);
+}
+
+fn write_msg(dir: &Path, name: &str, subject: &str) {
+    std::fs::write(dir.join(name), format!("Subject: {subject}\n\nbody\n")).unwrap();
+}
+
+#[test]
+fn prepared_courier_files_keep_uids_and_keywords() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("Maildir");
+    for d in ["cur", "new", "tmp", "courierimapkeywords"] {
+        std::fs::create_dir_all(md.join(d)).unwrap();
+    }
+    write_msg(&md.join("cur"), "1000.M1P1.host:2,S", "ten");
+    write_msg(&md.join("cur"), "1001.M2P2.host:2,RF", "twenty");
+    write_msg(&md.join("new"), "1002.M3P3.host", "new one");
+    std::fs::write(
+        md.join("courierimapuiddb"),
+        "1 424242 21\n10 1000.M1P1.host\n20 1001.M2P2.host\n",
+    )
+    .unwrap();
+    std::fs::write(
+        md.join("courierimapkeywords/:list"),
+        "$Important\n\n1001.M2P2.host:0\n",
+    )
+    .unwrap();
+    let out = tern_imapd(
+        &md,
+        b"a SELECT INBOX\r\nb FETCH 1:* (UID FLAGS)\r\nc LOGOUT\r\n",
+    );
+    assert!(out.contains("[UIDVALIDITY 424242]"), "{out}");
+    assert_eq!(
+        uid_flags(&out),
+        vec!["10:\\Seen", "20:$Important \\Answered \\Flagged", "21:"],
+        "{out}"
+    );
+    assert!(out.contains("* 1 RECENT"), "{out}");
+    let db = std::fs::read_to_string(md.join("courierimapuiddb")).unwrap();
+    assert!(db.starts_with("1 424242 22\n"), "{db}");
+    assert!(
+        md.join("cur/1002.M3P3.host:2,").exists(),
+        "moved from new/ to cur/"
+    );
+}
+
+#[test]
+fn dovecot_uidlist_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("Maildir");
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(d)).unwrap();
+    }
+    write_msg(&md.join("cur"), "2000.M1.h,S=20:2,S", "a");
+    write_msg(&md.join("cur"), "2001.M2.h,S=20:2,", "b");
+    std::fs::write(md.join("dovecot-uidlist"), "3 V777 N90 G3085f01b7f11094c501100008c4a11c1\n55 :2000.M1.h,S=20\n89 W21 :2001.M2.h,S=20\n").unwrap();
+    let out = tern_imapd(
+        &md,
+        b"a SELECT INBOX\r\nb FETCH 1:* (UID FLAGS)\r\nc LOGOUT\r\n",
+    );
+    assert!(
+        out.contains("[UIDVALIDITY 777]") && out.contains("[UIDNEXT 90]"),
+        "{out}"
+    );
+    assert_eq!(uid_flags(&out), vec!["55:\\Seen", "89:"], "{out}");
+}
+
+#[test]
+fn damaged_uiddb_gets_a_new_uidvalidity_and_no_mail_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("Maildir");
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(d)).unwrap();
+    }
+    write_msg(&md.join("cur"), "3000.M1.h:2,S", "a");
+    std::fs::write(md.join("courierimapuiddb"), "garbage\x00\x01\n").unwrap();
+    let out = tern_imapd(&md, b"a SELECT INBOX\r\nb FETCH 1:* (UID)\r\nc LOGOUT\r\n");
+    assert!(out.contains("* 1 EXISTS"), "{out}");
+    assert!(md.join("courierimapuiddb.corrupt").exists());
+}
+
+#[test]
+fn imapd_greets_preauth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tern_imapd(&dir.path().join("Maildir"), b"a NAMESPACE\r\nb LOGOUT\r\n");
+    assert!(out.starts_with("* PREAUTH"), "{out}");
+    assert!(out.contains("a OK") && out.contains("* BYE"), "{out}");
+    assert!(dir.path().join("Maildir/cur").is_dir());
+}
