@@ -28,11 +28,14 @@ pub struct UserEntry {
     pub extra: HashMap<String, String>,
 }
 
+/// Users by login name.
+type Users = Arc<HashMap<String, UserEntry>>;
+
 /// The parsed passwd-file, re-read when its mtime changes.
 #[derive(Debug)]
 pub struct PasswdFile {
     path: PathBuf,
-    cache: Mutex<Option<(SystemTime, Arc<HashMap<String, UserEntry>>)>>,
+    cache: Mutex<Option<(SystemTime, Users)>>,
 }
 
 impl PasswdFile {
@@ -54,7 +57,7 @@ impl PasswdFile {
         &self.path
     }
 
-    fn users(&self) -> Result<Arc<HashMap<String, UserEntry>>, AuthError> {
+    fn users(&self) -> Result<Users, AuthError> {
         let io = |source| AuthError::Io {
             path: self.path.clone(),
             source,

@@ -610,7 +610,9 @@ impl Folder {
             }
             placed.push((Arc::from(base.as_str()), m.keywords));
         }
-        let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
+        // Lock order everywhere: the in-memory state, then the dot-lock.
+        let mut g = self.lock_inner();
+        let lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
         let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
         let mut uids = Vec::with_capacity(placed.len());
         for (base, _) in &placed {
@@ -636,7 +638,7 @@ impl Folder {
             }
             kdb.store(&self.dir)?;
         }
-        let mut g = self.lock_inner();
+        drop(lock);
         g.unclaimed_recent.extend(uids.iter().copied());
         Ok(uids)
     }

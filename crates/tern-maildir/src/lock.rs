@@ -4,8 +4,9 @@
 //! the same kind of lock: a file created with `O_EXCL`, which NFSv3 and later
 //! honour. Deliveries never take it; only writers of `courierimapuiddb` and
 //! `courierimapkeywords/:list` do, for the few milliseconds a rewrite takes.
-//! A lock older than [`STALE_AFTER`] was left by a crashed process and is
-//! broken.
+//! The lock file holds `<pid> <host>`. A lock whose process is gone from
+//! this host, or any lock older than [`STALE_AFTER`], was left by a crashed
+//! process and is broken (Dovecot's dot-locks do the same).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -16,8 +17,9 @@ use crate::error::{MaildirError, Result};
 
 /// A lock file older than this is taken to be left by a crashed process.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
-/// How long [`DotLock::acquire`] waits before it gives up.
-pub const MAX_WAIT: Duration = Duration::from_secs(20);
+/// How long [`DotLock::acquire`] waits before it gives up: longer than
+/// [`STALE_AFTER`], so that a stale lock from another host is broken in time.
+pub const MAX_WAIT: Duration = Duration::from_secs(45);
 
 /// A held dot-lock; dropping it removes the lock file.
 #[derive(Debug)]
@@ -37,7 +39,7 @@ impl DotLock {
             match OpenOptions::new().write(true).create_new(true).open(path) {
                 Ok(mut f) => {
                     // The content only helps an operator who finds a stale lock.
-                    let _ = writeln!(f, "{}", std::process::id());
+                    let _ = writeln!(f, "{} {}", std::process::id(), crate::unique::hostname());
                     return Ok(DotLock {
                         path: path.to_owned(),
                     });
@@ -62,6 +64,14 @@ impl DotLock {
 }
 
 fn is_stale(path: &Path) -> bool {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let mut f = text.split_whitespace();
+        if let (Some(pid), Some(host)) = (f.next(), f.next()) {
+            if host == crate::unique::hostname() && !Path::new("/proc").join(pid).exists() {
+                return true;
+            }
+        }
+    }
     match std::fs::metadata(path).and_then(|m| m.modified()) {
         Ok(mtime) => SystemTime::now()
             .duration_since(mtime)
@@ -93,5 +103,16 @@ mod tests {
         drop(l);
         t.join().unwrap().unwrap();
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn lock_of_a_dead_process_is_broken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        // PID 0x7ffffffe is never a live process.
+        std::fs::write(&p, format!("2147483646 {}\n", crate::unique::hostname())).unwrap();
+        let start = std::time::Instant::now();
+        let _l = DotLock::acquire(&p).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 }

@@ -1,1 +1,377 @@
-//! Sessions sharing a folder, outside deliveries, restarts, crashes.
+//! Sessions sharing a folder, outside deliveries, IDLE, restarts, kill -9,
+//! and two server processes on one Maildir.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn uids_of(r: &Resp) -> Vec<u64> {
+    r.untagged("")
+        .iter()
+        .filter(|l| l.contains("FETCH"))
+        .filter_map(|l| number_after(l, "UID "))
+        .collect()
+}
+
+#[test]
+fn two_sessions_see_each_others_changes() {
+    let s = server().start();
+    let mut a = s.alice();
+    let mut b = s.alice();
+    for i in 0..3 {
+        a.append("INBOX", "()", &message(&format!("m{i}"), "x"));
+    }
+    a.cmd("SELECT INBOX");
+    let r = b.cmd("SELECT INBOX");
+    assert!(r.has("* 3 EXISTS"));
+    assert!(
+        r.has("* 0 RECENT"),
+        "only the first session sees \\Recent: {r:?}"
+    );
+    a.cmd("STORE 2 +FLAGS (\\Flagged)");
+    let r = b.cmd("NOOP");
+    assert!(r.has("* 2 FETCH (UID 2 FLAGS (\\Flagged))"), "{r:?}");
+    a.cmd("STORE 1 +FLAGS (\\Deleted)");
+    a.cmd("EXPUNGE");
+    // No EXPUNGE during FETCH/STORE/SEARCH by sequence number (RFC 3501 §7.4.1).
+    let r = b.cmd("FETCH 1:* (UID)");
+    assert!(!r.lines.iter().any(|l| l.ends_with(" EXPUNGE")), "{r:?}");
+    let r = b.cmd("SEARCH ALL");
+    assert!(!r.lines.iter().any(|l| l.ends_with(" EXPUNGE")), "{r:?}");
+    let r = b.cmd("NOOP");
+    assert!(r.has("* 1 EXPUNGE"), "{r:?}");
+    let r = b.cmd("FETCH 1:* (UID)");
+    assert_eq!(uids_of(&r), vec![2, 3]);
+    a.append("INBOX", "()", &message("new", "x"));
+    let r = b.cmd("NOOP");
+    assert!(r.has("* 3 EXISTS"), "{r:?}");
+}
+
+#[test]
+fn outside_delivery_is_seen_and_recent() {
+    let s = server().start();
+    let mut c = s.alice();
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has("* 0 EXISTS"));
+    let new = s.maildir("alice").join("new");
+    std::fs::write(
+        new.join("1700000000.M1P1.mta"),
+        "Subject: delivered\n\nhi\n",
+    )
+    .unwrap();
+    let r = c.cmd("NOOP");
+    assert!(r.has("* 1 EXISTS") && r.has("* 1 RECENT"), "{r:?}");
+    let r = c.cmd("FETCH 1 (FLAGS RFC822.SIZE BODY.PEEK[HEADER])");
+    assert!(
+        r.has("FLAGS (\\Recent)") && r.has("RFC822.SIZE 26"),
+        "{r:?}"
+    );
+    assert!(s
+        .maildir("alice")
+        .join("cur/1700000000.M1P1.mta:2,")
+        .exists());
+    // Another program changes flags and removes a message.
+    std::fs::rename(
+        s.maildir("alice").join("cur/1700000000.M1P1.mta:2,"),
+        s.maildir("alice").join("cur/1700000000.M1P1.mta:2,FS"),
+    )
+    .unwrap();
+    let r = c.cmd("NOOP");
+    assert!(r.has("FLAGS (\\Seen \\Flagged \\Recent)"), "{r:?}");
+    std::fs::remove_file(s.maildir("alice").join("cur/1700000000.M1P1.mta:2,FS")).unwrap();
+    let r = c.cmd("NOOP");
+    assert!(r.has("* 1 EXPUNGE"), "{r:?}");
+}
+
+#[test]
+fn idle_reports_deliveries_from_sessions_and_programs() {
+    let s = server().config("[limits]\npoll_interval_ms = 100").start();
+    let mut a = s.alice();
+    let mut b = s.alice();
+    a.cmd("SELECT INBOX");
+    a.send(b"i1 IDLE\r\n");
+    assert!(a.read_line().starts_with('+'));
+    b.append("INBOX", "()", &message("pushed", "x"));
+    let start = Instant::now();
+    assert_eq!(a.read_line(), "* 1 EXISTS");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let _recent = a.read_line();
+    std::fs::write(
+        s.maildir("alice").join("new/1700000001.M2P2.mta"),
+        "Subject: x\n\ny\n",
+    )
+    .unwrap();
+    let l = a.read_line();
+    assert_eq!(l, "* 2 EXISTS");
+    let _recent = a.read_line();
+    a.send(b"DONE\r\n");
+    let r = a.read_until_tag("i1");
+    assert!(r.ok(), "{r:?}");
+    let r = a.cmd("NOOP");
+    assert!(r.ok());
+}
+
+#[test]
+fn restart_keeps_uids_flags_and_uidvalidity() {
+    let mut s = server().start();
+    let mut c = s.alice();
+    c.cmd("CREATE INBOX.Keep");
+    for i in 0..4 {
+        c.append("INBOX.Keep", "()", &message(&format!("m{i}"), "x"));
+    }
+    let r = c.cmd("SELECT INBOX.Keep");
+    let v = number_after(r.untagged("OK [UIDVALIDITY")[0], "UIDVALIDITY");
+    c.cmd("STORE 2 +FLAGS (\\Seen $Kw)");
+    c.cmd("STORE 1 +FLAGS (\\Deleted)");
+    c.cmd("EXPUNGE");
+    drop(c);
+    s.restart();
+    let mut c = s.alice();
+    let r = c.cmd("SELECT INBOX.Keep");
+    assert_eq!(
+        number_after(r.untagged("OK [UIDVALIDITY")[0], "UIDVALIDITY"),
+        v
+    );
+    assert!(r.has("[UIDNEXT 5]"), "{r:?}");
+    let r = c.cmd("FETCH 1:* (UID FLAGS)");
+    assert!(r.has("* 1 FETCH (UID 2 FLAGS (\\Seen $Kw))"), "{r:?}");
+    assert_eq!(uids_of(&r), vec![2, 3, 4]);
+    let r = c.append("INBOX.Keep", "()", &message("after", "x"));
+    assert!(r.tagged().contains(" 5]"), "UIDs are never reused: {r:?}");
+}
+
+/// Appends until killed; returns the UIDs the server acknowledged.
+fn append_loop(addr: std::net::SocketAddr, n: usize) -> Vec<u64> {
+    let mut c = Client::plain(addr);
+    assert!(c.cmd("LOGIN alice secret").ok());
+    let mut acked = Vec::new();
+    for i in 0..n {
+        let msg = message(&format!("crash{i}"), &"x".repeat(2000));
+        let tag = c.next_tag();
+        let mut data = format!("{tag} APPEND INBOX {{{}+}}\r\n", msg.len()).into_bytes();
+        data.extend_from_slice(&msg);
+        data.extend_from_slice(b"\r\n");
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.send(&data))).is_err() {
+            break;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.read_until_tag(&tag))) {
+            Ok(r) if r.ok() => {
+                let uid = r
+                    .tagged()
+                    .split(' ')
+                    .nth(4)
+                    .and_then(|u| u.trim_end_matches(']').parse().ok())
+                    .unwrap();
+                acked.push(uid);
+            }
+            _ => break,
+        }
+    }
+    acked
+}
+
+#[test]
+fn kill9_during_append_copy_store_expunge_loses_nothing() {
+    let mut s = server().start();
+    let addr = s.imap;
+    let h = std::thread::spawn(move || append_loop(addr, 100_000));
+    // Meanwhile one client copies and stores in INBOX, another expunges in
+    // the copy folder, so that the crash lands in the middle of every kind
+    // of write.
+    let addr2 = s.imap;
+    let h2 = std::thread::spawn(move || {
+        let _ = std::panic::catch_unwind(|| {
+            let mut c = Client::plain(addr2);
+            c.cmd("LOGIN alice secret");
+            c.cmd("CREATE INBOX.Copies");
+            c.cmd("SELECT INBOX");
+            for _ in 0..10_000 {
+                c.cmd("COPY 1:3 INBOX.Copies");
+                c.cmd("STORE 1:* +FLAGS.SILENT (\\Seen)");
+            }
+        });
+    });
+    let addr3 = s.imap;
+    let h3 = std::thread::spawn(move || {
+        let _ = std::panic::catch_unwind(|| {
+            let mut c = Client::plain(addr3);
+            c.cmd("LOGIN alice secret");
+            std::thread::sleep(Duration::from_millis(200));
+            c.cmd("SELECT INBOX.Copies");
+            for _ in 0..10_000 {
+                c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)");
+                c.cmd("EXPUNGE");
+            }
+        });
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    s.kill9();
+    let acked = h.join().unwrap();
+    let _ = h2.join();
+    let _ = h3.join();
+    assert!(
+        acked.len() > 5,
+        "too few appends before the kill: {}",
+        acked.len()
+    );
+    s.restart();
+    let mut c = s.alice();
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.ok());
+    let r = c.cmd("FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    let mut by_subject: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen_uids = BTreeSet::new();
+    for l in r.untagged("") {
+        if !l.contains("FETCH") {
+            continue;
+        }
+        let uid = number_after(l, "UID ").unwrap();
+        assert!(seen_uids.insert(uid), "duplicate UID {uid}");
+        let subj = l
+            .split("Subject: ")
+            .nth(1)
+            .unwrap()
+            .split('\r')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned();
+        by_subject.insert(subj, uid);
+    }
+    // Every acknowledged APPEND is there, with the UID it was given.
+    for (i, uid) in acked.iter().enumerate() {
+        assert_eq!(
+            by_subject.get(&format!("crash{i}")),
+            Some(uid),
+            "message crash{i} lost or renumbered"
+        );
+    }
+    let uidnext = {
+        let r = c.cmd("STATUS INBOX (UIDNEXT)");
+        number_after(r.untagged("STATUS")[0], "UIDNEXT").unwrap()
+    };
+    assert!(uidnext > *acked.iter().max().unwrap());
+    let r = c.cmd("SELECT INBOX.Copies");
+    assert!(r.ok(), "{r:?}");
+    // No stray files are left where they would be taken for mail.
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(s.maildir("alice").join(sub)).unwrap() {
+            let len = e.unwrap().metadata().unwrap().len();
+            assert!(len > 0, "empty message file in {sub}");
+        }
+    }
+}
+
+#[test]
+fn renames_by_other_programs_never_look_like_expunges() {
+    let s = server().start();
+    let mut c = s.alice();
+    for i in 0..50 {
+        c.append("INBOX", "()", &message(&format!("r{i}"), "x"));
+    }
+    c.cmd("SELECT INBOX");
+    let cur = s.maildir("alice").join("cur");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let renamer = std::thread::spawn(move || {
+        let mut flip = false;
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            for e in std::fs::read_dir(&cur).unwrap().flatten() {
+                let name = e.file_name().into_string().unwrap();
+                let (base, _) = name.split_once(":2,").unwrap();
+                let to = format!("{base}:2,{}", if flip { "S" } else { "" });
+                let _ = std::fs::rename(e.path(), cur.join(to));
+            }
+            flip = !flip;
+        }
+    });
+    for _ in 0..200 {
+        let r = c.cmd("NOOP");
+        assert!(
+            !r.has("EXPUNGE"),
+            "a renamed message was reported expunged: {r:?}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    renamer.join().unwrap();
+    let r = c.cmd("STATUS INBOX (MESSAGES)");
+    assert!(r.has("MESSAGES 50"));
+}
+
+#[test]
+fn two_servers_on_one_maildir_agree() {
+    let s1 = server().start();
+    // The second server shares the first one's mail directory.
+    let s2 = server().config("").start();
+    std::fs::create_dir_all(s2.path().join("mail")).unwrap();
+    std::fs::remove_dir_all(s2.path().join("mail")).unwrap();
+    std::os::unix::fs::symlink(s1.path().join("mail"), s2.path().join("mail")).unwrap();
+    s1.alice().cmd("SELECT INBOX");
+    let mut handles = Vec::new();
+    for (k, addr) in [s1.imap, s2.imap, s1.imap, s2.imap].into_iter().enumerate() {
+        handles.push(std::thread::spawn(move || {
+            let mut c = Client::plain(addr);
+            c.cmd("LOGIN alice secret");
+            let mut uids = Vec::new();
+            for i in 0..40 {
+                let r = c.append("INBOX", "()", &message(&format!("s{k}-{i}"), "x"));
+                assert!(r.ok(), "{r:?}");
+                uids.push(
+                    r.tagged()
+                        .split(' ')
+                        .nth(4)
+                        .unwrap()
+                        .trim_end_matches(']')
+                        .parse::<u64>()
+                        .unwrap(),
+                );
+                if i % 10 == 9 {
+                    c.cmd("SELECT INBOX");
+                    c.cmd("STORE 1:* +FLAGS.SILENT (\\Seen)");
+                    c.cmd(&format!(
+                        "UID STORE {} +FLAGS.SILENT (\\Deleted)",
+                        uids[i - 5]
+                    ));
+                    c.cmd(&format!("UID EXPUNGE {}", uids[i - 5]));
+                }
+            }
+            uids
+        }));
+    }
+    let mut all: Vec<u64> = Vec::new();
+    for h in handles {
+        all.extend(h.join().unwrap());
+    }
+    let unique: BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "a UID was given twice");
+    let view = |addr| {
+        let mut c = Client::plain(addr);
+        c.cmd("LOGIN alice secret");
+        c.cmd("SELECT INBOX");
+        let r = c.cmd("FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+        let mut v: Vec<(u64, String)> = r
+            .untagged("")
+            .iter()
+            .filter(|l| l.contains("FETCH"))
+            .map(|l| {
+                (
+                    number_after(l, "UID ").unwrap(),
+                    l.split("Subject: ")
+                        .nth(1)
+                        .unwrap()
+                        .split('\r')
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let v1 = view(s1.imap);
+    let v2 = view(s2.imap);
+    assert_eq!(v1, v2);
+    assert_eq!(v1.len(), 4 * 40 - 4 * 4, "appends minus expunges");
+}

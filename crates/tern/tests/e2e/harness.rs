@@ -16,21 +16,18 @@ pub struct Server {
     pub child: Option<Child>,
     pub imap: SocketAddr,
     pub imaps: SocketAddr,
-    pub extra_config: String,
 }
 
 /// Builder for a server.
 pub struct ServerBuilder {
     extra_config: String,
     auth_extra: String,
-    dir: Option<tempfile::TempDir>,
 }
 
 pub fn server() -> ServerBuilder {
     ServerBuilder {
         extra_config: String::new(),
         auth_extra: String::new(),
-        dir: None,
     }
 }
 
@@ -49,14 +46,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Reuses the directory (and so the Maildirs) of an earlier server.
-    pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
-        self.dir = Some(dir);
-        self
-    }
-
     pub fn start(self) -> Server {
-        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         if !p.join("cert.pem").exists() {
             tern_server::tls::generate_self_signed(
@@ -83,7 +74,6 @@ impl ServerBuilder {
             child: None,
             imap: "127.0.0.1:1".parse().unwrap(),
             imaps: "127.0.0.1:1".parse().unwrap(),
-            extra_config: self.extra_config,
         };
         s.spawn();
         s

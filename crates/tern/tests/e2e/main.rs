@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `tern` binary on ephemeral ports, spoken to
 //! over TCP and TLS. One module per area.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 mod compat;
