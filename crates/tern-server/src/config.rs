@@ -33,8 +33,6 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 100;
 /// How often a selected or idling session looks at the disk for changes
 /// made by other programs.
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
-/// Commands a client may pipeline before the server stops reading.
-pub const DEFAULT_MAX_PIPELINED_COMMANDS: usize = 64;
 
 /// Why the configuration is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -200,8 +198,6 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Rescan interval for changes by other programs, milliseconds.
     pub poll_interval_ms: u64,
-    /// Pipelined commands read ahead.
-    pub max_pipelined_commands: usize,
 }
 
 impl Default for Limits {
@@ -214,7 +210,6 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
-            max_pipelined_commands: DEFAULT_MAX_PIPELINED_COMMANDS,
         }
     }
 }

@@ -43,6 +43,16 @@ enum Cmd {
         /// The Maildir (INBOX) to serve.
         maildir: PathBuf,
     },
+    /// Write a self-signed certificate and key (cert.pem, key.pem) for a
+    /// test or a first setup.
+    Cert {
+        /// Directory to write cert.pem and key.pem into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Host names the certificate is valid for.
+        #[arg(long = "name", default_values_t = ["localhost".to_owned()])]
+        names: Vec<String>,
+    },
     /// Hash a password read from stdin, for a passwd-file.
     Pw {
         /// ARGON2ID (default) or SHA512-CRYPT.
@@ -68,8 +78,26 @@ fn main() {
         Cmd::Serve { config } => serve(config),
         Cmd::Imapd { maildir } => imapd(maildir),
         Cmd::Pw { scheme } => pw(&scheme),
+        Cmd::Cert { out, names } => cert(&out, &names),
     };
     std::process::exit(code);
+}
+
+fn cert(out: &std::path::Path, names: &[String]) -> i32 {
+    if let Err(e) = std::fs::create_dir_all(out) {
+        eprintln!("tern cert: {}: {e}", out.display());
+        return 73;
+    }
+    match tern_server::tls::generate_self_signed(names, &out.join("cert.pem"), &out.join("key.pem")) {
+        Ok(()) => {
+            println!("wrote {} and {}", out.join("cert.pem").display(), out.join("key.pem").display());
+            0
+        }
+        Err(e) => {
+            eprintln!("tern cert: {e}");
+            1
+        }
+    }
 }
 
 fn pw(scheme: &str) -> i32 {

@@ -1,0 +1,9 @@
+#!/bin/bash
+# The whole test suite, as CI runs it: installs what a fresh machine lacks,
+# runs every Rust test (unit, known-answer, end-to-end against the real
+# binary, the Courier round trip), then the real clients against tern.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo test --workspace --no-fail-fast 2>&1
+scripts/run-clients.sh
