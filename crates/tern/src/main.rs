@@ -88,9 +88,14 @@ fn cert(out: &std::path::Path, names: &[String]) -> i32 {
         eprintln!("tern cert: {}: {e}", out.display());
         return 73;
     }
-    match tern_server::tls::generate_self_signed(names, &out.join("cert.pem"), &out.join("key.pem")) {
+    match tern_server::tls::generate_self_signed(names, &out.join("cert.pem"), &out.join("key.pem"))
+    {
         Ok(()) => {
-            println!("wrote {} and {}", out.join("cert.pem").display(), out.join("key.pem").display());
+            println!(
+                "wrote {} and {}",
+                out.join("cert.pem").display(),
+                out.join("key.pem").display()
+            );
             0
         }
         Err(e) => {
