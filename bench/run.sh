@@ -1,0 +1,56 @@
+#!/bin/bash
+# Side-by-side benchmark of tern and Dovecot on copies of one Maildir.
+#
+#   bench/run.sh [N]        N messages in INBOX (default 100000)
+#
+# Builds tern and tern-bench (release), writes N messages with
+# shared/corpus/make_big_maildir.py, starts Dovecot from Debian's packages
+# (shared/oracle/dovecot.sh, plain, port 11143) and tern (ephemeral port) on
+# fresh copies, runs tern-bench against both in one run, prints a Markdown
+# table with the ratios, and stops both servers. Figures go to docs/BENCHMARKS.md
+# by hand, with this command.
+set -euo pipefail
+N=${1:-100000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${TERN_SHARED:-$ROOT/../shared}
+WORK=${TERN_BENCH_DIR:-/tmp/tern-bench}
+cd "$ROOT"
+cargo build --release -q -p tern -p tern-bench
+mkdir -p "$WORK"
+MASTER="$WORK/master-$N"
+if [ ! -d "$MASTER/cur" ]; then
+    echo "bench: writing $N messages to $MASTER" >&2
+    python3 "$SHARED/corpus/make_big_maildir.py" "$MASTER" "$N"
+fi
+
+# Dovecot on its own copy.
+bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1 || true
+HX_NAMESPACE=courier bash "$SHARED/oracle/dovecot.sh" start plain >&2
+DMD=/tmp/clients/mail/alice/Maildir
+rm -rf "$DMD"; mkdir -p "$(dirname "$DMD")"
+cp -r "$MASTER" "$DMD"
+chown -R hxmail:hxmail /tmp/clients/mail
+
+# tern on its own copy.
+T="$WORK/tern"
+rm -rf "$T"; mkdir -p "$T/mail/alice"
+cp -r "$MASTER" "$T/mail/alice/Maildir"
+printf 'alice:{PLAIN}secret::::::\n' > "$T/users"
+cat > "$T/tern.toml" <<CONF
+[imap]
+listen = ["127.0.0.1:0"]
+[auth]
+passwd_file = "users"
+[mail]
+maildir = "mail/{user}/Maildir"
+[log]
+level = "warn"
+CONF
+"$ROOT/target/release/tern" serve --config "$T/tern.toml" > "$T/stdout" 2> "$T/stderr" &
+TPID=$!
+trap 'kill $TPID 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1' EXIT
+for _ in $(seq 100); do grep -q listening "$T/stdout" && break; sleep 0.1; done
+TADDR=$(sed -n 's/^tern: listening imap \(.*\)$/\1/p' "$T/stdout")
+sync
+echo "bench: $N messages; tern $TADDR (pid $TPID), Dovecot 127.0.0.1:11143; $(nproc) cores" >&2
+"$ROOT/target/release/tern-bench" --tern "$TADDR" --dovecot 127.0.0.1:11143 --tern-pid "$TPID" "${@:2}"

@@ -1,0 +1,314 @@
+//! `tern-bench`: measures tern and Dovecot side by side on copies of the same
+//! Maildir, in one run, and prints the figures and the ratios.
+//!
+//! It is a program, not a test: timings never decide pass or fail. The
+//! driver script `bench/run.sh` prepares both servers; see docs/BENCHMARKS.md.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "IMAP benchmark: tern against Dovecot")]
+struct Args {
+    /// tern's IMAP address.
+    #[arg(long)]
+    tern: SocketAddr,
+    /// Dovecot's IMAP address.
+    #[arg(long)]
+    dovecot: SocketAddr,
+    /// PID of the tern process (for memory figures).
+    #[arg(long)]
+    tern_pid: u32,
+    /// User and password (the same on both servers).
+    #[arg(long, default_value = "alice")]
+    user: String,
+    #[arg(long, default_value = "secret")]
+    password: String,
+    /// Clients in the concurrent mix.
+    #[arg(long, default_value_t = 20)]
+    clients: usize,
+    /// Rounds per client in the concurrent mix.
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    /// Idle connections opened for the memory figure.
+    #[arg(long, default_value_t = 500)]
+    idle: usize,
+    /// Repetitions of the warm measurements (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+/// A minimal blocking IMAP client.
+struct Conn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    n: u32,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Result<Conn> {
+        let s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(600)))?;
+        s.set_nodelay(true)?;
+        let mut c = Conn {
+            r: BufReader::new(s.try_clone()?),
+            w: s,
+            n: 0,
+        };
+        let mut greeting = String::new();
+        c.r.read_line(&mut greeting)?;
+        Ok(c)
+    }
+
+    /// Sends a command and reads to its tagged answer; returns the bytes read.
+    fn cmd(&mut self, text: &str) -> Result<usize> {
+        self.n += 1;
+        let tag = format!("b{}", self.n);
+        self.w.write_all(format!("{tag} {text}\r\n").as_bytes())?;
+        self.read_to(&tag)
+    }
+
+    fn read_to(&mut self, tag: &str) -> Result<usize> {
+        let mut total = 0;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = self.r.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                bail!("connection closed");
+            }
+            total += n;
+            // Skip literals.
+            if let Some(lit) = literal_len(&line) {
+                let mut left = lit;
+                let mut buf = [0u8; 65536];
+                while left > 0 {
+                    let k = self.r.read(&mut buf[..left.min(65536)])?;
+                    if k == 0 {
+                        bail!("connection closed in a literal");
+                    }
+                    left -= k;
+                    total += k;
+                }
+                continue;
+            }
+            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+                if !line[tag.len() + 1..].starts_with(b"OK") {
+                    bail!("{}", String::from_utf8_lossy(&line).trim_end());
+                }
+                return Ok(total);
+            }
+        }
+    }
+
+    fn login(addr: SocketAddr, user: &str, pw: &str) -> Result<Conn> {
+        let mut c = Conn::open(addr)?;
+        c.cmd(&format!("LOGIN {user} {pw}"))?;
+        Ok(c)
+    }
+
+    /// APPENDs to INBOX and returns the UID from APPENDUID.
+    fn append(&mut self, msg: &[u8]) -> Result<u32> {
+        self.n += 1;
+        let tag = format!("b{}", self.n);
+        self.w
+            .write_all(format!("{tag} APPEND INBOX {{{}}}\r\n", msg.len()).as_bytes())?;
+        let mut cont = String::new();
+        self.r.read_line(&mut cont)?;
+        if !cont.starts_with('+') {
+            bail!("APPEND refused: {cont}");
+        }
+        self.w.write_all(msg)?;
+        self.w.write_all(b"\r\n")?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.r.read_line(&mut line)?;
+            if line.starts_with(&format!("{tag} ")) {
+                break;
+            }
+        }
+        let uid = line
+            .split("APPENDUID ")
+            .nth(1)
+            .and_then(|r| r.split(' ').nth(1))
+            .and_then(|u| {
+                u.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            });
+        uid.with_context(|| format!("no APPENDUID in {line:?}"))
+    }
+}
+
+fn literal_len(line: &[u8]) -> Option<usize> {
+    let l = line.strip_suffix(b"\r\n")?;
+    let l = l.strip_suffix(b"}")?;
+    let open = l.iter().rposition(|b| *b == b'{')?;
+    std::str::from_utf8(&l[open + 1..]).ok()?.parse().ok()
+}
+
+fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
+    let t = Instant::now();
+    let v = f()?;
+    Ok((t.elapsed(), v))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+struct Figures {
+    cold_select: Duration,
+    warm_select: Duration,
+    fetch_uid_flags: Duration,
+    mix: Duration,
+    idle_kib: f64,
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    for l in s.lines() {
+        if let Some(v) = l.strip_prefix("VmRSS:") {
+            return Ok(v.trim().trim_end_matches("kB").trim().parse()?);
+        }
+    }
+    bail!("no VmRSS for {pid}")
+}
+
+/// Total RSS of every process whose name is in `names`.
+fn rss_of_named(names: &[&str]) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+            continue;
+        };
+        if names.contains(&comm.trim()) {
+            total += rss_kib(pid).unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+fn measure(addr: SocketAddr, args: &Args, memory: &dyn Fn() -> Result<u64>) -> Result<Figures> {
+    let (u, p) = (args.user.as_str(), args.password.as_str());
+    // Cold: the very first SELECT of the folder (no UID list or index yet).
+    let mut c = Conn::login(addr, u, p)?;
+    let (cold_select, _) = time(|| c.cmd("SELECT INBOX"))?;
+    c.cmd("LOGOUT")?;
+    let mut warm = Vec::new();
+    let mut fetch = Vec::new();
+    for _ in 0..args.reps {
+        let mut c = Conn::login(addr, u, p)?;
+        warm.push(time(|| c.cmd("SELECT INBOX"))?.0);
+        fetch.push(time(|| c.cmd("FETCH 1:* (UID FLAGS)"))?.0);
+        c.cmd("LOGOUT")?;
+    }
+    // The concurrent mix.
+    let msg =
+        b"From: bench@example.org\r\nTo: alice@example.org\r\nSubject: bench\r\n\r\nhello\r\n"
+            .to_vec();
+    let (mix, _) = time(|| {
+        let handles: Vec<_> = (0..args.clients)
+            .map(|_| {
+                let msg = msg.clone();
+                let (u, p) = (u.to_owned(), p.to_owned());
+                let rounds = args.rounds;
+                std::thread::spawn(move || -> Result<()> {
+                    for _ in 0..rounds {
+                        let mut c = Conn::login(addr, &u, &p)?;
+                        c.cmd("SELECT INBOX")?;
+                        c.cmd("FETCH 1:20 (UID FLAGS ENVELOPE)")?;
+                        let uid = c.append(&msg)?;
+                        c.cmd("STORE 1:5 +FLAGS (\\Flagged)")?;
+                        c.cmd("STORE 1:5 -FLAGS (\\Flagged)")?;
+                        c.cmd(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"))?;
+                        c.cmd(&format!("UID EXPUNGE {uid}"))?;
+                        c.cmd("LOGOUT")?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    // Idle logged-in connections.
+    let before = memory()?;
+    let mut idle = Vec::with_capacity(args.idle);
+    for _ in 0..args.idle {
+        idle.push(Conn::login(addr, u, p)?);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = memory()?;
+    drop(idle);
+    Ok(Figures {
+        cold_select,
+        warm_select: median(warm),
+        fetch_uid_flags: median(fetch),
+        mix,
+        idle_kib: (after.saturating_sub(before)) as f64 / args.idle as f64,
+    })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let tern_pid = args.tern_pid;
+    let t = measure(args.tern, &args, &|| rss_kib(tern_pid))?;
+    let d = measure(args.dovecot, &args, &|| {
+        rss_of_named(&[
+            "imap",
+            "imap-login",
+            "dovecot",
+            "auth",
+            "anvil",
+            "log",
+            "config",
+        ])
+    })?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| figure | tern | Dovecot | tern/Dovecot |");
+    println!("| --- | ---: | ---: | ---: |");
+    let rows = [
+        (
+            "first SELECT (cold), ms",
+            ms(t.cold_select),
+            ms(d.cold_select),
+        ),
+        (
+            "SELECT again (warm), ms",
+            ms(t.warm_select),
+            ms(d.warm_select),
+        ),
+        (
+            "FETCH 1:* (UID FLAGS), ms",
+            ms(t.fetch_uid_flags),
+            ms(d.fetch_uid_flags),
+        ),
+        ("concurrent mix, ms", ms(t.mix), ms(d.mix)),
+        (
+            "memory per idle logged-in connection, KiB",
+            t.idle_kib,
+            d.idle_kib,
+        ),
+    ];
+    for (name, a, b) in rows {
+        println!("| {name} | {a:.1} | {b:.1} | {:.2} |", a / b);
+    }
+    println!(
+        "\nconcurrent mix: {} clients x {} rounds of LOGIN, SELECT, FETCH 1:20 (UID FLAGS ENVELOPE), APPEND, STORE +FLAGS, STORE -FLAGS, UID STORE \\Deleted, UID EXPUNGE, LOGOUT; {} idle connections for memory",
+        args.clients, args.rounds, args.idle
+    );
+    Ok(())
+}
