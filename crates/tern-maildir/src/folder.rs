@@ -35,10 +35,14 @@ use crate::unique::new_base_with_sizes;
 /// Name of the dot-lock that serialises writers of the UID and keyword lists.
 pub const LOCK_NAME: &str = "courierimapuiddb.lock";
 
-/// A directory whose mtime is younger than this is rescanned even when its
-/// mtime has not moved, because a change within the same clock tick leaves
-/// the mtime as it was.
-const MTIME_TRUST_AFTER: Duration = Duration::from_secs(2);
+/// An mtime is trusted to reveal every change only once a scan started at
+/// least this long after it: a change within the same clock tick (coarse on
+/// some file systems, a second on NFS) leaves the mtime as it was.
+const MTIME_DIRTY: Duration = Duration::from_secs(1);
+
+/// While mtimes are not yet trusted, the disk is scanned again at most this
+/// long after the last scan even when nothing seems to have changed.
+const DIRTY_RESCAN_EVERY: Duration = Duration::from_secs(2);
 
 /// One message as the folder knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,11 +154,30 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// The stamps of everything a scan reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stamps {
+    new: Option<Stamp>,
+    cur: Option<Stamp>,
+    uiddb: Option<Stamp>,
+    keywords: Option<Stamp>,
+}
+
+impl Stamps {
+    fn all(&self) -> [Option<Stamp>; 4] {
+        [self.new, self.cur, self.uiddb, self.keywords]
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     view: Arc<FolderView>,
-    scanned: bool,
-    dir_stamps: [Option<Stamp>; 2],
+    /// Some message of the view is still in `new/`.
+    view_has_new: bool,
+    /// When the last full scan started.
+    last_scan: Option<SystemTime>,
+    /// What the disk looked like when the view was last brought up to date.
+    stamps: Stamps,
     uiddb_stamp: Option<Stamp>,
     uiddb: Option<UidDb>,
     kw_stamp: Option<Stamp>,
@@ -259,40 +282,58 @@ impl Folder {
         Ok(())
     }
 
+    fn current_stamps(&self) -> Stamps {
+        Stamps {
+            new: stamp(&self.dir.join("new")),
+            cur: stamp(&self.dir.join("cur")),
+            uiddb: stamp(&self.dir.join(crate::uiddb::FILE_NAME)),
+            // The directory, not `:list`: Courier's update files change it too.
+            keywords: stamp(&self.dir.join(crate::keywords::DIR_NAME)),
+        }
+    }
+
+    /// After a change made through this folder object: if the disk held no
+    /// change we had not seen before it, the view is current again and the
+    /// new stamps are recorded, so the next refresh need not scan.
+    fn note_own_change(&self, g: &mut Inner, before: &Stamps) {
+        if g.last_scan.is_some() && *before == g.stamps {
+            g.stamps = self.current_stamps();
+        }
+    }
+
     fn refresh_locked(&self, g: &mut Inner, move_new: MoveNew) -> Result<()> {
-        let dir_stamps = [stamp(&self.dir.join("new")), stamp(&self.dir.join("cur"))];
-        if dir_stamps[1].is_none() {
+        let stamps = self.current_stamps();
+        if stamps.cur.is_none() {
             return Err(MaildirError::NoSuchFolder);
         }
-        let uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
-        // The directory, not `:list`: Courier's update files change it too.
-        let kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME));
         let now = SystemTime::now();
-        let settled = |s: &Option<Stamp>| match s {
-            Some(s) => now
-                .duration_since(s.mtime)
-                .map(|a| a > MTIME_TRUST_AFTER)
-                .unwrap_or(false),
-            None => true,
-        };
-        let new_is_empty = !g.view.messages.iter().any(|m| m.in_new);
-        if g.scanned
-            && dir_stamps == g.dir_stamps
-            && uiddb_stamp == g.uiddb_stamp
-            && kw_stamp == g.kw_stamp
-            && dir_stamps.iter().all(settled)
-            && settled(&uiddb_stamp)
-            && settled(&kw_stamp)
-            && (move_new == MoveNew::No || new_is_empty)
-        {
-            return Ok(());
+        if let Some(last) = g.last_scan {
+            let trusted = stamps
+                .all()
+                .iter()
+                .flatten()
+                .all(|s| s.mtime + MTIME_DIRTY <= last);
+            let scanned_lately = now
+                .duration_since(last)
+                .map(|a| a < DIRTY_RESCAN_EVERY)
+                .unwrap_or(true);
+            if stamps == g.stamps
+                && (trusted || scanned_lately)
+                && (move_new == MoveNew::No || !g.view_has_new)
+            {
+                return Ok(());
+            }
         }
+        g.last_scan = Some(now);
+        let uiddb_stamp = stamps.uiddb;
+        let kw_stamp = stamps.keywords;
 
         let mut found: HashMap<Arc<str>, (Arc<str>, bool)> =
             HashMap::with_capacity(g.view.messages.len() + 16);
         self.list_both(&mut found)?;
 
         let mut moved: Vec<Arc<str>> = Vec::new();
+        let moved_any;
         if move_new == MoveNew::Yes {
             let mut raced = false;
             for (base, (file, in_new)) in found.iter_mut() {
@@ -323,6 +364,7 @@ impl Folder {
                 self.list_both(&mut found)?;
             }
         }
+        moved_any = !moved.is_empty();
 
         // A message we knew that is missing now may be in the middle of a
         // rename by another program: look once more before calling it gone.
@@ -390,9 +432,14 @@ impl Folder {
         let present: std::collections::HashSet<u32> = view.messages.iter().map(|m| m.uid).collect();
         g.unclaimed_recent.retain(|u| present.contains(u));
         g.crlf_sizes.retain(|u, _| present.contains(u));
+        g.view_has_new = view.messages.iter().any(|m| m.in_new);
         g.view = Arc::new(view);
-        g.dir_stamps = dir_stamps;
-        g.scanned = true;
+        // Our own moves and UID writes are part of what we saw.
+        g.stamps = if moved_any || needs_uids {
+            self.current_stamps()
+        } else {
+            stamps
+        };
         Ok(())
     }
 
@@ -405,22 +452,16 @@ impl Folder {
         let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
         // Another process may have assigned them while we waited.
         let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
-        let mut fresh: Vec<(Option<SystemTime>, &Arc<str>)> = found
-            .iter()
-            .filter(|(b, _)| !db.uids.contains_key(*b))
-            .map(|(b, (file, in_new))| {
-                let p = self
-                    .dir
-                    .join(if *in_new { "new" } else { "cur" })
-                    .join(&**file);
-                (std::fs::metadata(p).and_then(|m| m.modified()).ok(), b)
-            })
-            .collect();
-        fresh.sort();
+        // New messages are numbered in the order of their names: Maildir
+        // names start with the delivery time, so this is arrival order, and
+        // it needs no stat of each file.
+        let mut fresh: Vec<&Arc<str>> =
+            found.keys().filter(|b| !db.uids.contains_key(*b)).collect();
+        fresh.sort_by(|a, b| name_order(a, b));
         // Entries whose file is gone are dropped; their UIDs are never reused
         // because next_uid only grows.
         db.uids.retain(|b, _| found.contains_key(b));
-        for (_, base) in fresh {
+        for base in fresh {
             db.uids.insert(base.clone(), db.next_uid);
             db.next_uid = db.next_uid.saturating_add(1);
         }
@@ -442,26 +483,36 @@ impl Folder {
     /// # Errors
     /// [`MaildirError::MessageGone`] when the message no longer exists.
     pub fn open(&self, entry: &MessageEntry) -> Result<File> {
-        match File::open(entry.path(&self.dir)) {
-            Ok(f) => Ok(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let Some((file, in_new)) = self.locate(&entry.base)? else {
-                    return Err(MaildirError::MessageGone);
-                };
-                let p = self
-                    .dir
-                    .join(if in_new { "new" } else { "cur" })
-                    .join(&*file);
-                File::open(&p).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        MaildirError::MessageGone
-                    } else {
-                        MaildirError::io("open", p, e)
+        // Flag changes rename the file; another session or program may rename
+        // it again between our lookup and our open, so look a few times.
+        let mut path = entry.path(&self.dir);
+        for _ in 0..8 {
+            match File::open(&path) {
+                Ok(f) => return Ok(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // The latest in-process view knows renames made by tern.
+                    let current = self
+                        .lock_inner()
+                        .view
+                        .find(entry.uid)
+                        .map(|m| m.path(&self.dir));
+                    match current {
+                        Some(p) if p != path && p.exists() => path = p,
+                        _ => match self.locate(&entry.base)? {
+                            Some((file, in_new)) => {
+                                path = self
+                                    .dir
+                                    .join(if in_new { "new" } else { "cur" })
+                                    .join(&*file);
+                            }
+                            None => return Err(MaildirError::MessageGone),
+                        },
                     }
-                })
+                }
+                Err(e) => return Err(MaildirError::io("open", path, e)),
             }
-            Err(e) => Err(MaildirError::io("open", entry.path(&self.dir), e)),
         }
+        Err(MaildirError::MessageGone)
     }
 
     /// Reads a whole message.
@@ -513,6 +564,7 @@ impl Folder {
     /// I/O errors (a message that vanished is not an error).
     pub fn set_flags(&self, changes: &[FlagChange]) -> Result<Vec<MessageEntry>> {
         let mut g = self.lock_inner();
+        let before = self.current_stamps();
         let mut view = (*g.view).clone();
         let mut done = Vec::with_capacity(changes.len());
         let mut kw_changes: Vec<(Arc<str>, KeywordSet)> = Vec::new();
@@ -572,7 +624,9 @@ impl Folder {
             g.kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME));
             g.keywords = db;
         }
+        g.view_has_new = view.messages.iter().any(|m| m.in_new);
         g.view = Arc::new(view);
+        self.note_own_change(&mut g, &before);
         Ok(done)
     }
 
@@ -585,7 +639,9 @@ impl Folder {
     /// # Errors
     /// I/O errors; messages placed before the error stay.
     pub fn append(&self, messages: Vec<NewMessage>) -> Result<Vec<u32>> {
+        let before = self.current_stamps();
         let mut placed: Vec<(Arc<str>, KeywordSet)> = Vec::with_capacity(messages.len());
+        let mut entries: Vec<MessageEntry> = Vec::with_capacity(messages.len());
         for m in messages {
             let base = new_base_with_sizes(m.size, m.crlf_size);
             let final_name = format!("{}:2,{}", base, m.flags.to_info());
@@ -608,7 +664,16 @@ impl Folder {
                     })?;
                 }
             }
-            placed.push((Arc::from(base.as_str()), m.keywords));
+            let base: Arc<str> = Arc::from(base.as_str());
+            entries.push(MessageEntry {
+                uid: 0,
+                base: base.clone(),
+                file_name: Arc::from(final_name.as_str()),
+                in_new: false,
+                flags: m.flags.clone(),
+                keywords: m.keywords.clone(),
+            });
+            placed.push((base, m.keywords));
         }
         // Lock order everywhere: the in-memory state, then the dot-lock.
         let mut g = self.lock_inner();
@@ -639,7 +704,28 @@ impl Folder {
             kdb.store(&self.dir)?;
         }
         drop(lock);
+        g.uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
+        let next_uid = db.next_uid;
+        g.uiddb = Some(db);
         g.unclaimed_recent.extend(uids.iter().copied());
+        // The view learns the new messages at once when it was current.
+        if g.last_scan.is_some() && before == g.stamps {
+            let mut view = (*g.view).clone();
+            for (mut e, uid) in entries.into_iter().zip(&uids) {
+                e.uid = *uid;
+                if view.find(*uid).is_none() {
+                    view.messages.push(e);
+                }
+            }
+            view.messages.sort_unstable_by_key(|m| m.uid);
+            view.next_uid = view.next_uid.max(next_uid);
+            if placed.iter().any(|(_, k)| !k.is_empty()) {
+                g.kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME));
+                g.keywords = KeywordDb::load(&self.dir)?;
+            }
+            g.view = Arc::new(view);
+            g.stamps = self.current_stamps();
+        }
         Ok(uids)
     }
 
@@ -650,6 +736,7 @@ impl Folder {
     /// I/O errors other than a missing file.
     pub fn expunge(&self, uids: &[u32]) -> Result<Vec<u32>> {
         let mut g = self.lock_inner();
+        let before = self.current_stamps();
         let mut view = (*g.view).clone();
         let mut removed = Vec::new();
         for &uid in uids {
@@ -673,10 +760,25 @@ impl Folder {
                 Err(e) => return Err(MaildirError::io("unlink", path, e)),
             }
         }
-        view.messages.retain(|m| !removed.contains(&m.uid));
+        let gone: std::collections::HashSet<u32> = removed.iter().copied().collect();
+        view.messages.retain(|m| !gone.contains(&m.uid));
+        g.view_has_new = view.messages.iter().any(|m| m.in_new);
         g.view = Arc::new(view);
+        self.note_own_change(&mut g, &before);
         Ok(removed)
     }
+}
+
+/// Orders Maildir base names: by the leading number (the delivery time),
+/// then by the whole name.
+fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let lead = |s: &str| -> u64 {
+        s.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    lead(a).cmp(&lead(b)).then_with(|| a.cmp(b))
 }
 
 /// The length of `data` once every bare LF is written as CRLF.

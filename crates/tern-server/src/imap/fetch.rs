@@ -489,6 +489,42 @@ impl Session {
             }
         };
         let items = Arc::new(items_of(&names, uid));
+        // UID and FLAGS come from the session's own state: no storage call.
+        if items.iter().all(|i| matches!(i, Item::Uid | Item::Flags)) {
+            for chunk in indices.chunks(1024) {
+                let State::Selected { mailbox, .. } = &self.state else {
+                    break;
+                };
+                let mut out = Vec::with_capacity(chunk.len() * 40);
+                for &i in chunk {
+                    let Some(k) = mailbox.known.get(i) else {
+                        continue;
+                    };
+                    let _ = write!(wire::Bytes(&mut out), "* {} FETCH (", i + 1);
+                    for (n, item) in items.iter().enumerate() {
+                        if n > 0 {
+                            out.push(b' ');
+                        }
+                        if matches!(item, Item::Uid) {
+                            let _ = write!(wire::Bytes(&mut out), "UID {}", k.uid);
+                        } else {
+                            out.extend_from_slice(b"FLAGS (");
+                            out.extend_from_slice(
+                                message_flags(k, mailbox.recent.contains(&k.uid)).as_bytes(),
+                            );
+                            out.push(b')');
+                        }
+                    }
+                    out.extend_from_slice(b")\r\n");
+                }
+                self.out.extend_from_slice(&out);
+                self.flush_if_large().await?;
+            }
+            return Ok(Reply::ok("FETCH completed"));
+        }
+        let State::Selected { mailbox, .. } = &self.state else {
+            return Ok(Reply::bad("No mailbox selected"));
+        };
         let set_seen = !mailbox.read_only && items.iter().any(Item::sets_seen);
         let open = mailbox.open.clone();
         let mut missing = 0usize;
