@@ -333,7 +333,6 @@ impl Folder {
         self.list_both(&mut found)?;
 
         let mut moved: Vec<Arc<str>> = Vec::new();
-        let moved_any;
         if move_new == MoveNew::Yes {
             let mut raced = false;
             for (base, (file, in_new)) in found.iter_mut() {
@@ -364,7 +363,7 @@ impl Folder {
                 self.list_both(&mut found)?;
             }
         }
-        moved_any = !moved.is_empty();
+        let moved_any = !moved.is_empty();
 
         // A message we knew that is missing now may be in the middle of a
         // rename by another program: look once more before calling it gone.
