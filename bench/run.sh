@@ -43,6 +43,8 @@ listen = ["127.0.0.1:0"]
 passwd_file = "users"
 [mail]
 maildir = "mail/{user}/Maildir"
+[limits]
+max_connections_per_ip = 5000
 [log]
 level = "warn"
 CONF

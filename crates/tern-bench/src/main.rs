@@ -208,6 +208,16 @@ fn measure(
     memory: &dyn Fn() -> Result<u64>,
 ) -> Result<Figures> {
     let (u, p) = (args.user.as_str(), args.password.as_str());
+    // Idle logged-in connections, first, on a fresh server: memory freed by
+    // later phases would otherwise be reused and hide their cost.
+    let before = memory()?;
+    let mut idle = Vec::with_capacity(idle_count);
+    for _ in 0..idle_count {
+        idle.push(Conn::login(addr, u, p)?);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = memory()?;
+    drop(idle);
     // Cold: the very first SELECT of the folder (no UID list or index yet).
     let mut c = Conn::login(addr, u, p)?;
     let (cold_select, _) = time(|| c.cmd("SELECT INBOX"))?;
@@ -252,15 +262,6 @@ fn measure(
         }
         Ok(())
     })?;
-    // Idle logged-in connections.
-    let before = memory()?;
-    let mut idle = Vec::with_capacity(idle_count);
-    for _ in 0..idle_count {
-        idle.push(Conn::login(addr, u, p)?);
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let after = memory()?;
-    drop(idle);
     Ok(Figures {
         cold_select,
         warm_select: median(warm),

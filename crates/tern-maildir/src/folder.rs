@@ -19,7 +19,9 @@
 //! seems to have vanished is therefore looked for again before it is
 //! reported expunged: nothing is ever reported lost by a racing rename.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -329,7 +331,7 @@ impl Folder {
         let kw_stamp = stamps.keywords;
 
         let mut found: HashMap<Arc<str>, (Arc<str>, bool)> =
-            HashMap::with_capacity(g.view.messages.len() + 16);
+            HashMap::with_capacity_and_hasher(g.view.messages.len() + 16, Default::default());
         self.list_both(&mut found)?;
 
         let mut moved: Vec<Arc<str>> = Vec::new();
@@ -472,7 +474,7 @@ impl Folder {
 
     /// Finds the current file of a message another program may have renamed.
     fn locate(&self, base: &str) -> Result<Option<(Arc<str>, bool)>> {
-        let mut found = HashMap::new();
+        let mut found = HashMap::default();
         self.list_both(&mut found)?;
         Ok(found.remove(base))
     }
@@ -482,35 +484,40 @@ impl Folder {
     /// # Errors
     /// [`MaildirError::MessageGone`] when the message no longer exists.
     pub fn open(&self, entry: &MessageEntry) -> Result<File> {
-        // Flag changes rename the file; another session or program may rename
-        // it again between our lookup and our open, so look a few times.
-        let mut path = entry.path(&self.dir);
-        for _ in 0..8 {
+        // Renames made through this object happen under the folder's lock:
+        // opening the file the current view names, under the same lock,
+        // cannot race them.
+        let current = {
+            let g = self.lock_inner();
+            let path = g
+                .view
+                .find(entry.uid)
+                .map(|m| m.path(&self.dir))
+                .unwrap_or_else(|| entry.path(&self.dir));
             match File::open(&path) {
                 Ok(f) => return Ok(f),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // The latest in-process view knows renames made by tern.
-                    let current = self
-                        .lock_inner()
-                        .view
-                        .find(entry.uid)
-                        .map(|m| m.path(&self.dir));
-                    match current {
-                        Some(p) if p != path && p.exists() => path = p,
-                        _ => match self.locate(&entry.base)? {
-                            Some((file, in_new)) => {
-                                path = self
-                                    .dir
-                                    .join(if in_new { "new" } else { "cur" })
-                                    .join(&*file);
-                            }
-                            None => return Err(MaildirError::MessageGone),
-                        },
-                    }
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => path,
                 Err(e) => return Err(MaildirError::io("open", path, e)),
             }
+        };
+        // Another program renamed it (a flag change) or removed it. A rename
+        // can hide the file from one directory listing, so look a few times.
+        let mut last = current;
+        for attempt in 0..5 {
+            if let Some((file, in_new)) = self.locate(&entry.base)? {
+                let path = self
+                    .dir
+                    .join(if in_new { "new" } else { "cur" })
+                    .join(&*file);
+                match File::open(&path) {
+                    Ok(f) => return Ok(f),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = path,
+                    Err(e) => return Err(MaildirError::io("open", path, e)),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1 << attempt));
         }
+        tracing::debug!(path = %last.display(), "message is gone");
         Err(MaildirError::MessageGone)
     }
 
@@ -638,6 +645,10 @@ impl Folder {
     /// # Errors
     /// I/O errors; messages placed before the error stay.
     pub fn append(&self, messages: Vec<NewMessage>) -> Result<Vec<u32>> {
+        // The whole append holds the folder's lock, so that no other change
+        // made through this object interleaves between the stamps taken
+        // before and after (the view must learn every message it adds).
+        let mut g = self.lock_inner();
         let before = self.current_stamps();
         let mut placed: Vec<(Arc<str>, KeywordSet)> = Vec::with_capacity(messages.len());
         let mut entries: Vec<MessageEntry> = Vec::with_capacity(messages.len());
@@ -675,7 +686,6 @@ impl Folder {
             placed.push((base, m.keywords));
         }
         // Lock order everywhere: the in-memory state, then the dot-lock.
-        let mut g = self.lock_inner();
         let lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
         let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
         let mut uids = Vec::with_capacity(placed.len());

@@ -12,7 +12,9 @@
 //! the update files it read, so that Courier does not apply them again over
 //! a later change.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -47,7 +49,7 @@ impl KeywordDb {
             }
             names.push(Arc::from(line));
         }
-        let mut by_base = HashMap::new();
+        let mut by_base = HashMap::default();
         for line in lines {
             let Some((base, idx)) = line.rsplit_once(':') else {
                 continue;
@@ -114,7 +116,7 @@ impl KeywordDb {
             return Ok(db);
         };
         // base -> (mtime, file name) of the newest update file
-        let mut latest: HashMap<String, (std::time::SystemTime, String)> = HashMap::new();
+        let mut latest: HashMap<String, (std::time::SystemTime, String)> = HashMap::default();
         for ent in rd.flatten() {
             let name = ent.file_name().to_string_lossy().into_owned();
             if name == LIST_NAME {

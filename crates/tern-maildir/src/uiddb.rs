@@ -11,7 +11,7 @@
 //! dot-lock; a damaged file is set aside and the folder gets a new
 //! UIDVALIDITY, which makes clients resynchronise rather than see wrong mail.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ impl UidDb {
         UidDb {
             uidvalidity: now.max(1),
             next_uid: 1,
-            uids: HashMap::new(),
+            uids: HashMap::default(),
         }
     }
 
@@ -76,7 +76,7 @@ impl UidDb {
             },
             _ => return ParseOutcome::Corrupt { line: 1 },
         };
-        let mut uids = HashMap::new();
+        let mut uids = HashMap::default();
         for (i, line) in lines.enumerate() {
             if line.is_empty() {
                 continue;
@@ -126,7 +126,7 @@ impl UidDb {
         let Some(uidvalidity) = uidvalidity else {
             return ParseOutcome::Corrupt { line: 1 };
         };
-        let mut uids = HashMap::new();
+        let mut uids = HashMap::default();
         for (i, line) in lines.enumerate() {
             if line.is_empty() {
                 continue;

@@ -20,7 +20,7 @@ use tern_message::bodystructure::{self, Extensions};
 use tern_message::section::{self, Specifier};
 use tern_message::{crlf, envelope, header, mime};
 
-use super::selected::message_flags;
+use super::selected::{message_flags, write_flags};
 use super::session::{End, Known, Reply, Session, State};
 
 /// One requested data item, owned and checked.
@@ -509,9 +509,9 @@ impl Session {
                             let _ = write!(wire::Bytes(&mut out), "UID {}", k.uid);
                         } else {
                             out.extend_from_slice(b"FLAGS (");
-                            out.extend_from_slice(
-                                message_flags(k, mailbox.recent.contains(&k.uid)).as_bytes(),
-                            );
+                            let recent =
+                                !mailbox.recent.is_empty() && mailbox.recent.contains(&k.uid);
+                            write_flags(&mut out, k, recent);
                             out.push(b')');
                         }
                     }

@@ -31,18 +31,31 @@ pub(crate) fn flag_list(keywords: &BTreeSet<Arc<str>>) -> String {
 
 /// The FLAGS of one message as FETCH shows them.
 pub(crate) fn message_flags(k: &Known, recent: bool) -> String {
-    let mut parts: Vec<&str> = k.flags.iter().map(Flag::imap_name).collect();
-    if recent {
-        parts.push("\\Recent");
-    }
-    let mut s = parts.join(" ");
-    for kw in k.keywords.iter() {
-        if !s.is_empty() {
-            s.push(' ');
+    let mut out = Vec::with_capacity(32);
+    write_flags(&mut out, k, recent);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the flags of one message (without parentheses), allocation-free.
+pub(crate) fn write_flags(out: &mut Vec<u8>, k: &Known, recent: bool) {
+    let start = out.len();
+    let sep = |out: &mut Vec<u8>| {
+        if out.len() > start {
+            out.push(b' ');
         }
-        s.push_str(kw);
+    };
+    for f in k.flags.iter() {
+        sep(out);
+        out.extend_from_slice(f.imap_name().as_bytes());
     }
-    s
+    if recent {
+        sep(out);
+        out.extend_from_slice(b"\\Recent");
+    }
+    for kw in k.keywords.iter() {
+        sep(out);
+        out.extend_from_slice(kw.as_bytes());
+    }
 }
 
 impl Session {
@@ -131,6 +144,7 @@ impl Session {
                 known,
                 recent,
                 keywords,
+                synced: view,
             }),
         };
         if read_only {
@@ -235,6 +249,9 @@ impl Session {
         let State::Selected { mailbox, .. } = &mut self.state else {
             return;
         };
+        if Arc::ptr_eq(&view, &mailbox.synced) && claimed.is_empty() {
+            return;
+        }
         if view.uidvalidity != mailbox.uidvalidity {
             self.out
                 .extend_from_slice(b"* BYE Mailbox UIDVALIDITY changed, please reconnect\r\n");
@@ -279,6 +296,10 @@ impl Session {
                 });
                 added += 1;
             }
+        }
+        // With expunges held back, `known` still differs from the view.
+        if expunge_ok {
+            mailbox.synced = view.clone();
         }
         mailbox.known = known;
         let mut out = String::new();

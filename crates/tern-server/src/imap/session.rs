@@ -86,6 +86,9 @@ pub(crate) struct Selected {
     pub recent: HashSet<u32>,
     /// Keywords announced in FLAGS.
     pub keywords: BTreeSet<Arc<str>>,
+    /// The folder view `known` was last compared with: when the folder still
+    /// publishes the same view, nothing changed and nothing is compared.
+    pub synced: Arc<tern_maildir::FolderView>,
 }
 
 impl Selected {
@@ -258,8 +261,8 @@ pub async fn serve_connection(
     let mut s = Session {
         svc,
         stream: Some(stream),
-        inbuf: Vec::with_capacity(1024),
-        out: Vec::with_capacity(1024),
+        inbuf: Vec::new(),
+        out: Vec::new(),
         state,
         tls_active: tls,
         peer,
@@ -289,9 +292,6 @@ impl Session {
         s.flush().await?;
         self.out = out;
         self.out.clear();
-        if self.out.capacity() > 256 * 1024 {
-            self.out.shrink_to(16 * 1024);
-        }
         Ok(())
     }
 
@@ -338,10 +338,20 @@ impl Session {
     /// Reads more bytes into the input buffer; EOF is an error.
     pub async fn fill(&mut self) -> Result<(), End> {
         let timeout = self.timeout();
-        let mut chunk = [0u8; 16 * 1024];
+        // Read straight into the input buffer: an idle session holds no
+        // read buffer beyond what is pending (see the idle-memory figure in
+        // docs/BENCHMARKS.md).
+        // An idle session waits with a small buffer; busy ones grow it.
+        if self.inbuf.capacity() == 0 {
+            self.inbuf.reserve(512);
+        } else if self.inbuf.capacity() - self.inbuf.len() < 4096 {
+            self.inbuf.reserve(16 * 1024);
+        }
         let n = {
-            let stream = self.stream()?;
-            match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(End::Closed);
+            };
+            match tokio::time::timeout(timeout, stream.read_buf(&mut self.inbuf)).await {
                 Ok(r) => r?,
                 Err(_) => {
                     self.untagged("BYE Autologout; idle for too long");
@@ -356,8 +366,18 @@ impl Session {
                 "client closed",
             )));
         }
-        self.inbuf.extend_from_slice(&chunk[..n]);
         Ok(())
+    }
+
+    /// Gives back buffer memory after a large command, so that an idle
+    /// session stays small.
+    fn shrink_buffers(&mut self) {
+        if self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > 4096 {
+            self.out = Vec::new();
+        }
     }
 
     /// Reads one line (with its line end). A line longer than `max` is
@@ -495,6 +515,7 @@ impl Session {
                 Incoming::Append(bytes, streamed) => self.execute(&bytes, Some(streamed)).await?,
             }
             self.flush().await?;
+            self.shrink_buffers();
             if matches!(self.state, State::Logout) {
                 return Err(End::Closed);
             }
