@@ -111,8 +111,25 @@ mod tests {
 
     #[test]
     fn known_crypt_vectors() {
-        // Vectors produced by `openssl passwd` / mkpasswd for the password "password".
-        assert!(verify("$1$5pZSV9va$azfrPr6af3Fc7dLblQXVa0", b"password").unwrap());
+        // Produced by Debian's libxcrypt crypt(3) for the password "password"
+        // (yescrypt is Debian's default for /etc/shadow and mkpasswd).
+        let vectors = [
+            "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$tnSYvahCwPBHKZUspmcxMfb0.WiB9W.zEaKlOBL35rC",
+            "$2b$05$abcdefghijklmnopqrstuuWG29KuyeAicPCJODk1zjyGvyQUU2awu",
+            "$6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq.qc.eoxqOmSuNp2xS0ktL3nh/",
+            "$5$saltsalt$gOjOtoMpVhru2uyjeJSEc/JaLQWOXMNmlOnj6T4AtC.",
+            "$1$5pZSV9va$azfrPr6af3Fc7dLblQXVa0",
+        ];
+        for v in vectors {
+            assert!(verify(v, b"password").unwrap(), "{v}");
+            assert!(!verify(v, b"passwore").unwrap(), "{v}");
+            assert!(
+                verify(&format!("{{CRYPT}}{v}"), b"password").unwrap(),
+                "{v}"
+            );
+        }
+        assert!(verify(&format!("{{SHA512-CRYPT}}{}", vectors[2]), b"password").unwrap());
+        assert!(verify(&format!("{{BLF-CRYPT}}{}", vectors[1]), b"password").unwrap());
         assert!(verify("{CRYPT}aZGJuE6EXrjEE", b"test").unwrap());
     }
 

@@ -456,13 +456,16 @@ impl Folder {
         // New messages are numbered in the order of their names: Maildir
         // names start with the delivery time, so this is arrival order, and
         // it needs no stat of each file.
-        let mut fresh: Vec<&Arc<str>> =
-            found.keys().filter(|b| !db.uids.contains_key(*b)).collect();
-        fresh.sort_by(|a, b| name_order(a, b));
+        let mut fresh: Vec<(u64, &Arc<str>)> = found
+            .keys()
+            .filter(|b| !db.uids.contains_key(*b))
+            .map(|b| (name_order_key(b), b))
+            .collect();
+        fresh.sort_unstable();
         // Entries whose file is gone are dropped; their UIDs are never reused
         // because next_uid only grows.
         db.uids.retain(|b, _| found.contains_key(b));
-        for base in fresh {
+        for (_, base) in fresh {
             db.uids.insert(base.clone(), db.next_uid);
             db.next_uid = db.next_uid.saturating_add(1);
         }
@@ -778,16 +781,11 @@ impl Folder {
     }
 }
 
-/// Orders Maildir base names: by the leading number (the delivery time),
-/// then by the whole name.
-fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let lead = |s: &str| -> u64 {
-        s.split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(u64::MAX)
-    };
-    lead(a).cmp(&lead(b)).then_with(|| a.cmp(b))
+/// The leading number of a Maildir base name (the delivery time); names
+/// are numbered in this order, ties broken by the name.
+fn name_order_key(name: &str) -> u64 {
+    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+    name[..digits].parse().unwrap_or(u64::MAX)
 }
 
 /// The length of `data` once every bare LF is written as CRLF.

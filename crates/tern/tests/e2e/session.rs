@@ -288,3 +288,35 @@ fn tern_auth_verify(hash: &str, pw: &str) -> bool {
     let mut c = s.connect();
     c.cmd(&format!("LOGIN dave {pw}")).ok()
 }
+
+#[test]
+fn connections_per_ip_are_limited() {
+    let s = server()
+        .config("[limits]\nmax_connections_per_ip = 2")
+        .start();
+    let a = s.connect();
+    let b = s.connect();
+    let c = s.connect();
+    assert!(a.greeting.starts_with("* OK") && b.greeting.starts_with("* OK"));
+    assert!(
+        c.greeting.starts_with("* BYE") && c.greeting.contains("Too many connections"),
+        "{}",
+        c.greeting
+    );
+    drop(a);
+    // The slot is given back when a connection ends.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let d = s.connect();
+    assert!(d.greeting.starts_with("* OK"), "{}", d.greeting);
+}
+
+#[test]
+fn idle_timeout_before_login() {
+    let s = server()
+        .config("[limits]\npreauth_timeout_secs = 1")
+        .start();
+    let mut c = s.connect();
+    let l = c.read_line();
+    assert!(l.starts_with("* BYE") && l.contains("Autologout"), "{l}");
+    assert!(c.closed());
+}
