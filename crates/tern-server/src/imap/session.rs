@@ -504,7 +504,11 @@ impl Session {
                 let mut shutdown = self.shutdown.clone();
                 tokio::select! {
                     r = self.read_command() => r?,
-                    _ = shutdown.changed() => {
+                    changed = shutdown.changed() => {
+                        if changed.is_err() {
+                            // The server is gone without a word: end quietly.
+                            return Err(End::Closed);
+                        }
                         continue;
                     }
                 }
