@@ -96,6 +96,17 @@ impl ToLf {
 }
 
 impl Session {
+    /// A refused literal: a synchronising one is never sent (no `+` was
+    /// given); a LITERAL+ one is on its way and is read and dropped, with the
+    /// rest of its command.
+    pub(crate) async fn skip_refused_literal(&mut self, ann: Announcement) -> Result<(), End> {
+        if ann.sync == LiteralSync::NonSync {
+            self.read_exact_to(ann.len, |_| Ok(())).await?;
+            self.read_line(usize::MAX).await?;
+        }
+        Ok(())
+    }
+
     /// Streams the message literal of an APPEND to `tmp/`.
     pub(crate) async fn read_append_literal(
         &mut self,
@@ -110,10 +121,7 @@ impl Session {
             }
         };
         if ann.len > max {
-            if ann.sync == LiteralSync::NonSync {
-                self.read_exact_to(ann.len, |_| Ok(())).await?;
-                self.read_line(usize::MAX).await?;
-            }
+            self.skip_refused_literal(ann).await?;
             refuse(
                 self,
                 Reply::no(
@@ -147,10 +155,7 @@ impl Session {
             )),
         };
         if let Some(r) = early {
-            if ann.sync == LiteralSync::NonSync {
-                self.read_exact_to(ann.len, |_| Ok(())).await?;
-                self.read_line(usize::MAX).await?;
-            }
+            self.skip_refused_literal(ann).await?;
             refuse(self, r);
             return Ok(Incoming::Answered);
         }
@@ -159,10 +164,7 @@ impl Session {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(path = %path.display(), cause = %e, "cannot create file in tmp/");
-                if ann.sync == LiteralSync::NonSync {
-                    self.read_exact_to(ann.len, |_| Ok(())).await?;
-                    self.read_line(usize::MAX).await?;
-                }
+                self.skip_refused_literal(ann).await?;
                 refuse(
                     self,
                     Reply::no(

@@ -58,6 +58,29 @@ pub(crate) fn write_flags(out: &mut Vec<u8>, k: &Known, recent: bool) {
     }
 }
 
+/// Removes the messages of `allowed` that have \Deleted now (looked up on
+/// disk, not in the session's possibly older view) and wakes the folder's
+/// other sessions.
+async fn expunge_deleted(
+    open: Arc<crate::folders::OpenFolder>,
+    allowed: HashSet<u32>,
+) -> Result<(), Reply> {
+    let o = open.clone();
+    blocking(move || {
+        let view = o.folder.refresh(MoveNew::No)?;
+        let doomed: Vec<u32> = view
+            .messages
+            .iter()
+            .filter(|m| m.flags.contains(Flag::Deleted) && allowed.contains(&m.uid))
+            .map(|m| m.uid)
+            .collect();
+        o.folder.expunge(&doomed)
+    })
+    .await?;
+    open.changed.notify_waiters();
+    Ok(())
+}
+
 impl Session {
     fn take_user(&mut self) -> Option<crate::users::User> {
         match std::mem::replace(&mut self.state, State::Logout) {
@@ -161,22 +184,9 @@ impl Session {
         if expunge && !mailbox.read_only {
             let open = mailbox.open.clone();
             let known: HashSet<u32> = mailbox.known.iter().map(|k| k.uid).collect();
-            let o = open.clone();
-            let res = blocking(move || {
-                let view = o.folder.refresh(MoveNew::No)?;
-                let doomed: Vec<u32> = view
-                    .messages
-                    .iter()
-                    .filter(|m| m.flags.contains(Flag::Deleted) && known.contains(&m.uid))
-                    .map(|m| m.uid)
-                    .collect();
-                o.folder.expunge(&doomed)
-            })
-            .await;
-            if let Err(r) = res {
+            if let Err(r) = expunge_deleted(open, known).await {
                 return r;
             }
-            open.changed.notify_waiters();
         }
         if let Some(user) = self.take_user() {
             self.state = State::Authenticated { user };
@@ -206,23 +216,8 @@ impl Session {
             }
             None => mailbox.known.iter().map(|k| k.uid).collect(),
         };
-        let o = open.clone();
-        let res = blocking(move || {
-            let view = o.folder.refresh(MoveNew::No)?;
-            let doomed: Vec<u32> = view
-                .messages
-                .iter()
-                .filter(|m| m.flags.contains(Flag::Deleted) && allowed.contains(&m.uid))
-                .map(|m| m.uid)
-                .collect();
-            o.folder.expunge(&doomed)
-        })
-        .await;
-        match res {
-            Ok(_) => {
-                open.changed.notify_waiters();
-                Ok(Reply::ok("EXPUNGE completed"))
-            }
+        match expunge_deleted(open, allowed).await {
+            Ok(()) => Ok(Reply::ok("EXPUNGE completed")),
             Err(r) => Ok(r),
         }
     }

@@ -546,11 +546,7 @@ impl Session {
                 return self.read_append_literal(cmd, ann, tag).await;
             }
             if cmd.len() as u64 + ann.len > max as u64 {
-                if ann.sync == LiteralSync::NonSync {
-                    self.read_exact_to(ann.len, |_| Ok(())).await?;
-                    // Discard the rest of the command too.
-                    self.read_line(usize::MAX).await?;
-                }
+                self.skip_refused_literal(ann).await?;
                 let r = Reply::bad_code("LIMIT", "Command too long");
                 match &tag {
                     Some(t) => self.tagged(t, &r),

@@ -350,3 +350,49 @@ fn copy_move_expunge_with_uidplus() {
     assert!(r.has("* 0 EXISTS"), "{r:?}");
     let _ = src_v;
 }
+
+#[test]
+fn check_close_unselect_examine() {
+    let s = server().start();
+    let mut c = s.alice();
+    for i in 0..3 {
+        c.append("INBOX", "()", &message(&format!("c{i}"), "x"));
+    }
+    let r = c.cmd("EXAMINE INBOX");
+    assert!(
+        r.tagged().contains("[READ-ONLY]") && r.has("PERMANENTFLAGS ()"),
+        "{r:?}"
+    );
+    assert!(
+        c.cmd("EXPUNGE").no(),
+        "EXPUNGE is refused on a read-only mailbox"
+    );
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.tagged().contains("[READ-WRITE]"), "{r:?}");
+    assert!(c.cmd("CHECK").ok());
+    c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    assert!(c.cmd("UNSELECT").ok());
+    assert!(
+        c.cmd("FETCH 1 FLAGS").bad(),
+        "no mailbox selected after UNSELECT"
+    );
+    let r = c.cmd("STATUS INBOX (MESSAGES)");
+    assert!(r.has("MESSAGES 3"), "UNSELECT does not expunge: {r:?}");
+    c.cmd("SELECT INBOX");
+    assert!(c.cmd("CLOSE").ok());
+    let r = c.cmd("STATUS INBOX (MESSAGES)");
+    assert!(r.has("MESSAGES 2"), "CLOSE expunges: {r:?}");
+    // EXAMINE does not take \Recent and does not move new/ to cur/.
+    std::fs::write(
+        s.maildir("alice").join("new/1700000002.M9P9.mta"),
+        "Subject: n\n\nx\n",
+    )
+    .unwrap();
+    let r = c.cmd("EXAMINE INBOX");
+    assert!(r.has("* 3 EXISTS"), "{r:?}");
+    assert!(s.maildir("alice").join("new/1700000002.M9P9.mta").exists());
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has("* 1 RECENT"), "{r:?}");
+    let r = c.cmd("LOGOUT");
+    assert!(r.ok() && r.has("* BYE"));
+}
