@@ -240,7 +240,19 @@ impl Session {
             Ok((view, claimed))
         })
         .await;
-        let Ok((view, claimed)) = res else { return };
+        let (view, claimed) = match res {
+            Ok(v) => v,
+            Err(r) if r.code.as_deref() == Some("NONEXISTENT") => {
+                // Deleted or renamed away under us (RFC 3501 leaves the
+                // response open; Dovecot ends the session the same way).
+                self.out.extend_from_slice(
+                    b"* BYE Selected mailbox was deleted or renamed, have to disconnect\r\n",
+                );
+                self.state = State::Logout;
+                return;
+            }
+            Err(_) => return,
+        };
         let State::Selected { mailbox, .. } = &mut self.state else {
             return;
         };

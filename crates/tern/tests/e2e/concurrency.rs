@@ -375,3 +375,16 @@ fn two_servers_on_one_maildir_agree() {
     assert_eq!(v1, v2);
     assert_eq!(v1.len(), 4 * 40 - 4 * 4, "appends minus expunges");
 }
+
+#[test]
+fn deleting_the_selected_mailbox_ends_the_other_session() {
+    let s = server().start();
+    let mut a = s.alice();
+    let mut b = s.alice();
+    a.cmd("CREATE INBOX.Gone");
+    assert!(b.cmd("SELECT INBOX.Gone").ok());
+    assert!(a.cmd("DELETE INBOX.Gone").ok());
+    b.send(b"n1 NOOP\r\n");
+    let l = b.read_line();
+    assert!(l.starts_with("* BYE"), "{l}");
+}
