@@ -246,7 +246,8 @@ impl Folder {
         self.lock_inner().unclaimed_recent.len()
     }
 
-    fn list(&self, sub: &str) -> Result<Vec<String>> {
+    /// Calls `each` with every file name in `sub` (dot files skipped).
+    fn list(&self, sub: &str, mut each: impl FnMut(&str)) -> Result<()> {
         let path = self.dir.join(sub);
         let rd = match std::fs::read_dir(&path) {
             Ok(rd) => rd,
@@ -255,33 +256,28 @@ impl Folder {
             }
             Err(e) => return Err(MaildirError::io("readdir", path, e)),
         };
-        let mut out = Vec::new();
         for ent in rd {
             let ent = ent.map_err(|e| MaildirError::io("readdir", &path, e))?;
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') {
-                continue;
+            if !name.starts_with('.') {
+                each(name);
             }
-            out.push(name.to_owned());
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Lists new/ then cur/ (in that order: a message moved from new/ to cur/
     /// between the two reads is then seen at least once).
     fn list_both(&self, found: &mut HashMap<Arc<str>, (Arc<str>, bool)>) -> Result<()> {
-        for name in self.list("new")? {
-            let base: Arc<str> = Arc::from(split_name(&name).0);
-            found
-                .entry(base)
-                .or_insert((Arc::from(name.as_str()), true));
-        }
-        for name in self.list("cur")? {
-            let base: Arc<str> = Arc::from(split_name(&name).0);
-            found.insert(base, (Arc::from(name.as_str()), false));
-        }
-        Ok(())
+        self.list("new", |name| {
+            let base: Arc<str> = Arc::from(split_name(name).0);
+            found.entry(base).or_insert_with(|| (Arc::from(name), true));
+        })?;
+        self.list("cur", |name| {
+            let base: Arc<str> = Arc::from(split_name(name).0);
+            found.insert(base, (Arc::from(name), false));
+        })
     }
 
     fn current_stamps(&self) -> Stamps {
@@ -401,12 +397,15 @@ impl Folder {
                     Some(info) => Flags::from_info(info),
                     None => Flags::empty(),
                 };
-                let keywords = g
-                    .keywords
-                    .by_base
-                    .get(&base)
-                    .cloned()
-                    .unwrap_or_else(|| empty.clone());
+                let keywords = if g.keywords.by_base.is_empty() {
+                    empty.clone()
+                } else {
+                    g.keywords
+                        .by_base
+                        .get(&base)
+                        .cloned()
+                        .unwrap_or_else(|| empty.clone())
+                };
                 Some(MessageEntry {
                     uid,
                     base,
@@ -430,9 +429,12 @@ impl Folder {
             next_uid: db.next_uid,
             messages,
         };
-        let present: std::collections::HashSet<u32> = view.messages.iter().map(|m| m.uid).collect();
-        g.unclaimed_recent.retain(|u| present.contains(u));
-        g.crlf_sizes.retain(|u, _| present.contains(u));
+        if !g.unclaimed_recent.is_empty() || !g.crlf_sizes.is_empty() {
+            let present: std::collections::HashSet<u32> =
+                view.messages.iter().map(|m| m.uid).collect();
+            g.unclaimed_recent.retain(|u| present.contains(u));
+            g.crlf_sizes.retain(|u, _| present.contains(u));
+        }
         g.view_has_new = view.messages.iter().any(|m| m.in_new);
         g.view = Arc::new(view);
         // Our own moves and UID writes are part of what we saw.
