@@ -5,8 +5,6 @@
 //! `*` is the highest UID in use, UIDs that name no message are ignored, and
 //! `n:*` always includes the last message even when `n` is above every UID.
 
-use std::num::NonZeroU32;
-
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
 /// A sequence set that does not fit the mailbox.
@@ -106,11 +104,6 @@ pub fn format_compact(nums: &[u32]) -> String {
         i = j + 1;
     }
     out
-}
-
-/// A set of one number, for building sets in code.
-pub fn single(n: NonZeroU32) -> SequenceSet {
-    SequenceSet::from(n)
 }
 
 #[cfg(test)]

@@ -46,12 +46,6 @@ impl MaildirError {
             source,
         }
     }
-
-    /// True when the error is an I/O error of kind NotFound.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, MaildirError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
-            || matches!(self, MaildirError::NoSuchFolder | MaildirError::MessageGone)
-    }
 }
 
 /// Result type of this crate.

@@ -37,10 +37,9 @@ pub(crate) fn convert_flags(flags: &[ImapFlag<'_>]) -> Result<FlagSet, Reply> {
             ImapFlag::Keyword(k) => {
                 set.keywords.insert(Arc::from(k.as_ref()));
             }
-            ImapFlag::Extension(e) => {
+            ImapFlag::Extension(_) => {
                 let name = f.to_string();
                 if !name.eq_ignore_ascii_case("\\Recent") {
-                    let _ = e;
                     return Err(Reply::bad(format!("Invalid system flag {name}")));
                 }
             }
