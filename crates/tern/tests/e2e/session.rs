@@ -320,3 +320,76 @@ fn idle_timeout_before_login() {
     assert!(l.starts_with("* BYE") && l.contains("Autologout"), "{l}");
     assert!(c.closed());
 }
+
+/// Deterministic pseudo-random bytes (xorshift), so a failure reproduces.
+fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed & 0xff) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn random_garbage_never_kills_the_server() {
+    let s = server().start();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let fragments: [&[u8]; 12] = [
+        b"a FETCH ",
+        b"1:* ",
+        b"(BODY[",
+        b"] ",
+        b"{5}",
+        b"\"",
+        b"(",
+        b")",
+        b"UID ",
+        b"SEARCH ",
+        b"STORE ",
+        b"\\Seen",
+    ];
+    for round in 0..40 {
+        let mut c = if round % 2 == 0 {
+            s.alice()
+        } else {
+            s.connect()
+        };
+        if round % 2 == 0 {
+            c.append("INBOX", "()", &message("g", "x"));
+            c.cmd("SELECT INBOX");
+        }
+        let mut line = Vec::new();
+        for _ in 0..(noise(&mut seed, 1)[0] % 8 + 1) {
+            let pick = noise(&mut seed, 1)[0] as usize % (fragments.len() + 1);
+            if pick == fragments.len() {
+                let n = noise(&mut seed, 1)[0] as usize % 20;
+                line.extend(
+                    noise(&mut seed, n)
+                        .into_iter()
+                        .filter(|b| *b != b'\n' && *b != b'{'),
+                );
+            } else {
+                line.extend_from_slice(fragments[pick]);
+            }
+        }
+        line.extend_from_slice(b"\r\n");
+        // Whatever the server makes of the garbage, a NOOP with a fresh tag
+        // must still be answered (after at most a literal's worth of bytes).
+        c.send(&line);
+        c.send(b"zz1 NOOP\r\n");
+        c.send(&[b'x'; 8]);
+        c.send(b"\r\nzz2 NOOP\r\n");
+        let r = c.read_until_tag("zz2");
+        assert!(
+            r.ok(),
+            "round {round}: {:?} -> {r:?}",
+            String::from_utf8_lossy(&line)
+        );
+    }
+    // The server is still there for everyone.
+    let mut c = s.alice();
+    assert!(c.cmd("NOOP").ok());
+}
