@@ -17,8 +17,69 @@ use tokio::sync::Notify;
 pub struct OpenFolder {
     /// The folder.
     pub folder: Folder,
-    /// Notified after any change made through this process.
+    /// Notified after any change made through this process, and (once
+    /// [`OpenFolder::watch`] ran) after any change inotify reports in `new/`
+    /// or `cur/`, whoever made it.
     pub changed: Notify,
+    /// Set once an inotify watcher runs for this folder.
+    watching: std::sync::atomic::AtomicBool,
+    /// The watcher task, stopped when the folder is dropped.
+    watcher: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for OpenFolder {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.watcher.lock() {
+            if let Some(h) = slot.take() {
+                h.abort();
+            }
+        }
+    }
+}
+
+impl OpenFolder {
+    /// Starts (once) an inotify watcher on `new/` and `cur/` that wakes the
+    /// sessions idling on this folder when another program delivers, renames
+    /// or removes a message. Where inotify says nothing (NFS), the periodic
+    /// rescan of IDLE remains the safety net. Must run inside the runtime.
+    pub fn watch(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let dir = self.folder.dir().to_owned();
+        let setup = || -> std::io::Result<inotify::EventStream<[u8; 4096]>> {
+            let ino = inotify::Inotify::init()?;
+            let mask = inotify::WatchMask::CREATE
+                | inotify::WatchMask::MOVED_TO
+                | inotify::WatchMask::MOVED_FROM
+                | inotify::WatchMask::DELETE;
+            ino.watches().add(dir.join("new"), mask)?;
+            ino.watches().add(dir.join("cur"), mask)?;
+            ino.into_event_stream([0u8; 4096])
+        };
+        let mut events = match setup() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), cause = %e, "no inotify watch; IDLE falls back to polling");
+                return;
+            }
+        };
+        let task = tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            while let Some(ev) = events.next().await {
+                let Some(open) = weak.upgrade() else { break };
+                if ev.is_err() {
+                    break;
+                }
+                open.changed.notify_waiters();
+            }
+        });
+        if let Ok(mut slot) = self.watcher.lock() {
+            *slot = Some(task.abort_handle());
+        }
+    }
 }
 
 /// Folders kept open although no session uses them, so that a second
@@ -42,6 +103,8 @@ impl FolderRegistry {
         let f = Arc::new(OpenFolder {
             folder: Folder::new(dir.to_owned()),
             changed: Notify::new(),
+            watching: std::sync::atomic::AtomicBool::new(false),
+            watcher: Mutex::new(None),
         });
         map.insert(dir.to_owned(), f.clone());
         if map.len() > KEEP_IDLE {

@@ -354,6 +354,9 @@ impl Session {
 
     /// IDLE (RFC 2177): updates are pushed until the client sends DONE.
     pub(crate) async fn idle(&mut self) -> Result<Option<Reply>, End> {
+        if let State::Selected { mailbox, .. } = &self.state {
+            mailbox.open.watch();
+        }
         self.out.extend_from_slice(b"+ idling\r\n");
         self.announce(true).await;
         self.flush().await?;

@@ -388,3 +388,35 @@ fn deleting_the_selected_mailbox_ends_the_other_session() {
     let l = b.read_line();
     assert!(l.starts_with("* BYE"), "{l}");
 }
+
+#[test]
+fn idle_is_woken_by_inotify_not_only_by_polling() {
+    // Polling every minute: only inotify can deliver this within seconds.
+    let s = server()
+        .config("[limits]\npoll_interval_ms = 60000")
+        .start();
+    let mut a = s.alice();
+    a.cmd("SELECT INBOX");
+    a.send(b"i1 IDLE\r\n");
+    assert!(a.read_line().starts_with('+'));
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    std::fs::write(
+        s.maildir("alice").join("tmp/1700000003.M3P3.mta"),
+        "Subject: x\n\ny\n",
+    )
+    .unwrap();
+    std::fs::rename(
+        s.maildir("alice").join("tmp/1700000003.M3P3.mta"),
+        s.maildir("alice").join("new/1700000003.M3P3.mta"),
+    )
+    .unwrap();
+    assert_eq!(a.read_line(), "* 1 EXISTS");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    a.send(b"DONE\r\n");
+    let _ = a.read_until_tag("i1");
+}
