@@ -326,6 +326,8 @@ impl Folder {
         let uiddb_stamp = stamps.uiddb;
         let kw_stamp = stamps.keywords;
 
+        // UIDs at or above this may be given by others after our listing.
+        let prune_below = g.uiddb.as_ref().map(|d| d.next_uid).unwrap_or(1);
         let mut found: HashMap<Arc<str>, (Arc<str>, bool)> =
             HashMap::with_capacity_and_hasher(g.view.messages.len() + 16, Default::default());
         self.list_both(&mut found)?;
@@ -378,7 +380,7 @@ impl Folder {
             Some(db) => found.keys().any(|b| !db.uids.contains_key(b)),
         };
         if needs_uids {
-            self.assign_uids(g, &found)?;
+            self.assign_uids(g, &found, prune_below)?;
         }
         if kw_stamp != g.kw_stamp {
             g.keywords = KeywordDb::load(&self.dir)?;
@@ -447,10 +449,16 @@ impl Folder {
     }
 
     /// Gives UIDs to every found message that has none, under the dot-lock.
+    ///
+    /// `prune_below`: entries whose file was not found are dropped only when
+    /// their UID is below this, the next UID as known before the listing was
+    /// made. A message numbered by another process after our listing is not
+    /// in `found` but must keep its UID.
     fn assign_uids(
         &self,
         g: &mut Inner,
         found: &HashMap<Arc<str>, (Arc<str>, bool)>,
+        prune_below: u32,
     ) -> Result<()> {
         let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
         // Another process may have assigned them while we waited.
@@ -466,7 +474,8 @@ impl Folder {
         fresh.sort_unstable();
         // Entries whose file is gone are dropped; their UIDs are never reused
         // because next_uid only grows.
-        db.uids.retain(|b, _| found.contains_key(b));
+        db.uids
+            .retain(|b, uid| *uid >= prune_below || found.contains_key(b));
         for (_, base) in fresh {
             db.uids.insert(base.clone(), db.next_uid);
             db.next_uid = db.next_uid.saturating_add(1);
