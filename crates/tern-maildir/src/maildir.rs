@@ -83,9 +83,19 @@ impl Maildir {
         self.tmp_dir().join(new_base())
     }
 
-    /// True if the folder exists (INBOX always does once created).
+    /// True if the folder exists (INBOX always does once created). A folder
+    /// directory that is a symbolic link does not count: a link planted in
+    /// the Maildir must not lead a session into another directory (another
+    /// user's Maildir, say).
     pub fn folder_exists(&self, name: Option<&FolderName>) -> bool {
-        self.folder_dir(name).join("cur").is_dir()
+        let dir = self.folder_dir(name);
+        if name.is_some() {
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.file_type().is_dir() => {}
+                _ => return false,
+            }
+        }
+        dir.join("cur").is_dir()
     }
 
     /// Every folder below INBOX, sorted by name.
@@ -154,7 +164,7 @@ impl Maildir {
     /// [`MaildirError::NoSuchFolder`], or I/O errors.
     pub fn delete_folder(&self, name: &FolderName) -> Result<()> {
         let dir = self.folder_dir(Some(name));
-        if !dir.join("cur").is_dir() {
+        if !self.folder_exists(Some(name)) {
             return Err(MaildirError::NoSuchFolder);
         }
         // Atomically out of sight first, then removed at leisure.

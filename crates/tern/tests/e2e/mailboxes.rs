@@ -97,6 +97,24 @@ fn names_cannot_escape_the_maildir() {
     let r = c.cmd("LIST \"\" *");
     assert!(!r.has("Evil"), "{r:?}");
     assert!(c.cmd("SELECT INBOX.Nothing").no());
+    // Nor does a symlink to another user's Maildir lead anywhere.
+    let mut bob = s.login("bob", "bobpw");
+    bob.append("INBOX", "()", &message("private", "bob's mail"));
+    std::os::unix::fs::symlink(s.maildir("bob"), s.maildir("alice").join(".Bob")).unwrap();
+    for cmd in [
+        "SELECT INBOX.Bob",
+        "EXAMINE INBOX.Bob",
+        "STATUS INBOX.Bob (MESSAGES)",
+        "DELETE INBOX.Bob",
+    ] {
+        let r = c.cmd(cmd);
+        assert!(r.no(), "{cmd}: {r:?}");
+        assert!(!r.has("MESSAGES 1"), "{cmd}: {r:?}");
+    }
+    let r = c.cmd("APPEND INBOX.Bob {3}");
+    assert!(r.no() && r.tagged().contains("TRYCREATE"), "{r:?}");
+    let r = bob.cmd("STATUS INBOX (MESSAGES)");
+    assert!(r.has("MESSAGES 1"), "bob's mailbox untouched: {r:?}");
     let parent = s.path().join("mail").join("alice");
     let entries: Vec<_> = std::fs::read_dir(&parent)
         .unwrap()
