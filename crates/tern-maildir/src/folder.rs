@@ -34,6 +34,17 @@ use crate::lock::DotLock;
 use crate::uiddb::UidDb;
 use crate::unique::new_base_with_sizes;
 
+/// Opens a message file for reading without following a symbolic link: a
+/// link planted in `cur/` must not make tern (which may serve every user
+/// from one account) read another file.
+fn open_message(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 /// Name of the dot-lock that serialises writers of the UID and keyword lists.
 pub const LOCK_NAME: &str = "courierimapuiddb.lock";
 
@@ -508,7 +519,7 @@ impl Folder {
                 .find(entry.uid)
                 .map(|m| m.path(&self.dir))
                 .unwrap_or_else(|| entry.path(&self.dir));
-            match File::open(&path) {
+            match open_message(&path) {
                 Ok(f) => return Ok(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => path,
                 Err(e) => return Err(MaildirError::io("open", path, e)),
@@ -523,7 +534,7 @@ impl Folder {
                     .dir
                     .join(if in_new { "new" } else { "cur" })
                     .join(&*file);
-                match File::open(&path) {
+                match open_message(&path) {
                     Ok(f) => return Ok(f),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = path,
                     Err(e) => return Err(MaildirError::io("open", path, e)),
@@ -826,7 +837,7 @@ fn set_mtime(path: &Path, when: Option<SystemTime>) -> Result<()> {
 
 fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
     let res = (|| {
-        let mut from = File::open(src)?;
+        let mut from = open_message(src)?;
         let mut to = File::create(dst)?;
         std::io::copy(&mut from, &mut to)?;
         to.set_modified(from.metadata()?.modified()?)?;

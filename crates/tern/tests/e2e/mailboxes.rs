@@ -213,3 +213,22 @@ fn status_items() {
     );
     assert!(c.cmd("STATUS INBOX.None (MESSAGES)").no());
 }
+
+#[test]
+fn a_symlinked_message_file_is_not_followed() {
+    let s = server().start();
+    let mut c = s.alice();
+    c.cmd("SELECT INBOX");
+    let secret = s.path().join("secret.txt");
+    std::fs::write(&secret, "Subject: secret\n\nTOP SECRET\n").unwrap();
+    std::os::unix::fs::symlink(
+        &secret,
+        s.maildir("alice").join("cur/1700000004.M4P4.evil:2,"),
+    )
+    .unwrap();
+    let r = c.cmd("NOOP");
+    assert!(r.has("* 1 EXISTS"), "{r:?}");
+    let r = c.cmd("FETCH 1 (BODY.PEEK[])");
+    assert!(!r.has("TOP SECRET"), "{r:?}");
+    assert!(c.cmd("NOOP").ok());
+}
