@@ -107,7 +107,7 @@ impl KeywordDb {
     pub fn load(dir: &Path) -> Result<KeywordDb> {
         let kdir = dir.join(DIR_NAME);
         let path = kdir.join(LIST_NAME);
-        let mut db = match std::fs::read(&path) {
+        let mut db = match crate::unique::read_nofollow(&path) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeywordDb::default(),
             Err(e) => return Err(MaildirError::io("read", path, e)),
@@ -139,7 +139,7 @@ impl KeywordDb {
             }
         }
         for (base, (_, file)) in latest {
-            let Ok(text) = std::fs::read(kdir.join(&file)) else {
+            let Ok(text) = crate::unique::read_nofollow(&kdir.join(&file)) else {
                 continue;
             };
             let set: BTreeSet<Arc<str>> = String::from_utf8_lossy(&text)

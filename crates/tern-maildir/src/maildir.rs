@@ -250,7 +250,7 @@ impl Maildir {
     /// I/O errors other than a missing file.
     pub fn subscriptions(&self) -> Result<Vec<String>> {
         let path = self.root.join(SUBSCRIPTIONS);
-        match std::fs::read(&path) {
+        match crate::unique::read_nofollow(&path) {
             Ok(b) => Ok(String::from_utf8_lossy(&b)
                 .lines()
                 .filter(|l| !l.is_empty())

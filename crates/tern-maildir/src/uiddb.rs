@@ -172,7 +172,10 @@ impl UidDb {
     /// I/O errors other than a missing file.
     pub fn load(dir: &Path) -> Result<Option<UidDb>> {
         let path = dir.join(FILE_NAME);
-        match std::fs::read_to_string(&path) {
+        match crate::unique::read_nofollow(&path).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        }) {
             Ok(text) => match Self::parse_courier(&text) {
                 ParseOutcome::Ok(db) => return Ok(Some(db)),
                 ParseOutcome::Corrupt { line } => {
@@ -190,7 +193,10 @@ impl UidDb {
             Err(e) => return Err(MaildirError::io("read", path, e)),
         }
         let dpath = dir.join(DOVECOT_FILE_NAME);
-        match std::fs::read_to_string(&dpath) {
+        match crate::unique::read_nofollow(&dpath).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        }) {
             Ok(text) => match Self::parse_dovecot(&text) {
                 ParseOutcome::Ok(db) => Ok(Some(db)),
                 ParseOutcome::Corrupt { line } => {

@@ -47,6 +47,24 @@ pub fn new_base_with_sizes(size: u64, crlf_size: u64) -> String {
     format!("{},S={},W={}", new_base(), size, crlf_size)
 }
 
+/// Reads a whole file without following a symbolic link: tern's own files
+/// in a Maildir (`courierimapuiddb`, keyword lists, subscriptions) must not
+/// be links that make it read another file.
+///
+/// # Errors
+/// Any I/O error; a symbolic link gives `ELOOP`.
+pub fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// Writes `data` to `path` atomically: a temporary file beside it, fsync,
 /// rename. A crash leaves either the old or the new content, never a mix.
 ///
