@@ -193,6 +193,22 @@ mod tests {
     }
 
     #[test]
+    fn symlinked_keyword_files_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join(DIR_NAME);
+        std::fs::create_dir(&k).unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "hunter2\n").unwrap();
+        std::os::unix::fs::symlink(&secret, k.join("a.M1.h")).unwrap();
+        std::os::unix::fs::symlink(&secret, k.join(LIST_NAME)).unwrap();
+        let db = KeywordDb::load(dir.path());
+        let leaked = db
+            .map(|d| d.by_base.values().flatten().any(|kw| &**kw == "hunter2"))
+            .unwrap_or(false);
+        assert!(!leaked);
+    }
+
+    #[test]
     fn courier_update_files_override_and_are_folded() {
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path().join(DIR_NAME);
