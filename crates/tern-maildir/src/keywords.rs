@@ -203,7 +203,12 @@ mod tests {
         std::os::unix::fs::symlink(&secret, k.join(LIST_NAME)).unwrap();
         let db = KeywordDb::load(dir.path());
         let leaked = db
-            .map(|d| d.by_base.values().flatten().any(|kw| &**kw == "hunter2"))
+            .map(|d| {
+                d.by_base
+                    .values()
+                    .flat_map(|s| s.iter())
+                    .any(|kw| &**kw == "hunter2")
+            })
             .unwrap_or(false);
         assert!(!leaked);
     }
