@@ -7,23 +7,10 @@
 
 use std::fmt::Write as _;
 
-/// Appends an IMAP `string`: quoted if possible, else a literal.
+/// Appends an IMAP `string`: quoted if possible, else a literal (the rule
+/// lives in `tern_message::envelope::quoted_or_literal`).
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s.len() <= 1024
-        && s.iter()
-            .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
-    if quotable {
-        out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        literal(out, s);
-    }
+    tern_message::envelope::quoted_or_literal(out, s);
 }
 
 /// Appends a literal `{n}\r\n` followed by the bytes.

@@ -10,11 +10,14 @@ fn nstring(out: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
-/// Writes an IMAP string (quoted when possible, else a literal).
+/// Writes an IMAP `string` (RFC 3501 §4.3): quoted when `quoted` can hold
+/// it (at most 1024 octets of 7-bit text without CR, LF or NUL), a literal
+/// otherwise, so any bytes a message holds are reproduced exactly. The one
+/// implementation of this rule; `tern_imap_proto::wire::string` uses it.
 pub fn quoted_or_literal(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s
-        .iter()
-        .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
+    let quotable = s.len() <= 1024
+        && s.iter()
+            .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
     if quotable {
         out.push(b'"');
         for &b in s {

@@ -49,6 +49,15 @@ impl Drop for Streamed {
     }
 }
 
+/// The answer when the message cannot be written to `tmp/` (disk full,
+/// permissions): the cause goes to the log, not to the client.
+fn store_failed() -> Reply {
+    Reply::no(
+        Some("SERVERBUG"),
+        "Cannot store the message, see the server log",
+    )
+}
+
 /// CRLF → LF conversion across chunk boundaries, counting both sizes.
 #[derive(Debug, Default)]
 struct ToLf {
@@ -165,13 +174,7 @@ impl Session {
             Err(e) => {
                 tracing::error!(path = %path.display(), cause = %e, "cannot create file in tmp/");
                 self.skip_refused_literal(ann).await?;
-                refuse(
-                    self,
-                    Reply::no(
-                        Some("SERVERBUG"),
-                        "Cannot store the message, see the server log",
-                    ),
-                );
+                refuse(self, store_failed());
                 return Ok(Incoming::Answered);
             }
         };
@@ -221,13 +224,7 @@ impl Session {
         };
         if let Some(e) = write_failed {
             tracing::error!(cause = %e, "cannot write message to tmp/");
-            refuse(
-                self,
-                Reply::no(
-                    Some("SERVERBUG"),
-                    "Cannot store the message, see the server log",
-                ),
-            );
+            refuse(self, store_failed());
             return Ok(Incoming::Answered);
         }
         if tern_imap_proto::framing::literal_announcement(&rest).is_some() {
