@@ -18,6 +18,7 @@ pub mod folder;
 pub mod keywords;
 pub mod lock;
 pub mod maildir;
+pub mod make;
 pub mod name;
 pub mod uiddb;
 pub mod unique;

@@ -53,6 +53,18 @@ enum Cmd {
         #[arg(long = "name", default_values_t = ["localhost".to_owned()])]
         names: Vec<String>,
     },
+    /// Create a Maildir, a folder in it (-f) or its quota file (-q), as
+    /// Courier's maildirmake does.
+    Maildirmake {
+        /// Maildir++ quota, e.g. 10000000S,1000C (bytes S, messages C).
+        #[arg(short = 'q')]
+        quota: Option<String>,
+        /// Create this folder (e.g. Sent or Work.2024) inside DIR.
+        #[arg(short = 'f')]
+        folder: Option<String>,
+        /// The Maildir.
+        dir: PathBuf,
+    },
     /// Hash a password read from stdin, for a passwd-file.
     Pw {
         /// ARGON2ID (default) or SHA512-CRYPT.
@@ -80,8 +92,52 @@ fn main() {
         Cmd::Imapd { maildir } => imapd(maildir),
         Cmd::Pw { scheme } => pw(&scheme),
         Cmd::Cert { out, names } => cert(&out, &names),
+        Cmd::Maildirmake { quota, folder, dir } => {
+            maildirmake(quota.as_deref(), folder.as_deref(), &dir)
+        }
     };
     std::process::exit(code);
+}
+
+fn maildirmake(quota: Option<&str>, folder: Option<&str>, dir: &std::path::Path) -> i32 {
+    use tern_maildir::{make, MaildirError};
+    let fail = |what: &std::path::Path, e: MaildirError| {
+        let text = match e {
+            MaildirError::FolderExists => "File exists".to_owned(),
+            MaildirError::NoSuchFolder => "not a Maildir".to_owned(),
+            other => other.to_string(),
+        };
+        eprintln!("maildirmake: {}: {text}", what.display());
+        1
+    };
+    if let Some(q) = quota {
+        if !make::valid_quota(q) {
+            eprintln!("maildirmake: invalid quota {q:?} (e.g. 10000000S,1000C)");
+            return EXIT_CONFIG;
+        }
+    }
+    if let Some(f) = folder {
+        let name = match tern_maildir::FolderName::new(f) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("maildirmake: {f}: {e}");
+                return EXIT_CONFIG;
+            }
+        };
+        if let Err(e) = make::make_folder(dir, &name) {
+            return fail(&dir.join(name.dir_name()), e);
+        }
+    } else if quota.is_none() || !dir.join("cur").is_dir() {
+        if let Err(e) = make::make_maildir(dir) {
+            return fail(dir, e);
+        }
+    }
+    if let Some(q) = quota {
+        if let Err(e) = make::write_quota(dir, q) {
+            return fail(dir, e);
+        }
+    }
+    0
 }
 
 fn cert(out: &std::path::Path, names: &[String]) -> i32 {

@@ -256,3 +256,64 @@ fn imapd_greets_preauth() {
     assert!(out.contains("a OK") && out.contains("* BYE"), "{out}");
     assert!(dir.path().join("Maildir/cur").is_dir());
 }
+
+/// Every path below `root` with its mode, sorted.
+fn tree(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::metadata(&p).unwrap();
+        out.push(format!(
+            "{} {:o}",
+            p.strip_prefix(root).unwrap().display(),
+            m.permissions().mode() & 0o7777
+        ));
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn maildirmake_matches_courier() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |prog: &[&str], args: &[&str]| -> i32 {
+        let mut cmd = Command::new(prog[0]);
+        cmd.args(&prog[1..])
+            .args(args)
+            .current_dir(dir.path())
+            .stderr(Stdio::null());
+        cmd.status().unwrap().code().unwrap()
+    };
+    let courier = oracle("courier.sh");
+    let courier = ["bash", courier.to_str().unwrap(), "maildirmake"];
+    let tern = [env!("CARGO_BIN_EXE_tern"), "maildirmake"];
+    for (prog, d) in [(&courier[..], "C"), (&tern[..], "T")] {
+        assert_eq!(run(prog, &[d]), 0);
+        assert_eq!(run(prog, &[d]), 1, "an existing Maildir is an error");
+        assert_eq!(run(prog, &["-f", "Sent", d]), 0);
+        assert_eq!(run(prog, &["-f", "Work.2024", d]), 0);
+        assert_eq!(run(prog, &["-f", "Sent", d]), 1);
+        assert_eq!(run(prog, &["-q", "10000000S,1000C", d]), 0);
+        assert_eq!(
+            run(prog, &["-q", "5000S", &format!("{d}2")]),
+            0,
+            "-q creates the Maildir"
+        );
+    }
+    assert_eq!(tree(&dir.path().join("T")), tree(&dir.path().join("C")));
+    assert_eq!(tree(&dir.path().join("T2")), tree(&dir.path().join("C2")));
+    assert_eq!(
+        std::fs::read(dir.path().join("T/maildirsize")).unwrap(),
+        std::fs::read(dir.path().join("C/maildirsize")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("T2/maildirsize")).unwrap(),
+        std::fs::read(dir.path().join("C2/maildirsize")).unwrap()
+    );
+}

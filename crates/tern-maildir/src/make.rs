@@ -1,0 +1,128 @@
+//! `maildirmake`: creating Maildirs, folders and the quota file as
+//! Courier's `maildirmake` does (same layout, modes and `maildirsize`).
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::error::{MaildirError, Result};
+use crate::name::FolderName;
+use crate::unique::write_atomic;
+
+/// Maildir++ quota file.
+pub const MAILDIRSIZE: &str = "maildirsize";
+
+fn mkdir_700(path: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                MaildirError::FolderExists
+            } else {
+                MaildirError::io("mkdir", path, e)
+            }
+        })
+}
+
+/// Creates `dir` with `cur/ new/ tmp/`, mode 0700.
+///
+/// # Errors
+/// [`MaildirError::FolderExists`] when `dir` exists; I/O errors.
+pub fn make_maildir(dir: &Path) -> Result<()> {
+    mkdir_700(dir)?;
+    for sub in ["tmp", "new", "cur"] {
+        mkdir_700(&dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// Creates the folder `name` inside the Maildir `dir` (`.name` with a
+/// `maildirfolder` file, mode 0600).
+///
+/// # Errors
+/// [`MaildirError::NoSuchFolder`] when `dir` is not a Maildir,
+/// [`MaildirError::FolderExists`], I/O errors.
+pub fn make_folder(dir: &Path, name: &FolderName) -> Result<()> {
+    if !dir.join("cur").is_dir() {
+        return Err(MaildirError::NoSuchFolder);
+    }
+    let fdir = dir.join(name.dir_name());
+    make_maildir(&fdir)?;
+    let marker = fdir.join("maildirfolder");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&marker)
+        .map_err(|e| MaildirError::io("create", marker, e))?;
+    Ok(())
+}
+
+/// Checks a Maildir++ quota specification such as `10000000S,1000C`.
+pub fn valid_quota(spec: &str) -> bool {
+    !spec.is_empty()
+        && spec.split(',').all(|part| {
+            let (num, kind) = part.split_at(part.len().saturating_sub(1));
+            matches!(kind, "S" | "C") && !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Writes `maildirsize` with the quota line and the current totals of every
+/// folder (the sizes of `,S=` in file names, else of the files).
+///
+/// # Errors
+/// I/O errors.
+pub fn write_quota(dir: &Path, spec: &str) -> Result<()> {
+    let (mut bytes, mut count) = (0u64, 0u64);
+    let mut folders = vec![dir.to_owned()];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if FolderName::from_dir_name(&n).is_some()
+                && e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+            {
+                folders.push(e.path());
+            }
+        }
+    }
+    for f in folders {
+        for sub in ["cur", "new"] {
+            let Ok(rd) = std::fs::read_dir(f.join(sub)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with('.') {
+                    continue;
+                }
+                let (base, _) = crate::flags::split_name(&n);
+                let size = match crate::flags::name_field(base, 'S') {
+                    Some(s) => s,
+                    None => e.metadata().map(|m| m.len()).unwrap_or(0),
+                };
+                bytes += size;
+                count += 1;
+            }
+        }
+    }
+    let text = format!("{spec}\n{bytes:>12} {count:>12}\n");
+    let path = dir.join(MAILDIRSIZE);
+    write_atomic(&path, text.as_bytes())?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_specs() {
+        assert!(valid_quota("10000000S,1000C"));
+        assert!(valid_quota("5000S"));
+        assert!(!valid_quota("5000"));
+        assert!(!valid_quota("S"));
+        assert!(!valid_quota("10X"));
+    }
+}
