@@ -10,15 +10,20 @@ use tern_imap_proto::imap_codec;
 use super::session::{End, Reply, Session, State};
 use crate::users::LoginResult;
 
+/// The answer to a password sent where cleartext logins are not allowed.
+fn privacy_required() -> Reply {
+    Reply::no(
+        Some("PRIVACYREQUIRED"),
+        "Plaintext login is disabled: use STARTTLS or the TLS port",
+    )
+}
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 impl Session {
     pub(crate) async fn login(&mut self, user: String, pass: Vec<u8>) -> Result<Reply, End> {
         if !self.cleartext_allowed() {
-            return Ok(Reply::no(
-                Some("PRIVACYREQUIRED"),
-                "Plaintext login is disabled: use STARTTLS or the TLS port",
-            ));
+            return Ok(privacy_required());
         }
         self.check_credentials(user, pass).await
     }
@@ -28,14 +33,14 @@ impl Session {
         mechanism: AuthMechanism<'static>,
         ir: Option<Vec<u8>>,
     ) -> Result<Reply, End> {
+        // Both mechanisms carry the password in the clear.
+        if matches!(mechanism, AuthMechanism::Plain | AuthMechanism::Login)
+            && !self.cleartext_allowed()
+        {
+            return Ok(privacy_required());
+        }
         match mechanism {
             AuthMechanism::Plain => {
-                if !self.cleartext_allowed() {
-                    return Ok(Reply::no(
-                        Some("PRIVACYREQUIRED"),
-                        "Plaintext authentication is disabled: use STARTTLS or the TLS port",
-                    ));
-                }
                 let msg = match ir {
                     Some(m) => m,
                     None => match self.sasl_step("").await? {
@@ -58,12 +63,6 @@ impl Session {
                 }
             }
             AuthMechanism::Login => {
-                if !self.cleartext_allowed() {
-                    return Ok(Reply::no(
-                        Some("PRIVACYREQUIRED"),
-                        "Plaintext authentication is disabled: use STARTTLS or the TLS port",
-                    ));
-                }
                 let user = match ir {
                     Some(u) => u,
                     None => match self.sasl_step("VXNlcm5hbWU6").await? {

@@ -83,6 +83,11 @@ impl Session {
         }
     }
 
+    /// The folder a mailbox name names, and the user's Maildir.
+    fn target_in_maildir(&self, mailbox: &Mailbox<'_>) -> Result<(Target, Maildir), Reply> {
+        Ok((resolve_mailbox(mailbox)?, self.maildir()?))
+    }
+
     fn maildir(&self) -> Result<Maildir, Reply> {
         self.user()
             .map(|u| u.maildir.clone())
@@ -90,16 +95,12 @@ impl Session {
     }
 
     pub(crate) async fn create(&mut self, mailbox: Mailbox<'static>) -> Reply {
-        let target = match resolve_mailbox(&mailbox) {
-            Ok(t) => t,
+        let (target, md) = match self.target_in_maildir(&mailbox) {
+            Ok(v) => v,
             Err(r) => return r,
         };
         let Target::Folder(name) = target else {
             return Reply::no(Some("ALREADYEXISTS"), "INBOX always exists");
-        };
-        let md = match self.maildir() {
-            Ok(m) => m,
-            Err(r) => return r,
         };
         match blocking(move || md.create_folder(&name)).await {
             Ok(()) => Reply::ok("CREATE completed"),
@@ -108,16 +109,12 @@ impl Session {
     }
 
     pub(crate) async fn delete(&mut self, mailbox: Mailbox<'static>) -> Reply {
-        let target = match resolve_mailbox(&mailbox) {
-            Ok(t) => t,
+        let (target, md) = match self.target_in_maildir(&mailbox) {
+            Ok(v) => v,
             Err(r) => return r,
         };
         let Target::Folder(name) = target else {
             return Reply::no(Some("CANNOT"), "INBOX cannot be deleted");
-        };
-        let md = match self.maildir() {
-            Ok(m) => m,
-            Err(r) => return r,
         };
         let dir = md.folder_dir(Some(&name));
         match blocking(move || md.delete_folder(&name)).await {
@@ -152,12 +149,8 @@ impl Session {
     }
 
     pub(crate) async fn subscribe(&mut self, mailbox: Mailbox<'static>, on: bool) -> Reply {
-        let target = match resolve_mailbox(&mailbox) {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
-        let md = match self.maildir() {
-            Ok(m) => m,
+        let (target, md) = match self.target_in_maildir(&mailbox) {
+            Ok(v) => v,
             Err(r) => return r,
         };
         let name = target.wire_name();
@@ -275,12 +268,8 @@ impl Session {
         mailbox: Mailbox<'static>,
         items: &[StatusDataItemName],
     ) -> Reply {
-        let target = match resolve_mailbox(&mailbox) {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
-        let md = match self.maildir() {
-            Ok(m) => m,
+        let (target, md) = match self.target_in_maildir(&mailbox) {
+            Ok(v) => v,
             Err(r) => return r,
         };
         let dir = md.folder_dir(target.folder());

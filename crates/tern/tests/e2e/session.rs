@@ -123,6 +123,9 @@ fn implicit_tls_and_starttls() {
     assert!(!c.greeting.contains("AUTH=PLAIN"));
     let r = c.cmd("LOGIN alice secret");
     assert!(r.no() && r.tagged().contains("PRIVACYREQUIRED"), "{r:?}");
+    // AUTHENTICATE PLAIN carries the password in the clear too.
+    let r = c.cmd("AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==");
+    assert!(r.no() && r.tagged().contains("PRIVACYREQUIRED"), "{r:?}");
     // Implicit TLS.
     let mut t = s.connect_tls();
     assert!(t.greeting.starts_with("* OK"));
@@ -216,29 +219,19 @@ fn sigterm_sends_bye_and_exits_cleanly() {
 fn bad_config_exits_64_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("users"), "a:{PLAIN}b\n").unwrap();
-    std::fs::write(
-        dir.path().join("t.toml"),
-        "[imap]\nlisten=[\"127.0.0.1:0\"]\nlisen=[]\n[auth]\npasswd_file=\"users\"\n[mail]\nmaildir=\"{user}\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["serve", "--config"])
-        .arg(dir.path().join("t.toml"))
-        .output()
-        .unwrap();
+    let serve = |toml: &str| {
+        std::fs::write(dir.path().join("t.toml"), toml).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["serve", "--config"])
+            .arg(dir.path().join("t.toml"))
+            .output()
+            .unwrap()
+    };
+    let out = serve("[imap]\nlisten=[\"127.0.0.1:0\"]\nlisen=[]\n[auth]\npasswd_file=\"users\"\n[mail]\nmaildir=\"{user}\"\n");
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lisen") && err.contains("t.toml"), "{err}");
-    std::fs::write(
-        dir.path().join("t.toml"),
-        "[imap]\nlisten=[\"127.0.0.1:0\"]\n[auth]\npasswd_file=\"missing\"\n[mail]\nmaildir=\"{user}\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["serve", "--config"])
-        .arg(dir.path().join("t.toml"))
-        .output()
-        .unwrap();
+    let out = serve("[imap]\nlisten=[\"127.0.0.1:0\"]\n[auth]\npasswd_file=\"missing\"\n[mail]\nmaildir=\"{user}\"\n");
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth.passwd_file"));
 }
