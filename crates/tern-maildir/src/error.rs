@@ -35,6 +35,9 @@ pub enum MaildirError {
     /// A message file disappeared (expunged by another session or program).
     #[error("message was expunged")]
     MessageGone,
+    /// Adding the message(s) would exceed the Maildir++ quota.
+    #[error("quota exceeded")]
+    OverQuota,
 }
 
 impl MaildirError {

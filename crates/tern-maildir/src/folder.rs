@@ -504,6 +504,31 @@ impl Folder {
         Ok(found.remove(base))
     }
 
+    /// The Maildir root whose `maildirsize` counts this folder's messages;
+    /// `None` for a folder that does not count (Trash).
+    fn quota_root(&self) -> Option<PathBuf> {
+        match self.dir.file_name().map(|n| n.to_string_lossy()) {
+            Some(n) if crate::FolderName::from_dir_name(&n).is_some() => {
+                if !crate::quota::counts_folder(&n) {
+                    return None;
+                }
+                self.dir.parent().map(Path::to_path_buf)
+            }
+            _ => Some(self.dir.clone()),
+        }
+    }
+
+    /// Records a change of usage in the Maildir's `maildirsize`. A failure
+    /// only leaves the totals to the next recalculation, so it is logged,
+    /// not returned.
+    fn account(&self, bytes: i64, messages: i64) {
+        if let Some(root) = self.quota_root() {
+            if let Err(e) = crate::quota::add(&root, bytes, messages) {
+                tracing::warn!(cause = %e, "maildirsize not updated");
+            }
+        }
+    }
+
     /// Opens a message file, following a rename by another program.
     ///
     /// # Errors
@@ -599,11 +624,13 @@ impl Folder {
         let mut view = (*g.view).clone();
         let mut done = Vec::with_capacity(changes.len());
         let mut kw_changes: Vec<(Arc<str>, KeywordSet)> = Vec::new();
+        let mut delta = (0i64, 0i64);
         for ch in changes {
             let Ok(i) = view.messages.binary_search_by_key(&ch.uid, |m| m.uid) else {
                 continue;
             };
             let entry = &mut view.messages[i];
+            let was_counted = crate::quota::counts_file(&entry.file_name);
             let new_name = format!("{}:2,{}", entry.base, ch.flags.to_info());
             if *entry.file_name != *new_name || entry.in_new {
                 let mut attempt = 0;
@@ -634,6 +661,19 @@ impl Folder {
                     continue; // gone
                 }
             }
+            let counted = crate::quota::counts_file(&entry.file_name);
+            if counted != was_counted {
+                let size = name_field(&entry.base, 'S')
+                    .or_else(|| {
+                        std::fs::metadata(entry.path(&self.dir))
+                            .ok()
+                            .map(|m| m.len())
+                    })
+                    .unwrap_or(0);
+                let sign = if counted { 1 } else { -1 };
+                delta.0 += sign * i64::try_from(size).unwrap_or(0);
+                delta.1 += sign;
+            }
             entry.flags = ch.flags.clone();
             if entry.keywords != ch.keywords {
                 entry.keywords = ch.keywords.clone();
@@ -658,6 +698,7 @@ impl Folder {
         g.view_has_new = view.messages.iter().any(|m| m.in_new);
         g.view = Arc::new(view);
         self.note_own_change(&mut g, &before);
+        self.account(delta.0, delta.1);
         Ok(done)
     }
 
@@ -677,6 +718,7 @@ impl Folder {
         let before = self.current_stamps();
         let mut placed: Vec<(Arc<str>, KeywordSet)> = Vec::with_capacity(messages.len());
         let mut entries: Vec<MessageEntry> = Vec::with_capacity(messages.len());
+        let mut delta = (0i64, 0i64);
         for m in messages {
             let base = new_base_with_sizes(m.size, m.crlf_size);
             let final_name = format!("{}:2,{}", base, m.flags.to_info());
@@ -699,6 +741,10 @@ impl Folder {
                     })?;
                 }
             }
+            if crate::quota::counts_file(&final_name) {
+                delta.0 += i64::try_from(m.size).unwrap_or(0);
+                delta.1 += 1;
+            }
             let base: Arc<str> = Arc::from(base.as_str());
             entries.push(MessageEntry {
                 uid: 0,
@@ -710,6 +756,7 @@ impl Folder {
             });
             placed.push((base, m.keywords));
         }
+        self.account(delta.0, delta.1);
         // Lock order everywhere: the in-memory state, then the dot-lock.
         let lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
         let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
@@ -773,11 +820,19 @@ impl Folder {
         let before = self.current_stamps();
         let mut view = (*g.view).clone();
         let mut removed = Vec::new();
+        let mut delta = (0i64, 0i64);
         for &uid in uids {
             let Some(entry) = view.find(uid).cloned() else {
                 continue;
             };
             let mut path = entry.path(&self.dir);
+            let mut name = entry.file_name.clone();
+            let size_of = |p: &Path| {
+                name_field(&entry.base, 'S')
+                    .or_else(|| std::fs::symlink_metadata(p).ok().map(|m| m.len()))
+                    .unwrap_or(0)
+            };
+            let mut size = size_of(&path);
             let mut result = std::fs::remove_file(&path);
             if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
                 if let Some((file, in_new)) = self.locate(&entry.base)? {
@@ -785,11 +840,21 @@ impl Folder {
                         .dir
                         .join(if in_new { "new" } else { "cur" })
                         .join(&*file);
+                    name = file;
+                    size = size_of(&path);
                     result = std::fs::remove_file(&path);
                 }
             }
             match result {
-                Ok(()) => removed.push(uid),
+                Ok(()) => {
+                    // Only what this process removed is accounted here: a
+                    // file another program removed is that program's to count.
+                    if crate::quota::counts_file(&name) {
+                        delta.0 -= i64::try_from(size).unwrap_or(0);
+                        delta.1 -= 1;
+                    }
+                    removed.push(uid)
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => removed.push(uid),
                 Err(e) => return Err(MaildirError::io("unlink", path, e)),
             }
@@ -799,6 +864,7 @@ impl Folder {
         g.view_has_new = view.messages.iter().any(|m| m.in_new);
         g.view = Arc::new(view);
         self.note_own_change(&mut g, &before);
+        self.account(delta.0, delta.1);
         Ok(removed)
     }
 }

@@ -13,6 +13,7 @@
 //! that keep `courierimapuiddb` (see [`lock`]). This crate is synchronous; the
 //! server calls it from blocking threads.
 
+pub mod deliver;
 pub mod flags;
 pub mod folder;
 pub mod keywords;
@@ -20,6 +21,8 @@ pub mod lock;
 pub mod maildir;
 pub mod make;
 pub mod name;
+pub mod pop3list;
+pub mod quota;
 pub mod uiddb;
 pub mod unique;
 

@@ -6,10 +6,9 @@ use std::path::Path;
 
 use crate::error::{MaildirError, Result};
 use crate::name::FolderName;
-use crate::unique::write_atomic;
 
 /// Maildir++ quota file.
-pub const MAILDIRSIZE: &str = "maildirsize";
+pub const MAILDIRSIZE: &str = crate::quota::MAILDIRSIZE;
 
 fn mkdir_700(path: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
@@ -67,50 +66,16 @@ pub fn valid_quota(spec: &str) -> bool {
         })
 }
 
-/// Writes `maildirsize` with the quota line and the current totals of every
-/// folder (the sizes of `,S=` in file names, else of the files).
+/// Writes `maildirsize` with the quota line and the current totals,
+/// counted as every Maildir++ quota recalculation counts them
+/// ([`crate::quota::recalculate`]).
 ///
 /// # Errors
-/// I/O errors.
+/// [`MaildirError::InvalidName`] for a bad specification; I/O errors.
 pub fn write_quota(dir: &Path, spec: &str) -> Result<()> {
-    let (mut bytes, mut count) = (0u64, 0u64);
-    let mut folders = vec![dir.to_owned()];
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if FolderName::from_dir_name(&n).is_some()
-                && e.file_type().map(|t| t.is_dir()).unwrap_or(false)
-            {
-                folders.push(e.path());
-            }
-        }
-    }
-    for f in folders {
-        for sub in ["cur", "new"] {
-            let Ok(rd) = std::fs::read_dir(f.join(sub)) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with('.') {
-                    continue;
-                }
-                let (base, _) = crate::flags::split_name(&n);
-                let size = match crate::flags::name_field(base, 'S') {
-                    Some(s) => s,
-                    None => e.metadata().map(|m| m.len()).unwrap_or(0),
-                };
-                bytes += size;
-                count += 1;
-            }
-        }
-    }
-    let text = format!("{spec}\n{bytes:>12} {count:>12}\n");
-    let path = dir.join(MAILDIRSIZE);
-    write_atomic(&path, text.as_bytes())?;
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644));
-    Ok(())
+    let spec = crate::quota::QuotaSpec::parse(spec)
+        .ok_or(MaildirError::InvalidName("quota specification"))?;
+    crate::quota::recalculate(dir, spec).map(|_| ())
 }
 
 #[cfg(test)]

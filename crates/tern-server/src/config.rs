@@ -13,6 +13,10 @@ use serde::Deserialize;
 pub const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:1143";
 /// Default implicit-TLS IMAP listener of the embedded configuration.
 pub const DEFAULT_IMAPS_LISTEN: &str = "127.0.0.1:1993";
+/// Default cleartext POP3 listener of the embedded configuration.
+pub const DEFAULT_POP3_LISTEN: &str = "127.0.0.1:1110";
+/// Default implicit-TLS POP3 listener of the embedded configuration.
+pub const DEFAULT_POP3S_LISTEN: &str = "127.0.0.1:1995";
 /// Longest command line accepted, literals of non-APPEND commands included.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
 /// Largest message APPEND accepts (RFC 7889 APPENDLIMIT).
@@ -89,9 +93,15 @@ pub struct Config {
     /// IMAP listeners.
     #[serde(default)]
     pub imap: ImapConfig,
+    /// POP3 listeners and policy.
+    #[serde(default)]
+    pub pop3: Pop3Config,
     /// Certificate and key.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Maildir++ quota policy.
+    #[serde(default)]
+    pub quota: QuotaConfig,
     /// User database.
     pub auth: AuthConfig,
     /// Where mail lives.
@@ -122,6 +132,39 @@ pub struct ImapConfig {
     /// Implicit TLS listeners.
     #[serde(default)]
     pub tls_listen: Vec<String>,
+}
+
+/// `[pop3]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Pop3Config {
+    /// Cleartext + STLS listeners.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Implicit TLS listeners.
+    #[serde(default)]
+    pub tls_listen: Vec<String>,
+    /// Minimum seconds between two POP3 logins of one user (RFC 2449
+    /// LOGIN-DELAY); 0 (the default) for none.
+    #[serde(default)]
+    pub login_delay_secs: u64,
+    /// What CAPA says in EXPIRE (RFC 2449): days, or "NEVER"; not
+    /// advertised when absent.
+    #[serde(default)]
+    pub expire: Option<String>,
+}
+
+/// `[quota]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Let users change their own quota with SETQUOTA (RFC 9208). Off by
+    /// default: quotas are the operator's to set.
+    #[serde(default)]
+    pub allow_setquota: bool,
+    /// Quota for users whose entry sets none, e.g. `1000000000S,50000C`.
+    #[serde(default)]
+    pub default: Option<String>,
 }
 
 /// `[tls]`.
@@ -166,14 +209,38 @@ pub struct MailConfig {
     /// `{local}`, `{domain}` and `{home}` are replaced, `~/` is the home.
     #[serde(default = "default_maildir")]
     pub maildir: String,
+    /// Folders whose old messages are removed at login, as Courier's
+    /// IMAP_EMPTYTRASH: `Trash:7,Junk:30` (folder:days).
+    #[serde(default)]
+    pub empty_trash: Option<String>,
 }
 
 impl Default for MailConfig {
     fn default() -> Self {
         MailConfig {
             maildir: default_maildir(),
+            empty_trash: None,
         }
     }
+}
+
+/// Parses `Trash:7,Junk:30` into (folder, days) pairs.
+pub fn parse_empty_trash(spec: &str) -> Result<Vec<(String, u32)>, String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            let (name, days) = part
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{part:?}: expected FOLDER:DAYS"))?;
+            let days: u32 = days
+                .parse()
+                .map_err(|_| format!("{part:?}: days must be a whole number"))?;
+            tern_maildir::FolderName::new(name.strip_prefix("INBOX.").unwrap_or(name))
+                .map_err(|e| format!("{part:?}: {e}"))?;
+            Ok((name.strip_prefix("INBOX.").unwrap_or(name).to_owned(), days))
+        })
+        .collect()
 }
 
 fn default_maildir() -> String {
@@ -277,22 +344,49 @@ impl Config {
             key,
             problem,
         };
-        for a in &self.imap.listen {
-            a.parse::<SocketAddr>()
-                .map_err(|e| invalid("imap.listen", format!("{a:?}: {e}")))?;
+        let listeners = [
+            ("imap.listen", &self.imap.listen, false),
+            ("imap.tls_listen", &self.imap.tls_listen, true),
+            ("pop3.listen", &self.pop3.listen, false),
+            ("pop3.tls_listen", &self.pop3.tls_listen, true),
+        ];
+        for (key, addrs, tls) in listeners {
+            for a in addrs {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| invalid(key, format!("{a:?}: {e}")))?;
+            }
+            if tls && !addrs.is_empty() && self.tls.is_none() {
+                return Err(invalid(
+                    key,
+                    "needs a [tls] section with cert and key".into(),
+                ));
+            }
         }
-        for a in &self.imap.tls_listen {
-            a.parse::<SocketAddr>()
-                .map_err(|e| invalid("imap.tls_listen", format!("{a:?}: {e}")))?;
+        if let Some(e) = &self.pop3.expire {
+            if !e.eq_ignore_ascii_case("never") && e.parse::<u32>().is_err() {
+                return Err(invalid(
+                    "pop3.expire",
+                    format!("{e:?}: a number of days or \"NEVER\""),
+                ));
+            }
         }
-        if !self.imap.tls_listen.is_empty() && self.tls.is_none() {
-            return Err(invalid(
-                "imap.tls_listen",
-                "needs a [tls] section with cert and key".into(),
-            ));
-        }
-        if self.imap.listen.is_empty() && self.imap.tls_listen.is_empty() {
+        if self.imap.listen.is_empty()
+            && self.imap.tls_listen.is_empty()
+            && self.pop3.listen.is_empty()
+            && self.pop3.tls_listen.is_empty()
+        {
             return Err(invalid("imap.listen", "no listener configured".into()));
+        }
+        if let Some(q) = &self.quota.default {
+            if tern_maildir::quota::QuotaSpec::parse(q).is_none() {
+                return Err(invalid(
+                    "quota.default",
+                    format!("{q:?}: expected e.g. 1000000000S,50000C"),
+                ));
+            }
+        }
+        if let Some(t) = &self.mail.empty_trash {
+            parse_empty_trash(t).map_err(|p| invalid("mail.empty_trash", p))?;
         }
         if self.limits.max_line_length < 1024 {
             return Err(invalid(

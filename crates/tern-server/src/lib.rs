@@ -6,10 +6,15 @@
 //! crates.
 
 pub mod config;
+mod conn;
 pub mod folders;
 pub mod imap;
 pub mod listener;
+mod login;
+pub mod policy;
+pub mod pop3;
 pub mod tls;
+pub mod trash;
 pub mod users;
 
 pub use config::Config;

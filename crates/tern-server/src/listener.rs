@@ -14,18 +14,39 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::imap::{serve_connection, Services, SessionStart};
+use crate::imap::{serve_connection, AsyncStream, Services, SessionStart};
 
 /// How long sessions get to finish after a shutdown request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// A bound listener and whether it speaks implicit TLS.
+/// The protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// IMAP4rev1.
+    Imap,
+    /// POP3.
+    Pop3,
+}
+
+impl Protocol {
+    /// The line that turns a connection away before its greeting.
+    fn refusal(self, why: &str) -> String {
+        match self {
+            Protocol::Imap => format!("* BYE {why}\r\n"),
+            Protocol::Pop3 => format!("-ERR [SYS/TEMP] {why}\r\n"),
+        }
+    }
+}
+
+/// A bound listener: its protocol and whether it speaks implicit TLS.
 #[derive(Debug)]
 pub struct BoundListener {
     /// The socket.
     pub listener: TcpListener,
     /// Implicit TLS.
     pub tls: bool,
+    /// What it speaks.
+    pub protocol: Protocol,
 }
 
 /// Counts connections per IP address.
@@ -116,21 +137,30 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            reject(stream, "* BYE Too many connections, try again later\r\n").await;
+            reject(
+                stream,
+                &l.protocol.refusal("Too many connections, try again later"),
+            )
+            .await;
             continue;
         };
         let Some(slot) = per_ip.try_take(peer.ip(), svc.limits.max_connections_per_ip) else {
-            reject(stream, "* BYE Too many connections from your address\r\n").await;
+            reject(
+                stream,
+                &l.protocol.refusal("Too many connections from your address"),
+            )
+            .await;
             continue;
         };
         let svc = svc.clone();
         let tls = if l.tls { tls.clone() } else { None };
         let alive = alive.clone();
+        let protocol = l.protocol;
         tokio::spawn(async move {
             let _permit = permit;
             let _slot = slot;
             let _alive = alive;
-            serve(svc, stream, peer, tls).await;
+            serve(svc, stream, peer, tls, protocol).await;
         });
     }
 }
@@ -145,36 +175,33 @@ async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    protocol: Protocol,
 ) {
-    match tls {
+    let (stream, tls): (Box<dyn AsyncStream>, bool) = match tls {
         Some(acceptor) => {
             match tokio::time::timeout(svc.limits.preauth_timeout(), acceptor.accept(stream)).await
             {
-                Ok(Ok(s)) => {
-                    serve_connection(
-                        svc,
-                        Box::new(s),
-                        SessionStart::Login {
-                            peer: Some(peer),
-                            tls: true,
-                        },
-                    )
-                    .await
+                Ok(Ok(s)) => (Box::new(s), true),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, cause = %e, "TLS handshake failed");
+                    return;
                 }
-                Ok(Err(e)) => tracing::debug!(%peer, cause = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             }
         }
-        None => {
-            serve_connection(
-                svc,
-                Box::new(stream),
-                SessionStart::Login {
-                    peer: Some(peer),
-                    tls: false,
-                },
-            )
-            .await
+        None => (Box::new(stream), false),
+    };
+    match protocol {
+        Protocol::Imap => {
+            let start = SessionStart::Login {
+                peer: Some(peer),
+                tls,
+            };
+            serve_connection(svc, stream, start).await
         }
+        Protocol::Pop3 => crate::pop3::serve_pop3(svc, stream, Some(peer), tls).await,
     }
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use tern_auth::{PasswdFile, UserEntry};
+use tern_maildir::quota::QuotaSpec;
 use tern_maildir::Maildir;
 
 /// A user that has logged in.
@@ -12,6 +13,59 @@ pub struct User {
     pub name: String,
     /// The user's Maildir.
     pub maildir: Maildir,
+    /// The user's quota from the user database (or the configured
+    /// default); `None` leaves it to the Maildir's own `maildirsize`.
+    pub quota: Option<QuotaSpec>,
+}
+
+impl User {
+    /// A user known only by a Maildir (`tern imapd`, `tern deliver --maildir`).
+    pub fn for_maildir(name: String, maildir: Maildir) -> User {
+        User {
+            name,
+            maildir,
+            quota: None,
+        }
+    }
+}
+
+/// The quota of a user entry: Courier's `quota=10000000S,1000C`, or
+/// Dovecot's `quota_rule=*:storage=1G` (also `userdb_quota_rule`, with
+/// `storage=` in kilobytes unless a unit follows, `bytes=`, `messages=`).
+pub fn quota_of(extra: &std::collections::HashMap<String, String>) -> Option<QuotaSpec> {
+    if let Some(q) = extra.get("quota").and_then(|q| QuotaSpec::parse(q)) {
+        return Some(q);
+    }
+    let rule = extra
+        .get("userdb_quota_rule")
+        .or_else(|| extra.get("quota_rule"))?;
+    let rule = rule.strip_prefix("*:").unwrap_or(rule);
+    let mut spec = QuotaSpec::default();
+    for part in rule.split_ascii_whitespace() {
+        let Some((key, value)) = part.split_once('=') else {
+            continue;
+        };
+        let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+        let Ok(n) = value[..digits].parse::<u64>() else {
+            continue;
+        };
+        let unit = |default: u64| match value[digits..].to_ascii_uppercase().as_str() {
+            "" => default,
+            "B" => 1,
+            "K" | "KB" => 1 << 10,
+            "M" | "MB" => 1 << 20,
+            "G" | "GB" => 1 << 30,
+            "T" | "TB" => 1 << 40,
+            _ => 0,
+        };
+        match key {
+            "storage" => spec.bytes = n.saturating_mul(unit(1024)),
+            "bytes" => spec.bytes = n.saturating_mul(unit(1)),
+            "messages" => spec.messages = n,
+            _ => {}
+        }
+    }
+    (spec.bytes > 0 || spec.messages > 0).then_some(spec)
 }
 
 /// The user database and the rule that finds each user's Maildir.
@@ -20,6 +74,7 @@ pub struct UserDb {
     passwd: PasswdFile,
     maildir_template: String,
     base_dir: PathBuf,
+    default_quota: Option<QuotaSpec>,
 }
 
 /// The outcome of a login attempt.
@@ -40,7 +95,22 @@ impl UserDb {
             passwd,
             maildir_template,
             base_dir,
+            default_quota: None,
         }
+    }
+
+    /// Sets the quota of users whose entry has none.
+    pub fn with_default_quota(mut self, quota: Option<QuotaSpec>) -> UserDb {
+        self.default_quota = quota;
+        self
+    }
+
+    /// Looks a user up without a password (delivery).
+    ///
+    /// # Errors
+    /// The user database cannot be read.
+    pub fn find(&self, user: &str) -> Result<Option<User>, tern_auth::AuthError> {
+        Ok(self.passwd.lookup(user)?.map(|e| self.user_for(&e)))
     }
 
     /// Checks a password; CPU-heavy, so call it from a blocking thread.
@@ -101,6 +171,29 @@ impl UserDb {
         User {
             name: entry.user.clone(),
             maildir: Maildir::new(root),
+            quota: quota_of(&entry.extra).or(self.default_quota),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extra(k: &str, v: &str) -> std::collections::HashMap<String, String> {
+        [(k.to_owned(), v.to_owned())].into_iter().collect()
+    }
+
+    #[test]
+    fn quotas_in_courier_and_dovecot_form() {
+        let q = quota_of(&extra("quota", "5000S,10C")).unwrap();
+        assert_eq!((q.bytes, q.messages), (5000, 10));
+        let q = quota_of(&extra("userdb_quota_rule", "*:storage=1G")).unwrap();
+        assert_eq!(q.bytes, 1 << 30);
+        let q = quota_of(&extra("quota_rule", "*:storage=100")).unwrap();
+        assert_eq!(q.bytes, 102_400);
+        let q = quota_of(&extra("quota_rule", "*:messages=7")).unwrap();
+        assert_eq!((q.bytes, q.messages), (0, 7));
+        assert!(quota_of(&extra("mail", "x")).is_none());
     }
 }

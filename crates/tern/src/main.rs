@@ -13,10 +13,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use tern_server::config::{Config, DEFAULT_IMAPS_LISTEN, DEFAULT_IMAP_LISTEN};
+use tern_server::config::{
+    Config, DEFAULT_IMAPS_LISTEN, DEFAULT_IMAP_LISTEN, DEFAULT_POP3S_LISTEN, DEFAULT_POP3_LISTEN,
+};
 use tern_server::folders::FolderRegistry;
 use tern_server::imap::{serve_connection, Services, SessionStart};
-use tern_server::listener::{self, BoundListener};
+use tern_server::listener::{self, BoundListener, Protocol};
+use tern_server::policy::Policy;
 use tern_server::users::{User, UserDb};
 
 /// Exit code for a bad configuration (sysexits EX_USAGE, as linkerd does).
@@ -65,6 +68,33 @@ enum Cmd {
         /// The Maildir.
         dir: PathBuf,
     },
+    /// Deliver one message read from stdin into a user's Maildir (an MDA for
+    /// Postfix, Exim, maildrop). Exit codes as sysexits: 0 delivered, 67
+    /// unknown user, 75 temporary failure, 77 over quota.
+    Deliver {
+        /// Configuration to find users in (default: $TERN_CONFIG, else
+        /// ./tern-data/tern.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The user to deliver to, as in the passwd-file.
+        #[arg(
+            long,
+            short,
+            conflicts_with = "maildir",
+            required_unless_present = "maildir"
+        )]
+        user: Option<String>,
+        /// A Maildir to deliver to directly (its maildirsize is the quota).
+        #[arg(long, short)]
+        maildir: Option<PathBuf>,
+        /// Folder to deliver into (e.g. Spam or INBOX.Lists.rust); INBOX
+        /// when it does not exist, unless --create is given.
+        #[arg(long, short)]
+        folder: Option<String>,
+        /// Create the folder when it does not exist.
+        #[arg(long)]
+        create: bool,
+    },
     /// Hash a password read from stdin, for a passwd-file.
     Pw {
         /// ARGON2ID (default) or SHA512-CRYPT.
@@ -92,6 +122,13 @@ fn main() {
         Cmd::Imapd { maildir } => imapd(maildir),
         Cmd::Pw { scheme } => pw(&scheme),
         Cmd::Cert { out, names } => cert(&out, &names),
+        Cmd::Deliver {
+            config,
+            user,
+            maildir,
+            folder,
+            create,
+        } => deliver(config, user, maildir, folder, create),
         Cmd::Maildirmake { quota, folder, dir } => {
             maildirmake(quota.as_deref(), folder.as_deref(), &dir)
         }
@@ -138,6 +175,124 @@ fn maildirmake(quota: Option<&str>, folder: Option<&str>, dir: &std::path::Path)
         }
     }
     0
+}
+
+/// sysexits.h codes that MTAs act on.
+mod sysexits {
+    /// Command line misuse.
+    pub const USAGE: i32 = 64;
+    /// No such user: the MTA bounces.
+    pub const NOUSER: i32 = 67;
+    /// Temporary failure: the MTA retries.
+    pub const TEMPFAIL: i32 = 75;
+    /// Over quota, as Courier's deliverquota: the MTA bounces.
+    pub const OVERQUOTA: i32 = 77;
+}
+
+fn deliver(
+    config: Option<PathBuf>,
+    user: Option<String>,
+    maildir: Option<PathBuf>,
+    folder: Option<String>,
+    create: bool,
+) -> i32 {
+    init_logging(Some("warn"));
+    let (md, quota, who) = if let Some(dir) = maildir {
+        (tern_maildir::Maildir::new(dir), None, "maildir".to_owned())
+    } else {
+        let Some(name) = user else {
+            eprintln!("tern deliver: give --user or --maildir");
+            return sysexits::USAGE;
+        };
+        let path = config
+            .or_else(|| std::env::var_os("TERN_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("tern-data/tern.toml"));
+        let cfg = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                // A broken configuration is the operator's to fix: the
+                // mail waits in the queue meanwhile.
+                eprintln!("tern deliver: {e}");
+                return sysexits::TEMPFAIL;
+            }
+        };
+        let passwd = match tern_auth::PasswdFile::open(&cfg.resolve(&cfg.auth.passwd_file)) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("tern deliver: {e}");
+                return sysexits::TEMPFAIL;
+            }
+        };
+        let db = UserDb::new(passwd, cfg.mail.maildir.clone(), cfg.base_dir.clone())
+            .with_default_quota(
+                cfg.quota
+                    .default
+                    .as_deref()
+                    .and_then(tern_maildir::quota::QuotaSpec::parse),
+            );
+        match db.find(&name) {
+            Ok(Some(u)) => (u.maildir, u.quota, u.name),
+            Ok(None) => {
+                eprintln!("tern deliver: {name}: unknown user");
+                return sysexits::NOUSER;
+            }
+            Err(e) => {
+                eprintln!("tern deliver: {e}");
+                return sysexits::TEMPFAIL;
+            }
+        }
+    };
+    if let Err(e) = md.ensure() {
+        eprintln!("tern deliver: {e}");
+        return sysexits::TEMPFAIL;
+    }
+    let target = match folder
+        .as_deref()
+        .map(|f| f.strip_prefix("INBOX.").unwrap_or(f))
+    {
+        None => None,
+        Some(f) if f.eq_ignore_ascii_case("INBOX") => None,
+        Some(f) => match tern_maildir::FolderName::new(f) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                eprintln!("tern deliver: folder {f:?}: {e}");
+                return sysexits::USAGE;
+            }
+        },
+    };
+    let target = match target {
+        Some(n) if !md.folder_exists(Some(&n)) => {
+            if create {
+                match md.create_folder(&n) {
+                    Ok(()) | Err(tern_maildir::MaildirError::FolderExists) => Some(n),
+                    Err(e) => {
+                        eprintln!("tern deliver: cannot create folder {n}: {e}");
+                        return sysexits::TEMPFAIL;
+                    }
+                }
+            } else {
+                // As Dovecot's LDA: a missing folder means INBOX.
+                eprintln!("tern deliver: folder {n} does not exist, delivering to INBOX");
+                None
+            }
+        }
+        other => other,
+    };
+    let mut stdin = std::io::stdin().lock();
+    match tern_maildir::deliver::deliver(&md, target.as_ref(), quota, &mut stdin) {
+        Ok(path) => {
+            tracing::info!(user = %who, file = %path.display(), "delivered");
+            0
+        }
+        Err(tern_maildir::MaildirError::OverQuota) => {
+            eprintln!("tern deliver: {who}: mailbox is over quota");
+            sysexits::OVERQUOTA
+        }
+        Err(e) => {
+            eprintln!("tern deliver: {e}");
+            sysexits::TEMPFAIL
+        }
+    }
 }
 
 fn cert(out: &std::path::Path, names: &[String]) -> i32 {
@@ -223,6 +378,7 @@ fn embedded_default() -> Result<PathBuf> {
     let text = format!(
         "# Generated by `tern serve` on first start; see docs/configuration.md.\n\
          hostname = \"localhost\"\n\n[imap]\nlisten = [\"{DEFAULT_IMAP_LISTEN}\"]\ntls_listen = [\"{DEFAULT_IMAPS_LISTEN}\"]\n\n\
+         [pop3]\nlisten = [\"{DEFAULT_POP3_LISTEN}\"]\ntls_listen = [\"{DEFAULT_POP3S_LISTEN}\"]\n\n\
          [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n[auth]\npasswd_file = \"users\"\n\n[mail]\nmaildir = \"mail/{{user}}/Maildir\"\n"
     );
     std::fs::write(&cfg, text).context("writing tern-data/tern.toml")?;
@@ -278,22 +434,38 @@ async fn run_server(cfg: Config) -> Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let passwd = tern_auth::PasswdFile::open(&cfg.resolve(&cfg.auth.passwd_file))
         .context("reading the passwd-file")?;
-    let users = UserDb::new(passwd, cfg.mail.maildir.clone(), cfg.base_dir.clone());
+    let users = UserDb::new(passwd, cfg.mail.maildir.clone(), cfg.base_dir.clone())
+        .with_default_quota(
+            cfg.quota
+                .default
+                .as_deref()
+                .and_then(tern_maildir::quota::QuotaSpec::parse),
+        );
     // Bind everything before serving anything: a port in use fails the start.
     let mut listeners = Vec::new();
-    for (addrs, is_tls) in [(&cfg.imap.listen, false), (&cfg.imap.tls_listen, true)] {
+    for (addrs, is_tls, protocol) in [
+        (&cfg.imap.listen, false, Protocol::Imap),
+        (&cfg.imap.tls_listen, true, Protocol::Imap),
+        (&cfg.pop3.listen, false, Protocol::Pop3),
+        (&cfg.pop3.tls_listen, true, Protocol::Pop3),
+    ] {
         for a in addrs {
             let l = tokio::net::TcpListener::bind(a)
                 .await
                 .with_context(|| format!("cannot listen on {a}"))?;
             let local = l.local_addr()?;
+            let name = match protocol {
+                Protocol::Imap => "imap",
+                Protocol::Pop3 => "pop3",
+            };
             println!(
-                "tern: listening imap{} {local}",
+                "tern: listening {name}{} {local}",
                 if is_tls { "s" } else { "" }
             );
             listeners.push(BoundListener {
                 listener: l,
                 tls: is_tls,
+                protocol,
             });
         }
     }
@@ -308,6 +480,7 @@ async fn run_server(cfg: Config) -> Result<()> {
         tls: acceptor.clone(),
         folders: FolderRegistry::default(),
         shutdown: shutdown_rx,
+        policy: Policy::from_config(&cfg),
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");
     tokio::spawn(async move {
@@ -354,10 +527,10 @@ fn imapd(maildir: PathBuf) -> i32 {
             .map(|d| d.join(&maildir))
             .unwrap_or(maildir)
     };
-    let user = User {
-        name: std::env::var("USER").unwrap_or_else(|_| "user".to_owned()),
-        maildir: tern_maildir::Maildir::new(root),
-    };
+    let user = User::for_maildir(
+        std::env::var("USER").unwrap_or_else(|_| "user".to_owned()),
+        tern_maildir::Maildir::new(root),
+    );
     rt.block_on(async move {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let svc = Arc::new(Services {
@@ -370,6 +543,7 @@ fn imapd(maildir: PathBuf) -> i32 {
             tls: None,
             folders: FolderRegistry::default(),
             shutdown: rx,
+            policy: Policy::default(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

@@ -184,7 +184,9 @@ impl Session {
             crlf_size: 0,
         };
         if ann.sync == LiteralSync::Sync {
-            self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+            self.conn
+                .out
+                .extend_from_slice(b"+ Ready for literal data\r\n");
             self.flush().await?;
         }
         let mut conv = ToLf::default();
@@ -192,13 +194,13 @@ impl Session {
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut write_failed = None;
         while remaining > 0 {
-            if self.inbuf.is_empty() {
+            if self.conn.inbuf.is_empty() {
                 self.fill().await?;
             }
-            let take = (self.inbuf.len() as u64).min(remaining) as usize;
+            let take = (self.conn.inbuf.len() as u64).min(remaining) as usize;
             buf.clear();
-            conv.push(&self.inbuf[..take], &mut buf);
-            self.inbuf.drain(..take);
+            conv.push(&self.conn.inbuf[..take], &mut buf);
+            self.conn.inbuf.drain(..take);
             remaining -= take as u64;
             if write_failed.is_none() {
                 if let Err(e) = file.write_all(&buf).await {
@@ -288,7 +290,15 @@ impl Session {
             internal_date,
         };
         let d = dest.clone();
+        let folder = target.folder().cloned();
         let res = blocking(move || {
+            tern_maildir::quota::ensure_room(
+                user.maildir.root(),
+                user.quota,
+                folder.as_ref(),
+                msg.size,
+                1,
+            )?;
             let uids = d.folder.append(vec![msg])?;
             let view = d.folder.refresh(MoveNew::No)?;
             Ok((uids, view.uidvalidity))

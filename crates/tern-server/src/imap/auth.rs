@@ -1,7 +1,5 @@
 //! LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR, RFC 4959).
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use imap_codec::imap_types::auth::AuthMechanism;
 use tern_imap_proto::framing;
@@ -86,7 +84,8 @@ impl Session {
 
     /// Sends a SASL challenge and reads the client's base64 answer.
     async fn sasl_step(&mut self, challenge: &str) -> Result<Result<Vec<u8>, Reply>, End> {
-        self.out
+        self.conn
+            .out
             .extend_from_slice(format!("+ {challenge}\r\n").as_bytes());
         self.flush().await?;
         let Some(line) = self.read_line(self.svc.limits.max_line_length).await? else {
@@ -106,28 +105,17 @@ impl Session {
     }
 
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<Reply, End> {
-        let svc = self.svc.clone();
-        let name = user.clone();
-        let result = tokio::task::spawn_blocking(move || match &svc.users {
-            Some(db) => db.login(&name, &pass),
-            None => LoginResult::Failed,
-        })
-        .await
-        .unwrap_or_else(|e| LoginResult::TempFail(e.to_string()));
+        let result = crate::login::verify(&self.svc, user.clone(), pass).await;
         match result {
             LoginResult::Ok(u) => {
-                let maildir = u.maildir.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || maildir.ensure())
-                    .await
-                    .unwrap_or(Ok(()))
-                {
+                if let Err(e) = crate::login::prepare(&self.svc, &u).await {
                     tracing::error!(user = %u.name, cause = %e, "cannot create the Maildir");
                     return Ok(Reply::no(
                         Some("UNAVAILABLE"),
                         "Mailbox store unavailable, try again later",
                     ));
                 }
-                tracing::info!(user = %u.name, peer = ?self.peer, tls = self.tls_active, "login");
+                tracing::info!(user = %u.name, peer = ?self.peer, tls = self.conn.tls_active, "login");
                 self.state = State::Authenticated { user: u };
                 let caps = self.capabilities();
                 Ok(Reply::ok_code(format!("CAPABILITY {caps}"), "Logged in"))
@@ -148,11 +136,7 @@ impl Session {
                     _ => 1,
                 };
                 tracing::info!(user = %user, peer = ?self.peer, failures, "authentication failed");
-                let delay = self
-                    .svc
-                    .failure_delay
-                    .saturating_mul(1 << (failures - 1).min(5));
-                tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+                crate::login::failure_pause(&self.svc, failures).await;
                 if failures >= self.svc.max_auth_failures {
                     // The tagged NO follows, then the run loop closes.
                     self.untagged("BYE Too many failed logins");

@@ -517,7 +517,7 @@ impl Session {
                     }
                     out.extend_from_slice(b")\r\n");
                 }
-                self.out.extend_from_slice(&out);
+                self.conn.out.extend_from_slice(&out);
                 self.flush_if_large().await?;
             }
             return Ok(Reply::ok("FETCH completed"));
@@ -638,7 +638,7 @@ impl Session {
                     }
                 }
             }
-            self.out.extend_from_slice(&out);
+            self.conn.out.extend_from_slice(&out);
             self.flush_if_large().await?;
         }
         if any_flag_change {

@@ -256,9 +256,9 @@ impl Session {
         for (attrs, name) in lines {
             let mut line = format!("{verb} ({attrs}) \".\" ").into_bytes();
             wire::mailbox(&mut line, &name);
-            self.out.extend_from_slice(b"* ");
-            self.out.extend_from_slice(&line);
-            self.out.extend_from_slice(b"\r\n");
+            self.conn.out.extend_from_slice(b"* ");
+            self.conn.out.extend_from_slice(&line);
+            self.conn.out.extend_from_slice(b"\r\n");
         }
         Reply::ok(format!("{verb} completed"))
     }
@@ -326,9 +326,9 @@ impl Session {
         let mut line = b"STATUS ".to_vec();
         wire::mailbox(&mut line, &target.wire_name());
         line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
-        self.out.extend_from_slice(b"* ");
-        self.out.extend_from_slice(&line);
-        self.out.extend_from_slice(b"\r\n");
+        self.conn.out.extend_from_slice(b"* ");
+        self.conn.out.extend_from_slice(&line);
+        self.conn.out.extend_from_slice(b"\r\n");
         Reply::ok("STATUS completed")
     }
 }

@@ -245,7 +245,7 @@ impl Session {
             Err(r) if r.code.as_deref() == Some("NONEXISTENT") => {
                 // Deleted or renamed away under us (RFC 3501 leaves the
                 // response open; Dovecot ends the session the same way).
-                self.out.extend_from_slice(
+                self.conn.out.extend_from_slice(
                     b"* BYE Selected mailbox was deleted or renamed, have to disconnect\r\n",
                 );
                 self.state = State::Logout;
@@ -260,7 +260,8 @@ impl Session {
             return;
         }
         if view.uidvalidity != mailbox.uidvalidity {
-            self.out
+            self.conn
+                .out
                 .extend_from_slice(b"* BYE Mailbox UIDVALIDITY changed, please reconnect\r\n");
             self.state = State::Logout;
             return;
@@ -349,7 +350,7 @@ impl Session {
                 flags
             );
         }
-        self.out.extend_from_slice(out.as_bytes());
+        self.conn.out.extend_from_slice(out.as_bytes());
     }
 
     /// IDLE (RFC 2177): updates are pushed until the client sends DONE.
@@ -357,7 +358,7 @@ impl Session {
         if let State::Selected { mailbox, .. } = &self.state {
             mailbox.open.watch();
         }
-        self.out.extend_from_slice(b"+ idling\r\n");
+        self.conn.out.extend_from_slice(b"+ idling\r\n");
         self.announce(true).await;
         self.flush().await?;
         let poll = self.svc.limits.poll_interval();
@@ -388,7 +389,8 @@ impl Session {
             };
             match woke {
                 Woke::Shutdown => {
-                    self.out
+                    self.conn
+                        .out
                         .extend_from_slice(b"* BYE Server shutting down\r\n");
                     self.flush().await?;
                     return Err(End::Closed);

@@ -10,9 +10,10 @@ use tern_imap_proto::framing::{self, LiteralSync};
 use tern_imap_proto::{command as cmdparse, imap_codec};
 use tern_maildir::keywords::KeywordSet;
 use tern_maildir::{Flags, MaildirError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::{Cleartext, Limits};
+use crate::conn::{Conn, ConnEnd};
 use crate::folders::{FolderRegistry, OpenFolder};
 use crate::users::{User, UserDb};
 
@@ -40,6 +41,8 @@ pub struct Services {
     pub folders: FolderRegistry,
     /// Set to true when the server shuts down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// POP3, quota and trash policies.
+    pub policy: crate::policy::Policy,
 }
 
 impl std::fmt::Debug for Services {
@@ -174,6 +177,7 @@ pub(crate) fn storage_reply(e: &MaildirError) -> Reply {
         MaildirError::NotAllowed(why) => Reply::no(Some("CANNOT"), why.to_string()),
         MaildirError::LockTimeout(_) => Reply::no(Some("INUSE"), "Mailbox is busy, try again"),
         MaildirError::MessageGone => Reply::no(Some("EXPUNGEISSUED"), "Message was expunged"),
+        MaildirError::OverQuota => Reply::no(Some("OVERQUOTA"), "Quota exceeded"),
         other => {
             tracing::error!(cause = %other, "storage error");
             Reply::no(Some("SERVERBUG"), "Internal error, see the server log")
@@ -218,11 +222,8 @@ impl From<std::io::Error> for End {
 /// A session of one connection.
 pub(crate) struct Session {
     pub svc: Arc<Services>,
-    stream: Option<Box<dyn AsyncStream>>,
-    pub inbuf: Vec<u8>,
-    pub out: Vec<u8>,
+    pub conn: Conn,
     pub state: State,
-    pub tls_active: bool,
     pub peer: Option<SocketAddr>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -231,7 +232,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("peer", &self.peer)
-            .field("tls", &self.tls_active)
+            .field("tls", &self.conn.tls_active)
             .finish()
     }
 }
@@ -260,11 +261,8 @@ pub async fn serve_connection(
     let shutdown = svc.shutdown.clone();
     let mut s = Session {
         svc,
-        stream: Some(stream),
-        inbuf: Vec::new(),
-        out: Vec::new(),
+        conn: Conn::new(stream, tls),
         state,
-        tls_active: tls,
         peer,
         shutdown,
     };
@@ -275,38 +273,23 @@ pub async fn serve_connection(
 }
 
 impl Session {
-    fn stream(&mut self) -> std::io::Result<&mut Box<dyn AsyncStream>> {
-        self.stream
-            .as_mut()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no stream"))
-    }
-
     /// Writes out everything buffered.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let out = std::mem::take(&mut self.out);
-        let s = self.stream()?;
-        s.write_all(&out).await?;
-        s.flush().await?;
-        self.out = out;
-        self.out.clear();
-        Ok(())
+        self.conn.flush().await
     }
 
     /// Flushes when the buffer has grown large (long FETCH responses).
     pub async fn flush_if_large(&mut self) -> std::io::Result<()> {
-        if self.out.len() >= 64 * 1024 {
+        if self.conn.out.len() >= 64 * 1024 {
             self.flush().await?;
         }
         Ok(())
     }
 
     pub fn untagged(&mut self, line: &str) {
-        self.out.extend_from_slice(b"* ");
-        self.out.extend_from_slice(line.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        self.conn.out.extend_from_slice(b"* ");
+        self.conn.out.extend_from_slice(line.as_bytes());
+        self.conn.out.extend_from_slice(b"\r\n");
     }
 
     pub fn tagged(&mut self, tag: &str, r: &Reply) {
@@ -315,17 +298,17 @@ impl Session {
             Status::No => "NO",
             Status::Bad => "BAD",
         };
-        self.out.extend_from_slice(tag.as_bytes());
-        self.out.push(b' ');
-        self.out.extend_from_slice(status.as_bytes());
-        self.out.push(b' ');
+        self.conn.out.extend_from_slice(tag.as_bytes());
+        self.conn.out.push(b' ');
+        self.conn.out.extend_from_slice(status.as_bytes());
+        self.conn.out.push(b' ');
         if let Some(c) = &r.code {
-            self.out.push(b'[');
-            self.out.extend_from_slice(c.as_bytes());
-            self.out.extend_from_slice(b"] ");
+            self.conn.out.push(b'[');
+            self.conn.out.extend_from_slice(c.as_bytes());
+            self.conn.out.extend_from_slice(b"] ");
         }
-        self.out.extend_from_slice(r.text.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        self.conn.out.extend_from_slice(r.text.as_bytes());
+        self.conn.out.extend_from_slice(b"\r\n");
     }
 
     fn timeout(&self) -> Duration {
@@ -335,104 +318,57 @@ impl Session {
         }
     }
 
+    /// Turns the end of reading into the session's end: a timeout says
+    /// BYE first (RFC 3501 §5.4).
+    async fn ended(&mut self, e: ConnEnd) -> End {
+        match e {
+            ConnEnd::TimedOut => {
+                self.untagged("BYE Autologout; idle for too long");
+                let _ = self.flush().await;
+                End::Closed
+            }
+            ConnEnd::Closed => End::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "client closed",
+            )),
+            ConnEnd::Io(e) => End::Io(e),
+        }
+    }
+
     /// Reads more bytes into the input buffer; EOF is an error.
     pub async fn fill(&mut self) -> Result<(), End> {
         let timeout = self.timeout();
-        // Read straight into the input buffer: an idle session holds no
-        // read buffer beyond what is pending (see the idle-memory figure in
-        // docs/BENCHMARKS.md).
-        // An idle session waits with a small buffer; busy ones grow it.
-        if self.inbuf.capacity() == 0 {
-            self.inbuf.reserve(512);
-        } else if self.inbuf.capacity() - self.inbuf.len() < 4096 {
-            self.inbuf.reserve(16 * 1024);
-        }
-        let n = {
-            let Some(stream) = self.stream.as_mut() else {
-                return Err(End::Closed);
-            };
-            match tokio::time::timeout(timeout, stream.read_buf(&mut self.inbuf)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    self.untagged("BYE Autologout; idle for too long");
-                    let _ = self.flush().await;
-                    return Err(End::Closed);
-                }
-            }
-        };
-        if n == 0 {
-            return Err(End::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "client closed",
-            )));
-        }
-        Ok(())
-    }
-
-    /// Gives back buffer memory after a large command, so that an idle
-    /// session stays small.
-    fn shrink_buffers(&mut self) {
-        if self.inbuf.is_empty() {
-            self.inbuf = Vec::new();
-        }
-        if self.out.is_empty() && self.out.capacity() > 4096 {
-            self.out = Vec::new();
+        match self.conn.fill(timeout).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.ended(e).await),
         }
     }
 
     /// Reads one line (with its line end). A line longer than `max` is
     /// consumed to its end and reported as `None`.
     pub async fn read_line(&mut self, max: usize) -> Result<Option<Vec<u8>>, End> {
-        let mut scanned = 0;
-        let mut overlong = false;
-        loop {
-            if let Some(p) = self.inbuf[scanned..].iter().position(|&b| b == b'\n') {
-                let end = scanned + p + 1;
-                let line: Vec<u8> = self.inbuf.drain(..end).collect();
-                return Ok(if overlong || line.len() > max {
-                    None
-                } else {
-                    Some(line)
-                });
-            }
-            if self.inbuf.len() > max {
-                overlong = true;
-                self.inbuf.clear();
-                scanned = 0;
-            } else {
-                scanned = self.inbuf.len();
-            }
-            self.fill().await?;
+        let timeout = self.timeout();
+        match self.conn.read_line(max, timeout).await {
+            Ok(l) => Ok(l),
+            Err(e) => Err(self.ended(e).await),
         }
     }
 
     /// Reads exactly `n` bytes, handing them to `sink` in chunks.
     pub async fn read_exact_to(
         &mut self,
-        mut n: u64,
-        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+        n: u64,
+        sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), End> {
-        while n > 0 {
-            if self.inbuf.is_empty() {
-                self.fill().await?;
-            }
-            let take = (self.inbuf.len() as u64).min(n) as usize;
-            sink(&self.inbuf[..take])?;
-            self.inbuf.drain(..take);
-            n -= take as u64;
+        let timeout = self.timeout();
+        match self.conn.read_exact_to(n, timeout, sink).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.ended(e).await),
         }
-        Ok(())
     }
 
     pub fn cleartext_allowed(&self) -> bool {
-        if self.tls_active {
-            return true;
-        }
-        match self.svc.cleartext {
-            Cleartext::Always => true,
-            Cleartext::Never => false,
-            Cleartext::Loopback => self.peer.map(|p| p.ip().is_loopback()).unwrap_or(true),
-        }
+        crate::login::cleartext_allowed(&self.svc, self.conn.tls_active, self.peer)
     }
 
     pub fn capabilities(&self) -> String {
@@ -447,7 +383,7 @@ impl Session {
         ];
         match self.state {
             State::NotAuthenticated { .. } => {
-                if self.svc.tls.is_some() && !self.tls_active {
+                if self.svc.tls.is_some() && !self.conn.tls_active {
                     caps.push("STARTTLS");
                 }
                 if self.cleartext_allowed() {
@@ -458,7 +394,18 @@ impl Session {
                 }
             }
             _ => {
-                caps.extend(["CHILDREN", "UIDPLUS", "UNSELECT", "MOVE"]);
+                caps.extend([
+                    "CHILDREN",
+                    "UIDPLUS",
+                    "UNSELECT",
+                    "GETQUOTA",
+                    "GETQUOTAROOT",
+                    "SETQUOTA",
+                    "MOVE",
+                    "QUOTA",
+                    "QUOTA=RES-STORAGE",
+                    "QUOTA=RES-MESSAGE",
+                ]);
             }
         }
         let mut s = caps.join(" ");
@@ -519,7 +466,7 @@ impl Session {
                 Incoming::Append(bytes, streamed) => self.execute(&bytes, Some(streamed)).await?,
             }
             self.flush().await?;
-            self.shrink_buffers();
+            self.conn.shrink();
             if matches!(self.state, State::Logout) {
                 return Err(End::Closed);
             }
@@ -555,7 +502,9 @@ impl Session {
                 return Ok(Incoming::Answered);
             }
             if ann.sync == LiteralSync::Sync {
-                self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                self.conn
+                    .out
+                    .extend_from_slice(b"+ Ready for literal data\r\n");
                 self.flush().await?;
             }
             let mut data = Vec::with_capacity(ann.len as usize);
@@ -785,6 +734,9 @@ impl Session {
                 uid,
             } => self.copy(sequence_set, mailbox, uid, true).await?,
             C::Idle => return self.idle().await,
+            C::GetQuotaRoot { mailbox } => self.getquotaroot(mailbox).await,
+            C::GetQuota { root } => self.getquota(root).await,
+            C::SetQuota { root, quotas } => self.setquota(root, quotas).await,
             _ => Reply::bad("Command not supported"),
         };
         if matches!(self.state, State::Selected { .. }) {
@@ -797,22 +749,13 @@ impl Session {
         let Some(acceptor) = self.svc.tls.clone() else {
             return Ok(Some(Reply::bad("STARTTLS not available")));
         };
-        if self.tls_active {
+        if self.conn.tls_active {
             return Ok(Some(Reply::bad("TLS is already active")));
         }
         self.tagged(tag, &Reply::ok("Begin TLS negotiation now"));
-        self.flush().await?;
-        // Anything the client pipelined after STARTTLS is discarded: it was
-        // sent in the clear and must not be taken as protected (RFC 3501 §6.2.1).
-        self.inbuf.clear();
-        let plain = self.stream.take().ok_or(End::Closed)?;
-        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
-            Ok(Ok(tls)) => {
-                self.stream = Some(Box::new(tls));
-                self.tls_active = true;
-                Ok(None)
-            }
-            Ok(Err(e)) => Err(End::Io(e)),
+        match self.conn.start_tls(&acceptor).await {
+            Ok(()) => Ok(None),
+            Err(ConnEnd::Io(e)) => Err(End::Io(e)),
             Err(_) => Err(End::Closed),
         }
     }

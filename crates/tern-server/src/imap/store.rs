@@ -10,6 +10,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use tern_imap_proto::{imap_codec, seqset};
 use tern_maildir::folder::{AppendSource, FlagChange, MoveNew, NewMessage};
 use tern_maildir::keywords::KeywordSet;
+use tern_maildir::FolderName;
 use tern_maildir::{Flag, Flags};
 
 use super::mailboxes::resolve_mailbox;
@@ -199,7 +200,7 @@ impl Session {
             }
             mailbox.known[i] = k;
         }
-        self.out.extend_from_slice(out.as_bytes());
+        self.conn.out.extend_from_slice(out.as_bytes());
         open.changed.notify_waiters();
         Reply::ok("STORE completed")
     }
@@ -242,6 +243,16 @@ impl Session {
             return Ok(Reply::ok(format!("{verb} completed, nothing to do")));
         }
         let (s, d) = (src.clone(), dest.clone());
+        let (root, quota) = (user.maildir.root().to_owned(), user.quota);
+        let dest_folder = target.folder().cloned();
+        // A MOVE between folders that both count changes no total.
+        let src_counts = src
+            .folder
+            .dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .and_then(|n| FolderName::from_dir_name(&n))
+            .is_none_or(|f| tern_maildir::quota::counts_folder(&f.dir_name()));
         let res = blocking(move || {
             let view = s.folder.view();
             let mut batch = Vec::new();
@@ -269,6 +280,11 @@ impl Session {
                     internal_date: s.folder.internal_date(e).ok(),
                 });
                 src_uids.push(*u);
+            }
+            if !(is_move && src_counts) {
+                let bytes = batch.iter().map(|m| m.size).sum();
+                let n = batch.len() as u64;
+                tern_maildir::quota::ensure_room(&root, quota, dest_folder.as_ref(), bytes, n)?;
             }
             let new_uids = d.folder.append(batch)?;
             let dview = d.folder.refresh(MoveNew::No)?;

@@ -32,19 +32,25 @@ fn oracle(name: &str) -> PathBuf {
     p
 }
 
-fn courier_imapd(maildir: &Path, script: &[u8]) -> String {
+/// Runs one of Courier's servers (`imapd`, `pop3d`) on `maildir` with a
+/// script on stdin; fails unless its greeting starts with `greeting`.
+fn courier(server: &str, greeting: &str, maildir: &Path, script: &[u8]) -> String {
     let out = run_stdio(
         Command::new("bash")
             .arg(oracle("courier.sh"))
-            .arg("imapd")
+            .arg(server)
             .arg(maildir),
         script,
     );
     assert!(
-        out.contains("* PREAUTH"),
-        "Courier's imapd did not start: {out}"
+        out.starts_with(greeting),
+        "Courier's {server} did not start: {out}"
     );
     out
+}
+
+fn courier_imapd(maildir: &Path, script: &[u8]) -> String {
+    courier("imapd", "* PREAUTH", maildir, script)
 }
 
 fn run_stdio(cmd: &mut Command, script: &[u8]) -> String {
@@ -316,4 +322,58 @@ fn maildirmake_matches_courier() {
         std::fs::read(dir.path().join("T2/maildirsize")).unwrap(),
         std::fs::read(dir.path().join("C2/maildirsize")).unwrap()
     );
+}
+
+fn courier_pop3d(maildir: &Path, script: &[u8]) -> String {
+    courier("pop3d", "+OK", maildir, script)
+}
+
+/// The lines between `+OK` and `.` of the n-th multi-line answer.
+fn courier_listing(out: &str, nth: usize) -> Vec<String> {
+    out.split("\r\n.\r\n")
+        .nth(nth)
+        .unwrap_or_default()
+        .lines()
+        .skip_while(|l| !l.starts_with("+OK") || l.starts_with("+OK logged"))
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lines of a multi-line POP3 answer from tern.
+fn listing(p: &mut Pop, cmd: &str) -> Vec<String> {
+    let (status, body) = p.multi(cmd);
+    assert!(status.starts_with("+OK"), "{status}");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn pop3_uidls_agree_with_courier_pop3d_both_ways() {
+    let s = server().start();
+    let md = s.maildir("alice");
+    s.deliver_raw("alice", "1000000000.A1.host", b"Subject: a\n\nx\n");
+    s.deliver_raw("alice", "1000000001.A2.host", b"Subject: b\n\ny\n.z\n");
+    // Courier's pop3d serves the Maildir first.
+    let out = courier_pop3d(&md, b"UIDL\r\nLIST\r\nQUIT\r\n");
+    let c_uidl = courier_listing(&out, 0);
+    let c_list = courier_listing(&out, 1);
+    assert_eq!(c_uidl.len(), 2, "{out}");
+    // tern shows the same UIDLs and sizes.
+    let mut p = s.pop_alice();
+    let t_uidl = listing(&mut p, "UIDL");
+    assert_eq!(t_uidl, c_uidl);
+    let t_list = listing(&mut p, "LIST");
+    assert_eq!(t_list, c_list);
+    p.cmd("QUIT");
+    // A message that tern numbers first keeps its UIDL in Courier too.
+    s.deliver_raw("alice", "1000000002.A3.host", b"Subject: c\n\nz\n");
+    let mut p = s.pop_alice();
+    let t_uidl = listing(&mut p, "UIDL");
+    assert_eq!(t_uidl.len(), 3);
+    p.cmd("QUIT");
+    let out = courier_pop3d(&md, b"UIDL\r\nQUIT\r\n");
+    assert_eq!(courier_listing(&out, 0), t_uidl, "{out}");
 }

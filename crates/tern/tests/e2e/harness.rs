@@ -16,18 +16,26 @@ pub struct Server {
     pub child: Option<Child>,
     pub imap: SocketAddr,
     pub imaps: SocketAddr,
+    pub pop3: SocketAddr,
+    pub pop3s: SocketAddr,
 }
 
 /// Builder for a server.
 pub struct ServerBuilder {
     extra_config: String,
     auth_extra: String,
+    pop3_extra: String,
+    mail_extra: String,
+    users_extra: String,
 }
 
 pub fn server() -> ServerBuilder {
     ServerBuilder {
         extra_config: String::new(),
         auth_extra: String::new(),
+        pop3_extra: String::new(),
+        mail_extra: String::new(),
+        users_extra: String::new(),
     }
 }
 
@@ -46,6 +54,27 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds keys to the `[pop3]` table.
+    pub fn pop3(mut self, toml: &str) -> Self {
+        self.pop3_extra.push_str(toml);
+        self.pop3_extra.push('\n');
+        self
+    }
+
+    /// Adds keys to the `[mail]` table.
+    pub fn mail(mut self, toml: &str) -> Self {
+        self.mail_extra.push_str(toml);
+        self.mail_extra.push('\n');
+        self
+    }
+
+    /// Adds lines to the passwd-file.
+    pub fn users(mut self, lines: &str) -> Self {
+        self.users_extra.push_str(lines);
+        self.users_extra.push('\n');
+        self
+    }
+
     pub fn start(self) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
@@ -59,14 +88,15 @@ impl ServerBuilder {
         }
         std::fs::write(
             p.join("users"),
-            format!("alice:{{PLAIN}}{ALICE_PW}::::::\nbob:{{PLAIN}}bobpw::::::\ncarol@example.org:{{PLAIN}}c::::::\n"),
+            format!("alice:{{PLAIN}}{ALICE_PW}::::::\nbob:{{PLAIN}}bobpw::::::\ncarol@example.org:{{PLAIN}}c::::::\n{}", self.users_extra),
         )
         .unwrap();
         let cfg = format!(
             "hostname = \"test.example\"\n[imap]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n\
+             [pop3]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
              [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[auth]\npasswd_file = \"users\"\nfailure_delay_ms = 1\n{}\
-             [mail]\nmaildir = \"mail/{{user}}/Maildir\"\n{}",
-            self.auth_extra, self.extra_config
+             [mail]\nmaildir = \"mail/{{user}}/Maildir\"\n{}{}",
+            self.pop3_extra, self.auth_extra, self.mail_extra, self.extra_config
         );
         std::fs::write(p.join("tern.toml"), &cfg).unwrap();
         let mut s = Server {
@@ -74,6 +104,8 @@ impl ServerBuilder {
             child: None,
             imap: "127.0.0.1:1".parse().unwrap(),
             imaps: "127.0.0.1:1".parse().unwrap(),
+            pop3: "127.0.0.1:1".parse().unwrap(),
+            pop3s: "127.0.0.1:1".parse().unwrap(),
         };
         s.spawn();
         s
@@ -92,20 +124,28 @@ impl Server {
             .expect("spawn tern");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let mut imap = None;
-        let mut imaps = None;
-        while imap.is_none() || imaps.is_none() {
+        let (mut imap, mut imaps, mut pop3, mut pop3s) = (None, None, None, None);
+        while imap.is_none() || imaps.is_none() || pop3.is_none() || pop3s.is_none() {
             let line = lines.next().expect("tern exited before listening").unwrap();
-            if let Some(a) = line.strip_prefix("tern: listening imaps ") {
-                imaps = Some(a.parse().unwrap());
-            } else if let Some(a) = line.strip_prefix("tern: listening imap ") {
-                imap = Some(a.parse().unwrap());
+            let Some(rest) = line.strip_prefix("tern: listening ") else {
+                continue;
+            };
+            let (proto, addr) = rest.split_once(' ').unwrap();
+            let addr: SocketAddr = addr.parse().unwrap();
+            match proto {
+                "imap" => imap = Some(addr),
+                "imaps" => imaps = Some(addr),
+                "pop3" => pop3 = Some(addr),
+                "pop3s" => pop3s = Some(addr),
+                other => panic!("unknown listener {other}"),
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.imap = imap.unwrap();
         self.imaps = imaps.unwrap();
+        self.pop3 = pop3.unwrap();
+        self.pop3s = pop3s.unwrap();
         self.child = Some(child);
     }
 
@@ -436,4 +476,138 @@ pub fn number_after(line: &str, key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// A simple blocking POP3 client.
+pub struct Pop {
+    stream: BufReader<Box<dyn Stream>>,
+    pub greeting: String,
+}
+
+impl Pop {
+    fn from_stream(s: Box<dyn Stream>) -> Pop {
+        let mut p = Pop {
+            stream: BufReader::new(s),
+            greeting: String::new(),
+        };
+        p.greeting = p.line();
+        p
+    }
+
+    pub fn plain(addr: SocketAddr) -> Pop {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Pop::from_stream(Box::new(tcp))
+    }
+
+    pub fn tls(addr: SocketAddr) -> Pop {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Pop::from_stream(tls_wrap(tcp))
+    }
+
+    /// Connects in the clear and runs STLS; returns the CAPA before it.
+    pub fn stls(addr: SocketAddr) -> (Vec<String>, Pop) {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut p = Pop::from_stream(Box::new(tcp.try_clone().unwrap()));
+        let (status, caps) = p.multi("CAPA");
+        assert!(status.starts_with("+OK"), "{status}");
+        let caps: Vec<String> = String::from_utf8(caps)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let r = p.cmd("STLS");
+        assert!(r.starts_with("+OK"), "{r}");
+        let p = Pop {
+            stream: BufReader::new(tls_wrap(tcp)),
+            greeting: p.greeting,
+        };
+        (caps, p)
+    }
+
+    /// Reads one line without CRLF; empty at end of stream.
+    pub fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        self.stream.read_until(b'\n', &mut buf).unwrap();
+        let s = String::from_utf8_lossy(&buf).into_owned();
+        s.strip_suffix("\r\n").unwrap_or(&s).to_owned()
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        let s = self.stream.get_mut();
+        s.write_all(bytes).unwrap();
+        s.flush().unwrap();
+    }
+
+    /// A command with a one-line answer.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.line()
+    }
+
+    /// Reads a multi-line body up to the "." line: the raw bytes between,
+    /// dot-stuffing undone, CRLF kept.
+    pub fn body(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            let n = self.stream.read_until(b'\n', &mut buf).unwrap();
+            assert!(n > 0, "closed inside a multi-line answer");
+            assert!(buf.ends_with(b"\r\n"), "line without CRLF: {buf:?}");
+            if buf == b".\r\n" {
+                return out;
+            }
+            out.extend_from_slice(buf.strip_prefix(b".").unwrap_or(&buf));
+        }
+    }
+
+    /// A command with a multi-line answer (when it starts with +OK).
+    pub fn multi(&mut self, line: &str) -> (String, Vec<u8>) {
+        let status = self.cmd(line);
+        if status.starts_with("+OK") {
+            (status, self.body())
+        } else {
+            (status, Vec::new())
+        }
+    }
+
+    /// USER and PASS.
+    pub fn login(&mut self, user: &str, pass: &str) -> String {
+        let r = self.cmd(&format!("USER {user}"));
+        assert!(r.starts_with("+OK"), "{r}");
+        self.cmd(&format!("PASS {pass}"))
+    }
+
+    /// True if the server closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut buf = Vec::new();
+        matches!(self.stream.read_until(b'\n', &mut buf), Ok(0) | Err(_)) && buf.is_empty()
+    }
+}
+
+impl Server {
+    /// A cleartext POP3 connection, greeting read.
+    pub fn pop(&self) -> Pop {
+        Pop::plain(self.pop3)
+    }
+
+    /// A POP3 session of alice.
+    pub fn pop_alice(&self) -> Pop {
+        let mut p = self.pop();
+        let r = p.login("alice", ALICE_PW);
+        assert!(r.starts_with("+OK"), "{r}");
+        p
+    }
+
+    /// Delivers a message into a user's new/ as an MTA would (tmp, rename).
+    pub fn deliver_raw(&self, user: &str, name: &str, data: &[u8]) {
+        let md = self.maildir(user);
+        for d in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(md.join(d)).unwrap();
+        }
+        std::fs::write(md.join("tmp").join(name), data).unwrap();
+        std::fs::rename(md.join("tmp").join(name), md.join("new").join(name)).unwrap();
+    }
 }

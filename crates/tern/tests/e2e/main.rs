@@ -8,6 +8,8 @@ mod harness;
 
 mod compat;
 mod concurrency;
+mod delivery;
 mod mailboxes;
 mod messages;
+mod pop3;
 mod session;

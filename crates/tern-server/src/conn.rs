@@ -1,0 +1,170 @@
+//! A client connection as line-based protocols see it: buffered input read
+//! with a timeout, buffered output, and the switch to TLS in the middle of a
+//! session (STLS).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::imap::AsyncStream;
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub(crate) enum ConnEnd {
+    /// The client closed the connection.
+    Closed,
+    /// Nothing arrived within the timeout.
+    TimedOut,
+    /// A socket or TLS error.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ConnEnd {
+    fn from(e: std::io::Error) -> Self {
+        ConnEnd::Io(e)
+    }
+}
+
+/// A connection with its buffers.
+pub(crate) struct Conn {
+    stream: Option<Box<dyn AsyncStream>>,
+    /// Bytes read and not yet consumed.
+    pub inbuf: Vec<u8>,
+    /// Bytes waiting to be written by [`Conn::flush`].
+    pub out: Vec<u8>,
+    /// The connection is protected by TLS.
+    pub tls_active: bool,
+}
+
+impl Conn {
+    pub fn new(stream: Box<dyn AsyncStream>, tls_active: bool) -> Conn {
+        Conn {
+            stream: Some(stream),
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            tls_active,
+        }
+    }
+
+    fn stream(&mut self) -> std::io::Result<&mut Box<dyn AsyncStream>> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no stream"))
+    }
+
+    /// Writes out everything buffered.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let s = self.stream()?;
+        s.write_all(&out).await?;
+        s.flush().await?;
+        self.out = out;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Whether a whole line is already buffered (the client pipelines).
+    pub fn has_line(&self) -> bool {
+        self.inbuf.contains(&b'\n')
+    }
+
+    /// Reads more bytes into the input buffer.
+    pub async fn fill(&mut self, timeout: Duration) -> Result<(), ConnEnd> {
+        // Read straight into the input buffer: an idle connection holds no
+        // read buffer beyond what is pending (see the idle-memory figure in
+        // docs/BENCHMARKS.md); busy ones grow it.
+        if self.inbuf.capacity() == 0 {
+            self.inbuf.reserve(512);
+        } else if self.inbuf.capacity() - self.inbuf.len() < 4096 {
+            self.inbuf.reserve(16 * 1024);
+        }
+        let stream = self.stream.as_mut().ok_or(ConnEnd::Closed)?;
+        match tokio::time::timeout(timeout, stream.read_buf(&mut self.inbuf)).await {
+            Ok(Ok(0)) => Err(ConnEnd::Closed),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ConnEnd::Io(e)),
+            Err(_) => Err(ConnEnd::TimedOut),
+        }
+    }
+
+    /// Reads one line with its line end. A line longer than `max` is
+    /// consumed to its end and reported as `None`.
+    pub async fn read_line(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, ConnEnd> {
+        let mut scanned = 0;
+        let mut overlong = false;
+        loop {
+            if let Some(p) = self.inbuf[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + p + 1;
+                let line: Vec<u8> = self.inbuf.drain(..end).collect();
+                return Ok(if overlong || line.len() > max {
+                    None
+                } else {
+                    Some(line)
+                });
+            }
+            if self.inbuf.len() > max {
+                overlong = true;
+                self.inbuf.clear();
+                scanned = 0;
+            } else {
+                scanned = self.inbuf.len();
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Reads exactly `n` bytes, handing them to `sink` in chunks.
+    pub async fn read_exact_to(
+        &mut self,
+        mut n: u64,
+        timeout: Duration,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), ConnEnd> {
+        while n > 0 {
+            if self.inbuf.is_empty() {
+                self.fill(timeout).await?;
+            }
+            let take = (self.inbuf.len() as u64).min(n) as usize;
+            sink(&self.inbuf[..take])?;
+            self.inbuf.drain(..take);
+            n -= take as u64;
+        }
+        Ok(())
+    }
+
+    /// Gives back buffer memory after a large command, so that an idle
+    /// connection stays small.
+    pub fn shrink(&mut self) {
+        if self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > 4096 {
+            self.out = Vec::new();
+        }
+    }
+
+    /// Switches to TLS. Whatever the client sent after the command that
+    /// started it is discarded: it came in the clear and must not be taken
+    /// as protected (RFC 2595 §4, RFC 3501 §6.2.1).
+    pub async fn start_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<(), ConnEnd> {
+        self.flush().await?;
+        self.inbuf = Vec::new();
+        let plain = self.stream.take().ok_or(ConnEnd::Closed)?;
+        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Some(Box::new(tls));
+                self.tls_active = true;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ConnEnd::Io(e)),
+            Err(_) => Err(ConnEnd::TimedOut),
+        }
+    }
+}

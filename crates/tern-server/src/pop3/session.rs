@@ -1,0 +1,752 @@
+//! The POP3 session: states, commands, the maildrop snapshot.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tern_maildir::folder::{FlagChange, MoveNew};
+use tern_maildir::pop3list::{self, Pop3Message};
+use tern_maildir::{Flag, MaildirError};
+
+use crate::conn::{Conn, ConnEnd};
+use crate::folders::OpenFolder;
+use crate::imap::{AsyncStream, Services};
+use crate::users::{LoginResult, User};
+
+/// Longest command line. RFC 2449 allows 255 octets; SASL answers (RFC
+/// 5034) may be longer, so some room is left.
+const MAX_LINE: usize = 8 * 1024;
+
+/// Output is written out whenever this much is buffered (RETR of a large
+/// message), so a session's memory stays bounded.
+const FLUSH_AT: usize = 64 * 1024;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The messages of a POP3 session, fixed at login (RFC 1939 §5).
+struct Maildrop {
+    user: User,
+    open: Arc<OpenFolder>,
+    messages: Vec<Pop3Message>,
+    deleted: Vec<bool>,
+}
+
+enum State {
+    Authorization {
+        /// The name given by USER, waiting for PASS.
+        user: Option<String>,
+        failures: u32,
+    },
+    Transaction(Box<Maildrop>),
+}
+
+struct Pop3 {
+    svc: Arc<Services>,
+    conn: Conn,
+    peer: Option<SocketAddr>,
+    state: State,
+}
+
+/// What the command loop does next.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Serves one POP3 connection to its end.
+pub async fn serve_pop3(
+    svc: Arc<Services>,
+    stream: Box<dyn AsyncStream>,
+    peer: Option<SocketAddr>,
+    tls: bool,
+) {
+    let mut s = Pop3 {
+        svc,
+        conn: Conn::new(stream, tls),
+        peer,
+        state: State::Authorization {
+            user: None,
+            failures: 0,
+        },
+    };
+    match s.run().await {
+        Ok(()) | Err(ConnEnd::Closed) | Err(ConnEnd::TimedOut) => {}
+        Err(ConnEnd::Io(e)) => tracing::debug!(cause = %e, "POP3 connection ended"),
+    }
+}
+
+/// A message number argument: digits only, 1 to the count, not deleted.
+fn message_index(drop: &Maildrop, arg: Option<&str>) -> Result<usize, &'static str> {
+    let Some(arg) = arg else {
+        return Err("-ERR Message number required.");
+    };
+    if arg.is_empty() || arg.len() > 10 || !arg.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("-ERR Invalid message number.");
+    }
+    let n: usize = arg.parse().map_err(|_| "-ERR Invalid message number.")?;
+    if n == 0 || n > drop.messages.len() {
+        return Err("-ERR There is no such message.");
+    }
+    if drop.deleted[n - 1] {
+        return Err("-ERR Message is deleted.");
+    }
+    Ok(n - 1)
+}
+
+/// Writes a message for RETR (`body_lines` None) or TOP: CRLF line ends,
+/// lines starting with "." doubled, ended by the ".\r\n" line.
+struct Stuffer {
+    in_header: bool,
+    body_lines: Option<u64>,
+}
+
+impl Stuffer {
+    /// Appends one line (without its LF); false once TOP has enough lines.
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.in_header {
+            if line.is_empty() {
+                self.in_header = false;
+            }
+        } else if let Some(n) = &mut self.body_lines {
+            if *n == 0 {
+                return false;
+            }
+            *n -= 1;
+        }
+        if line.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+        true
+    }
+}
+
+impl Pop3 {
+    fn reply(&mut self, line: &str) {
+        self.conn.out.extend_from_slice(line.as_bytes());
+        self.conn.out.extend_from_slice(b"\r\n");
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        match self.state {
+            State::Authorization { .. } => self.svc.limits.preauth_timeout(),
+            // RFC 1939 §3: at least 10 minutes.
+            State::Transaction(_) => self
+                .svc
+                .limits
+                .auth_timeout()
+                .max(std::time::Duration::from_secs(600)),
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), ConnEnd> {
+        self.reply("+OK tern POP3 server ready.");
+        let mut shutdown = self.svc.shutdown.clone();
+        loop {
+            // Pipelined commands (RFC 2449) are answered in one write.
+            if !self.conn.has_line() {
+                self.conn.flush().await?;
+            }
+            let timeout = self.timeout();
+            let line = tokio::select! {
+                r = self.conn.read_line(MAX_LINE, timeout) => r,
+                _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+                    self.reply("-ERR [SYS/TEMP] Server shutting down, nothing was deleted.");
+                    self.conn.flush().await?;
+                    return Ok(());
+                }
+            };
+            let line = match line {
+                Ok(Some(l)) => tern_imap_proto::framing::strip_eol(&l).to_vec(),
+                Ok(None) => {
+                    self.reply("-ERR Line too long.");
+                    continue;
+                }
+                Err(ConnEnd::TimedOut) => {
+                    // RFC 1939 §3: close without removing anything.
+                    self.reply("-ERR Disconnected for inactivity.");
+                    let _ = self.conn.flush().await;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let flow = self.command(&line).await?;
+            self.conn.shrink();
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => {
+                    self.conn.flush().await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Result<Flow, ConnEnd> {
+        let text = String::from_utf8_lossy(line);
+        let (name, rest) = match text.split_once(' ') {
+            Some((n, r)) => (n.to_ascii_uppercase(), Some(r)),
+            None => (text.to_ascii_uppercase(), None),
+        };
+        let mut args = rest
+            .into_iter()
+            .flat_map(|r| r.split(' '))
+            .filter(|a| !a.is_empty());
+        let (a1, a2) = (args.next(), args.next());
+        match (&self.state, name.as_str()) {
+            (_, "CAPA") => self.capa(),
+            (_, "QUIT") => return self.quit().await,
+            (_, "NOOP") if matches!(self.state, State::Transaction(_)) => self.reply("+OK"),
+            (State::Authorization { .. }, "USER") => self.user(rest),
+            (State::Authorization { .. }, "PASS") => {
+                // The password is everything after "PASS ", spaces included.
+                let pass = line.get(5..).unwrap_or_default().to_vec();
+                return self.pass(pass).await;
+            }
+            (State::Authorization { .. }, "AUTH") => {
+                let (a1, a2) = (a1.map(str::to_owned), a2.map(str::to_owned));
+                return self.auth(a1.as_deref(), a2.as_deref()).await;
+            }
+            (State::Authorization { .. }, "STLS") => return self.stls().await,
+            // RFC 6856: mail is sent as stored, so there is nothing to switch.
+            (State::Authorization { .. }, "UTF8") => self.reply("+OK UTF8 enabled."),
+            (State::Transaction(_), "STAT") => self.stat(),
+            (State::Transaction(_), "LIST") => self.list(a1),
+            (State::Transaction(_), "UIDL") => self.uidl(a1),
+            (State::Transaction(_), "DELE") => self.dele(a1),
+            (State::Transaction(_), "RSET") => self.rset(),
+            (State::Transaction(_), "RETR") => return self.retr(a1, None).await,
+            (State::Transaction(_), "TOP") => {
+                let lines = match a2.map(|n| (n, n.parse::<u64>())) {
+                    Some((n, Ok(v))) if n.bytes().all(|b| b.is_ascii_digit()) => v,
+                    _ => {
+                        self.reply("-ERR TOP needs a message number and a line count.");
+                        return Ok(Flow::Continue);
+                    }
+                };
+                return self.retr(a1, Some(lines)).await;
+            }
+            (State::Transaction(_), "USER" | "PASS" | "AUTH" | "STLS" | "UTF8") => {
+                self.reply("-ERR Already logged in.")
+            }
+            (
+                State::Authorization { .. },
+                "STAT" | "LIST" | "UIDL" | "DELE" | "RSET" | "RETR" | "TOP" | "NOOP",
+            ) => self.reply("-ERR Log in first."),
+            _ => self.reply("-ERR Unknown command."),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn cleartext_allowed(&self) -> bool {
+        crate::login::cleartext_allowed(&self.svc, self.conn.tls_active, self.peer)
+    }
+
+    fn capa(&mut self) {
+        let mut caps: Vec<String> = vec![
+            "+OK Capability list follows".into(),
+            "TOP".into(),
+            "UIDL".into(),
+            "RESP-CODES".into(),
+            "AUTH-RESP-CODE".into(),
+            "PIPELINING".into(),
+        ];
+        if let State::Authorization { .. } = self.state {
+            if self.cleartext_allowed() {
+                caps.push("USER".into());
+                caps.push("SASL PLAIN LOGIN".into());
+            }
+            if self.svc.tls.is_some() && !self.conn.tls_active {
+                caps.push("STLS".into());
+            }
+            caps.push("UTF8".into());
+        }
+        let delay = self.svc.policy.pop3_login_delay.as_secs();
+        if delay > 0 {
+            caps.push(format!("LOGIN-DELAY {delay}"));
+        }
+        if let Some(e) = &self.svc.policy.pop3_expire {
+            caps.push(format!("EXPIRE {e}"));
+        }
+        caps.push("IMPLEMENTATION tern".into());
+        caps.push(".".into());
+        for c in caps {
+            self.reply(&c);
+        }
+    }
+
+    fn plaintext_refused(&mut self) {
+        self.reply("-ERR [AUTH] Plaintext authentication disallowed on non-secure connections: use STLS or the TLS port.");
+    }
+
+    fn user(&mut self, name: Option<&str>) {
+        if !self.cleartext_allowed() {
+            return self.plaintext_refused();
+        }
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return self.reply("-ERR USER needs a name.");
+        };
+        if let State::Authorization { user, .. } = &mut self.state {
+            *user = Some(name.to_owned());
+        }
+        self.reply("+OK");
+    }
+
+    async fn pass(&mut self, pass: Vec<u8>) -> Result<Flow, ConnEnd> {
+        if !self.cleartext_allowed() {
+            self.plaintext_refused();
+            return Ok(Flow::Continue);
+        }
+        let user = match &mut self.state {
+            State::Authorization { user, .. } => user.take(),
+            State::Transaction(_) => None,
+        };
+        let Some(user) = user else {
+            self.reply("-ERR Send USER first.");
+            return Ok(Flow::Continue);
+        };
+        self.check_credentials(user, pass).await
+    }
+
+    /// Sends a SASL challenge and reads the answer; `None` when cancelled
+    /// or malformed (the reply is already written).
+    async fn sasl_step(&mut self, challenge: &str) -> Result<Option<Vec<u8>>, ConnEnd> {
+        self.reply(&format!("+ {challenge}"));
+        self.conn.flush().await?;
+        let timeout = self.timeout();
+        let Some(line) = self.conn.read_line(MAX_LINE, timeout).await? else {
+            self.reply("-ERR SASL response too long.");
+            return Ok(None);
+        };
+        let line = tern_imap_proto::framing::strip_eol(&line);
+        if line == b"*" {
+            self.reply("-ERR Authentication cancelled.");
+            return Ok(None);
+        }
+        self.decode_sasl(line)
+    }
+
+    fn decode_sasl(&mut self, data: &[u8]) -> Result<Option<Vec<u8>>, ConnEnd> {
+        if data == b"=" {
+            return Ok(Some(Vec::new()));
+        }
+        match B64.decode(data) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => {
+                self.reply("-ERR Invalid base64 in SASL response.");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn auth(&mut self, mech: Option<&str>, ir: Option<&str>) -> Result<Flow, ConnEnd> {
+        let Some(mech) = mech else {
+            // The pre-RFC 5034 form some clients use to list mechanisms.
+            self.reply("+OK");
+            if self.cleartext_allowed() {
+                self.reply("PLAIN");
+                self.reply("LOGIN");
+            }
+            self.reply(".");
+            return Ok(Flow::Continue);
+        };
+        let mech = mech.to_ascii_uppercase();
+        if !matches!(mech.as_str(), "PLAIN" | "LOGIN") {
+            self.reply("-ERR Unsupported authentication mechanism.");
+            return Ok(Flow::Continue);
+        }
+        if !self.cleartext_allowed() {
+            self.plaintext_refused();
+            return Ok(Flow::Continue);
+        }
+        let ir = match ir {
+            Some(i) => match self.decode_sasl(i.as_bytes())? {
+                Some(v) => Some(v),
+                None => return Ok(Flow::Continue),
+            },
+            None => None,
+        };
+        if mech == "PLAIN" {
+            let msg = match ir {
+                Some(m) => m,
+                None => match self.sasl_step("").await? {
+                    Some(m) => m,
+                    None => return Ok(Flow::Continue),
+                },
+            };
+            return match tern_auth::sasl::decode_plain(&msg) {
+                Ok(c) if c.authzid.as_deref().is_some_and(|z| z != c.authcid) => {
+                    self.reply("-ERR [AUTH] Acting as another user is not allowed.");
+                    Ok(Flow::Continue)
+                }
+                Ok(c) => {
+                    self.check_credentials(c.authcid, c.password.expose().clone())
+                        .await
+                }
+                Err(e) => {
+                    self.reply(&format!("-ERR Invalid SASL message: {e}."));
+                    Ok(Flow::Continue)
+                }
+            };
+        }
+        let user = match ir {
+            Some(u) => u,
+            None => match self.sasl_step("VXNlcm5hbWU6").await? {
+                Some(u) => u,
+                None => return Ok(Flow::Continue),
+            },
+        };
+        let Some(pass) = self.sasl_step("UGFzc3dvcmQ6").await? else {
+            return Ok(Flow::Continue);
+        };
+        self.check_credentials(String::from_utf8_lossy(&user).into_owned(), pass)
+            .await
+    }
+
+    async fn stls(&mut self) -> Result<Flow, ConnEnd> {
+        let Some(acceptor) = self.svc.tls.clone() else {
+            self.reply("-ERR STLS is not available.");
+            return Ok(Flow::Continue);
+        };
+        if self.conn.tls_active {
+            self.reply("-ERR TLS is already active.");
+            return Ok(Flow::Continue);
+        }
+        self.reply("+OK Begin TLS negotiation.");
+        self.conn.start_tls(&acceptor).await?;
+        // A USER given in the clear does not carry over.
+        self.state = State::Authorization {
+            user: None,
+            failures: match self.state {
+                State::Authorization { failures, .. } => failures,
+                State::Transaction(_) => 0,
+            },
+        };
+        Ok(Flow::Continue)
+    }
+
+    async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<Flow, ConnEnd> {
+        match crate::login::verify(&self.svc, user.clone(), pass).await {
+            LoginResult::Ok(u) => {
+                if !self.svc.policy.pop3_login_allowed(&u.name) {
+                    let secs = self.svc.policy.pop3_login_delay.as_secs();
+                    self.reply(&format!(
+                        "-ERR [LOGIN-DELAY] Logins are allowed once every {secs} seconds."
+                    ));
+                    return Ok(Flow::Continue);
+                }
+                match open_maildrop(self.svc.clone(), u).await {
+                    Ok(drop) => {
+                        tracing::info!(user = %drop.user.name, peer = ?self.peer, tls = self.conn.tls_active, messages = drop.messages.len(), "POP3 login");
+                        self.state = State::Transaction(Box::new(drop));
+                        self.reply("+OK Logged in.");
+                    }
+                    Err(e) => {
+                        tracing::error!(user = %user, cause = %e, "POP3 maildrop unavailable");
+                        self.reply("-ERR [SYS/TEMP] Mailbox unavailable, try again later.");
+                    }
+                }
+                Ok(Flow::Continue)
+            }
+            LoginResult::TempFail(why) => {
+                tracing::error!(cause = %why, "user database unavailable");
+                self.reply("-ERR [SYS/TEMP] Authentication service unavailable, try again later.");
+                Ok(Flow::Continue)
+            }
+            LoginResult::Failed => {
+                let failures = match &mut self.state {
+                    State::Authorization { failures, .. } => {
+                        *failures += 1;
+                        *failures
+                    }
+                    State::Transaction(_) => 1,
+                };
+                tracing::info!(user = %user, peer = ?self.peer, failures, "POP3 authentication failed");
+                crate::login::failure_pause(&self.svc, failures).await;
+                self.reply("-ERR [AUTH] Authentication failed.");
+                Ok(if failures >= self.svc.max_auth_failures {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                })
+            }
+        }
+    }
+}
+
+/// Numbers the user's INBOX for a POP3 session.
+async fn open_maildrop(svc: Arc<Services>, user: User) -> Result<Maildrop, String> {
+    crate::login::prepare(&svc, &user).await?;
+    let open = svc.folders.get(user.maildir.root());
+    let o = open.clone();
+    let root = user.maildir.root().to_owned();
+    let messages = tokio::task::spawn_blocking(move || {
+        let view = o.folder.refresh(MoveNew::Yes)?;
+        pop3list::assign(&root, &view.messages, |e| match o.folder.crlf_size(e) {
+            Ok(s) => Ok(Some(s)),
+            Err(MaildirError::MessageGone) => Ok(None),
+            Err(e) => Err(e),
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    // Moving new/ to cur/ is a change other sessions should see.
+    open.changed.notify_waiters();
+    let deleted = vec![false; messages.len()];
+    Ok(Maildrop {
+        user,
+        open,
+        messages,
+        deleted,
+    })
+}
+
+impl Pop3 {
+    fn maildrop(&mut self) -> Option<&mut Maildrop> {
+        match &mut self.state {
+            State::Transaction(d) => Some(d),
+            State::Authorization { .. } => None,
+        }
+    }
+
+    fn stat(&mut self) {
+        let Some(d) = self.maildrop() else { return };
+        let (mut n, mut size) = (0u64, 0u64);
+        for (m, del) in d.messages.iter().zip(&d.deleted) {
+            if !del {
+                n += 1;
+                size += m.size;
+            }
+        }
+        self.reply(&format!("+OK {n} {size}"));
+    }
+
+    /// LIST and UIDL: one message, or all that are not deleted.
+    fn listing(&mut self, arg: Option<&str>, item: impl Fn(&Pop3Message) -> String) {
+        let Some(d) = self.maildrop() else { return };
+        if arg.is_some() {
+            let line = match message_index(d, arg) {
+                Ok(i) => format!("+OK {} {}", i + 1, item(&d.messages[i])),
+                Err(e) => e.to_owned(),
+            };
+            return self.reply(&line);
+        }
+        let mut out = String::with_capacity(16 + d.messages.len() * 24);
+        out.push_str("+OK\r\n");
+        for (i, (m, del)) in d.messages.iter().zip(&d.deleted).enumerate() {
+            if !del {
+                out.push_str(&format!("{} {}\r\n", i + 1, item(m)));
+            }
+        }
+        out.push('.');
+        self.reply(&out);
+    }
+
+    fn list(&mut self, arg: Option<&str>) {
+        self.listing(arg, |m| m.size.to_string());
+    }
+
+    fn uidl(&mut self, arg: Option<&str>) {
+        self.listing(arg, |m| m.uidl.clone());
+    }
+
+    fn dele(&mut self, arg: Option<&str>) {
+        let Some(d) = self.maildrop() else { return };
+        let line = match message_index(d, arg) {
+            Ok(i) => {
+                d.deleted[i] = true;
+                "+OK Marked to be deleted."
+            }
+            Err(e) => e,
+        };
+        self.reply(line);
+    }
+
+    fn rset(&mut self) {
+        let Some(d) = self.maildrop() else { return };
+        d.deleted.iter_mut().for_each(|x| *x = false);
+        let n = d.messages.len();
+        let size: u64 = d.messages.iter().map(|m| m.size).sum();
+        self.reply(&format!("+OK {n} messages ({size} octets)."));
+    }
+
+    async fn retr(&mut self, arg: Option<&str>, top: Option<u64>) -> Result<Flow, ConnEnd> {
+        let Some(d) = self.maildrop() else {
+            return Ok(Flow::Continue);
+        };
+        let i = match message_index(d, arg) {
+            Ok(i) => i,
+            Err(e) => {
+                self.reply(e);
+                return Ok(Flow::Continue);
+            }
+        };
+        let msg = d.messages[i].clone();
+        let open = d.open.clone();
+        let o = open.clone();
+        let entry = msg.entry.clone();
+        let data = match tokio::task::spawn_blocking(move || o.folder.read(&entry)).await {
+            Ok(Ok(data)) => data,
+            Ok(Err(MaildirError::MessageGone)) => {
+                self.reply("-ERR Message was removed by another session.");
+                return Ok(Flow::Continue);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(cause = %e, "RETR cannot read the message");
+                self.reply("-ERR [SYS/TEMP] Cannot read the message, try again later.");
+                return Ok(Flow::Continue);
+            }
+            Err(e) => {
+                tracing::error!(cause = %e, "RETR task failed");
+                self.reply("-ERR [SYS/TEMP] Internal error.");
+                return Ok(Flow::Continue);
+            }
+        };
+        if top.is_some() {
+            self.reply("+OK");
+        } else {
+            self.reply(&format!("+OK {} octets", msg.size));
+        }
+        let mut st = Stuffer {
+            in_header: true,
+            body_lines: top,
+        };
+        let mut rest: &[u8] = &data;
+        while !rest.is_empty() {
+            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(p) => (&rest[..p], &rest[p + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            if !st.line(line, &mut self.conn.out) {
+                break;
+            }
+            rest = next;
+            if self.conn.out.len() >= FLUSH_AT {
+                self.conn.flush().await?;
+            }
+        }
+        self.reply(".");
+        drop(data);
+        if top.is_none() {
+            mark_seen(&open, msg.entry.uid).await;
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn quit(&mut self) -> Result<Flow, ConnEnd> {
+        let State::Transaction(d) = &self.state else {
+            self.reply("+OK Bye.");
+            return Ok(Flow::Close);
+        };
+        let doomed: Vec<u32> = d
+            .messages
+            .iter()
+            .zip(&d.deleted)
+            .filter(|(_, del)| **del)
+            .map(|(m, _)| m.entry.uid)
+            .collect();
+        if doomed.is_empty() {
+            self.reply("+OK Logging out.");
+            return Ok(Flow::Close);
+        }
+        let open = d.open.clone();
+        let o = open.clone();
+        let wanted = doomed.len();
+        let result = tokio::task::spawn_blocking(move || o.folder.expunge(&doomed)).await;
+        open.changed.notify_waiters();
+        match result {
+            Ok(Ok(removed)) => {
+                tracing::info!(wanted, removed = removed.len(), "POP3 update");
+                self.reply(&format!("+OK Logging out, {wanted} messages deleted."));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(cause = %e, "POP3 update failed");
+                self.reply("-ERR [SYS/TEMP] Some deleted messages were not removed.");
+            }
+            Err(e) => {
+                tracing::error!(cause = %e, "POP3 update task failed");
+                self.reply("-ERR [SYS/TEMP] Some deleted messages were not removed.");
+            }
+        }
+        Ok(Flow::Close)
+    }
+}
+
+/// RETR marks the message \Seen (as Courier's pop3d and Dovecot do), from
+/// its flags as they are now, not as they were at login.
+async fn mark_seen(open: &Arc<OpenFolder>, uid: u32) {
+    let o = open.clone();
+    let changed = tokio::task::spawn_blocking(move || -> Result<bool, MaildirError> {
+        let view = o.folder.view();
+        let Some(cur) = view.find(uid) else {
+            return Ok(false);
+        };
+        if cur.flags.contains(Flag::Seen) {
+            return Ok(false);
+        }
+        let mut flags = cur.flags.clone();
+        flags.set(Flag::Seen, true);
+        o.folder.set_flags(&[FlagChange {
+            uid,
+            flags,
+            keywords: cur.keywords.clone(),
+        }])?;
+        Ok(true)
+    })
+    .await;
+    match changed {
+        Ok(Ok(true)) => open.changed.notify_waiters(),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::warn!(cause = %e, "RETR could not mark the message seen"),
+        Err(e) => tracing::warn!(cause = %e, "RETR flag task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stuff(data: &[u8], top: Option<u64>) -> Vec<u8> {
+        let mut st = Stuffer {
+            in_header: true,
+            body_lines: top,
+        };
+        let mut out = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(p) => (&rest[..p], &rest[p + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            if !st.line(line, &mut out) {
+                break;
+            }
+            rest = next;
+        }
+        out
+    }
+
+    #[test]
+    fn dots_are_doubled_and_lines_end_in_crlf() {
+        assert_eq!(
+            stuff(b"A: b\n\n.x\n..\nend", None),
+            b"A: b\r\n\r\n..x\r\n...\r\nend\r\n"
+        );
+        assert_eq!(stuff(b"A: b\r\n\r\nx\r\n", None), b"A: b\r\n\r\nx\r\n");
+    }
+
+    #[test]
+    fn top_counts_body_lines() {
+        assert_eq!(
+            stuff(b"A: b\nC: d\n\n1\n2\n3\n", Some(0)),
+            b"A: b\r\nC: d\r\n\r\n"
+        );
+        assert_eq!(
+            stuff(b"A: b\n\n1\n2\n3\n", Some(2)),
+            b"A: b\r\n\r\n1\r\n2\r\n"
+        );
+    }
+}
