@@ -38,6 +38,10 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 100;
 /// made by other programs.
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
 
+/// How often an idled folder is rescanned although inotify works: the
+/// safety net for NFS, as Dovecot's `mailbox_idle_check_interval`.
+pub const DEFAULT_IDLE_CHECK_INTERVAL_SECS: u64 = 30;
+
 /// Why the configuration is not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -263,8 +267,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections per IP at once.
     pub max_connections_per_ip: usize,
-    /// Rescan interval for changes by other programs, milliseconds.
+    /// Rescan interval of idled folders where inotify cannot be used,
+    /// milliseconds.
     pub poll_interval_ms: u64,
+    /// Safety-net rescan of idled folders while inotify works (changes on
+    /// NFS by other hosts), seconds.
+    pub idle_check_interval_secs: u64,
 }
 
 impl Default for Limits {
@@ -277,6 +285,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
+            idle_check_interval_secs: DEFAULT_IDLE_CHECK_INTERVAL_SECS,
         }
     }
 }
@@ -290,9 +299,13 @@ impl Limits {
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_secs(self.auth_timeout_secs)
     }
-    /// Rescan interval.
+    /// Rescan interval without inotify.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+    /// Rescan interval with inotify.
+    pub fn idle_check_interval(&self) -> Duration {
+        Duration::from_secs(self.idle_check_interval_secs.max(1))
     }
 }
 

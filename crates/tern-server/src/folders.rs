@@ -1,84 +1,217 @@
-//! The process-wide registry of open folders.
+//! The process-wide registry of open folders, and what wakes the sessions
+//! idling on them.
 //!
 //! Every session that opens a folder gets the same [`Folder`] (one scan, one
 //! in-memory view for all sessions of all users of this process) and the same
 //! change signal, so that a change made by one session wakes the others
 //! (IDLE) at once.
+//!
+//! ```text
+//!   change through tern ─────────────────────────┐
+//!   inotify (one instance, 2 watches per folder) ─┼─► OpenFolder::changed ─► idling sessions
+//!   safety-net rescan (one timer per folder)  ────┘
+//! ```
+//! Changes by other programs arrive through one inotify instance for the
+//! whole process (the kernel allows only 128 instances per user by default,
+//! and a server idles on thousands of folders). Where inotify says nothing
+//! (NFS written by other hosts), a rescan per watched folder every
+//! `limits.idle_check_interval_secs` (or `limits.poll_interval_ms` when
+//! inotify is unavailable) is the safety net. Sessions hold no timers of
+//! their own: 10,000 idle sessions cost nothing while nothing changes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
+use inotify::{WatchDescriptor, WatchMask, Watches};
+use tern_maildir::folder::MoveNew;
 use tern_maildir::Folder;
 use tokio::sync::Notify;
 
+/// Default safety-net rescan while inotify works (Dovecot's
+/// `mailbox_idle_check_interval` is 30 s as well).
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Default rescan interval where inotify cannot be used.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The process's one inotify instance and the folders its watches belong to.
+struct Watcher {
+    watches: Mutex<Watches>,
+    by_wd: Mutex<HashMap<WatchDescriptor, Weak<OpenFolder>>>,
+}
+
+impl Watcher {
+    /// Starts the instance and the task that reads it. Must run inside the
+    /// runtime; `None` when inotify is not available.
+    fn start() -> Option<Arc<Watcher>> {
+        let ino = match inotify::Inotify::init() {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(cause = %e, "no inotify; IDLE falls back to polling");
+                return None;
+            }
+        };
+        let watches = ino.watches();
+        let mut events = match ino.into_event_stream(vec![0u8; 64 * 1024]) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(cause = %e, "no inotify stream; IDLE falls back to polling");
+                return None;
+            }
+        };
+        let w = Arc::new(Watcher {
+            watches: Mutex::new(watches),
+            by_wd: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&w);
+        tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            while let Some(ev) = events.next().await {
+                let Ok(ev) = ev else { break };
+                let Some(w) = weak.upgrade() else { break };
+                let target = {
+                    let map = w.by_wd.lock().unwrap_or_else(|p| p.into_inner());
+                    map.get(&ev.wd).and_then(Weak::upgrade)
+                };
+                if let Some(open) = target {
+                    open.changed.notify_waiters();
+                }
+            }
+            tracing::warn!("inotify stream ended");
+        });
+        Some(w)
+    }
+}
+
+/// What the folders of one registry share.
+struct Hub {
+    watcher: OnceLock<Option<Arc<Watcher>>>,
+    check_interval: Duration,
+    poll_interval: Duration,
+}
+
+impl Hub {
+    fn watcher(&self) -> Option<&Arc<Watcher>> {
+        self.watcher.get_or_init(Watcher::start).as_ref()
+    }
+}
+
 /// A shared folder and the signal that its contents changed.
-#[derive(Debug)]
 pub struct OpenFolder {
     /// The folder.
     pub folder: Folder,
     /// Notified after any change made through this process, and (once
-    /// [`OpenFolder::watch`] ran) after any change inotify reports in `new/`
-    /// or `cur/`, whoever made it.
+    /// [`OpenFolder::watch`] ran) after any change inotify or the rescan
+    /// finds, whoever made it.
     pub changed: Notify,
-    /// Set once an inotify watcher runs for this folder.
-    watching: std::sync::atomic::AtomicBool,
-    /// The watcher task, stopped when the folder is dropped.
-    watcher: Mutex<Option<tokio::task::AbortHandle>>,
+    hub: Arc<Hub>,
+    /// The inotify watches of `new/` and `cur/`, once watched.
+    wds: Mutex<Option<Vec<WatchDescriptor>>>,
+    /// The rescan task, stopped when the folder is dropped.
+    checker: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for OpenFolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenFolder")
+            .field("dir", &self.folder.dir())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for OpenFolder {
     fn drop(&mut self) {
-        if let Ok(mut slot) = self.watcher.lock() {
+        if let Ok(mut slot) = self.checker.lock() {
             if let Some(h) = slot.take() {
                 h.abort();
+            }
+        }
+        let wds = self.wds.lock().ok().and_then(|mut w| w.take());
+        let (Some(wds), Some(Some(w))) = (wds, self.hub.watcher.get()) else {
+            return;
+        };
+        let mut map = w.by_wd.lock().unwrap_or_else(|p| p.into_inner());
+        for wd in wds {
+            // The same path opened again gets the same descriptor: only a
+            // watch that still belongs to this (dying) folder is removed.
+            if map.get(&wd).is_some_and(|f| f.strong_count() == 0) {
+                map.remove(&wd);
+                let _ = w
+                    .watches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(wd);
             }
         }
     }
 }
 
 impl OpenFolder {
-    /// Starts (once) an inotify watcher on `new/` and `cur/` that wakes the
-    /// sessions idling on this folder when another program delivers, renames
-    /// or removes a message. Where inotify says nothing (NFS), the periodic
-    /// rescan of IDLE remains the safety net. Must run inside the runtime.
+    /// Starts (once) watching the folder for changes by other programs:
+    /// inotify on `new/` and `cur/`, and the safety-net rescan. Must run
+    /// inside the runtime.
     pub fn watch(self: &Arc<Self>) {
-        use std::sync::atomic::Ordering;
-        if self.watching.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(self);
-        let dir = self.folder.dir().to_owned();
-        let setup = || -> std::io::Result<inotify::EventStream<[u8; 4096]>> {
-            let ino = inotify::Inotify::init()?;
-            let mask = inotify::WatchMask::CREATE
-                | inotify::WatchMask::MOVED_TO
-                | inotify::WatchMask::MOVED_FROM
-                | inotify::WatchMask::DELETE;
-            ino.watches().add(dir.join("new"), mask)?;
-            ino.watches().add(dir.join("cur"), mask)?;
-            ino.into_event_stream([0u8; 4096])
-        };
-        let mut events = match setup() {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), cause = %e, "no inotify watch; IDLE falls back to polling");
+        {
+            let mut wds = self.wds.lock().unwrap_or_else(|p| p.into_inner());
+            if wds.is_some() {
                 return;
             }
-        };
-        let task = tokio::spawn(async move {
-            use futures_util::StreamExt as _;
-            while let Some(ev) = events.next().await {
-                let Some(open) = weak.upgrade() else { break };
-                if ev.is_err() {
-                    break;
+            *wds = Some(Vec::new());
+        }
+        let mut interval = self.hub.poll_interval;
+        if let Some(w) = self.hub.watcher() {
+            let dir = self.folder.dir();
+            let mask =
+                WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::DELETE;
+            let mut added = Vec::new();
+            {
+                let mut watches = w.watches.lock().unwrap_or_else(|p| p.into_inner());
+                for sub in ["new", "cur"] {
+                    match watches.add(dir.join(sub), mask) {
+                        Ok(wd) => added.push(wd),
+                        Err(e) => {
+                            tracing::warn!(dir = %dir.display(), cause = %e, "no inotify watch; IDLE falls back to polling");
+                        }
+                    }
                 }
-                open.changed.notify_waiters();
+            }
+            if added.len() == 2 {
+                interval = self.hub.check_interval;
+            }
+            let mut map = w.by_wd.lock().unwrap_or_else(|p| p.into_inner());
+            for wd in &added {
+                map.insert(wd.clone(), Arc::downgrade(self));
+            }
+            *self.wds.lock().unwrap_or_else(|p| p.into_inner()) = Some(added);
+        }
+        let weak = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(open) = weak.upgrade() else { break };
+                // The registry and this task hold references; anyone else
+                // is a session that may be waiting.
+                if Arc::strong_count(&open) <= 2 {
+                    continue;
+                }
+                let o = open.clone();
+                let changed = tokio::task::spawn_blocking(move || {
+                    let before = o.folder.view();
+                    o.folder
+                        .refresh(MoveNew::No)
+                        .map(|after| !Arc::ptr_eq(&before, &after))
+                        .unwrap_or(true)
+                })
+                .await
+                .unwrap_or(false);
+                if changed {
+                    open.changed.notify_waiters();
+                }
             }
         });
-        if let Ok(mut slot) = self.watcher.lock() {
-            *slot = Some(task.abort_handle());
-        }
+        *self.checker.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
     }
 }
 
@@ -88,12 +221,37 @@ const KEEP_IDLE: usize = 256;
 
 /// Path → open folder. Folders in use stay; of the others, those with
 /// unclaimed \Recent messages stay and up to [`KEEP_IDLE`] more.
-#[derive(Debug, Default)]
 pub struct FolderRegistry {
     map: Mutex<HashMap<PathBuf, Arc<OpenFolder>>>,
+    hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for FolderRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FolderRegistry").finish_non_exhaustive()
+    }
+}
+
+impl Default for FolderRegistry {
+    fn default() -> Self {
+        FolderRegistry::new(DEFAULT_CHECK_INTERVAL, DEFAULT_POLL_INTERVAL)
+    }
 }
 
 impl FolderRegistry {
+    /// A registry whose watched folders are rescanned every
+    /// `check_interval` while inotify works, else every `poll_interval`.
+    pub fn new(check_interval: Duration, poll_interval: Duration) -> FolderRegistry {
+        FolderRegistry {
+            map: Mutex::new(HashMap::new()),
+            hub: Arc::new(Hub {
+                watcher: OnceLock::new(),
+                check_interval,
+                poll_interval,
+            }),
+        }
+    }
+
     /// The shared folder at `dir`, opened if needed.
     pub fn get(&self, dir: &Path) -> Arc<OpenFolder> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
@@ -103,8 +261,9 @@ impl FolderRegistry {
         let f = Arc::new(OpenFolder {
             folder: Folder::new(dir.to_owned()),
             changed: Notify::new(),
-            watching: std::sync::atomic::AtomicBool::new(false),
-            watcher: Mutex::new(None),
+            hub: self.hub.clone(),
+            wds: Mutex::new(None),
+            checker: Mutex::new(None),
         });
         map.insert(dir.to_owned(), f.clone());
         if map.len() > KEEP_IDLE {

@@ -478,7 +478,7 @@ async fn run_server(cfg: Config) -> Result<()> {
         failure_delay: Duration::from_millis(cfg.auth.failure_delay_ms),
         users: Some(users),
         tls: acceptor.clone(),
-        folders: FolderRegistry::default(),
+        folders: FolderRegistry::new(cfg.limits.idle_check_interval(), cfg.limits.poll_interval()),
         shutdown: shutdown_rx,
         policy: Policy::from_config(&cfg),
     });

@@ -359,33 +359,42 @@ impl Session {
             mailbox.open.watch();
         }
         self.conn.out.extend_from_slice(b"+ idling\r\n");
-        self.announce(true).await;
-        self.flush().await?;
-        let poll = self.svc.limits.poll_interval();
+        let mut shutdown = self.svc.shutdown.clone();
         loop {
             let open = match &self.state {
                 State::Selected { mailbox, .. } => Some(mailbox.open.clone()),
                 _ => None,
             };
-            let mut shutdown = self.svc.shutdown.clone();
             enum Woke {
                 Line(Option<Vec<u8>>),
                 Change,
                 Shutdown,
             }
-            let woke = {
-                let notified = async {
-                    match &open {
-                        Some(o) => o.changed.notified().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    line = self.read_line(self.svc.limits.max_line_length) => Woke::Line(line?),
-                    _ = notified => Woke::Change,
-                    _ = tokio::time::sleep(poll) => Woke::Change,
-                    _ = shutdown.changed() => Woke::Shutdown,
+            // The session has no timer of its own: the folder's change
+            // signal carries in-process changes, inotify events and the
+            // folder's safety-net rescan (see crate::folders).
+            let notified = async {
+                match &open {
+                    Some(o) => o.changed.notified().await,
+                    None => std::future::pending().await,
                 }
+            };
+            tokio::pin!(notified);
+            // Listening starts before the folder is looked at, so that a
+            // change in between still wakes the session.
+            let already = futures_util::FutureExt::now_or_never(notified.as_mut()).is_some();
+            self.announce(true).await;
+            self.flush().await?;
+            if matches!(self.state, State::Logout) {
+                return Err(End::Closed);
+            }
+            if already {
+                continue;
+            }
+            let woke = tokio::select! {
+                line = self.read_line(self.svc.limits.max_line_length) => Woke::Line(line?),
+                _ = &mut notified => Woke::Change,
+                _ = shutdown.changed() => Woke::Shutdown,
             };
             match woke {
                 Woke::Shutdown => {
@@ -406,13 +415,7 @@ impl Session {
                         Reply::bad("Expected DONE")
                     }));
                 }
-                Woke::Change => {
-                    self.announce(true).await;
-                    self.flush().await?;
-                    if matches!(self.state, State::Logout) {
-                        return Err(End::Closed);
-                    }
-                }
+                Woke::Change => {}
             }
         }
     }

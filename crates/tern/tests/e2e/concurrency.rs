@@ -391,9 +391,9 @@ fn deleting_the_selected_mailbox_ends_the_other_session() {
 
 #[test]
 fn idle_is_woken_by_inotify_not_only_by_polling() {
-    // Polling every minute: only inotify can deliver this within seconds.
+    // Rescans every ten minutes: only inotify can deliver this within seconds.
     let s = server()
-        .config("[limits]\npoll_interval_ms = 60000")
+        .config("[limits]\nidle_check_interval_secs = 600\npoll_interval_ms = 600000")
         .start();
     let mut a = s.alice();
     a.cmd("SELECT INBOX");
@@ -419,4 +419,56 @@ fn idle_is_woken_by_inotify_not_only_by_polling() {
     );
     a.send(b"DONE\r\n");
     let _ = a.read_until_tag("i1");
+}
+
+#[test]
+fn idle_on_more_folders_than_inotify_instances_allows() {
+    // The kernel allows 128 inotify instances per user by default: one
+    // instance per folder would leave most of these sessions deaf.
+    let n = 150;
+    let s = server()
+        .config(
+            "[limits]\nidle_check_interval_secs = 600\npoll_interval_ms = 600000\nmax_connections_per_ip = 1000",
+        )
+        .start();
+    let md = s.maildir("alice");
+    let mut first = s.alice();
+    first.cmd("NOOP");
+    for i in 0..n {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["maildirmake", "-f", &format!("f{i}")])
+            .arg(&md)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let mut clients: Vec<_> = (0..n)
+        .map(|i| {
+            let mut c = s.alice();
+            assert!(c.cmd(&format!("SELECT INBOX.f{i}")).ok());
+            c.send(b"i1 IDLE\r\n");
+            assert!(c.read_line().starts_with('+'));
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for i in [0, n / 2, n - 1] {
+        let dir = md.join(format!(".f{i}"));
+        std::fs::write(dir.join("tmp/1700000009.M9P9.mta"), "Subject: x\n\ny\n").unwrap();
+        std::fs::rename(
+            dir.join("tmp/1700000009.M9P9.mta"),
+            dir.join("new/1700000009.M9P9.mta"),
+        )
+        .unwrap();
+        let start = Instant::now();
+        assert_eq!(clients[i].read_line(), "* 1 EXISTS", "folder f{i}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    for c in &mut clients {
+        c.send(b"DONE\r\n");
+    }
 }
