@@ -1,11 +1,14 @@
 #!/bin/bash
 # Side-by-side benchmark of tern and Dovecot on copies of one Maildir.
 #
-#   bench/run.sh [N]        N messages in INBOX (default 100000)
+#   bench/run.sh [N]                 N messages in INBOX (default 100000): SELECT,
+#                                    FETCH, the concurrent mix, idle memory
+#   bench/run.sh N --mode push       POP3 start, IDLE delivery latency, and
+#                                    10,000 sessions idling on 1,000 folders
 #
 # Builds tern and tern-bench (release), writes N messages with
 # shared/corpus/make_big_maildir.py, starts Dovecot from Debian's packages
-# (shared/oracle/dovecot.sh, plain, port 11143) and tern (ephemeral port) on
+# (shared/oracle/dovecot.sh, plain, IMAP 11143, POP3 11110) and tern (ephemeral port) on
 # fresh copies, runs tern-bench against both in one run, prints a Markdown
 # table with the ratios, and stops both servers. Figures go to docs/BENCHMARKS.md
 # by hand, with this command.
@@ -39,20 +42,26 @@ printf 'alice:{PLAIN}secret::::::\n' > "$T/users"
 cat > "$T/tern.toml" <<CONF
 [imap]
 listen = ["127.0.0.1:0"]
+[pop3]
+listen = ["127.0.0.1:0"]
 [auth]
 passwd_file = "users"
 [mail]
 maildir = "mail/{user}/Maildir"
 [limits]
-max_connections_per_ip = 5000
+max_connections = 20000
+max_connections_per_ip = 20000
 [log]
 level = "warn"
 CONF
 "$ROOT/target/release/tern" serve --config "$T/tern.toml" > "$T/stdout" 2> "$T/stderr" &
 TPID=$!
 trap 'kill $TPID 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1' EXIT
-for _ in $(seq 100); do grep -q listening "$T/stdout" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q 'listening pop3' "$T/stdout" && break; sleep 0.1; done
 TADDR=$(sed -n 's/^tern: listening imap \(.*\)$/\1/p' "$T/stdout")
+TPOP3=$(sed -n 's/^tern: listening pop3 \(.*\)$/\1/p' "$T/stdout")
 sync
 echo "bench: $N messages; tern $TADDR (pid $TPID), Dovecot 127.0.0.1:11143; $(nproc) cores" >&2
-"$ROOT/target/release/tern-bench" --tern "$TADDR" --dovecot 127.0.0.1:11143 --tern-pid "$TPID" "${@:2}"
+"$ROOT/target/release/tern-bench" --tern "$TADDR" --dovecot 127.0.0.1:11143 --tern-pid "$TPID" \
+    --tern-pop3 "$TPOP3" --dovecot-pop3 127.0.0.1:11110 \
+    --tern-maildir "$T/mail/alice/Maildir" --dovecot-maildir "$DMD" "${@:2}"

@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+mod push;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// SELECT, FETCH, the concurrent mix, idle memory.
+    Imap,
+    /// POP3 start, IDLE latency, many idle sessions.
+    Push,
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "IMAP benchmark: tern against Dovecot")]
 struct Args {
@@ -43,23 +54,51 @@ struct Args {
     /// Repetitions of the warm measurements (the median is reported).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Imap)]
+    mode: Mode,
+    /// tern's POP3 address (push mode).
+    #[arg(long)]
+    tern_pop3: Option<SocketAddr>,
+    /// Dovecot's POP3 address (push mode).
+    #[arg(long)]
+    dovecot_pop3: Option<SocketAddr>,
+    /// tern's copy of the Maildir (push mode delivers into it).
+    #[arg(long)]
+    tern_maildir: Option<std::path::PathBuf>,
+    /// Dovecot's copy of the Maildir.
+    #[arg(long)]
+    dovecot_maildir: Option<std::path::PathBuf>,
+    /// Deliveries timed for the IDLE latency.
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+    /// Idle sessions opened to tern (push mode).
+    #[arg(long, default_value_t = 10_000)]
+    idle_sessions: usize,
+    /// Folders they idle on.
+    #[arg(long, default_value_t = 1000)]
+    idle_folders: usize,
 }
 
-/// A minimal blocking IMAP client.
+/// A minimal blocking IMAP client, one file descriptor per connection (the
+/// many-idle-sessions figure opens 10,000 of them).
 struct Conn {
     r: BufReader<TcpStream>,
-    w: TcpStream,
     n: u32,
 }
 
 impl Conn {
+    /// Writes raw bytes.
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.r.get_ref().write_all(bytes)
+    }
+
     fn open(addr: SocketAddr) -> Result<Conn> {
         let s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
         s.set_read_timeout(Some(Duration::from_secs(600)))?;
         s.set_nodelay(true)?;
         let mut c = Conn {
-            r: BufReader::new(s.try_clone()?),
-            w: s,
+            r: BufReader::new(s),
             n: 0,
         };
         let mut greeting = String::new();
@@ -71,7 +110,7 @@ impl Conn {
     fn cmd(&mut self, text: &str) -> Result<usize> {
         self.n += 1;
         let tag = format!("b{}", self.n);
-        self.w.write_all(format!("{tag} {text}\r\n").as_bytes())?;
+        self.send(format!("{tag} {text}\r\n").as_bytes())?;
         self.read_to(&tag)
     }
 
@@ -118,15 +157,14 @@ impl Conn {
     fn append(&mut self, msg: &[u8]) -> Result<u32> {
         self.n += 1;
         let tag = format!("b{}", self.n);
-        self.w
-            .write_all(format!("{tag} APPEND INBOX {{{}}}\r\n", msg.len()).as_bytes())?;
+        self.send(format!("{tag} APPEND INBOX {{{}}}\r\n", msg.len()).as_bytes())?;
         let mut cont = String::new();
         self.r.read_line(&mut cont)?;
         if !cont.starts_with('+') {
             bail!("APPEND refused: {cont}");
         }
-        self.w.write_all(msg)?;
-        self.w.write_all(b"\r\n")?;
+        self.send(msg)?;
+        self.send(b"\r\n")?;
         let mut line = String::new();
         loop {
             line.clear();
@@ -275,9 +313,92 @@ fn measure(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    match args.mode {
+        Mode::Imap => imap_figures(&args),
+        Mode::Push => push_figures(&args),
+    }
+}
+
+fn push_figures(args: &Args) -> Result<()> {
+    let need =
+        |v: &Option<SocketAddr>, what: &str| v.with_context(|| format!("push mode needs --{what}"));
+    let (tp, dp) = (
+        need(&args.tern_pop3, "tern-pop3")?,
+        need(&args.dovecot_pop3, "dovecot-pop3")?,
+    );
+    let tm = args
+        .tern_maildir
+        .as_deref()
+        .context("push mode needs --tern-maildir")?;
+    let dm = args
+        .dovecot_maildir
+        .as_deref()
+        .context("push mode needs --dovecot-maildir")?;
+    let (u, p) = (args.user.as_str(), args.password.as_str());
+    let t = push::measure(args.tern, tp, tm, u, p, args.reps, args.samples)?;
+    let d = push::measure(args.dovecot, dp, dm, u, p, args.reps, args.samples)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| figure | tern | Dovecot | tern/Dovecot |");
+    println!("| --- | ---: | ---: | ---: |");
+    let rows = [
+        (
+            "POP3 start (login, STAT, UIDL, QUIT), first, ms",
+            ms(t.pop3_cold),
+            ms(d.pop3_cold),
+        ),
+        ("POP3 start again, ms", ms(t.pop3_warm), ms(d.pop3_warm)),
+        (
+            "delivery to EXISTS in IDLE, p50, ms",
+            ms(t.latency_p50),
+            ms(d.latency_p50),
+        ),
+        (
+            "delivery to EXISTS in IDLE, p99, ms",
+            ms(t.latency_p99),
+            ms(d.latency_p99),
+        ),
+        (
+            "delivery to EXISTS in IDLE, max, ms",
+            ms(t.latency_max),
+            ms(d.latency_max),
+        ),
+    ];
+    for (name, a, b) in rows {
+        println!("| {name} | {a:.2} | {b:.2} | {:.3} |", a / b);
+    }
+    println!(
+        "\nIDLE latency: {} deliveries (write to tmp/, rename into new/) 20 ms apart, from the rename to the `* n EXISTS` line",
+        args.samples
+    );
+    if args.idle_sessions > 0 {
+        let f = push::many_idle(
+            args.tern,
+            args.tern_pid,
+            tm,
+            u,
+            p,
+            args.idle_sessions,
+            args.idle_folders,
+        )?;
+        println!(
+            "\ntern, {} sessions idling on {} folders: opened (LOGIN, SELECT, IDLE) in {:.1} s; {:.1} KiB each; server CPU while nothing changes {:.2} ms/s; one delivery woke its {} sessions within {:.1} ms and {} others",
+            f.sessions,
+            f.folders,
+            f.setup.as_secs_f64(),
+            f.kib_per_session,
+            f.cpu_ms_per_s,
+            f.expected,
+            ms(f.wake_all),
+            f.spurious
+        );
+    }
+    Ok(())
+}
+
+fn imap_figures(args: &Args) -> Result<()> {
     let tern_pid = args.tern_pid;
-    let t = measure(args.tern, &args, args.idle, &|| rss_kib(tern_pid))?;
-    let d = measure(args.dovecot, &args, args.dovecot_idle, &|| {
+    let t = measure(args.tern, args, args.idle, &|| rss_kib(tern_pid))?;
+    let d = measure(args.dovecot, args, args.dovecot_idle, &|| {
         rss_of_named(&[
             "imap",
             "imap-login",

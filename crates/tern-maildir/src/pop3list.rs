@@ -20,11 +20,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{MaildirError, Result};
 use crate::flags::split_name;
-use crate::folder::MessageEntry;
+use crate::folder::{FolderView, MessageEntry};
 use crate::lock::DotLock;
 use crate::unique::{read_nofollow, write_atomic};
 
@@ -233,7 +234,7 @@ pub struct Pop3Message {
 pub fn assign(
     root: &Path,
     messages: &[MessageEntry],
-    mut size_of: impl FnMut(&MessageEntry) -> Result<Option<u64>>,
+    size_of: impl Fn(&MessageEntry) -> Result<Option<u64>> + Sync,
 ) -> Result<Vec<Pop3Message>> {
     let _lock = DotLock::acquire(&root.join(POP3_LIST_LOCK))?;
     let path = root.join(POP3_LIST);
@@ -248,6 +249,13 @@ pub fn assign(
     };
     let mut changed = old.as_ref().is_none_or(|l| l.version != VERSION);
     let mut list = old.unwrap_or_else(Pop3List::new_now);
+    // Messages the list does not know are counted (read) in parallel: on
+    // a first POP3 login to a large Maildir that is nearly all the work.
+    let unknown: Vec<&MessageEntry> = messages
+        .iter()
+        .filter(|m| !list.entries.contains_key(&*m.base))
+        .collect();
+    let mut sizes = sizes_in_parallel(&unknown, &size_of)?.into_iter();
     let mut kept: Vec<Pop3Entry> = Vec::with_capacity(messages.len());
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
@@ -260,7 +268,7 @@ pub fn assign(
                 e
             }
             None => {
-                let Some(size) = size_of(m)? else {
+                let Some(size) = sizes.next().flatten() else {
                     continue;
                 };
                 changed = true;
@@ -292,6 +300,95 @@ pub fn assign(
         write_atomic(&path, list.to_text(kept.iter()).as_bytes())?;
     }
     Ok(out)
+}
+
+/// `size_of` of every entry, in order, spread over the machine's cores.
+fn sizes_in_parallel(
+    entries: &[&MessageEntry],
+    size_of: &(impl Fn(&MessageEntry) -> Result<Option<u64>> + Sync),
+) -> Result<Vec<Option<u64>>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads <= 1 || entries.len() < 256 {
+        return entries.iter().map(|m| size_of(m)).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|m| size_of(m)).collect::<Result<Vec<_>>>())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(entries.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(_) => {
+                    return Err(MaildirError::io(
+                        "count",
+                        "message sizes",
+                        std::io::Error::other("size thread panicked"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// What a POP3 login computed, kept for the next login: while neither the
+/// folder view nor the lists on disk changed, the next login reuses it
+/// instead of parsing a list of 100,000 lines again.
+#[derive(Debug, Default)]
+pub struct Pop3Cache {
+    last: Mutex<Option<Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    view: Arc<FolderView>,
+    stamps: [Option<(SystemTime, u64, u64)>; 2],
+    messages: Arc<Vec<Pop3Message>>,
+}
+
+fn file_stamps(root: &Path) -> [Option<(SystemTime, u64, u64)>; 2] {
+    use std::os::unix::fs::MetadataExt;
+    [POP3_LIST, "dovecot-uidlist"].map(|n| {
+        std::fs::symlink_metadata(root.join(n))
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len(), m.ino())))
+    })
+}
+
+impl Pop3Cache {
+    /// [`assign`] for `view`, or the previous answer when nothing changed.
+    ///
+    /// # Errors
+    /// As [`assign`].
+    pub fn assign(
+        &self,
+        root: &Path,
+        view: &Arc<FolderView>,
+        size_of: impl Fn(&MessageEntry) -> Result<Option<u64>> + Sync,
+    ) -> Result<Arc<Vec<Pop3Message>>> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let before = file_stamps(root);
+        if let Some(c) = last.as_ref() {
+            if Arc::ptr_eq(&c.view, view) && c.stamps == before {
+                return Ok(c.messages.clone());
+            }
+        }
+        let messages = Arc::new(assign(root, &view.messages, size_of)?);
+        *last = Some(Cached {
+            view: view.clone(),
+            stamps: file_stamps(root),
+            messages: messages.clone(),
+        });
+        Ok(messages)
+    }
 }
 
 #[cfg(test)]
@@ -354,6 +451,45 @@ mod tests {
         // The same again: nothing new, the file stays as it is.
         let again = assign(root, &msgs, |_| panic!("sizes are known")).unwrap();
         assert_eq!(again, got);
+    }
+
+    #[test]
+    fn many_new_messages_are_sized_in_order_and_cached() {
+        let t = tempfile::tempdir().unwrap();
+        let msgs: Vec<MessageEntry> = (1..=1000)
+            .map(|i| entry(i, &format!("{i}.m.h,W={}", i * 3)))
+            .collect();
+        let view = Arc::new(FolderView {
+            uidvalidity: 1,
+            next_uid: 1001,
+            messages: msgs,
+        });
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let size = |e: &MessageEntry| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(crate::flags::name_field(&e.base, 'W'))
+        };
+        let cache = Pop3Cache::default();
+        let a = cache.assign(t.path(), &view, size).unwrap();
+        assert_eq!(a.len(), 1000);
+        for (i, m) in a.iter().enumerate() {
+            assert_eq!(m.size, (i as u64 + 1) * 3);
+            assert_eq!(
+                m.uidl,
+                format!("UID{}-{}", i + 1, a[0].uidl.split('-').nth(1).unwrap())
+            );
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1000);
+        // Nothing changed: the same answer, nothing counted or parsed.
+        let b = cache.assign(t.path(), &view, |_| panic!("cached")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        // Another program rewrote the list: it is read again.
+        let text = std::fs::read_to_string(t.path().join(POP3_LIST)).unwrap();
+        std::fs::write(t.path().join(POP3_LIST), text.replace(" 1:", " 77:")).unwrap();
+        let c = cache
+            .assign(t.path(), &view, |_| panic!("sizes are in the list"))
+            .unwrap();
+        assert!(c[0].uidl.starts_with("UID77-"), "{}", c[0].uidl);
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct OpenFolder {
     /// [`OpenFolder::watch`] ran) after any change inotify or the rescan
     /// finds, whoever made it.
     pub changed: Notify,
+    /// UIDLs and sizes of the last POP3 login (INBOX only).
+    pub pop3: tern_maildir::pop3list::Pop3Cache,
     hub: Arc<Hub>,
     /// The inotify watches of `new/` and `cur/`, once watched.
     wds: Mutex<Option<Vec<WatchDescriptor>>>,
@@ -261,6 +263,7 @@ impl FolderRegistry {
         let f = Arc::new(OpenFolder {
             folder: Folder::new(dir.to_owned()),
             changed: Notify::new(),
+            pop3: Default::default(),
             hub: self.hub.clone(),
             wds: Mutex::new(None),
             checker: Mutex::new(None),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use tern_maildir::folder::{FlagChange, MoveNew};
-use tern_maildir::pop3list::{self, Pop3Message};
+use tern_maildir::pop3list::Pop3Message;
 use tern_maildir::{Flag, MaildirError};
 
 use crate::conn::{Conn, ConnEnd};
@@ -27,7 +27,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 struct Maildrop {
     user: User,
     open: Arc<OpenFolder>,
-    messages: Vec<Pop3Message>,
+    /// Shared with other sessions that logged in to the same state.
+    messages: Arc<Vec<Pop3Message>>,
     deleted: Vec<bool>,
 }
 
@@ -484,11 +485,12 @@ async fn open_maildrop(svc: Arc<Services>, user: User) -> Result<Maildrop, Strin
     let root = user.maildir.root().to_owned();
     let messages = tokio::task::spawn_blocking(move || {
         let view = o.folder.refresh(MoveNew::Yes)?;
-        pop3list::assign(&root, &view.messages, |e| match o.folder.crlf_size(e) {
-            Ok(s) => Ok(Some(s)),
-            Err(MaildirError::MessageGone) => Ok(None),
-            Err(e) => Err(e),
-        })
+        o.pop3
+            .assign(&root, &view, |e| match o.folder.crlf_size(e) {
+                Ok(s) => Ok(Some(s)),
+                Err(MaildirError::MessageGone) => Ok(None),
+                Err(e) => Err(e),
+            })
     })
     .await
     .map_err(|e| e.to_string())?
