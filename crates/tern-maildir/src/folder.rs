@@ -607,8 +607,15 @@ impl Folder {
         if let Some(s) = self.lock_inner().crlf_sizes.get(&entry.uid) {
             return Ok(*s);
         }
-        let data = self.read(entry)?;
-        let size = crlf_len(&data);
+        // The file is read without the folder's lock (a POP3 login counts
+        // 100,000 files on several threads); only when it was renamed away
+        // meanwhile does the locked lookup of `open` run.
+        let counted = match open_message(&entry.path(&self.dir)) {
+            Ok(f) => count_crlf(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => count_crlf(self.open(entry)?),
+            Err(e) => Err(e),
+        };
+        let size = counted.map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))?;
         self.lock_inner().crlf_sizes.insert(entry.uid, size);
         Ok(size)
     }
@@ -874,6 +881,29 @@ impl Folder {
 fn name_order_key(name: &str) -> u64 {
     let digits = name.bytes().take_while(u8::is_ascii_digit).count();
     name[..digits].parse().unwrap_or(u64::MAX)
+}
+
+/// The length of a file's content once every bare LF is written as CRLF,
+/// read in small pieces (no buffer of the whole message).
+fn count_crlf(mut f: File) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut buf = [0u8; 8 * 1024];
+    let (mut n, mut prev) = (0u64, 0u8);
+    loop {
+        let k = match f.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        n += k as u64;
+        for &b in &buf[..k] {
+            if b == b'\n' && prev != b'\r' {
+                n += 1;
+            }
+            prev = b;
+        }
+    }
 }
 
 /// The length of `data` once every bare LF is written as CRLF.

@@ -18,7 +18,7 @@
 //! `P` field of `dovecot-uidlist`; those win, so Dovecot's POP3 users also
 //! download nothing twice.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -107,7 +107,7 @@ impl Pop3List {
             version: VERSION,
             next_uid: 1,
             uidv: now_secs(),
-            entries: HashMap::new(),
+            entries: HashMap::default(),
         }
     }
 
@@ -192,7 +192,7 @@ impl Pop3List {
 
 /// Dovecot's POP3 UIDLs (`P` fields) from a `dovecot-uidlist`, by base name.
 pub fn dovecot_uidls(text: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     if !text.starts_with("3 ") {
         return out;
     }
@@ -245,7 +245,7 @@ pub fn assign(
     };
     let dovecot = match read_nofollow(&root.join("dovecot-uidlist")) {
         Ok(bytes) => dovecot_uidls(&String::from_utf8_lossy(&bytes)),
-        Err(_) => HashMap::new(),
+        Err(_) => HashMap::default(),
     };
     let mut changed = old.as_ref().is_none_or(|l| l.version != VERSION);
     let mut list = old.unwrap_or_else(Pop3List::new_now);

@@ -377,3 +377,77 @@ fn pop3_uidls_agree_with_courier_pop3d_both_ways() {
     let out = courier_pop3d(&md, b"UIDL\r\nQUIT\r\n");
     assert_eq!(courier_listing(&out, 0), t_uidl, "{out}");
 }
+
+/// Runs a delivery agent with `msg` on stdin; returns its exit code.
+fn run_with_input(cmd: &mut Command, msg: &[u8]) -> i32 {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(msg).unwrap();
+    child.wait().unwrap().code().unwrap()
+}
+
+#[test]
+fn maildirsize_is_shared_with_courier_deliverquota() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("M");
+    let courier = oracle("courier.sh");
+    let courier_deliver = |msg: &[u8]| {
+        run_with_input(
+            Command::new("bash")
+                .arg(&courier)
+                .arg("deliverquota")
+                .arg(&md),
+            msg,
+        )
+    };
+    let tern_deliver = |msg: &[u8]| {
+        run_with_input(
+            Command::new(env!("CARGO_BIN_EXE_tern"))
+                .args(["deliver", "--maildir"])
+                .arg(&md),
+            msg,
+        )
+    };
+    let st = Command::new("bash")
+        .arg(&courier)
+        .args(["maildirmake", "-q", "300S,4C"])
+        .arg(&md)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Both deliver in turn into the Maildir Courier made.
+    assert_eq!(courier_deliver(b"Subject: a\n\nfrom courier\n"), 0);
+    assert_eq!(tern_deliver(b"Subject: b\n\nfrom tern\n"), 0);
+    assert_eq!(courier_deliver(b"Subject: c\n\nfrom courier again\n"), 0);
+    let text = std::fs::read_to_string(md.join("maildirsize")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("300S,4C"));
+    let (mut bytes, mut count) = (0i64, 0i64);
+    for l in lines {
+        assert_eq!(l.len(), 25, "a 12-column line: {l:?}");
+        let mut it = l.split_whitespace().map(|x| x.parse::<i64>().unwrap());
+        bytes += it.next().unwrap();
+        count += it.next().unwrap();
+    }
+    let on_disk: Vec<u64> = std::fs::read_dir(md.join("new"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .collect();
+    assert_eq!(count, 3);
+    assert_eq!(bytes, on_disk.iter().sum::<u64>() as i64);
+    // A message that does not fit is refused by both, and left nowhere.
+    let big = format!("Subject: big\n\n{}\n", "x".repeat(300));
+    assert_eq!(tern_deliver(big.as_bytes()), 77);
+    // Debian's deliverquota exits 75 here (its manual says 77): refused either way.
+    assert_ne!(courier_deliver(big.as_bytes()), 0);
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 3);
+    // The count limit: one more small message fits, the next does not.
+    assert_eq!(tern_deliver(b"Subject: d\n\nd\n"), 0);
+    assert_eq!(tern_deliver(b"Subject: e\n\ne\n"), 77);
+    assert_ne!(courier_deliver(b"Subject: e\n\ne\n"), 0);
+}
