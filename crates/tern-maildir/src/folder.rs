@@ -242,7 +242,21 @@ impl Folder {
     /// [`MaildirError::NoSuchFolder`] if the folder is gone; I/O errors.
     pub fn refresh(&self, move_new: MoveNew) -> Result<Arc<FolderView>> {
         let mut g = self.lock_inner();
-        self.refresh_locked(&mut g, move_new)?;
+        self.refresh_locked(&mut g, move_new, false)?;
+        Ok(g.view.clone())
+    }
+
+    /// As [`Folder::refresh`], but never trusts a directory that changed
+    /// within the last second (where another process's change in the same
+    /// clock tick leaves the mtime as it was): for SELECT and a POP3 login,
+    /// which must show everything stored before they began. Plain refreshes
+    /// rescan such a directory at most every 2 seconds.
+    ///
+    /// # Errors
+    /// As [`Folder::refresh`].
+    pub fn refresh_exact(&self, move_new: MoveNew) -> Result<Arc<FolderView>> {
+        let mut g = self.lock_inner();
+        self.refresh_locked(&mut g, move_new, true)?;
         Ok(g.view.clone())
     }
 
@@ -310,7 +324,7 @@ impl Folder {
         }
     }
 
-    fn refresh_locked(&self, g: &mut Inner, move_new: MoveNew) -> Result<()> {
+    fn refresh_locked(&self, g: &mut Inner, move_new: MoveNew, exact: bool) -> Result<()> {
         let stamps = self.current_stamps();
         if stamps.cur.is_none() {
             return Err(MaildirError::NoSuchFolder);
@@ -327,7 +341,7 @@ impl Folder {
                 .map(|a| a < DIRTY_RESCAN_EVERY)
                 .unwrap_or(true);
             if stamps == g.stamps
-                && (trusted || scanned_lately)
+                && (trusted || (scanned_lately && !exact))
                 && (move_new == MoveNew::No || !g.view_has_new)
             {
                 return Ok(());

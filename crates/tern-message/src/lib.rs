@@ -15,5 +15,7 @@ pub mod header;
 pub mod mime;
 pub mod search_text;
 pub mod section;
+pub mod subject;
+pub mod thread;
 
 pub use mime::{parse, Part, PartKind};

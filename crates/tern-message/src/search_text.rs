@@ -29,6 +29,14 @@ pub fn decode_header_value(raw: &[u8]) -> String {
     decoded.unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
 }
 
+/// The instant an RFC 5322 date stands for, in seconds since the epoch
+/// (UTC); `None` when it is not a valid date.
+pub fn date_timestamp(value: &[u8]) -> Option<i64> {
+    mail_parser::DateTime::parse_rfc822(&String::from_utf8_lossy(value))
+        .filter(|d| d.is_valid())
+        .map(|d| d.to_timestamp())
+}
+
 /// Every text body of the message, decoded to UTF-8, concatenated.
 pub fn body_text(msg: &[u8]) -> String {
     let Some(m) = MessageParser::new().parse(msg) else {
@@ -57,5 +65,7 @@ mod tests {
         let m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSsO2cmc=\r\n";
         assert!(body_text(m).contains("Jörg"));
         assert!(contains_folded("Hello WORLD", &fold("world")));
+        assert_eq!(date_timestamp(b"Thu, 01 Jan 1970 01:00:00 +0100"), Some(0));
+        assert_eq!(date_timestamp(b"garbage"), None);
     }
 }

@@ -22,6 +22,7 @@ mod quota;
 mod search;
 mod selected;
 mod session;
+mod sort;
 mod store;
 
 pub use session::{serve_connection, AsyncStream, Services, SessionStart};

@@ -15,7 +15,10 @@ use tern_maildir::{Flag, Folder, MessageEntry};
 use tern_message::search_text::{body_text, contains_folded, decode_header_value, fold};
 use tern_message::{crlf, header, mime};
 
-use super::session::{Known, Reply, Session, State};
+use std::sync::Arc;
+
+use super::session::{compute, Known, Reply, Session, State};
+use crate::folders::OpenFolder;
 
 /// One message as SEARCH sees it, loading content on demand.
 struct Candidate<'a> {
@@ -205,64 +208,122 @@ fn header_match(c: &mut Candidate<'_>, name: &str, needle: &str) -> bool {
     values.iter().any(|v| contains_folded(v, needle))
 }
 
+/// BADCHARSET unless the charset is one SEARCH understands.
+pub(super) fn check_charset(charset: Option<&Charset<'_>>) -> Result<(), Reply> {
+    let Some(cs) = charset else {
+        return Ok(());
+    };
+    let name = match cs {
+        Charset::Atom(a) => a.as_ref().to_owned(),
+        Charset::Quoted(q) => q.as_ref().to_owned(),
+    };
+    if name.eq_ignore_ascii_case("UTF-8") || name.eq_ignore_ascii_case("US-ASCII") {
+        Ok(())
+    } else {
+        Err(Reply::no(
+            Some("BADCHARSET (UTF-8 US-ASCII)"),
+            format!("Unsupported charset {name}"),
+        ))
+    }
+}
+
+/// The positions (in `known`) of the messages that match `key`. Runs on a
+/// blocking thread.
+pub(super) fn evaluate(
+    key: &SearchKey<'_>,
+    known: &[Known],
+    recent: &HashSet<u32>,
+    folder: &Folder,
+) -> Vec<usize> {
+    let view = folder.view();
+    let ctx = Ctx {
+        exists: known.len() as u32,
+        max_uid: known.last().map(|k| k.uid).unwrap_or(0),
+    };
+    let mut hits = Vec::new();
+    for (i, k) in known.iter().enumerate() {
+        let Some(entry) = view.find(k.uid) else {
+            continue;
+        };
+        let mut c = Candidate {
+            seq: i as u32 + 1,
+            known: k,
+            recent: recent.contains(&k.uid),
+            entry,
+            folder,
+            data: None,
+            body: None,
+        };
+        if matches(key, &mut c, &ctx) {
+            hits.push(i);
+        }
+    }
+    hits
+}
+
+/// A SEARCH to run on a blocking thread, with what it needs of the session.
+pub(super) struct SearchJob {
+    pub known: Vec<Known>,
+    pub open: Arc<OpenFolder>,
+    recent: HashSet<u32>,
+    key: SearchKey<'static>,
+}
+
+impl SearchJob {
+    /// Positions in `known` of the matching messages.
+    pub fn run(&self) -> Vec<usize> {
+        evaluate(&self.key, &self.known, &self.recent, &self.open.folder)
+    }
+
+    /// The number a response shows for position `i`.
+    pub fn id(&self, i: usize, uid: bool) -> u32 {
+        if uid {
+            self.known[i].uid
+        } else {
+            i as u32 + 1
+        }
+    }
+}
+
 impl Session {
+    /// The search over the selected mailbox, after the charset check.
+    pub(super) fn search_job(
+        &self,
+        charset: Option<&Charset<'_>>,
+        criteria: Vec1<SearchKey<'static>>,
+    ) -> Result<SearchJob, Reply> {
+        check_charset(charset)?;
+        let State::Selected { mailbox, .. } = &self.state else {
+            return Err(Reply::bad("No mailbox selected"));
+        };
+        Ok(SearchJob {
+            known: mailbox.known.clone(),
+            open: mailbox.open.clone(),
+            recent: mailbox.recent.clone(),
+            key: SearchKey::And(criteria),
+        })
+    }
+
     pub(crate) async fn search(
         &mut self,
         charset: Option<Charset<'static>>,
         criteria: Vec1<SearchKey<'static>>,
         uid: bool,
     ) -> Reply {
-        if let Some(cs) = &charset {
-            let name = match cs {
-                Charset::Atom(a) => a.as_ref().to_owned(),
-                Charset::Quoted(q) => q.as_ref().to_owned(),
-            };
-            if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
-                return Reply::no(
-                    Some("BADCHARSET (UTF-8 US-ASCII)"),
-                    format!("Unsupported charset {name}"),
-                );
-            }
-        }
-        let State::Selected { mailbox, .. } = &self.state else {
-            return Reply::bad("No mailbox selected");
+        let job = match self.search_job(charset.as_ref(), criteria) {
+            Ok(j) => j,
+            Err(r) => return r,
         };
-        let key = SearchKey::And(criteria);
-        let known: Vec<Known> = mailbox.known.clone();
-        let recent: HashSet<u32> = mailbox.recent.clone();
-        let open = mailbox.open.clone();
-        let job = tokio::task::spawn_blocking(move || {
-            let view = open.folder.view();
-            let ctx = Ctx {
-                exists: known.len() as u32,
-                max_uid: known.last().map(|k| k.uid).unwrap_or(0),
-            };
-            let mut hits = Vec::new();
-            for (i, k) in known.iter().enumerate() {
-                let Some(entry) = view.find(k.uid) else {
-                    continue;
-                };
-                let mut c = Candidate {
-                    seq: i as u32 + 1,
-                    known: k,
-                    recent: recent.contains(&k.uid),
-                    entry,
-                    folder: &open.folder,
-                    data: None,
-                    body: None,
-                };
-                if matches(&key, &mut c, &ctx) {
-                    hits.push(if uid { k.uid } else { i as u32 + 1 });
-                }
-            }
-            hits
-        });
-        let hits = match job.await {
+        let hits = compute(move || {
+            job.run()
+                .into_iter()
+                .map(|i| job.id(i, uid))
+                .collect::<Vec<u32>>()
+        })
+        .await;
+        let hits = match hits {
             Ok(h) => h,
-            Err(e) => {
-                tracing::error!(cause = %e, "search task failed");
-                return Reply::no(Some("SERVERBUG"), "Internal error, see the server log");
-            }
+            Err(r) => return r,
         };
         let mut line = String::from("SEARCH");
         for h in hits {

@@ -109,9 +109,9 @@ impl Session {
         let open = self.svc.folders.get(&dir);
         let o = open.clone();
         let res = blocking(move || {
-            let view = o
-                .folder
-                .refresh(if read_only { MoveNew::No } else { MoveNew::Yes })?;
+            let view =
+                o.folder
+                    .refresh_exact(if read_only { MoveNew::No } else { MoveNew::Yes })?;
             let recent: HashSet<u32> = if read_only {
                 Default::default()
             } else {

@@ -185,6 +185,18 @@ pub(crate) fn storage_reply(e: &MaildirError) -> Reply {
     }
 }
 
+/// Runs CPU or disk work that cannot fail on the blocking pool.
+pub(crate) async fn compute<T, F>(f: F) -> Result<T, Reply>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(cause = %e, "blocking task failed");
+        Reply::no(Some("SERVERBUG"), "Internal error, see the server log")
+    })
+}
+
 /// Runs storage work on the blocking pool.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, Reply>
 where
@@ -405,6 +417,10 @@ impl Session {
                     "QUOTA",
                     "QUOTA=RES-STORAGE",
                     "QUOTA=RES-MESSAGE",
+                    "SORT",
+                    "SORT=DISPLAY",
+                    "THREAD=ORDEREDSUBJECT",
+                    "THREAD=REFERENCES",
                 ]);
             }
         }
@@ -734,6 +750,21 @@ impl Session {
                 uid,
             } => self.copy(sequence_set, mailbox, uid, true).await?,
             C::Idle => return self.idle().await,
+            C::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.sort(sort_criteria, charset, search_criteria, uid)
+                    .await
+            }
+            C::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => self.thread(algorithm, charset, search_criteria, uid).await,
             C::GetQuotaRoot { mailbox } => self.getquotaroot(mailbox).await,
             C::GetQuota { root } => self.getquota(root).await,
             C::SetQuota { root, quotas } => self.setquota(root, quotas).await,

@@ -484,7 +484,7 @@ async fn open_maildrop(svc: Arc<Services>, user: User) -> Result<Maildrop, Strin
     let o = open.clone();
     let root = user.maildir.root().to_owned();
     let messages = tokio::task::spawn_blocking(move || {
-        let view = o.folder.refresh(MoveNew::Yes)?;
+        let view = o.folder.refresh_exact(MoveNew::Yes)?;
         o.pop3
             .assign(&root, &view, |e| match o.folder.crlf_size(e) {
                 Ok(s) => Ok(Some(s)),

@@ -396,3 +396,94 @@ fn check_close_unselect_examine() {
     let r = c.cmd("LOGOUT");
     assert!(r.ok() && r.has("* BYE"));
 }
+
+/// SORT and THREAD on a small folder; the expected answers are the ones
+/// Dovecot 2.3 gives for the same messages (checked by hand).
+#[test]
+fn sort_and_thread_answer_as_dovecot_does() {
+    let s = server().start();
+    let mut c = s.alice();
+    let caps = c.cmd("CAPABILITY");
+    for cap in [
+        "SORT",
+        "SORT=DISPLAY",
+        "THREAD=REFERENCES",
+        "THREAD=ORDEREDSUBJECT",
+    ] {
+        assert!(
+            caps.lines[0].split(' ').any(|w| w == cap),
+            "{cap}: {caps:?}"
+        );
+    }
+    let msgs = [
+        (
+            "a@x",
+            "",
+            "Hello",
+            "Mon, 01 Jan 2024 10:00:00 +0000",
+            "Zed <zed@b.org>",
+        ),
+        (
+            "b@x",
+            "<a@x>",
+            "Re: Hello",
+            "Mon, 01 Jan 2024 11:00:00 +0000",
+            "amy@c.org",
+        ),
+        (
+            "c@x",
+            "<a@x> <b@x>",
+            "Re: Re: Hello",
+            "Mon, 01 Jan 2024 09:00:00 -0300",
+            "=?utf-8?q?J=C3=B6rg?= <jo@d.org>",
+        ),
+        (
+            "d@x",
+            "",
+            "[list] Other",
+            "Sun, 31 Dec 2023 10:00:00 +0000",
+            "bob@e.org",
+        ),
+        ("", "", "Fwd: other", "bad date", "Carl <carl@f.org>"),
+    ];
+    assert!(c.cmd("CREATE INBOX.srt").ok());
+    for (mid, refs, subj, date, from) in msgs {
+        let mut m = String::new();
+        if !mid.is_empty() {
+            m.push_str(&format!("Message-ID: <{mid}>\r\n"));
+        }
+        if !refs.is_empty() {
+            m.push_str(&format!("References: {refs}\r\n"));
+        }
+        m.push_str(&format!(
+            "Subject: {subj}\r\nDate: {date}\r\nFrom: {from}\r\nTo: x@y\r\n\r\nbody\r\n"
+        ));
+        let r = c.append("INBOX.srt", "()", m.as_bytes());
+        assert!(r.ok(), "{r:?}");
+    }
+    c.cmd("SELECT INBOX.srt");
+    for (criteria, want) in [
+        ("(SUBJECT)", "* SORT 1 2 3 4 5"),
+        ("(REVERSE DATE)", "* SORT 5 3 2 1 4"),
+        ("(FROM)", "* SORT 2 4 5 3 1"),
+        ("(DISPLAYFROM)", "* SORT 2 4 5 3 1"),
+        ("(SIZE)", "* SORT 5 1 4 2 3"),
+        ("(ARRIVAL)", "* SORT 1 2 3 4 5"),
+        ("(TO SUBJECT)", "* SORT 1 2 3 4 5"),
+    ] {
+        let r = c.cmd(&format!("SORT {criteria} UTF-8 ALL"));
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.lines[0], want, "SORT {criteria}");
+    }
+    let r = c.cmd("SORT (SUBJECT) UTF-8 FROM bob");
+    assert_eq!(r.lines[0], "* SORT 4");
+    let r = c.cmd("THREAD REFERENCES UTF-8 ALL");
+    assert_eq!(r.lines[0], "* THREAD (4 5)(1 2 3)");
+    let r = c.cmd("THREAD ORDEREDSUBJECT UTF-8 ALL");
+    assert_eq!(r.lines[0], "* THREAD (4 5)(1 (2)(3))");
+    let r = c.cmd("UID THREAD REFERENCES UTF-8 SUBJECT nothing-matches");
+    assert_eq!(r.lines[0], "* THREAD");
+    assert!(c.cmd("THREAD NOSUCH UTF-8 ALL").bad());
+    let r = c.cmd("SORT (DATE) KOI8-R ALL");
+    assert!(r.no() && r.tagged().contains("BADCHARSET"), "{r:?}");
+}
