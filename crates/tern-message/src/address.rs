@@ -25,6 +25,9 @@ enum Tok {
     Quoted(String),
     Special(char),
     Literal(String),
+    /// A comment's text: no part of a phrase or address, but the name of
+    /// an address written without angle brackets (`a@b (Name)`).
+    Comment(String),
 }
 
 fn tokenize(s: &str) -> Vec<Tok> {
@@ -35,21 +38,30 @@ fn tokenize(s: &str) -> Vec<Tok> {
             ' ' | '\t' | '\r' | '\n' => {}
             '(' => {
                 let mut depth = 1;
+                let mut text = String::new();
                 while let Some(c) = it.next() {
                     match c {
                         '\\' => {
-                            it.next();
+                            if let Some(n) = it.next() {
+                                text.push(n);
+                            }
                         }
-                        '(' => depth += 1,
+                        '(' => {
+                            depth += 1;
+                            text.push(c);
+                        }
                         ')' => {
                             depth -= 1;
                             if depth == 0 {
                                 break;
                             }
+                            text.push(c);
                         }
-                        _ => {}
+                        '\r' | '\n' => {}
+                        _ => text.push(c),
                     }
                 }
+                out.push(Tok::Comment(text));
             }
             '"' => {
                 let mut q = String::new();
@@ -101,6 +113,7 @@ fn phrase(toks: &[Tok]) -> Option<String> {
         let piece = match t {
             Tok::Word(w) | Tok::Quoted(w) | Tok::Literal(w) => w.clone(),
             Tok::Special(c) => c.to_string(),
+            Tok::Comment(_) => continue,
         };
         let attach = matches!(t, Tok::Special('.')) || s.ends_with('.');
         if !s.is_empty() && !attach {
@@ -130,6 +143,7 @@ fn concat(toks: &[Tok]) -> String {
                 }
             }
             Tok::Special(c) => s.push(*c),
+            Tok::Comment(_) => {}
         }
     }
     s
@@ -204,10 +218,17 @@ pub fn parse_list(s: &str) -> Vec<AddressItem> {
                     host,
                 })
             }
-            None if end > start => {
+            None if toks[start..end]
+                .iter()
+                .any(|t| !matches!(t, Tok::Comment(_))) =>
+            {
                 let (mailbox, host) = addr_spec(&toks[start..end]);
+                let name = toks[start..end].iter().rev().find_map(|t| match t {
+                    Tok::Comment(c) if !c.trim().is_empty() => Some(c.trim().to_owned()),
+                    _ => None,
+                });
                 Some(AddressItem::Mailbox {
-                    name: None,
+                    name,
                     mailbox,
                     host,
                 })
@@ -249,7 +270,7 @@ mod tests {
             parse_list("\"Doe, John\" <john@example.com>, jane@x.org (Jane)"),
             vec![
                 mb(Some("Doe, John"), "john", "example.com"),
-                mb(None, "jane", "x.org")
+                mb(Some("Jane"), "jane", "x.org")
             ]
         );
         assert_eq!(

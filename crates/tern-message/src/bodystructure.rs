@@ -2,7 +2,7 @@
 //! MD5, disposition, language, location).
 
 use crate::envelope::{self, quoted_or_literal};
-use crate::header::{self, parse_params, ParamValue};
+use crate::header::{self, merge_rfc2231, parse_params, ParamValue};
 use crate::mime::{Part, PartKind};
 
 /// Whether extension data is included.
@@ -54,7 +54,7 @@ fn extension_tail(out: &mut Vec<u8>, fields: &[header::Field<'_>]) {
             out.push(b'(');
             quoted_or_literal(out, d.value.as_bytes());
             out.push(b' ');
-            params(out, &d.params);
+            params(out, &merge_rfc2231(&d.params));
             out.push(b')');
         }
         _ => out.extend_from_slice(b"NIL"),
@@ -102,8 +102,7 @@ pub fn write(out: &mut Vec<u8>, msg: &[u8], part: &Part, ext: Extensions) {
             quoted_or_literal(out, subtype.as_bytes());
             if ext == Extensions::Yes {
                 out.push(b' ');
-                let p: Vec<(String, String)> = part.content_type.params.clone();
-                params(out, &p);
+                params(out, &merge_rfc2231(&part.content_type.params));
                 extension_tail(out, &fields);
             }
             out.push(b')');
@@ -111,11 +110,24 @@ pub fn write(out: &mut Vec<u8>, msg: &[u8], part: &Part, ext: Extensions) {
         kind => {
             let body = &msg[part.body.clone()];
             out.push(b'(');
-            quoted_or_literal(out, mtype.as_bytes());
+            if let PartKind::Message(_) = kind {
+                // Dovecot writes this type in lower case whatever the header says.
+                out.extend_from_slice(b"\"message\" \"rfc822\"");
+            } else {
+                quoted_or_literal(out, mtype.as_bytes());
+                out.push(b' ');
+                quoted_or_literal(out, subtype.as_bytes());
+            }
             out.push(b' ');
-            quoted_or_literal(out, subtype.as_bytes());
-            out.push(b' ');
-            params(out, &part.content_type.params);
+            let mut p = merge_rfc2231(&part.content_type.params);
+            // A text part without a charset is US-ASCII (RFC 2045 §5.2), and
+            // says so, as Dovecot does.
+            if mtype.eq_ignore_ascii_case("text")
+                && !p.iter().any(|(k, _)| k.eq_ignore_ascii_case("charset"))
+            {
+                p.push(("charset".to_owned(), "us-ascii".to_owned()));
+            }
+            params(out, &p);
             out.push(b' ');
             nstring(out, header::first(&fields, "Content-ID").as_deref());
             out.push(b' ');

@@ -89,6 +89,14 @@ pub fn first(fields: &[Field<'_>], name: &str) -> Option<Vec<u8>> {
         .map(|f| unfold(f.value))
 }
 
+/// The raw value of the first field named `name`, folding kept.
+pub fn first_raw<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|f| f.value)
+}
+
 /// A `Content-Type`-like value: a token and `;`-separated parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParamValue {
@@ -106,6 +114,97 @@ impl ParamValue {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// Merges RFC 2231 parameter continuations as Dovecot does, so that
+/// BODYSTRUCTURE shows the same parameter list: plain parameters first in
+/// their order, then the `name*...` ones sorted by name and index, each set
+/// `name*0`, `name*1*`... joined into one `name` (or `name*` when any piece
+/// is extended; plain pieces then have `%` escaped, and a plain first piece
+/// gets an empty charset and language `''`). A set with a missing index is
+/// left as it is.
+pub fn merge_rfc2231(params: &[(String, String)]) -> Vec<(String, String)> {
+    struct Piece<'a> {
+        name: &'a str,
+        idx: u32,
+        extended: bool,
+        value: &'a str,
+    }
+    let mut out = Vec::with_capacity(params.len());
+    let mut pieces: Vec<Piece<'_>> = Vec::new();
+    for (k, v) in params {
+        let Some(star) = k.find('*') else {
+            out.push((k.clone(), v.clone()));
+            continue;
+        };
+        let rest = &k[star + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let idx = rest[..digits].parse::<u32>().unwrap_or(0);
+        let tail = &rest[digits..];
+        let (extended, ok) = match tail {
+            "" => (false, true),
+            "*" => (true, true),
+            _ => (false, false),
+        };
+        // `name*` alone is index 0, extended.
+        let (idx, extended) = if rest.is_empty() {
+            (0, true)
+        } else {
+            (idx, extended)
+        };
+        if !ok {
+            out.push((k.clone(), v.clone()));
+            continue;
+        }
+        pieces.push(Piece {
+            name: &k[..star],
+            idx,
+            extended,
+            value: v,
+        });
+    }
+    pieces.sort_by(|a, b| a.name.cmp(b.name).then(a.idx.cmp(&b.idx)));
+    let mut i = 0;
+    while i < pieces.len() {
+        let mut j = i;
+        let mut ok = true;
+        let mut any_extended = false;
+        while j < pieces.len() && pieces[j].name.eq_ignore_ascii_case(pieces[i].name) {
+            ok &= pieces[j].idx as usize == j - i;
+            any_extended |= pieces[j].extended;
+            j += 1;
+        }
+        if ok {
+            let mut value = String::new();
+            if !pieces[i].extended && any_extended {
+                value.push_str("''");
+            }
+            for p in &pieces[i..j] {
+                if !p.extended && any_extended {
+                    value.push_str(&p.value.replace('%', "%25"));
+                } else {
+                    value.push_str(p.value);
+                }
+            }
+            let key = if any_extended {
+                format!("{}*", pieces[i].name)
+            } else {
+                pieces[i].name.to_owned()
+            };
+            out.push((key, value));
+        } else {
+            for p in &pieces[i..j] {
+                let key = if p.extended {
+                    format!("{}*{}*", p.name, p.idx)
+                } else {
+                    format!("{}*{}", p.name, p.idx)
+                };
+                out.push((key, p.value.to_owned()));
+            }
+        }
+        i = j;
+    }
+    out
 }
 
 /// Parses `value; a=b; c="d e"` leniently (comments dropped, bad

@@ -215,36 +215,28 @@ fn split_multipart(msg: &[u8], body: &Range<usize>, boundary: &[u8]) -> Vec<Rang
     parts
 }
 
-/// Child number `n` (1-based) of a message node: its multipart children, or
-/// the message body itself as part 1 when it is not multipart.
-pub fn message_child(msg: &Part, n: u32) -> Option<&Part> {
-    match &msg.kind {
-        PartKind::Multipart(children) => children.get((n as usize).checked_sub(1)?),
-        _ if n == 1 => Some(msg),
-        _ => None,
-    }
-}
-
-/// Child number `n` of a body part (RFC 3501 §6.4.5 part numbering).
-pub fn part_child(part: &Part, n: u32) -> Option<&Part> {
-    match &part.kind {
-        PartKind::Multipart(children) => children.get((n as usize).checked_sub(1)?),
-        PartKind::Message(inner) => message_child(inner, n),
-        PartKind::Leaf => None,
-    }
-}
-
 /// The part named by a section path such as `[2, 1]`; the empty path is the
-/// message itself.
+/// message itself. The walk is Dovecot's: a multipart part goes to its
+/// child `n`; any other part allows only `1` and stays itself (so `1.1` of
+/// a leaf in a multipart is that leaf), and only a message/rfc822 part
+/// lets the path go on, into the message it holds.
 pub fn find<'a>(root: &'a Part, path: &[u32]) -> Option<&'a Part> {
-    let Some((first, rest)) = path.split_first() else {
-        return Some(root);
-    };
-    let mut cur = message_child(root, *first)?;
-    for &n in rest {
-        cur = part_child(cur, n)?;
+    let mut part = root;
+    for (i, &n) in path.iter().enumerate() {
+        let more = i + 1 < path.len();
+        match &part.kind {
+            PartKind::Multipart(children) => part = children.get((n as usize).checked_sub(1)?)?,
+            PartKind::Message(_) if n == 1 => {}
+            PartKind::Leaf if n == 1 && !more => {}
+            _ => return None,
+        }
+        if more {
+            if let PartKind::Message(inner) = &part.kind {
+                part = inner;
+            }
+        }
     }
-    Some(cur)
+    Some(part)
 }
 
 #[cfg(test)]

@@ -312,16 +312,20 @@ fn decode_qp(body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn literal_or_nil(out: &mut Vec<u8>, data: Option<&[u8]>, partial: Option<(u32, u32)>) {
-    match data {
-        Some(d) => {
-            let d = match partial {
-                Some((s, l)) => section::partial(d, s, l),
-                None => d,
-            };
-            wire::literal(out, d);
-        }
-        None => out.extend_from_slice(b"NIL"),
+/// A section's bytes as a literal: a part that does not exist is the empty
+/// string (as Dovecot answers), and NUL, which literals must not carry
+/// (RFC 3501 §4.3), is sent as 0x80 as Dovecot does.
+fn section_literal(out: &mut Vec<u8>, data: Option<&[u8]>, partial: Option<(u32, u32)>) {
+    let d = data.unwrap_or_default();
+    let d = match partial {
+        Some((s, l)) => section::partial(d, s, l),
+        None => d,
+    };
+    if d.contains(&0) {
+        let cleaned: Vec<u8> = d.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect();
+        wire::literal(out, &cleaned);
+    } else {
+        wire::literal(out, d);
     }
 }
 
@@ -408,7 +412,7 @@ pub(crate) fn build(
                         let _ = write!(wire::Bytes(&mut body), "<{s}>");
                     }
                     body.push(b' ');
-                    literal_or_nil(&mut body, data.as_deref(), *partial);
+                    section_literal(&mut body, data.as_deref(), *partial);
                 }
             }
             Item::Rfc822 | Item::Rfc822Header | Item::Rfc822Text => {
