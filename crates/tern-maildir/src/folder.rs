@@ -652,7 +652,8 @@ impl Folder {
             };
             let entry = &mut view.messages[i];
             let was_counted = crate::quota::counts_file(&entry.file_name);
-            let new_name = format!("{}:2,{}", entry.base, ch.flags.to_info());
+            let mut flags = ch.flags.clone();
+            let mut new_name = format!("{}:2,{}", entry.base, flags.to_info());
             if *entry.file_name != *new_name || entry.in_new {
                 let mut attempt = 0;
                 loop {
@@ -664,12 +665,22 @@ impl Folder {
                             entry.in_new = false;
                             break;
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => {
                             attempt += 1;
                             match self.locate(&entry.base)? {
                                 Some((file, in_new)) => {
+                                    // Another program changed the flags
+                                    // meanwhile: apply this change to its
+                                    // flags rather than undo its change.
+                                    let theirs =
+                                        Flags::from_info(split_name(&file).1.unwrap_or(""));
+                                    flags = merge_change(&entry.flags, &ch.flags, &theirs);
+                                    new_name = format!("{}:2,{}", entry.base, flags.to_info());
                                     entry.file_name = file;
                                     entry.in_new = in_new;
+                                    if *entry.file_name == *new_name && !entry.in_new {
+                                        break;
+                                    }
                                 }
                                 None => break,
                             }
@@ -695,7 +706,7 @@ impl Folder {
                 delta.0 += sign * i64::try_from(size).unwrap_or(0);
                 delta.1 += sign;
             }
-            entry.flags = ch.flags.clone();
+            entry.flags = flags;
             if entry.keywords != ch.keywords {
                 entry.keywords = ch.keywords.clone();
                 kw_changes.push((entry.base.clone(), ch.keywords.clone()));
@@ -890,6 +901,19 @@ impl Folder {
     }
 }
 
+/// The flags `current` gets from a change that turned `before` into
+/// `wanted`: what was added is added, what was removed is removed, the rest
+/// is as the other writer left it.
+fn merge_change(before: &Flags, wanted: &Flags, current: &Flags) -> Flags {
+    let mut out = current.clone();
+    for f in crate::Flag::ALL {
+        if wanted.contains(f) != before.contains(f) {
+            out.set(f, wanted.contains(f));
+        }
+    }
+    out
+}
+
 /// The leading number of a Maildir base name (the delivery time); names
 /// are numbered in this order, ties broken by the name.
 fn name_order_key(name: &str) -> u64 {
@@ -957,4 +981,25 @@ fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
         let _ = std::fs::remove_file(dst);
         MaildirError::io("copy", src, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flag_change_keeps_what_another_writer_changed() {
+        let before = Flags::from_info("");
+        let wanted = Flags::from_info("T");
+        // Someone set S meanwhile: the result has both.
+        let merged = merge_change(&before, &wanted, &Flags::from_info("S"));
+        assert_eq!(merged.to_info(), "ST");
+        // Removing S while someone set F: F stays, S goes.
+        let merged = merge_change(
+            &Flags::from_info("S"),
+            &Flags::from_info(""),
+            &Flags::from_info("FS"),
+        );
+        assert_eq!(merged.to_info(), "F");
+    }
 }

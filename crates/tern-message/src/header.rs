@@ -13,7 +13,6 @@ pub struct Field<'a> {
 }
 
 /// Splits a header block (which may end with the empty line) into fields.
-/// Lines that are not fields (no colon) are skipped, as Dovecot does.
 pub fn fields(block: &[u8]) -> Vec<Field<'_>> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -38,11 +37,24 @@ pub fn fields(block: &[u8]) -> Vec<Field<'_>> {
         if raw == b"\r\n" || raw == b"\n" {
             break;
         }
+        // A line that is no field (no colon, or no name) is kept with an
+        // empty name: no name matches it, and HEADER.FIELDS.NOT returns it,
+        // as Dovecot does.
         let Some(colon) = raw.iter().position(|&b| b == b':') else {
+            out.push(Field {
+                name: b"",
+                value: b"",
+                raw,
+            });
             continue;
         };
         let name = trim_end(&raw[..colon]);
         if name.is_empty() {
+            out.push(Field {
+                name: b"",
+                value: b"",
+                raw,
+            });
             continue;
         }
         let mut value = &raw[colon + 1..];
@@ -321,7 +333,8 @@ mod tests {
     fn splits_fields_with_folding() {
         let block = b"Subject: a\r\n b\r\nFrom: x\r\nbogus line\r\n\r\n";
         let f = fields(block);
-        assert_eq!(f.len(), 2);
+        assert_eq!(f.len(), 3);
+        assert_eq!((f[2].name, f[2].raw), (&b""[..], &b"bogus line\r\n"[..]));
         assert_eq!(f[0].name, b"Subject");
         assert_eq!(f[0].raw, b"Subject: a\r\n b\r\n");
         assert_eq!(unfold(f[0].value), b"a b");

@@ -67,38 +67,124 @@ impl Part {
 
 /// Parses a message (CRLF line ends) into its MIME tree.
 pub fn parse(msg: &[u8]) -> Part {
-    parse_entity(msg, 0..msg.len(), false, 0)
+    parse_entity(msg, 0, &mut Vec::new(), false, 0).0
 }
 
-/// Finds the end of the header block inside `range`: the offset just after
-/// the empty line, or the end of the range when there is none.
-fn header_end(msg: &[u8], range: &Range<usize>) -> usize {
-    let data = &msg[range.clone()];
-    if data.starts_with(b"\r\n") {
-        return range.start + 2;
-    }
-    if data.starts_with(b"\n") {
-        return range.start + 1;
-    }
-    let mut i = 0;
-    while let Some(p) = data[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + p;
-        let rest = &data[nl + 1..];
-        if rest.starts_with(b"\r\n") {
-            return range.start + nl + 3;
-        }
-        if rest.starts_with(b"\n") {
-            return range.start + nl + 2;
-        }
-        i = nl + 1;
-    }
-    range.end
+/// Where a part stopped: at the start of a boundary line (which boundary
+/// of the stack, whether it closes, where the line ends), or at the end.
+#[derive(Debug, Clone, Copy)]
+struct Stop {
+    at: usize,
+    hit: Option<(usize, bool, usize)>,
+    /// The boundary line came right after a header line: that line's end
+    /// stays with the header instead of going to the boundary.
+    in_header: bool,
 }
 
-fn parse_entity(msg: &[u8], range: Range<usize>, digest_child: bool, depth: usize) -> Part {
-    let hend = header_end(msg, &range);
-    let header = range.start..hend;
-    let body = hend..range.end;
+/// The boundary a line starts with, as Dovecot matches them: `--` and the
+/// boundary at the start of the line (whatever follows), the longest such
+/// boundary of the stack, the innermost of equal ones. Returns its index
+/// and whether `--` follows (a close delimiter).
+fn boundary_of(line: &[u8], stack: &[Vec<u8>]) -> Option<(usize, bool)> {
+    let rest = line.strip_prefix(b"--")?;
+    let mut best: Option<usize> = None;
+    for (i, b) in stack.iter().enumerate() {
+        if rest.starts_with(b) && best.is_none_or(|j| stack[j].len() <= b.len()) {
+            best = Some(i);
+        }
+    }
+    best.map(|i| (i, rest[stack[i].len()..].starts_with(b"--")))
+}
+
+/// The first line at or after `from` that starts with a boundary of the
+/// stack.
+fn next_boundary(msg: &[u8], from: usize, stack: &[Vec<u8>]) -> Stop {
+    let mut line_start = from;
+    while line_start < msg.len() {
+        let line_end = msg[line_start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| line_start + p + 1)
+            .unwrap_or(msg.len());
+        if !stack.is_empty() {
+            if let Some((i, close)) = boundary_of(&msg[line_start..line_end], stack) {
+                return Stop {
+                    at: line_start,
+                    hit: Some((i, close, line_end)),
+                    in_header: false,
+                };
+            }
+        }
+        line_start = line_end;
+    }
+    Stop {
+        at: msg.len(),
+        hit: None,
+        in_header: false,
+    }
+}
+
+/// The end of a part's content before where it stopped: the line end that
+/// precedes a boundary line belongs to the boundary (RFC 2046 §5.1.1); at
+/// the end of the message nothing is taken off.
+fn trim_before(msg: &[u8], start: usize, stop: Stop) -> usize {
+    let mut e = stop.at;
+    if stop.hit.is_none() || stop.in_header {
+        return e;
+    }
+    if e > start && msg[e - 1] == b'\n' {
+        e -= 1;
+        if e > start && msg[e - 1] == b'\r' {
+            e -= 1;
+        }
+    }
+    e
+}
+
+/// The end of the header block starting at `start`: just after the empty
+/// line, or at a boundary line, or at the end. An empty line right before a
+/// boundary line is the line end that belongs to the boundary, not the end
+/// of the header (as Dovecot reads it). The flag says the header ran into
+/// a boundary line.
+fn header_end(msg: &[u8], start: usize, stack: &[Vec<u8>]) -> (usize, bool, Option<usize>) {
+    let line_at = |from: usize| {
+        msg[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| from + p + 1)
+            .unwrap_or(msg.len())
+    };
+    let is_boundary =
+        |from: usize, to: usize| !stack.is_empty() && boundary_of(&msg[from..to], stack).is_some();
+    let mut line_start = start;
+    while line_start < msg.len() {
+        let line_end = line_at(line_start);
+        let line = &msg[line_start..line_end];
+        if line == b"\r\n" || line == b"\n" {
+            if line_end < msg.len() && is_boundary(line_end, line_at(line_end)) {
+                return (line_start, false, Some(line_end));
+            }
+            return (line_end, false, None);
+        }
+        if is_boundary(line_start, line_end) {
+            return (line_start, line_start > start, None);
+        }
+        line_start = line_end;
+    }
+    (msg.len(), false, None)
+}
+
+/// Parses the entity starting at `start` until a boundary of `stack` (or
+/// the end): its tree, and where it stopped.
+fn parse_entity(
+    msg: &[u8],
+    start: usize,
+    stack: &mut Vec<Vec<u8>>,
+    digest_child: bool,
+    depth: usize,
+) -> (Part, Stop) {
+    let (mut hend, header_ran_into_boundary, blank_end) = header_end(msg, start, stack);
+    let mut header = start..hend;
     let fields = header::fields(&msg[header.clone()]);
     let content_type = match header::first(&fields, "Content-Type") {
         Some(v) => {
@@ -113,43 +199,96 @@ fn parse_entity(msg: &[u8], range: Range<usize>, digest_child: bool, depth: usiz
     };
     let mut part = Part {
         header,
-        body: body.clone(),
+        body: hend..hend,
         content_type,
         kind: PartKind::Leaf,
     };
-    if depth >= MAX_DEPTH {
-        return part;
-    }
     let (mtype, subtype) = (part.media_type(), part.media_subtype());
-    if mtype == "multipart" {
-        let boundary = part
-            .content_type
-            .param("boundary")
-            .map(|b| b.as_bytes().to_vec());
-        let children = match boundary {
-            Some(b) if !b.is_empty() => split_multipart(msg, &body, &b)
-                .into_iter()
-                .map(|r| parse_entity(msg, r, subtype == "digest", depth + 1))
-                .collect::<Vec<_>>(),
-            _ => Vec::new(),
-        };
-        if children.is_empty() {
-            // No usable boundary: one empty text/plain part, as Dovecot does.
-            let empty = body.end..body.end;
-            part.kind = PartKind::Multipart(vec![Part {
-                header: empty.clone(),
-                body: empty,
-                content_type: default_type(false),
-                kind: PartKind::Leaf,
-            }]);
-        } else {
+    let boundary = part
+        .content_type
+        .param("boundary")
+        .filter(|b| !b.is_empty())
+        .map(|b| b.as_bytes().to_vec());
+    if depth < MAX_DEPTH && mtype == "multipart" {
+        if let Some(b) = boundary {
+            // The empty line before this part's own first delimiter does
+            // end its header (the delimiter is its own, not the parent's).
+            if let Some(end) = blank_end {
+                let next = msg[end..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map(|p| end + p + 1)
+                    .unwrap_or(msg.len());
+                let mut with_own = stack.clone();
+                with_own.push(b.clone());
+                if boundary_of(&msg[end..next], &with_own).is_some_and(|(i, _)| i == stack.len()) {
+                    hend = end;
+                    header = start..hend;
+                    part.header = header.clone();
+                    part.body = hend..hend;
+                }
+            }
+            stack.push(b);
+            let own = stack.len() - 1;
+            let mut children = Vec::new();
+            let mut stop = next_boundary(msg, hend, stack);
+            loop {
+                match stop.hit {
+                    Some((i, false, line_end)) if i == own => {
+                        let (child, s) =
+                            parse_entity(msg, line_end, stack, subtype == "digest", depth + 1);
+                        children.push(child);
+                        stop = s;
+                    }
+                    Some((i, true, line_end)) if i == own => {
+                        // Closed: its boundary is done; the epilogue runs to
+                        // the next boundary of an enclosing part.
+                        stack.truncate(own);
+                        stop = next_boundary(msg, line_end, stack);
+                        break;
+                    }
+                    // An enclosing part's boundary (or the end) ends this one.
+                    _ => {
+                        stack.truncate(own);
+                        break;
+                    }
+                }
+            }
+            part.body = hend..trim_before(msg, hend, stop).max(hend);
+            if children.is_empty() {
+                children.push(empty_part(part.body.end));
+            }
             part.kind = PartKind::Multipart(children);
+            return (part, stop);
         }
-    } else if mtype == "message" && (subtype == "rfc822" || subtype == "global") {
-        let inner = parse_entity(msg, body, false, depth + 1);
-        part.kind = PartKind::Message(Box::new(inner));
+        let stop = next_boundary(msg, hend, stack);
+        part.body = hend..trim_before(msg, hend, stop).max(hend);
+        // No usable boundary: one empty text/plain part, as Dovecot does.
+        part.kind = PartKind::Multipart(vec![empty_part(part.body.end)]);
+        return (part, stop);
     }
-    part
+    if depth < MAX_DEPTH && mtype == "message" && (subtype == "rfc822" || subtype == "global") {
+        let (inner, stop) = parse_entity(msg, hend, stack, false, depth + 1);
+        part.body = hend..trim_before(msg, hend, stop).max(hend);
+        let mut inner = inner;
+        // The encapsulated message ends where this part's body ends.
+        inner.body.end = inner.body.end.min(part.body.end).max(inner.body.start);
+        part.kind = PartKind::Message(Box::new(inner));
+        return (part, stop);
+    }
+    let mut stop = next_boundary(msg, hend, stack);
+    stop.in_header = header_ran_into_boundary && stop.at == hend;
+    part.body = hend..trim_before(msg, hend, stop).max(hend);
+    (part, stop)
+}
+
+fn empty_part(at: usize) -> Part {
+    Part {
+        header: at..at,
+        body: at..at,
+        content_type: default_type(false),
+        kind: PartKind::Leaf,
+    }
 }
 
 fn default_type(digest_child: bool) -> ParamValue {
@@ -164,55 +303,6 @@ fn default_type(digest_child: bool) -> ParamValue {
             params: vec![("charset".into(), "us-ascii".into())],
         }
     }
-}
-
-/// The byte ranges of the body parts between boundary lines. The CRLF that
-/// precedes a boundary line belongs to the boundary (RFC 2046 §5.1.1).
-fn split_multipart(msg: &[u8], body: &Range<usize>, boundary: &[u8]) -> Vec<Range<usize>> {
-    let mut delim = b"--".to_vec();
-    delim.extend_from_slice(boundary);
-    let mut parts = Vec::new();
-    let mut current_start: Option<usize> = None;
-    let mut line_start = body.start;
-    while line_start < body.end {
-        let line_end = msg[line_start..body.end]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| line_start + p + 1)
-            .unwrap_or(body.end);
-        let line = &msg[line_start..line_end];
-        if line.starts_with(&delim) {
-            let after = &line[delim.len()..];
-            let is_close = after.starts_with(b"--");
-            let rest_ok = after
-                .iter()
-                .skip(if is_close { 2 } else { 0 })
-                .all(|b| b.is_ascii_whitespace());
-            if rest_ok {
-                if let Some(s) = current_start.take() {
-                    // Drop the CRLF before the boundary line.
-                    let mut e = line_start;
-                    if e > s && msg[e - 1] == b'\n' {
-                        e -= 1;
-                        if e > s && msg[e - 1] == b'\r' {
-                            e -= 1;
-                        }
-                    }
-                    parts.push(s..e.max(s));
-                }
-                if is_close {
-                    return parts;
-                }
-                current_start = Some(line_end);
-            }
-        }
-        line_start = line_end;
-    }
-    // No closing boundary: the last part runs to the end.
-    if let Some(s) = current_start {
-        parts.push(s..body.end);
-    }
-    parts
 }
 
 /// The part named by a section path such as `[2, 1]`; the empty path is the

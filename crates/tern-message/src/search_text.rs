@@ -4,10 +4,17 @@
 
 use mail_parser::{MessageParser, PartType};
 
-/// Lower-cases for matching: full Unicode lower-casing approximates
-/// i;unicode-casemap closely enough for substring search.
+/// The i;unicode-casemap form of a string (RFC 5051) as Dovecot computes
+/// it: each character upper-cased (titlecase for the letters that matter)
+/// and decomposed (NFKD), so "Straße" matches "STRASSE" and "ﬁ" matches
+/// "FI". SEARCH compares these forms, and SORT orders by them (a decomposed
+/// "Ç" is "C" and a combining mark, which sorts after the ASCII letters).
 pub fn fold(s: &str) -> String {
-    s.to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    if s.is_ascii() {
+        return s.to_ascii_uppercase();
+    }
+    s.chars().flat_map(char::to_uppercase).nfkd().collect()
 }
 
 /// True if `needle` (already folded) occurs in `hay` case-insensitively.
@@ -30,11 +37,174 @@ pub fn decode_header_value(raw: &[u8]) -> String {
 }
 
 /// The instant an RFC 5322 date stands for, in seconds since the epoch
-/// (UTC); `None` when it is not a valid date.
+/// (UTC); `None` when it is not a date. The grammar accepted is Dovecot's
+/// (`[weekday ","] d[d] month [yy]yy h[h]:mm[:ss] [zone]`, `.` also as the
+/// time separator, an unknown zone as GMT), so SORT by DATE and THREAD
+/// order messages with odd dates as Dovecot does.
 pub fn date_timestamp(value: &[u8]) -> Option<i64> {
-    mail_parser::DateTime::parse_rfc822(&String::from_utf8_lossy(value))
-        .filter(|d| d.is_valid())
-        .map(|d| d.to_timestamp())
+    let mut p = DateParser { s: value, i: 0 };
+    p.skip_cfws();
+    let mut tok = p.atom()?;
+    if tok.len() == 3 {
+        if p.peek() != Some(b',') {
+            return None;
+        }
+        p.i += 1;
+        p.skip_cfws();
+        tok = p.atom()?;
+    }
+    let two_digits = |t: &[u8]| -> Option<u32> {
+        match t {
+            [a] if a.is_ascii_digit() => Some(u32::from(a - b'0')),
+            [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => {
+                Some(u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+            }
+            _ => None,
+        }
+    };
+    let day = two_digits(tok)?;
+    let month_tok = p.atom()?;
+    if month_tok.len() < 3 {
+        return None;
+    }
+    const MONTHS: [&[u8]; 12] = [
+        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+        b"dec",
+    ];
+    let month = MONTHS
+        .iter()
+        .position(|m| month_tok[..3].eq_ignore_ascii_case(m))? as u32
+        + 1;
+    let year_tok = p.atom()?;
+    if !(year_tok.len() == 2 || year_tok.len() == 4) || !year_tok.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut year: i32 = std::str::from_utf8(year_tok).ok()?.parse().ok()?;
+    if year_tok.len() == 2 {
+        year += if year < 70 { 2000 } else { 1900 };
+    } else if year < 1900 {
+        return None;
+    }
+    let hour = two_digits(p.atom()?)?;
+    let is_sep = |c: Option<u8>| matches!(c, Some(b':') | Some(b'.'));
+    if !is_sep(p.peek()) {
+        return None;
+    }
+    p.i += 1;
+    p.skip_cfws();
+    let min_tok = p.atom()?;
+    if min_tok.len() != 2 {
+        return None;
+    }
+    let min = two_digits(min_tok)?;
+    let mut sec = 0;
+    if is_sep(p.peek()) {
+        p.i += 1;
+        p.skip_cfws();
+        let t = p.atom()?;
+        if t.len() != 2 {
+            return None;
+        }
+        sec = two_digits(t)?;
+    }
+    let offset_min = if p.i >= p.s.len() {
+        0
+    } else {
+        zone_offset(p.atom()?)
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(year, month, day)?;
+    let t = date.and_hms_opt(hour, min, sec)?.and_utc().timestamp();
+    Some(t - i64::from(offset_min) * 60)
+}
+
+/// A zone's offset in minutes; unknown zones are GMT (as Dovecot).
+fn zone_offset(z: &[u8]) -> i32 {
+    if z.len() == 5 && (z[0] == b'+' || z[0] == b'-') && z[1..].iter().all(u8::is_ascii_digit) {
+        let d = |i: usize| i32::from(z[i] - b'0');
+        let off = (d(1) * 10 + d(2)) * 60 + d(3) * 10 + d(4);
+        return if z[0] == b'+' { off } else { -off };
+    }
+    if z.len() == 1 {
+        // Military zones, the correct way rather than as RFC 822 wrote them.
+        let c = z[0].to_ascii_uppercase() as i32;
+        let a = i32::from(b'A');
+        return match c {
+            c if c < i32::from(b'J') => (c - a + 1) * 60,
+            c if c == i32::from(b'J') => 0,
+            c if c <= i32::from(b'M') => (c - a) * 60,
+            c if c < i32::from(b'Z') => (i32::from(b'M') - c) * 60,
+            _ => 0,
+        };
+    }
+    if z.len() == 3 && z[2].eq_ignore_ascii_case(&b'T') {
+        let base = match z[0].to_ascii_uppercase() {
+            b'E' => -5 * 60,
+            b'C' => -6 * 60,
+            b'M' => -7 * 60,
+            b'P' => -8 * 60,
+            _ => return 0,
+        };
+        return match z[1].to_ascii_uppercase() {
+            b'D' => base + 60,
+            b'S' => base,
+            _ => 0,
+        };
+    }
+    0
+}
+
+/// The tokens of a date: RFC 5322 atoms separated by folding white space
+/// and comments.
+struct DateParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> DateParser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_cfws(&mut self) {
+        while let Some(c) = self.peek() {
+            match c {
+                b' ' | b'\t' | b'\r' | b'\n' => self.i += 1,
+                b'(' => {
+                    let mut depth = 0usize;
+                    while let Some(c) = self.peek() {
+                        self.i += 1;
+                        match c {
+                            b'\\' => self.i += 1,
+                            b'(' => depth += 1,
+                            b')' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// An atom and the white space after it; `None` when there is none.
+    fn atom(&mut self) -> Option<&'a [u8]> {
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&c) || c >= 0x80 {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+        let tok = &self.s[start..self.i];
+        self.skip_cfws();
+        (!tok.is_empty()).then_some(tok)
+    }
 }
 
 /// Every text body of the message, decoded to UTF-8, concatenated.
@@ -65,7 +235,18 @@ mod tests {
         let m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSsO2cmc=\r\n";
         assert!(body_text(m).contains("Jörg"));
         assert!(contains_folded("Hello WORLD", &fold("world")));
+        assert!(contains_folded("Straße", &fold("STRASSE")));
+        assert!(contains_folded("Ça va très bien", &fold("TRÈS")));
+        assert_eq!(fold("ﬁx"), "FIX");
         assert_eq!(date_timestamp(b"Thu, 01 Jan 1970 01:00:00 +0100"), Some(0));
+        assert_eq!(date_timestamp(b"1 Jan 70 00:00 GMT"), Some(0));
+        assert_eq!(
+            date_timestamp(b"Thu, 1 Jan 1970 00:00:00 (no zone)"),
+            Some(0)
+        );
+        assert_eq!(date_timestamp(b"01 Jan 1970 00:00 EST"), Some(5 * 3600));
+        // As Dovecot: the zone glued to the time is no date.
+        assert_eq!(date_timestamp(b"01 Jan 2001 00:01+0000"), None);
         assert_eq!(date_timestamp(b"garbage"), None);
     }
 }

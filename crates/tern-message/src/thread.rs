@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use crate::search_text::fold;
+
 /// Threads deeper than this are cut (the message starts a new thread): the
 /// tree is walked recursively, and a crafted mailbox must not exhaust the
 /// stack. Real conversations are far shallower.
@@ -63,18 +65,11 @@ pub fn message_ids(value: &str) -> Vec<String> {
 /// date) of each group is the parent of the others.
 pub fn ordered_subject(msgs: &[ThreadMessage]) -> Vec<Node> {
     let mut order: Vec<usize> = (0..msgs.len()).collect();
-    order.sort_by(|&a, &b| {
-        msgs[a]
-            .base_subject
-            .to_ascii_lowercase()
-            .cmp(&msgs[b].base_subject.to_ascii_lowercase())
-            .then(msgs[a].sent.cmp(&msgs[b].sent))
-            .then(a.cmp(&b))
-    });
+    order.sort_by_cached_key(|&i| (fold(&msgs[i].base_subject), msgs[i].sent, i));
     let mut threads: Vec<Node> = Vec::new();
     let mut last_subject: Option<String> = None;
     for i in order {
-        let subj = msgs[i].base_subject.to_ascii_lowercase();
+        let subj = fold(&msgs[i].base_subject);
         match (&last_subject, threads.last_mut()) {
             (Some(s), Some(t)) if *s == subj => t.children.push(Node {
                 msg: Some(i),
@@ -292,7 +287,7 @@ fn merge_subjects(arena: &mut Arena, roots: Vec<usize>, msgs: &[ThreadMessage]) 
         let Some(subj) = thread_subject(arena, c, msgs) else {
             continue;
         };
-        let key = subj.to_ascii_lowercase();
+        let key = fold(subj);
         match table.get(&key) {
             None => {
                 table.insert(key, c);
@@ -316,7 +311,7 @@ fn merge_subjects(arena: &mut Arena, roots: Vec<usize>, msgs: &[ThreadMessage]) 
             out.push(c);
             continue;
         };
-        let key = subj.to_ascii_lowercase();
+        let key = fold(subj);
         let Some(&t) = table.get(&key) else {
             out.push(c);
             continue;

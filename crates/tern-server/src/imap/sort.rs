@@ -67,16 +67,23 @@ fn first_field(block: &[u8], name: &str) -> Option<Vec<u8>> {
 }
 
 /// The first mailbox of an address header: (display name, local part, domain).
+/// A group's first entry is the group name with no domain, as ENVELOPE
+/// lists it.
 fn first_address(block: &[u8], name: &str) -> Option<(Option<String>, String, String)> {
     let raw = first_field(block, name)?;
     parse_list(&String::from_utf8_lossy(&raw))
         .into_iter()
         .find_map(|a| match a {
+            AddressItem::GroupStart(g) => Some((None, g, String::new())),
             AddressItem::Mailbox {
                 name,
                 mailbox,
                 host,
-            } => Some((name, mailbox.unwrap_or_default(), host.unwrap_or_default())),
+            } => Some((
+                name,
+                mailbox.unwrap_or_else(|| "MISSING_MAILBOX".to_owned()),
+                host.unwrap_or_else(|| "MISSING_DOMAIN".to_owned()),
+            )),
             _ => None,
         })
 }
@@ -111,10 +118,12 @@ enum Value {
 }
 
 fn key_value(key: &SortKey, block: &[u8], folder: &Folder, entry: &MessageEntry) -> Value {
+    // The first address as ENVELOPE shows it (what is missing named as
+    // there), compared in i;unicode-casemap form, as Dovecot sorts.
     let mailbox = |name| {
         Value::Text(
             first_address(block, name)
-                .map(|(_, local, _)| local.to_ascii_lowercase())
+                .map(|(_, local, _)| fold(&local))
                 .unwrap_or_default(),
         )
     };
@@ -134,9 +143,7 @@ fn key_value(key: &SortKey, block: &[u8], folder: &Folder, entry: &MessageEntry)
         SortKey::Arrival => Value::Num(internal_date(folder, entry)),
         SortKey::Date => Value::Num(sent_date(block, folder, entry)),
         SortKey::Size => Value::Num(folder.crlf_size(entry).map(|s| s as i64).unwrap_or(0)),
-        SortKey::Subject => {
-            Value::Text(base_subject(&decoded_subject(block)).0.to_ascii_lowercase())
-        }
+        SortKey::Subject => Value::Text(fold(&base_subject(&decoded_subject(block)).0)),
         SortKey::From => mailbox("From"),
         SortKey::To => mailbox("To"),
         SortKey::Cc => mailbox("Cc"),

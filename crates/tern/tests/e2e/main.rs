@@ -9,6 +9,7 @@ mod harness;
 mod compat;
 mod concurrency;
 mod delivery;
+mod differential;
 mod mailboxes;
 mod messages;
 mod pop3;

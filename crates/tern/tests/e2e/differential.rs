@@ -1,0 +1,247 @@
+//! The Dovecot differential: every message of `shared/corpus` (the CPython
+//! email samples and generated realistic mail) is stored in tern and in
+//! Dovecot 2.3 from Debian's packages (`shared/oracle/dovecot.sh`), and the
+//! answers to FETCH of ENVELOPE, BODY, BODYSTRUCTURE and body sections, and
+//! to SORT and THREAD, must be byte-identical. The differences kept on
+//! purpose are listed in [`KEPT`] and explained in docs/compatibility.md.
+//! Fails (never skips) when Dovecot cannot run.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::*;
+
+/// (Message-ID, FETCH item) pairs where tern answers differently on
+/// purpose; docs/compatibility.md says why.
+const KEPT: &[(&str, &str)] = &[
+    // "Content-Type: text" (no subtype): RFC 2045 §5.2 makes it text/plain;
+    // Dovecot answers an empty type and subtype.
+    ("<msg_14.14@samples.example.com>", "BODYSTRUCTURE"),
+    ("<msg_14.14@samples.example.com>", "BODY"),
+];
+
+const ITEMS: &[&str] = &[
+    "ENVELOPE",
+    "BODYSTRUCTURE",
+    "BODY",
+    "RFC822.SIZE",
+    "BODY.PEEK[HEADER]",
+    "BODY.PEEK[TEXT]",
+    "BODY.PEEK[1]",
+    "BODY.PEEK[1.MIME]",
+    "BODY.PEEK[2]",
+    "BODY.PEEK[1.1]",
+    "BODY.PEEK[2.1]",
+    "BODY.PEEK[2.HEADER]",
+    "BODY.PEEK[2.1.TEXT]",
+    "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MESSAGE-ID)]",
+    "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED DATE)]",
+    "BODY.PEEK[]<10.60>",
+    "BODY.PEEK[1]<3.40>",
+];
+
+const SORTS: &[&str] = &[
+    "(ARRIVAL)",
+    "(DATE)",
+    "(REVERSE DATE)",
+    "(SUBJECT)",
+    "(FROM)",
+    "(TO)",
+    "(CC)",
+    "(SIZE)",
+    "(REVERSE SIZE SUBJECT)",
+    "(DISPLAYFROM)",
+    "(DISPLAYTO)",
+];
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
+/// A private Dovecot on free ports, stopped when dropped.
+struct Dovecot {
+    dir: PathBuf,
+    imap: SocketAddr,
+    pop3: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Dovecot {
+    fn cmd(&self, action: &str) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(shared().join("oracle/dovecot.sh"))
+            .arg(action)
+            .env("HX_DIR", &self.dir)
+            .env("HX_NAMESPACE", "courier")
+            .env("HX_IMAP_PORT", self.imap.port().to_string())
+            .env("HX_POP3_PORT", self.pop3.to_string());
+        c
+    }
+
+    fn start() -> Dovecot {
+        // Outside any private temporary directory: Dovecot's mail processes
+        // run as another user and must reach it.
+        let dir = std::env::temp_dir().join(format!("tern-diff-dovecot-{}", std::process::id()));
+        let d = Dovecot {
+            dir,
+            imap: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            pop3: free_port(),
+        };
+        let out = d.cmd("start").arg("plain").output().unwrap();
+        assert!(
+            out.status.success(),
+            "Dovecot (the differential's oracle) did not start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.cmd("stop").output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The corpus as separate messages (CRLF), from an mboxrd written by the
+/// corpus generator: the CPython samples and 100 generated messages.
+fn corpus(dir: &Path) -> Vec<Vec<u8>> {
+    let mbox = dir.join("corpus.mbox");
+    let st = Command::new("python3")
+        .arg(shared().join("corpus/make_test_mbox.py"))
+        .arg(&mbox)
+        .args(["--count", "100", "--seed", "1", "--samples-dir"])
+        .arg(shared().join("corpus/python-email"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let data = std::fs::read(&mbox).unwrap();
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
+    let mut cur: Option<Vec<u8>> = None;
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"From ") {
+            if let Some(m) = cur.take() {
+                msgs.push(m);
+            }
+            cur = Some(Vec::new());
+            continue;
+        }
+        let Some(m) = cur.as_mut() else { continue };
+        // mboxrd: one '>' less before "From ".
+        let unquoted = line.strip_prefix(b">").filter(|rest| {
+            let r = rest.iter().position(|&b| b != b'>').unwrap_or(rest.len());
+            rest[r..].starts_with(b"From ")
+        });
+        m.extend_from_slice(unquoted.unwrap_or(line));
+    }
+    if let Some(m) = cur {
+        msgs.push(m);
+    }
+    // The separator's blank line belongs to the mbox, not the message.
+    for m in &mut msgs {
+        if m.ends_with(b"\r\n\r\n") {
+            m.truncate(m.len() - 2);
+        }
+    }
+    msgs
+}
+
+fn fill(addr: SocketAddr, msgs: &[Vec<u8>]) -> Client {
+    let mut c = Client::plain(addr);
+    assert!(c.cmd("LOGIN alice secret").ok());
+    let _ = c.cmd("DELETE INBOX.diff");
+    assert!(c.cmd("CREATE INBOX.diff").ok());
+    for m in msgs {
+        let r = c.append("INBOX.diff", "() \"01-Jan-2024 10:00:00 +0000\"", m);
+        assert!(r.ok(), "{r:?}");
+    }
+    assert!(c.cmd("SELECT INBOX.diff").ok());
+    c
+}
+
+/// The untagged lines of a response (literals inline).
+fn untagged(r: &Resp) -> String {
+    r.lines[..r.lines.len() - 1].join("\n")
+}
+
+fn message_id(m: &[u8]) -> String {
+    let text = String::from_utf8_lossy(m);
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("Message-ID")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn fetch_sort_and_thread_answer_as_dovecot_does() {
+    let dovecot = Dovecot::start();
+    let s = server().start();
+    let msgs = corpus(s.path());
+    assert!(msgs.len() >= 140, "corpus too small: {}", msgs.len());
+    let mut d = fill(dovecot.imap, &msgs);
+    let mut t = fill(s.imap, &msgs);
+    let mut diffs = Vec::new();
+    for item in ITEMS {
+        for (i, m) in msgs.iter().enumerate() {
+            let cmd = format!("FETCH {} ({item})", i + 1);
+            let (a, b) = (t.cmd(&cmd), d.cmd(&cmd));
+            assert!(a.ok(), "{a:?}");
+            let key = item.split(['.', '[']).next().unwrap_or(item);
+            let kept = KEPT
+                .iter()
+                .any(|(id, it)| *id == message_id(m) && *it == key);
+            if untagged(&a) != untagged(&b) && !kept {
+                diffs.push(format!(
+                    "{cmd} ({}):\n  tern:    {}\n  Dovecot: {}",
+                    message_id(m),
+                    untagged(&a),
+                    untagged(&b)
+                ));
+            }
+        }
+    }
+    let mut commands: Vec<String> = Vec::new();
+    for key in SORTS {
+        for search in ["ALL", "FROM example", "NOT SUBJECT re", "TEXT invoice"] {
+            commands.push(format!("SORT {key} UTF-8 {search}"));
+        }
+    }
+    for alg in ["REFERENCES", "ORDEREDSUBJECT"] {
+        commands.push(format!("THREAD {alg} UTF-8 ALL"));
+    }
+    for cmd in commands {
+        let (a, b) = (t.cmd(&cmd), d.cmd(&cmd));
+        if untagged(&a) != untagged(&b) {
+            diffs.push(format!(
+                "{cmd}:\n  tern:    {}\n  Dovecot: {}",
+                untagged(&a),
+                untagged(&b)
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} answers differ from Dovecot's:\n{}",
+        diffs.len(),
+        diffs
+            .iter()
+            .take(60)
+            .map(|d| d.chars().take(1500).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
