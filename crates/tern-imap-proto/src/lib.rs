@@ -8,6 +8,7 @@
 //! through here; nothing in this crate logs, blocks or touches the disk.
 
 pub mod command;
+pub mod esearch;
 pub mod framing;
 pub mod mutf7;
 pub mod seqset;

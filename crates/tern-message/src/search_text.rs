@@ -17,6 +17,35 @@ pub fn fold(s: &str) -> String {
     s.chars().flat_map(char::to_uppercase).nfkd().collect()
 }
 
+/// A search charset by its name: `None` for UTF-8 and US-ASCII (strings
+/// are taken as they are), the decoder for any other charset the WHATWG
+/// encoding standard knows (ISO-8859-*, windows-125x, KOI8-R, KOI8-U,
+/// ISO-2022-JP, GB2312, GBK, Big5, EUC-JP, Shift_JIS, ...); `Err` when the
+/// name is unknown (BADCHARSET).
+pub fn search_charset(
+    name: &str,
+) -> Result<Option<&'static encoding_rs::Encoding>, UnknownCharset> {
+    if name.eq_ignore_ascii_case("UTF-8") || name.eq_ignore_ascii_case("US-ASCII") {
+        return Ok(None);
+    }
+    encoding_rs::Encoding::for_label(name.as_bytes())
+        .map(Some)
+        .ok_or(UnknownCharset)
+}
+
+/// A charset name no decoder knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown charset")]
+pub struct UnknownCharset;
+
+/// Decodes a search string in `charset` (see [`search_charset`]) to UTF-8.
+pub fn decode_in(bytes: &[u8], charset: Option<&'static encoding_rs::Encoding>) -> String {
+    match charset {
+        None => String::from_utf8_lossy(bytes).into_owned(),
+        Some(enc) => enc.decode_without_bom_handling(bytes).0.into_owned(),
+    }
+}
+
 /// True if `needle` (already folded) occurs in `hay` case-insensitively.
 pub fn contains_folded(hay: &str, needle_folded: &str) -> bool {
     needle_folded.is_empty() || fold(hay).contains(needle_folded)
@@ -235,6 +264,11 @@ mod tests {
         let m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSsO2cmc=\r\n";
         assert!(body_text(m).contains("Jörg"));
         assert!(contains_folded("Hello WORLD", &fold("world")));
+        let koi8 = search_charset("KOI8-R").unwrap();
+        assert_eq!(decode_in(b"\xf0\xd2\xc9\xd7\xc5\xd4", koi8), "Привет");
+        assert!(search_charset("X-NO-SUCH").is_err());
+        let m = b"Content-Type: text/plain; charset=koi8-r\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4\r\n";
+        assert!(body_text(m).contains("Привет"));
         assert!(contains_folded("Straße", &fold("STRASSE")));
         assert!(contains_folded("Ça va très bien", &fold("TRÈS")));
         assert_eq!(fold("ﬁx"), "FIX");

@@ -12,7 +12,9 @@ use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::search::SearchKey;
 use tern_imap_proto::{imap_codec, seqset};
 use tern_maildir::{Flag, Folder, MessageEntry};
-use tern_message::search_text::{body_text, contains_folded, decode_header_value, fold};
+use tern_message::search_text::{
+    body_text, contains_folded, decode_header_value, decode_in, fold, search_charset,
+};
 use tern_message::{crlf, header, mime};
 
 use std::sync::Arc;
@@ -106,12 +108,14 @@ pub(crate) fn parse_date_part(v: &str) -> Option<chrono::NaiveDate> {
 struct Ctx {
     exists: u32,
     max_uid: u32,
+    /// The CHARSET of the search strings (`None`: UTF-8).
+    charset: Option<&'static encoding_rs::Encoding>,
 }
 
 fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
     use SearchKey as K;
     let text =
-        |s: &imap_codec::imap_types::core::AString<'_>| fold(&String::from_utf8_lossy(s.as_ref()));
+        |s: &imap_codec::imap_types::core::AString<'_>| fold(&decode_in(s.as_ref(), ctx.charset));
     match key {
         K::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, ctx)),
         K::Or(a, b) => matches(a, c, ctx) || matches(b, c, ctx),
@@ -208,29 +212,31 @@ fn header_match(c: &mut Candidate<'_>, name: &str, needle: &str) -> bool {
     values.iter().any(|v| contains_folded(v, needle))
 }
 
-/// BADCHARSET unless the charset is one SEARCH understands.
-pub(super) fn check_charset(charset: Option<&Charset<'_>>) -> Result<(), Reply> {
+/// The charset of a SEARCH, SORT or THREAD; BADCHARSET (listing the
+/// common ones) when tern does not know it.
+pub(super) fn check_charset(
+    charset: Option<&Charset<'_>>,
+) -> Result<Option<&'static encoding_rs::Encoding>, Reply> {
     let Some(cs) = charset else {
-        return Ok(());
+        return Ok(None);
     };
     let name = match cs {
         Charset::Atom(a) => a.as_ref().to_owned(),
         Charset::Quoted(q) => q.as_ref().to_owned(),
     };
-    if name.eq_ignore_ascii_case("UTF-8") || name.eq_ignore_ascii_case("US-ASCII") {
-        Ok(())
-    } else {
-        Err(Reply::no(
-            Some("BADCHARSET (UTF-8 US-ASCII)"),
+    search_charset(&name).map_err(|_| {
+        Reply::no(
+            Some("BADCHARSET (UTF-8 US-ASCII ISO-8859-1 ISO-8859-2 ISO-8859-15 WINDOWS-1250 WINDOWS-1251 WINDOWS-1252 KOI8-R KOI8-U ISO-2022-JP SHIFT_JIS EUC-JP GB2312 GBK BIG5 EUC-KR)"),
             format!("Unsupported charset {name}"),
-        ))
-    }
+        )
+    })
 }
 
 /// The positions (in `known`) of the messages that match `key`. Runs on a
 /// blocking thread.
 pub(super) fn evaluate(
     key: &SearchKey<'_>,
+    charset: Option<&'static encoding_rs::Encoding>,
     known: &[Known],
     recent: &HashSet<u32>,
     folder: &Folder,
@@ -239,6 +245,7 @@ pub(super) fn evaluate(
     let ctx = Ctx {
         exists: known.len() as u32,
         max_uid: known.last().map(|k| k.uid).unwrap_or(0),
+        charset,
     };
     let mut hits = Vec::new();
     for (i, k) in known.iter().enumerate() {
@@ -267,12 +274,19 @@ pub(super) struct SearchJob {
     pub open: Arc<OpenFolder>,
     recent: HashSet<u32>,
     key: SearchKey<'static>,
+    charset: Option<&'static encoding_rs::Encoding>,
 }
 
 impl SearchJob {
     /// Positions in `known` of the matching messages.
     pub fn run(&self) -> Vec<usize> {
-        evaluate(&self.key, &self.known, &self.recent, &self.open.folder)
+        evaluate(
+            &self.key,
+            self.charset,
+            &self.known,
+            &self.recent,
+            &self.open.folder,
+        )
     }
 
     /// The number a response shows for position `i`.
@@ -292,7 +306,7 @@ impl Session {
         charset: Option<&Charset<'_>>,
         criteria: Vec1<SearchKey<'static>>,
     ) -> Result<SearchJob, Reply> {
-        check_charset(charset)?;
+        let charset = check_charset(charset)?;
         let State::Selected { mailbox, .. } = &self.state else {
             return Err(Reply::bad("No mailbox selected"));
         };
@@ -301,6 +315,7 @@ impl Session {
             open: mailbox.open.clone(),
             recent: mailbox.recent.clone(),
             key: SearchKey::And(criteria),
+            charset,
         })
     }
 
@@ -314,22 +329,63 @@ impl Session {
             Ok(j) => j,
             Err(r) => return r,
         };
-        let hits = compute(move || {
+        let found = compute(move || {
             job.run()
                 .into_iter()
-                .map(|i| job.id(i, uid))
-                .collect::<Vec<u32>>()
+                .map(|i| (job.id(i, uid), job.known[i].uid))
+                .collect::<Vec<(u32, u32)>>()
         })
         .await;
-        let hits = match hits {
+        let found = match found {
             Ok(h) => h,
             Err(r) => return r,
         };
-        let mut line = String::from("SEARCH");
-        for h in hits {
-            let _ = write!(line, " {h}");
+        let Some((tag, opts)) = self.esearch.take() else {
+            let mut line = String::from("SEARCH");
+            for (h, _) in found {
+                let _ = write!(line, " {h}");
+            }
+            self.untagged(&line);
+            return Reply::ok("SEARCH completed");
+        };
+        let ids: Vec<u32> = found.iter().map(|(h, _)| *h).collect();
+        if opts.save {
+            // RFC 5182 §2.4: with MIN/MAX only, only those are saved.
+            let mut uids: Vec<u32> = found.iter().map(|(_, u)| *u).collect();
+            if (opts.min || opts.max) && !opts.all && !opts.count && !uids.is_empty() {
+                let (lo, hi) = (uids[0], uids[uids.len() - 1]);
+                uids = match (opts.min, opts.max) {
+                    (true, true) if lo != hi => vec![lo, hi],
+                    (true, _) => vec![lo],
+                    _ => vec![hi],
+                };
+            }
+            if let State::Selected { mailbox, .. } = &mut self.state {
+                mailbox.saved = uids;
+            }
         }
-        self.untagged(&line);
+        // SAVE alone answers with no ESEARCH (RFC 5182 §2.4).
+        if opts.min || opts.max || opts.all || opts.count {
+            let mut line = format!("ESEARCH (TAG \"{tag}\")");
+            if uid {
+                line.push_str(" UID");
+            }
+            if let (Some(lo), Some(hi)) = (ids.first(), ids.last()) {
+                if opts.min {
+                    let _ = write!(line, " MIN {lo}");
+                }
+                if opts.max {
+                    let _ = write!(line, " MAX {hi}");
+                }
+            }
+            if opts.count {
+                let _ = write!(line, " COUNT {}", ids.len());
+            }
+            if opts.all && !ids.is_empty() {
+                let _ = write!(line, " ALL {}", seqset::format_compact(&ids));
+            }
+            self.untagged(&line);
+        }
         Reply::ok("SEARCH completed")
     }
 }

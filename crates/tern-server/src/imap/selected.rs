@@ -168,6 +168,7 @@ impl Session {
                 recent,
                 keywords,
                 synced: view,
+                saved: Vec::new(),
             }),
         };
         if read_only {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
+use tern_imap_proto::esearch;
 use tern_imap_proto::framing::{self, LiteralSync};
+use tern_imap_proto::seqset;
 use tern_imap_proto::{command as cmdparse, imap_codec};
 use tern_maildir::keywords::KeywordSet;
 use tern_maildir::{Flags, MaildirError};
@@ -92,6 +94,8 @@ pub(crate) struct Selected {
     /// The folder view `known` was last compared with: when the folder still
     /// publishes the same view, nothing changed and nothing is compared.
     pub synced: Arc<tern_maildir::FolderView>,
+    /// The result saved by `SEARCH RETURN (SAVE)`, as UIDs (RFC 5182).
+    pub saved: Vec<u32>,
 }
 
 impl Selected {
@@ -238,6 +242,8 @@ pub(crate) struct Session {
     pub state: State,
     pub peer: Option<SocketAddr>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The tag and RETURN options of the extended SEARCH being run.
+    pub esearch: Option<(String, tern_imap_proto::esearch::ReturnOptions)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -277,6 +283,7 @@ pub async fn serve_connection(
         state,
         peer,
         shutdown,
+        esearch: None,
     };
     match s.run().await {
         Ok(()) | Err(End::Closed) => {}
@@ -421,6 +428,8 @@ impl Session {
                     "SORT=DISPLAY",
                     "THREAD=ORDEREDSUBJECT",
                     "THREAD=REFERENCES",
+                    "ESEARCH",
+                    "SEARCHRES",
                 ]);
             }
         }
@@ -546,6 +555,61 @@ impl Session {
         bytes: &[u8],
         streamed: Option<super::append::Streamed>,
     ) -> Result<(), End> {
+        // Extended SEARCH and saved results are rewritten into what the
+        // grammar crate parses (see tern_imap_proto::esearch).
+        let rewritten;
+        let mut bytes = bytes;
+        self.esearch = None;
+        match esearch::split_return(bytes) {
+            Ok(Some((cmd, opts))) => {
+                rewritten = cmd;
+                bytes = &rewritten;
+                let tag = framing::tag_of(bytes).unwrap_or_default().to_owned();
+                self.esearch = Some((tag, opts));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
+                self.tagged(&tag, &Reply::bad(e.to_string()));
+                return Ok(());
+            }
+        }
+        let replaced;
+        if let State::Selected { mailbox, .. } = &self.state {
+            let uid_cmd = framing::command_name(bytes)
+                .is_some_and(|n| n.to_ascii_uppercase().starts_with("UID "));
+            let set: Vec<u32> = if uid_cmd {
+                mailbox.saved.clone()
+            } else {
+                mailbox
+                    .saved
+                    .iter()
+                    .filter_map(|u| mailbox.seq_of(*u).map(|i| i as u32 + 1))
+                    .collect()
+            };
+            let is_search = framing::command_name(bytes)
+                .is_some_and(|n| n.to_ascii_uppercase().ends_with("SEARCH"));
+            // An empty saved result matches no message (RFC 5182 §2.1): in
+            // SEARCH it becomes a key that matches nothing; other commands
+            // have nothing to do.
+            let text = match (set.is_empty(), is_search) {
+                (false, _) => seqset::format_compact(&set),
+                (true, true) => "(NOT ALL)".to_owned(),
+                (true, false) => String::new(),
+            };
+            if let Some(r) = esearch::replace_dollar(bytes, text.as_bytes()) {
+                if text.is_empty() {
+                    let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
+                    if let Some(s) = streamed {
+                        s.discard();
+                    }
+                    self.tagged(&tag, &Reply::ok("Nothing to do: the saved result is empty"));
+                    return Ok(());
+                }
+                replaced = r;
+                bytes = &replaced;
+            }
+        }
         let cmd = match cmdparse::parse(bytes) {
             Ok(c) => c,
             Err(_) => {

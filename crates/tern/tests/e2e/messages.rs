@@ -485,6 +485,93 @@ fn sort_and_thread_answer_as_dovecot_does() {
     let r = c.cmd("UID THREAD REFERENCES UTF-8 SUBJECT nothing-matches");
     assert_eq!(r.lines[0], "* THREAD");
     assert!(c.cmd("THREAD NOSUCH UTF-8 ALL").bad());
-    let r = c.cmd("SORT (DATE) KOI8-R ALL");
+    let r = c.cmd("SORT (DATE) X-NO-SUCH-CHARSET ALL");
     assert!(r.no() && r.tagged().contains("BADCHARSET"), "{r:?}");
+}
+
+/// SEARCH in legacy charsets: the search string is decoded from the
+/// CHARSET given, the message text from the charsets it declares, and both
+/// compared in i;unicode-casemap form.
+#[test]
+fn search_in_legacy_charsets() {
+    let s = server().start();
+    let mut c = s.alice();
+    let koi8 = b"Subject: =?koi8-r?b?8NLJ18XU?=\r\nContent-Type: text/plain; charset=koi8-r\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4 \xcd\xc9\xd2\r\n";
+    let latin1 = b"Subject: =?iso-8859-1?q?Gr=FC=DFe?=\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nStra=DFe\r\n";
+    assert!(c.append("INBOX", "()", koi8).ok());
+    assert!(c.append("INBOX", "()", latin1).ok());
+    c.cmd("SELECT INBOX");
+    let search = |c: &mut Client, cmd: &[u8]| {
+        c.send(b"s1 ");
+        c.send(cmd);
+        c.send(b"\r\n");
+        c.read_until_tag("s1")
+    };
+    // "Привет" in KOI8-R, in the subject and in the body.
+    let r = search(
+        &mut c,
+        b"SEARCH CHARSET KOI8-R SUBJECT {6+}\r\n\xf0\xd2\xc9\xd7\xc5\xd4",
+    );
+    assert!(r.has("* SEARCH 1"), "{r:?}");
+    let r = search(&mut c, b"SEARCH CHARSET KOI8-R BODY {3+}\r\n\xed\xe9\xf2");
+    assert!(r.has("* SEARCH 1"), "{r:?}");
+    // "STRASSE" finds "Straße" (i;unicode-casemap), in UTF-8 and Latin-1.
+    let r = c.cmd("SEARCH CHARSET UTF-8 BODY STRASSE");
+    assert!(r.has("* SEARCH 2"), "{r:?}");
+    let r = search(
+        &mut c,
+        b"SEARCH CHARSET ISO-8859-1 SUBJECT {4+}\r\ngr\xfc\xdf",
+    );
+    assert!(r.has("* SEARCH 2"), "{r:?}");
+    let r = c.cmd("SEARCH CHARSET X-UNKNOWN TEXT x");
+    assert!(r.no() && r.tagged().contains("[BADCHARSET (UTF-8"), "{r:?}");
+}
+
+/// ESEARCH (RFC 4731) and saved results (RFC 5182).
+#[test]
+fn esearch_and_saved_results() {
+    let s = server().start();
+    let mut c = s.alice();
+    let caps = c.cmd("CAPABILITY");
+    assert!(caps.lines[0].contains(" ESEARCH") && caps.lines[0].contains(" SEARCHRES"));
+    for i in 0..6 {
+        let flags = if i % 2 == 0 { "(\\Seen)" } else { "()" };
+        assert!(c
+            .append("INBOX", flags, &message(&format!("m{i}"), "x"))
+            .ok());
+    }
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN");
+    assert!(r.ok(), "{r:?}");
+    let esearch = |r: &Resp| {
+        let tag = r.tagged().split(' ').next().unwrap_or("").to_owned();
+        r.lines[0].replace(&format!("(TAG \"{tag}\")"), "(TAG)")
+    };
+    assert_eq!(esearch(&r), "* ESEARCH (TAG) MIN 2 MAX 6 COUNT 3 ALL 2,4,6");
+    let r = c.cmd("UID SEARCH RETURN () SEEN");
+    assert_eq!(esearch(&r), "* ESEARCH (TAG) UID ALL 1,3,5");
+    let r = c.cmd("SEARCH RETURN (COUNT) SUBJECT nothing");
+    assert_eq!(esearch(&r), "* ESEARCH (TAG) COUNT 0");
+    assert!(c.cmd("SEARCH RETURN (BOGUS) ALL").bad());
+    // SAVE alone says nothing; $ then stands for the saved messages.
+    let r = c.cmd("SEARCH RETURN (SAVE) UNSEEN");
+    assert!(r.ok() && r.lines.len() == 1, "{r:?}");
+    let r = c.cmd("FETCH $ (UID)");
+    assert_eq!(r.untagged("").len(), 3, "{r:?}");
+    assert!(
+        r.has("* 2 FETCH (UID 2)") && r.has("* 6 FETCH (UID 6)"),
+        "{r:?}"
+    );
+    let r = c.cmd("SEARCH $ SUBJECT m3");
+    assert_eq!(r.lines[0], "* SEARCH 4");
+    let r = c.cmd("UID STORE $ +FLAGS.SILENT (\\Flagged)");
+    assert!(r.ok(), "{r:?}");
+    let r = c.cmd("SEARCH FLAGGED");
+    assert_eq!(r.lines[0], "* SEARCH 2 4 6");
+    // An empty saved result: nothing to do, and SEARCH $ finds nothing.
+    assert!(c.cmd("SEARCH RETURN (SAVE) SUBJECT nothing").ok());
+    let r = c.cmd("FETCH $ (UID)");
+    assert!(r.ok() && r.untagged("").is_empty(), "{r:?}");
+    let r = c.cmd("SEARCH OR $ SUBJECT m1");
+    assert_eq!(r.lines[0], "* SEARCH 2");
 }
