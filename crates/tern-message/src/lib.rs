@@ -11,6 +11,8 @@ pub mod address;
 pub mod bodystructure;
 pub mod crlf;
 pub mod envelope;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
 pub mod mime;
 pub mod search_text;

@@ -1,0 +1,6 @@
+#![no_main]
+//! Fuzz target: tern_message::fuzzing::address must never panic.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    tern_message::fuzzing::address(data);
+});
