@@ -18,6 +18,7 @@ pub mod mime;
 pub mod search_text;
 pub mod section;
 pub mod subject;
+pub mod summary;
 pub mod thread;
 
 pub use mime::{parse, Part, PartKind};

@@ -108,6 +108,8 @@ pub struct OpenFolder {
     pub changed: Notify,
     /// UIDLs and sizes of the last POP3 login (INBOX only).
     pub pop3: tern_maildir::pop3list::Pop3Cache,
+    /// ENVELOPE, BODYSTRUCTURE and sort fields of the messages.
+    pub summaries: crate::summaries::SummaryCache,
     hub: Arc<Hub>,
     /// The inotify watches of `new/` and `cur/`, once watched.
     wds: Mutex<Option<Vec<WatchDescriptor>>>,
@@ -264,6 +266,7 @@ impl FolderRegistry {
             folder: Folder::new(dir.to_owned()),
             changed: Notify::new(),
             pop3: Default::default(),
+            summaries: Default::default(),
             hub: self.hub.clone(),
             wds: Mutex::new(None),
             checker: Mutex::new(None),

@@ -16,9 +16,8 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use tern_imap_proto::{imap_codec, seqset, wire};
 use tern_maildir::folder::FlagChange;
 use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
-use tern_message::bodystructure::{self, Extensions};
 use tern_message::section::{self, Specifier};
-use tern_message::{crlf, envelope, header, mime};
+use tern_message::{crlf, header, mime};
 
 use super::selected::{message_flags, write_flags};
 use super::session::{End, Known, Reply, Session, State};
@@ -332,13 +331,14 @@ fn section_literal(out: &mut Vec<u8>, data: Option<&[u8]>, partial: Option<(u32,
 /// Builds `* seq FETCH (...)` for one message.
 pub(crate) fn build(
     out: &mut Vec<u8>,
-    folder: &Folder,
+    open: &crate::folders::OpenFolder,
     entry: &MessageEntry,
     seq: usize,
     known: &Known,
     recent: bool,
     items: &[Item],
 ) -> Result<(), BuildError> {
+    let (folder, summaries) = (&open.folder, &open.summaries);
     let mut loaded: Option<Loaded> = None;
     let mut body = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -379,22 +379,17 @@ pub(crate) fn build(
                 let _ = write!(wire::Bytes(&mut body), "RFC822.SIZE {size}");
             }
             Item::Envelope => {
-                ensure(&mut loaded)?;
-                if let Some(l) = &loaded {
-                    body.extend_from_slice(b"ENVELOPE ");
-                    envelope::write(&mut body, &l.data[l.tree.header.clone()]);
-                }
+                body.extend_from_slice(b"ENVELOPE ");
+                body.extend_from_slice(&summaries.get(folder, entry)?.envelope);
             }
             Item::Body | Item::BodyStructure => {
-                ensure(&mut loaded)?;
-                if let Some(l) = &loaded {
-                    let (name, ext) = if matches!(item, Item::Body) {
-                        ("BODY ", Extensions::No)
-                    } else {
-                        ("BODYSTRUCTURE ", Extensions::Yes)
-                    };
-                    body.extend_from_slice(name.as_bytes());
-                    bodystructure::write(&mut body, &l.data, &l.tree, ext);
+                let s = summaries.get(folder, entry)?;
+                if matches!(item, Item::Body) {
+                    body.extend_from_slice(b"BODY ");
+                    body.extend_from_slice(&s.body);
+                } else {
+                    body.extend_from_slice(b"BODYSTRUCTURE ");
+                    body.extend_from_slice(&s.bodystructure);
                 }
             }
             Item::Section {
@@ -605,7 +600,7 @@ impl Session {
                     } else {
                         &its
                     };
-                    match build(&mut out, &o.folder, e, i + 1, k, *r, use_items) {
+                    match build(&mut out, &o, e, i + 1, k, *r, use_items) {
                         Ok(()) => {}
                         Err(BuildError::Storage(MaildirError::MessageGone)) => missing += 1,
                         Err(BuildError::Storage(err)) => {
@@ -615,6 +610,7 @@ impl Session {
                         Err(BuildError::UnknownCte) => unknown_cte = true,
                     }
                 }
+                o.summaries.save_if_due(&o.folder);
                 (out, updated, missing, unknown_cte)
             });
             let (out, updated, miss, unknown_cte) = match job.await {

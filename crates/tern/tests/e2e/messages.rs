@@ -575,3 +575,51 @@ fn esearch_and_saved_results() {
     let r = c.cmd("SEARCH OR $ SUBJECT m1");
     assert_eq!(r.lines[0], "* SEARCH 2");
 }
+
+/// ENVELOPE and BODYSTRUCTURE come from the folder's summary cache, kept
+/// on disk across restarts; a damaged cache file is rebuilt from the
+/// messages. (A test may change a message file in place, which Maildir
+/// never does, to see where an answer came from.)
+#[test]
+fn summaries_are_cached_on_disk_and_rebuilt_when_damaged() {
+    let mut s = server().start();
+    let mut c = s.alice();
+    for i in 0..3 {
+        assert!(c
+            .append("INBOX", "()", &message(&format!("orig{i}"), "x"))
+            .ok());
+    }
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("FETCH 1:* (ENVELOPE BODYSTRUCTURE)");
+    assert!(r.has("\"orig1\""), "{r:?}");
+    let cache = s.maildir("alice").join("tern.cache");
+    assert!(cache.exists(), "the cache file is written");
+    // Change message 2 behind tern's back.
+    let cur = s.maildir("alice").join("cur");
+    let file = std::fs::read_dir(&cur)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("orig1"))
+        .unwrap();
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("orig1", "CHANGED");
+    std::fs::write(&file, text).unwrap();
+    let r = c.cmd("FETCH 2 (ENVELOPE)");
+    assert!(r.has("\"orig1\""), "served from memory: {r:?}");
+    s.restart();
+    let mut c = s.alice();
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("FETCH 2 (ENVELOPE)");
+    assert!(r.has("\"orig1\""), "served from the cache file: {r:?}");
+    // A damaged cache file is thrown away and rebuilt from the messages.
+    std::fs::write(&cache, b"tern summary cache 1\n\xff\xff\xff\xffgarbage").unwrap();
+    s.restart();
+    let mut c = s.alice();
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("FETCH 1:3 (ENVELOPE)");
+    assert!(r.has("\"CHANGED\"") && r.has("\"orig2\""), "rebuilt: {r:?}");
+    let data = std::fs::read(&cache).unwrap();
+    assert!(data.starts_with(b"tern summary cache 1\n") && !data.ends_with(b"garbage"));
+}

@@ -1,0 +1,139 @@
+//! The per-folder cache of message summaries (ENVELOPE, BODY,
+//! BODYSTRUCTURE, sort and thread fields; see [`tern_message::summary`]).
+//!
+//! A summary is keyed by the message's unique name: Maildir never changes a
+//! message's content under one name, so an entry is right for as long as
+//! the message exists. The cache lives in memory for every session of the
+//! folder and on disk in `tern.cache` beside the messages, so a restart
+//! does not re-read 100,000 files. It is only a cache: a missing, stale or
+//! damaged file is rebuilt from the messages (and the log says so); entries
+//! of messages that are gone are dropped when it is written. Several
+//! processes may write it; the last write wins, which loses nothing but
+//! work.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap as HashMap;
+use tern_maildir::unique::{read_nofollow, write_atomic};
+use tern_maildir::{Folder, MaildirError, MessageEntry};
+use tern_message::summary::{summarize, Reader, Summary};
+
+/// The cache file in the folder's directory.
+pub const FILE: &str = "tern.cache";
+
+const MAGIC: &[u8] = b"tern summary cache 1\n";
+
+/// Summaries added since the last write before another write is worth it.
+const SAVE_AFTER: usize = 64;
+
+/// Writes are at least this far apart while summaries keep coming.
+const SAVE_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+struct State {
+    loaded: bool,
+    map: HashMap<Arc<str>, Arc<Summary>>,
+    saved_at: Option<Instant>,
+}
+
+/// The summaries of one folder.
+#[derive(Debug, Default)]
+pub struct SummaryCache {
+    state: Mutex<State>,
+    dirty: AtomicUsize,
+}
+
+fn load(dir: &Path) -> HashMap<Arc<str>, Arc<Summary>> {
+    let path = dir.join(FILE);
+    let data = match read_nofollow(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::default(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), cause = %e, "summary cache unreadable; rebuilding it from the messages");
+            return HashMap::default();
+        }
+    };
+    let parsed = (|| {
+        let mut r = Reader::new(data.strip_prefix(MAGIC)?);
+        let mut map = HashMap::default();
+        while !r.done() {
+            let base: Arc<str> = Arc::from(String::from_utf8(r.bytes()?.to_vec()).ok()?);
+            map.insert(base, Arc::new(r.summary()?));
+        }
+        Some(map)
+    })();
+    parsed.unwrap_or_else(|| {
+        tracing::warn!(file = %path.display(), "summary cache damaged; rebuilding it from the messages");
+        let _ = std::fs::remove_file(&path);
+        HashMap::default()
+    })
+}
+
+impl SummaryCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The summary of a message, from the cache or from the message file.
+    ///
+    /// # Errors
+    /// As [`Folder::read`] (the message is gone, I/O).
+    pub fn get(&self, folder: &Folder, entry: &MessageEntry) -> Result<Arc<Summary>, MaildirError> {
+        {
+            let mut st = self.lock();
+            if !st.loaded {
+                st.map = load(folder.dir());
+                st.loaded = true;
+            }
+            if let Some(s) = st.map.get(&entry.base) {
+                return Ok(s.clone());
+            }
+        }
+        let raw = folder.read(entry)?;
+        let s = Arc::new(summarize(&tern_message::crlf::to_crlf(&raw)));
+        self.lock().map.insert(entry.base.clone(), s.clone());
+        self.dirty.fetch_add(1, Ordering::Relaxed);
+        Ok(s)
+    }
+
+    /// Writes the cache when enough is new and the last write is not too
+    /// recent; call it after a command that summarized messages. Errors
+    /// are logged: the cache is only a cache.
+    pub fn save_if_due(&self, folder: &Folder) {
+        let dirty = self.dirty.load(Ordering::Relaxed);
+        if dirty == 0 {
+            return;
+        }
+        let mut st = self.lock();
+        let due = dirty >= SAVE_AFTER || st.saved_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY);
+        if !due
+            || st
+                .saved_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        let view = folder.view();
+        // Only messages that still exist are written.
+        let present: std::collections::HashSet<&str> =
+            view.messages.iter().map(|m| &*m.base).collect();
+        st.map.retain(|base, _| present.contains(&**base));
+        let mut out = MAGIC.to_vec();
+        for m in &view.messages {
+            if let Some(s) = st.map.get(&m.base) {
+                out.extend_from_slice(&(m.base.len() as u32).to_le_bytes());
+                out.extend_from_slice(m.base.as_bytes());
+                s.encode(&mut out);
+            }
+        }
+        st.saved_at = Some(Instant::now());
+        self.dirty.store(0, Ordering::Relaxed);
+        drop(st);
+        if let Err(e) = write_atomic(&folder.dir().join(FILE), &out) {
+            tracing::warn!(cause = %e, "summary cache not written");
+        }
+    }
+}
