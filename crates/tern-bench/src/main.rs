@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+mod content;
 mod push;
 
 /// What to measure.
@@ -20,6 +21,8 @@ enum Mode {
     Imap,
     /// POP3 start, IDLE latency, many idle sessions.
     Push,
+    /// FETCH of structure and headers, SEARCH, SORT, THREAD.
+    Content,
 }
 
 #[derive(Parser, Debug)]
@@ -316,7 +319,31 @@ fn main() -> Result<()> {
     match args.mode {
         Mode::Imap => imap_figures(&args),
         Mode::Push => push_figures(&args),
+        Mode::Content => content_figures(&args),
     }
+}
+
+fn content_figures(args: &Args) -> Result<()> {
+    let (u, p) = (args.user.as_str(), args.password.as_str());
+    let reps = args.reps.clamp(1, 3);
+    let (tc, tw) = content::measure(args.tern, u, p, reps)?;
+    let (dc, dw) = content::measure(args.dovecot, u, p, reps)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| command | tern, ms | Dovecot, ms | tern/Dovecot |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| {} (cold) | {:.1} | {:.1} | {:.3} |",
+        content::COMMANDS[0],
+        ms(tc),
+        ms(dc),
+        ms(tc) / ms(dc)
+    );
+    for (i, cmd) in content::COMMANDS.iter().enumerate() {
+        let (a, b) = (ms(tw[i]), ms(dw[i]));
+        println!("| {cmd} (warm) | {a:.1} | {b:.1} | {:.3} |", a / b);
+    }
+    println!("\nwarm: median of {reps} runs on one connection after the cold run");
+    Ok(())
 }
 
 fn push_figures(args: &Args) -> Result<()> {
