@@ -24,7 +24,12 @@ pub const COMMANDS: &[&str] = &[
 ];
 
 /// Cold time of the first command, then warm medians of every command.
-pub fn measure(addr: SocketAddr, user: &str, pw: &str, reps: usize) -> Result<(Duration, Vec<Duration>)> {
+pub fn measure(
+    addr: SocketAddr,
+    user: &str,
+    pw: &str,
+    reps: usize,
+) -> Result<(Duration, Vec<Duration>)> {
     let mut c = Conn::login(addr, user, pw)?;
     c.cmd("SELECT INBOX")?;
     let (cold, _) = time(|| c.cmd(COMMANDS[0]))?;

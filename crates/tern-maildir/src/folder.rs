@@ -198,6 +198,9 @@ struct Inner {
     /// UIDs that arrived since any session last selected the folder.
     unclaimed_recent: BTreeSet<u32>,
     crlf_sizes: HashMap<u32, u64>,
+    /// INTERNALDATE by UID: the mtime, read once (SEARCH and SORT by
+    /// arrival ask for it of every message).
+    internal_dates: HashMap<u32, SystemTime>,
 }
 
 /// A Maildir folder shared by every session of this process that opens it.
@@ -603,10 +606,21 @@ impl Folder {
     /// # Errors
     /// As [`Folder::open`].
     pub fn internal_date(&self, entry: &MessageEntry) -> Result<SystemTime> {
-        let f = self.open(entry)?;
-        f.metadata()
-            .and_then(|m| m.modified())
-            .map_err(|e| MaildirError::io("stat", entry.path(&self.dir), e))
+        if let Some(t) = self.lock_inner().internal_dates.get(&entry.uid) {
+            return Ok(*t);
+        }
+        // A stat of the name the view knows; the locked lookup only when
+        // another program renamed the file meanwhile.
+        let t = match std::fs::symlink_metadata(entry.path(&self.dir)).and_then(|m| m.modified()) {
+            Ok(t) => t,
+            Err(_) => self
+                .open(entry)?
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_err(|e| MaildirError::io("stat", entry.path(&self.dir), e))?,
+        };
+        self.lock_inner().internal_dates.insert(entry.uid, t);
+        Ok(t)
     }
 
     /// RFC822.SIZE: the size with CRLF line ends, from the `W=` field of the

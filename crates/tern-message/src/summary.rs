@@ -37,6 +37,79 @@ pub struct Summary {
     pub message_id: Option<String>,
     /// References, else the first In-Reply-To id.
     pub references: Vec<String>,
+    /// The base subject in i;unicode-casemap form (what SORT compares).
+    pub subject_key: String,
+    /// The subject marked a reply or forward (THREAD).
+    pub is_reply: bool,
+    /// The fields of [`CACHED_FIELDS`], raw and in message order, for
+    /// FETCH BODY[HEADER.FIELDS (...)] that asks only for those.
+    pub fields: Vec<u8>,
+}
+
+/// The header fields kept in a summary: those mail clients list in their
+/// message lists (Thunderbird, Roundcube, mutt, Apple Mail ask for these).
+pub const CACHED_FIELDS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "reply-to",
+    "sender",
+    "content-type",
+    "priority",
+    "x-priority",
+    "importance",
+    "newsgroups",
+    "list-post",
+    "list-id",
+    "list-unsubscribe",
+    "x-mailer",
+    "user-agent",
+    "disposition-notification-to",
+    "return-receipt-to",
+    "mail-followup-to",
+    "mail-reply-to",
+    "x-spam-flag",
+    "x-spam-status",
+    "x-spam-score",
+    "delivered-to",
+    "x-original-to",
+    "return-path",
+    "mime-version",
+    "content-transfer-encoding",
+    "x-label",
+    "keywords",
+];
+
+/// Whether every name of a HEADER.FIELDS list is kept in summaries.
+pub fn fields_cached(names: &[String]) -> bool {
+    names
+        .iter()
+        .all(|n| CACHED_FIELDS.iter().any(|c| c.eq_ignore_ascii_case(n)))
+}
+
+impl Summary {
+    /// BODY[HEADER.FIELDS (names)] from the kept fields (the caller checks
+    /// [`fields_cached`] first): the fields in message order, then the
+    /// empty line, as a section of the message would give them.
+    pub fn header_fields(&self, names: &[String]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in header::fields(&self.fields) {
+            if names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(f.name))
+            {
+                out.extend_from_slice(f.raw);
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
 }
 
 fn first_address(fields: &[header::Field<'_>], name: &str) -> Option<FirstAddress> {
@@ -80,14 +153,31 @@ pub fn summarize(msg: &[u8]) -> Summary {
             .into_iter()
             .collect();
     }
+    let mut kept = Vec::new();
+    for f in &fields {
+        if CACHED_FIELDS
+            .iter()
+            .any(|c| c.as_bytes().eq_ignore_ascii_case(f.name))
+        {
+            kept.extend_from_slice(f.raw);
+            if !f.raw.ends_with(b"\n") {
+                kept.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    let subject = header::first(&fields, "Subject")
+        .map(|v| decode_header_value(&v))
+        .unwrap_or_default();
+    let (base, is_reply) = crate::subject::base_subject(&subject);
     Summary {
+        subject_key: crate::search_text::fold(&base),
+        is_reply,
+        fields: kept,
         envelope,
         body,
         bodystructure: bs,
         date: header::first(&fields, "Date").and_then(|v| date_timestamp(&v)),
-        subject: header::first(&fields, "Subject")
-            .map(|v| decode_header_value(&v))
-            .unwrap_or_default(),
+        subject,
         from: first_address(&fields, "From"),
         to: first_address(&fields, "To"),
         cc: first_address(&fields, "Cc"),
@@ -207,7 +297,17 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             references.push(self.string()?);
         }
+        let subject_key = self.string()?;
+        let is_reply = match self.byte()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let fields = self.bytes()?.to_vec();
         Some(Summary {
+            subject_key,
+            is_reply,
+            fields,
             envelope,
             body,
             bodystructure,
@@ -244,6 +344,9 @@ impl Summary {
         for r in &self.references {
             put(out, r.as_bytes());
         }
+        put(out, self.subject_key.as_bytes());
+        out.push(u8::from(self.is_reply));
+        put(out, &self.fields);
     }
 }
 
@@ -258,6 +361,14 @@ mod tests {
         assert_eq!(s.date, Some(0));
         assert_eq!(s.to, Some((None, "g".into(), String::new())));
         assert_eq!(s.references, vec!["p@x".to_owned()]);
+        assert_eq!(s.subject_key, "HI");
+        assert!(s.is_reply);
+        assert!(fields_cached(&["From".into(), "SUBJECT".into()]));
+        assert!(!fields_cached(&["Received".into()]));
+        assert_eq!(
+            s.header_fields(&["subject".into(), "from".into()]),
+            b"From: A <a@b>\r\nSubject: Re: hi\r\n\r\n"
+        );
         let mut buf = Vec::new();
         s.encode(&mut buf);
         s.encode(&mut buf);

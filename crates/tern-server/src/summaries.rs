@@ -24,7 +24,7 @@ use tern_message::summary::{summarize, Reader, Summary};
 /// The cache file in the folder's directory.
 pub const FILE: &str = "tern.cache";
 
-const MAGIC: &[u8] = b"tern summary cache 1\n";
+const MAGIC: &[u8] = b"tern summary cache 2\n";
 
 /// Summaries added since the last write before another write is worth it.
 const SAVE_AFTER: usize = 64;

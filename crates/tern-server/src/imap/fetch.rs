@@ -399,16 +399,27 @@ pub(crate) fn build(
                 partial,
                 ..
             } => {
-                ensure(&mut loaded)?;
-                if let Some(l) = &loaded {
-                    let data = section::extract(&l.data, &l.tree, path, spec);
-                    let _ = write!(wire::Bytes(&mut body), "BODY[{label}]");
-                    if let Some((s, _)) = partial {
-                        let _ = write!(wire::Bytes(&mut body), "<{s}>");
+                // The header fields message lists ask for come from the
+                // summary cache; anything else from the message.
+                let data = match spec {
+                    Specifier::HeaderFields(names)
+                        if path.is_empty() && tern_message::summary::fields_cached(names) =>
+                    {
+                        Some(summaries.get(folder, entry)?.header_fields(names))
                     }
-                    body.push(b' ');
-                    section_literal(&mut body, data.as_deref(), *partial);
+                    _ => {
+                        ensure(&mut loaded)?;
+                        loaded
+                            .as_ref()
+                            .and_then(|l| section::extract(&l.data, &l.tree, path, spec))
+                    }
+                };
+                let _ = write!(wire::Bytes(&mut body), "BODY[{label}]");
+                if let Some((s, _)) = partial {
+                    let _ = write!(wire::Bytes(&mut body), "<{s}>");
                 }
+                body.push(b' ');
+                section_literal(&mut body, data.as_deref(), *partial);
             }
             Item::Rfc822 | Item::Rfc822Header | Item::Rfc822Text => {
                 ensure(&mut loaded)?;

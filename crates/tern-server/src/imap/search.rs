@@ -29,6 +29,7 @@ struct Candidate<'a> {
     recent: bool,
     entry: &'a MessageEntry,
     folder: &'a Folder,
+    summaries: &'a crate::summaries::SummaryCache,
     data: Option<Vec<u8>>,
     body: Option<String>,
 }
@@ -163,7 +164,16 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
             .sent_date()
             .or_else(|| c.internal_date())
             .is_some_and(|x| x >= *d.as_ref()),
-        K::Subject(s) => header_match(c, "Subject", &text(s)),
+        K::Subject(s) => {
+            let needle = text(s);
+            // The decoded subject is in the summary cache; an empty needle
+            // asks whether the field exists at all, which only the
+            // message can tell.
+            match c.summaries.get(c.folder, c.entry) {
+                Ok(sum) if !needle.is_empty() => contains_folded(&sum.subject, &needle),
+                _ => header_match(c, "Subject", &needle),
+            }
+        }
         K::From(s) => header_match(c, "From", &text(s)),
         K::To(s) => header_match(c, "To", &text(s)),
         K::Cc(s) => header_match(c, "Cc", &text(s)),
@@ -239,8 +249,9 @@ pub(super) fn evaluate(
     charset: Option<&'static encoding_rs::Encoding>,
     known: &[Known],
     recent: &HashSet<u32>,
-    folder: &Folder,
+    open: &OpenFolder,
 ) -> Vec<usize> {
+    let folder = &open.folder;
     let view = folder.view();
     let ctx = Ctx {
         exists: known.len() as u32,
@@ -248,16 +259,20 @@ pub(super) fn evaluate(
         charset,
     };
     let mut hits = Vec::new();
+    // Both lists are in UID order: walk them together.
+    let mut entries = view.messages.iter().peekable();
     for (i, k) in known.iter().enumerate() {
-        let Some(entry) = view.find(k.uid) else {
+        while entries.next_if(|e| e.uid < k.uid).is_some() {}
+        let Some(entry) = entries.next_if(|e| e.uid == k.uid) else {
             continue;
         };
         let mut c = Candidate {
             seq: i as u32 + 1,
             known: k,
-            recent: recent.contains(&k.uid),
+            recent: !recent.is_empty() && recent.contains(&k.uid),
             entry,
             folder,
+            summaries: &open.summaries,
             data: None,
             body: None,
         };
@@ -280,13 +295,15 @@ pub(super) struct SearchJob {
 impl SearchJob {
     /// Positions in `known` of the matching messages.
     pub fn run(&self) -> Vec<usize> {
-        evaluate(
+        let hits = evaluate(
             &self.key,
             self.charset,
             &self.known,
             &self.recent,
-            &self.open.folder,
-        )
+            &self.open,
+        );
+        self.open.summaries.save_if_due(&self.open.folder);
+        hits
     }
 
     /// The number a response shows for position `i`.

@@ -63,7 +63,7 @@ fn key_value(key: &SortKey, s: &Summary, folder: &Folder, entry: &MessageEntry) 
         SortKey::Arrival => Value::Num(internal_date(folder, entry)),
         SortKey::Date => Value::Num(s.date.unwrap_or_else(|| internal_date(folder, entry))),
         SortKey::Size => Value::Num(folder.crlf_size(entry).map(|s| s as i64).unwrap_or(0)),
-        SortKey::Subject => Value::Text(fold(&base_subject(&s.subject).0)),
+        SortKey::Subject => Value::Text(s.subject_key.clone()),
         SortKey::From => mailbox(&s.from),
         SortKey::To => mailbox(&s.to),
         SortKey::Cc => mailbox(&s.cc),
@@ -118,13 +118,12 @@ fn thread_input(hits: &[usize], job: &SearchJob, uid: bool) -> Vec<ThreadMessage
         .filter_map(|&i| {
             let entry = view.find(known[i].uid)?;
             let s = job.open.summaries.get(folder, entry).ok()?;
-            let (base, is_reply) = base_subject(&s.subject);
             Some(ThreadMessage {
                 id: job.id(i, uid),
                 message_id: s.message_id.clone(),
                 references: s.references.clone(),
-                base_subject: base,
-                is_reply,
+                base_subject: base_subject(&s.subject).0,
+                is_reply: s.is_reply,
                 sent: s.date.unwrap_or_else(|| internal_date(folder, entry)),
             })
         })
