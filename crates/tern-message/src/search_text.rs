@@ -236,8 +236,34 @@ impl<'a> DateParser<'a> {
     }
 }
 
+/// The body of a message that needs no decoding: a single text part in
+/// US-ASCII or UTF-8 without a transfer encoding (most mail); `None` when
+/// the message must go through the MIME decoder.
+fn plain_body(msg: &[u8]) -> Option<&[u8]> {
+    let root = crate::mime::parse(msg);
+    if !matches!(root.kind, crate::mime::PartKind::Leaf) || root.media_type() != "text" {
+        return None;
+    }
+    let charset_ok = root
+        .content_type
+        .param("charset")
+        .is_none_or(|c| c.eq_ignore_ascii_case("us-ascii") || c.eq_ignore_ascii_case("utf-8"));
+    let fields = crate::header::fields(&msg[root.header.clone()]);
+    let cte_ok = crate::header::first(&fields, "Content-Transfer-Encoding").is_none_or(|v| {
+        let v = String::from_utf8_lossy(&v);
+        let v = v.trim();
+        v.eq_ignore_ascii_case("7bit") || v.eq_ignore_ascii_case("8bit")
+    });
+    (charset_ok && cte_ok && root.media_subtype() == "plain").then(|| &msg[root.body.clone()])
+}
+
 /// Every text body of the message, decoded to UTF-8, concatenated.
 pub fn body_text(msg: &[u8]) -> String {
+    if let Some(body) = plain_body(msg) {
+        let mut s = String::from_utf8_lossy(body).into_owned();
+        s.push('\n');
+        return s;
+    }
     let Some(m) = MessageParser::new().parse(msg) else {
         return String::from_utf8_lossy(msg).into_owned();
     };
@@ -263,6 +289,9 @@ mod tests {
         assert_eq!(decode_header_value(b"=?utf-8?q?J=C3=B6rg?= x"), "Jörg x");
         let m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSsO2cmc=\r\n";
         assert!(body_text(m).contains("Jörg"));
+        let plain = b"Subject: x\r\n\r\nplain body\r\n";
+        assert!(plain_body(plain).is_some());
+        assert!(body_text(plain).contains("plain body"));
         assert!(contains_folded("Hello WORLD", &fold("world")));
         let koi8 = search_charset("KOI8-R").unwrap();
         assert_eq!(decode_in(b"\xf0\xd2\xc9\xd7\xc5\xd4", koi8), "Привет");

@@ -478,7 +478,26 @@ pub(crate) fn build(
     Ok(())
 }
 
+/// Messages per blocking job when message bodies are read (so that a
+/// `FETCH 1:* (BODY[])` holds at most this many messages in memory).
 const CHUNK: usize = 128;
+
+/// Messages per blocking job when every item comes from the summary cache
+/// or the session (a few hundred bytes each).
+const SUMMARY_CHUNK: usize = 1024;
+
+/// Whether answering `item` may read the whole message.
+fn reads_message(item: &Item) -> bool {
+    match item {
+        Item::Section { path, spec, .. } => {
+            !(path.is_empty()
+                && matches!(spec, Specifier::HeaderFields(n) if tern_message::summary::fields_cached(n)))
+        }
+        Item::Rfc822 | Item::Rfc822Header | Item::Rfc822Text => true,
+        Item::Binary { .. } | Item::BinarySize { .. } => true,
+        _ => false,
+    }
+}
 
 impl Session {
     pub(crate) async fn fetch(
@@ -539,7 +558,12 @@ impl Session {
         let open = mailbox.open.clone();
         let mut missing = 0usize;
         let mut any_flag_change = false;
-        for chunk in indices.chunks(CHUNK) {
+        let chunk_size = if items.iter().any(reads_message) {
+            CHUNK
+        } else {
+            SUMMARY_CHUNK
+        };
+        for chunk in indices.chunks(chunk_size) {
             let State::Selected { mailbox, .. } = &self.state else {
                 break;
             };
@@ -644,7 +668,7 @@ impl Session {
             if let State::Selected { mailbox, .. } = &mut self.state {
                 for (i, k) in updated {
                     any_flag_change = true;
-                    if let Some(slot) = mailbox.known.get_mut(i) {
+                    if let Some(slot) = Arc::make_mut(&mut mailbox.known).get_mut(i) {
                         *slot = k;
                     }
                 }

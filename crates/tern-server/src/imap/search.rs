@@ -285,7 +285,7 @@ pub(super) fn evaluate(
 
 /// A SEARCH to run on a blocking thread, with what it needs of the session.
 pub(super) struct SearchJob {
-    pub known: Vec<Known>,
+    pub known: Arc<Vec<Known>>,
     pub open: Arc<OpenFolder>,
     recent: HashSet<u32>,
     key: SearchKey<'static>,

@@ -164,7 +164,7 @@ impl Session {
                 open,
                 read_only,
                 uidvalidity: view.uidvalidity,
-                known,
+                known: Arc::new(known),
                 recent,
                 keywords,
                 synced: view,
@@ -268,7 +268,8 @@ impl Session {
             return;
         }
         mailbox.recent.extend(claimed);
-        let old = std::mem::take(&mut mailbox.known);
+        let old =
+            Arc::try_unwrap(std::mem::take(&mut mailbox.known)).unwrap_or_else(|a| (*a).clone());
         let old_len = old.len();
         let mut known: Vec<Known> = Vec::with_capacity(view.messages.len());
         let mut expunged: Vec<usize> = Vec::new();
@@ -310,7 +311,7 @@ impl Session {
         if expunge_ok {
             mailbox.synced = view.clone();
         }
-        mailbox.known = known;
+        mailbox.known = Arc::new(known);
         let mut out = String::new();
         // Descending numbers stay valid as each EXPUNGE renumbers only later messages.
         for seq in expunged.iter().rev() {

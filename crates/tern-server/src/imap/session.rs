@@ -85,8 +85,9 @@ pub(crate) struct Selected {
     pub open: Arc<OpenFolder>,
     pub read_only: bool,
     pub uidvalidity: u32,
-    /// Messages in sequence order. Invariant: ascending UIDs.
-    pub known: Vec<Known>,
+    /// Messages in sequence order. Invariant: ascending UIDs. Shared with
+    /// the SEARCH running on a blocking thread, so that it needs no copy.
+    pub known: Arc<Vec<Known>>,
     /// UIDs that are \Recent for this session.
     pub recent: HashSet<u32>,
     /// Keywords announced in FLAGS.

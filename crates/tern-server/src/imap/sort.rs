@@ -30,14 +30,33 @@ fn internal_date(folder: &Folder, entry: &MessageEntry) -> i64 {
         .unwrap_or(0)
 }
 
-/// One sort key's value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// One sort key's value. The subject key is compared where it lies in
+/// the cached summary, not copied.
+#[derive(Debug, Clone)]
 enum Value {
     Num(i64),
     Text(String),
+    SubjectOf(Arc<Summary>),
 }
 
-fn key_value(key: &SortKey, s: &Summary, folder: &Folder, entry: &MessageEntry) -> Value {
+impl Value {
+    fn text(&self) -> &str {
+        match self {
+            Value::Text(t) => t,
+            Value::SubjectOf(s) => &s.subject_key,
+            Value::Num(_) => "",
+        }
+    }
+
+    fn cmp(&self, other: &Value) -> std::cmp::Ordering {
+        match (self, other) {
+            (Value::Num(a), Value::Num(b)) => a.cmp(b),
+            _ => self.text().cmp(other.text()),
+        }
+    }
+}
+
+fn key_value(key: &SortKey, s: &Arc<Summary>, folder: &Folder, entry: &MessageEntry) -> Value {
     // The first address as ENVELOPE shows it (what is missing named as
     // there), compared in i;unicode-casemap form, as Dovecot sorts.
     let mailbox = |a: &Option<FirstAddress>| {
@@ -63,7 +82,7 @@ fn key_value(key: &SortKey, s: &Summary, folder: &Folder, entry: &MessageEntry) 
         SortKey::Arrival => Value::Num(internal_date(folder, entry)),
         SortKey::Date => Value::Num(s.date.unwrap_or_else(|| internal_date(folder, entry))),
         SortKey::Size => Value::Num(folder.crlf_size(entry).map(|s| s as i64).unwrap_or(0)),
-        SortKey::Subject => Value::Text(s.subject_key.clone()),
+        SortKey::Subject => Value::SubjectOf(s.clone()),
         SortKey::From => mailbox(&s.from),
         SortKey::To => mailbox(&s.to),
         SortKey::Cc => mailbox(&s.cc),

@@ -198,7 +198,7 @@ impl Session {
                     let _ = write!(out, "* {} FETCH (FLAGS ({}))\r\n", i + 1, flags);
                 }
             }
-            mailbox.known[i] = k;
+            std::sync::Arc::make_mut(&mut mailbox.known)[i] = k;
         }
         self.conn.out.extend_from_slice(out.as_bytes());
         open.changed.notify_waiters();
