@@ -880,16 +880,23 @@ impl Folder {
             };
             let mut size = size_of(&path);
             let mut result = std::fs::remove_file(&path);
-            if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
-                if let Some((file, in_new)) = self.locate(&entry.base)? {
-                    path = self
-                        .dir
-                        .join(if in_new { "new" } else { "cur" })
-                        .join(&*file);
-                    name = file;
-                    size = size_of(&path);
-                    result = std::fs::remove_file(&path);
+            // Another program may rename the file (a flag change) between
+            // our look and our unlink, more than once: follow it a few
+            // times; only when no name is left is it gone.
+            for _ in 0..4 {
+                if !matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+                    break;
                 }
+                let Some((file, in_new)) = self.locate(&entry.base)? else {
+                    break;
+                };
+                path = self
+                    .dir
+                    .join(if in_new { "new" } else { "cur" })
+                    .join(&*file);
+                name = file;
+                size = size_of(&path);
+                result = std::fs::remove_file(&path);
             }
             match result {
                 Ok(()) => {

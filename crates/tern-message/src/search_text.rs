@@ -60,9 +60,14 @@ pub fn decode_header_value(raw: &[u8]) -> String {
     let mut msg = b"Subject: ".to_vec();
     msg.extend_from_slice(raw);
     msg.extend_from_slice(b"\r\n\r\n");
-    let parsed = MessageParser::new().parse(&msg[..]);
-    let decoded = parsed.and_then(|m| m.subject().map(str::to_owned));
-    decoded.unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
+    let decoded = guarded(|| {
+        MessageParser::new()
+            .parse(&msg[..])
+            .and_then(|m| m.subject().map(str::to_owned))
+    });
+    decoded
+        .flatten()
+        .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
 }
 
 /// The instant an RFC 5322 date stands for, in seconds since the epoch
@@ -257,6 +262,14 @@ fn plain_body(msg: &[u8]) -> Option<&[u8]> {
     (charset_ok && cte_ok && root.media_subtype() == "plain").then(|| &msg[root.body.clone()])
 }
 
+/// Runs the MIME decoder on untrusted bytes. mail-parser 0.11 panics on
+/// some nested message/rfc822 structures (found by the fuzz tests); a
+/// message must never make SEARCH fail, so a panic means "not decodable"
+/// and the caller falls back to the raw text.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
 /// Every text body of the message, decoded to UTF-8, concatenated.
 pub fn body_text(msg: &[u8]) -> String {
     if let Some(body) = plain_body(msg) {
@@ -264,20 +277,22 @@ pub fn body_text(msg: &[u8]) -> String {
         s.push('\n');
         return s;
     }
-    let Some(m) = MessageParser::new().parse(msg) else {
-        return String::from_utf8_lossy(msg).into_owned();
-    };
-    let mut out = String::new();
-    for p in &m.parts {
-        match &p.body {
-            PartType::Text(t) | PartType::Html(t) => {
-                out.push_str(t);
-                out.push('\n');
+    let text = guarded(|| {
+        let m = MessageParser::new().parse(msg)?;
+        let mut out = String::new();
+        for p in &m.parts {
+            match &p.body {
+                PartType::Text(t) | PartType::Html(t) => {
+                    out.push_str(t);
+                    out.push('\n');
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    out
+        Some(out)
+    });
+    text.flatten()
+        .unwrap_or_else(|| String::from_utf8_lossy(msg).into_owned())
 }
 
 #[cfg(test)]
@@ -289,6 +304,9 @@ mod tests {
         assert_eq!(decode_header_value(b"=?utf-8?q?J=C3=B6rg?= x"), "Jörg x");
         let m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSsO2cmc=\r\n";
         assert!(body_text(m).contains("Jörg"));
+        // Makes mail-parser 0.11.9 panic: the raw text is searched instead.
+        let nested = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n\r\n--b--\r\n";
+        assert!(body_text(nested).contains("message/rfc822"));
         let plain = b"Subject: x\r\n\r\nplain body\r\n";
         assert!(plain_body(plain).is_some());
         assert!(body_text(plain).contains("plain body"));

@@ -99,6 +99,32 @@ impl SummaryCache {
         Ok(s)
     }
 
+    /// The summaries of many messages (`None` for one that is gone), with
+    /// one lock for all that are cached.
+    pub fn get_many(
+        &self,
+        folder: &Folder,
+        entries: &[&MessageEntry],
+    ) -> Vec<Option<Arc<Summary>>> {
+        let mut out: Vec<Option<Arc<Summary>>> = {
+            let mut st = self.lock();
+            if !st.loaded {
+                st.map = load(folder.dir());
+                st.loaded = true;
+            }
+            entries
+                .iter()
+                .map(|e| st.map.get(&e.base).cloned())
+                .collect()
+        };
+        for (slot, e) in out.iter_mut().zip(entries) {
+            if slot.is_none() {
+                *slot = self.get(folder, e).ok();
+            }
+        }
+        out
+    }
+
     /// Writes the cache when enough is new and the last write is not too
     /// recent; call it after a command that summarized messages. Errors
     /// are logged: the cache is only a cache.
