@@ -44,6 +44,8 @@ struct State {
 pub struct SummaryCache {
     state: Mutex<State>,
     dirty: AtomicUsize,
+    /// A write is running in the background.
+    saving: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn load(dir: &Path) -> HashMap<Arc<str>, Arc<Summary>> {
@@ -142,24 +144,37 @@ impl SummaryCache {
         {
             return;
         }
+        if self.saving.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let view = folder.view();
-        // Only messages that still exist are written.
+        // Only messages that still exist are kept and written.
         let present: std::collections::HashSet<&str> =
             view.messages.iter().map(|m| &*m.base).collect();
         st.map.retain(|base, _| present.contains(&**base));
-        let mut out = MAGIC.to_vec();
-        for m in &view.messages {
-            if let Some(s) = st.map.get(&m.base) {
-                out.extend_from_slice(&(m.base.len() as u32).to_le_bytes());
-                out.extend_from_slice(m.base.as_bytes());
-                s.encode(&mut out);
-            }
-        }
+        let list: Vec<(Arc<str>, Arc<Summary>)> = view
+            .messages
+            .iter()
+            .filter_map(|m| st.map.get(&m.base).map(|s| (m.base.clone(), s.clone())))
+            .collect();
         st.saved_at = Some(Instant::now());
         self.dirty.store(0, Ordering::Relaxed);
         drop(st);
-        if let Err(e) = write_atomic(&folder.dir().join(FILE), &out) {
-            tracing::warn!(cause = %e, "summary cache not written");
-        }
+        // Encoding and writing a large folder's cache takes a while: it is
+        // done beside the command, never in its way.
+        let path = folder.dir().join(FILE);
+        let saving = self.saving.clone();
+        std::thread::spawn(move || {
+            let mut out = MAGIC.to_vec();
+            for (base, s) in &list {
+                out.extend_from_slice(&(base.len() as u32).to_le_bytes());
+                out.extend_from_slice(base.as_bytes());
+                s.encode(&mut out);
+            }
+            if let Err(e) = write_atomic(&path, &out) {
+                tracing::warn!(cause = %e, "summary cache not written");
+            }
+            saving.store(false, Ordering::Release);
+        });
     }
 }
