@@ -5,7 +5,7 @@
 //! decoded text (RFC 2047 words, transfer encodings, charsets)
 //! case-insensitively.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::core::{Charset, Vec1};
@@ -242,6 +242,20 @@ pub(super) fn check_charset(
     })
 }
 
+/// Whether any key asks about \Recent (RECENT, NEW, OLD).
+fn uses_recent(keys: &Vec1<SearchKey<'_>>) -> bool {
+    fn walk(k: &SearchKey<'_>) -> bool {
+        match k {
+            SearchKey::Recent | SearchKey::New | SearchKey::Old => true,
+            SearchKey::And(ks) => ks.as_ref().iter().any(walk),
+            SearchKey::Or(a, b) => walk(a) || walk(b),
+            SearchKey::Not(k) => walk(k),
+            _ => false,
+        }
+    }
+    keys.as_ref().iter().any(walk)
+}
+
 /// The positions (in `known`) of the messages that match `key`. Runs on a
 /// blocking thread.
 pub(super) fn evaluate(
@@ -330,7 +344,12 @@ impl Session {
         Ok(SearchJob {
             known: mailbox.known.clone(),
             open: mailbox.open.clone(),
-            recent: mailbox.recent.clone(),
+            // Copied only for a search that asks about \Recent.
+            recent: if uses_recent(&criteria) {
+                mailbox.recent.clone()
+            } else {
+                HashSet::default()
+            },
             key: SearchKey::And(criteria),
             charset,
         })

@@ -6,7 +6,9 @@
 //! never after FETCH, STORE, SEARCH or COPY by sequence number, because the
 //! client's numbers would shift under it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashSet as HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! The session: state, I/O, command dispatch.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashSet as HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
