@@ -49,9 +49,27 @@ fn open_message(path: &Path) -> std::io::Result<File> {
 pub const LOCK_NAME: &str = "courierimapuiddb.lock";
 
 /// An mtime is trusted to reveal every change only once a scan started at
-/// least this long after it: a change within the same clock tick (coarse on
-/// some file systems, a second on NFS) leaves the mtime as it was.
+/// least this long after it: a change within the same clock tick leaves the
+/// mtime as it was. A second where mtimes are whole seconds (NFS, some
+/// file systems)...
 const MTIME_DIRTY: Duration = Duration::from_secs(1);
+
+/// ...and this much where they carry fractions of a second (ext4, xfs,
+/// btrfs, tmpfs: the clock tick that stamps them is a few milliseconds).
+const MTIME_DIRTY_FINE: Duration = Duration::from_millis(20);
+
+/// How long after `mtime` a scan must have started to be sure it saw every
+/// change that mtime stands for.
+fn dirty_window(mtime: SystemTime) -> Duration {
+    let fine = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .is_ok_and(|d| d.subsec_nanos() != 0);
+    if fine {
+        MTIME_DIRTY_FINE
+    } else {
+        MTIME_DIRTY
+    }
+}
 
 /// While mtimes are not yet trusted, the disk is scanned again at most this
 /// long after the last scan even when nothing seems to have changed.
@@ -338,7 +356,7 @@ impl Folder {
                 .all()
                 .iter()
                 .flatten()
-                .all(|s| s.mtime + MTIME_DIRTY <= last);
+                .all(|s| s.mtime + dirty_window(s.mtime) <= last);
             let scanned_lately = now
                 .duration_since(last)
                 .map(|a| a < DIRTY_RESCAN_EVERY)

@@ -22,7 +22,9 @@ fn deliver(s: &Server, args: &[&str], msg: &[u8]) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(msg).unwrap();
+    // A refusal (unknown user, no configuration) may come before the
+    // message is read: the pipe may be closed already.
+    let _ = child.stdin.take().unwrap().write_all(msg);
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
