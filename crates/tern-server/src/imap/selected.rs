@@ -276,6 +276,7 @@ impl Session {
         let mut known: Vec<Known> = Vec::with_capacity(view.messages.len());
         let mut expunged: Vec<usize> = Vec::new();
         let mut changed: Vec<usize> = Vec::new();
+        let mut held_back = false;
         let mut j = 0;
         for (i, k) in old.into_iter().enumerate() {
             while j < view.messages.len() && view.messages[j].uid < k.uid {
@@ -283,7 +284,9 @@ impl Session {
             }
             match view.messages.get(j) {
                 Some(m) if m.uid == k.uid => {
-                    if m.flags != k.flags || m.keywords != k.keywords {
+                    if m.flags != k.flags
+                        || (!Arc::ptr_eq(&m.keywords, &k.keywords) && m.keywords != k.keywords)
+                    {
                         changed.push(known.len());
                     }
                     known.push(Known {
@@ -294,7 +297,10 @@ impl Session {
                     j += 1;
                 }
                 _ if expunge_ok => expunged.push(i + 1),
-                _ => known.push(k),
+                _ => {
+                    held_back = true;
+                    known.push(k);
+                }
             }
         }
         let last_uid = known.last().map(|k| k.uid).unwrap_or(0);
@@ -309,8 +315,10 @@ impl Session {
                 added += 1;
             }
         }
-        // With expunges held back, `known` still differs from the view.
-        if expunge_ok {
+        // With expunges held back, `known` still differs from the view;
+        // otherwise it is the view now, and the next command need not
+        // compare them again unless the view changes.
+        if !held_back {
             mailbox.synced = view.clone();
         }
         mailbox.known = Arc::new(known);
