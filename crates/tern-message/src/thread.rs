@@ -6,26 +6,28 @@
 //! threads by base subject, sort siblings). Ties of sent dates fall back to
 //! the mailbox order, as the RFC asks.
 
-use std::collections::HashMap;
+use std::fmt::Write as _;
 
-use crate::search_text::fold;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Threads deeper than this are cut (the message starts a new thread): the
 /// tree is walked recursively, and a crafted mailbox must not exhaust the
 /// stack. Real conversations are far shallower.
 pub const MAX_DEPTH: usize = 1000;
 
-/// What threading needs of one message.
+/// What threading needs of one message, borrowed from its summary (a
+/// THREAD of a large folder copies no strings).
 #[derive(Debug, Clone)]
-pub struct ThreadMessage {
+pub struct ThreadMessage<'a> {
     /// The number to print (sequence number or UID).
     pub id: u32,
     /// `<id>` of Message-ID, without the brackets, if valid.
-    pub message_id: Option<String>,
+    pub message_id: Option<&'a str>,
     /// Message-IDs of References, else the first of In-Reply-To.
-    pub references: Vec<String>,
-    /// The base subject (RFC 5256 §2.1).
-    pub base_subject: String,
+    pub references: &'a [String],
+    /// The base subject (RFC 5256 §2.1) in i;unicode-casemap form, as
+    /// subjects are compared (`summary::Summary::subject_key`).
+    pub subject_key: &'a str,
     /// The subject marked a reply or forward.
     pub is_reply: bool,
     /// Sent date (Date header, else INTERNALDATE), seconds since the epoch.
@@ -65,13 +67,13 @@ pub fn message_ids(value: &str) -> Vec<String> {
 /// date) of each group is the parent of the others.
 pub fn ordered_subject(msgs: &[ThreadMessage]) -> Vec<Node> {
     let mut order: Vec<usize> = (0..msgs.len()).collect();
-    order.sort_by_cached_key(|&i| (fold(&msgs[i].base_subject), msgs[i].sent, i));
+    order.sort_unstable_by_key(|&i| (msgs[i].subject_key, msgs[i].sent, i));
     let mut threads: Vec<Node> = Vec::new();
-    let mut last_subject: Option<String> = None;
+    let mut last_subject: Option<&str> = None;
     for i in order {
-        let subj = fold(&msgs[i].base_subject);
-        match (&last_subject, threads.last_mut()) {
-            (Some(s), Some(t)) if *s == subj => t.children.push(Node {
+        let subj = msgs[i].subject_key;
+        match (last_subject, threads.last_mut()) {
+            (Some(s), Some(t)) if s == subj => t.children.push(Node {
                 msg: Some(i),
                 children: Vec::new(),
             }),
@@ -157,17 +159,17 @@ impl Arena {
 /// REFERENCES threading.
 pub fn references(msgs: &[ThreadMessage]) -> Vec<Node> {
     let mut arena = Arena { c: Vec::new() };
-    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let mut by_id: HashMap<&str, usize> = HashMap::default();
     // (1) Link the References chains and each message to its last reference.
     for (i, m) in msgs.iter().enumerate() {
         // A missing or duplicate Message-ID gets a container of its own.
-        let own = match &m.message_id {
+        let own = match m.message_id {
             Some(id) => match by_id.get(id) {
                 Some(&c) if arena.c[c].msg.is_none() => Some(c),
                 Some(_) => None,
                 None => {
                     let c = arena.new_container();
-                    by_id.insert(id.clone(), c);
+                    by_id.insert(id, c);
                     Some(c)
                 }
             },
@@ -176,12 +178,12 @@ pub fn references(msgs: &[ThreadMessage]) -> Vec<Node> {
         let own = own.unwrap_or_else(|| arena.new_container());
         arena.c[own].msg = Some(i);
         let mut prev: Option<usize> = None;
-        for r in &m.references {
-            let c = match by_id.get(r) {
+        for r in m.references {
+            let c = match by_id.get(r.as_str()) {
                 Some(&c) => c,
                 None => {
                     let c = arena.new_container();
-                    by_id.insert(r.clone(), c);
+                    by_id.insert(r, c);
                     c
                 }
             };
@@ -267,12 +269,12 @@ fn sort_siblings(arena: &mut Arena, list: &mut [usize], msgs: &[ThreadMessage]) 
     list.sort_by_cached_key(|&c| sort_key(arena, c, msgs));
 }
 
-fn thread_subject<'a>(arena: &Arena, c: usize, msgs: &'a [ThreadMessage]) -> Option<&'a str> {
+fn thread_subject<'a>(arena: &Arena, c: usize, msgs: &[ThreadMessage<'a>]) -> Option<&'a str> {
     let m = match arena.c[c].msg {
         Some(m) => m,
         None => arena.c[c].children.first().and_then(|&k| arena.c[k].msg)?,
     };
-    let s = msgs[m].base_subject.as_str();
+    let s = msgs[m].subject_key;
     (!s.is_empty()).then_some(s)
 }
 
@@ -282,12 +284,11 @@ fn is_reply(arena: &Arena, c: usize, msgs: &[ThreadMessage]) -> bool {
 
 fn merge_subjects(arena: &mut Arena, roots: Vec<usize>, msgs: &[ThreadMessage]) -> Vec<usize> {
     // (6.B) One container per base subject (compared case-insensitively).
-    let mut table: HashMap<String, usize> = HashMap::new();
+    let mut table: HashMap<&str, usize> = HashMap::default();
     for &c in &roots {
-        let Some(subj) = thread_subject(arena, c, msgs) else {
+        let Some(key) = thread_subject(arena, c, msgs) else {
             continue;
         };
-        let key = fold(subj);
         match table.get(&key) {
             None => {
                 table.insert(key, c);
@@ -305,13 +306,12 @@ fn merge_subjects(arena: &mut Arena, roots: Vec<usize>, msgs: &[ThreadMessage]) 
     // (6.C) Merge the other roots of each subject into the table's one.
     let mut out: Vec<usize> = Vec::with_capacity(roots.len());
     let mut removed: Vec<bool> = vec![false; arena.c.len()];
-    let mut replaced: HashMap<usize, usize> = HashMap::new();
+    let mut replaced: HashMap<usize, usize> = HashMap::default();
     for &c in &roots {
-        let Some(subj) = thread_subject(arena, c, msgs) else {
+        let Some(key) = thread_subject(arena, c, msgs) else {
             out.push(c);
             continue;
         };
-        let key = fold(subj);
         let Some(&t) = table.get(&key) else {
             out.push(c);
             continue;
@@ -348,7 +348,7 @@ fn merge_subjects(arena: &mut Arena, roots: Vec<usize>, msgs: &[ThreadMessage]) 
     }
     // A root replaced by a new empty container appears once, where the
     // root stood.
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::default();
     out.into_iter()
         .filter(|&c| !removed[c])
         .map(|mut c| {
@@ -391,7 +391,7 @@ fn write_members(node: &Node, msgs: &[ThreadMessage], out: &mut String) {
             if wrote {
                 out.push(' ');
             }
-            out.push_str(&msgs[m].id.to_string());
+            let _ = write!(out, "{}", msgs[m].id);
             wrote = true;
         }
         match cur.children.len() {
@@ -416,16 +416,39 @@ fn write_members(node: &Node, msgs: &[ThreadMessage], out: &mut String) {
 mod tests {
     use super::*;
 
-    fn m(id: u32, mid: &str, refs: &[&str], subj: &str, sent: i64) -> ThreadMessage {
+    /// What a summary holds of one message, for the tests.
+    struct Owned {
+        id: u32,
+        mid: Option<String>,
+        refs: Vec<String>,
+        key: String,
+        is_reply: bool,
+        sent: i64,
+    }
+
+    fn m(id: u32, mid: &str, refs: &[&str], subj: &str, sent: i64) -> Owned {
         let (base, is_reply) = crate::subject::base_subject(subj);
-        ThreadMessage {
+        Owned {
             id,
-            message_id: (!mid.is_empty()).then(|| mid.to_owned()),
-            references: refs.iter().map(|s| s.to_string()).collect(),
-            base_subject: base,
+            mid: (!mid.is_empty()).then(|| mid.to_owned()),
+            refs: refs.iter().map(|s| s.to_string()).collect(),
+            key: crate::search_text::fold(&base),
             is_reply,
             sent,
         }
+    }
+
+    fn borrow(v: &[Owned]) -> Vec<ThreadMessage<'_>> {
+        v.iter()
+            .map(|o| ThreadMessage {
+                id: o.id,
+                message_id: o.mid.as_deref(),
+                references: &o.refs,
+                subject_key: &o.key,
+                is_reply: o.is_reply,
+                sent: o.sent,
+            })
+            .collect()
     }
 
     #[test]
@@ -444,6 +467,7 @@ mod tests {
             m(4, "d@x", &["a@x"], "Re: Hello", 25),
             m(5, "e@x", &[], "Other", 15),
         ];
+        let msgs = borrow(&msgs);
         let t = references(&msgs);
         assert_eq!(format(&t, &msgs), "(1 (2 3)(4))(5)");
     }
@@ -460,6 +484,7 @@ mod tests {
             // No Message-ID at all.
             m(5, "", &[], "Alone", 50),
         ];
+        let msgs = borrow(&msgs);
         let t = references(&msgs);
         assert_eq!(format(&t, &msgs), "(3 4)((1)(2))(5)");
     }
@@ -471,6 +496,7 @@ mod tests {
             m(2, "b@x", &["a@x"], "y", 2),
             m(3, "a@x", &[], "z", 3),
         ];
+        let msgs = borrow(&msgs);
         let t = references(&msgs);
         let s = format(&t, &msgs);
         for id in ["1", "2", "3"] {
@@ -481,23 +507,24 @@ mod tests {
     #[test]
     fn very_deep_chains_do_not_exhaust_the_stack() {
         let n = 20_000;
-        let msgs: Vec<ThreadMessage> = (0..n)
+        let msgs: Vec<Owned> = (0..n)
             .map(|i| {
                 let refs: Vec<String> = if i == 0 {
                     vec![]
                 } else {
                     vec![format!("m{}", i - 1)]
                 };
-                ThreadMessage {
+                Owned {
                     id: i + 1,
-                    message_id: Some(format!("m{i}")),
-                    references: refs,
-                    base_subject: String::new(),
+                    mid: Some(format!("m{i}")),
+                    refs,
+                    key: String::new(),
                     is_reply: false,
                     sent: i as i64,
                 }
             })
             .collect();
+        let msgs = borrow(&msgs);
         let t = references(&msgs);
         let s = format(&t, &msgs);
         assert!(s.starts_with("(1 2 3 "), "{}", &s[..20]);
@@ -514,6 +541,7 @@ mod tests {
             m(4, "", &[], "Re: b", 10),
             m(5, "", &[], "a", 40),
         ];
+        let msgs = borrow(&msgs);
         let t = ordered_subject(&msgs);
         assert_eq!(format(&t, &msgs), "(4 1)(2 (3)(5))");
     }

@@ -13,12 +13,12 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap as HashMap;
 use tern_maildir::unique::{read_nofollow, write_atomic};
-use tern_maildir::{Folder, MaildirError, MessageEntry};
+use tern_maildir::{Folder, FolderView, MaildirError, MessageEntry};
 use tern_message::summary::{summarize, Reader, Summary};
 
 /// The cache file in the folder's directory.
@@ -46,6 +46,100 @@ pub struct SummaryCache {
     dirty: AtomicUsize,
     /// A write is running in the background.
     saving: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The summaries of the folder's current view, by position.
+    aligned: Mutex<Option<Arc<ViewSummaries>>>,
+}
+
+/// A text sort key whose ranks over a whole view are kept (see
+/// [`ViewSummaries::ranks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RankKey {
+    /// SORT SUBJECT: the base subject.
+    Subject,
+    /// SORT FROM: the first From mailbox.
+    From,
+    /// SORT TO: the first To mailbox.
+    To,
+    /// SORT CC: the first Cc mailbox.
+    Cc,
+    /// SORT DISPLAYFROM (RFC 5957).
+    DisplayFrom,
+    /// SORT DISPLAYTO (RFC 5957).
+    DisplayTo,
+}
+
+/// The summaries of one view of a folder, by position in the view.
+///
+/// Commands over many messages (FETCH 1:*, SEARCH, SORT, THREAD) look a
+/// summary up by position here; the lookup by file name in the cache's map
+/// happens once per message and view, not once per command. When the view
+/// changes, the summaries of the messages that stay are carried over.
+#[derive(Debug)]
+pub struct ViewSummaries {
+    /// The view the positions are in.
+    pub view: Arc<FolderView>,
+    slots: Vec<OnceLock<Arc<Summary>>>,
+    /// Ranks of text sort keys over every message of the view (equal
+    /// texts equal ranks), built by the first SORT that needs them: a
+    /// SORT of a large folder then compares numbers only.
+    ranks: Mutex<HashMap<RankKey, Arc<Vec<u32>>>>,
+}
+
+impl ViewSummaries {
+    /// The position of the message with this UID.
+    pub fn position(&self, uid: u32) -> Option<usize> {
+        self.view
+            .messages
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+    }
+
+    /// The summary of the message at `pos` (from the folder's cache, or
+    /// from the message file the first time).
+    ///
+    /// # Errors
+    /// As [`SummaryCache::get`]; [`MaildirError::MessageGone`] for a
+    /// position outside the view.
+    pub fn get(
+        &self,
+        cache: &SummaryCache,
+        folder: &Folder,
+        pos: usize,
+    ) -> Result<Arc<Summary>, MaildirError> {
+        let (Some(slot), Some(entry)) = (self.slots.get(pos), self.view.messages.get(pos)) else {
+            return Err(MaildirError::MessageGone);
+        };
+        if let Some(s) = slot.get() {
+            return Ok(s.clone());
+        }
+        let s = cache.get(folder, entry)?;
+        Ok(slot.get_or_init(|| s).clone())
+    }
+
+    /// Whether every message of the view has its summary here.
+    pub fn complete(&self) -> bool {
+        self.slots.iter().all(|s| s.get().is_some())
+    }
+
+    /// The ranks of `key` over the whole view, built with `text` (the
+    /// key's text of one summary) the first time.
+    pub fn ranks(&self, key: RankKey, text: impl Fn(&Summary) -> String) -> Arc<Vec<u32>> {
+        if let Some(r) = self.lock_ranks().get(&key) {
+            return r.clone();
+        }
+        let texts: Vec<String> = self
+            .slots
+            .iter()
+            .map(|s| s.get().map(|s| text(s)).unwrap_or_default())
+            .collect();
+        let ranks = Arc::new(ranks_of(texts.iter().map(String::as_str)));
+        self.lock_ranks().insert(key, Arc::clone(&ranks));
+        ranks
+    }
+
+    fn lock_ranks(&self) -> std::sync::MutexGuard<'_, HashMap<RankKey, Arc<Vec<u32>>>> {
+        self.ranks.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn load(dir: &Path) -> HashMap<Arc<str>, Arc<Summary>> {
@@ -74,7 +168,68 @@ fn load(dir: &Path) -> HashMap<Arc<str>, Arc<Summary>> {
     })
 }
 
+/// The rank of each text among the distinct texts, in byte order (equal
+/// texts, equal ranks): each distinct text is compared once, however many
+/// messages share it.
+pub fn ranks_of<'a>(texts: impl Iterator<Item = &'a str>) -> Vec<u32> {
+    let mut distinct: HashMap<&str, u32> = HashMap::default();
+    let ids: Vec<u32> = texts
+        .map(|t| {
+            let n = distinct.len() as u32;
+            *distinct.entry(t).or_insert(n)
+        })
+        .collect();
+    let mut sorted: Vec<(&str, u32)> = distinct.into_iter().collect();
+    sorted.sort_unstable();
+    let mut rank_of = vec![0u32; sorted.len()];
+    for (r, (_, id)) in sorted.iter().enumerate() {
+        rank_of[*id as usize] = r as u32;
+    }
+    ids.iter().map(|id| rank_of[*id as usize]).collect()
+}
+
 impl SummaryCache {
+    /// The summaries of `view` (the folder's current view) by position.
+    pub fn for_view(&self, view: &Arc<FolderView>) -> Arc<ViewSummaries> {
+        let mut aligned = self.aligned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = aligned.as_ref() {
+            if Arc::ptr_eq(&a.view, view) {
+                return a.clone();
+            }
+        }
+        let slots: Vec<OnceLock<Arc<Summary>>> = match aligned.as_ref() {
+            // Both views are in UID order: carry over what stays.
+            Some(old) => {
+                let mut j = 0;
+                view.messages
+                    .iter()
+                    .map(|m| {
+                        while j < old.view.messages.len() && old.view.messages[j].uid < m.uid {
+                            j += 1;
+                        }
+                        let slot = OnceLock::new();
+                        if let (Some(o), Some(s)) = (old.view.messages.get(j), old.slots.get(j)) {
+                            if o.uid == m.uid && o.base == m.base {
+                                if let Some(s) = s.get() {
+                                    let _ = slot.set(s.clone());
+                                }
+                            }
+                        }
+                        slot
+                    })
+                    .collect()
+            }
+            None => view.messages.iter().map(|_| OnceLock::new()).collect(),
+        };
+        let a = Arc::new(ViewSummaries {
+            view: view.clone(),
+            slots,
+            ranks: Mutex::new(HashMap::default()),
+        });
+        *aligned = Some(a.clone());
+        a
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -5,9 +5,8 @@
 //! ([`crate::summaries`]), which reads a message only the first time. Ties
 //! keep the mailbox order, as RFC 5256 asks.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
-
-use rustc_hash::FxHashMap as HashMap;
 
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
@@ -15,8 +14,9 @@ use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_codec::imap_types::search::SearchKey;
 use tern_imap_proto::imap_codec;
 use tern_maildir::{Folder, MessageEntry};
+
+use crate::summaries::{ranks_of, RankKey};
 use tern_message::search_text::{decode_header_value, fold};
-use tern_message::subject::base_subject;
 use tern_message::summary::{FirstAddress, Summary};
 use tern_message::thread::{self, ThreadMessage};
 
@@ -32,72 +32,24 @@ fn internal_date(folder: &Folder, entry: &MessageEntry) -> i64 {
         .unwrap_or(0)
 }
 
-/// One sort key's value. Text keys live in one byte arena (see
-/// `sort_positions`), so that comparing them touches contiguous memory;
-/// their first 16 bytes are kept as a number, where most comparisons end.
-#[derive(Debug, Clone, Copy)]
-enum Value {
-    Num(i64),
-    Text { prefix: u128, start: u32, len: u32 },
-}
-
-/// The first 16 bytes of a string, big-endian, zero-padded: ordered as
-/// the strings are up to there.
-fn prefix(s: &[u8]) -> u128 {
-    let mut b = [0u8; 16];
-    let n = s.len().min(16);
-    b[..n].copy_from_slice(&s[..n]);
-    u128::from_be_bytes(b)
-}
-
-impl Value {
-    fn text(s: &str, arena: &mut Vec<u8>) -> Value {
-        let start = u32::try_from(arena.len()).unwrap_or(u32::MAX);
-        arena.extend_from_slice(s.as_bytes());
-        Value::Text {
-            prefix: prefix(s.as_bytes()),
-            start,
-            len: u32::try_from(s.len()).unwrap_or(u32::MAX),
-        }
-    }
-
-    fn cmp(&self, other: &Value, arena: &[u8]) -> std::cmp::Ordering {
-        match (self, other) {
-            (Value::Num(a), Value::Num(b)) => a.cmp(b),
-            (
-                Value::Text {
-                    prefix: pa,
-                    start: sa,
-                    len: la,
-                },
-                Value::Text {
-                    prefix: pb,
-                    start: sb,
-                    len: lb,
-                },
-            ) => pa.cmp(pb).then_with(|| {
-                let get = |s: u32, l: u32| {
-                    arena
-                        .get(s as usize..(s as usize + l as usize))
-                        .unwrap_or_default()
-                };
-                get(*sa, *la).cmp(get(*sb, *lb))
-            }),
-            (Value::Num(_), Value::Text { .. }) => std::cmp::Ordering::Less,
-            (Value::Text { .. }, Value::Num(_)) => std::cmp::Ordering::Greater,
-        }
+/// The whole-view rank table a text key uses, `None` for a numeric key.
+fn rank_key(key: &SortKey) -> Option<RankKey> {
+    match key {
+        SortKey::Arrival | SortKey::Date | SortKey::Size => None,
+        SortKey::Subject => Some(RankKey::Subject),
+        SortKey::From => Some(RankKey::From),
+        SortKey::To => Some(RankKey::To),
+        SortKey::Cc => Some(RankKey::Cc),
+        SortKey::DisplayFrom => Some(RankKey::DisplayFrom),
+        SortKey::DisplayTo => Some(RankKey::DisplayTo),
     }
 }
 
-fn key_value(
-    key: &SortKey,
-    s: &Summary,
-    folder: &Folder,
-    entry: &MessageEntry,
-    arena: &mut Vec<u8>,
-) -> Value {
+/// The text SORT compares for a text key, in i;unicode-casemap form (as
+/// Dovecot sorts).
+fn key_text(key: RankKey, s: &Summary) -> String {
     // The first address as ENVELOPE shows it (what is missing named as
-    // there), compared in i;unicode-casemap form, as Dovecot sorts.
+    // there).
     let mailbox = |a: &Option<FirstAddress>| {
         a.as_ref()
             .map(|(_, local, _)| fold(local))
@@ -114,15 +66,12 @@ fn key_value(
             .unwrap_or_default()
     };
     match key {
-        SortKey::Arrival => Value::Num(internal_date(folder, entry)),
-        SortKey::Date => Value::Num(s.date.unwrap_or_else(|| internal_date(folder, entry))),
-        SortKey::Size => Value::Num(folder.crlf_size(entry).map(|s| s as i64).unwrap_or(0)),
-        SortKey::Subject => Value::text(&s.subject_key, arena),
-        SortKey::From => Value::text(&mailbox(&s.from), arena),
-        SortKey::To => Value::text(&mailbox(&s.to), arena),
-        SortKey::Cc => Value::text(&mailbox(&s.cc), arena),
-        SortKey::DisplayFrom => Value::text(&display(&s.from), arena),
-        SortKey::DisplayTo => Value::text(&display(&s.to), arena),
+        RankKey::Subject => s.subject_key.clone(),
+        RankKey::From => mailbox(&s.from),
+        RankKey::To => mailbox(&s.to),
+        RankKey::Cc => mailbox(&s.cc),
+        RankKey::DisplayFrom => display(&s.from),
+        RankKey::DisplayTo => display(&s.to),
     }
 }
 
@@ -131,83 +80,100 @@ fn needs_header(key: &SortKey) -> bool {
     !matches!(key, SortKey::Arrival | SortKey::Size)
 }
 
+/// The positions in `known` of the hits, sorted.
+///
+/// Every key becomes a number per message: dates and sizes as they are,
+/// texts as their rank among the texts compared (equal texts, equal
+/// ranks), so that the sort itself compares numbers only. When the hits
+/// are most of the folder, the ranks over the whole view are used, which
+/// the view keeps for the next SORT.
 fn sort_positions(hits: Vec<usize>, criteria: &[SortCriterion], job: &SearchJob) -> Vec<usize> {
-    let (known, folder) = (&job.known, &job.open.folder);
-    let view = folder.view();
+    let (known, folder, cache) = (&job.known, &job.open.folder, &job.open.summaries);
+    let aligned = cache.for_view(&folder.view());
+    let view = &aligned.view;
     let header = criteria.iter().any(|c| needs_header(&c.key));
-    let empty = Arc::new(Summary::default());
-    let k = criteria.len();
-    // One flat list of keys (k per message) and the positions, so that no
-    // message costs an allocation of its own.
-    let mut keys: Vec<Value> = Vec::with_capacity(hits.len() * k);
-    let mut arena: Vec<u8> = Vec::new();
-    let mut order: Vec<(usize, usize)> = Vec::with_capacity(hits.len());
-    let mut picked: Vec<(usize, &MessageEntry)> = Vec::with_capacity(hits.len());
-    let mut entries = view.messages.iter().peekable();
+    // (position in known, position in the view), both lists in UID order.
+    let mut picked: Vec<(usize, usize)> = Vec::with_capacity(hits.len());
+    let mut j = 0;
     for i in hits {
         let uid = known[i].uid;
-        while entries.next_if(|e| e.uid < uid).is_some() {}
-        if let Some(entry) = entries.next_if(|e| e.uid == uid) {
-            picked.push((i, entry));
+        while j < view.messages.len() && view.messages[j].uid < uid {
+            j += 1;
+        }
+        if view.messages.get(j).is_some_and(|e| e.uid == uid) {
+            picked.push((i, j));
         }
     }
-    let summaries = if header {
-        let list: Vec<&MessageEntry> = picked.iter().map(|(_, e)| *e).collect();
-        job.open.summaries.get_many(folder, &list)
-    } else {
-        vec![Some(empty); picked.len()]
-    };
-    for ((i, entry), s) in picked.into_iter().zip(summaries) {
-        let Some(s) = s else { continue };
-        order.push((keys.len(), i));
-        for c in criteria {
-            keys.push(key_value(&c.key, &s, folder, entry, &mut arena));
-        }
-    }
-    // Text keys become ranks: equal texts (a thread's subjects, a
-    // sender's address) are compared once, while the distinct ones are
-    // ordered, and the sort below compares numbers only.
-    for j in 0..k {
-        let mut distinct: HashMap<&[u8], u32> = HashMap::default();
-        for row in keys.chunks(k) {
-            if let Value::Text { start, len, .. } = row[j] {
-                let t = arena
-                    .get(start as usize..start as usize + len as usize)
-                    .unwrap_or_default();
-                let n = distinct.len() as u32;
-                distinct.entry(t).or_insert(n);
+    let mut summaries: Vec<Arc<Summary>> = Vec::new();
+    if header {
+        let mut kept = Vec::with_capacity(picked.len());
+        for (i, pos) in picked {
+            // A message gone meanwhile is left out.
+            if let Ok(s) = aligned.get(cache, folder, pos) {
+                kept.push((i, pos));
+                summaries.push(s);
             }
         }
-        if distinct.is_empty() {
-            continue;
+        picked = kept;
+    }
+    let whole_view = picked.len() * 2 >= view.messages.len();
+    if whole_view && criteria.iter().any(|c| rank_key(&c.key).is_some()) {
+        for pos in 0..view.messages.len() {
+            let _ = aligned.get(cache, folder, pos);
         }
-        let mut sorted: Vec<(&[u8], u32)> = distinct.iter().map(|(t, id)| (*t, *id)).collect();
-        sorted.sort_unstable();
-        let mut rank = vec![0i64; sorted.len()];
-        for (r, (_, id)) in sorted.iter().enumerate() {
-            rank[*id as usize] = r as i64;
-        }
-        let ranks: Vec<i64> = keys
-            .chunks(k)
-            .map(|row| match row[j] {
-                Value::Text { start, len, .. } => {
-                    let t = arena
-                        .get(start as usize..start as usize + len as usize)
-                        .unwrap_or_default();
-                    distinct.get(t).map(|id| rank[*id as usize]).unwrap_or(0)
+    }
+    let k = criteria.len();
+    let mut keys: Vec<i64> = vec![0; picked.len() * k];
+    for (j, c) in criteria.iter().enumerate() {
+        let column = keys.iter_mut().skip(j).step_by(k);
+        match rank_key(&c.key) {
+            Some(rk) if whole_view => {
+                let ranks = aligned.ranks(rk, |s| key_text(rk, s));
+                for (slot, (_, pos)) in column.zip(&picked) {
+                    *slot = ranks.get(*pos).copied().unwrap_or(0) as i64;
                 }
-                Value::Num(n) => n,
-            })
-            .collect();
-        for (row, r) in keys.chunks_mut(k).zip(ranks) {
-            row[j] = Value::Num(r);
+            }
+            Some(rk) => {
+                let texts: Vec<String> = summaries.iter().map(|s| key_text(rk, s)).collect();
+                let ranks = ranks_of(texts.iter().map(String::as_str));
+                for (slot, r) in column.zip(ranks) {
+                    *slot = r as i64;
+                }
+            }
+            None => {
+                for (n, (slot, (_, pos))) in column.zip(&picked).enumerate() {
+                    let entry = &view.messages[*pos];
+                    *slot = match c.key {
+                        SortKey::Date => summaries
+                            .get(n)
+                            .and_then(|s| s.date)
+                            .unwrap_or_else(|| internal_date(folder, entry)),
+                        SortKey::Size => folder.crlf_size(entry).map(|s| s as i64).unwrap_or(0),
+                        _ => internal_date(folder, entry),
+                    };
+                }
+            }
         }
     }
     // Ties keep the mailbox order: the position is the last key, which
     // also makes the faster unstable sort give the stable answer.
+    let mut order: Vec<(usize, usize)> = picked
+        .iter()
+        .enumerate()
+        .map(|(n, (i, _))| (n * k, *i))
+        .collect();
+    if let [only] = criteria {
+        let rev = only.reverse;
+        let mut pairs: Vec<(i64, usize)> = order.iter().map(|(at, i)| (keys[*at], *i)).collect();
+        pairs.sort_unstable_by(|a, b| {
+            let o = a.0.cmp(&b.0);
+            if rev { o.reverse() } else { o }.then(a.1.cmp(&b.1))
+        });
+        return pairs.into_iter().map(|(_, i)| i).collect();
+    }
     order.sort_unstable_by(|(ka, ia), (kb, ib)| {
         for (j, c) in criteria.iter().enumerate() {
-            let o = keys[ka + j].cmp(&keys[kb + j], &arena);
+            let o = keys[ka + j].cmp(&keys[kb + j]);
             let o = if c.reverse { o.reverse() } else { o };
             if o != std::cmp::Ordering::Equal {
                 return o;
@@ -218,21 +184,19 @@ fn sort_positions(hits: Vec<usize>, criteria: &[SortCriterion], job: &SearchJob)
     order.into_iter().map(|(_, i)| i).collect()
 }
 
-fn thread_input(hits: &[usize], job: &SearchJob, uid: bool) -> Vec<ThreadMessage> {
-    let (known, folder) = (&job.known, &job.open.folder);
-    let view = folder.view();
+/// The summaries of the hits, for THREAD (a message gone meanwhile is
+/// left out).
+fn thread_summaries(hits: &[usize], job: &SearchJob, uid: bool) -> Vec<(u32, i64, Arc<Summary>)> {
+    let (known, folder, cache) = (&job.known, &job.open.folder, &job.open.summaries);
+    let aligned = cache.for_view(&folder.view());
     hits.iter()
         .filter_map(|&i| {
-            let entry = view.find(known[i].uid)?;
-            let s = job.open.summaries.get(folder, entry).ok()?;
-            Some(ThreadMessage {
-                id: job.id(i, uid),
-                message_id: s.message_id.clone(),
-                references: s.references.clone(),
-                base_subject: base_subject(&s.subject).0,
-                is_reply: s.is_reply,
-                sent: s.date.unwrap_or_else(|| internal_date(folder, entry)),
-            })
+            let pos = aligned.position(known[i].uid)?;
+            let s = aligned.get(cache, folder, pos).ok()?;
+            let sent = s
+                .date
+                .unwrap_or_else(|| internal_date(folder, &aligned.view.messages[pos]));
+            Some((job.id(i, uid), sent, s))
         })
         .collect()
 }
@@ -263,10 +227,10 @@ impl Session {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let mut line = String::from("SORT");
+        let mut line = String::with_capacity(5 + ids.len() * 7);
+        line.push_str("SORT");
         for id in ids {
-            line.push(' ');
-            line.push_str(&id.to_string());
+            let _ = write!(line, " {id}");
         }
         self.untagged(&line);
         Reply::ok("SORT completed")
@@ -292,8 +256,19 @@ impl Session {
         };
         let text = compute(move || {
             let hits = job.run();
-            let msgs = thread_input(&hits, &job, uid);
+            let summaries = thread_summaries(&hits, &job, uid);
             job.open.summaries.save_if_due(&job.open.folder);
+            let msgs: Vec<ThreadMessage<'_>> = summaries
+                .iter()
+                .map(|(id, sent, s)| ThreadMessage {
+                    id: *id,
+                    message_id: s.message_id.as_deref(),
+                    references: &s.references,
+                    subject_key: &s.subject_key,
+                    is_reply: s.is_reply,
+                    sent: *sent,
+                })
+                .collect();
             let threads = if references {
                 thread::references(&msgs)
             } else {

@@ -487,6 +487,20 @@ fn sort_and_thread_answer_as_dovecot_does() {
     assert!(c.cmd("THREAD NOSUCH UTF-8 ALL").bad());
     let r = c.cmd("SORT (DATE) X-NO-SUCH-CHARSET ALL");
     assert!(r.no() && r.tagged().contains("BADCHARSET"), "{r:?}");
+    // The folder keeps the subject ranks of a SORT ALL: new mail and
+    // expunges must show in the next answer.
+    let m = b"Subject: Aardvark\r\nFrom: a@b\r\n\r\nbody\r\n";
+    assert!(c.append("INBOX.srt", "()", m).ok());
+    let r = c.cmd("SORT (SUBJECT) UTF-8 ALL");
+    assert_eq!(r.lines[0], "* SORT 6 1 2 3 4 5", "{r:?}");
+    let r = c.cmd("SORT (REVERSE SUBJECT) UTF-8 ALL");
+    assert_eq!(r.lines[0], "* SORT 4 5 1 2 3 6", "{r:?}");
+    assert!(c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").ok());
+    assert!(c.cmd("EXPUNGE").ok());
+    let r = c.cmd("SORT (SUBJECT) UTF-8 ALL");
+    assert_eq!(r.lines[0], "* SORT 5 1 2 3 4", "{r:?}");
+    let r = c.cmd("THREAD REFERENCES UTF-8 ALL");
+    assert_eq!(r.lines[0], "* THREAD (3 4)(1 2)(5)", "{r:?}");
 }
 
 /// SEARCH in legacy charsets: the search string is decoded from the
