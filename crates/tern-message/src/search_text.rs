@@ -48,7 +48,40 @@ pub fn decode_in(bytes: &[u8], charset: Option<&'static encoding_rs::Encoding>) 
 
 /// True if `needle` (already folded) occurs in `hay` case-insensitively.
 pub fn contains_folded(hay: &str, needle_folded: &str) -> bool {
-    needle_folded.is_empty() || fold(hay).contains(needle_folded)
+    if needle_folded.is_empty() {
+        return true;
+    }
+    if hay.is_ascii() && needle_folded.is_ascii() {
+        // The folded form of ASCII text is its upper case: compare in
+        // place rather than copying the text.
+        return contains_ascii_nocase(hay.as_bytes(), needle_folded.as_bytes());
+    }
+    fold(hay).contains(needle_folded)
+}
+
+/// True if the upper-case ASCII `needle` occurs in `hay`, ignoring ASCII
+/// case. Candidates are found with memchr on the first byte in both cases.
+fn contains_ascii_nocase(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    if hay.len() < needle.len() {
+        return false;
+    }
+    let last_start = hay.len() - needle.len();
+    let (upper, lower) = (first.to_ascii_uppercase(), first.to_ascii_lowercase());
+    let mut from = 0;
+    while from <= last_start {
+        let Some(p) = memchr::memchr2(upper, lower, &hay[from..=last_start]) else {
+            return false;
+        };
+        let at = from + p;
+        if hay[at + 1..at + needle.len()].eq_ignore_ascii_case(rest) {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// Decodes RFC 2047 encoded words in a raw header value.
@@ -244,8 +277,7 @@ impl<'a> DateParser<'a> {
 /// The body of a message that needs no decoding: a single text part in
 /// US-ASCII or UTF-8 without a transfer encoding (most mail); `None` when
 /// the message must go through the MIME decoder.
-fn plain_body(msg: &[u8]) -> Option<&[u8]> {
-    let root = crate::mime::parse(msg);
+fn plain_body<'a>(msg: &'a [u8], root: &crate::mime::Part) -> Option<&'a [u8]> {
     if !matches!(root.kind, crate::mime::PartKind::Leaf) || root.media_type() != "text" {
         return None;
     }
@@ -272,7 +304,12 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
 
 /// Every text body of the message, decoded to UTF-8, concatenated.
 pub fn body_text(msg: &[u8]) -> String {
-    if let Some(body) = plain_body(msg) {
+    body_text_of(msg, &crate::mime::parse(msg))
+}
+
+/// As [`body_text`], with the message's MIME tree parsed before.
+pub fn body_text_of(msg: &[u8], root: &crate::mime::Part) -> String {
+    if let Some(body) = plain_body(msg, root) {
         let mut s = String::from_utf8_lossy(body).into_owned();
         s.push('\n');
         return s;
@@ -300,6 +337,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ascii_search_in_place_agrees_with_folding() {
+        for (hay, needle, want) in [
+            ("Hello WORLD", "WORLD", true),
+            ("hello world", "WORLD", true),
+            ("wworld", "WORLD", true),
+            ("worl", "WORLD", false),
+            ("xxWorlD", "WORLD", true),
+            ("w", "W", true),
+            ("", "W", false),
+            ("abc", "", true),
+            ("zebrazebr", "ZEBRA", true),
+            ("zebrzebr", "ZEBRA", false),
+        ] {
+            assert_eq!(contains_folded(hay, needle), want, "{hay:?} {needle:?}");
+            assert_eq!(fold(hay).contains(needle), want, "{hay:?} {needle:?}");
+        }
+        // Non-ASCII text still goes through folding.
+        assert!(contains_folded("Straße", &fold("STRASSE")));
+        assert!(contains_folded("ﬁle", "FILE"));
+    }
+
+    #[test]
     fn decodes() {
         assert_eq!(decode_header_value(b"=?utf-8?q?J=C3=B6rg?= x"), "Jörg x");
         let m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSsO2cmc=\r\n";
@@ -308,7 +367,7 @@ mod tests {
         let nested = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n\r\n--b--\r\n";
         assert!(body_text(nested).contains("message/rfc822"));
         let plain = b"Subject: x\r\n\r\nplain body\r\n";
-        assert!(plain_body(plain).is_some());
+        assert!(plain_body(plain, &crate::mime::parse(plain)).is_some());
         assert!(body_text(plain).contains("plain body"));
         assert!(contains_folded("Hello WORLD", &fold("world")));
         let koi8 = search_charset("KOI8-R").unwrap();

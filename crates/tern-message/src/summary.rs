@@ -4,6 +4,8 @@
 //! right as long as the message exists; the server keeps them per folder
 //! (and on disk) and reads a message file only when its summary is missing.
 
+use std::sync::OnceLock;
+
 use crate::address::{parse_list, AddressItem};
 use crate::bodystructure::{self, Extensions};
 use crate::header;
@@ -44,6 +46,57 @@ pub struct Summary {
     /// The fields of [`CACHED_FIELDS`], raw and in message order, for
     /// FETCH BODY[HEADER.FIELDS (...)] that asks only for those.
     pub fields: Vec<u8>,
+    /// Where each field of `fields` is, and which of [`CACHED_FIELDS`] it
+    /// is: built the first time a FETCH asks, so that the next ones copy
+    /// bytes without parsing.
+    pub field_index: FieldIndex,
+}
+
+/// Where the kept fields are (see [`Summary::field_index`]): derived from
+/// [`Summary::fields`], so not part of a summary's value (two summaries
+/// are equal whether or not it was built yet).
+#[derive(Debug, Clone, Default)]
+pub struct FieldIndex(OnceLock<Vec<FieldRef>>);
+
+impl PartialEq for FieldIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for FieldIndex {}
+
+/// One field of [`Summary::fields`]: its number in [`CACHED_FIELDS`] and
+/// its bytes (`start..end`, the final CRLF included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRef {
+    id: u8,
+    start: u32,
+    end: u32,
+}
+
+/// A set of [`CACHED_FIELDS`], one bit each: what a HEADER.FIELDS list
+/// asks for, worked out once per command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSet(u64);
+
+impl FieldSet {
+    /// The set of these names; `None` when one of them is not kept in
+    /// summaries (the message itself must answer).
+    pub fn of(names: &[String]) -> Option<FieldSet> {
+        let mut bits = 0u64;
+        for n in names {
+            let id = CACHED_FIELDS
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(n))?;
+            bits |= 1 << id;
+        }
+        Some(FieldSet(bits))
+    }
+
+    fn has(self, id: u8) -> bool {
+        self.0 & (1u64 << id) != 0
+    }
 }
 
 /// The header fields kept in a summary: those mail clients list in their
@@ -86,30 +139,69 @@ pub const CACHED_FIELDS: &[&str] = &[
     "keywords",
 ];
 
+/// Whether fields of this name are kept in summaries (all of them, in
+/// message order).
+pub fn is_cached_field(name: &str) -> bool {
+    CACHED_FIELDS.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
+
 /// Whether every name of a HEADER.FIELDS list is kept in summaries.
 pub fn fields_cached(names: &[String]) -> bool {
-    names
-        .iter()
-        .all(|n| CACHED_FIELDS.iter().any(|c| c.eq_ignore_ascii_case(n)))
+    FieldSet::of(names).is_some()
 }
+
+// CACHED_FIELDS must fit the bits of a FieldSet.
+const _: () = assert!(CACHED_FIELDS.len() <= 64);
 
 impl Summary {
     /// BODY[HEADER.FIELDS (names)] from the kept fields (the caller checks
     /// [`fields_cached`] first): the fields in message order, then the
     /// empty line, as a section of the message would give them.
     pub fn header_fields(&self, names: &[String]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for f in header::fields(&self.fields) {
-            if names
-                .iter()
-                .any(|n| n.as_bytes().eq_ignore_ascii_case(f.name))
-            {
-                out.extend_from_slice(f.raw);
-            }
+        match FieldSet::of(names) {
+            Some(set) => self.header_fields_in(set),
+            None => b"\r\n".to_vec(),
+        }
+    }
+
+    /// As [`Summary::header_fields`], for a set worked out before.
+    pub fn header_fields_in(&self, set: FieldSet) -> Vec<u8> {
+        let index = self
+            .field_index
+            .0
+            .get_or_init(|| index_fields(&self.fields));
+        let picked = || index.iter().filter(|f| set.has(f.id));
+        let len: usize = picked().map(|f| (f.end - f.start) as usize).sum();
+        let mut out = Vec::with_capacity(len + 2);
+        for f in picked() {
+            out.extend_from_slice(
+                self.fields
+                    .get(f.start as usize..f.end as usize)
+                    .unwrap_or_default(),
+            );
         }
         out.extend_from_slice(b"\r\n");
         out
     }
+}
+
+/// The [`FieldRef`]s of a block of kept fields.
+fn index_fields(block: &[u8]) -> Vec<FieldRef> {
+    let base = block.as_ptr() as usize;
+    header::fields(block)
+        .iter()
+        .filter_map(|f| {
+            let id = CACHED_FIELDS
+                .iter()
+                .position(|c| c.as_bytes().eq_ignore_ascii_case(f.name))?;
+            let start = f.raw.as_ptr() as usize - base;
+            Some(FieldRef {
+                id: id as u8,
+                start: start as u32,
+                end: (start + f.raw.len()) as u32,
+            })
+        })
+        .collect()
 }
 
 fn first_address(fields: &[header::Field<'_>], name: &str) -> Option<FirstAddress> {
@@ -173,6 +265,7 @@ pub fn summarize(msg: &[u8]) -> Summary {
         subject_key: crate::search_text::fold(&base),
         is_reply,
         fields: kept,
+        field_index: FieldIndex::default(),
         envelope,
         body,
         bodystructure: bs,
@@ -308,6 +401,7 @@ impl<'a> Reader<'a> {
             subject_key,
             is_reply,
             fields,
+            field_index: FieldIndex::default(),
             envelope,
             body,
             bodystructure,

@@ -78,11 +78,27 @@ pub enum RankKey {
 pub struct ViewSummaries {
     /// The view the positions are in.
     pub view: Arc<FolderView>,
+    /// Shared by the views that hold the same messages (a flag change
+    /// makes a new view of the same messages).
+    shared: Arc<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
     slots: Vec<OnceLock<Arc<Summary>>>,
     /// Ranks of text sort keys over every message of the view (equal
     /// texts equal ranks), built by the first SORT that needs them: a
     /// SORT of a large folder then compares numbers only.
     ranks: Mutex<HashMap<RankKey, Arc<Vec<u32>>>>,
+}
+
+/// Whether two views hold the same messages in the same order.
+fn same_messages(a: &FolderView, b: &FolderView) -> bool {
+    a.messages.len() == b.messages.len()
+        && a.messages
+            .iter()
+            .zip(&b.messages)
+            .all(|(x, y)| x.uid == y.uid && Arc::ptr_eq(&x.base, &y.base))
 }
 
 impl ViewSummaries {
@@ -106,7 +122,8 @@ impl ViewSummaries {
         folder: &Folder,
         pos: usize,
     ) -> Result<Arc<Summary>, MaildirError> {
-        let (Some(slot), Some(entry)) = (self.slots.get(pos), self.view.messages.get(pos)) else {
+        let (Some(slot), Some(entry)) = (self.shared.slots.get(pos), self.view.messages.get(pos))
+        else {
             return Err(MaildirError::MessageGone);
         };
         if let Some(s) = slot.get() {
@@ -118,7 +135,7 @@ impl ViewSummaries {
 
     /// Whether every message of the view has its summary here.
     pub fn complete(&self) -> bool {
-        self.slots.iter().all(|s| s.get().is_some())
+        self.shared.slots.iter().all(|s| s.get().is_some())
     }
 
     /// The ranks of `key` over the whole view, built with `text` (the
@@ -128,6 +145,7 @@ impl ViewSummaries {
             return r.clone();
         }
         let texts: Vec<String> = self
+            .shared
             .slots
             .iter()
             .map(|s| s.get().map(|s| text(s)).unwrap_or_default())
@@ -138,7 +156,7 @@ impl ViewSummaries {
     }
 
     fn lock_ranks(&self) -> std::sync::MutexGuard<'_, HashMap<RankKey, Arc<Vec<u32>>>> {
-        self.ranks.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.ranks.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -197,6 +215,14 @@ impl SummaryCache {
                 return a.clone();
             }
         }
+        if let Some(a) = aligned.as_ref().filter(|a| same_messages(&a.view, view)) {
+            let a = Arc::new(ViewSummaries {
+                view: view.clone(),
+                shared: a.shared.clone(),
+            });
+            *aligned = Some(a.clone());
+            return a;
+        }
         let slots: Vec<OnceLock<Arc<Summary>>> = match aligned.as_ref() {
             // Both views are in UID order: carry over what stays.
             Some(old) => {
@@ -208,7 +234,9 @@ impl SummaryCache {
                             j += 1;
                         }
                         let slot = OnceLock::new();
-                        if let (Some(o), Some(s)) = (old.view.messages.get(j), old.slots.get(j)) {
+                        if let (Some(o), Some(s)) =
+                            (old.view.messages.get(j), old.shared.slots.get(j))
+                        {
                             if o.uid == m.uid && o.base == m.base {
                                 if let Some(s) = s.get() {
                                     let _ = slot.set(s.clone());
@@ -223,8 +251,10 @@ impl SummaryCache {
         };
         let a = Arc::new(ViewSummaries {
             view: view.clone(),
-            slots,
-            ranks: Mutex::new(HashMap::default()),
+            shared: Arc::new(Slots {
+                slots,
+                ranks: Mutex::new(HashMap::default()),
+            }),
         });
         *aligned = Some(a.clone());
         a

@@ -17,7 +17,10 @@ use tern_imap_proto::{imap_codec, seqset, wire};
 use tern_maildir::folder::FlagChange;
 use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
 use tern_message::section::{self, Specifier};
+use tern_message::summary::FieldSet;
 use tern_message::{crlf, header, mime};
+
+use crate::summaries::ViewSummaries;
 
 use super::selected::{message_flags, write_flags};
 use super::session::{End, Known, Reply, Session, State};
@@ -38,6 +41,9 @@ pub(crate) enum Item {
         spec: Specifier,
         partial: Option<(u32, u32)>,
         peek: bool,
+        /// HEADER.FIELDS of the top level asking only for fields kept in
+        /// the summaries: answered from there.
+        cached: Option<FieldSet>,
     },
     Rfc822,
     Rfc822Header,
@@ -183,12 +189,17 @@ pub(crate) fn items_of(m: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<It
                 peek,
             } => {
                 let (label, path, spec) = convert_section(section);
+                let cached = match &spec {
+                    Specifier::HeaderFields(names) if path.is_empty() => FieldSet::of(names),
+                    _ => None,
+                };
                 Item::Section {
                     label,
                     path,
                     spec,
                     partial: partial.map(|(s, l)| (s, l.get())),
                     peek: *peek,
+                    cached,
                 }
             }
             MessageDataItemName::Binary {
@@ -328,17 +339,22 @@ fn section_literal(out: &mut Vec<u8>, data: Option<&[u8]>, partial: Option<(u32,
     }
 }
 
-/// Builds `* seq FETCH (...)` for one message.
+/// Builds `* seq FETCH (...)` for one message: `entry` as it is now, at
+/// `pos` in the view of `aligned`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
     out: &mut Vec<u8>,
     open: &crate::folders::OpenFolder,
+    aligned: &ViewSummaries,
+    pos: usize,
     entry: &MessageEntry,
     seq: usize,
     known: &Known,
     recent: bool,
     items: &[Item],
 ) -> Result<(), BuildError> {
-    let (folder, summaries) = (&open.folder, &open.summaries);
+    let folder = &open.folder;
+    let summary = || aligned.get(&open.summaries, folder, pos);
     let mut loaded: Option<Loaded> = None;
     let mut body = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -380,10 +396,10 @@ pub(crate) fn build(
             }
             Item::Envelope => {
                 body.extend_from_slice(b"ENVELOPE ");
-                body.extend_from_slice(&summaries.get(folder, entry)?.envelope);
+                body.extend_from_slice(&summary()?.envelope);
             }
             Item::Body | Item::BodyStructure => {
-                let s = summaries.get(folder, entry)?;
+                let s = summary()?;
                 if matches!(item, Item::Body) {
                     body.extend_from_slice(b"BODY ");
                     body.extend_from_slice(&s.body);
@@ -397,17 +413,14 @@ pub(crate) fn build(
                 path,
                 spec,
                 partial,
+                cached,
                 ..
             } => {
                 // The header fields message lists ask for come from the
                 // summary cache; anything else from the message.
-                let data = match spec {
-                    Specifier::HeaderFields(names)
-                        if path.is_empty() && tern_message::summary::fields_cached(names) =>
-                    {
-                        Some(summaries.get(folder, entry)?.header_fields(names))
-                    }
-                    _ => {
+                let data = match cached {
+                    Some(set) => Some(summary()?.header_fields_in(*set)),
+                    None => {
                         ensure(&mut loaded)?;
                         loaded
                             .as_ref()
@@ -489,10 +502,7 @@ const SUMMARY_CHUNK: usize = 1024;
 /// Whether answering `item` may read the whole message.
 fn reads_message(item: &Item) -> bool {
     match item {
-        Item::Section { path, spec, .. } => {
-            !(path.is_empty()
-                && matches!(spec, Specifier::HeaderFields(n) if tern_message::summary::fields_cached(n)))
-        }
+        Item::Section { cached, .. } => cached.is_none(),
         Item::Rfc822 | Item::Rfc822Header | Item::Rfc822Text => true,
         Item::Binary { .. } | Item::BinarySize { .. } => true,
         _ => false,
@@ -579,16 +589,20 @@ impl Session {
             let o = open.clone();
             let its = items.clone();
             let job = tokio::task::spawn_blocking(move || {
-                let view = o.folder.view();
+                let aligned = o.summaries.for_view(&o.folder.view());
                 let mut out = Vec::new();
                 let mut updated: Vec<(usize, Known)> = Vec::new();
                 let mut missing = 0;
                 let mut unknown_cte = false;
                 let mut entries: Vec<(usize, Known, bool, MessageEntry)> =
                     Vec::with_capacity(targets.len());
+                let mut positions: Vec<usize> = Vec::with_capacity(targets.len());
                 for (i, k, r) in targets {
-                    match view.find(k.uid) {
-                        Some(e) => entries.push((i, k, r, e.clone())),
+                    match aligned.position(k.uid) {
+                        Some(pos) => {
+                            entries.push((i, k, r, aligned.view.messages[pos].clone()));
+                            positions.push(pos);
+                        }
                         None => missing += 1,
                     }
                 }
@@ -624,7 +638,7 @@ impl Session {
                         }
                     }
                 }
-                for (i, k, r, e) in &entries {
+                for ((i, k, r, e), pos) in entries.iter().zip(&positions) {
                     let mut its_here: Vec<Item> = Vec::new();
                     let extra_flags = updated.iter().any(|(j, _)| j == i)
                         && !its.iter().any(|x| matches!(x, Item::Flags));
@@ -635,7 +649,7 @@ impl Session {
                     } else {
                         &its
                     };
-                    match build(&mut out, &o, e, i + 1, k, *r, use_items) {
+                    match build(&mut out, &o, &aligned, *pos, e, i + 1, k, *r, use_items) {
                         Ok(()) => {}
                         Err(BuildError::Storage(MaildirError::MessageGone)) => missing += 1,
                         Err(BuildError::Storage(err)) => {

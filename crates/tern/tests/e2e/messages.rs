@@ -503,6 +503,67 @@ fn sort_and_thread_answer_as_dovecot_does() {
     assert_eq!(r.lines[0], "* THREAD (3 4)(1 2)(5)", "{r:?}");
 }
 
+/// A search that reads the messages is split over threads when the
+/// folder is large: every hit must be found once, in order, whatever part
+/// it falls in, and header fields kept in the summaries answer as the
+/// messages do.
+#[test]
+fn large_searches_find_every_hit_in_order() {
+    let s = server().start();
+    let mut c = s.alice();
+    let cur = s.maildir("alice").join("cur");
+    let n = 1300;
+    let mut body_hits = Vec::new();
+    let mut from_hits = Vec::new();
+    for i in 1..=n {
+        let from = if i % 101 == 0 { "Needle <x@y>" } else { "a@b" };
+        let body = if i % 97 == 0 || i == 1 || i == n {
+            "a NEEDLE in the text"
+        } else {
+            "hay"
+        };
+        if from.starts_with("Needle") {
+            from_hits.push(i.to_string());
+        }
+        if body.contains("NEEDLE") {
+            body_hits.push(i.to_string());
+        }
+        // Delivered as an MTA would; names in delivery order.
+        let m = format!("From: {from}\nSubject: m{i}\n\n{body}\n");
+        std::fs::write(cur.join(format!("{}.M{i}P1.mta:2,", 1_700_000_000 + i)), m).unwrap();
+    }
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has(&format!("* {n} EXISTS")), "{r:?}");
+    let all_hits: Vec<String> = {
+        let mut v: Vec<u32> = body_hits
+            .iter()
+            .chain(&from_hits)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v.iter().map(u32::to_string).collect()
+    };
+    for (q, want) in [
+        ("SEARCH BODY needle", &body_hits),
+        ("SEARCH FROM needle", &from_hits),
+        ("SEARCH TEXT needle", &all_hits),
+    ] {
+        for _ in 0..2 {
+            let r = c.cmd(q);
+            assert!(r.ok(), "{q}: {r:?}");
+            assert_eq!(
+                r.untagged("SEARCH")[0],
+                format!("SEARCH {}", want.join(" ")),
+                "{q}"
+            );
+        }
+    }
+    let r = c.cmd("SEARCH NOT FROM needle NOT BODY needle");
+    let count = r.untagged("SEARCH")[0].split(' ').count() - 1;
+    assert_eq!(count, n - all_hits.len());
+}
+
 /// SEARCH in legacy charsets: the search string is decoded from the
 /// CHARSET given, the message text from the charsets it declares, and both
 /// compared in i;unicode-casemap form.
