@@ -612,7 +612,15 @@ impl Folder {
     /// As [`Folder::open`].
     pub fn read(&self, entry: &MessageEntry) -> Result<Vec<u8>> {
         use std::io::Read;
-        let mut f = self.open(entry)?;
+        // The name the entry knows, without the folder's lock (threads
+        // reading many messages must not queue on it): any name a message
+        // ever had holds the same content. Only when it was renamed away
+        // does the locked lookup of `open` run.
+        let mut f = match open_message(&entry.path(&self.dir)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.open(entry)?,
+            Err(e) => return Err(MaildirError::io("open", entry.path(&self.dir), e)),
+        };
         let mut buf = Vec::new();
         f.read_to_end(&mut buf)
             .map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))?;

@@ -499,6 +499,20 @@ const CHUNK: usize = 128;
 /// or the session (a few hundred bytes each).
 const SUMMARY_CHUNK: usize = 1024;
 
+/// Whether answering `item` takes the message's summary.
+fn uses_summary(item: &Item) -> bool {
+    matches!(
+        item,
+        Item::Envelope
+            | Item::Body
+            | Item::BodyStructure
+            | Item::Section {
+                cached: Some(_),
+                ..
+            }
+    )
+}
+
 /// Whether answering `item` may read the whole message.
 fn reads_message(item: &Item) -> bool {
     match item {
@@ -606,6 +620,9 @@ impl Session {
                         None => missing += 1,
                     }
                 }
+                if its.iter().any(uses_summary) {
+                    aligned.prefetch(&o.summaries, &o.folder, &positions);
+                }
                 if set_seen {
                     let changes: Vec<FlagChange> = entries
                         .iter()
@@ -659,7 +676,6 @@ impl Session {
                         Err(BuildError::UnknownCte) => unknown_cte = true,
                     }
                 }
-                o.summaries.save_if_due(&o.folder);
                 (out, updated, missing, unknown_cte)
             });
             let (out, updated, miss, unknown_cte) = match job.await {
@@ -692,6 +708,11 @@ impl Session {
         }
         if any_flag_change {
             open.changed.notify_waiters();
+        }
+        if items.iter().any(uses_summary) {
+            let o = open.clone();
+            // Its own blocking job: choosing what to write walks the folder.
+            let _ = tokio::task::spawn_blocking(move || o.summaries.save_if_due(&o.folder)).await;
         }
         if missing > 0 {
             return Ok(Reply::no(

@@ -106,6 +106,8 @@ fn sort_positions(hits: Vec<usize>, criteria: &[SortCriterion], job: &SearchJob)
     }
     let mut summaries: Vec<Arc<Summary>> = Vec::new();
     if header {
+        let positions: Vec<usize> = picked.iter().map(|(_, p)| *p).collect();
+        aligned.prefetch(cache, folder, &positions);
         let mut kept = Vec::with_capacity(picked.len());
         for (i, pos) in picked {
             // A message gone meanwhile is left out.
@@ -118,9 +120,8 @@ fn sort_positions(hits: Vec<usize>, criteria: &[SortCriterion], job: &SearchJob)
     }
     let whole_view = picked.len() * 2 >= view.messages.len();
     if whole_view && criteria.iter().any(|c| rank_key(&c.key).is_some()) {
-        for pos in 0..view.messages.len() {
-            let _ = aligned.get(cache, folder, pos);
-        }
+        let all: Vec<usize> = (0..view.messages.len()).collect();
+        aligned.prefetch(cache, folder, &all);
     }
     let k = criteria.len();
     let mut keys: Vec<i64> = vec![0; picked.len() * k];
@@ -189,6 +190,11 @@ fn sort_positions(hits: Vec<usize>, criteria: &[SortCriterion], job: &SearchJob)
 fn thread_summaries(hits: &[usize], job: &SearchJob, uid: bool) -> Vec<(u32, i64, Arc<Summary>)> {
     let (known, folder, cache) = (&job.known, &job.open.folder, &job.open.summaries);
     let aligned = cache.for_view(&folder.view());
+    let positions: Vec<usize> = hits
+        .iter()
+        .filter_map(|&i| aligned.position(known[i].uid))
+        .collect();
+    aligned.prefetch(cache, folder, &positions);
     hits.iter()
         .filter_map(|&i| {
             let pos = aligned.position(known[i].uid)?;
