@@ -44,3 +44,48 @@ pub fn measure(
     c.cmd("LOGOUT")?;
     Ok((cold, warm))
 }
+
+/// What `FETCH 1:* (BODY.PEEK[])` cost: octets received, time, and the
+/// server's resident memory before and at its peak during the command.
+pub struct Stream {
+    pub bytes: usize,
+    pub time: Duration,
+    pub rss_before_kib: u64,
+    pub rss_peak_kib: u64,
+}
+
+/// Fetches every message whole while `rss` (the server's resident memory,
+/// KiB) is sampled every 5 ms: a server that streams holds about as much
+/// at the end as at the start, whatever the folder's size.
+pub fn stream_all(
+    addr: SocketAddr,
+    user: &str,
+    pw: &str,
+    rss: impl Fn() -> u64 + Send + Sync,
+) -> Result<Stream> {
+    let mut c = Conn::login(addr, user, pw)?;
+    c.cmd("SELECT INBOX")?;
+    let rss_before_kib = rss();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (res, peak) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        });
+        let res = time(|| c.cmd("FETCH 1:* (BODY.PEEK[])"));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (res, sampler.join().unwrap_or(0))
+    });
+    let (time, bytes) = res?;
+    c.cmd("LOGOUT")?;
+    Ok(Stream {
+        bytes,
+        time,
+        rss_before_kib,
+        rss_peak_kib: peak,
+    })
+}

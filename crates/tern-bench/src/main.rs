@@ -343,6 +343,28 @@ fn content_figures(args: &Args) -> Result<()> {
         println!("| {cmd} (warm) | {a:.1} | {b:.1} | {:.3} |", a / b);
     }
     println!("\nwarm: median of {reps} runs on one connection after the cold run");
+    let pid = args.tern_pid;
+    let ts = content::stream_all(args.tern, u, p, || rss_kib(pid).unwrap_or(0))?;
+    let ds = content::stream_all(args.dovecot, u, p, || rss_of_named(&["imap"]).unwrap_or(0))?;
+    println!("\n| FETCH 1:* (BODY.PEEK[]) | tern | Dovecot (all imap processes) |");
+    println!("| --- | ---: | ---: |");
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "| octets received, MB | {:.1} | {:.1} |",
+        ts.bytes as f64 / 1e6,
+        ds.bytes as f64 / 1e6
+    );
+    println!("| time, ms | {:.0} | {:.0} |", ms(ts.time), ms(ds.time));
+    println!(
+        "| resident memory before, MiB | {:.1} | {:.1} |",
+        mib(ts.rss_before_kib),
+        mib(ds.rss_before_kib)
+    );
+    println!(
+        "| resident memory at the peak, MiB | {:.1} | {:.1} |",
+        mib(ts.rss_peak_kib),
+        mib(ds.rss_peak_kib)
+    );
     Ok(())
 }
 
