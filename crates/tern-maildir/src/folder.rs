@@ -157,15 +157,36 @@ pub struct NewMessage {
     pub internal_date: Option<SystemTime>,
 }
 
-/// A change of flags and keywords for one message.
+/// A change of flags and keywords for one message: what they were when
+/// the change was worked out, and what they are to be. Only the
+/// difference is applied, so a change another session or program made in
+/// between is kept rather than undone.
 #[derive(Debug, Clone)]
 pub struct FlagChange {
     /// The message.
     pub uid: u32,
+    /// Its system flags as the change was worked out from.
+    pub was: Flags,
+    /// Its keywords as the change was worked out from.
+    pub was_keywords: KeywordSet,
     /// Its new system flags.
     pub flags: Flags,
     /// Its new keywords.
     pub keywords: KeywordSet,
+}
+
+impl FlagChange {
+    /// A change of `entry` (as the caller saw it) to these flags and
+    /// keywords.
+    pub fn of(entry: &MessageEntry, flags: Flags, keywords: KeywordSet) -> FlagChange {
+        FlagChange {
+            uid: entry.uid,
+            was: entry.flags.clone(),
+            was_keywords: entry.keywords.clone(),
+            flags,
+            keywords,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -692,7 +713,19 @@ impl Folder {
             };
             let entry = &mut view.messages[i];
             let was_counted = crate::quota::counts_file(&entry.file_name);
-            let mut flags = ch.flags.clone();
+            // Changed meanwhile by another session of this process (the
+            // caller worked the change out before taking the lock).
+            let target = if entry.flags == ch.was {
+                ch.flags.clone()
+            } else {
+                merge_change(&ch.was, &ch.flags, &entry.flags)
+            };
+            let keywords = if entry.keywords == ch.was_keywords {
+                ch.keywords.clone()
+            } else {
+                merge_keywords(&ch.was_keywords, &ch.keywords, &entry.keywords)
+            };
+            let mut flags = target.clone();
             let mut new_name = format!("{}:2,{}", entry.base, flags.to_info());
             if *entry.file_name != *new_name || entry.in_new {
                 let mut attempt = 0;
@@ -714,7 +747,7 @@ impl Folder {
                                     // flags rather than undo its change.
                                     let theirs =
                                         Flags::from_info(split_name(&file).1.unwrap_or(""));
-                                    flags = merge_change(&entry.flags, &ch.flags, &theirs);
+                                    flags = merge_change(&entry.flags, &target, &theirs);
                                     new_name = format!("{}:2,{}", entry.base, flags.to_info());
                                     entry.file_name = file;
                                     entry.in_new = in_new;
@@ -747,9 +780,9 @@ impl Folder {
                 delta.1 += sign;
             }
             entry.flags = flags;
-            if entry.keywords != ch.keywords {
-                entry.keywords = ch.keywords.clone();
-                kw_changes.push((entry.base.clone(), ch.keywords.clone()));
+            if entry.keywords != keywords {
+                entry.keywords = keywords.clone();
+                kw_changes.push((entry.base.clone(), keywords));
             }
             done.push(entry.clone());
         }
@@ -961,6 +994,23 @@ fn merge_change(before: &Flags, wanted: &Flags, current: &Flags) -> Flags {
     out
 }
 
+/// `current` with the keywords added and removed between `before` and
+/// `wanted` (sorted, as keyword sets are kept).
+fn merge_keywords(before: &KeywordSet, wanted: &KeywordSet, current: &KeywordSet) -> KeywordSet {
+    let mut out: Vec<Arc<str>> = current
+        .iter()
+        .filter(|k| !before.contains(k) || wanted.contains(k))
+        .cloned()
+        .collect();
+    for k in wanted.iter() {
+        if !before.contains(k) && !out.contains(k) {
+            out.push(k.clone());
+        }
+    }
+    out.sort();
+    Arc::from(out)
+}
+
 /// The leading number of a Maildir base name (the delivery time); names
 /// are numbered in this order, ties broken by the name.
 fn name_order_key(name: &str) -> u64 {
@@ -1048,5 +1098,37 @@ mod tests {
             &Flags::from_info("FS"),
         );
         assert_eq!(merged.to_info(), "F");
+    }
+
+    /// Two sessions of one process work changes out from the same view;
+    /// the second must not undo the first.
+    #[test]
+    fn changes_worked_out_from_an_older_view_keep_newer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("cur/1700000000.M1P1.h:2,"),
+            "Subject: x\n\nx\n",
+        )
+        .unwrap();
+        let folder = Folder::new(dir.path().to_owned());
+        let view = folder.refresh(MoveNew::No).unwrap();
+        let old = &view.messages[0];
+        let kw = |k: &[&str]| -> KeywordSet { k.iter().map(|s| Arc::from(*s)).collect() };
+        folder
+            .set_flags(&[FlagChange::of(old, Flags::from_info("T"), kw(&["$a"]))])
+            .unwrap();
+        let done = folder
+            .set_flags(&[FlagChange::of(old, Flags::from_info("S"), kw(&["$b"]))])
+            .unwrap();
+        assert_eq!(done[0].flags.to_info(), "ST");
+        assert_eq!(&*done[0].keywords, &*kw(&["$a", "$b"]));
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["1700000000.M1P1.h:2,ST"]);
     }
 }

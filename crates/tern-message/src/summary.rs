@@ -166,22 +166,34 @@ impl Summary {
 
     /// As [`Summary::header_fields`], for a set worked out before.
     pub fn header_fields_in(&self, set: FieldSet) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.header_fields_len(set));
+        self.write_header_fields(set, &mut out);
+        out
+    }
+
+    fn picked(&self, set: FieldSet) -> impl Iterator<Item = &[u8]> {
         let index = self
             .field_index
             .0
             .get_or_init(|| index_fields(&self.fields));
-        let picked = || index.iter().filter(|f| set.has(f.id));
-        let len: usize = picked().map(|f| (f.end - f.start) as usize).sum();
-        let mut out = Vec::with_capacity(len + 2);
-        for f in picked() {
-            out.extend_from_slice(
-                self.fields
-                    .get(f.start as usize..f.end as usize)
-                    .unwrap_or_default(),
-            );
+        index.iter().filter(move |f| set.has(f.id)).map(|f| {
+            self.fields
+                .get(f.start as usize..f.end as usize)
+                .unwrap_or_default()
+        })
+    }
+
+    /// The length of [`Summary::header_fields_in`].
+    pub fn header_fields_len(&self, set: FieldSet) -> usize {
+        self.picked(set).map(<[u8]>::len).sum::<usize>() + 2
+    }
+
+    /// Appends [`Summary::header_fields_in`] to `out`.
+    pub fn write_header_fields(&self, set: FieldSet, out: &mut Vec<u8>) {
+        for f in self.picked(set) {
+            out.extend_from_slice(f);
         }
         out.extend_from_slice(b"\r\n");
-        out
     }
 }
 

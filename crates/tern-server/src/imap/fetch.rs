@@ -353,13 +353,35 @@ pub(crate) fn build(
     recent: bool,
     items: &[Item],
 ) -> Result<(), BuildError> {
+    // Written straight into `out`; a message that cannot be answered
+    // leaves nothing behind.
+    let start = out.len();
+    let _ = write!(wire::Bytes(out), "* {seq} FETCH (");
+    let res = build_items(out, open, aligned, pos, entry, known, recent, items);
+    match res {
+        Ok(()) => out.extend_from_slice(b")\r\n"),
+        Err(_) => out.truncate(start),
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_items(
+    out: &mut Vec<u8>,
+    open: &crate::folders::OpenFolder,
+    aligned: &ViewSummaries,
+    pos: usize,
+    entry: &MessageEntry,
+    known: &Known,
+    recent: bool,
+    items: &[Item],
+) -> Result<(), BuildError> {
     let folder = &open.folder;
-    let summary = || aligned.get(&open.summaries, folder, pos);
+    let summary = || aligned.get_ref(&open.summaries, folder, pos);
     let mut loaded: Option<Loaded> = None;
-    let mut body = Vec::new();
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
-            body.push(b' ');
+            out.push(b' ');
         }
         let ensure = |loaded: &mut Option<Loaded>| -> Result<(), MaildirError> {
             if loaded.is_none() {
@@ -369,14 +391,10 @@ pub(crate) fn build(
         };
         match item {
             Item::Uid => {
-                let _ = write!(wire::Bytes(&mut body), "UID {}", entry.uid);
+                let _ = write!(wire::Bytes(out), "UID {}", entry.uid);
             }
             Item::Flags => {
-                let _ = write!(
-                    wire::Bytes(&mut body),
-                    "FLAGS ({})",
-                    message_flags(known, recent)
-                );
+                let _ = write!(wire::Bytes(out), "FLAGS ({})", message_flags(known, recent));
             }
             Item::InternalDate => {
                 let t = folder.internal_date(entry)?;
@@ -384,28 +402,24 @@ pub(crate) fn build(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as i64)
                     .unwrap_or(0);
-                let _ = write!(
-                    wire::Bytes(&mut body),
-                    "INTERNALDATE {}",
-                    wire::date_time(secs)
-                );
+                let _ = write!(wire::Bytes(out), "INTERNALDATE {}", wire::date_time(secs));
             }
             Item::Size => {
                 let size = folder.crlf_size(entry)?;
-                let _ = write!(wire::Bytes(&mut body), "RFC822.SIZE {size}");
+                let _ = write!(wire::Bytes(out), "RFC822.SIZE {size}");
             }
             Item::Envelope => {
-                body.extend_from_slice(b"ENVELOPE ");
-                body.extend_from_slice(&summary()?.envelope);
+                out.extend_from_slice(b"ENVELOPE ");
+                out.extend_from_slice(&summary()?.envelope);
             }
             Item::Body | Item::BodyStructure => {
                 let s = summary()?;
                 if matches!(item, Item::Body) {
-                    body.extend_from_slice(b"BODY ");
-                    body.extend_from_slice(&s.body);
+                    out.extend_from_slice(b"BODY ");
+                    out.extend_from_slice(&s.body);
                 } else {
-                    body.extend_from_slice(b"BODYSTRUCTURE ");
-                    body.extend_from_slice(&s.bodystructure);
+                    out.extend_from_slice(b"BODYSTRUCTURE ");
+                    out.extend_from_slice(&s.bodystructure);
                 }
             }
             Item::Section {
@@ -417,7 +431,25 @@ pub(crate) fn build(
                 ..
             } => {
                 // The header fields message lists ask for come from the
-                // summary cache; anything else from the message.
+                // summary cache, copied straight into the answer; anything
+                // else from the message.
+                if let (Some(set), None) = (cached, partial) {
+                    let s = summary()?;
+                    let _ = write!(
+                        wire::Bytes(out),
+                        "BODY[{label}] {{{}}}\r\n",
+                        s.header_fields_len(*set)
+                    );
+                    let at = out.len();
+                    s.write_header_fields(*set, out);
+                    // NUL cannot travel in a literal (as section_literal).
+                    for b in &mut out[at..] {
+                        if *b == 0 {
+                            *b = 0x80;
+                        }
+                    }
+                    continue;
+                }
                 let data = match cached {
                     Some(set) => Some(summary()?.header_fields_in(*set)),
                     None => {
@@ -427,12 +459,12 @@ pub(crate) fn build(
                             .and_then(|l| section::extract(&l.data, &l.tree, path, spec))
                     }
                 };
-                let _ = write!(wire::Bytes(&mut body), "BODY[{label}]");
+                let _ = write!(wire::Bytes(out), "BODY[{label}]");
                 if let Some((s, _)) = partial {
-                    let _ = write!(wire::Bytes(&mut body), "<{s}>");
+                    let _ = write!(wire::Bytes(out), "<{s}>");
                 }
-                body.push(b' ');
-                section_literal(&mut body, data.as_deref(), *partial);
+                out.push(b' ');
+                section_literal(out, data.as_deref(), *partial);
             }
             Item::Rfc822 | Item::Rfc822Header | Item::Rfc822Text => {
                 ensure(&mut loaded)?;
@@ -442,19 +474,19 @@ pub(crate) fn build(
                         Item::Rfc822Header => ("RFC822.HEADER ", l.tree.header.clone()),
                         _ => ("RFC822.TEXT ", l.tree.body.clone()),
                     };
-                    body.extend_from_slice(name.as_bytes());
-                    wire::literal(&mut body, &l.data[range]);
+                    out.extend_from_slice(name.as_bytes());
+                    wire::literal(out, &l.data[range]);
                 }
             }
             Item::Binary { path, partial, .. } => {
                 ensure(&mut loaded)?;
                 if let Some(l) = &loaded {
                     let data = decode_part(&l.data, &l.tree, path)?;
-                    let _ = write!(wire::Bytes(&mut body), "BINARY[{}]", path_label(path));
+                    let _ = write!(wire::Bytes(out), "BINARY[{}]", path_label(path));
                     if let Some((s, _)) = partial {
-                        let _ = write!(wire::Bytes(&mut body), "<{s}>");
+                        let _ = write!(wire::Bytes(out), "<{s}>");
                     }
-                    body.push(b' ');
+                    out.push(b' ');
                     match data {
                         Some(d) => {
                             let d = match partial {
@@ -462,11 +494,11 @@ pub(crate) fn build(
                                 None => &d[..],
                             };
                             if d.contains(&0) {
-                                body.push(b'~');
+                                out.push(b'~');
                             }
-                            wire::literal(&mut body, d);
+                            wire::literal(out, d);
                         }
-                        None => body.extend_from_slice(b"NIL"),
+                        None => out.extend_from_slice(b"NIL"),
                     }
                 }
             }
@@ -476,18 +508,11 @@ pub(crate) fn build(
                     let n = decode_part(&l.data, &l.tree, path)?
                         .map(|d| d.len())
                         .unwrap_or(0);
-                    let _ = write!(
-                        wire::Bytes(&mut body),
-                        "BINARY.SIZE[{}] {n}",
-                        path_label(path)
-                    );
+                    let _ = write!(wire::Bytes(out), "BINARY.SIZE[{}] {n}", path_label(path));
                 }
             }
         }
     }
-    let _ = write!(wire::Bytes(out), "* {seq} FETCH (");
-    out.extend_from_slice(&body);
-    out.extend_from_slice(b")\r\n");
     Ok(())
 }
 
@@ -591,82 +616,105 @@ impl Session {
             let State::Selected { mailbox, .. } = &self.state else {
                 break;
             };
-            let targets: Vec<(usize, Known, bool)> = chunk
+            // The job reads the session's list itself: nothing is copied
+            // per message but whether it is \Recent.
+            let known = mailbox.known.clone();
+            let targets: Vec<(usize, bool)> = chunk
                 .iter()
                 .filter_map(|&i| {
-                    mailbox
-                        .known
-                        .get(i)
-                        .map(|k| (i, k.clone(), mailbox.recent.contains(&k.uid)))
+                    let k = known.get(i)?;
+                    Some((
+                        i,
+                        !mailbox.recent.is_empty() && mailbox.recent.contains(&k.uid),
+                    ))
                 })
                 .collect();
             let o = open.clone();
             let its = items.clone();
             let job = tokio::task::spawn_blocking(move || {
                 let aligned = o.summaries.for_view(&o.folder.view());
-                let mut out = Vec::new();
+                let messages = &aligned.view.messages;
+                // Room for a few hundred octets a message, so that the
+                // buffer is not copied again and again as it grows.
+                let mut out = Vec::with_capacity(targets.len() * 256);
                 let mut updated: Vec<(usize, Known)> = Vec::new();
                 let mut missing = 0;
                 let mut unknown_cte = false;
-                let mut entries: Vec<(usize, Known, bool, MessageEntry)> =
-                    Vec::with_capacity(targets.len());
-                let mut positions: Vec<usize> = Vec::with_capacity(targets.len());
-                for (i, k, r) in targets {
-                    match aligned.position(k.uid) {
+                // (position in known, \Recent, position in the view).
+                let mut found: Vec<(usize, bool, usize)> = Vec::with_capacity(targets.len());
+                let mut next = 0;
+                for (i, r) in targets {
+                    let uid = known[i].uid;
+                    // Ranges are in UID order: the next position is
+                    // usually the one after the last.
+                    let pos = if messages.get(next).is_some_and(|m| m.uid == uid) {
+                        Some(next)
+                    } else {
+                        aligned.position(uid)
+                    };
+                    match pos {
                         Some(pos) => {
-                            entries.push((i, k, r, aligned.view.messages[pos].clone()));
-                            positions.push(pos);
+                            found.push((i, r, pos));
+                            next = pos + 1;
                         }
                         None => missing += 1,
                     }
                 }
                 if its.iter().any(uses_summary) {
+                    let positions: Vec<usize> = found.iter().map(|f| f.2).collect();
                     aligned.prefetch(&o.summaries, &o.folder, &positions);
                 }
+                // Entries renamed by setting \Seen, by UID.
+                let mut renamed: rustc_hash::FxHashMap<u32, MessageEntry> = Default::default();
                 if set_seen {
-                    let changes: Vec<FlagChange> = entries
+                    let changes: Vec<FlagChange> = found
                         .iter()
-                        .filter(|(_, _, _, e)| !e.flags.contains(Flag::Seen))
-                        .map(|(_, _, _, e)| {
+                        .map(|f| &messages[f.2])
+                        .filter(|e| !e.flags.contains(Flag::Seen))
+                        .map(|e| {
                             let mut f = e.flags.clone();
                             f.set(Flag::Seen, true);
-                            FlagChange {
-                                uid: e.uid,
-                                flags: f,
-                                keywords: e.keywords.clone(),
-                            }
+                            FlagChange::of(e, f, e.keywords.clone())
                         })
                         .collect();
                     if !changes.is_empty() {
                         match o.folder.set_flags(&changes) {
                             Ok(done) => {
+                                let at: rustc_hash::FxHashMap<u32, usize> =
+                                    found.iter().map(|f| (known[f.0].uid, f.0)).collect();
                                 for d in done {
-                                    if let Some(slot) =
-                                        entries.iter_mut().find(|x| x.3.uid == d.uid)
-                                    {
-                                        slot.1.flags = d.flags.clone();
-                                        slot.1.keywords = d.keywords.clone();
-                                        updated.push((slot.0, slot.1.clone()));
-                                        slot.3 = d;
+                                    if let Some(&i) = at.get(&d.uid) {
+                                        updated.push((
+                                            i,
+                                            Known {
+                                                uid: d.uid,
+                                                flags: d.flags.clone(),
+                                                keywords: d.keywords.clone(),
+                                            },
+                                        ));
                                     }
+                                    renamed.insert(d.uid, d);
                                 }
                             }
                             Err(e) => tracing::warn!(cause = %e, "cannot set \\Seen"),
                         }
                     }
                 }
-                for ((i, k, r, e), pos) in entries.iter().zip(&positions) {
-                    let mut its_here: Vec<Item> = Vec::new();
-                    let extra_flags = updated.iter().any(|(j, _)| j == i)
-                        && !its.iter().any(|x| matches!(x, Item::Flags));
-                    let use_items: &[Item] = if extra_flags {
-                        its_here.extend(its.iter().cloned());
-                        its_here.push(Item::Flags);
-                        &its_here
+                let with_flags: Vec<Item> = its.iter().cloned().chain([Item::Flags]).collect();
+                let asks_flags = its.iter().any(|x| matches!(x, Item::Flags));
+                let now_of: rustc_hash::FxHashMap<usize, &Known> =
+                    updated.iter().map(|(j, k)| (*j, k)).collect();
+                for (i, r, pos) in found {
+                    let now = now_of.get(&i).copied();
+                    // A message whose \Seen this FETCH set shows its flags.
+                    let use_items: &[Item] = if now.is_some() && !asks_flags {
+                        &with_flags
                     } else {
                         &its
                     };
-                    match build(&mut out, &o, &aligned, *pos, e, i + 1, k, *r, use_items) {
+                    let k = now.unwrap_or(&known[i]);
+                    let e = renamed.get(&k.uid).unwrap_or(&messages[pos]);
+                    match build(&mut out, &o, &aligned, pos, e, i + 1, k, r, use_items) {
                         Ok(()) => {}
                         Err(BuildError::Storage(MaildirError::MessageGone)) => missing += 1,
                         Err(BuildError::Storage(err)) => {
@@ -703,7 +751,11 @@ impl Session {
                     }
                 }
             }
-            self.conn.out.extend_from_slice(&out);
+            if self.conn.out.is_empty() {
+                self.conn.out = out;
+            } else {
+                self.conn.out.extend_from_slice(&out);
+            }
             self.flush_if_large().await?;
         }
         if any_flag_change {

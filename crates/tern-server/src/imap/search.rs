@@ -97,10 +97,6 @@ impl Candidate<'_> {
         let v = self.header_values("Date").into_iter().next()?;
         parse_date_part(&v)
     }
-
-    fn has(&self, f: Flag) -> bool {
-        self.known.flags.contains(f)
-    }
 }
 
 /// The calendar date of an RFC 5322 date, in the header's own time zone.
@@ -134,40 +130,97 @@ struct Ctx {
     charset: Option<&'static encoding_rs::Encoding>,
 }
 
+/// A key the session's own state decides (flags, keywords, numbers,
+/// \Recent); `None` for one that needs the message.
+fn state_key(key: &SearchKey<'_>, seq: u32, k: &Known, recent: bool, ctx: &Ctx) -> Option<bool> {
+    use SearchKey as K;
+    let has = |f: Flag| k.flags.contains(f);
+    let keyword = |w: &imap_codec::imap_types::core::Atom<'_>| {
+        k.keywords
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(w.as_ref()))
+    };
+    Some(match key {
+        K::All => true,
+        K::SequenceSet(set) => seqset::contains(set, seq, ctx.exists),
+        K::Uid(set) => seqset::contains(set, k.uid, ctx.max_uid),
+        K::Answered => has(Flag::Answered),
+        K::Unanswered => !has(Flag::Answered),
+        K::Deleted => has(Flag::Deleted),
+        K::Undeleted => !has(Flag::Deleted),
+        K::Draft => has(Flag::Draft),
+        K::Undraft => !has(Flag::Draft),
+        K::Flagged => has(Flag::Flagged),
+        K::Unflagged => !has(Flag::Flagged),
+        K::Seen => has(Flag::Seen),
+        K::Unseen => !has(Flag::Seen),
+        K::Recent => recent,
+        K::Old => !recent,
+        K::New => recent && !has(Flag::Seen),
+        K::Keyword(w) => keyword(w),
+        K::Unkeyword(w) => !keyword(w),
+        K::ModSequence { .. } => false,
+        _ => return None,
+    })
+}
+
+/// [`matches`] for a key that needs no message ([`reads_messages`] is
+/// false), for every message at once: one tight loop per key rather than
+/// a walk of the key per message (SEARCH UNSEEN or FLAGGED over 100,000
+/// messages).
+fn matches_state(
+    key: &SearchKey<'_>,
+    known: &[Known],
+    recent: &HashSet<u32>,
+    ctx: &Ctx,
+) -> Vec<bool> {
+    use SearchKey as K;
+    match key {
+        K::And(keys) => {
+            let mut all = vec![true; known.len()];
+            for x in keys.as_ref() {
+                for (a, b) in all.iter_mut().zip(matches_state(x, known, recent, ctx)) {
+                    *a &= b;
+                }
+            }
+            all
+        }
+        K::Or(x, y) => {
+            let mut a = matches_state(x, known, recent, ctx);
+            for (a, b) in a.iter_mut().zip(matches_state(y, known, recent, ctx)) {
+                *a |= b;
+            }
+            a
+        }
+        K::Not(x) => {
+            let mut a = matches_state(x, known, recent, ctx);
+            for v in &mut a {
+                *v = !*v;
+            }
+            a
+        }
+        _ => known
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let r = !recent.is_empty() && recent.contains(&k.uid);
+                state_key(key, i as u32 + 1, k, r, ctx).unwrap_or(false)
+            })
+            .collect(),
+    }
+}
+
 fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
     use SearchKey as K;
     let text =
         |s: &imap_codec::imap_types::core::AString<'_>| fold(&decode_in(s.as_ref(), ctx.charset));
+    if let Some(v) = state_key(key, c.seq, c.known, c.recent, ctx) {
+        return v;
+    }
     match key {
         K::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, ctx)),
         K::Or(a, b) => matches(a, c, ctx) || matches(b, c, ctx),
         K::Not(k) => !matches(k, c, ctx),
-        K::All => true,
-        K::SequenceSet(set) => seqset::contains(set, c.seq, ctx.exists),
-        K::Uid(set) => seqset::contains(set, c.entry.uid, ctx.max_uid),
-        K::Answered => c.has(Flag::Answered),
-        K::Unanswered => !c.has(Flag::Answered),
-        K::Deleted => c.has(Flag::Deleted),
-        K::Undeleted => !c.has(Flag::Deleted),
-        K::Draft => c.has(Flag::Draft),
-        K::Undraft => !c.has(Flag::Draft),
-        K::Flagged => c.has(Flag::Flagged),
-        K::Unflagged => !c.has(Flag::Flagged),
-        K::Seen => c.has(Flag::Seen),
-        K::Unseen => !c.has(Flag::Seen),
-        K::Recent => c.recent,
-        K::Old => !c.recent,
-        K::New => c.recent && !c.has(Flag::Seen),
-        K::Keyword(k) => c
-            .known
-            .keywords
-            .iter()
-            .any(|x| x.eq_ignore_ascii_case(k.as_ref())),
-        K::Unkeyword(k) => !c
-            .known
-            .keywords
-            .iter()
-            .any(|x| x.eq_ignore_ascii_case(k.as_ref())),
         K::Larger(n) => c.folder.crlf_size(c.entry).unwrap_or(0) > *n as u64,
         K::Smaller(n) => c.folder.crlf_size(c.entry).unwrap_or(0) < *n as u64,
         K::Before(d) => c.internal_date().is_some_and(|x| x < *d.as_ref()),
@@ -230,7 +283,7 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
                 !older
             }
         }
-        K::ModSequence { .. } => false,
+        _ => false,
     }
 }
 
@@ -331,7 +384,14 @@ pub(super) fn evaluate(
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
-    if threads < 2 || known.len() < PARALLEL_FROM || !reads_messages(key) {
+    if !reads_messages(key) {
+        return matches_state(key, known, recent, &ctx)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, hit)| hit.then_some(i))
+            .collect();
+    }
+    if threads < 2 || known.len() < PARALLEL_FROM {
         return evaluate_range(key, &ctx, known, 0, recent, open, &aligned);
     }
     let per = known.len().div_ceil(threads);

@@ -147,11 +147,7 @@ impl Session {
                 .filter_map(|(_, u)| view.find(*u))
                 .map(|e| {
                     let (flags, keywords) = apply(kind, &e.flags, &e.keywords, &change);
-                    FlagChange {
-                        uid: e.uid,
-                        flags,
-                        keywords,
-                    }
+                    FlagChange::of(e, flags, keywords)
                 })
                 .collect();
             o.folder.set_flags(&changes)

@@ -691,11 +691,8 @@ async fn mark_seen(open: &Arc<OpenFolder>, uid: u32) {
         }
         let mut flags = cur.flags.clone();
         flags.set(Flag::Seen, true);
-        o.folder.set_flags(&[FlagChange {
-            uid,
-            flags,
-            keywords: cur.keywords.clone(),
-        }])?;
+        o.folder
+            .set_flags(&[FlagChange::of(cur, flags, cur.keywords.clone())])?;
         Ok(true)
     })
     .await;
