@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use inotify::{WatchDescriptor, WatchMask, Watches};
 use tern_maildir::folder::MoveNew;
@@ -115,6 +115,8 @@ pub struct OpenFolder {
     wds: Mutex<Option<Vec<WatchDescriptor>>>,
     /// The rescan task, stopped when the folder is dropped.
     checker: Mutex<Option<tokio::task::AbortHandle>>,
+    /// When a session last opened it.
+    last_used: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for OpenFolder {
@@ -153,6 +155,17 @@ impl Drop for OpenFolder {
 }
 
 impl OpenFolder {
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
     /// Starts (once) watching the folder for changes by other programs:
     /// inotify on `new/` and `cur/`, and the safety-net rescan. Must run
     /// inside the runtime.
@@ -223,11 +236,20 @@ impl OpenFolder {
 /// SELECT finds the view warm and \Recent survives until someone selects.
 const KEEP_IDLE: usize = 256;
 
+/// A folder nobody has used for this long gives back the memory of its
+/// summaries (they stay in `tern.cache`): a webmail that logs in for every
+/// page finds them warm, a folder read once a day does not hold them.
+const SUMMARIES_IDLE: Duration = Duration::from_secs(120);
+
+/// How often [`FolderRegistry::get`] looks for such folders.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 /// Path → open folder. Folders in use stay; of the others, those with
 /// unclaimed \Recent messages stay and up to [`KEEP_IDLE`] more.
 pub struct FolderRegistry {
     map: Mutex<HashMap<PathBuf, Arc<OpenFolder>>>,
     hub: Arc<Hub>,
+    last_sweep: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for FolderRegistry {
@@ -248,6 +270,7 @@ impl FolderRegistry {
     pub fn new(check_interval: Duration, poll_interval: Duration) -> FolderRegistry {
         FolderRegistry {
             map: Mutex::new(HashMap::new()),
+            last_sweep: Mutex::new(Instant::now()),
             hub: Arc::new(Hub {
                 watcher: OnceLock::new(),
                 check_interval,
@@ -258,8 +281,20 @@ impl FolderRegistry {
 
     /// The shared folder at `dir`, opened if needed.
     pub fn get(&self, dir: &Path) -> Arc<OpenFolder> {
+        let due = {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.elapsed() >= SWEEP_EVERY;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if due {
+            self.sweep(SUMMARIES_IDLE);
+        }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = map.get(dir) {
+            f.touch();
             return f.clone();
         }
         let f = Arc::new(OpenFolder {
@@ -270,6 +305,7 @@ impl FolderRegistry {
             hub: self.hub.clone(),
             wds: Mutex::new(None),
             checker: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
         });
         map.insert(dir.to_owned(), f.clone());
         if map.len() > KEEP_IDLE {
@@ -285,11 +321,72 @@ impl FolderRegistry {
         f
     }
 
+    /// Drops from memory the summaries of the folders no session has used
+    /// for `idle` (they are written to `tern.cache` first if new ones were
+    /// made).
+    pub fn sweep(&self, idle: Duration) {
+        let unused: Vec<Arc<OpenFolder>> = {
+            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.values()
+                .filter(|f| Arc::strong_count(f) == 1 && f.idle_for() >= idle)
+                .cloned()
+                .collect()
+        };
+        // Outside the registry's lock: writing a large cache takes a while.
+        for f in unused {
+            f.summaries.unload(&f.folder);
+        }
+    }
+
     /// Wakes the sessions watching `dir`, if it is open.
     pub fn notify(&self, dir: &Path) {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = map.get(dir) {
             f.changed.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_maildir::folder::MoveNew;
+
+    /// A folder nobody uses gives back its summaries' memory; they are
+    /// on disk and come back on the next use.
+    #[test]
+    fn idle_folders_give_back_their_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("cur/1700000000.M1P1.h:2,"),
+            "Subject: kept\n\nx\n",
+        )
+        .unwrap();
+        let reg = FolderRegistry::default();
+        let open = reg.get(dir.path());
+        let view = open.folder.refresh(MoveNew::No).unwrap();
+        let s = open.summaries.get(&open.folder, &view.messages[0]).unwrap();
+        assert_eq!(s.subject, "kept");
+        assert_eq!(open.summaries.len(), 1);
+        // In use: kept, however long.
+        reg.sweep(Duration::ZERO);
+        assert_eq!(open.summaries.len(), 1);
+        drop(open);
+        reg.sweep(Duration::ZERO);
+        let open = reg.get(dir.path());
+        assert!(open.summaries.is_empty());
+        let cache = dir.path().join(crate::summaries::FILE);
+        for _ in 0..200 {
+            if cache.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(cache.exists(), "written before it was dropped");
+        let s = open.summaries.get(&open.folder, &view.messages[0]).unwrap();
+        assert_eq!(s.subject, "kept");
     }
 }

@@ -344,6 +344,27 @@ impl SummaryCache {
         Ok(s)
     }
 
+    /// Gives back the memory of the summaries (writing the new ones to
+    /// `tern.cache` first); the next command loads them from there again.
+    pub fn unload(&self, folder: &Folder) {
+        self.save(folder, true);
+        let mut st = self.lock();
+        st.map = HashMap::default();
+        st.loaded = false;
+        drop(st);
+        *self.aligned.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// How many summaries are in memory.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// Whether no summary is in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Writes the cache when enough is new and the last write is not too
     /// recent; call it after a command that summarized messages. Errors
     /// are logged: the cache is only a cache.
@@ -352,6 +373,12 @@ impl SummaryCache {
     /// so writes are kept at least ten times as far apart as the last one
     /// took, and at least a second.
     pub fn save_if_due(&self, folder: &Folder) {
+        self.save(folder, false);
+    }
+
+    /// Writes the cache in the background if anything is new: at once
+    /// when `now`, else when [`SummaryCache::save_if_due`] says so.
+    fn save(&self, folder: &Folder, now: bool) {
         let dirty = self.dirty.load(Ordering::Relaxed);
         if dirty == 0 {
             return;
@@ -361,7 +388,7 @@ impl SummaryCache {
         let gap =
             Duration::from_millis(self.last_cost_ms.load(Ordering::Relaxed).saturating_mul(10))
                 .max(Duration::from_secs(1));
-        if !due || st.saved_at.is_some_and(|t| t.elapsed() < gap) {
+        if !now && (!due || st.saved_at.is_some_and(|t| t.elapsed() < gap)) {
             return;
         }
         if self.saving.swap(true, Ordering::AcqRel) {
