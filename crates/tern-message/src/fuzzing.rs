@@ -6,7 +6,8 @@
 use crate::bodystructure::{self, Extensions};
 use crate::section::{extract, partial, Specifier};
 
-/// MIME structure: the tree, BODY, BODYSTRUCTURE, ENVELOPE and sections.
+/// MIME structure: the tree, BODY, BODYSTRUCTURE, ENVELOPE, sections and
+/// their BINARY (decoded) forms.
 pub fn structure(data: &[u8]) {
     let msg = crate::crlf::to_crlf(data);
     let root = crate::mime::parse(&msg);
@@ -35,6 +36,9 @@ pub fn structure(data: &[u8]) {
             if let Some(d) = extract(&msg, &root, path, spec) {
                 let _ = partial(&d, 3, 17);
             }
+        }
+        if let Ok(Some(d)) = crate::binary::section(&msg, &root, path) {
+            let _ = partial(&d, 3, 17);
         }
     }
 }

@@ -8,6 +8,7 @@
 //! transfer encodings, charsets) goes through mail-parser.
 
 pub mod address;
+pub mod binary;
 pub mod bodystructure;
 pub mod crlf;
 pub mod envelope;

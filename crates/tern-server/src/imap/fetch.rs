@@ -7,7 +7,6 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItemName, Part as CodecPart, Section,
@@ -18,7 +17,7 @@ use tern_maildir::folder::FlagChange;
 use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
 use tern_message::section::{self, Specifier};
 use tern_message::summary::FieldSet;
-use tern_message::{crlf, header, mime};
+use tern_message::{crlf, mime};
 
 use crate::summaries::ViewSummaries;
 
@@ -250,76 +249,13 @@ fn load(folder: &Folder, entry: &MessageEntry) -> Result<Loaded, MaildirError> {
     Ok(Loaded { data, tree })
 }
 
-/// Decodes a part's content transfer encoding (RFC 3516).
+/// `BINARY[path]` of a loaded message (RFC 3516).
 fn decode_part(
     data: &[u8],
     tree: &mime::Part,
     path: &[u32],
 ) -> Result<Option<Vec<u8>>, BuildError> {
-    let Some(part) = mime::find(tree, path) else {
-        return Ok(None);
-    };
-    let body = &data[part.body.clone()];
-    if path.is_empty() {
-        return Ok(Some(data.to_vec()));
-    }
-    let fields = header::fields(&data[part.header.clone()]);
-    let cte = header::first(&fields, "Content-Transfer-Encoding")
-        .map(|v| String::from_utf8_lossy(&v).trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    match cte.as_str() {
-        "" | "7bit" | "8bit" | "binary" => Ok(Some(body.to_vec())),
-        "base64" => {
-            let clean: Vec<u8> = body
-                .iter()
-                .copied()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            let engine = base64::engine::GeneralPurpose::new(
-                &base64::alphabet::STANDARD,
-                base64::engine::GeneralPurposeConfig::new()
-                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
-                    .with_decode_allow_trailing_bits(true),
-            );
-            engine
-                .decode(&clean)
-                .map(Some)
-                .map_err(|_| BuildError::UnknownCte)
-        }
-        "quoted-printable" => Ok(Some(decode_qp(body))),
-        _ => Err(BuildError::UnknownCte),
-    }
-}
-
-/// Quoted-printable decoding (RFC 2045 §6.7), lenient with bad escapes.
-fn decode_qp(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    while i < body.len() {
-        let b = body[i];
-        if b == b'=' {
-            if body.get(i + 1) == Some(&b'\r') && body.get(i + 2) == Some(&b'\n') {
-                i += 3;
-                continue;
-            }
-            if body.get(i + 1) == Some(&b'\n') {
-                i += 2;
-                continue;
-            }
-            if let (Some(h), Some(l)) = (
-                body.get(i + 1).and_then(|c| hex(*c)),
-                body.get(i + 2).and_then(|c| hex(*c)),
-            ) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    out
+    tern_message::binary::section(data, tree, path).map_err(|_| BuildError::UnknownCte)
 }
 
 /// A section's bytes as a literal: a part that does not exist is the empty
@@ -487,19 +423,19 @@ fn build_items(
                         let _ = write!(wire::Bytes(out), "<{s}>");
                     }
                     out.push(b' ');
-                    match data {
-                        Some(d) => {
-                            let d = match partial {
-                                Some((s, len)) => section::partial(&d, *s, *len),
-                                None => &d[..],
-                            };
-                            if d.contains(&0) {
-                                out.push(b'~');
-                            }
-                            wire::literal(out, d);
-                        }
-                        None => out.extend_from_slice(b"NIL"),
+                    // A part that does not exist is the empty string, as
+                    // for BODY[] and as Dovecot answers.
+                    let d = data.unwrap_or_default();
+                    let d = match partial {
+                        Some((s, len)) => section::partial(&d, *s, *len),
+                        None => &d[..],
+                    };
+                    // RFC 3516 §4.3: a literal8 only where a string cannot
+                    // carry the data (NUL).
+                    if d.contains(&0) {
+                        out.push(b'~');
                     }
+                    wire::literal(out, d);
                 }
             }
             Item::BinarySize { path } => {
@@ -773,15 +709,5 @@ impl Session {
             ));
         }
         Ok(Reply::ok("FETCH completed"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qp() {
-        assert_eq!(decode_qp(b"a=3Db=\r\nc =ZZ"), b"a=bc =ZZ");
     }
 }

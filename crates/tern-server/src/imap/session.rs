@@ -433,6 +433,7 @@ impl Session {
                     "THREAD=REFERENCES",
                     "ESEARCH",
                     "SEARCHRES",
+                    "BINARY",
                 ]);
             }
         }

@@ -385,22 +385,29 @@ impl Client {
 
     /// Reads until the line tagged `tag`.
     pub fn read_until_tag(&mut self, tag: &str) -> Resp {
+        match self.try_read_until_tag(tag) {
+            Some(r) => r,
+            None => panic!("connection closed while waiting for {tag}"),
+        }
+    }
+
+    /// Reads until the line tagged `tag`, or None when the server closes
+    /// the connection first.
+    fn try_read_until_tag(&mut self, tag: &str) -> Option<Resp> {
         let mut lines = Vec::new();
         let mut raw = Vec::new();
         loop {
             let before = raw.len();
             let l = self.read_logical(&mut raw);
             if raw.len() == before {
-                panic!("connection closed while waiting for {tag}; got {lines:?}");
+                return None;
             }
             let done = l.starts_with(&format!("{tag} "));
             lines.push(l);
             if done {
-                return Resp { lines, raw };
+                return Some(Resp { lines, raw });
             }
-            if lines.len() > 1_000_000 {
-                panic!("no tagged response");
-            }
+            assert!(lines.len() <= 1_000_000, "no tagged response");
         }
     }
 
@@ -409,6 +416,18 @@ impl Client {
         let tag = self.next_tag();
         self.send(format!("{tag} {text}\r\n").as_bytes());
         self.read_until_tag(&tag)
+    }
+
+    /// Sends a command and reads the response, or None when the server
+    /// closes the connection before the tagged line (an oracle that
+    /// disconnects on bad input).
+    pub fn try_cmd(&mut self, text: &str) -> Option<Resp> {
+        let tag = self.next_tag();
+        let s = self.stream.get_mut();
+        if s.write_all(format!("{tag} {text}\r\n").as_bytes()).is_err() || s.flush().is_err() {
+            return None;
+        }
+        self.try_read_until_tag(&tag)
     }
 
     /// APPENDs a message with a synchronising literal.

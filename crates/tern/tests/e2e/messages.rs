@@ -92,6 +92,51 @@ fn literal_plus_and_empty_message() {
     assert!(c.read_until_tag("a2").no());
 }
 
+/// RFC 3516: broken encodings are decoded leniently (RFC 2045 §6.7, §6.8)
+/// and never fail the FETCH, an unknown encoding is `NO [UNKNOWN-CTE]` and
+/// the session goes on, a missing part is the empty string, and BINARY is
+/// advertised.
+#[test]
+fn binary_decodes_what_it_can_and_refuses_unknown_encodings() {
+    let s = server().start();
+    let mut c = s.alice();
+    let msg = b"Subject: b\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs*bG8\r\n--B\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=3Db =ZZ  \r\nsoft=\r\nend\r\n--B\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n--B--\r\n";
+    assert!(c.append("INBOX", "()", msg).ok());
+    let caps = c.cmd("CAPABILITY");
+    assert!(caps.has(" BINARY"), "{caps:?}");
+    c.cmd("SELECT INBOX");
+    let r = c.cmd("FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[2] BINARY.SIZE[2] BINARY.PEEK[9])");
+    assert!(r.ok(), "{r:?}");
+    let all = String::from_utf8_lossy(&r.raw).into_owned();
+    assert!(all.contains("BINARY[1] {5}\r\nhello"), "{all}");
+    assert!(
+        all.contains("BINARY[2] {16}\r\na=b =ZZ\r\nsoftend"),
+        "{all}"
+    );
+    assert!(all.contains("BINARY.SIZE[2] 16"), "{all}");
+    assert!(all.contains("BINARY[9] {0}\r\n"), "{all}");
+    let r = c.cmd("FETCH 1 (BINARY.PEEK[3])");
+    assert!(r.no() && r.tagged().contains("[UNKNOWN-CTE]"), "{r:?}");
+    // The whole message: decoded parts relabelled, the unknown one refused.
+    let r = c.cmd("FETCH 1 (BINARY.PEEK[1]<2.2>)");
+    assert!(
+        String::from_utf8_lossy(&r.raw).contains("BINARY[1]<2> {2}\r\nll"),
+        "{r:?}"
+    );
+    assert!(c.cmd("NOOP").ok());
+    // APPEND takes a literal8 (RFC 3516 §4.4), NUL included.
+    let bin = b"Subject: nul\r\nContent-Transfer-Encoding: binary\r\n\r\na\x00b\r\n";
+    c.send(format!("a1 APPEND INBOX ~{{{}}}\r\n", bin.len()).as_bytes());
+    assert!(c.read_line().starts_with('+'));
+    c.send(bin);
+    c.send(b"\r\n");
+    let r = c.read_until_tag("a1");
+    assert!(r.ok(), "{r:?}");
+    let r = c.cmd("FETCH 2 (BINARY.PEEK[1] RFC822.SIZE)");
+    let all = String::from_utf8_lossy(&r.raw).into_owned();
+    assert!(all.contains("BINARY[1] ~{5}\r\na\x00b\r\n"), "{all}");
+}
+
 #[test]
 fn body_sections_and_structure() {
     let s = server().start();
