@@ -5,8 +5,6 @@
 //! can hold them and sent as literals otherwise, so any byte sequence a
 //! message holds is reproduced exactly.
 
-use std::fmt::Write as _;
-
 /// Appends an IMAP `string`: quoted if possible, else a literal (the rule
 /// lives in `tern_message::envelope::quoted_or_literal`).
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
@@ -15,8 +13,31 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Appends a literal `{n}\r\n` followed by the bytes.
 pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
-    let _ = write!(Bytes(out), "{{{}}}\r\n", s.len());
+    literal_header(out, s.len());
     out.extend_from_slice(s);
+}
+
+/// Appends the `{n}\r\n` that announces a literal of `len` octets.
+pub fn literal_header(out: &mut Vec<u8>, len: usize) {
+    out.push(b'{');
+    decimal(out, len as u64);
+    out.extend_from_slice(b"}\r\n");
+}
+
+/// Appends a number in decimal, without the formatting machinery: FETCH
+/// writes several per message, 100,000 messages at a time.
+pub fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Appends an `nstring`: `NIL` or a string.
@@ -83,6 +104,19 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_and_literal_headers() {
+        let mut out = Vec::new();
+        for n in [0u64, 7, 10, 99, 12345, u64::MAX] {
+            out.clear();
+            decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+        out.clear();
+        literal(&mut out, b"abc");
+        assert_eq!(out, b"{3}\r\nabc");
+    }
 
     #[test]
     fn strings() {

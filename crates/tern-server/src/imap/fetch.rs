@@ -292,7 +292,9 @@ pub(crate) fn build(
     // Written straight into `out`; a message that cannot be answered
     // leaves nothing behind.
     let start = out.len();
-    let _ = write!(wire::Bytes(out), "* {seq} FETCH (");
+    out.extend_from_slice(b"* ");
+    wire::decimal(out, seq as u64);
+    out.extend_from_slice(b" FETCH (");
     let res = build_items(out, open, aligned, pos, entry, known, recent, items);
     match res {
         Ok(()) => out.extend_from_slice(b")\r\n"),
@@ -327,7 +329,8 @@ fn build_items(
         };
         match item {
             Item::Uid => {
-                let _ = write!(wire::Bytes(out), "UID {}", entry.uid);
+                out.extend_from_slice(b"UID ");
+                wire::decimal(out, u64::from(entry.uid));
             }
             Item::Flags => {
                 let _ = write!(wire::Bytes(out), "FLAGS ({})", message_flags(known, recent));
@@ -371,11 +374,10 @@ fn build_items(
                 // else from the message.
                 if let (Some(set), None) = (cached, partial) {
                     let s = summary()?;
-                    let _ = write!(
-                        wire::Bytes(out),
-                        "BODY[{label}] {{{}}}\r\n",
-                        s.header_fields_len(*set)
-                    );
+                    out.extend_from_slice(b"BODY[");
+                    out.extend_from_slice(label.as_bytes());
+                    out.extend_from_slice(b"] ");
+                    wire::literal_header(out, s.header_fields_len(*set));
                     let at = out.len();
                     s.write_header_fields(*set, out);
                     // NUL cannot travel in a literal (as section_literal).
@@ -450,6 +452,18 @@ fn build_items(
         }
     }
     Ok(())
+}
+
+/// What one FETCH job gives back to the session.
+struct JobOutput {
+    /// The untagged responses, ready to send.
+    out: Vec<u8>,
+    /// Entries of the session's list whose flags the job changed (\Seen).
+    updated: Vec<(usize, Known)>,
+    /// Messages that were gone when the job looked.
+    missing: usize,
+    /// A part asked for in BINARY has an encoding tern cannot decode.
+    unknown_cte: bool,
 }
 
 /// Messages per blocking job when message bodies are read (so that a
@@ -548,6 +562,13 @@ impl Session {
         } else {
             SUMMARY_CHUNK
         };
+        // Without \Seen to set, the next job is built while the answer of
+        // the one before goes out (the jobs share nothing the session
+        // changes); with it, one job at a time, so that applying a job's
+        // flag changes never copies the list another job still reads.
+        let ahead = usize::from(!set_seen);
+        let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<JobOutput>> =
+            Default::default();
         for chunk in indices.chunks(chunk_size) {
             let State::Selected { mailbox, .. } = &self.state else {
                 break;
@@ -660,39 +681,33 @@ impl Session {
                         Err(BuildError::UnknownCte) => unknown_cte = true,
                     }
                 }
-                (out, updated, missing, unknown_cte)
+                JobOutput {
+                    out,
+                    updated,
+                    missing,
+                    unknown_cte,
+                }
             });
-            let (out, updated, miss, unknown_cte) = match job.await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(cause = %e, "fetch task failed");
-                    return Ok(Reply::no(
-                        Some("SERVERBUG"),
-                        "Internal error, see the server log",
-                    ));
-                }
-            };
-            if unknown_cte {
-                return Ok(Reply::no(
-                    Some("UNKNOWN-CTE"),
-                    "Cannot decode the content transfer encoding",
-                ));
-            }
-            missing += miss;
-            if let State::Selected { mailbox, .. } = &mut self.state {
-                for (i, k) in updated {
-                    any_flag_change = true;
-                    if let Some(slot) = Arc::make_mut(&mut mailbox.known).get_mut(i) {
-                        *slot = k;
-                    }
+            pending.push_back(job);
+            while pending.len() > ahead {
+                let Some(job) = pending.pop_front() else {
+                    break;
+                };
+                if let Some(refusal) = self
+                    .finish_fetch_job(job, &mut missing, &mut any_flag_change)
+                    .await?
+                {
+                    return Ok(refusal);
                 }
             }
-            if self.conn.out.is_empty() {
-                self.conn.out = out;
-            } else {
-                self.conn.out.extend_from_slice(&out);
+        }
+        while let Some(job) = pending.pop_front() {
+            if let Some(refusal) = self
+                .finish_fetch_job(job, &mut missing, &mut any_flag_change)
+                .await?
+            {
+                return Ok(refusal);
             }
-            self.flush_if_large().await?;
         }
         if any_flag_change {
             open.changed.notify_waiters();
@@ -709,5 +724,53 @@ impl Session {
             ));
         }
         Ok(Reply::ok("FETCH completed"))
+    }
+
+    /// Takes one FETCH job's answer into the session: its output, the
+    /// flags it changed, the messages it missed. Some(reply) ends the
+    /// command early (a part tern cannot decode, a failed job).
+    async fn finish_fetch_job(
+        &mut self,
+        job: tokio::task::JoinHandle<JobOutput>,
+        missing: &mut usize,
+        any_flag_change: &mut bool,
+    ) -> Result<Option<Reply>, End> {
+        let JobOutput {
+            out,
+            updated,
+            missing: miss,
+            unknown_cte,
+        } = match job.await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(cause = %e, "fetch task failed");
+                return Ok(Some(Reply::no(
+                    Some("SERVERBUG"),
+                    "Internal error, see the server log",
+                )));
+            }
+        };
+        if unknown_cte {
+            return Ok(Some(Reply::no(
+                Some("UNKNOWN-CTE"),
+                "Cannot decode the content transfer encoding",
+            )));
+        }
+        *missing += miss;
+        if let State::Selected { mailbox, .. } = &mut self.state {
+            for (i, k) in updated {
+                *any_flag_change = true;
+                if let Some(slot) = Arc::make_mut(&mut mailbox.known).get_mut(i) {
+                    *slot = k;
+                }
+            }
+        }
+        if self.conn.out.is_empty() {
+            self.conn.out = out;
+        } else {
+            self.conn.out.extend_from_slice(&out);
+        }
+        self.flush_if_large().await?;
+        Ok(None)
     }
 }

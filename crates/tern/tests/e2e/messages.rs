@@ -607,6 +607,37 @@ fn large_searches_find_every_hit_in_order() {
     let r = c.cmd("SEARCH NOT FROM needle NOT BODY needle");
     let count = r.untagged("SEARCH")[0].split(' ').count() - 1;
     assert_eq!(count, n - all_hits.len());
+    // Large FETCHes run as several jobs, the next built while the last is
+    // sent: every message once, in order, from the summaries, from the
+    // files, and while setting \Seen (one job at a time).
+    for (q, what) in [
+        ("FETCH 1:* (ENVELOPE)", "ENVELOPE"),
+        (
+            "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+            "Subject: m",
+        ),
+        ("FETCH 1:* (BODY.PEEK[TEXT])", "BODY[TEXT]"),
+        (
+            "FETCH 1:* (BODY[HEADER.FIELDS (FROM SUBJECT)])",
+            "FLAGS (\\Seen)",
+        ),
+    ] {
+        let r = c.cmd(q);
+        assert!(r.ok(), "{q}: {r:?}");
+        let seqs: Vec<usize> = r.lines[..r.lines.len() - 1]
+            .iter()
+            .filter_map(|l| l.strip_prefix("* ")?.split(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "{q}");
+        for (i, l) in r.lines[..n].iter().enumerate() {
+            assert!(l.contains(what), "{q}: {l}");
+            if what == "Subject: m" {
+                assert!(l.contains(&format!("Subject: m{}\r\n", i + 1)), "{q}: {l}");
+            }
+        }
+    }
+    let r = c.cmd("SEARCH UNSEEN");
+    assert_eq!(r.untagged("SEARCH")[0], "SEARCH", "{r:?}");
 }
 
 /// SEARCH in legacy charsets: the search string is decoded from the
