@@ -273,6 +273,10 @@ pub fn summarize(msg: &[u8]) -> Summary {
         .map(|v| decode_header_value(&v))
         .unwrap_or_default();
     let (base, is_reply) = crate::subject::base_subject(&subject);
+    // Summaries stay in memory by the hundred thousand: no spare capacity.
+    for buf in [&mut envelope, &mut body, &mut bs, &mut kept] {
+        buf.shrink_to_fit();
+    }
     Summary {
         subject_key: crate::search_text::fold(&base),
         is_reply,
