@@ -420,9 +420,6 @@ impl Session {
                     "CHILDREN",
                     "UIDPLUS",
                     "UNSELECT",
-                    "GETQUOTA",
-                    "GETQUOTAROOT",
-                    "SETQUOTA",
                     "MOVE",
                     "QUOTA",
                     "QUOTA=RES-STORAGE",
@@ -435,6 +432,10 @@ impl Session {
                     "SEARCHRES",
                     "BINARY",
                 ]);
+                // RFC 9208 §3.1.1: SETQUOTA is offered only where it works.
+                if self.svc.policy.allow_setquota {
+                    caps.push("QUOTASET");
+                }
             }
         }
         let mut s = caps.join(" ");

@@ -211,6 +211,8 @@ fn imap_quota_commands_and_overquota() {
     let caps = c.cmd("CAPABILITY");
     assert!(caps.has("QUOTA"), "{caps:?}");
     assert!(caps.has("QUOTA=RES-STORAGE"), "{caps:?}");
+    // Only registered names (RFC 9208): no QUOTASET unless SETQUOTA works.
+    assert!(!caps.has("QUOTASET") && !caps.has("GETQUOTA"), "{caps:?}");
     let r = c.cmd("GETQUOTAROOT INBOX");
     assert!(r.ok(), "{r:?}");
     assert!(r.has("* QUOTAROOT \"INBOX\" \"ROOT\""), "{r:?}");
@@ -272,6 +274,7 @@ fn imap_quota_commands_and_overquota() {
 fn setquota_when_allowed_writes_maildirsize() {
     let s = server().config("[quota]\nallow_setquota = true").start();
     let mut c = s.alice();
+    assert!(c.cmd("CAPABILITY").has("QUOTASET"));
     assert!(c.append("INBOX", "()", &message("a", "x")).ok());
     let r = c.cmd("SETQUOTA \"ROOT\" (STORAGE 50 MESSAGE 10)");
     assert!(r.ok(), "{r:?}");
