@@ -6,8 +6,8 @@
 use crate::bodystructure::{self, Extensions};
 use crate::section::{extract, partial, Specifier};
 
-/// MIME structure: the tree, BODY, BODYSTRUCTURE, ENVELOPE, sections and
-/// their BINARY (decoded) forms.
+/// MIME structure: the tree, BODY, BODYSTRUCTURE, ENVELOPE, the summary
+/// (and its on-disk form), sections and their BINARY (decoded) forms.
 pub fn structure(data: &[u8]) {
     let msg = crate::crlf::to_crlf(data);
     let root = crate::mime::parse(&msg);
@@ -15,6 +15,14 @@ pub fn structure(data: &[u8]) {
     bodystructure::write(&mut out, &msg, &root, Extensions::Yes);
     bodystructure::write(&mut out, &msg, &root, Extensions::No);
     crate::envelope::write(&mut out, &msg[root.header.clone()]);
+    // The summary, and its on-disk form read back.
+    let summary = crate::summary::summarize(&msg);
+    let mut disk = Vec::new();
+    summary.encode(&mut disk);
+    assert_eq!(
+        crate::summary::Reader::new(&disk).summary().as_ref(),
+        Some(&summary)
+    );
     let specs = [
         Specifier::Whole,
         Specifier::Header,
