@@ -2,19 +2,52 @@
 //! body text with transfer encodings and charsets decoded (mail-parser), and
 //! a case-insensitive substring match.
 
-use mail_parser::{MessageParser, PartType};
+use mail_parser::MessageParser;
 
 /// The i;unicode-casemap form of a string (RFC 5051) as Dovecot computes
-/// it: each character upper-cased (titlecase for the letters that matter)
-/// and decomposed (NFKD), so "Straße" matches "STRASSE" and "ﬁ" matches
-/// "FI". SEARCH compares these forms, and SORT orders by them (a decomposed
-/// "Ç" is "C" and a combining mark, which sorts after the ASCII letters).
+/// it: each character mapped to its simple titlecase form (one character
+/// for one: "ß" stays "ß", so "STRASSE" does not find "Straße", as in
+/// Dovecot) and then fully decomposed (compatibility decomposition), with
+/// nothing mapped again afterwards ("ﬁ" becomes a lower-case "fi").
+/// SEARCH compares these forms, and SORT orders by them (a decomposed "Ç"
+/// is "C" and a combining mark, which sorts after the ASCII letters).
 pub fn fold(s: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
     if s.is_ascii() {
         return s.to_ascii_uppercase();
     }
-    s.chars().flat_map(char::to_uppercase).nfkd().collect()
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        unicode_normalization::char::decompose_compatible(simple_titlecase(c), |d| out.push(d));
+    }
+    out
+}
+
+/// The Unicode simple titlecase mapping (UnicodeData.txt): the upper case
+/// where that is one character, the titlecase letters of the four Latin
+/// digraphs, the Greek letters with ypogegrammeni, and the character
+/// itself where only a multi-character (SpecialCasing) mapping exists.
+fn simple_titlecase(c: char) -> char {
+    match c {
+        '\u{01C4}'..='\u{01C6}' => '\u{01C5}',
+        '\u{01C7}'..='\u{01C9}' => '\u{01C8}',
+        '\u{01CA}'..='\u{01CC}' => '\u{01CB}',
+        '\u{01F1}'..='\u{01F3}' => '\u{01F2}',
+        '\u{1F80}'..='\u{1F87}' | '\u{1F90}'..='\u{1F97}' | '\u{1FA0}'..='\u{1FA7}' => {
+            char::from_u32(c as u32 + 8).unwrap_or(c)
+        }
+        '\u{1FB3}' => '\u{1FBC}',
+        '\u{1FC3}' => '\u{1FCC}',
+        '\u{1FF3}' => '\u{1FFC}',
+        // Georgian letters are their own titlecase.
+        '\u{10D0}'..='\u{10FA}' | '\u{10FD}'..='\u{10FF}' => c,
+        _ => {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        }
+    }
 }
 
 /// A search charset by its name: `None` for UTF-8 and US-ASCII (strings
@@ -308,28 +341,67 @@ pub fn body_text(msg: &[u8]) -> String {
 }
 
 /// As [`body_text`], with the message's MIME tree parsed before.
+///
+/// As Dovecot searches bodies: the decoded text of every text (and
+/// message/*) part, those inside attached messages included; multipart
+/// preambles and epilogues, part headers and non-text parts (images,
+/// archives) are not body text.
 pub fn body_text_of(msg: &[u8], root: &crate::mime::Part) -> String {
     if let Some(body) = plain_body(msg, root) {
         let mut s = String::from_utf8_lossy(body).into_owned();
         s.push('\n');
         return s;
     }
-    let text = guarded(|| {
-        let m = MessageParser::new().parse(msg)?;
-        let mut out = String::new();
-        for p in &m.parts {
-            match &p.body {
-                PartType::Text(t) | PartType::Html(t) => {
-                    out.push_str(t);
-                    out.push('\n');
-                }
-                _ => {}
+    let mut out = String::new();
+    add_text_parts(msg, root, &mut out, 0);
+    out
+}
+
+/// Appends the decoded text of `part` and the parts inside it.
+fn add_text_parts(msg: &[u8], part: &crate::mime::Part, out: &mut String, depth: usize) {
+    use crate::mime::PartKind;
+    // The MIME parser bounds the depth; this keeps the recursion finite
+    // on its own.
+    if depth > 256 {
+        return;
+    }
+    match &part.kind {
+        PartKind::Multipart(children) => {
+            for c in children {
+                add_text_parts(msg, c, out, depth + 1);
             }
         }
-        Some(out)
-    });
-    text.flatten()
-        .unwrap_or_else(|| String::from_utf8_lossy(msg).into_owned())
+        PartKind::Message(inner) => add_text_parts(msg, inner, out, depth + 1),
+        PartKind::Leaf => {
+            let media = part.media_type();
+            if media != "text" && media != "message" {
+                return;
+            }
+            let header = msg.get(part.header.clone()).unwrap_or_default();
+            let body = msg.get(part.body.clone()).unwrap_or_default();
+            let mut bytes = Vec::new();
+            match crate::binary::encoding_of(header) {
+                crate::binary::Encoding::Base64 => crate::binary::decode_base64(body, &mut bytes),
+                crate::binary::Encoding::QuotedPrintable => {
+                    crate::binary::decode_quoted_printable(body, &mut bytes)
+                }
+                _ => bytes.extend_from_slice(body),
+            }
+            // US-ASCII parts often carry UTF-8: read them as UTF-8 (as
+            // Dovecot does); an unknown charset too.
+            let charset = part.content_type.param("charset").unwrap_or("utf-8").trim();
+            let encoding = if charset.eq_ignore_ascii_case("us-ascii")
+                || charset.eq_ignore_ascii_case("ascii")
+            {
+                encoding_rs::UTF_8
+            } else {
+                encoding_rs::Encoding::for_label(charset.as_bytes()).unwrap_or(encoding_rs::UTF_8)
+            };
+            let (text, _, _) = encoding.decode(&bytes);
+            out.push_str(&text);
+            out.push('\n');
+        }
+    }
 }
 
 #[cfg(test)]
@@ -354,8 +426,31 @@ mod tests {
             assert_eq!(fold(hay).contains(needle), want, "{hay:?} {needle:?}");
         }
         // Non-ASCII text still goes through folding.
-        assert!(contains_folded("Straße", &fold("STRASSE")));
-        assert!(contains_folded("ﬁle", "FILE"));
+        // As Dovecot (measured with its SEARCH): simple titlecase, then
+        // decomposition.
+        assert!(!contains_folded("Straße", &fold("STRASSE")));
+        assert!(contains_folded("Straße", &fold("STRAßE")));
+        assert!(!contains_folded("ﬁnance", &fold("FINANCE")));
+        assert!(contains_folded("ﬁnance", &fold("ﬁnance")));
+        for (hay, needle) in [
+            ("ǆungla", "ǄUNGLA"),
+            ("ǆungla", "ǅUNGLA"),
+            ("ᾳx", "ᾼX"),
+            ("İstanbul", "İSTANBUL"),
+            ("ı", "I"),
+            ("\u{212A}", "K"),
+            ("\u{2126}", "ω"),
+            ("Grüße", "grüße"),
+        ] {
+            assert!(contains_folded(hay, &fold(needle)), "{hay} {needle}");
+        }
+        for (hay, needle) in [
+            ("ᾳx", "ΑΙX"),
+            ("İstanbul", "ISTANBUL"),
+            ("ǆungla", "DžUNGLA"),
+        ] {
+            assert!(!contains_folded(hay, &fold(needle)), "{hay} {needle}");
+        }
     }
 
     #[test]
@@ -363,9 +458,17 @@ mod tests {
         assert_eq!(decode_header_value(b"=?utf-8?q?J=C3=B6rg?= x"), "Jörg x");
         let m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSsO2cmc=\r\n";
         assert!(body_text(m).contains("Jörg"));
-        // Makes mail-parser 0.11.9 panic: the raw text is searched instead.
+        // Made mail-parser 0.11.9 panic: nested messages without text.
         let nested = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n\r\n--b--\r\n";
-        assert!(body_text(nested).contains("message/rfc822"));
+        assert!(!body_text(nested).contains("message/rfc822"));
+        // The text of an attached message is body text; a preamble, part
+        // headers and non-text parts are not.
+        let forwarded = b"Content-Type: multipart/mixed; boundary=b\r\n\r\npreamble words\r\n--b\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe\r\n--b\r\nContent-Type: image/gif\r\nContent-Transfer-Encoding: base64\r\n\r\naGlkZGVu\r\n--b--\r\n";
+        let text = body_text(forwarded);
+        assert!(text.contains("first") && text.contains("Grüße"), "{text}");
+        for absent in ["preamble", "Subject: inner", "Content-Type", "hidden"] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
         let plain = b"Subject: x\r\n\r\nplain body\r\n";
         assert!(plain_body(plain, &crate::mime::parse(plain)).is_some());
         assert!(body_text(plain).contains("plain body"));
@@ -375,9 +478,8 @@ mod tests {
         assert!(search_charset("X-NO-SUCH").is_err());
         let m = b"Content-Type: text/plain; charset=koi8-r\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4\r\n";
         assert!(body_text(m).contains("Привет"));
-        assert!(contains_folded("Straße", &fold("STRASSE")));
         assert!(contains_folded("Ça va très bien", &fold("TRÈS")));
-        assert_eq!(fold("ﬁx"), "FIX");
+        assert_eq!(fold("ﬁx"), "fiX");
         assert_eq!(date_timestamp(b"Thu, 01 Jan 1970 01:00:00 +0100"), Some(0));
         assert_eq!(date_timestamp(b"1 Jan 70 00:00 GMT"), Some(0));
         assert_eq!(

@@ -24,7 +24,9 @@ use tern_message::summary::{summarize, Reader, Summary};
 /// The cache file in the folder's directory.
 pub const FILE: &str = "tern.cache";
 
-const MAGIC: &[u8] = b"tern summary cache 2\n";
+/// The form of the file; a file of another form is rebuilt. Version 3:
+/// subject keys in Dovecot's casemap (simple titlecase).
+const MAGIC: &[u8] = b"tern summary cache 3\n";
 
 /// Summaries added since the last write before another write is worth it.
 const SAVE_AFTER: usize = 64;

@@ -97,6 +97,10 @@ impl Candidate<'_> {
         let v = self.header_values("Date").into_iter().next()?;
         parse_date_part(&v)
     }
+
+    fn sent_date_or_epoch(&mut self) -> chrono::NaiveDate {
+        self.sent_date().unwrap_or_default()
+    }
 }
 
 /// The calendar date of an RFC 5322 date, in the header's own time zone.
@@ -226,18 +230,11 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
         K::Before(d) => c.internal_date().is_some_and(|x| x < *d.as_ref()),
         K::On(d) => c.internal_date().is_some_and(|x| x == *d.as_ref()),
         K::Since(d) => c.internal_date().is_some_and(|x| x >= *d.as_ref()),
-        K::SentBefore(d) => c
-            .sent_date()
-            .or_else(|| c.internal_date())
-            .is_some_and(|x| x < *d.as_ref()),
-        K::SentOn(d) => c
-            .sent_date()
-            .or_else(|| c.internal_date())
-            .is_some_and(|x| x == *d.as_ref()),
-        K::SentSince(d) => c
-            .sent_date()
-            .or_else(|| c.internal_date())
-            .is_some_and(|x| x >= *d.as_ref()),
+        // A message without a Date header it can read was sent on
+        // 1-Jan-1970, as Dovecot takes it: before any date asked for.
+        K::SentBefore(d) => c.sent_date_or_epoch() < *d.as_ref(),
+        K::SentOn(d) => c.sent_date_or_epoch() == *d.as_ref(),
+        K::SentSince(d) => c.sent_date_or_epoch() >= *d.as_ref(),
         K::Subject(s) => {
             let needle = text(s);
             // The decoded subject is in the summary cache; an empty needle

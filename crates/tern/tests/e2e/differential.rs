@@ -307,6 +307,44 @@ fn fetch_sort_and_thread_answer_as_dovecot_does() {
     for alg in ["REFERENCES", "ORDEREDSUBJECT"] {
         commands.push(format!("THREAD {alg} UTF-8 ALL"));
     }
+    // SEARCH over decoded text (RFC 2047 words, base64 and quoted-printable
+    // bodies in their charsets), i;unicode-casemap, headers, sizes, dates.
+    for key in [
+        "BODY invoice",
+        "TEXT MEETING",
+        "SUBJECT re",
+        "FROM example",
+        "TO example",
+        "CC a",
+        "HEADER Content-Type multipart",
+        "HEADER X-Mailer \"\"",
+        "NOT BODY the",
+        "OR SUBJECT fwd FROM bob",
+        "LARGER 5000 SMALLER 50000",
+        "SENTSINCE 1-Jan-2020",
+        "SENTBEFORE 1-Jan-2005",
+        "SENTON 17-Jul-1996",
+        "BCC x",
+    ] {
+        commands.push(format!("SEARCH {key}"));
+    }
+    for text in [
+        "Grüße",
+        "GRÜSSE",
+        "привет",
+        "こんにちは",
+        "καλημέρα",
+        "NAÏVE CAFÉ",
+        "שלום",
+        "مرحبا",
+    ] {
+        for key in ["BODY", "TEXT", "SUBJECT"] {
+            commands.push(format!(
+                "SEARCH CHARSET UTF-8 {key} {{{}+}}\r\n{text}",
+                text.len()
+            ));
+        }
+    }
     for cmd in commands {
         let (a, b) = (t.cmd(&cmd), d.cmd(&cmd));
         if untagged(&a) != untagged(&b) {
