@@ -274,7 +274,9 @@ impl<'a> DateParser<'a> {
                     while let Some(c) = self.peek() {
                         self.i += 1;
                         match c {
-                            b'\\' => self.i += 1,
+                            // A quoted pair; a backslash at the very end
+                            // stays inside the text.
+                            b'\\' => self.i = (self.i + 1).min(self.s.len()),
                             b'(' => depth += 1,
                             b')' => {
                                 depth -= 1;
@@ -301,7 +303,7 @@ impl<'a> DateParser<'a> {
                 break;
             }
         }
-        let tok = &self.s[start..self.i];
+        let tok = self.s.get(start..self.i).unwrap_or_default();
         self.skip_cfws();
         (!tok.is_empty()).then_some(tok)
     }
