@@ -240,7 +240,7 @@ fn load(dir: &Path) -> HashMap<Arc<str>, Arc<Summary>> {
         Some(map)
     })();
     parsed.unwrap_or_else(|| {
-        tracing::warn!(file = %path.display(), "summary cache damaged; rebuilding it from the messages");
+        tracing::warn!(file = %path.display(), "summary cache damaged or of an older format; rebuilding it from the messages");
         let _ = std::fs::remove_file(&path);
         HashMap::default()
     })
