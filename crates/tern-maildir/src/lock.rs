@@ -1,15 +1,14 @@
 //! An NFS-safe dot-lock that serialises UID assignment between processes.
 //!
 //! Courier-IMAP (with IMAP_USELOCKS) and Dovecot (`dovecot-uidlist.lock`) take
-//! the same kind of lock: a file created with `O_EXCL`, which NFSv3 and later
-//! honour. Deliveries never take it; only writers of `courierimapuiddb` and
+//! the same kind of lock: a file that only one process can create. tern
+//! writes its own file first and links it into place (link(2) is atomic,
+//! also over NFS), so a lock never exists without its content. Deliveries never take it; only writers of `courierimapuiddb` and
 //! `courierimapkeywords/:list` do, for the few milliseconds a rewrite takes.
 //! The lock file holds `<pid> <host>`. A lock whose process is gone from
 //! this host, or any lock older than [`STALE_AFTER`], was left by a crashed
 //! process and is broken (Dovecot's dot-locks do the same).
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -33,21 +32,33 @@ impl DotLock {
     /// # Errors
     /// [`MaildirError::LockTimeout`] when the lock stays held, or an I/O error.
     pub fn acquire(path: &Path) -> Result<DotLock> {
+        // The lock appears with its content or not at all: written to a
+        // file of this process first, then linked into place (link(2)
+        // fails when the lock exists, also over NFS). A process killed
+        // between creating an empty lock and writing its PID would
+        // otherwise block everyone until the lock is old enough to break.
+        let own = own_file(path);
+        let content = format!("{} {}\n", std::process::id(), crate::unique::hostname());
+        std::fs::write(&own, content).map_err(|e| MaildirError::io("write lock", &own, e))?;
+        let res = Self::link_into_place(&own, path);
+        let _ = std::fs::remove_file(&own);
+        res
+    }
+
+    fn link_into_place(own: &Path, path: &Path) -> Result<DotLock> {
         let start = std::time::Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut f) => {
-                    // The content only helps an operator who finds a stale lock.
-                    let _ = writeln!(f, "{} {}", std::process::id(), crate::unique::hostname());
+            match std::fs::hard_link(own, path) {
+                Ok(()) => {
                     return Ok(DotLock {
                         path: path.to_owned(),
-                    });
+                    })
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     if is_stale(path) {
                         // Another waiter may break it at the same time; both
-                        // then race on create_new, which only one wins.
+                        // then race on the link, which only one wins.
                         let _ = std::fs::remove_file(path);
                         continue;
                     }
@@ -63,6 +74,24 @@ impl DotLock {
     }
 }
 
+/// The file a process writes before linking it to `lock`: beside it, named
+/// after the process so that no two writers share one.
+fn own_file(lock: &Path) -> PathBuf {
+    let name = lock
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    lock.with_file_name(format!(
+        "{name}.{}.{}",
+        std::process::id(),
+        crate::unique::hostname()
+    ))
+}
+
+/// An empty lock (left by an older tern or another program killed between
+/// creating and writing it) older than this is broken.
+const EMPTY_STALE_AFTER: Duration = Duration::from_secs(2);
+
 fn is_stale(path: &Path) -> bool {
     if let Ok(text) = std::fs::read_to_string(path) {
         let mut f = text.split_whitespace();
@@ -72,10 +101,16 @@ fn is_stale(path: &Path) -> bool {
             }
         }
     }
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+    let limit = if empty {
+        EMPTY_STALE_AFTER
+    } else {
+        STALE_AFTER
+    };
     match std::fs::metadata(path).and_then(|m| m.modified()) {
         Ok(mtime) => SystemTime::now()
             .duration_since(mtime)
-            .map(|age| age > STALE_AFTER)
+            .map(|age| age > limit)
             .unwrap_or(false),
         Err(_) => false,
     }
@@ -114,5 +149,24 @@ mod tests {
         let start = std::time::Instant::now();
         let _l = DotLock::acquire(&p).unwrap();
         assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .starts_with(&format!("{} ", std::process::id())));
+    }
+
+    #[test]
+    fn an_empty_lock_of_a_killed_writer_is_broken_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(5))
+            .unwrap();
+        drop(f);
+        let start = std::time::Instant::now();
+        let l = DotLock::acquire(&p).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(2));
+        drop(l);
+        // Nothing but the lock's own file was ever written beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
