@@ -56,6 +56,8 @@ const BINARY_ITEMS: &[&str] = &[
     "BINARY.SIZE[2]",
     "BINARY.SIZE[2.1]",
     "BINARY.PEEK[2]<0.30>",
+    "BINARY.PEEK[]",
+    "BINARY.SIZE[]",
 ];
 
 const SORTS: &[&str] = &[
