@@ -498,11 +498,16 @@ impl Folder {
             next_uid: db.next_uid,
             messages,
         };
-        if !g.unclaimed_recent.is_empty() || !g.crlf_sizes.is_empty() {
+        // What is kept by UID goes with the messages that left.
+        if !g.unclaimed_recent.is_empty()
+            || !g.crlf_sizes.is_empty()
+            || !g.internal_dates.is_empty()
+        {
             let present: std::collections::HashSet<u32> =
                 view.messages.iter().map(|m| m.uid).collect();
             g.unclaimed_recent.retain(|u| present.contains(u));
             g.crlf_sizes.retain(|u, _| present.contains(u));
+            g.internal_dates.retain(|u, _| present.contains(u));
         }
         g.view_has_new = view.messages.iter().any(|m| m.in_new);
         g.view = Arc::new(view);
@@ -1105,9 +1110,7 @@ mod tests {
     #[test]
     fn changes_worked_out_from_an_older_view_keep_newer_ones() {
         let dir = tempfile::tempdir().unwrap();
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
-        }
+        crate::maildir::make_maildir_dirs(dir.path()).unwrap();
         std::fs::write(
             dir.path().join("cur/1700000000.M1P1.h:2,"),
             "Subject: x\n\nx\n",

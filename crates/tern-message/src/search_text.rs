@@ -1,6 +1,6 @@
-//! Decoded text for SEARCH: header values with RFC 2047 words decoded, and
-//! body text with transfer encodings and charsets decoded (mail-parser), and
-//! a case-insensitive substring match.
+//! Decoded text for SEARCH: header values with RFC 2047 words decoded
+//! (mail-parser), body text with transfer encodings and charsets decoded
+//! (tern's MIME tree, encoding_rs), and a case-insensitive substring match.
 
 use mail_parser::MessageParser;
 
@@ -309,30 +309,10 @@ impl<'a> DateParser<'a> {
     }
 }
 
-/// The body of a message that needs no decoding: a single text part in
-/// US-ASCII or UTF-8 without a transfer encoding (most mail); `None` when
-/// the message must go through the MIME decoder.
-fn plain_body<'a>(msg: &'a [u8], root: &crate::mime::Part) -> Option<&'a [u8]> {
-    if !matches!(root.kind, crate::mime::PartKind::Leaf) || root.media_type() != "text" {
-        return None;
-    }
-    let charset_ok = root
-        .content_type
-        .param("charset")
-        .is_none_or(|c| c.eq_ignore_ascii_case("us-ascii") || c.eq_ignore_ascii_case("utf-8"));
-    let fields = crate::header::fields(&msg[root.header.clone()]);
-    let cte_ok = crate::header::first(&fields, "Content-Transfer-Encoding").is_none_or(|v| {
-        let v = String::from_utf8_lossy(&v);
-        let v = v.trim();
-        v.eq_ignore_ascii_case("7bit") || v.eq_ignore_ascii_case("8bit")
-    });
-    (charset_ok && cte_ok && root.media_subtype() == "plain").then(|| &msg[root.body.clone()])
-}
-
-/// Runs the MIME decoder on untrusted bytes. mail-parser 0.11 panics on
-/// some nested message/rfc822 structures (found by the fuzz tests); a
-/// message must never make SEARCH fail, so a panic means "not decodable"
-/// and the caller falls back to the raw text.
+/// Runs mail-parser (RFC 2047 decoding) on untrusted bytes. mail-parser
+/// 0.11 panics on some inputs (found by the fuzz tests); a message must
+/// never make SEARCH fail, so a panic means "not decodable" and the caller
+/// falls back to the raw text.
 fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
@@ -349,11 +329,6 @@ pub fn body_text(msg: &[u8]) -> String {
 /// preambles and epilogues, part headers and non-text parts (images,
 /// archives) are not body text.
 pub fn body_text_of(msg: &[u8], root: &crate::mime::Part) -> String {
-    if let Some(body) = plain_body(msg, root) {
-        let mut s = String::from_utf8_lossy(body).into_owned();
-        s.push('\n');
-        return s;
-    }
     let mut out = String::new();
     add_text_parts(msg, root, &mut out, 0);
     out
@@ -361,6 +336,7 @@ pub fn body_text_of(msg: &[u8], root: &crate::mime::Part) -> String {
 
 /// Appends the decoded text of `part` and the parts inside it.
 fn add_text_parts(msg: &[u8], part: &crate::mime::Part, out: &mut String, depth: usize) {
+    use crate::binary::{decode_base64, decode_quoted_printable, encoding_of, Encoding};
     use crate::mime::PartKind;
     // The MIME parser bounds the depth; this keeps the recursion finite
     // on its own.
@@ -375,20 +351,25 @@ fn add_text_parts(msg: &[u8], part: &crate::mime::Part, out: &mut String, depth:
         }
         PartKind::Message(inner) => add_text_parts(msg, inner, out, depth + 1),
         PartKind::Leaf => {
-            let media = part.media_type();
-            if media != "text" && media != "message" {
+            if !matches!(part.media_type().as_str(), "text" | "message") {
                 return;
             }
             let header = msg.get(part.header.clone()).unwrap_or_default();
             let body = msg.get(part.body.clone()).unwrap_or_default();
-            let mut bytes = Vec::new();
-            match crate::binary::encoding_of(header) {
-                crate::binary::Encoding::Base64 => crate::binary::decode_base64(body, &mut bytes),
-                crate::binary::Encoding::QuotedPrintable => {
-                    crate::binary::decode_quoted_printable(body, &mut bytes)
+            // Most mail needs no transfer decoding: the body is read where
+            // it stands.
+            let mut decoded = Vec::new();
+            let bytes = match encoding_of(header) {
+                Encoding::Base64 => {
+                    decode_base64(body, &mut decoded);
+                    &decoded[..]
                 }
-                _ => bytes.extend_from_slice(body),
-            }
+                Encoding::QuotedPrintable => {
+                    decode_quoted_printable(body, &mut decoded);
+                    &decoded[..]
+                }
+                _ => body,
+            };
             // US-ASCII parts often carry UTF-8: read them as UTF-8 (as
             // Dovecot does); an unknown charset too.
             let charset = part.content_type.param("charset").unwrap_or("utf-8").trim();
@@ -399,8 +380,7 @@ fn add_text_parts(msg: &[u8], part: &crate::mime::Part, out: &mut String, depth:
             } else {
                 encoding_rs::Encoding::for_label(charset.as_bytes()).unwrap_or(encoding_rs::UTF_8)
             };
-            let (text, _, _) = encoding.decode(&bytes);
-            out.push_str(&text);
+            out.push_str(&encoding.decode(bytes).0);
             out.push('\n');
         }
     }
@@ -472,8 +452,7 @@ mod tests {
             assert!(!text.contains(absent), "{absent} in {text}");
         }
         let plain = b"Subject: x\r\n\r\nplain body\r\n";
-        assert!(plain_body(plain, &crate::mime::parse(plain)).is_some());
-        assert!(body_text(plain).contains("plain body"));
+        assert_eq!(body_text(plain), "plain body\r\n\n");
         assert!(contains_folded("Hello WORLD", &fold("world")));
         let koi8 = search_charset("KOI8-R").unwrap();
         assert_eq!(decode_in(b"\xf0\xd2\xc9\xd7\xc5\xd4", koi8), "Привет");

@@ -86,10 +86,7 @@ impl FieldSet {
     pub fn of(names: &[String]) -> Option<FieldSet> {
         let mut bits = 0u64;
         for n in names {
-            let id = CACHED_FIELDS
-                .iter()
-                .position(|c| c.eq_ignore_ascii_case(n))?;
-            bits |= 1 << id;
+            bits |= 1 << cached_id(n.as_bytes())?;
         }
         Some(FieldSet(bits))
     }
@@ -139,32 +136,27 @@ pub const CACHED_FIELDS: &[&str] = &[
     "keywords",
 ];
 
+/// The number of a field name in [`CACHED_FIELDS`], if it is kept.
+fn cached_id(name: &[u8]) -> Option<u8> {
+    CACHED_FIELDS
+        .iter()
+        .position(|c| c.as_bytes().eq_ignore_ascii_case(name))
+        .map(|id| id as u8)
+}
+
 /// Whether fields of this name are kept in summaries (all of them, in
 /// message order).
 pub fn is_cached_field(name: &str) -> bool {
-    CACHED_FIELDS.iter().any(|c| c.eq_ignore_ascii_case(name))
-}
-
-/// Whether every name of a HEADER.FIELDS list is kept in summaries.
-pub fn fields_cached(names: &[String]) -> bool {
-    FieldSet::of(names).is_some()
+    cached_id(name.as_bytes()).is_some()
 }
 
 // CACHED_FIELDS must fit the bits of a FieldSet.
 const _: () = assert!(CACHED_FIELDS.len() <= 64);
 
 impl Summary {
-    /// BODY[HEADER.FIELDS (names)] from the kept fields (the caller checks
-    /// [`fields_cached`] first): the fields in message order, then the
-    /// empty line, as a section of the message would give them.
-    pub fn header_fields(&self, names: &[String]) -> Vec<u8> {
-        match FieldSet::of(names) {
-            Some(set) => self.header_fields_in(set),
-            None => b"\r\n".to_vec(),
-        }
-    }
-
-    /// As [`Summary::header_fields`], for a set worked out before.
+    /// BODY[HEADER.FIELDS (...)] of the fields in `set` from the kept
+    /// fields: the fields in message order, then the empty line, as a
+    /// section of the message would give them.
     pub fn header_fields_in(&self, set: FieldSet) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.header_fields_len(set));
         self.write_header_fields(set, &mut out);
@@ -203,12 +195,10 @@ fn index_fields(block: &[u8]) -> Vec<FieldRef> {
     header::fields(block)
         .iter()
         .filter_map(|f| {
-            let id = CACHED_FIELDS
-                .iter()
-                .position(|c| c.as_bytes().eq_ignore_ascii_case(f.name))?;
+            let id = cached_id(f.name)?;
             let start = f.raw.as_ptr() as usize - base;
             Some(FieldRef {
-                id: id as u8,
+                id,
                 start: start as u32,
                 end: (start + f.raw.len()) as u32,
             })
@@ -259,10 +249,7 @@ pub fn summarize(msg: &[u8]) -> Summary {
     }
     let mut kept = Vec::new();
     for f in &fields {
-        if CACHED_FIELDS
-            .iter()
-            .any(|c| c.as_bytes().eq_ignore_ascii_case(f.name))
-        {
+        if cached_id(f.name).is_some() {
             kept.extend_from_slice(f.raw);
             if !f.raw.ends_with(b"\n") {
                 kept.extend_from_slice(b"\r\n");
@@ -473,12 +460,13 @@ mod tests {
         assert_eq!(s.references, vec!["p@x".to_owned()]);
         assert_eq!(s.subject_key, "HI");
         assert!(s.is_reply);
-        assert!(fields_cached(&["From".into(), "SUBJECT".into()]));
-        assert!(!fields_cached(&["Received".into()]));
+        assert!(FieldSet::of(&["Received".into()]).is_none());
+        let set = FieldSet::of(&["subject".into(), "FROM".into()]).unwrap();
         assert_eq!(
-            s.header_fields(&["subject".into(), "from".into()]),
+            s.header_fields_in(set),
             b"From: A <a@b>\r\nSubject: Re: hi\r\n\r\n"
         );
+        assert_eq!(s.header_fields_len(set), s.header_fields_in(set).len());
         let mut buf = Vec::new();
         s.encode(&mut buf);
         s.encode(&mut buf);

@@ -357,9 +357,7 @@ mod tests {
     #[test]
     fn idle_folders_give_back_their_summaries() {
         let dir = tempfile::tempdir().unwrap();
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
-        }
+        tern_maildir::maildir::make_maildir_dirs(dir.path()).unwrap();
         std::fs::write(
             dir.path().join("cur/1700000000.M1P1.h:2,"),
             "Subject: kept\n\nx\n",

@@ -12,7 +12,7 @@
 //! work.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ pub struct SummaryCache {
     state: Mutex<State>,
     dirty: AtomicUsize,
     /// A write is running in the background.
-    saving: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    saving: Arc<AtomicBool>,
     /// How long the last write took, in milliseconds.
     last_cost_ms: Arc<AtomicU64>,
     /// The summaries of the folder's current view, by position.
@@ -186,16 +186,11 @@ impl ViewSummaries {
         let Some(slot) = self.shared.slots.get(pos) else {
             return Err(MaildirError::MessageGone);
         };
-        if let Some(s) = slot.get() {
-            return Ok(s);
+        if slot.get().is_none() {
+            // Fills the slot.
+            self.get(cache, folder, pos)?;
         }
-        let s = self.get(cache, folder, pos)?;
-        Ok(slot.get_or_init(|| s))
-    }
-
-    /// Whether every message of the view has its summary here.
-    pub fn complete(&self) -> bool {
-        self.shared.slots.iter().all(|s| s.get().is_some())
+        slot.get().map(|s| &**s).ok_or(MaildirError::MessageGone)
     }
 
     /// The ranks of `key` over the whole view, built with `text` (the

@@ -259,19 +259,26 @@ fn decode_part(
 }
 
 /// A section's bytes as a literal: a part that does not exist is the empty
-/// string (as Dovecot answers), and NUL, which literals must not carry
-/// (RFC 3501 §4.3), is sent as 0x80 as Dovecot does.
+/// string (as Dovecot answers), and NUL is sent as 0x80 ([`nul_to_0x80`]).
 fn section_literal(out: &mut Vec<u8>, data: Option<&[u8]>, partial: Option<(u32, u32)>) {
     let d = data.unwrap_or_default();
     let d = match partial {
         Some((s, l)) => section::partial(d, s, l),
         None => d,
     };
-    if d.contains(&0) {
-        let cleaned: Vec<u8> = d.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect();
-        wire::literal(out, &cleaned);
-    } else {
-        wire::literal(out, d);
+    wire::literal_header(out, d.len());
+    let at = out.len();
+    out.extend_from_slice(d);
+    nul_to_0x80(&mut out[at..]);
+}
+
+/// NUL, which literals must not carry (RFC 3501 §4.3), becomes 0x80, as
+/// Dovecot sends it.
+fn nul_to_0x80(bytes: &mut [u8]) {
+    for b in bytes {
+        if *b == 0 {
+            *b = 0x80;
+        }
     }
 }
 
@@ -380,12 +387,7 @@ fn build_items(
                     wire::literal_header(out, s.header_fields_len(*set));
                     let at = out.len();
                     s.write_header_fields(*set, out);
-                    // NUL cannot travel in a literal (as section_literal).
-                    for b in &mut out[at..] {
-                        if *b == 0 {
-                            *b = 0x80;
-                        }
-                    }
+                    nul_to_0x80(&mut out[at..]);
                     continue;
                 }
                 let data = match cached {

@@ -327,33 +327,27 @@ fn uses_recent(keys: &Vec1<SearchKey<'_>>) -> bool {
 }
 
 /// Whether a key may read message files (or their summaries): such a
-/// search over many messages is spread over the cores.
+/// search over many messages is spread over the cores. A key reads none
+/// exactly when [`state_key`] can answer it.
 fn reads_messages(k: &SearchKey<'_>) -> bool {
     use SearchKey as K;
     match k {
         K::And(ks) => ks.as_ref().iter().any(reads_messages),
         K::Or(a, b) => reads_messages(a) || reads_messages(b),
         K::Not(k) => reads_messages(k),
-        K::All
-        | K::SequenceSet(_)
-        | K::Uid(_)
-        | K::Answered
-        | K::Unanswered
-        | K::Deleted
-        | K::Undeleted
-        | K::Draft
-        | K::Undraft
-        | K::Flagged
-        | K::Unflagged
-        | K::Seen
-        | K::Unseen
-        | K::Recent
-        | K::Old
-        | K::New
-        | K::Keyword(_)
-        | K::Unkeyword(_)
-        | K::ModSequence { .. } => false,
-        _ => true,
+        leaf => {
+            let probe = Known {
+                uid: 0,
+                flags: Default::default(),
+                keywords: Arc::from(Vec::new()),
+            };
+            let ctx = Ctx {
+                exists: 0,
+                max_uid: 0,
+                charset: None,
+            };
+            state_key(leaf, 0, &probe, false, &ctx).is_none()
+        }
     }
 }
 
@@ -467,17 +461,16 @@ pub(super) struct SearchJob {
 }
 
 impl SearchJob {
-    /// Positions in `known` of the matching messages.
+    /// Positions in `known` of the matching messages. The caller writes
+    /// the summary cache once its command is done with the summaries.
     pub fn run(&self) -> Vec<usize> {
-        let hits = evaluate(
+        evaluate(
             &self.key,
             self.charset,
             &self.known,
             &self.recent,
             &self.open,
-        );
-        self.open.summaries.save_if_due(&self.open.folder);
-        hits
+        )
     }
 
     /// The number a response shows for position `i`.
@@ -526,10 +519,13 @@ impl Session {
             Err(r) => return r,
         };
         let found = compute(move || {
-            job.run()
+            let found = job
+                .run()
                 .into_iter()
                 .map(|i| (job.id(i, uid), job.known[i].uid))
-                .collect::<Vec<(u32, u32)>>()
+                .collect::<Vec<(u32, u32)>>();
+            job.open.summaries.save_if_due(&job.open.folder);
+            found
         })
         .await;
         let found = match found {

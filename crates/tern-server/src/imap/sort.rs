@@ -190,14 +190,16 @@ fn sort_positions(hits: Vec<usize>, criteria: &[SortCriterion], job: &SearchJob)
 fn thread_summaries(hits: &[usize], job: &SearchJob, uid: bool) -> Vec<(u32, i64, Arc<Summary>)> {
     let (known, folder, cache) = (&job.known, &job.open.folder, &job.open.summaries);
     let aligned = cache.for_view(&folder.view());
-    let positions: Vec<usize> = hits
+    // (position in known, position in the view).
+    let picked: Vec<(usize, usize)> = hits
         .iter()
-        .filter_map(|&i| aligned.position(known[i].uid))
+        .filter_map(|&i| Some((i, aligned.position(known[i].uid)?)))
         .collect();
+    let positions: Vec<usize> = picked.iter().map(|&(_, pos)| pos).collect();
     aligned.prefetch(cache, folder, &positions);
-    hits.iter()
-        .filter_map(|&i| {
-            let pos = aligned.position(known[i].uid)?;
+    picked
+        .into_iter()
+        .filter_map(|(i, pos)| {
             let s = aligned.get(cache, folder, pos).ok()?;
             let sent = s
                 .date

@@ -137,6 +137,39 @@ fn binary_decodes_what_it_can_and_refuses_unknown_encodings() {
     assert!(all.contains("BINARY[1] ~{5}\r\na\x00b\r\n"), "{all}");
 }
 
+/// NUL cannot travel in a literal (RFC 3501 §4.3): sections send it as
+/// 0x80, as Dovecot does, whether read from the message (TEXT) or from
+/// the summary (kept header fields); BINARY sends it as it is, in a
+/// literal8.
+#[test]
+fn nul_in_sections_is_sent_as_0x80() {
+    let s = server().start();
+    let mut c = s.alice();
+    let msg = b"Subject: a\x00b\r\n\r\nc\x00d\r\n";
+    assert!(c.append("INBOX", "()", msg).ok());
+    c.cmd("SELECT INBOX");
+    for (item, want) in [
+        ("BODY.PEEK[TEXT]", &b"BODY[TEXT] {5}\r\nc\x80d\r\n"[..]),
+        (
+            "BODY.PEEK[HEADER.FIELDS (SUBJECT)]",
+            &b"BODY[HEADER.FIELDS (SUBJECT)] {16}\r\nSubject: a\x80b\r\n\r\n"[..],
+        ),
+        ("BINARY.PEEK[1]", &b"BINARY[1] ~{5}\r\nc\x00d\r\n"[..]),
+    ] {
+        // Twice: the first answer made the summary the second is served
+        // from (kept header fields always come from it).
+        for _ in 0..2 {
+            let r = c.cmd(&format!("FETCH 1 ({item})"));
+            assert!(r.ok(), "{r:?}");
+            assert!(
+                r.raw.windows(want.len()).any(|w| w == want),
+                "{item}: {:?}",
+                String::from_utf8_lossy(&r.raw)
+            );
+        }
+    }
+}
+
 #[test]
 fn body_sections_and_structure() {
     let s = server().start();
