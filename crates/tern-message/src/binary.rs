@@ -232,7 +232,7 @@ pub fn decode_quoted_printable(body: &[u8], out: &mut Vec<u8>) {
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut rest = body;
     while !rest.is_empty() {
-        let (line, ended) = match memchr_lf(rest) {
+        let (line, ended) = match memchr::memchr(b'\n', rest) {
             Some(p) => {
                 let l = &rest[..p];
                 rest = &rest[p + 1..];
@@ -273,10 +273,6 @@ pub fn decode_quoted_printable(body: &[u8], out: &mut Vec<u8>) {
             out.extend_from_slice(b"\r\n");
         }
     }
-}
-
-fn memchr_lf(s: &[u8]) -> Option<usize> {
-    memchr::memchr(b'\n', s)
 }
 
 #[cfg(test)]
