@@ -8,6 +8,9 @@ pub enum AddressItem {
     Mailbox {
         /// The display name (phrase), if any.
         name: Option<String>,
+        /// The obsolete source route (`@a,@b` of `<@a,@b:user@host>`), which
+        /// ENVELOPE shows as the address's adl, as Dovecot does.
+        route: Option<String>,
         /// The local part.
         mailbox: Option<String>,
         /// The domain.
@@ -149,22 +152,51 @@ fn concat(toks: &[Tok]) -> String {
     s
 }
 
-fn addr_spec(toks: &[Tok]) -> (Option<String>, Option<String>) {
-    // Strip a source route `@a,@b:` if present.
-    let toks = match toks.iter().position(|t| *t == Tok::Special(':')) {
-        Some(p) if toks.first() == Some(&Tok::Special('@')) => &toks[p + 1..],
-        _ => toks,
+/// Two words side by side with nothing between them but white space:
+/// a phrase, which a local part cannot be.
+fn is_bare_phrase(toks: &[Tok]) -> bool {
+    let word = |t: &Tok| matches!(t, Tok::Word(_) | Tok::Quoted(_));
+    let toks: Vec<&Tok> = toks
+        .iter()
+        .filter(|t| !matches!(t, Tok::Comment(_)))
+        .collect();
+    toks.windows(2).any(|w| word(w[0]) && word(w[1]))
+}
+
+/// An addr-spec split into its source route, local part and domain.
+struct AddrSpec {
+    route: Option<String>,
+    mailbox: Option<String>,
+    host: Option<String>,
+}
+
+fn addr_spec(toks: &[Tok]) -> AddrSpec {
+    // Split off a source route `@a,@b:` if present.
+    let (route, toks) = match toks.iter().position(|t| *t == Tok::Special(':')) {
+        Some(p) if toks.first() == Some(&Tok::Special('@')) => {
+            let route = concat(&toks[..p]);
+            ((!route.is_empty()).then_some(route), &toks[p + 1..])
+        }
+        _ => (None, toks),
     };
-    match toks.iter().rposition(|t| *t == Tok::Special('@')) {
+    let (mailbox, host) = match toks.iter().rposition(|t| *t == Tok::Special('@')) {
         Some(at) => {
             let local = concat(&toks[..at]);
             let host = concat(&toks[at + 1..]);
-            (Some(local), (!host.is_empty()).then_some(host))
+            (
+                (!local.is_empty()).then_some(local),
+                (!host.is_empty()).then_some(host),
+            )
         }
         None => {
             let local = concat(toks);
             ((!local.is_empty()).then_some(local), None)
         }
+    };
+    AddrSpec {
+        route,
+        mailbox,
+        host,
     }
 }
 
@@ -210,28 +242,41 @@ pub fn parse_list(s: &str) -> Vec<AddressItem> {
         let end = i.min(toks.len());
         let item = match angle {
             Some((a, b)) => {
-                let (mailbox, host) = addr_spec(&toks[a..b.min(toks.len())]);
+                let spec = addr_spec(&toks[a..b.min(toks.len())]);
                 let name = phrase(&toks[start..a - 1]);
                 Some(AddressItem::Mailbox {
                     name,
-                    mailbox,
-                    host,
+                    route: spec.route,
+                    mailbox: spec.mailbox,
+                    host: spec.host,
                 })
             }
             None if toks[start..end]
                 .iter()
                 .any(|t| !matches!(t, Tok::Comment(_))) =>
             {
-                let (mailbox, host) = addr_spec(&toks[start..end]);
+                let spec = addr_spec(&toks[start..end]);
                 let name = toks[start..end].iter().rev().find_map(|t| match t {
                     Tok::Comment(c) if !c.trim().is_empty() => Some(c.trim().to_owned()),
                     _ => None,
                 });
-                Some(AddressItem::Mailbox {
-                    name,
-                    mailbox,
-                    host,
-                })
+                if name.is_none() && spec.host.is_none() && is_bare_phrase(&toks[start..end]) {
+                    // Words with no `@` and no `<>` (`To: Only Name`): a
+                    // display name without an address, as Dovecot reads it.
+                    Some(AddressItem::Mailbox {
+                        name: phrase(&toks[start..end]),
+                        route: None,
+                        mailbox: None,
+                        host: None,
+                    })
+                } else {
+                    Some(AddressItem::Mailbox {
+                        name,
+                        route: spec.route,
+                        mailbox: spec.mailbox,
+                        host: spec.host,
+                    })
+                }
             }
             None => None,
         };
@@ -252,6 +297,83 @@ pub fn parse_list(s: &str) -> Vec<AddressItem> {
     out
 }
 
+/// The address list of a header value written out as Dovecot 2.3 writes
+/// it before matching SEARCH FROM, TO, CC and BCC (measured against it):
+/// every address reads `<a@b>`, or `Name <@route:a@b>` with the name quoted
+/// when it holds anything but atext (a `.` included) and left as it is when
+/// it holds encoded words; comments are dropped, but a name given as a
+/// comment (`a@b (Name)`) is the name; groups read `group: <a@b>, <c@d>;`
+/// (`group:;` when empty); a missing local part or domain is written as
+/// `MISSING_MAILBOX` or `MISSING_DOMAIN`. Encoded words stay encoded (the
+/// caller decodes).
+pub fn normalized(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut first_in_group = false;
+    for (i, item) in parse_list(s).into_iter().enumerate() {
+        match item {
+            AddressItem::GroupStart(name) => {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                push_maybe_quoted(&mut out, &name);
+                out.push(':');
+                first_in_group = true;
+            }
+            AddressItem::GroupEnd => {
+                out.push(';');
+                first_in_group = false;
+            }
+            AddressItem::Mailbox {
+                name,
+                route,
+                mailbox,
+                host,
+            } => {
+                if first_in_group {
+                    out.push(' ');
+                    first_in_group = false;
+                } else if i > 0 {
+                    out.push_str(", ");
+                }
+                if let Some(n) = name.as_deref().filter(|n| !n.is_empty()) {
+                    push_maybe_quoted(&mut out, n);
+                    out.push(' ');
+                }
+                out.push('<');
+                if let Some(r) = &route {
+                    out.push_str(r);
+                    out.push(':');
+                }
+                out.push_str(mailbox.as_deref().unwrap_or("MISSING_MAILBOX"));
+                out.push('@');
+                out.push_str(host.as_deref().unwrap_or("MISSING_DOMAIN"));
+                out.push('>');
+            }
+        }
+    }
+    out
+}
+
+/// A phrase as Dovecot writes it back: as it is when it is all atext (or
+/// holds encoded words, which may not be quoted), else quoted with `"` and
+/// `\` escaped.
+fn push_maybe_quoted(out: &mut String, phrase: &str) {
+    let atext =
+        |c: char| c.is_ascii_alphanumeric() || !c.is_ascii() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    if phrase.contains("=?") || (!phrase.is_empty() && phrase.chars().all(atext)) {
+        out.push_str(phrase);
+        return;
+    }
+    out.push('"');
+    for c in phrase.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +381,7 @@ mod tests {
     fn mb(name: Option<&str>, m: &str, h: &str) -> AddressItem {
         AddressItem::Mailbox {
             name: name.map(Into::into),
+            route: None,
             mailbox: Some(m.into()),
             host: Some(h.into()),
         }
@@ -295,5 +418,50 @@ mod tests {
             ]
         );
         assert_eq!(parse_list(""), vec![]);
+    }
+
+    #[test]
+    fn normalized_lists_drop_comments_and_name_commented_addresses() {
+        assert_eq!(
+            normalized("<user-from (comment)@ (comment) domain.org>"),
+            "<user-from@domain.org>"
+        );
+        assert_eq!(
+            normalized("user@domain.org (Real Name), b@c"),
+            "\"Real Name\" <user@domain.org>, <b@c>"
+        );
+        assert_eq!(
+            normalized("g: a@b, c@d;, g2: e@f;, empty:;"),
+            "g: <a@b>, <c@d>;, g2: <e@f>;, empty:;"
+        );
+        assert_eq!(normalized("<@r:u@d>"), "<@r:u@d>");
+        assert_eq!(normalized("J.Smith <j@x>"), "\"J.Smith\" <j@x>");
+        assert_eq!(
+            normalized("Single <s@x>, local"),
+            "Single <s@x>, <local@MISSING_DOMAIN>"
+        );
+        assert_eq!(
+            normalized("\"say \\\"hi\\\"\" <q@x>"),
+            "\"say \\\"hi\\\"\" <q@x>"
+        );
+        assert_eq!(
+            normalized("=?utf-8?q?J=C3=B6rg_M?= <j@x>"),
+            "=?utf-8?q?J=C3=B6rg_M?= <j@x>"
+        );
+    }
+
+    #[test]
+    fn source_routes_are_kept_as_the_adl() {
+        let routed = |route: &str| AddressItem::Mailbox {
+            name: None,
+            route: Some(route.into()),
+            mailbox: Some("user".into()),
+            host: Some("domain".into()),
+        };
+        assert_eq!(parse_list("<@route:user@domain>"), vec![routed("@route")]);
+        assert_eq!(
+            parse_list("<@a.example, @b.example:user@domain>"),
+            vec![routed("@a.example,@b.example")]
+        );
     }
 }

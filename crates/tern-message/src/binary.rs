@@ -131,6 +131,9 @@ fn add_part(
         } else {
             out.extend_from_slice(header_block);
         }
+        // A header cut short by a boundary stops before the line end that
+        // belongs to the boundary; the part's bytes still hold it.
+        out.extend_from_slice(slice(data, part.header.end..part.body.start));
     }
     if depth >= MAX_DEPTH {
         out.extend_from_slice(slice(data, part.body.clone()));

@@ -105,6 +105,7 @@ fn addresses(out: &mut Vec<u8>, value: Option<Vec<u8>>) {
         match item {
             AddressItem::Mailbox {
                 name,
+                route,
                 mailbox,
                 host,
             } => {
@@ -115,7 +116,9 @@ fn addresses(out: &mut Vec<u8>, value: Option<Vec<u8>>) {
                     Some(n) => string_for_humans(out, n.as_bytes()),
                     None => out.extend_from_slice(b"NIL"),
                 }
-                out.extend_from_slice(b" NIL ");
+                out.push(b' ');
+                nstring(out, route.as_deref().map(str::as_bytes));
+                out.push(b' ');
                 let mailbox = mailbox.as_deref().unwrap_or("MISSING_MAILBOX");
                 nstring(out, Some(mailbox.as_bytes()));
                 out.push(b' ');

@@ -128,10 +128,16 @@ fn next_boundary(msg: &[u8], from: usize, stack: &[Vec<u8>]) -> Stop {
 /// precedes a boundary line belongs to the boundary (RFC 2046 §5.1.1); at
 /// the end of the message nothing is taken off.
 fn trim_before(msg: &[u8], start: usize, stop: Stop) -> usize {
-    let mut e = stop.at;
     if stop.hit.is_none() || stop.in_header {
-        return e;
+        return stop.at;
     }
+    trim_line_end(msg, start, stop.at)
+}
+
+/// `end` less the line end (CRLF or LF) just before it, not going below
+/// `start`.
+fn trim_line_end(msg: &[u8], start: usize, end: usize) -> usize {
+    let mut e = end;
     if e > start && msg[e - 1] == b'\n' {
         e -= 1;
         if e > start && msg[e - 1] == b'\r' {
@@ -184,7 +190,15 @@ fn parse_entity(
     depth: usize,
 ) -> (Part, Stop) {
     let (mut hend, header_ran_into_boundary, blank_end) = header_end(msg, start, stack);
-    let mut header = start..hend;
+    // A header cut short by a boundary line ends before the line end that
+    // belongs to that boundary (RFC 2046 §5.1.1), as Dovecot's [n.MIME] and
+    // [n.HEADER] show it.
+    let header_stop = if header_ran_into_boundary {
+        trim_line_end(msg, start, hend)
+    } else {
+        hend
+    };
+    let mut header = start..header_stop;
     let fields = header::fields(&msg[header.clone()]);
     let content_type = match header::first(&fields, "Content-Type") {
         Some(v) => {

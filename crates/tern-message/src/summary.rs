@@ -216,6 +216,7 @@ fn first_address(fields: &[header::Field<'_>], name: &str) -> Option<FirstAddres
                 name,
                 mailbox,
                 host,
+                ..
             } => Some((
                 name,
                 mailbox.unwrap_or_else(|| "MISSING_MAILBOX".to_owned()),

@@ -25,8 +25,9 @@ use tern_message::summary::{summarize, Reader, Summary};
 pub const FILE: &str = "tern.cache";
 
 /// The form of the file; a file of another form is rebuilt. Version 3:
-/// subject keys in Dovecot's casemap (simple titlecase).
-const MAGIC: &[u8] = b"tern summary cache 3\n";
+/// subject keys in Dovecot's casemap (simple titlecase). Version 4:
+/// ENVELOPE shows source routes and reads bare words as a display name.
+const MAGIC: &[u8] = b"tern summary cache 4\n";
 
 /// Summaries added since the last write before another write is worth it.
 const SAVE_AFTER: usize = 64;

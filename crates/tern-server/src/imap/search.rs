@@ -15,7 +15,7 @@ use tern_maildir::{Flag, Folder, MessageEntry};
 use tern_message::search_text::{
     body_text_of, contains_folded, decode_header_value, decode_in, fold, search_charset,
 };
-use tern_message::{header, mime};
+use tern_message::{address, header, mime};
 
 use std::sync::Arc;
 
@@ -63,11 +63,27 @@ impl Candidate<'_> {
     /// The decoded values of the fields named `name`: from the summary
     /// when it keeps them, else from the message.
     fn header_values(&mut self, name: &str) -> Vec<String> {
+        self.header_values_as(name, false)
+    }
+
+    /// As `header_values`; with `addresses`, each value is first rewritten
+    /// as the address list it holds (comments dropped, `a@b (Name)` as
+    /// `Name <a@b>`), which is what SEARCH FROM, TO, CC and BCC match in
+    /// Dovecot.
+    fn header_values_as(&mut self, name: &str, addresses: bool) -> Vec<String> {
         let values = |block: &[u8]| -> Vec<String> {
             header::fields(block)
                 .iter()
                 .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
-                .map(|f| decode_header_value(&header::unfold(f.value)))
+                .map(|f| {
+                    let raw = header::unfold(f.value);
+                    if addresses {
+                        let list = address::normalized(&String::from_utf8_lossy(&raw));
+                        decode_header_value(list.as_bytes())
+                    } else {
+                        decode_header_value(&raw)
+                    }
+                })
                 .collect()
         };
         if is_cached_field(name) {
@@ -245,10 +261,10 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
                 _ => header_match(c, "Subject", &needle),
             }
         }
-        K::From(s) => header_match(c, "From", &text(s)),
-        K::To(s) => header_match(c, "To", &text(s)),
-        K::Cc(s) => header_match(c, "Cc", &text(s)),
-        K::Bcc(s) => header_match(c, "Bcc", &text(s)),
+        K::From(s) => address_match(c, "From", &text(s)),
+        K::To(s) => address_match(c, "To", &text(s)),
+        K::Cc(s) => address_match(c, "Cc", &text(s)),
+        K::Bcc(s) => address_match(c, "Bcc", &text(s)),
         K::Header(name, value) => {
             header_match(c, &String::from_utf8_lossy(name.as_ref()), &text(value))
         }
@@ -286,6 +302,16 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
 
 fn header_match(c: &mut Candidate<'_>, name: &str, needle: &str) -> bool {
     let values = c.header_values(name);
+    if needle.is_empty() {
+        return !values.is_empty();
+    }
+    values.iter().any(|v| contains_folded(v, needle))
+}
+
+/// SEARCH FROM/TO/CC/BCC: the needle is looked for in the addresses the
+/// field holds, written out plainly, not in its raw text.
+fn address_match(c: &mut Candidate<'_>, name: &str, needle: &str) -> bool {
+    let values = c.header_values_as(name, true);
     if needle.is_empty() {
         return !values.is_empty();
     }

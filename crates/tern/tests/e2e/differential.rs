@@ -36,6 +36,11 @@ const ITEMS: &[&str] = &[
     "BODY.PEEK[2.1]",
     "BODY.PEEK[2.HEADER]",
     "BODY.PEEK[2.1.TEXT]",
+    "BODY.PEEK[1.HEADER]",
+    "BODY.PEEK[1.1.MIME]",
+    "BODY.PEEK[1.2.MIME]",
+    "BODY.PEEK[1.1.HEADER]",
+    "BODY.PEEK[1.1.1]",
     "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MESSAGE-ID)]",
     "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED DATE)]",
     "BODY.PEEK[]<10.60>",
@@ -175,6 +180,113 @@ fn corpus(dir: &Path) -> Vec<Vec<u8>> {
     msgs
 }
 
+/// Hand-written messages for the corners the corpus does not reach: source
+/// routes, comments and groups in address fields; a message inside a
+/// message inside a message; a multipart/digest whose parts default to
+/// message/rfc822; a boundary parameter folded over two lines.
+fn edge_cases() -> Vec<Vec<u8>> {
+    let texts = [
+        "From: <@relay.example,@hop.example:route-user@example.org>\n\
+         To: team: one@example.net, two (the second) @ example.net;, Solo <solo@example.com>\n\
+         Cc: carol@example.com (Carol Comment)\n\
+         Sender: (only a comment) <s@example.com>\n\
+         Reply-To:\n\
+         Subject: edge addresses\n\
+         Date: Tue, 3 Mar 2020 10:00:00 +0100\n\
+         Message-ID: <edge-1@tern.test>\n\
+         \n\
+         body of edge one\n",
+        "From: outer@example.org\n\
+         Date: Wed, 4 Mar 2020 10:00:00 +0100\n\
+         Message-ID: <edge-2@tern.test>\n\
+         Mime-Version: 1.0\n\
+         Content-Type: message/rfc822\n\
+         \n\
+         From: middle@example.org\n\
+         Mime-Version: 1.0\n\
+         Content-Type: message/rfc822\n\
+         \n\
+         From: inner@example.org\n\
+         Subject: innermost\n\
+         \n\
+         the innermost text\n",
+        "From: digest@example.org\n\
+         Message-ID: <edge-3@tern.test>\n\
+         Mime-Version: 1.0\n\
+         Content-Type: message/rfc822\n\
+         \n\
+         From: list@example.org\n\
+         Subject: the digest\n\
+         Content-Type: multipart/digest; boundary=\"dg\"\n\
+         \n\
+         before the first part\n\
+         \n\
+         --dg \n\
+         \n\
+         From: first@example.com\n\
+         Subject: first\n\
+         \n\
+         first body\n\
+         \n\
+         --dg\n\
+         X-Part: second\n\
+         \n\
+         From: second@example.com\n\
+         Subject: second\n\
+         \n\
+         second body\n\
+         \n\
+         --dg--\n\
+         \n\
+         after the last part\n",
+        "From: folded@example.org\n\
+         Message-ID: <edge-4@tern.test>\n\
+         Mime-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=\"two\n words\"\n\
+         \n\
+         prologue\n\
+         \n\
+         --two words\n\
+         Content-Type: text/x-own; charset=us-ascii\n\
+         \n\
+         own text\n\
+         \n\
+         --two words\n\
+         Content-Type: message/rfc822\n\
+         \n\
+         From: sub@example.org\n\
+         Subject: sub\n\
+         Content-Type: multipart/alternative; boundary=\"alt\"\n\
+         \n\
+         --alt\n\
+         Content-Type: text/html\n\
+         \n\
+         <p>html</p>\n\
+         \n\
+         --alt\n\
+         Content-Type: text/plain\n\
+         \n\
+         plain\n\
+         \n\
+         --alt--\n\
+         \n\
+         --two words--\n\
+         epilogue\n",
+        "From: J.Smith <js@example.org>, Single <s@example.org>\n\
+         To: undisclosed-recipients:;\n\
+         Cc: @nolocal.example, Only Name, localonly\n\
+         Bcc: \"say \\\"hi\\\"\" <q@example.org>, =?utf-8?q?J=C3=B6rg_M?= <j@example.org>\n\
+         Message-ID: <edge-5@tern.test>\n\
+         Subject: more addresses\n\
+         \n\
+         body of edge five\n",
+    ];
+    texts
+        .iter()
+        .map(|t| t.replace('\n', "\r\n").into_bytes())
+        .collect()
+}
+
 fn fill(addr: SocketAddr, msgs: &[Vec<u8>]) -> Client {
     let mut c = Client::plain(addr);
     assert!(c.cmd("LOGIN alice secret").ok());
@@ -209,8 +321,9 @@ fn message_id(m: &[u8]) -> String {
 fn fetch_sort_and_thread_answer_as_dovecot_does() {
     let dovecot = Dovecot::start();
     let s = server().start();
-    let msgs = corpus(s.path());
+    let mut msgs = corpus(s.path());
     assert!(msgs.len() >= 140, "corpus too small: {}", msgs.len());
+    msgs.extend(edge_cases());
     let mut d = fill(dovecot.imap, &msgs);
     let mut t = fill(s.imap, &msgs);
     let mut diffs = Vec::new();
@@ -327,6 +440,36 @@ fn fetch_sort_and_thread_answer_as_dovecot_does() {
         "SENTBEFORE 1-Jan-2005",
         "SENTON 17-Jul-1996",
         "BCC x",
+        "FROM route-user@example.org",
+        "FROM relay",
+        "TO team",
+        "TO two@example.net",
+        "TO second",
+        "CC \"Carol Comment <carol@\"",
+        "CC comment",
+        "FROM \"only a comment\"",
+        "CC \"carol@example.com (Carol Comment)\"",
+        "CC \"Carol Comment\"",
+        "TO \"team: one\"",
+        "TO \"team:one\"",
+        "TO \"net;, Solo\"",
+        "TO \"net, Solo\"",
+        "FROM \"<@relay\"",
+        "FROM \"@relay.example,@hop.example:route\"",
+        "TO \"Solo <solo\"",
+        "TO \"two@example.net, Solo\"",
+        "FROM \"\\\"J.Smith\\\" <js\"",
+        "FROM \"J.Smith <js\"",
+        "FROM \"Single <s@\"",
+        "FROM \"org>, Single\"",
+        "TO \"undisclosed-recipients:;\"",
+        "TO \"undisclosed-recipients: ;\"",
+        "CC MISSING_MAILBOX",
+        "CC \"<localonly@MISSING_DOMAIN>\"",
+        "CC \"\\\"Only Name\\\" <MISSING\"",
+        "BCC \"say \\\\\\\"hi\"",
+        "BCC \"rg M <j@\"",
+        "BCC \"<@r\"",
     ] {
         commands.push(format!("SEARCH {key}"));
     }

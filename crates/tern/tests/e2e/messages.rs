@@ -814,13 +814,13 @@ fn summaries_are_cached_on_disk_and_rebuilt_when_damaged() {
     let r = c.cmd("FETCH 2 (ENVELOPE)");
     assert!(r.has("\"orig1\""), "served from the cache file: {r:?}");
     // A damaged cache file is thrown away and rebuilt from the messages.
-    std::fs::write(&cache, b"tern summary cache 3\n\xff\xff\xff\xffgarbage").unwrap();
+    std::fs::write(&cache, b"tern summary cache 4\n\xff\xff\xff\xffgarbage").unwrap();
     s.restart();
     let mut c = s.alice();
     c.cmd("SELECT INBOX");
     let r = c.cmd("FETCH 1:3 (ENVELOPE)");
     assert!(r.has("\"CHANGED\"") && r.has("\"orig2\""), "rebuilt: {r:?}");
     assert!(written(
-        &|d| d.starts_with(b"tern summary cache 3\n") && !d.ends_with(b"garbage")
+        &|d| d.starts_with(b"tern summary cache 4\n") && !d.ends_with(b"garbage")
     ));
 }
