@@ -109,6 +109,23 @@ pub fn section(data: &[u8], root: &Part, path: &[u32]) -> Result<Option<Vec<u8>>
     Ok(Some(out))
 }
 
+/// `BINARY[path.TEXT]` (`BINARY[TEXT]` for the empty path): the body of the
+/// message at `path` (the message itself, or a message/rfc822 part) with
+/// its parts decoded; None when there is no such message.
+pub fn text(data: &[u8], root: &Part, path: &[u32]) -> Result<Option<Vec<u8>>, BinaryError> {
+    let Some(part) = crate::mime::find(root, path) else {
+        return Ok(None);
+    };
+    let message = match (&part.kind, path.is_empty()) {
+        (_, true) => part,
+        (PartKind::Message(inner), false) => inner,
+        _ => return Ok(None),
+    };
+    let mut out = Vec::with_capacity(message.body.len());
+    add_part(data, message, false, &mut out, 0)?;
+    Ok(Some(out))
+}
+
 /// Parts nested deeper than this are copied as they are: the MIME parser
 /// already bounds depth, this only keeps the recursion obviously finite.
 const MAX_DEPTH: usize = 256;

@@ -12,6 +12,7 @@ use imap_codec::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItemName, Part as CodecPart, Section,
 };
 use imap_codec::imap_types::sequence::SequenceSet;
+use tern_imap_proto::binary_sections::BinaryAlias;
 use tern_imap_proto::{imap_codec, seqset, wire};
 use tern_maildir::folder::FlagChange;
 use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
@@ -51,9 +52,13 @@ pub(crate) enum Item {
         path: Vec<u32>,
         partial: Option<(u32, u32)>,
         peek: bool,
+        /// A text specifier after the part numbers (`BINARY[1.MIME]`,
+        /// accepted as Dovecot accepts it), and the label it goes by.
+        text: Option<(Specifier, String)>,
     },
     BinarySize {
         path: Vec<u32>,
+        text: Option<(Specifier, String)>,
     },
 }
 
@@ -160,8 +165,13 @@ fn convert_section(section: &Option<Section<'_>>) -> (String, Vec<u32>, Specifie
     }
 }
 
-/// Converts the parsed item names into our items (UID first for UID FETCH).
-pub(crate) fn items_of(m: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<Item> {
+/// Converts the parsed item names into our items (UID first for UID FETCH);
+/// the BODY sections `aliases` names stand for BINARY items.
+pub(crate) fn items_of(
+    m: &MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+    aliases: &[BinaryAlias],
+) -> Vec<Item> {
     let names: Vec<MessageDataItemName<'_>> = match m {
         MacroOrMessageDataItemNames::Macro(mac) => mac.expand(),
         MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
@@ -170,6 +180,7 @@ pub(crate) fn items_of(m: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<It
     if uid && !names.iter().any(|n| matches!(n, MessageDataItemName::Uid)) {
         items.push(Item::Uid);
     }
+    let mut sections = 0;
     for n in &names {
         let item = match n {
             MessageDataItemName::Uid => Item::Uid,
@@ -188,6 +199,22 @@ pub(crate) fn items_of(m: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<It
                 peek,
             } => {
                 let (label, path, spec) = convert_section(section);
+                let alias = aliases.iter().find(|a| a.index == sections);
+                sections += 1;
+                if let Some(alias) = alias {
+                    let text = Some((spec, label));
+                    items.push(if alias.size {
+                        Item::BinarySize { path, text }
+                    } else {
+                        Item::Binary {
+                            path,
+                            partial: partial.map(|(s, l)| (s, l.get())),
+                            peek: *peek,
+                            text,
+                        }
+                    });
+                    continue;
+                }
                 let cached = match &spec {
                     Specifier::HeaderFields(names) if path.is_empty() => FieldSet::of(names),
                     _ => None,
@@ -209,9 +236,11 @@ pub(crate) fn items_of(m: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<It
                 path: section.iter().map(|n| n.get()).collect(),
                 partial: partial.map(|(s, l)| (s, l.get())),
                 peek: *peek,
+                text: None,
             },
             MessageDataItemName::BinarySize { section } => Item::BinarySize {
                 path: section.iter().map(|n| n.get()).collect(),
+                text: None,
             },
             _ => continue,
         };
@@ -256,6 +285,24 @@ fn decode_part(
     path: &[u32],
 ) -> Result<Option<Vec<u8>>, BuildError> {
     tern_message::binary::section(data, tree, path).map_err(|_| BuildError::UnknownCte)
+}
+
+/// The content of a BINARY item: the decoded part, or with a text
+/// specifier the decoded text of a message (`TEXT`) or the header bytes as
+/// they are (`HEADER`, `MIME`, `HEADER.FIELDS`: headers are never encoded).
+fn binary_data(
+    data: &[u8],
+    tree: &mime::Part,
+    path: &[u32],
+    text: Option<&(Specifier, String)>,
+) -> Result<Option<Vec<u8>>, BuildError> {
+    match text {
+        None => decode_part(data, tree, path),
+        Some((Specifier::Text, _)) => {
+            tern_message::binary::text(data, tree, path).map_err(|_| BuildError::UnknownCte)
+        }
+        Some((spec, _)) => Ok(section::extract(data, tree, path, spec)),
+    }
 }
 
 /// A section's bytes as a literal: a part that does not exist is the empty
@@ -418,11 +465,23 @@ fn build_items(
                     wire::literal(out, &l.data[range]);
                 }
             }
-            Item::Binary { path, partial, .. } => {
+            Item::Binary {
+                path,
+                partial,
+                text,
+                ..
+            } => {
                 ensure(&mut loaded)?;
                 if let Some(l) = &loaded {
-                    let data = decode_part(&l.data, &l.tree, path)?;
-                    let _ = write!(wire::Bytes(out), "BINARY[{}]", path_label(path));
+                    let data = binary_data(&l.data, &l.tree, path, text.as_ref())?;
+                    match text {
+                        Some((_, label)) => {
+                            let _ = write!(wire::Bytes(out), "BINARY[{label}]");
+                        }
+                        None => {
+                            let _ = write!(wire::Bytes(out), "BINARY[{}]", path_label(path));
+                        }
+                    }
                     if let Some((s, _)) = partial {
                         let _ = write!(wire::Bytes(out), "<{s}>");
                     }
@@ -442,13 +501,21 @@ fn build_items(
                     wire::literal(out, d);
                 }
             }
-            Item::BinarySize { path } => {
+            Item::BinarySize { path, text } => {
                 ensure(&mut loaded)?;
                 if let Some(l) = &loaded {
-                    let n = decode_part(&l.data, &l.tree, path)?
+                    let n = binary_data(&l.data, &l.tree, path, text.as_ref())?
                         .map(|d| d.len())
                         .unwrap_or(0);
-                    let _ = write!(wire::Bytes(out), "BINARY.SIZE[{}] {n}", path_label(path));
+                    match text {
+                        Some((_, label)) => {
+                            let _ = write!(wire::Bytes(out), "BINARY.SIZE[{label}] {n}");
+                        }
+                        None => {
+                            let _ =
+                                write!(wire::Bytes(out), "BINARY.SIZE[{}] {n}", path_label(path));
+                        }
+                    }
                 }
             }
         }
@@ -518,7 +585,7 @@ impl Session {
                 Err(e) => return Ok(Reply::bad(e.to_string())),
             }
         };
-        let items = Arc::new(items_of(&names, uid));
+        let items = Arc::new(items_of(&names, uid, &self.binary_aliases));
         // UID and FLAGS come from the session's own state: no storage call.
         if items.iter().all(|i| matches!(i, Item::Uid | Item::Flags)) {
             for chunk in indices.chunks(1024) {

@@ -247,6 +247,9 @@ pub(crate) struct Session {
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// The tag and RETURN options of the extended SEARCH being run.
     pub esearch: Option<(String, tern_imap_proto::esearch::ReturnOptions)>,
+    /// The BODY sections of the FETCH being run that stand for BINARY
+    /// items with a text specifier (see tern_imap_proto::binary_sections).
+    pub binary_aliases: Vec<tern_imap_proto::binary_sections::BinaryAlias>,
 }
 
 impl std::fmt::Debug for Session {
@@ -287,6 +290,7 @@ pub async fn serve_connection(
         peer,
         shutdown,
         esearch: None,
+        binary_aliases: Vec::new(),
     };
     match s.run().await {
         Ok(()) | Err(End::Closed) => {}
@@ -615,7 +619,16 @@ impl Session {
                 bytes = &replaced;
             }
         }
-        let cmd = match cmdparse::parse(bytes) {
+        self.binary_aliases.clear();
+        let parsed = cmdparse::parse(bytes).or_else(|e| -> Result<_, cmdparse::ParseError> {
+            // BINARY[1.MIME] and the like, which only Dovecot's leniency
+            // allows, are parsed as BODY sections and answered as BINARY.
+            let (cmd, aliases) = tern_imap_proto::binary_sections::rewrite(bytes).ok_or(e)?;
+            let parsed = cmdparse::parse(&cmd)?;
+            self.binary_aliases = aliases;
+            Ok(parsed)
+        });
+        let cmd = match parsed {
             Ok(c) => c,
             Err(_) => {
                 if let Some(s) = streamed {

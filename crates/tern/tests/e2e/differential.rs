@@ -63,6 +63,12 @@ const BINARY_ITEMS: &[&str] = &[
     "BINARY.PEEK[2]<0.30>",
     "BINARY.PEEK[]",
     "BINARY.SIZE[]",
+    // Text specifiers: outside RFC 3516's grammar, accepted by Dovecot.
+    "BINARY.PEEK[TEXT]",
+    "BINARY.PEEK[1.MIME]",
+    "BINARY.PEEK[2.HEADER]",
+    "BINARY.PEEK[2.TEXT]",
+    "BINARY.SIZE[TEXT]",
 ];
 
 const SORTS: &[&str] = &[
