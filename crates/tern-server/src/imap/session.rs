@@ -370,12 +370,19 @@ impl Session {
         }
     }
 
-    /// Reads one line (with its line end). A line longer than `max` is
+    /// Reads one line (with its line end, made CRLF when the client sent a
+    /// bare LF, which Dovecot accepts too). A line longer than `max` is
     /// consumed to its end and reported as `None`.
     pub async fn read_line(&mut self, max: usize) -> Result<Option<Vec<u8>>, End> {
         let timeout = self.timeout();
         match self.conn.read_line(max, timeout).await {
-            Ok(l) => Ok(l),
+            Ok(Some(mut l)) => {
+                if l.ends_with(b"\n") && !l.ends_with(b"\r\n") {
+                    l.insert(l.len() - 1, b'\r');
+                }
+                Ok(Some(l))
+            }
+            Ok(None) => Ok(None),
             Err(e) => Err(self.ended(e).await),
         }
     }
@@ -714,8 +721,11 @@ impl Session {
             if let Some(s) = streamed {
                 s.discard();
             }
+            let logged_in_again =
+                matches!(body, C::Login { .. } | C::Authenticate { .. } | C::StartTLS);
             let text = match self.state {
                 State::NotAuthenticated { .. } => "Command not allowed before login",
+                _ if logged_in_again => "Command not allowed after login",
                 State::Authenticated { .. } => "No mailbox selected",
                 _ => "Command not allowed in this state",
             };

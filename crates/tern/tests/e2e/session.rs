@@ -386,3 +386,25 @@ fn random_garbage_never_kills_the_server() {
     let mut c = s.alice();
     assert!(c.cmd("NOOP").ok());
 }
+
+/// Lines ended by a bare LF are taken as if they ended in CRLF (as Dovecot
+/// takes them), literals included; LOGIN after login says why it is
+/// refused.
+#[test]
+fn bare_lf_line_ends_are_accepted() {
+    let s = server().start();
+    let mut c = s.connect();
+    c.send(b"a1 LOGIN alice {6}\n");
+    assert!(c.read_line().starts_with('+'));
+    c.send(b"secret\n");
+    let r = c.read_until_tag("a1");
+    assert!(r.ok(), "{r:?}");
+    c.send(b"a2 SELECT INBOX\n");
+    assert!(c.read_until_tag("a2").ok());
+    c.send(b"a3 LOGIN alice secret\r\n");
+    let r = c.read_until_tag("a3");
+    assert!(
+        r.bad() && r.tagged().contains("not allowed after login"),
+        "{r:?}"
+    );
+}
