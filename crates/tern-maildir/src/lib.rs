@@ -24,6 +24,7 @@ pub mod name;
 pub mod pop3list;
 pub mod quota;
 pub mod uiddb;
+pub mod uidl_format;
 pub mod unique;
 
 mod error;

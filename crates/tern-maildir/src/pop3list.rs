@@ -27,6 +27,7 @@ use crate::error::{MaildirError, Result};
 use crate::flags::split_name;
 use crate::folder::{FolderView, MessageEntry};
 use crate::lock::DotLock;
+use crate::uidl_format::UidlFormat;
 use crate::unique::{read_nofollow, write_atomic};
 
 /// Courier's POP3 list in the Maildir root.
@@ -224,16 +225,29 @@ pub struct Pop3Message {
     pub size: u64,
 }
 
+/// Where UIDLs come from besides `courierpop3dsizelist`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UidlSource<'a> {
+    /// A template (`pop3.uidl_format`) computing UIDLs from the IMAP UID
+    /// and UIDVALIDITY, as Dovecot does; `None` for Courier's UIDLs.
+    pub format: Option<&'a UidlFormat>,
+    /// The folder's UIDVALIDITY, for the template.
+    pub uidvalidity: u32,
+}
+
 /// Gives every message of `messages` (the Maildir's INBOX, in order) its
 /// UIDL and size, from `courierpop3dsizelist` where it knows the message,
-/// else a new UID; saves the list when it changed. `size_of` counts a
-/// message the list does not know; `None` means it is gone and is left out.
+/// else a new UID; saves the list when it changed. A UIDL Dovecot saved in
+/// `dovecot-uidlist` wins, then the template of `source`, then the list's.
+/// `size_of` counts a message the list does not know; `None` means it is
+/// gone and is left out.
 ///
 /// # Errors
 /// I/O errors reading or writing the list, or the lock timing out.
 pub fn assign(
     root: &Path,
     messages: &[MessageEntry],
+    source: UidlSource<'_>,
     size_of: impl Fn(&MessageEntry) -> Result<Option<u64>> + Sync,
 ) -> Result<Vec<Pop3Message>> {
     let _lock = DotLock::acquire(&root.join(POP3_LIST_LOCK))?;
@@ -283,10 +297,11 @@ pub fn assign(
                 e
             }
         };
-        let uidl = dovecot
-            .get(&*m.base)
-            .cloned()
-            .unwrap_or_else(|| entry.uidl());
+        let uidl = match (dovecot.get(&*m.base), source.format) {
+            (Some(saved), _) => saved.clone(),
+            (None, Some(f)) => f.render(m.uid, source.uidvalidity, &m.base),
+            (None, None) => entry.uidl(),
+        };
         out.push(Pop3Message {
             entry: m.clone(),
             uidl,
@@ -372,6 +387,7 @@ impl Pop3Cache {
         &self,
         root: &Path,
         view: &Arc<FolderView>,
+        format: Option<&UidlFormat>,
         size_of: impl Fn(&MessageEntry) -> Result<Option<u64>> + Sync,
     ) -> Result<Arc<Vec<Pop3Message>>> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -381,7 +397,11 @@ impl Pop3Cache {
                 return Ok(c.messages.clone());
             }
         }
-        let messages = Arc::new(assign(root, &view.messages, size_of)?);
+        let source = UidlSource {
+            format,
+            uidvalidity: view.uidvalidity,
+        };
+        let messages = Arc::new(assign(root, &view.messages, source, size_of)?);
         *last = Some(Cached {
             view: view.clone(),
             stamps: file_stamps(root),
@@ -438,7 +458,7 @@ mod tests {
         )
         .unwrap();
         let msgs = [entry(1, "1.a.h:2,S"), entry(2, "2.b.h,W=33:2,")];
-        let got = assign(root, &msgs, |_| Ok(Some(33))).unwrap();
+        let got = assign(root, &msgs, UidlSource::default(), |_| Ok(Some(33))).unwrap();
         assert_eq!(got[0].uidl, "UID6-500");
         assert_eq!(got[0].size, 10);
         assert_eq!(got[1].uidl, "UID8-500");
@@ -449,7 +469,10 @@ mod tests {
             "/3 9 500\n1.a.h:2,S 10 6:500:0\n2.b.h,W=33:2, 33 8:500:0\n"
         );
         // The same again: nothing new, the file stays as it is.
-        let again = assign(root, &msgs, |_| panic!("sizes are known")).unwrap();
+        let again = assign(root, &msgs, UidlSource::default(), |_| {
+            panic!("sizes are known")
+        })
+        .unwrap();
         assert_eq!(again, got);
     }
 
@@ -470,7 +493,7 @@ mod tests {
             Ok(crate::flags::name_field(&e.base, 'W'))
         };
         let cache = Pop3Cache::default();
-        let a = cache.assign(t.path(), &view, size).unwrap();
+        let a = cache.assign(t.path(), &view, None, size).unwrap();
         assert_eq!(a.len(), 1000);
         for (i, m) in a.iter().enumerate() {
             assert_eq!(m.size, (i as u64 + 1) * 3);
@@ -481,13 +504,15 @@ mod tests {
         }
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1000);
         // Nothing changed: the same answer, nothing counted or parsed.
-        let b = cache.assign(t.path(), &view, |_| panic!("cached")).unwrap();
+        let b = cache
+            .assign(t.path(), &view, None, |_| panic!("cached"))
+            .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         // Another program rewrote the list: it is read again.
         let text = std::fs::read_to_string(t.path().join(POP3_LIST)).unwrap();
         std::fs::write(t.path().join(POP3_LIST), text.replace(" 1:", " 77:")).unwrap();
         let c = cache
-            .assign(t.path(), &view, |_| panic!("sizes are in the list"))
+            .assign(t.path(), &view, None, |_| panic!("sizes are in the list"))
             .unwrap();
         assert!(c[0].uidl.starts_with("UID77-"), "{}", c[0].uidl);
     }
@@ -501,8 +526,18 @@ mod tests {
         )
         .unwrap();
         let msgs = [entry(1, "1.a.h:2,S"), entry(2, "2.b.h")];
-        let got = assign(t.path(), &msgs, |_| Ok(Some(1))).unwrap();
+        let got = assign(t.path(), &msgs, UidlSource::default(), |_| Ok(Some(1))).unwrap();
         assert_eq!(got[0].uidl, "0000abcd");
         assert!(got[1].uidl.starts_with("UID2-"));
+        // With Dovecot's template, messages without a saved UIDL get the
+        // one Dovecot computed; a saved one still wins.
+        let format = UidlFormat::parse("%08Xu%08Xv").unwrap();
+        let source = UidlSource {
+            format: Some(&format),
+            uidvalidity: 0x6b09_67d9,
+        };
+        let got = assign(t.path(), &msgs, source, |_| Ok(Some(1))).unwrap();
+        assert_eq!(got[0].uidl, "0000abcd");
+        assert_eq!(got[1].uidl, "000000026b0967d9");
     }
 }

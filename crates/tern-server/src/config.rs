@@ -156,6 +156,12 @@ pub struct Pop3Config {
     /// advertised when absent.
     #[serde(default)]
     pub expire: Option<String>,
+    /// UIDLs computed from the IMAP UID and UIDVALIDITY by a template, as
+    /// Dovecot's `pop3_uidl_format` (`"%08Xu%08Xv"` keeps the UIDLs of a
+    /// site that ran Dovecot with its default). Absent (the default):
+    /// Courier's UIDLs from `courierpop3dsizelist`.
+    #[serde(default)]
+    pub uidl_format: Option<String>,
 }
 
 /// `[quota]`.
@@ -373,6 +379,11 @@ impl Config {
                     key,
                     "needs a [tls] section with cert and key".into(),
                 ));
+            }
+        }
+        if let Some(f) = &self.pop3.uidl_format {
+            if let Err(e) = tern_maildir::uidl_format::UidlFormat::parse(f) {
+                return Err(invalid("pop3.uidl_format", format!("{f:?}: {e}")));
             }
         }
         if let Some(e) = &self.pop3.expire {

@@ -14,6 +14,8 @@ pub struct Policy {
     pub pop3_login_delay: Duration,
     /// The EXPIRE capability's argument, when configured.
     pub pop3_expire: Option<String>,
+    /// The template POP3 UIDLs are computed by, when configured.
+    pub pop3_uidl_format: Option<tern_maildir::uidl_format::UidlFormat>,
     /// SETQUOTA allowed.
     pub allow_setquota: bool,
     /// Folders whose messages older than so many days go at login.
@@ -34,6 +36,11 @@ impl Policy {
                     e.clone()
                 }
             }),
+            pop3_uidl_format: cfg
+                .pop3
+                .uidl_format
+                .as_deref()
+                .and_then(|f| tern_maildir::uidl_format::UidlFormat::parse(f).ok()),
             allow_setquota: cfg.quota.allow_setquota,
             empty_trash: cfg
                 .mail

@@ -483,10 +483,12 @@ async fn open_maildrop(svc: Arc<Services>, user: User) -> Result<Maildrop, Strin
     let open = svc.folders.get(user.maildir.root());
     let o = open.clone();
     let root = user.maildir.root().to_owned();
+    let svc2 = svc.clone();
     let messages = tokio::task::spawn_blocking(move || {
         let view = o.folder.refresh_exact(MoveNew::Yes)?;
+        let format = svc2.policy.pop3_uidl_format.as_ref();
         o.pop3
-            .assign(&root, &view, |e| match o.folder.crlf_size(e) {
+            .assign(&root, &view, format, |e| match o.folder.crlf_size(e) {
                 Ok(s) => Ok(Some(s)),
                 Err(MaildirError::MessageGone) => Ok(None),
                 Err(e) => Err(e),

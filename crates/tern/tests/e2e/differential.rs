@@ -518,3 +518,55 @@ fn fetch_sort_and_thread_answer_as_dovecot_does() {
             .join("\n")
     );
 }
+
+/// A Maildir that Dovecot served (with its default `pop3_uidl_format`,
+/// UIDLs not saved in `dovecot-uidlist`) keeps Dovecot's POP3 UIDLs under
+/// tern with `pop3.uidl_format = "%08Xu%08Xv"`, and its IMAP UIDs.
+#[test]
+fn pop3_uidls_of_a_dovecot_maildir_carry_over() {
+    let dovecot = Dovecot::start();
+    let mut d = Client::plain(dovecot.imap);
+    assert!(d.cmd("LOGIN alice secret").ok());
+    for i in 0..4 {
+        let msg = format!("Subject: m{i}\r\nMessage-ID: <pop-{i}@tern.test>\r\n\r\nbody {i}\r\n");
+        assert!(d.append("INBOX", "()", msg.as_bytes()).ok());
+    }
+    assert!(d.cmd("SELECT INBOX").ok());
+    assert!(d.cmd("STORE 2 +FLAGS (\\Deleted)").ok());
+    assert!(d.cmd("EXPUNGE").ok());
+    let uids = |c: &mut Client| untagged(&c.cmd("FETCH 1:* (UID)"));
+    let dovecot_uids = uids(&mut d);
+    d.cmd("LOGOUT");
+    let mut p = Pop::plain(format!("127.0.0.1:{}", dovecot.pop3).parse().unwrap());
+    assert!(p.cmd("USER alice").starts_with("+OK"));
+    assert!(p.cmd("PASS secret").starts_with("+OK"));
+    let (_, dovecot_uidls) = p.multi("UIDL");
+    p.cmd("QUIT");
+    assert_eq!(
+        dovecot_uidls.split(|&b| b == b'\n').count(),
+        4,
+        "3 messages listed"
+    );
+
+    let s = server().pop3("uidl_format = \"%08Xu%08Xv\"").start();
+    let from = dovecot.dir.join("mail/alice/Maildir");
+    let to = s.maildir("alice");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for e in std::fs::read_dir(from.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(from.join("dovecot-uidlist"), to.join("dovecot-uidlist")).unwrap();
+    let mut p = s.pop_alice();
+    let (_, tern_uidls) = p.multi("UIDL");
+    p.cmd("QUIT");
+    assert_eq!(
+        String::from_utf8_lossy(&tern_uidls),
+        String::from_utf8_lossy(&dovecot_uidls)
+    );
+    let mut t = s.alice();
+    assert!(t.cmd("SELECT INBOX").ok());
+    assert_eq!(uids(&mut t), dovecot_uids);
+}

@@ -234,6 +234,10 @@ fn bad_config_exits_64_naming_the_key() {
     let out = serve("[imap]\nlisten=[\"127.0.0.1:0\"]\n[auth]\npasswd_file=\"missing\"\n[mail]\nmaildir=\"{user}\"\n");
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth.passwd_file"));
+    let out = serve("[imap]\nlisten=[\"127.0.0.1:0\"]\n[pop3]\nuidl_format=\"%08Xv\"\n[auth]\npasswd_file=\"users\"\n[mail]\nmaildir=\"{user}\"\n");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pop3.uidl_format"), "{err}");
 }
 
 #[test]
