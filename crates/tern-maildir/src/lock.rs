@@ -60,6 +60,8 @@ impl DotLock {
                         // Another waiter may break it at the same time; both
                         // then race on the link, which only one wins.
                         let _ = std::fs::remove_file(path);
+                        // A crash leaves its process's own file too.
+                        remove_dead_own_files(path);
                         continue;
                     }
                     if start.elapsed() > MAX_WAIT {
@@ -86,6 +88,37 @@ fn own_file(lock: &Path) -> PathBuf {
         std::process::id(),
         crate::unique::hostname()
     ))
+}
+
+/// Removes the files that processes of this host which are gone wrote
+/// before linking `lock` (`<lock>.<pid>.<host>`): a process killed between
+/// writing its file and removing it leaves one behind. Called only when a
+/// stale lock was broken, the sign that some process crashed here.
+fn remove_dead_own_files(lock: &Path) {
+    let (Some(dir), Some(name)) = (lock.parent(), lock.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let suffix = format!(".{}", crate::unique::hostname());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(&suffix))
+        else {
+            continue;
+        };
+        let dead = pid.bytes().all(|b| b.is_ascii_digit())
+            && !pid.is_empty()
+            && !Path::new("/proc").join(pid).exists();
+        if dead {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// An empty lock (left by an older tern or another program killed between
@@ -152,6 +185,27 @@ mod tests {
         assert!(std::fs::read_to_string(&p)
             .unwrap()
             .starts_with(&format!("{} ", std::process::id())));
+    }
+
+    #[test]
+    fn breaking_a_dead_process_lock_removes_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        let host = crate::unique::hostname();
+        std::fs::write(&p, format!("2147483646 {host}\n")).unwrap();
+        let dead_own = dir.path().join(format!("x.lock.2147483646.{host}"));
+        std::fs::write(&dead_own, "2147483646\n").unwrap();
+        // A live process's file and another host's are left alone.
+        let live_own = dir
+            .path()
+            .join(format!("x.lock.{}.{host}", std::process::id()));
+        let other_host = dir.path().join("x.lock.2147483646.elsewhere");
+        std::fs::write(&other_host, "x").unwrap();
+        let l = DotLock::acquire(&p).unwrap();
+        assert!(!dead_own.exists());
+        assert!(other_host.exists());
+        assert!(!live_own.exists(), "our own file is removed once linked");
+        drop(l);
     }
 
     #[test]
