@@ -71,6 +71,19 @@ pub fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
 /// # Errors
 /// Any I/O error; the temporary file is removed on failure.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(data))
+}
+
+/// As [`write_atomic`], with the content written by `fill` through a
+/// buffer: a large file (a summary cache of 100,000 messages) never has to
+/// be held in memory whole.
+///
+/// # Errors
+/// I/O errors of `fill`, of the write, or of the rename.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
@@ -78,8 +91,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{}.{}.tmp", file_name, new_base()));
     let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap as HashMap;
-use tern_maildir::unique::{read_nofollow, write_atomic};
+use tern_maildir::unique::{read_nofollow, write_atomic_with};
 use tern_maildir::{Folder, FolderView, MaildirError, MessageEntry};
 use tern_message::summary::{summarize, Reader, Summary};
 
@@ -412,13 +412,21 @@ impl SummaryCache {
         let cost = self.last_cost_ms.clone();
         std::thread::spawn(move || {
             let began = Instant::now();
-            let mut out = MAGIC.to_vec();
-            for (base, s) in &list {
-                out.extend_from_slice(&(base.len() as u32).to_le_bytes());
-                out.extend_from_slice(base.as_bytes());
-                s.encode(&mut out);
-            }
-            if let Err(e) = write_atomic(&path, &out) {
+            // Streamed through a buffer: the file of a large folder is
+            // never held in memory whole.
+            let written = write_atomic_with(&path, |w| {
+                w.write_all(MAGIC)?;
+                let mut out = Vec::with_capacity(4096);
+                for (base, s) in &list {
+                    out.clear();
+                    out.extend_from_slice(&(base.len() as u32).to_le_bytes());
+                    out.extend_from_slice(base.as_bytes());
+                    s.encode(&mut out);
+                    w.write_all(&out)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = written {
                 tracing::warn!(cause = %e, "summary cache not written");
             }
             let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
