@@ -119,7 +119,13 @@ impl Dovecot {
     fn start() -> Dovecot {
         // Outside any private temporary directory: Dovecot's mail processes
         // run as another user and must reach it.
-        let dir = std::env::temp_dir().join(format!("tern-diff-dovecot-{}", std::process::id()));
+        // One directory per instance: tests of this file run side by side.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "tern-diff-dovecot-{}-{n}",
+            std::process::id()
+        ));
         let d = Dovecot {
             dir,
             imap: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
