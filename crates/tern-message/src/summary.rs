@@ -16,40 +16,242 @@ use crate::search_text::{date_timestamp, decode_header_value};
 /// ENVELOPE names it).
 pub type FirstAddress = (Option<String>, String, String);
 
+/// [`FirstAddress`] as a summary lends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address<'a> {
+    /// The display name (raw), if any.
+    pub name: Option<&'a str>,
+    /// The local part (a group: its name).
+    pub mailbox: &'a str,
+    /// The domain (a group: empty).
+    pub host: &'a str,
+}
+
 /// The summary of one message.
+///
+/// Summaries stay in memory by the hundred thousand, so each is three
+/// allocations: the FETCH answers in one block (`blob`), the texts SORT,
+/// THREAD and SEARCH read in another (`text`), both cut by offsets kept
+/// inline, and the summary itself. (As separate strings, the allocations
+/// and their headers weighed more than the content.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// ENVELOPE, as FETCH writes it.
-    pub envelope: Vec<u8>,
-    /// BODY.
-    pub body: Vec<u8>,
-    /// BODYSTRUCTURE.
-    pub bodystructure: Vec<u8>,
+    /// ENVELOPE, BODY, BODYSTRUCTURE and the kept fields, one after the
+    /// other.
+    blob: Box<[u8]>,
+    /// Where ENVELOPE, BODY and BODYSTRUCTURE end in `blob`.
+    blob_ends: [u32; 3],
+    /// The subject, the subject key, the Message-ID, the From, To and Cc
+    /// addresses (name, local part, domain each) and the references
+    /// (separated by spaces, which message ids never hold).
+    text: Box<str>,
+    /// Where each piece of `text` but the last ends.
+    text_ends: [u32; TEXT_PIECES - 1],
+    /// Which optional pieces are there ([`Present`] bits).
+    present: u8,
     /// The Date header's instant, when it is a date.
     pub date: Option<i64>,
-    /// The Subject, decoded.
-    pub subject: String,
-    /// First From, To and Cc addresses.
-    pub from: Option<FirstAddress>,
-    /// First To address.
-    pub to: Option<FirstAddress>,
-    /// First Cc address.
-    pub cc: Option<FirstAddress>,
-    /// The Message-ID, without brackets.
-    pub message_id: Option<String>,
-    /// References, else the first In-Reply-To id.
-    pub references: Vec<String>,
-    /// The base subject in i;unicode-casemap form (what SORT compares).
-    pub subject_key: String,
     /// The subject marked a reply or forward (THREAD).
     pub is_reply: bool,
+    /// Where each field of the kept fields is, and which of
+    /// [`CACHED_FIELDS`] it is: built the first time a FETCH asks, so that
+    /// the next ones copy bytes without parsing.
+    field_index: FieldIndex,
+}
+
+/// The pieces of [`Summary::text`], in order.
+const SUBJECT: usize = 0;
+const SUBJECT_KEY: usize = 1;
+const MESSAGE_ID: usize = 2;
+const FROM: usize = 3;
+const TO: usize = 6;
+const CC: usize = 9;
+const REFERENCES: usize = 12;
+const TEXT_PIECES: usize = 13;
+
+/// Bits of [`Summary::present`].
+struct Present;
+
+impl Present {
+    const MESSAGE_ID: u8 = 1;
+    /// The address at piece `at` is there; its name is there.
+    fn address(at: usize) -> (u8, u8) {
+        let n = (at - FROM) / 3;
+        (2 << (2 * n), 4 << (2 * n))
+    }
+}
+
+/// What a summary holds, unpacked: how [`summarize`] and the on-disk
+/// reader build one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Parts {
+    envelope: Vec<u8>,
+    body: Vec<u8>,
+    bodystructure: Vec<u8>,
+    date: Option<i64>,
+    subject: String,
+    from: Option<FirstAddress>,
+    to: Option<FirstAddress>,
+    cc: Option<FirstAddress>,
+    message_id: Option<String>,
+    references: Vec<String>,
+    subject_key: String,
+    is_reply: bool,
+    fields: Vec<u8>,
+}
+
+impl Parts {
+    fn pack(self) -> Summary {
+        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let mut blob = Vec::with_capacity(
+            self.envelope.len() + self.body.len() + self.bodystructure.len() + self.fields.len(),
+        );
+        let mut blob_ends = [0u32; 3];
+        for (i, part) in [&self.envelope, &self.body, &self.bodystructure]
+            .into_iter()
+            .enumerate()
+        {
+            blob.extend_from_slice(part);
+            blob_ends[i] = to_u32(blob.len());
+        }
+        blob.extend_from_slice(&self.fields);
+        let mut text = String::new();
+        let mut text_ends = [0u32; TEXT_PIECES - 1];
+        let mut present = 0u8;
+        let mut pieces: Vec<&str> = Vec::with_capacity(TEXT_PIECES);
+        pieces.push(&self.subject);
+        pieces.push(&self.subject_key);
+        if self.message_id.is_some() {
+            present |= Present::MESSAGE_ID;
+        }
+        pieces.push(self.message_id.as_deref().unwrap_or(""));
+        for (at, a) in [(FROM, &self.from), (TO, &self.to), (CC, &self.cc)] {
+            let (there, named) = Present::address(at);
+            match a {
+                Some((name, mailbox, host)) => {
+                    present |= there;
+                    if name.is_some() {
+                        present |= named;
+                    }
+                    pieces.push(name.as_deref().unwrap_or(""));
+                    pieces.push(mailbox);
+                    pieces.push(host);
+                }
+                None => pieces.extend(["", "", ""]),
+            }
+        }
+        let references = self.references.join(" ");
+        pieces.push(&references);
+        for (i, p) in pieces.iter().enumerate() {
+            text.push_str(p);
+            if i < TEXT_PIECES - 1 {
+                text_ends[i] = to_u32(text.len());
+            }
+        }
+        Summary {
+            blob: blob.into_boxed_slice(),
+            blob_ends,
+            text: text.into_boxed_str(),
+            text_ends,
+            present,
+            date: self.date,
+            is_reply: self.is_reply,
+            field_index: FieldIndex::default(),
+        }
+    }
+}
+
+impl Summary {
+    fn blob_part(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.blob_ends[i - 1] as usize
+        };
+        let end = self
+            .blob_ends
+            .get(i)
+            .map_or(self.blob.len(), |&e| e as usize);
+        self.blob.get(start..end).unwrap_or_default()
+    }
+
+    fn text_piece(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.text_ends[i - 1] as usize
+        };
+        let end = self
+            .text_ends
+            .get(i)
+            .map_or(self.text.len(), |&e| e as usize);
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    /// ENVELOPE, as FETCH writes it.
+    pub fn envelope(&self) -> &[u8] {
+        self.blob_part(0)
+    }
+
+    /// BODY.
+    pub fn body(&self) -> &[u8] {
+        self.blob_part(1)
+    }
+
+    /// BODYSTRUCTURE.
+    pub fn bodystructure(&self) -> &[u8] {
+        self.blob_part(2)
+    }
+
     /// The fields of [`CACHED_FIELDS`], raw and in message order, for
     /// FETCH BODY[HEADER.FIELDS (...)] that asks only for those.
-    pub fields: Vec<u8>,
-    /// Where each field of `fields` is, and which of [`CACHED_FIELDS`] it
-    /// is: built the first time a FETCH asks, so that the next ones copy
-    /// bytes without parsing.
-    pub field_index: FieldIndex,
+    pub fn fields(&self) -> &[u8] {
+        self.blob_part(3)
+    }
+
+    /// The Subject, decoded.
+    pub fn subject(&self) -> &str {
+        self.text_piece(SUBJECT)
+    }
+
+    /// The base subject in i;unicode-casemap form (what SORT compares).
+    pub fn subject_key(&self) -> &str {
+        self.text_piece(SUBJECT_KEY)
+    }
+
+    /// The Message-ID, without brackets.
+    pub fn message_id(&self) -> Option<&str> {
+        (self.present & Present::MESSAGE_ID != 0).then(|| self.text_piece(MESSAGE_ID))
+    }
+
+    fn address(&self, at: usize) -> Option<Address<'_>> {
+        let (there, named) = Present::address(at);
+        (self.present & there != 0).then(|| Address {
+            name: (self.present & named != 0).then(|| self.text_piece(at)),
+            mailbox: self.text_piece(at + 1),
+            host: self.text_piece(at + 2),
+        })
+    }
+
+    /// The first From address.
+    pub fn from(&self) -> Option<Address<'_>> {
+        self.address(FROM)
+    }
+
+    /// The first To address.
+    pub fn to(&self) -> Option<Address<'_>> {
+        self.address(TO)
+    }
+
+    /// The first Cc address.
+    pub fn cc(&self) -> Option<Address<'_>> {
+        self.address(CC)
+    }
+
+    /// References, else the first In-Reply-To id, separated by spaces.
+    pub fn references(&self) -> &str {
+        self.text_piece(REFERENCES)
+    }
 }
 
 /// Where the kept fields are (see [`Summary::field_index`]): derived from
@@ -164,12 +366,10 @@ impl Summary {
     }
 
     fn picked(&self, set: FieldSet) -> impl Iterator<Item = &[u8]> {
-        let index = self
-            .field_index
-            .0
-            .get_or_init(|| index_fields(&self.fields));
-        index.iter().filter(move |f| set.has(f.id)).map(|f| {
-            self.fields
+        let fields = self.fields();
+        let index = self.field_index.0.get_or_init(|| index_fields(fields));
+        index.iter().filter(move |f| set.has(f.id)).map(move |f| {
+            fields
                 .get(f.start as usize..f.end as usize)
                 .unwrap_or_default()
         })
@@ -261,15 +461,10 @@ pub fn summarize(msg: &[u8]) -> Summary {
         .map(|v| decode_header_value(&v))
         .unwrap_or_default();
     let (base, is_reply) = crate::subject::base_subject(&subject);
-    // Summaries stay in memory by the hundred thousand: no spare capacity.
-    for buf in [&mut envelope, &mut body, &mut bs, &mut kept] {
-        buf.shrink_to_fit();
-    }
-    Summary {
+    Parts {
         subject_key: crate::search_text::fold(&base),
         is_reply,
         fields: kept,
-        field_index: FieldIndex::default(),
         envelope,
         body,
         bodystructure: bs,
@@ -282,6 +477,7 @@ pub fn summarize(msg: &[u8]) -> Summary {
             .and_then(|v| crate::thread::message_ids(&v).into_iter().next()),
         references,
     }
+    .pack()
 }
 
 // --- the on-disk form: length-prefixed fields, no parsing of IMAP text. ---
@@ -301,13 +497,13 @@ fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
-fn put_addr(out: &mut Vec<u8>, a: &Option<FirstAddress>) {
+fn put_addr(out: &mut Vec<u8>, a: Option<Address<'_>>) {
     match a {
-        Some((name, mailbox, host)) => {
+        Some(a) => {
             out.push(1);
-            put_opt(out, name.as_deref().map(str::as_bytes));
-            put(out, mailbox.as_bytes());
-            put(out, host.as_bytes());
+            put_opt(out, a.name.map(str::as_bytes));
+            put(out, a.mailbox.as_bytes());
+            put(out, a.host.as_bytes());
         }
         None => out.push(0),
     }
@@ -401,31 +597,33 @@ impl<'a> Reader<'a> {
             _ => return None,
         };
         let fields = self.bytes()?.to_vec();
-        Some(Summary {
-            subject_key,
-            is_reply,
-            fields,
-            field_index: FieldIndex::default(),
-            envelope,
-            body,
-            bodystructure,
-            date,
-            subject,
-            from,
-            to,
-            cc,
-            message_id,
-            references,
-        })
+        Some(
+            Parts {
+                subject_key,
+                is_reply,
+                fields,
+                envelope,
+                body,
+                bodystructure,
+                date,
+                subject,
+                from,
+                to,
+                cc,
+                message_id,
+                references,
+            }
+            .pack(),
+        )
     }
 }
 
 impl Summary {
     /// Appends the on-disk form.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        put(out, &self.envelope);
-        put(out, &self.body);
-        put(out, &self.bodystructure);
+        put(out, self.envelope());
+        put(out, self.body());
+        put(out, self.bodystructure());
         match self.date {
             Some(d) => {
                 out.push(1);
@@ -433,18 +631,20 @@ impl Summary {
             }
             None => out.push(0),
         }
-        put(out, self.subject.as_bytes());
-        put_addr(out, &self.from);
-        put_addr(out, &self.to);
-        put_addr(out, &self.cc);
-        put_opt(out, self.message_id.as_deref().map(str::as_bytes));
-        out.extend_from_slice(&(self.references.len() as u32).to_le_bytes());
-        for r in &self.references {
+        put(out, self.subject().as_bytes());
+        put_addr(out, self.from());
+        put_addr(out, self.to());
+        put_addr(out, self.cc());
+        put_opt(out, self.message_id().map(str::as_bytes));
+        let references = self.references();
+        let count = references.split(' ').filter(|r| !r.is_empty()).count();
+        out.extend_from_slice(&(count as u32).to_le_bytes());
+        for r in references.split(' ').filter(|r| !r.is_empty()) {
             put(out, r.as_bytes());
         }
-        put(out, self.subject_key.as_bytes());
+        put(out, self.subject_key().as_bytes());
         out.push(u8::from(self.is_reply));
-        put(out, &self.fields);
+        put(out, self.fields());
     }
 }
 
@@ -457,9 +657,27 @@ mod tests {
         let m = b"From: A <a@b>\r\nTo: g: x@y;\r\nSubject: Re: hi\r\nDate: 1 Jan 70 00:00 GMT\r\nMessage-ID: <m@x>\r\nIn-Reply-To: <p@x>\r\n\r\nbody\r\n";
         let s = summarize(m);
         assert_eq!(s.date, Some(0));
-        assert_eq!(s.to, Some((None, "g".into(), String::new())));
-        assert_eq!(s.references, vec!["p@x".to_owned()]);
-        assert_eq!(s.subject_key, "HI");
+        assert_eq!(
+            s.to(),
+            Some(Address {
+                name: None,
+                mailbox: "g",
+                host: ""
+            })
+        );
+        assert_eq!(
+            s.from(),
+            Some(Address {
+                name: Some("A"),
+                mailbox: "a",
+                host: "b"
+            })
+        );
+        assert_eq!(s.cc(), None);
+        assert_eq!(s.message_id(), Some("m@x"));
+        assert_eq!(s.references(), "p@x");
+        assert_eq!(s.subject_key(), "HI");
+        assert_eq!(s.subject(), "Re: hi");
         assert!(s.is_reply);
         assert!(FieldSet::of(&["Received".into()]).is_none());
         let set = FieldSet::of(&["subject".into(), "FROM".into()]).unwrap();

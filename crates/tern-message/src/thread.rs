@@ -23,8 +23,9 @@ pub struct ThreadMessage<'a> {
     pub id: u32,
     /// `<id>` of Message-ID, without the brackets, if valid.
     pub message_id: Option<&'a str>,
-    /// Message-IDs of References, else the first of In-Reply-To.
-    pub references: &'a [String],
+    /// Message-IDs of References, else the first of In-Reply-To,
+    /// separated by spaces (as `summary::Summary::references` keeps them).
+    pub references: &'a str,
     /// The base subject (RFC 5256 §2.1) in i;unicode-casemap form, as
     /// subjects are compared (`summary::Summary::subject_key`).
     pub subject_key: &'a str,
@@ -178,8 +179,8 @@ pub fn references(msgs: &[ThreadMessage]) -> Vec<Node> {
         let own = own.unwrap_or_else(|| arena.new_container());
         arena.c[own].msg = Some(i);
         let mut prev: Option<usize> = None;
-        for r in m.references {
-            let c = match by_id.get(r.as_str()) {
+        for r in m.references.split(' ').filter(|r| !r.is_empty()) {
+            let c = match by_id.get(r) {
                 Some(&c) => c,
                 None => {
                     let c = arena.new_container();
@@ -420,7 +421,7 @@ mod tests {
     struct Owned {
         id: u32,
         mid: Option<String>,
-        refs: Vec<String>,
+        refs: String,
         key: String,
         is_reply: bool,
         sent: i64,
@@ -431,7 +432,7 @@ mod tests {
         Owned {
             id,
             mid: (!mid.is_empty()).then(|| mid.to_owned()),
-            refs: refs.iter().map(|s| s.to_string()).collect(),
+            refs: refs.join(" "),
             key: crate::search_text::fold(&base),
             is_reply,
             sent,
@@ -509,10 +510,10 @@ mod tests {
         let n = 20_000;
         let msgs: Vec<Owned> = (0..n)
             .map(|i| {
-                let refs: Vec<String> = if i == 0 {
-                    vec![]
+                let refs = if i == 0 {
+                    String::new()
                 } else {
-                    vec![format!("m{}", i - 1)]
+                    format!("m{}", i - 1)
                 };
                 Owned {
                     id: i + 1,

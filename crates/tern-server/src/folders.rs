@@ -367,7 +367,7 @@ mod tests {
         let open = reg.get(dir.path());
         let view = open.folder.refresh(MoveNew::No).unwrap();
         let s = open.summaries.get(&open.folder, &view.messages[0]).unwrap();
-        assert_eq!(s.subject, "kept");
+        assert_eq!(s.subject(), "kept");
         assert_eq!(open.summaries.len(), 1);
         // In use: kept, however long.
         reg.sweep(Duration::ZERO);
@@ -385,6 +385,6 @@ mod tests {
         }
         assert!(cache.exists(), "written before it was dropped");
         let s = open.summaries.get(&open.folder, &view.messages[0]).unwrap();
-        assert_eq!(s.subject, "kept");
+        assert_eq!(s.subject(), "kept");
     }
 }

@@ -403,16 +403,16 @@ fn build_items(
             }
             Item::Envelope => {
                 out.extend_from_slice(b"ENVELOPE ");
-                out.extend_from_slice(&summary()?.envelope);
+                out.extend_from_slice(summary()?.envelope());
             }
             Item::Body | Item::BodyStructure => {
                 let s = summary()?;
                 if matches!(item, Item::Body) {
                     out.extend_from_slice(b"BODY ");
-                    out.extend_from_slice(&s.body);
+                    out.extend_from_slice(s.body());
                 } else {
                     out.extend_from_slice(b"BODYSTRUCTURE ");
-                    out.extend_from_slice(&s.bodystructure);
+                    out.extend_from_slice(s.bodystructure());
                 }
             }
             Item::Section {

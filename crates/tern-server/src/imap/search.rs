@@ -88,7 +88,7 @@ impl Candidate<'_> {
         };
         if is_cached_field(name) {
             if let Some(s) = self.summary() {
-                return values(&s.fields);
+                return values(s.fields());
             }
         }
         values(self.header_block())
@@ -257,7 +257,7 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
             // asks whether the field exists at all, which only the
             // message can tell.
             match c.summary() {
-                Some(sum) if !needle.is_empty() => contains_folded(&sum.subject, &needle),
+                Some(sum) if !needle.is_empty() => contains_folded(sum.subject(), &needle),
                 _ => header_match(c, "Subject", &needle),
             }
         }

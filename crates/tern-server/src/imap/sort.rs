@@ -17,7 +17,7 @@ use tern_maildir::{Folder, MessageEntry};
 
 use crate::summaries::{ranks_of, RankKey};
 use tern_message::search_text::{decode_header_value, fold};
-use tern_message::summary::{FirstAddress, Summary};
+use tern_message::summary::{Address, Summary};
 use tern_message::thread::{self, ThreadMessage};
 
 use super::search::SearchJob;
@@ -50,28 +50,23 @@ fn rank_key(key: &SortKey) -> Option<RankKey> {
 fn key_text(key: RankKey, s: &Summary) -> String {
     // The first address as ENVELOPE shows it (what is missing named as
     // there).
-    let mailbox = |a: &Option<FirstAddress>| {
-        a.as_ref()
-            .map(|(_, local, _)| fold(local))
-            .unwrap_or_default()
-    };
+    let mailbox = |a: Option<Address<'_>>| a.map(|a| fold(a.mailbox)).unwrap_or_default();
     // RFC 5957: the decoded display name, else the address itself.
-    let display = |a: &Option<FirstAddress>| {
-        a.as_ref()
-            .map(|(display, local, host)| match display {
-                Some(d) if !d.trim().is_empty() => fold(&decode_header_value(d.as_bytes())),
-                _ if host.is_empty() => fold(local),
-                _ => fold(&format!("{local}@{host}")),
-            })
-            .unwrap_or_default()
+    let display = |a: Option<Address<'_>>| {
+        a.map(|a| match a.name {
+            Some(d) if !d.trim().is_empty() => fold(&decode_header_value(d.as_bytes())),
+            _ if a.host.is_empty() => fold(a.mailbox),
+            _ => fold(&format!("{}@{}", a.mailbox, a.host)),
+        })
+        .unwrap_or_default()
     };
     match key {
-        RankKey::Subject => s.subject_key.clone(),
-        RankKey::From => mailbox(&s.from),
-        RankKey::To => mailbox(&s.to),
-        RankKey::Cc => mailbox(&s.cc),
-        RankKey::DisplayFrom => display(&s.from),
-        RankKey::DisplayTo => display(&s.to),
+        RankKey::Subject => s.subject_key().to_owned(),
+        RankKey::From => mailbox(s.from()),
+        RankKey::To => mailbox(s.to()),
+        RankKey::Cc => mailbox(s.cc()),
+        RankKey::DisplayFrom => display(s.from()),
+        RankKey::DisplayTo => display(s.to()),
     }
 }
 
@@ -270,9 +265,9 @@ impl Session {
                 .iter()
                 .map(|(id, sent, s)| ThreadMessage {
                     id: *id,
-                    message_id: s.message_id.as_deref(),
-                    references: &s.references,
-                    subject_key: &s.subject_key,
+                    message_id: s.message_id(),
+                    references: s.references(),
+                    subject_key: s.subject_key(),
                     is_reply: s.is_reply,
                     sent: *sent,
                 })

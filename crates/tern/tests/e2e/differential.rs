@@ -122,10 +122,8 @@ impl Dovecot {
         // One directory per instance: tests of this file run side by side.
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "tern-diff-dovecot-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tern-diff-dovecot-{}-{n}", std::process::id()));
         let d = Dovecot {
             dir,
             imap: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
