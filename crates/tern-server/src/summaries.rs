@@ -346,6 +346,12 @@ impl SummaryCache {
     /// `tern.cache` first); the next command loads them from there again.
     pub fn unload(&self, folder: &Folder) {
         self.save(folder, true);
+        if self.dirty.load(Ordering::Relaxed) > 0 {
+            // A write already under way took its snapshot before these
+            // summaries were made: they stay until a later sweep can write
+            // them, rather than being computed again next time.
+            return;
+        }
         let mut st = self.lock();
         st.map = HashMap::default();
         st.loaded = false;
@@ -433,5 +439,34 @@ impl SummaryCache {
             cost.store(ms, Ordering::Relaxed);
             saving.store(false, Ordering::Release);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_maildir::folder::MoveNew;
+
+    /// Summaries made after a cache write began are not in that write: an
+    /// unload then keeps them (for a later sweep) instead of losing them.
+    #[test]
+    fn unload_keeps_what_a_running_write_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        tern_maildir::maildir::make_maildir_dirs(dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join("cur/1700000000.M1P1.h:2,"),
+            "Subject: s\n\nx\n",
+        )
+        .unwrap();
+        let folder = Folder::new(dir.path().to_owned());
+        let view = folder.refresh(MoveNew::No).unwrap();
+        let cache = SummaryCache::default();
+        cache.get(&folder, &view.messages[0]).unwrap();
+        cache.saving.store(true, Ordering::Release);
+        cache.unload(&folder);
+        assert_eq!(cache.len(), 1, "kept while another write runs");
+        cache.saving.store(false, Ordering::Release);
+        cache.unload(&folder);
+        assert!(cache.is_empty(), "written, then given back");
     }
 }
