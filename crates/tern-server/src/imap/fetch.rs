@@ -726,7 +726,27 @@ impl Session {
                         }
                     }
                 }
-                let with_flags: Vec<Item> = its.iter().cloned().chain([Item::Flags]).collect();
+                // The FLAGS that setting \Seen adds go before the first
+                // body item, where Dovecot puts them.
+                let with_flags: Vec<Item> = {
+                    let at = its
+                        .iter()
+                        .position(|x| {
+                            matches!(
+                                x,
+                                Item::Section { .. }
+                                    | Item::Rfc822
+                                    | Item::Rfc822Header
+                                    | Item::Rfc822Text
+                                    | Item::Binary { .. }
+                                    | Item::BinarySize { .. }
+                            )
+                        })
+                        .unwrap_or(its.len());
+                    let mut v = its.to_vec();
+                    v.insert(at, Item::Flags);
+                    v
+                };
                 let asks_flags = its.iter().any(|x| matches!(x, Item::Flags));
                 let now_of: rustc_hash::FxHashMap<usize, &Known> =
                     updated.iter().map(|(j, k)| (*j, k)).collect();

@@ -45,6 +45,19 @@ const ITEMS: &[&str] = &[
     "BODY.PEEK[HEADER.FIELDS.NOT (RECEIVED DATE)]",
     "BODY.PEEK[]<10.60>",
     "BODY.PEEK[1]<3.40>",
+    "BODY.PEEK[2.MIME]",
+    "BODY.PEEK[3]",
+    "BODY.PEEK[1.2]",
+    "BODY.PEEK[1.TEXT]",
+    "BODY.PEEK[2.TEXT]",
+    "BODY.PEEK[1.HEADER.FIELDS (CONTENT-TYPE)]",
+    "BODY.PEEK[2.HEADER.FIELDS.NOT (FROM)]",
+    "BODY.PEEK[HEADER.FIELDS (X-NONEXISTENT)]",
+    "BODY.PEEK[TEXT]<0.100>",
+    "BODY.PEEK[HEADER]<5.20>",
+    "RFC822.HEADER",
+    // Sets \Seen: the FLAGS it adds must stand where Dovecot puts them.
+    "RFC822.TEXT",
 ];
 
 /// RFC 3516 items: the decoded content of base64 and quoted-printable parts
