@@ -334,6 +334,40 @@ pub fn body_text_of(msg: &[u8], root: &crate::mime::Part) -> String {
     out
 }
 
+/// Every header of the message, as SEARCH TEXT looks at headers: the
+/// message's own, those of its MIME parts and of the messages attached to
+/// it, each field as `Name: value` with its value unfolded and its encoded
+/// words decoded, one field a line. (Field names count: `TEXT message-id`
+/// finds every message with a Message-ID, as in Dovecot.)
+pub fn headers_text_of(msg: &[u8], root: &crate::mime::Part) -> String {
+    let mut out = String::new();
+    add_headers(msg, root, &mut out, 0);
+    out
+}
+
+fn add_headers(msg: &[u8], part: &crate::mime::Part, out: &mut String, depth: usize) {
+    use crate::mime::PartKind;
+    if depth > 256 {
+        return;
+    }
+    let block = msg.get(part.header.clone()).unwrap_or_default();
+    for f in crate::header::fields(block) {
+        out.push_str(&String::from_utf8_lossy(f.name));
+        out.push_str(": ");
+        out.push_str(&decode_header_value(&crate::header::unfold(f.value)));
+        out.push('\n');
+    }
+    match &part.kind {
+        PartKind::Multipart(children) => {
+            for c in children {
+                add_headers(msg, c, out, depth + 1);
+            }
+        }
+        PartKind::Message(inner) => add_headers(msg, inner, out, depth + 1),
+        PartKind::Leaf => {}
+    }
+}
+
 /// Appends the decoded text of `part` and the parts inside it.
 fn add_text_parts(msg: &[u8], part: &crate::mime::Part, out: &mut String, depth: usize) {
     use crate::binary::{decode_base64, decode_quoted_printable, encoding_of, Encoding};

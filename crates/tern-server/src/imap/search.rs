@@ -13,7 +13,8 @@ use imap_codec::imap_types::search::SearchKey;
 use tern_imap_proto::{imap_codec, seqset};
 use tern_maildir::{Flag, Folder, MessageEntry};
 use tern_message::search_text::{
-    body_text_of, contains_folded, decode_header_value, decode_in, fold, search_charset,
+    body_text_of, contains_folded, date_timestamp, decode_header_value, decode_in, fold,
+    headers_text_of, search_charset,
 };
 use tern_message::{address, header, mime};
 
@@ -109,8 +110,12 @@ impl Candidate<'_> {
         chrono::DateTime::from_timestamp(secs, 0).map(|d| d.date_naive())
     }
 
+    /// The calendar date of the Date header in its own time zone; `None`
+    /// when there is none or Dovecot's date grammar refuses it (SENT* then
+    /// take 1-Jan-1970, as Dovecot does).
     fn sent_date(&mut self) -> Option<chrono::NaiveDate> {
         let v = self.header_values("Date").into_iter().next()?;
+        date_timestamp(v.as_bytes())?;
         parse_date_part(&v)
     }
 
@@ -274,12 +279,9 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
         }
         K::Text(s) => {
             let needle = text(s);
-            let headers: String = header::fields(c.header_block())
-                .iter()
-                .map(|f| decode_header_value(&header::unfold(f.value)))
-                .collect::<Vec<_>>()
-                .join("\n");
-            contains_folded(&headers, &needle) || contains_folded(c.body(), &needle)
+            let (data, tree) = c.loaded();
+            contains_folded(&headers_text_of(data, tree), &needle)
+                || contains_folded(c.body(), &needle)
         }
         K::Older(secs) | K::Younger(secs) => {
             let Ok(t) = c.folder.internal_date(c.entry) else {

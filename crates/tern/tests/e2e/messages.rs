@@ -360,6 +360,10 @@ fn search_keys() {
     assert_eq!(q(&mut c, "SEARCH SUBJECT APPLE"), "SEARCH 1");
     assert_eq!(q(&mut c, "SEARCH BODY \"brown fox\""), "SEARCH 1");
     assert_eq!(q(&mut c, "SEARCH TEXT lazy"), "SEARCH 2");
+    // TEXT looks at whole header fields, names included, as Dovecot does;
+    // BODY does not look at headers.
+    assert_eq!(q(&mut c, "SEARCH TEXT Content-Transfer"), "SEARCH 3");
+    assert_eq!(q(&mut c, "SEARCH BODY Content-Transfer"), "SEARCH");
     // 8-bit search strings travel as literals (here LITERAL+).
     let lit = |c: &mut Client, key: &str, value: &str| -> String {
         let tag = c.next_tag();
