@@ -351,12 +351,43 @@ fn add_headers(msg: &[u8], part: &crate::mime::Part, out: &mut String, depth: us
         return;
     }
     let block = msg.get(part.header.clone()).unwrap_or_default();
-    for f in crate::header::fields(block) {
-        out.push_str(&String::from_utf8_lossy(f.name));
-        out.push_str(": ");
-        out.push_str(&decode_header_value(&crate::header::unfold(f.value)));
+    // Line by line rather than field by field: a line without a colon
+    // (broken mail) is searched too, as Dovecot searches it.
+    let mut logical: Vec<u8> = Vec::new();
+    let flush = |line: &mut Vec<u8>, out: &mut String| {
+        if line.is_empty() {
+            return;
+        }
+        match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                out.push_str(&String::from_utf8_lossy(&line[..colon]));
+                out.push_str(": ");
+                let value = &line[colon + 1..];
+                let start = value
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(value.len());
+                out.push_str(&decode_header_value(&value[start..]));
+            }
+            None => out.push_str(&String::from_utf8_lossy(line)),
+        }
         out.push('\n');
+        line.clear();
+    };
+    for raw in block.split_inclusive(|&b| b == b'\n') {
+        let text = raw
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(raw);
+        if text.first().is_some_and(|&b| b == b' ' || b == b'\t') && !logical.is_empty() {
+            logical.push(b' ');
+            logical.extend_from_slice(text.trim_ascii_start());
+        } else {
+            flush(&mut logical, out);
+            logical.extend_from_slice(text);
+        }
     }
+    flush(&mut logical, out);
     match &part.kind {
         PartKind::Multipart(children) => {
             for c in children {
