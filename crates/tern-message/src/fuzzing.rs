@@ -58,6 +58,8 @@ pub fn search(data: &[u8]) {
     let text = crate::search_text::body_text(&msg);
     let _ = crate::search_text::contains_folded(&text, &crate::search_text::fold("needle"));
     let root = crate::mime::parse(&msg);
+    let headers = crate::search_text::headers_text_of(&msg, &root);
+    let _ = crate::search_text::contains_folded(&headers, &crate::search_text::fold("id:"));
     for f in crate::header::fields(&msg[root.header.clone()]) {
         let value = crate::header::unfold(f.value);
         let decoded = crate::search_text::decode_header_value(&value);
@@ -71,5 +73,7 @@ pub fn search(data: &[u8]) {
 
 /// Address lists as ENVELOPE and SORT read them.
 pub fn address(data: &[u8]) {
-    let _ = crate::address::parse_list(&String::from_utf8_lossy(data));
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::address::parse_list(&text);
+    let _ = crate::address::normalized(&text);
 }
