@@ -371,6 +371,24 @@ fn build_items(
     let folder = &open.folder;
     let summary = || aligned.get_ref(&open.summaries, folder, pos);
     let mut loaded: Option<Loaded> = None;
+    // The last decoded BINARY section: BINARY and BINARY.SIZE of one part
+    // in one FETCH decode it once.
+    type Decoded = (Vec<u32>, Option<String>, std::rc::Rc<Option<Vec<u8>>>);
+    let mut last_decoded: Option<Decoded> = None;
+    let mut decoded = |l: &Loaded,
+                       path: &[u32],
+                       text: Option<&(Specifier, String)>|
+     -> Result<std::rc::Rc<Option<Vec<u8>>>, BuildError> {
+        let label = text.map(|(_, label)| label);
+        if let Some((p, t, d)) = &last_decoded {
+            if p == path && t.as_ref() == label {
+                return Ok(d.clone());
+            }
+        }
+        let d = std::rc::Rc::new(binary_data(&l.data, &l.tree, path, text)?);
+        last_decoded = Some((path.to_vec(), label.cloned(), d.clone()));
+        Ok(d)
+    };
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b' ');
@@ -473,7 +491,7 @@ fn build_items(
             } => {
                 ensure(&mut loaded)?;
                 if let Some(l) = &loaded {
-                    let data = binary_data(&l.data, &l.tree, path, text.as_ref())?;
+                    let data = decoded(l, path, text.as_ref())?;
                     match text {
                         Some((_, label)) => {
                             let _ = write!(wire::Bytes(out), "BINARY[{label}]");
@@ -488,10 +506,10 @@ fn build_items(
                     out.push(b' ');
                     // A part that does not exist is the empty string, as
                     // for BODY[] and as Dovecot answers.
-                    let d = data.unwrap_or_default();
+                    let d: &[u8] = data.as_deref().unwrap_or_default();
                     let d = match partial {
-                        Some((s, len)) => section::partial(&d, *s, *len),
-                        None => &d[..],
+                        Some((s, len)) => section::partial(d, *s, *len),
+                        None => d,
                     };
                     // RFC 3516 §4.3: a literal8 only where a string cannot
                     // carry the data (NUL).
@@ -504,9 +522,10 @@ fn build_items(
             Item::BinarySize { path, text } => {
                 ensure(&mut loaded)?;
                 if let Some(l) = &loaded {
-                    let n = binary_data(&l.data, &l.tree, path, text.as_ref())?
-                        .map(|d| d.len())
-                        .unwrap_or(0);
+                    let n = decoded(l, path, text.as_ref())?
+                        .as_ref()
+                        .as_ref()
+                        .map_or(0, Vec::len);
                     match text {
                         Some((_, label)) => {
                             let _ = write!(wire::Bytes(out), "BINARY.SIZE[{label}] {n}");
