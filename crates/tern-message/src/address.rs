@@ -1,6 +1,8 @@
 //! A lenient RFC 5322 address-list parser for ENVELOPE, which must show the
 //! header's own strings (encoded words are left encoded, RFC 3501 §7.4.2).
 
+use std::borrow::Cow;
+
 /// One element of an address list as ENVELOPE lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddressItem {
@@ -22,91 +24,118 @@ pub enum AddressItem {
     GroupEnd,
 }
 
+/// A token of an address field; words and the text of quoted strings and
+/// comments borrow from the field unless escapes or line breaks had to be
+/// removed (addresses are parsed by the million when a large folder is
+/// summarized, so tokens allocate only when they must).
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Word(String),
-    Quoted(String),
+enum Tok<'a> {
+    Word(&'a str),
+    Quoted(Cow<'a, str>),
     Special(char),
-    Literal(String),
+    Literal(&'a str),
     /// A comment's text: no part of a phrase or address, but the name of
     /// an address written without angle brackets (`a@b (Name)`).
-    Comment(String),
+    Comment(Cow<'a, str>),
 }
 
-fn tokenize(s: &str) -> Vec<Tok> {
+fn tokenize(s: &str) -> Vec<Tok<'_>> {
+    let b = s.as_bytes();
     let mut out = Vec::new();
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        match c {
-            ' ' | '\t' | '\r' | '\n' => {}
-            '(' => {
-                let mut depth = 1;
-                let mut text = String::new();
-                while let Some(c) = it.next() {
-                    match c {
-                        '\\' => {
-                            if let Some(n) = it.next() {
-                                text.push(n);
-                            }
-                        }
-                        '(' => {
-                            depth += 1;
-                            text.push(c);
-                        }
-                        ')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                            text.push(c);
-                        }
-                        '\r' | '\n' => {}
-                        _ => text.push(c),
-                    }
-                }
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'(' => {
+                let (text, next) = delimited(s, i + 1, true);
                 out.push(Tok::Comment(text));
+                i = next;
             }
-            '"' => {
-                let mut q = String::new();
-                while let Some(c) = it.next() {
-                    match c {
-                        '\\' => {
-                            if let Some(n) = it.next() {
-                                q.push(n);
-                            }
-                        }
-                        '"' => break,
-                        '\r' | '\n' => {}
-                        _ => q.push(c),
-                    }
-                }
-                out.push(Tok::Quoted(q));
+            b'"' => {
+                let (text, next) = delimited(s, i + 1, false);
+                out.push(Tok::Quoted(text));
+                i = next;
             }
-            '[' => {
-                let mut l = String::from("[");
-                for c in it.by_ref() {
-                    l.push(c);
-                    if c == ']' {
-                        break;
-                    }
-                }
-                out.push(Tok::Literal(l));
+            b'[' => {
+                let end = b[i..]
+                    .iter()
+                    .position(|&c| c == b']')
+                    .map_or(b.len(), |p| i + p + 1);
+                out.push(Tok::Literal(&s[i..end]));
+                i = end;
             }
-            '<' | '>' | '@' | ',' | ':' | ';' | '.' => out.push(Tok::Special(c)),
+            c @ (b'<' | b'>' | b'@' | b',' | b':' | b';' | b'.') => {
+                out.push(Tok::Special(char::from(c)));
+                i += 1;
+            }
             _ => {
-                let mut w = String::from(c);
-                while let Some(&n) = it.peek() {
-                    if n.is_whitespace() || "()<>@,:;.\"[".contains(n) {
-                        break;
-                    }
-                    w.push(n);
-                    it.next();
-                }
-                out.push(Tok::Word(w));
+                // A word: its first character, then up to white space or
+                // a special.
+                let rest = &s[i..];
+                let end = rest
+                    .char_indices()
+                    .skip(1)
+                    .find(|&(_, ch)| ch.is_whitespace() || "()<>@,:;.\"[".contains(ch))
+                    .map_or(rest.len(), |(k, _)| k);
+                out.push(Tok::Word(&rest[..end]));
+                i += end;
             }
         }
     }
     out
+}
+
+/// The text of a comment (`comment`: nested parentheses count) or quoted
+/// string starting at `start` (after its opening character), and where the
+/// next token starts. Escapes are resolved and line breaks dropped; only
+/// then is the text copied.
+fn delimited(s: &str, start: usize, comment: bool) -> (Cow<'_, str>, usize) {
+    let b = s.as_bytes();
+    let mut depth = 1;
+    let mut plain = true;
+    let mut i = start;
+    let end = loop {
+        let Some(&c) = b.get(i) else {
+            break b.len();
+        };
+        match c {
+            b'\\' => {
+                plain = false;
+                i += 2;
+                continue;
+            }
+            b'\r' | b'\n' => plain = false,
+            b'(' if comment => depth += 1,
+            b')' if comment => {
+                depth -= 1;
+                if depth == 0 {
+                    break i;
+                }
+            }
+            b'"' if !comment => break i,
+            _ => {}
+        }
+        i += 1;
+    };
+    let next = (end + 1).min(b.len());
+    let inner = &s[start.min(end)..end];
+    if plain {
+        return (Cow::Borrowed(inner), next);
+    }
+    let mut text = String::with_capacity(inner.len());
+    let mut it = inner.chars();
+    while let Some(c) = it.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = it.next() {
+                    text.push(n);
+                }
+            }
+            '\r' | '\n' => {}
+            _ => text.push(c),
+        }
+    }
+    (Cow::Owned(text), next)
 }
 
 /// Joins the tokens of a phrase with single spaces (dots stay attached).
@@ -114,8 +143,9 @@ fn phrase(toks: &[Tok]) -> Option<String> {
     let mut s = String::new();
     for t in toks {
         let piece = match t {
-            Tok::Word(w) | Tok::Quoted(w) | Tok::Literal(w) => w.clone(),
-            Tok::Special(c) => c.to_string(),
+            Tok::Word(w) | Tok::Literal(w) => Cow::Borrowed(*w),
+            Tok::Quoted(w) => Cow::Borrowed(&**w),
+            Tok::Special(c) => Cow::Owned(c.to_string()),
             Tok::Comment(_) => continue,
         };
         let attach = matches!(t, Tok::Special('.')) || s.ends_with('.');
@@ -447,6 +477,28 @@ mod tests {
         assert_eq!(
             normalized("=?utf-8?q?J=C3=B6rg_M?= <j@x>"),
             "=?utf-8?q?J=C3=B6rg_M?= <j@x>"
+        );
+    }
+
+    #[test]
+    fn escapes_and_line_breaks_in_quoted_strings_and_comments() {
+        assert_eq!(
+            parse_list("\"a\\\"b\" <x@y>, z@w (Na\r\n me (inner) \\) end)"),
+            vec![
+                mb(Some("a\"b"), "x", "y"),
+                mb(Some("Na me (inner) ) end"), "z", "w")
+            ]
+        );
+        // Unterminated: to the end of the field, no panic.
+        assert_eq!(parse_list("x@y (open"), vec![mb(Some("open"), "x", "y")]);
+        assert_eq!(
+            parse_list("\"open <x@y>"),
+            vec![AddressItem::Mailbox {
+                name: None,
+                route: None,
+                mailbox: Some("\"open <x@y>\"".into()),
+                host: None
+            }]
         );
     }
 
