@@ -49,20 +49,37 @@ pub(crate) enum Item {
     Rfc822Header,
     Rfc822Text,
     Binary {
+        /// What stands between the brackets in the answer.
+        label: String,
         path: Vec<u32>,
+        /// A text specifier after the part numbers (`BINARY[1.MIME]`,
+        /// accepted as Dovecot accepts it).
+        spec: Option<Specifier>,
         partial: Option<(u32, u32)>,
         peek: bool,
-        /// A text specifier after the part numbers (`BINARY[1.MIME]`,
-        /// accepted as Dovecot accepts it), and the label it goes by.
-        text: Option<(Specifier, String)>,
     },
     BinarySize {
+        label: String,
         path: Vec<u32>,
-        text: Option<(Specifier, String)>,
+        spec: Option<Specifier>,
     },
 }
 
 impl Item {
+    /// An item of the message's content (what Dovecot answers after the
+    /// others, and after the FLAGS an implicit \Seen adds).
+    fn is_body(&self) -> bool {
+        matches!(
+            self,
+            Item::Section { .. }
+                | Item::Rfc822
+                | Item::Rfc822Header
+                | Item::Rfc822Text
+                | Item::Binary { .. }
+                | Item::BinarySize { .. }
+        )
+    }
+
     fn sets_seen(&self) -> bool {
         matches!(
             self,
@@ -202,15 +219,16 @@ pub(crate) fn items_of(
                 let alias = aliases.iter().find(|a| a.index == sections);
                 sections += 1;
                 if let Some(alias) = alias {
-                    let text = Some((spec, label));
+                    let spec = Some(spec);
                     items.push(if alias.size {
-                        Item::BinarySize { path, text }
+                        Item::BinarySize { label, path, spec }
                     } else {
                         Item::Binary {
+                            label,
                             path,
+                            spec,
                             partial: partial.map(|(s, l)| (s, l.get())),
                             peek: *peek,
-                            text,
                         }
                     });
                     continue;
@@ -232,16 +250,24 @@ pub(crate) fn items_of(
                 section,
                 partial,
                 peek,
-            } => Item::Binary {
-                path: section.iter().map(|n| n.get()).collect(),
-                partial: partial.map(|(s, l)| (s, l.get())),
-                peek: *peek,
-                text: None,
-            },
-            MessageDataItemName::BinarySize { section } => Item::BinarySize {
-                path: section.iter().map(|n| n.get()).collect(),
-                text: None,
-            },
+            } => {
+                let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                Item::Binary {
+                    label: path_label(&path),
+                    path,
+                    spec: None,
+                    partial: partial.map(|(s, l)| (s, l.get())),
+                    peek: *peek,
+                }
+            }
+            MessageDataItemName::BinarySize { section } => {
+                let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                Item::BinarySize {
+                    label: path_label(&path),
+                    path,
+                    spec: None,
+                }
+            }
             _ => continue,
         };
         items.push(item);
@@ -294,15 +320,37 @@ fn binary_data(
     data: &[u8],
     tree: &mime::Part,
     path: &[u32],
-    text: Option<&(Specifier, String)>,
+    spec: Option<&Specifier>,
 ) -> Result<Option<Vec<u8>>, BuildError> {
-    match text {
+    match spec {
         None => decode_part(data, tree, path),
-        Some((Specifier::Text, _)) => {
+        Some(Specifier::Text) => {
             tern_message::binary::text(data, tree, path).map_err(|_| BuildError::UnknownCte)
         }
-        Some((spec, _)) => Ok(section::extract(data, tree, path, spec)),
+        Some(spec) => Ok(section::extract(data, tree, path, spec)),
     }
+}
+
+/// The BINARY section a FETCH decoded last, by its label.
+type LastDecoded<'i> = Option<(&'i str, std::rc::Rc<Option<Vec<u8>>>)>;
+
+/// [`binary_data`] of the item labelled `label`, or what `last` kept of
+/// it: BINARY and BINARY.SIZE of one part in one FETCH decode it once.
+fn decoded_once<'i>(
+    last: &mut LastDecoded<'i>,
+    l: &Loaded,
+    label: &'i str,
+    path: &[u32],
+    spec: Option<&Specifier>,
+) -> Result<std::rc::Rc<Option<Vec<u8>>>, BuildError> {
+    if let Some((kept, d)) = last {
+        if *kept == label {
+            return Ok(d.clone());
+        }
+    }
+    let d = std::rc::Rc::new(binary_data(&l.data, &l.tree, path, spec)?);
+    *last = Some((label, d.clone()));
+    Ok(d)
 }
 
 /// A section's bytes as a literal: a part that does not exist is the empty
@@ -371,24 +419,10 @@ fn build_items(
     let folder = &open.folder;
     let summary = || aligned.get_ref(&open.summaries, folder, pos);
     let mut loaded: Option<Loaded> = None;
-    // The last decoded BINARY section: BINARY and BINARY.SIZE of one part
-    // in one FETCH decode it once.
-    type Decoded = (Vec<u32>, Option<String>, std::rc::Rc<Option<Vec<u8>>>);
-    let mut last_decoded: Option<Decoded> = None;
-    let mut decoded = |l: &Loaded,
-                       path: &[u32],
-                       text: Option<&(Specifier, String)>|
-     -> Result<std::rc::Rc<Option<Vec<u8>>>, BuildError> {
-        let label = text.map(|(_, label)| label);
-        if let Some((p, t, d)) = &last_decoded {
-            if p == path && t.as_ref() == label {
-                return Ok(d.clone());
-            }
-        }
-        let d = std::rc::Rc::new(binary_data(&l.data, &l.tree, path, text)?);
-        last_decoded = Some((path.to_vec(), label.cloned(), d.clone()));
-        Ok(d)
-    };
+    // The last decoded BINARY section, by its label (which names the part
+    // and the specifier): BINARY and BINARY.SIZE of one part in one FETCH
+    // decode it once.
+    let mut last_decoded: LastDecoded<'_> = None;
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b' ');
@@ -484,22 +518,16 @@ fn build_items(
                 }
             }
             Item::Binary {
+                label,
                 path,
+                spec,
                 partial,
-                text,
                 ..
             } => {
                 ensure(&mut loaded)?;
                 if let Some(l) = &loaded {
-                    let data = decoded(l, path, text.as_ref())?;
-                    match text {
-                        Some((_, label)) => {
-                            let _ = write!(wire::Bytes(out), "BINARY[{label}]");
-                        }
-                        None => {
-                            let _ = write!(wire::Bytes(out), "BINARY[{}]", path_label(path));
-                        }
-                    }
+                    let data = decoded_once(&mut last_decoded, l, label, path, spec.as_ref())?;
+                    let _ = write!(wire::Bytes(out), "BINARY[{label}]");
                     if let Some((s, _)) = partial {
                         let _ = write!(wire::Bytes(out), "<{s}>");
                     }
@@ -519,22 +547,12 @@ fn build_items(
                     wire::literal(out, d);
                 }
             }
-            Item::BinarySize { path, text } => {
+            Item::BinarySize { label, path, spec } => {
                 ensure(&mut loaded)?;
                 if let Some(l) = &loaded {
-                    let n = decoded(l, path, text.as_ref())?
-                        .as_ref()
-                        .as_ref()
-                        .map_or(0, Vec::len);
-                    match text {
-                        Some((_, label)) => {
-                            let _ = write!(wire::Bytes(out), "BINARY.SIZE[{label}] {n}");
-                        }
-                        None => {
-                            let _ =
-                                write!(wire::Bytes(out), "BINARY.SIZE[{}] {n}", path_label(path));
-                        }
-                    }
+                    let data = decoded_once(&mut last_decoded, l, label, path, spec.as_ref())?;
+                    let n = data.as_deref().map_or(0, <[u8]>::len);
+                    let _ = write!(wire::Bytes(out), "BINARY.SIZE[{label}] {n}");
                 }
             }
         }
@@ -748,20 +766,7 @@ impl Session {
                 // The FLAGS that setting \Seen adds go before the first
                 // body item, where Dovecot puts them.
                 let with_flags: Vec<Item> = {
-                    let at = its
-                        .iter()
-                        .position(|x| {
-                            matches!(
-                                x,
-                                Item::Section { .. }
-                                    | Item::Rfc822
-                                    | Item::Rfc822Header
-                                    | Item::Rfc822Text
-                                    | Item::Binary { .. }
-                                    | Item::BinarySize { .. }
-                            )
-                        })
-                        .unwrap_or(its.len());
+                    let at = its.iter().position(Item::is_body).unwrap_or(its.len());
                     let mut v = its.to_vec();
                     v.insert(at, Item::Flags);
                     v
