@@ -161,31 +161,26 @@ impl Parts {
     }
 }
 
+/// Where piece `i` of a block of `len` bytes lies, given where each piece
+/// but the last ends.
+fn piece(ends: &[u32], len: usize, i: usize) -> std::ops::Range<usize> {
+    let start = i
+        .checked_sub(1)
+        .and_then(|p| ends.get(p))
+        .map_or(0, |&e| e as usize);
+    let end = ends.get(i).map_or(len, |&e| e as usize);
+    start..end
+}
+
 impl Summary {
     fn blob_part(&self, i: usize) -> &[u8] {
-        let start = if i == 0 {
-            0
-        } else {
-            self.blob_ends[i - 1] as usize
-        };
-        let end = self
-            .blob_ends
-            .get(i)
-            .map_or(self.blob.len(), |&e| e as usize);
-        self.blob.get(start..end).unwrap_or_default()
+        let r = piece(&self.blob_ends, self.blob.len(), i);
+        self.blob.get(r).unwrap_or_default()
     }
 
     fn text_piece(&self, i: usize) -> &str {
-        let start = if i == 0 {
-            0
-        } else {
-            self.text_ends[i - 1] as usize
-        };
-        let end = self
-            .text_ends
-            .get(i)
-            .map_or(self.text.len(), |&e| e as usize);
-        self.text.get(start..end).unwrap_or_default()
+        let r = piece(&self.text_ends, self.text.len(), i);
+        self.text.get(r).unwrap_or_default()
     }
 
     /// ENVELOPE, as FETCH writes it.

@@ -61,28 +61,21 @@ impl Candidate<'_> {
         self.aligned.get(self.summaries, self.folder, self.pos).ok()
     }
 
-    /// The decoded values of the fields named `name`: from the summary
-    /// when it keeps them, else from the message.
-    fn header_values(&mut self, name: &str) -> Vec<String> {
-        self.header_values_as(name, false)
-    }
-
-    /// As `header_values`; with `addresses`, each value is first rewritten
-    /// as the address list it holds (comments dropped, `a@b (Name)` as
-    /// `Name <a@b>`), which is what SEARCH FROM, TO, CC and BCC match in
-    /// Dovecot.
-    fn header_values_as(&mut self, name: &str, addresses: bool) -> Vec<String> {
+    /// The decoded values of the fields named `name`, as `read` reads
+    /// them: from the summary when it keeps them, else from the message.
+    fn header_values(&mut self, name: &str, read: Values) -> Vec<String> {
         let values = |block: &[u8]| -> Vec<String> {
             header::fields(block)
                 .iter()
                 .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
                 .map(|f| {
                     let raw = header::unfold(f.value);
-                    if addresses {
-                        let list = address::normalized(&String::from_utf8_lossy(&raw));
-                        decode_header_value(list.as_bytes())
-                    } else {
-                        decode_header_value(&raw)
+                    match read {
+                        Values::Text => decode_header_value(&raw),
+                        Values::Addresses => {
+                            let list = address::normalized(&String::from_utf8_lossy(&raw));
+                            decode_header_value(list.as_bytes())
+                        }
                     }
                 })
                 .collect()
@@ -114,7 +107,10 @@ impl Candidate<'_> {
     /// when there is none or Dovecot's date grammar refuses it (SENT* then
     /// take 1-Jan-1970, as Dovecot does).
     fn sent_date(&mut self) -> Option<chrono::NaiveDate> {
-        let v = self.header_values("Date").into_iter().next()?;
+        let v = self
+            .header_values("Date", Values::Text)
+            .into_iter()
+            .next()?;
         date_timestamp(v.as_bytes())?;
         parse_date_part(&v)
     }
@@ -263,15 +259,16 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
             // message can tell.
             match c.summary() {
                 Some(sum) if !needle.is_empty() => contains_folded(sum.subject(), &needle),
-                _ => header_match(c, "Subject", &needle),
+                _ => header_match(c, "Subject", &needle, Values::Text),
             }
         }
-        K::From(s) => address_match(c, "From", &text(s)),
-        K::To(s) => address_match(c, "To", &text(s)),
-        K::Cc(s) => address_match(c, "Cc", &text(s)),
-        K::Bcc(s) => address_match(c, "Bcc", &text(s)),
+        K::From(s) => header_match(c, "From", &text(s), Values::Addresses),
+        K::To(s) => header_match(c, "To", &text(s), Values::Addresses),
+        K::Cc(s) => header_match(c, "Cc", &text(s), Values::Addresses),
+        K::Bcc(s) => header_match(c, "Bcc", &text(s), Values::Addresses),
         K::Header(name, value) => {
-            header_match(c, &String::from_utf8_lossy(name.as_ref()), &text(value))
+            let name = String::from_utf8_lossy(name.as_ref());
+            header_match(c, &name, &text(value), Values::Text)
         }
         K::Body(s) => {
             let needle = text(s);
@@ -302,18 +299,19 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
     }
 }
 
-fn header_match(c: &mut Candidate<'_>, name: &str, needle: &str) -> bool {
-    let values = c.header_values(name);
-    if needle.is_empty() {
-        return !values.is_empty();
-    }
-    values.iter().any(|v| contains_folded(v, needle))
+/// How a header field's value is read for matching.
+#[derive(Debug, Clone, Copy)]
+enum Values {
+    /// Its text, encoded words decoded (SUBJECT, HEADER).
+    Text,
+    /// The addresses it holds written out as Dovecot writes them (comments
+    /// dropped, `a@b (Name)` as `"Name" <a@b>`): what SEARCH FROM, TO, CC
+    /// and BCC match in Dovecot.
+    Addresses,
 }
 
-/// SEARCH FROM/TO/CC/BCC: the needle is looked for in the addresses the
-/// field holds, written out plainly, not in its raw text.
-fn address_match(c: &mut Candidate<'_>, name: &str, needle: &str) -> bool {
-    let values = c.header_values_as(name, true);
+fn header_match(c: &mut Candidate<'_>, name: &str, needle: &str, read: Values) -> bool {
+    let values = c.header_values(name, read);
     if needle.is_empty() {
         return !values.is_empty();
     }
