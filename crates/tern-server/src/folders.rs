@@ -356,13 +356,7 @@ mod tests {
     /// on disk and come back on the next use.
     #[test]
     fn idle_folders_give_back_their_summaries() {
-        let dir = tempfile::tempdir().unwrap();
-        tern_maildir::maildir::make_maildir_dirs(dir.path()).unwrap();
-        std::fs::write(
-            dir.path().join("cur/1700000000.M1P1.h:2,"),
-            "Subject: kept\n\nx\n",
-        )
-        .unwrap();
+        let dir = crate::test_support::maildir_with_one_message("kept");
         let reg = FolderRegistry::default();
         let open = reg.get(dir.path());
         let view = open.folder.refresh(MoveNew::No).unwrap();

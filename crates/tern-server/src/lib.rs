@@ -19,3 +19,20 @@ pub mod trash;
 pub mod users;
 
 pub use config::Config;
+
+/// What the unit tests of several modules set up the same way.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// A Maildir in a temporary directory holding one message in `cur/`
+    /// with this subject.
+    pub fn maildir_with_one_message(subject: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        tern_maildir::maildir::make_maildir_dirs(dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join("cur/1700000000.M1P1.h:2,"),
+            format!("Subject: {subject}\n\nx\n"),
+        )
+        .unwrap();
+        dir
+    }
+}

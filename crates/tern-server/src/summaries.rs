@@ -451,13 +451,7 @@ mod tests {
     /// unload then keeps them (for a later sweep) instead of losing them.
     #[test]
     fn unload_keeps_what_a_running_write_missed() {
-        let dir = tempfile::tempdir().unwrap();
-        tern_maildir::maildir::make_maildir_dirs(dir.path()).unwrap();
-        std::fs::write(
-            dir.path().join("cur/1700000000.M1P1.h:2,"),
-            "Subject: s\n\nx\n",
-        )
-        .unwrap();
+        let dir = crate::test_support::maildir_with_one_message("s");
         let folder = Folder::new(dir.path().to_owned());
         let view = folder.refresh(MoveNew::No).unwrap();
         let cache = SummaryCache::default();
