@@ -631,10 +631,13 @@ impl Summary {
         put_addr(out, self.to());
         put_addr(out, self.cc());
         put_opt(out, self.message_id().map(str::as_bytes));
-        let references = self.references();
-        let count = references.split(' ').filter(|r| !r.is_empty()).count();
-        out.extend_from_slice(&(count as u32).to_le_bytes());
-        for r in references.split(' ').filter(|r| !r.is_empty()) {
+        let references: Vec<&str> = self
+            .references()
+            .split(' ')
+            .filter(|r| !r.is_empty())
+            .collect();
+        out.extend_from_slice(&(references.len() as u32).to_le_bytes());
+        for r in references {
             put(out, r.as_bytes());
         }
         put(out, self.subject_key().as_bytes());
