@@ -10,7 +10,9 @@
 pub mod binary_sections;
 pub mod command;
 pub mod esearch;
+pub mod framer;
 pub mod framing;
+pub mod fuzzing;
 pub mod mutf7;
 pub mod seqset;
 pub mod wire;

@@ -21,6 +21,11 @@ pub const DEFAULT_POP3S_LISTEN: &str = "127.0.0.1:1995";
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
 /// Largest message APPEND accepts (RFC 7889 APPENDLIMIT).
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+/// Largest refused LITERAL+ literal read and dropped before the connection
+/// is closed instead (RFC 7888 §4): as large as an APPEND may be, so that a
+/// client sending a too-large message with LITERAL+ gets NO [TOOBIG] and
+/// keeps its session.
+pub const DEFAULT_MAX_REFUSED_LITERAL: u64 = DEFAULT_MAX_MESSAGE_SIZE;
 /// Idle timeout before login.
 pub const DEFAULT_PREAUTH_TIMEOUT_SECS: u64 = 60;
 /// Idle timeout after login: RFC 3501 §5.4 asks for at least 30 minutes.
@@ -265,6 +270,9 @@ pub struct Limits {
     pub max_line_length: usize,
     /// Largest message accepted by APPEND.
     pub max_message_size: u64,
+    /// Largest refused LITERAL+ literal that is read and thrown away; a
+    /// larger one closes the connection with BYE.
+    pub max_refused_literal: u64,
     /// Idle timeout before login, seconds.
     pub preauth_timeout_secs: u64,
     /// Idle timeout after login, seconds.
@@ -286,6 +294,7 @@ impl Default for Limits {
         Limits {
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_refused_literal: DEFAULT_MAX_REFUSED_LITERAL,
             preauth_timeout_secs: DEFAULT_PREAUTH_TIMEOUT_SECS,
             auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -297,6 +306,15 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The framer's limits for an IMAP session.
+    pub fn framer(&self) -> tern_imap_proto::framer::FramerLimits {
+        tern_imap_proto::framer::FramerLimits {
+            max_line: self.max_line_length,
+            max_command: self.max_line_length,
+            max_discard: self.max_refused_literal,
+        }
+    }
+
     /// Timeout before login.
     pub fn preauth_timeout(&self) -> Duration {
         Duration::from_secs(self.preauth_timeout_secs)

@@ -120,25 +120,6 @@ impl Conn {
         }
     }
 
-    /// Reads exactly `n` bytes, handing them to `sink` in chunks.
-    pub async fn read_exact_to(
-        &mut self,
-        mut n: u64,
-        timeout: Duration,
-        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
-    ) -> Result<(), ConnEnd> {
-        while n > 0 {
-            if self.inbuf.is_empty() {
-                self.fill(timeout).await?;
-            }
-            let take = (self.inbuf.len() as u64).min(n) as usize;
-            sink(&self.inbuf[..take])?;
-            self.inbuf.drain(..take);
-            n -= take as u64;
-        }
-        Ok(())
-    }
-
     /// Gives back buffer memory after a large command, so that an idle
     /// connection stays small.
     pub fn shrink(&mut self) {

@@ -8,17 +8,18 @@
 
 use std::path::PathBuf;
 
+use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::flag::Flag as ImapFlag;
 use imap_codec::imap_types::mailbox::Mailbox;
-use tern_imap_proto::framing::{Announcement, LiteralSync};
-use tern_imap_proto::imap_codec;
+use tern_imap_proto::framer::LiteralInfo;
+use tern_imap_proto::{framing, imap_codec};
 use tern_maildir::folder::{AppendSource, MoveNew, NewMessage};
 use tern_maildir::Flags;
 use tokio::io::AsyncWriteExt;
 
 use super::mailboxes::resolve_mailbox;
-use super::session::{blocking, End, Incoming, Reply, Session};
+use super::session::{blocking, LiteralUse, Reply, Session};
 use super::store::convert_flags;
 
 /// A message literal streamed to a file in `tmp/`. Dropping it removes the
@@ -104,142 +105,153 @@ impl ToLf {
     }
 }
 
-impl Session {
-    /// A refused literal: a synchronising one is never sent (no `+` was
-    /// given); a LITERAL+ one is on its way and is read and dropped, with the
-    /// rest of its command.
-    pub(crate) async fn skip_refused_literal(&mut self, ann: Announcement) -> Result<(), End> {
-        if ann.sync == LiteralSync::NonSync {
-            self.read_exact_to(ann.len, |_| Ok(())).await?;
-            self.read_line(usize::MAX).await?;
-        }
-        Ok(())
+/// Longest mailbox-name literal of an APPEND whose arguments do not parse:
+/// a longer literal there is taken for a message and refused at once rather
+/// than read into memory.
+const MAX_APPEND_ARG_LITERAL: u64 = 1024;
+
+/// Whether a literal announced in an APPEND is its message: it is when the
+/// command so far parses as an APPEND with this literal as its message.
+pub(crate) fn literal_use(prefix: &[u8], info: LiteralInfo) -> LiteralUse {
+    if framing::command_name(prefix).as_deref() != Some("APPEND") {
+        return LiteralUse::Inline;
+    }
+    if append_probe(prefix).is_some() {
+        return LiteralUse::Stream;
+    }
+    if info.len > MAX_APPEND_ARG_LITERAL {
+        return LiteralUse::Refuse(Reply::bad_code(
+            "CLIENTBUG",
+            "Error in IMAP command APPEND: invalid arguments",
+        ));
+    }
+    LiteralUse::Inline
+}
+
+/// The mailbox of an APPEND whose message literal is announced after
+/// `prefix`, found by parsing the command with an empty message.
+fn append_probe(prefix: &[u8]) -> Option<Mailbox<'static>> {
+    let mut probe = prefix.to_vec();
+    probe.extend_from_slice(b"{0}\r\n\r\n");
+    match tern_imap_proto::command::parse(&probe).map(|c| c.body) {
+        Ok(CommandBody::Append { mailbox, .. }) => Some(mailbox),
+        _ => None,
+    }
+}
+
+/// An APPEND message being streamed to `tmp/` as the framer hands it out.
+#[derive(Debug)]
+pub(crate) struct Streaming {
+    file: tokio::fs::File,
+    streamed: Streamed,
+    conv: ToLf,
+    /// Converted bytes not yet written. Invariant: at most one framer
+    /// chunk (one socket read) long.
+    buf: Vec<u8>,
+    /// The first write error; the literal is still read to its end.
+    failed: Option<std::io::Error>,
+}
+
+impl Streaming {
+    /// Takes a chunk of the literal.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.conv.push(bytes, &mut self.buf);
     }
 
-    /// Streams the message literal of an APPEND to `tmp/`.
-    pub(crate) async fn read_append_literal(
-        &mut self,
-        cmd: Vec<u8>,
-        ann: Announcement,
-        tag: Option<String>,
-    ) -> Result<Incoming, End> {
-        let max = self.svc.limits.max_message_size;
-        let refuse = |s: &mut Session, r: Reply| {
-            if let Some(t) = &tag {
-                s.tagged(t, &r);
+    /// Writes what was pushed.
+    pub async fn write_out(&mut self) {
+        if self.failed.is_none() && !self.buf.is_empty() {
+            if let Err(e) = self.file.write_all(&self.buf).await {
+                self.failed = Some(e);
             }
-        };
-        if ann.len > max {
-            self.skip_refused_literal(ann).await?;
-            refuse(
-                self,
-                Reply::no(
-                    Some("TOOBIG"),
-                    format!("Message is larger than the limit of {max} octets"),
-                ),
-            );
-            return Ok(Incoming::Answered);
+        }
+        self.buf.clear();
+    }
+
+    /// The literal is complete: the file is made durable and handed over.
+    ///
+    /// # Errors
+    /// The answer to give when the message could not be written.
+    pub async fn finish(mut self) -> Result<Streamed, Reply> {
+        self.conv.finish(&mut self.buf);
+        self.write_out().await;
+        if self.failed.is_none() {
+            if let Err(e) = self.file.sync_all().await {
+                self.failed = Some(e);
+            }
+        }
+        if let Some(e) = self.failed.take() {
+            tracing::error!(cause = %e, "cannot write message to tmp/");
+            self.abandon().await;
+            return Err(store_failed());
+        }
+        self.streamed.size = self.conv.size;
+        self.streamed.crlf_size = self.conv.crlf_size;
+        Ok(self.streamed)
+    }
+
+    /// Removes the file: the command was refused.
+    pub async fn abandon(mut self) {
+        if let Some(p) = self.streamed.path.take() {
+            let _ = tokio::fs::remove_file(p).await;
+        }
+    }
+}
+
+impl Session {
+    /// Checks an APPEND before its message is read (as Dovecot does: size,
+    /// target folder) and opens its file in `tmp/`.
+    ///
+    /// # Errors
+    /// The answer refusing the command.
+    pub(crate) async fn start_append(
+        &mut self,
+        prefix: &[u8],
+        info: LiteralInfo,
+    ) -> Result<Streaming, Reply> {
+        let max = self.svc.limits.max_message_size;
+        if info.len > max {
+            return Err(Reply::no(
+                Some("TOOBIG"),
+                format!("Message is larger than the limit of {max} octets"),
+            ));
         }
         let Some(user) = self.user().cloned() else {
-            return Ok(Incoming::Answered);
+            return Err(Reply::bad("Not logged in"));
         };
-        // Check the target before asking for the message (as Dovecot does):
-        // parse the command with an empty literal in place of the message.
-        let mut probe = cmd[..ann.brace_at].to_vec();
-        probe.extend_from_slice(b"{0}\r\n\r\n");
-        let early = match tern_imap_proto::command::parse(&probe) {
-            Ok(c) => match c.body {
-                imap_codec::imap_types::command::CommandBody::Append { mailbox, .. } => {
-                    match resolve_mailbox(&mailbox) {
-                        Ok(t) if user.maildir.folder_exists(t.folder()) => None,
-                        Ok(_) => Some(Reply::no(Some("TRYCREATE"), "Mailbox does not exist")),
-                        Err(r) => Some(r),
-                    }
-                }
-                _ => None,
-            },
-            Err(_) => Some(Reply::bad_code(
+        let Some(mailbox) = append_probe(prefix) else {
+            return Err(Reply::bad_code(
                 "CLIENTBUG",
                 "Error in IMAP command APPEND: invalid arguments",
-            )),
+            ));
         };
-        if let Some(r) = early {
-            self.skip_refused_literal(ann).await?;
-            refuse(self, r);
-            return Ok(Incoming::Answered);
+        let target = resolve_mailbox(&mailbox)?;
+        let folder = target.folder().cloned();
+        let u = user.clone();
+        let exists =
+            super::session::compute(move || u.maildir.folder_exists(folder.as_ref())).await?;
+        if !exists {
+            return Err(Reply::no(Some("TRYCREATE"), "Mailbox does not exist"));
         }
         let path = user.maildir.new_tmp_path();
-        let mut file = match tokio::fs::File::create(&path).await {
+        let file = match tokio::fs::File::create(&path).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(path = %path.display(), cause = %e, "cannot create file in tmp/");
-                self.skip_refused_literal(ann).await?;
-                refuse(self, store_failed());
-                return Ok(Incoming::Answered);
+                return Err(store_failed());
             }
         };
-        let mut streamed = Streamed {
-            path: Some(path),
-            size: 0,
-            crlf_size: 0,
-        };
-        if ann.sync == LiteralSync::Sync {
-            self.conn
-                .out
-                .extend_from_slice(b"+ Ready for literal data\r\n");
-            self.flush().await?;
-        }
-        let mut conv = ToLf::default();
-        let mut remaining = ann.len;
-        let mut buf = Vec::with_capacity(64 * 1024);
-        let mut write_failed = None;
-        while remaining > 0 {
-            if self.conn.inbuf.is_empty() {
-                self.fill().await?;
-            }
-            let take = (self.conn.inbuf.len() as u64).min(remaining) as usize;
-            buf.clear();
-            conv.push(&self.conn.inbuf[..take], &mut buf);
-            self.conn.inbuf.drain(..take);
-            remaining -= take as u64;
-            if write_failed.is_none() {
-                if let Err(e) = file.write_all(&buf).await {
-                    write_failed = Some(e);
-                }
-            }
-        }
-        buf.clear();
-        conv.finish(&mut buf);
-        if write_failed.is_none() {
-            if let Err(e) = file.write_all(&buf).await {
-                write_failed = Some(e);
-            }
-        }
-        if write_failed.is_none() {
-            if let Err(e) = file.sync_all().await {
-                write_failed = Some(e);
-            }
-        }
-        let Some(rest) = self.read_line(self.svc.limits.max_line_length).await? else {
-            refuse(self, Reply::bad_code("LIMIT", "Command too long"));
-            return Ok(Incoming::Answered);
-        };
-        if let Some(e) = write_failed {
-            tracing::error!(cause = %e, "cannot write message to tmp/");
-            refuse(self, store_failed());
-            return Ok(Incoming::Answered);
-        }
-        if tern_imap_proto::framing::literal_announcement(&rest).is_some() {
-            // MULTIAPPEND and CATENATE are not offered.
-            refuse(self, Reply::bad("Only one message per APPEND is supported"));
-            return Ok(Incoming::Answered);
-        }
-        streamed.size = conv.size;
-        streamed.crlf_size = conv.crlf_size;
-        let mut new_cmd = cmd[..ann.brace_at].to_vec();
-        new_cmd.extend_from_slice(b"{0}\r\n");
-        new_cmd.extend_from_slice(&rest);
-        Ok(Incoming::Append(new_cmd, streamed))
+        Ok(Streaming {
+            file,
+            streamed: Streamed {
+                path: Some(path),
+                size: 0,
+                crlf_size: 0,
+            },
+            conv: ToLf::default(),
+            buf: Vec::with_capacity(16 * 1024),
+            failed: None,
+        })
     }
 
     pub(crate) async fn append(

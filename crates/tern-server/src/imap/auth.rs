@@ -88,7 +88,7 @@ impl Session {
             .out
             .extend_from_slice(format!("+ {challenge}\r\n").as_bytes());
         self.flush().await?;
-        let Some(line) = self.read_line(self.svc.limits.max_line_length).await? else {
+        let Some(line) = self.read_line().await? else {
             return Ok(Err(Reply::bad_code("LIMIT", "SASL response too long")));
         };
         let line = framing::strip_eol(&line);

@@ -191,68 +191,70 @@ impl Session {
             Ok(m) => m,
             Err(r) => return r,
         };
+        // The matching runs beside the listing on the blocking pool: its
+        // cost grows with the pattern and the number of folders.
         let listing = blocking(move || {
             let folders = md.list_folders()?;
             let subs = md.subscriptions()?;
-            Ok((folders, subs))
+            // name -> selectable
+            let mut names: BTreeMap<String, bool> = BTreeMap::new();
+            names.insert("INBOX".to_owned(), true);
+            for f in &folders {
+                let full_name = format!("{PREFIX}{}", f.name);
+                names.insert(full_name.clone(), true);
+                let mut p = f.name.parent();
+                while let Some(parent) = p {
+                    names.entry(format!("{PREFIX}{parent}")).or_insert(false);
+                    p = parent.parent();
+                }
+            }
+            let has_children = |n: &str| -> bool {
+                if n == "INBOX" {
+                    return !folders.is_empty();
+                }
+                let prefix = format!("{n}.");
+                names
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+            };
+            let subscribed: BTreeSet<&str> = subs.iter().map(String::as_str).collect();
+            let mut lines = Vec::new();
+            if lsub {
+                for s in &subscribed {
+                    if list_match(full.as_bytes(), s.as_bytes(), b'.') {
+                        let attrs = if names.get(*s).copied().unwrap_or(false) {
+                            ""
+                        } else {
+                            "\\Noselect"
+                        };
+                        lines.push((attrs.to_owned(), s.to_string()));
+                    }
+                }
+            } else {
+                for (n, selectable) in &names {
+                    if !list_match(full.as_bytes(), n.as_bytes(), b'.') {
+                        continue;
+                    }
+                    let mut attrs = Vec::new();
+                    if !selectable {
+                        attrs.push("\\Noselect");
+                    }
+                    attrs.push(if has_children(n) {
+                        "\\HasChildren"
+                    } else {
+                        "\\HasNoChildren"
+                    });
+                    lines.push((attrs.join(" "), n.clone()));
+                }
+            }
+            Ok(lines)
         })
         .await;
-        let (folders, subs) = match listing {
+        let lines = match listing {
             Ok(v) => v,
             Err(r) => return r,
         };
-        // name -> selectable
-        let mut names: BTreeMap<String, bool> = BTreeMap::new();
-        names.insert("INBOX".to_owned(), true);
-        for f in &folders {
-            let full_name = format!("{PREFIX}{}", f.name);
-            names.insert(full_name.clone(), true);
-            let mut p = f.name.parent();
-            while let Some(parent) = p {
-                names.entry(format!("{PREFIX}{parent}")).or_insert(false);
-                p = parent.parent();
-            }
-        }
-        let has_children = |n: &str| -> bool {
-            if n == "INBOX" {
-                return !folders.is_empty();
-            }
-            let prefix = format!("{n}.");
-            names
-                .range(prefix.clone()..)
-                .next()
-                .is_some_and(|(k, _)| k.starts_with(&prefix))
-        };
-        let subscribed: BTreeSet<&str> = subs.iter().map(String::as_str).collect();
-        let mut lines = Vec::new();
-        if lsub {
-            for s in &subscribed {
-                if list_match(full.as_bytes(), s.as_bytes(), b'.') {
-                    let attrs = if names.get(*s).copied().unwrap_or(false) {
-                        ""
-                    } else {
-                        "\\Noselect"
-                    };
-                    lines.push((attrs.to_owned(), s.to_string()));
-                }
-            }
-        } else {
-            for (n, selectable) in &names {
-                if !list_match(full.as_bytes(), n.as_bytes(), b'.') {
-                    continue;
-                }
-                let mut attrs = Vec::new();
-                if !selectable {
-                    attrs.push("\\Noselect");
-                }
-                attrs.push(if has_children(n) {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                });
-                lines.push((attrs.join(" "), n.clone()));
-            }
-        }
         for (attrs, name) in lines {
             let mut line = format!("{verb} ({attrs}) \".\" ").into_bytes();
             wire::mailbox(&mut line, &name);

@@ -404,7 +404,7 @@ impl Session {
                 continue;
             }
             let woke = tokio::select! {
-                line = self.read_line(self.svc.limits.max_line_length) => Woke::Line(line?),
+                line = self.read_line() => Woke::Line(line?),
                 _ = &mut notified => Woke::Change,
                 _ = shutdown.changed() => Woke::Shutdown,
             };

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use tern_imap_proto::esearch;
-use tern_imap_proto::framing::{self, LiteralSync};
+use tern_imap_proto::framer::{Continuation, Event, Framer, TooLong};
+use tern_imap_proto::framing;
 use tern_imap_proto::seqset;
 use tern_imap_proto::{command as cmdparse, imap_codec};
 use tern_maildir::keywords::KeywordSet;
@@ -242,6 +243,9 @@ impl From<std::io::Error> for End {
 pub(crate) struct Session {
     pub svc: Arc<Services>,
     pub conn: Conn,
+    /// Cuts the client's bytes into commands; it holds what was read and
+    /// not yet used (the connection's own buffer only passes bytes on).
+    pub framer: Framer,
     pub state: State,
     pub peer: Option<SocketAddr>,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -259,6 +263,17 @@ impl std::fmt::Debug for Session {
             .field("tls", &self.conn.tls_active)
             .finish()
     }
+}
+
+/// What becomes of a literal the client announces.
+#[derive(Debug)]
+pub(crate) enum LiteralUse {
+    /// Part of the command, held in memory.
+    Inline,
+    /// The message of an APPEND, streamed to a file.
+    Stream,
+    /// Refused with this answer.
+    Refuse(Reply),
 }
 
 /// One complete command as read from the wire.
@@ -283,9 +298,11 @@ pub async fn serve_connection(
         SessionStart::Preauth(user) => (State::Authenticated { user }, None, false),
     };
     let shutdown = svc.shutdown.clone();
+    let svc_limits = svc.limits.framer();
     let mut s = Session {
         svc,
         conn: Conn::new(stream, tls),
+        framer: Framer::new(svc_limits),
         state,
         peer,
         shutdown,
@@ -361,42 +378,29 @@ impl Session {
         }
     }
 
-    /// Reads more bytes into the input buffer; EOF is an error.
+    /// Reads more bytes and hands them to the framer; EOF is an error.
     pub async fn fill(&mut self) -> Result<(), End> {
         let timeout = self.timeout();
         match self.conn.fill(timeout).await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.ended(e).await),
-        }
-    }
-
-    /// Reads one line (with its line end, made CRLF when the client sent a
-    /// bare LF, which Dovecot accepts too). A line longer than `max` is
-    /// consumed to its end and reported as `None`.
-    pub async fn read_line(&mut self, max: usize) -> Result<Option<Vec<u8>>, End> {
-        let timeout = self.timeout();
-        match self.conn.read_line(max, timeout).await {
-            Ok(Some(mut l)) => {
-                if l.ends_with(b"\n") && !l.ends_with(b"\r\n") {
-                    l.insert(l.len() - 1, b'\r');
-                }
-                Ok(Some(l))
+            Ok(()) => {
+                self.framer.feed(&self.conn.inbuf);
+                self.conn.inbuf.clear();
+                Ok(())
             }
-            Ok(None) => Ok(None),
             Err(e) => Err(self.ended(e).await),
         }
     }
 
-    /// Reads exactly `n` bytes, handing them to `sink` in chunks.
-    pub async fn read_exact_to(
-        &mut self,
-        n: u64,
-        sink: impl FnMut(&[u8]) -> std::io::Result<()>,
-    ) -> Result<(), End> {
-        let timeout = self.timeout();
-        match self.conn.read_exact_to(n, timeout, sink).await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.ended(e).await),
+    /// Reads one line outside any command (a SASL response, IDLE's
+    /// `DONE`), with CRLF. A line longer than the limit is read to its end
+    /// and reported as `None`.
+    pub async fn read_line(&mut self) -> Result<Option<Vec<u8>>, End> {
+        loop {
+            match self.framer.next_line() {
+                Ok(Some(line)) => return Ok(Some(line)),
+                Ok(None) => self.fill().await?,
+                Err(_) => return Ok(None),
+            }
         }
     }
 
@@ -508,60 +512,121 @@ impl Session {
             }
             self.flush().await?;
             self.conn.shrink();
+            self.framer.shrink();
             if matches!(self.state, State::Logout) {
                 return Err(End::Closed);
             }
         }
     }
 
-    /// Reads a whole command: the first line, literals, continuation lines.
+    /// Reads a whole command through the framer: its lines and literals,
+    /// the message of an APPEND streamed to `tmp/` (see [`super::append`]).
     async fn read_command(&mut self) -> Result<Incoming, End> {
-        let max = self.svc.limits.max_line_length;
-        let Some(first) = self.read_line(max).await? else {
-            self.untagged("BAD [LIMIT] Command line too long");
-            return Ok(Incoming::Answered);
-        };
-        let tag = framing::tag_of(&first).map(str::to_owned);
-        let is_append = matches!(framing::command_name(&first).as_deref(), Some("APPEND"));
         let authenticated = !matches!(self.state, State::NotAuthenticated { .. });
-        let mut cmd = first;
+        let mut streaming: Option<super::append::Streaming> = None;
         loop {
-            let Some(ann) = framing::literal_announcement(&cmd) else {
-                return Ok(Incoming::Command(cmd));
-            };
-            // The first literal of an APPEND is the message: stream it to disk.
-            if is_append && authenticated && !cmd[..ann.brace_at].contains(&b'{') {
-                return self.read_append_literal(cmd, ann, tag).await;
-            }
-            if cmd.len() as u64 + ann.len > max as u64 {
-                self.skip_refused_literal(ann).await?;
-                let r = Reply::bad_code("LIMIT", "Command too long");
-                match &tag {
-                    Some(t) => self.tagged(t, &r),
-                    None => self.untagged("BAD [LIMIT] Command too long"),
+            match self.framer.next_event() {
+                Event::NeedInput => self.fill().await?,
+                Event::Fatal => {
+                    self.untagged("BYE [LIMIT] Literal too large to skip, closing");
+                    self.flush().await?;
+                    return Err(End::Closed);
                 }
-                return Ok(Incoming::Answered);
-            }
-            if ann.sync == LiteralSync::Sync {
-                self.conn
-                    .out
-                    .extend_from_slice(b"+ Ready for literal data\r\n");
-                self.flush().await?;
-            }
-            let mut data = Vec::with_capacity(ann.len as usize);
-            self.read_exact_to(ann.len, |b| {
-                data.extend_from_slice(b);
-                Ok(())
-            })
-            .await?;
-            cmd.extend_from_slice(&data);
-            let Some(rest) = self.read_line(max).await? else {
-                if let Some(t) = &tag {
-                    self.tagged(t, &Reply::bad_code("LIMIT", "Command too long"));
+                Event::TooLong { what, tag } => {
+                    let text = match what {
+                        TooLong::Line => "Command line too long",
+                        TooLong::Command => "Command too long",
+                    };
+                    self.answer_refused(tag.as_deref(), &Reply::bad_code("LIMIT", text));
+                    if let Some(s) = streaming.take() {
+                        s.abandon().await;
+                    }
+                    return Ok(Incoming::Answered);
                 }
-                return Ok(Incoming::Answered);
-            };
-            cmd.extend_from_slice(&rest);
+                Event::Command(bytes) => {
+                    return Ok(match streaming.take() {
+                        None => Incoming::Command(bytes),
+                        Some(s) => match s.finish().await {
+                            Ok(streamed) => Incoming::Append(bytes, streamed),
+                            Err(r) => {
+                                let tag = framing::tag_of(&bytes).map(str::to_owned);
+                                self.answer_refused(tag.as_deref(), &r);
+                                Incoming::Answered
+                            }
+                        },
+                    });
+                }
+                Event::Chunk(bytes) => {
+                    if let Some(s) = streaming.as_mut() {
+                        s.push(bytes);
+                        s.write_out().await;
+                    }
+                }
+                Event::Literal { info, prefix } => {
+                    // At most one command long (the framer's limit).
+                    let prefix = prefix.to_vec();
+                    let tag = framing::tag_of(&prefix).map(str::to_owned);
+                    let decision = if streaming.is_some() {
+                        // MULTIAPPEND and CATENATE are not offered.
+                        LiteralUse::Refuse(Reply::bad("Only one message per APPEND is supported"))
+                    } else if authenticated {
+                        super::append::literal_use(&prefix, info)
+                    } else {
+                        LiteralUse::Inline
+                    };
+                    let decision = match decision {
+                        LiteralUse::Stream => match self.start_append(&prefix, info).await {
+                            Ok(s) => {
+                                streaming = Some(s);
+                                LiteralUse::Stream
+                            }
+                            Err(r) => LiteralUse::Refuse(r),
+                        },
+                        other => other,
+                    };
+                    let plus = match decision {
+                        LiteralUse::Refuse(r) => {
+                            self.framer.refuse();
+                            self.answer_refused(tag.as_deref(), &r);
+                            if let Some(s) = streaming.take() {
+                                s.abandon().await;
+                            }
+                            return Ok(Incoming::Answered);
+                        }
+                        LiteralUse::Stream => self.framer.stream(),
+                        LiteralUse::Inline => match self.framer.inline() {
+                            Ok(plus) => plus,
+                            Err(_) => {
+                                let r = Reply::bad_code("LIMIT", "Command too long");
+                                self.answer_refused(tag.as_deref(), &r);
+                                return Ok(Incoming::Answered);
+                            }
+                        },
+                    };
+                    if plus == Continuation::Send {
+                        self.conn
+                            .out
+                            .extend_from_slice(b"+ Ready for literal data\r\n");
+                        self.flush().await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a command the framer dropped or a refused literal: tagged
+    /// when the tag could be read.
+    fn answer_refused(&mut self, tag: Option<&str>, r: &Reply) {
+        match tag {
+            Some(t) => self.tagged(t, r),
+            None => {
+                let mut line = String::from("BAD ");
+                if let Some(c) = &r.code {
+                    line.push_str(&format!("[{c}] "));
+                }
+                line.push_str(&r.text);
+                self.untagged(&line);
+            }
         }
     }
 
@@ -876,6 +941,7 @@ impl Session {
             return Ok(Some(Reply::bad("TLS is already active")));
         }
         self.tagged(tag, &Reply::ok("Begin TLS negotiation now"));
+        self.framer.discard_buffered();
         match self.conn.start_tls(&acceptor).await {
             Ok(()) => Ok(None),
             Err(ConnEnd::Io(e)) => Err(End::Io(e)),

@@ -232,3 +232,27 @@ fn a_symlinked_message_file_is_not_followed() {
     assert!(!r.has("TOP SECRET"), "{r:?}");
     assert!(c.cmd("NOOP").ok());
 }
+
+#[test]
+fn hostile_list_patterns_neither_crash_nor_stall() {
+    // 30,000 wildcards overflowed the recursive matcher's stack and aborted
+    // the process; `*` runs before a miss backtracked for seconds per name.
+    let s = server().start();
+    let mut c = s.alice();
+    for i in 0..20 {
+        assert!(c.cmd(&format!("CREATE INBOX.f{i}.sub")).ok());
+    }
+    let mut other = s.alice();
+    let r = c.cmd(&format!("LIST \"\" \"{}\"", "*".repeat(30_000)));
+    assert!(r.ok(), "{}", r.tagged());
+    assert_eq!(r.untagged("LIST").len(), 41, "{r:?}");
+    let r = c.cmd(&format!("LIST \"\" \"{}\"", "%".repeat(30_000)));
+    assert!(r.ok() && r.untagged("LIST").len() == 1, "{r:?}");
+    let r = c.cmd("LIST \"\" \"************!\"");
+    assert!(r.ok() && r.untagged("LIST").is_empty(), "{r:?}");
+    let r = c.cmd(&format!("LIST \"\" \"{}x\"", "*".repeat(20)));
+    assert!(r.ok() && r.untagged("LIST").is_empty(), "{r:?}");
+    // The server still serves everyone.
+    assert!(other.cmd("NOOP").ok());
+    assert!(s.alice().cmd("NOOP").ok());
+}
