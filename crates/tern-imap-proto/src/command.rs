@@ -32,6 +32,65 @@ pub fn parse(bytes: &[u8]) -> Result<Command<'static>, ParseError> {
     }
 }
 
+/// Every command the grammar parses, each with one valid example. A command
+/// line that does not parse is answered "invalid arguments" when its name is
+/// here and "unknown command" otherwise; the test below parses each example
+/// and checks that it is the command named, so this table cannot name a
+/// command the parser does not know; the end-to-end tests send every
+/// command with bad arguments.
+pub const COMMANDS: &[(&str, &[u8])] = &[
+    ("CAPABILITY", b"a CAPABILITY\r\n"),
+    ("NOOP", b"a NOOP\r\n"),
+    ("LOGOUT", b"a LOGOUT\r\n"),
+    ("STARTTLS", b"a STARTTLS\r\n"),
+    ("AUTHENTICATE", b"a AUTHENTICATE PLAIN\r\n"),
+    ("LOGIN", b"a LOGIN u p\r\n"),
+    ("SELECT", b"a SELECT INBOX\r\n"),
+    ("EXAMINE", b"a EXAMINE INBOX\r\n"),
+    ("CREATE", b"a CREATE x\r\n"),
+    ("DELETE", b"a DELETE x\r\n"),
+    ("RENAME", b"a RENAME x y\r\n"),
+    ("SUBSCRIBE", b"a SUBSCRIBE x\r\n"),
+    ("UNSUBSCRIBE", b"a UNSUBSCRIBE x\r\n"),
+    ("LIST", b"a LIST \"\" *\r\n"),
+    ("LSUB", b"a LSUB \"\" *\r\n"),
+    ("STATUS", b"a STATUS INBOX (MESSAGES)\r\n"),
+    ("APPEND", b"a APPEND INBOX {1}\r\nx\r\n"),
+    ("CHECK", b"a CHECK\r\n"),
+    ("CLOSE", b"a CLOSE\r\n"),
+    ("UNSELECT", b"a UNSELECT\r\n"),
+    ("EXPUNGE", b"a EXPUNGE\r\n"),
+    ("UID EXPUNGE", b"a UID EXPUNGE 1\r\n"),
+    ("SEARCH", b"a SEARCH ALL\r\n"),
+    ("UID SEARCH", b"a UID SEARCH ALL\r\n"),
+    ("FETCH", b"a FETCH 1 FLAGS\r\n"),
+    ("UID FETCH", b"a UID FETCH 1 FLAGS\r\n"),
+    ("STORE", b"a STORE 1 +FLAGS (x)\r\n"),
+    ("UID STORE", b"a UID STORE 1 +FLAGS (x)\r\n"),
+    ("COPY", b"a COPY 1 x\r\n"),
+    ("UID COPY", b"a UID COPY 1 x\r\n"),
+    ("MOVE", b"a MOVE 1 x\r\n"),
+    ("UID MOVE", b"a UID MOVE 1 x\r\n"),
+    ("SORT", b"a SORT (DATE) UTF-8 ALL\r\n"),
+    ("UID SORT", b"a UID SORT (DATE) UTF-8 ALL\r\n"),
+    ("THREAD", b"a THREAD REFERENCES UTF-8 ALL\r\n"),
+    ("UID THREAD", b"a UID THREAD REFERENCES UTF-8 ALL\r\n"),
+    ("IDLE", b"a IDLE\r\n"),
+    ("ENABLE", b"a ENABLE UTF8=ACCEPT\r\n"),
+    ("COMPRESS", b"a COMPRESS DEFLATE\r\n"),
+    ("GETQUOTA", b"a GETQUOTA \"\"\r\n"),
+    ("GETQUOTAROOT", b"a GETQUOTAROOT INBOX\r\n"),
+    ("SETQUOTA", b"a SETQUOTA \"\" (STORAGE 1)\r\n"),
+    ("ID", b"a ID NIL\r\n"),
+    ("NAMESPACE", b"a NAMESPACE\r\n"),
+];
+
+/// Whether `name` (as [`crate::framing::command_name`] gives it: upper
+/// case, `UID X` for UID commands) is a command the grammar knows.
+pub fn is_command_name(name: &str) -> bool {
+    COMMANDS.iter().any(|(n, _)| *n == name)
+}
+
 /// The wire name of a mailbox (`INBOX` for the inbox, in any case).
 pub fn mailbox_name(m: &Mailbox<'_>) -> String {
     match m {
@@ -155,6 +214,34 @@ mod tests {
             prop_assert_eq!(
                 list_match(pattern.as_bytes(), name.as_bytes(), b'.'),
                 reference(pattern.as_bytes(), name.as_bytes(), b'.')
+            );
+        }
+    }
+
+    #[test]
+    fn command_table_matches_the_parser() {
+        for (name, example) in COMMANDS {
+            let cmd = parse(example).unwrap_or_else(|_| panic!("{name} example"));
+            let uid = matches!(
+                cmd.body,
+                CommandBody::Search { uid: true, .. }
+                    | CommandBody::Fetch { uid: true, .. }
+                    | CommandBody::Store { uid: true, .. }
+                    | CommandBody::Copy { uid: true, .. }
+                    | CommandBody::Move { uid: true, .. }
+                    | CommandBody::Sort { uid: true, .. }
+                    | CommandBody::Thread { uid: true, .. }
+                    | CommandBody::ExpungeUid { .. }
+            );
+            let parsed = if uid {
+                format!("UID {}", cmd.body.name())
+            } else {
+                cmd.body.name().to_owned()
+            };
+            assert_eq!(&parsed, name);
+            assert_eq!(
+                crate::framing::command_name(example).as_deref(),
+                Some(*name)
             );
         }
     }

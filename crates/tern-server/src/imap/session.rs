@@ -714,7 +714,7 @@ impl Session {
                         let name = framing::command_name(bytes).unwrap_or_default();
                         let text = if name.is_empty() {
                             "Missing command".to_owned()
-                        } else if is_known_command(&name) {
+                        } else if cmdparse::is_command_name(&name) {
                             format!("Error in IMAP command {name}: invalid arguments")
                         } else {
                             format!(
@@ -948,46 +948,4 @@ impl Session {
             Err(_) => Err(End::Closed),
         }
     }
-}
-
-fn is_known_command(name: &str) -> bool {
-    const KNOWN: &[&str] = &[
-        "CAPABILITY",
-        "NOOP",
-        "LOGOUT",
-        "STARTTLS",
-        "AUTHENTICATE",
-        "LOGIN",
-        "SELECT",
-        "EXAMINE",
-        "CREATE",
-        "DELETE",
-        "RENAME",
-        "SUBSCRIBE",
-        "UNSUBSCRIBE",
-        "LIST",
-        "LSUB",
-        "STATUS",
-        "APPEND",
-        "CHECK",
-        "CLOSE",
-        "EXPUNGE",
-        "SEARCH",
-        "FETCH",
-        "STORE",
-        "COPY",
-        "MOVE",
-        "UID FETCH",
-        "UID SEARCH",
-        "UID STORE",
-        "UID COPY",
-        "UID MOVE",
-        "UID EXPUNGE",
-        "IDLE",
-        "NAMESPACE",
-        "ID",
-        "ENABLE",
-        "UNSELECT",
-    ];
-    KNOWN.contains(&name)
 }

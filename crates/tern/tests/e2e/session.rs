@@ -412,3 +412,51 @@ fn bare_lf_line_ends_are_accepted() {
         "{r:?}"
     );
 }
+
+#[test]
+fn bad_arguments_of_every_command_are_not_unknown_commands() {
+    // A hand-kept list had drifted: `SORT (BOGUS) UTF-8 ALL` got
+    // "Unknown command SORT" while SORT was advertised.
+    let s = server().start();
+    let mut c = s.alice();
+    c.cmd("SELECT INBOX");
+    for (name, args) in [
+        ("SORT", "(BOGUS) UTF-8 ALL"),
+        ("UID SORT", "(BOGUS) UTF-8 ALL"),
+        ("THREAD", "BOGUS"),
+        ("UID THREAD", "REFERENCES"),
+        ("GETQUOTAROOT", "(x"),
+        ("GETQUOTA", "(x"),
+        ("SETQUOTA", "x (STORAGE"),
+        ("ENABLE", "(x"),
+        ("ID", "(\"a\""),
+        ("FETCH", "x"),
+        ("UID FETCH", "x"),
+        ("STORE", "1 FLAGS"),
+        ("COPY", "1"),
+        ("MOVE", "1"),
+        ("UID EXPUNGE", "x"),
+        ("SEARCH", "BOGUS"),
+        ("STATUS", "INBOX (BOGUS)"),
+        ("LIST", "\"\""),
+        ("APPEND", "INBOX (\\Bogus"),
+        ("SELECT", ""),
+        ("EXAMINE", ""),
+        ("CREATE", ""),
+        ("RENAME", "x"),
+    ] {
+        let r = c.cmd(&format!("{name} {args}"));
+        assert!(r.bad(), "{name}: {r:?}");
+        assert!(
+            r.tagged()
+                .contains(&format!("Error in IMAP command {name}: invalid arguments")),
+            "{name}: {}",
+            r.tagged()
+        );
+    }
+    let r = c.cmd("FROBNICATE 1");
+    assert!(
+        r.bad() && r.tagged().contains("Unknown command FROBNICATE"),
+        "{r:?}"
+    );
+}
