@@ -161,9 +161,14 @@ impl Conn {
 
     /// APPENDs to INBOX and returns the UID from APPENDUID.
     fn append(&mut self, msg: &[u8]) -> Result<u32> {
+        self.append_to("INBOX", msg)
+    }
+
+    /// APPENDs to `folder` and returns the UID from APPENDUID.
+    fn append_to(&mut self, folder: &str, msg: &[u8]) -> Result<u32> {
         self.n += 1;
         let tag = format!("b{}", self.n);
-        self.send(format!("{tag} APPEND INBOX {{{}}}\r\n", msg.len()).as_bytes())?;
+        self.send(format!("{tag} APPEND {folder} {{{}}}\r\n", msg.len()).as_bytes())?;
         let mut cont = String::new();
         self.r.read_line(&mut cont)?;
         if !cont.starts_with('+') {
@@ -199,6 +204,9 @@ fn literal_len(line: &[u8]) -> Option<usize> {
     std::str::from_utf8(&l[open + 1..]).ok()?.parse().ok()
 }
 
+/// Sequential APPENDs timed one by one.
+const APPENDS: usize = 200;
+
 fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
     let t = Instant::now();
     let v = f()?;
@@ -215,6 +223,7 @@ struct Figures {
     warm_select: Duration,
     fetch_uid_flags: Duration,
     mix: Duration,
+    append: Duration,
     idle_kib: f64,
 }
 
@@ -276,6 +285,23 @@ fn measure(
         fetch.push(time(|| c.cmd("FETCH 1:* (UID FLAGS)"))?.0);
         c.cmd("LOGOUT")?;
     }
+    // Sequential APPENDs of a 4 KiB message to a new folder: each is
+    // acknowledged only once durable (file, directory, UID list).
+    let mut c = Conn::login(addr, u, p)?;
+    let folder = format!("INBOX.bench-append-{}", std::process::id());
+    c.cmd(&format!("CREATE {folder}"))?;
+    let mut big = b"From: bench@example.org\r\nSubject: append\r\n\r\n".to_vec();
+    while big.len() < 4096 {
+        big.extend_from_slice(
+            b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n",
+        );
+    }
+    let mut appends = Vec::with_capacity(APPENDS);
+    for _ in 0..APPENDS {
+        appends.push(time(|| c.append_to(&folder, &big))?.0);
+    }
+    c.cmd(&format!("DELETE {folder}"))?;
+    c.cmd("LOGOUT")?;
     // The concurrent mix.
     let msg =
         b"From: bench@example.org\r\nTo: alice@example.org\r\nSubject: bench\r\n\r\nhello\r\n"
@@ -313,6 +339,7 @@ fn measure(
         warm_select: median(warm),
         fetch_uid_flags: median(fetch),
         mix,
+        append: median(appends),
         idle_kib: (after.saturating_sub(before)) as f64 / idle_count.max(1) as f64,
     })
 }
@@ -481,6 +508,11 @@ fn imap_figures(args: &Args) -> Result<()> {
             ms(d.fetch_uid_flags),
         ),
         ("concurrent mix, ms", ms(t.mix), ms(d.mix)),
+        (
+            "APPEND of 4 KiB to a new folder, median of 200, ms",
+            ms(t.append),
+            ms(d.append),
+        ),
         (
             "memory per idle logged-in connection, KiB",
             t.idle_kib,

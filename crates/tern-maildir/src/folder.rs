@@ -867,6 +867,12 @@ impl Folder {
             placed.push((base, m.keywords));
         }
         self.account(delta.0, delta.1);
+        // The new names in cur/ are durable before any UID names them; the
+        // UID list is then written durably too (write_atomic), so the
+        // APPENDUID/COPYUID the client is told survives a power loss.
+        if !placed.is_empty() {
+            crate::unique::sync_dir(&self.dir.join("cur"))?;
+        }
         // Lock order everywhere: the in-memory state, then the dot-lock.
         let lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
         let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);

@@ -65,8 +65,22 @@ pub fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes `data` to `path` atomically: a temporary file beside it, fsync,
-/// rename. A crash leaves either the old or the new content, never a mix.
+/// Makes the entries of a directory durable: after a rename into it, the
+/// new name survives a power loss only once the directory itself is synced
+/// (the file's own fsync does not cover its name).
+///
+/// # Errors
+/// The I/O error of opening or syncing the directory.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| MaildirError::io("sync directory", dir, e))
+}
+
+/// Writes `data` to `path` atomically and durably: a temporary file beside
+/// it, fsync, rename, fsync of the directory. A crash leaves either the old
+/// or the new content, never a mix; once this returns, the new content
+/// survives a power loss.
 ///
 /// # Errors
 /// Any I/O error; the temporary file is removed on failure.
@@ -101,5 +115,5 @@ pub fn write_atomic_with(
         let _ = std::fs::remove_file(&tmp);
         return Err(MaildirError::io("write", path, e));
     }
-    Ok(())
+    sync_dir(dir)
 }

@@ -18,10 +18,13 @@ pub struct Server {
     pub imaps: SocketAddr,
     pub pop3: SocketAddr,
     pub pop3s: SocketAddr,
+    /// A program the binary runs under (strace), with its arguments.
+    wrapper: Vec<String>,
 }
 
 /// Builder for a server.
 pub struct ServerBuilder {
+    wrapper: Vec<String>,
     extra_config: String,
     auth_extra: String,
     pop3_extra: String,
@@ -31,6 +34,7 @@ pub struct ServerBuilder {
 
 pub fn server() -> ServerBuilder {
     ServerBuilder {
+        wrapper: Vec::new(),
         extra_config: String::new(),
         auth_extra: String::new(),
         pop3_extra: String::new(),
@@ -40,6 +44,12 @@ pub fn server() -> ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Runs the binary under another program (`strace -f -o FILE`).
+    pub fn under(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Adds raw TOML at the end of the config (e.g. a `[limits]` table).
     pub fn config(mut self, toml: &str) -> Self {
         self.extra_config.push_str(toml);
@@ -106,6 +116,7 @@ impl ServerBuilder {
             imaps: "127.0.0.1:1".parse().unwrap(),
             pop3: "127.0.0.1:1".parse().unwrap(),
             pop3s: "127.0.0.1:1".parse().unwrap(),
+            wrapper: self.wrapper,
         };
         s.spawn();
         s
@@ -114,7 +125,15 @@ impl ServerBuilder {
 
 impl Server {
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        let mut cmd = match self.wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(env!("CARGO_BIN_EXE_tern"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tern")),
+        };
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(self.dir.path().join("tern.toml"))
             .env("RUST_LOG", "warn")
@@ -182,6 +201,19 @@ impl Server {
     /// Sends SIGKILL and waits.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // Under a wrapper the server is its child: kill it first, or
+            // it outlives the test holding the test's output pipe.
+            if !self.wrapper.is_empty() {
+                let children = format!("/proc/{0}/task/{0}/children", c.id());
+                for pid in std::fs::read_to_string(children)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    if let Ok(pid) = pid.parse() {
+                        unsafe_free_kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -10,6 +10,7 @@ mod compat;
 mod concurrency;
 mod delivery;
 mod differential;
+mod durability;
 mod framing;
 mod mailboxes;
 mod messages;
