@@ -11,7 +11,8 @@
 # (shared/oracle/dovecot.sh, plain, IMAP 11143, POP3 11110) and tern (ephemeral port) on
 # fresh copies, runs tern-bench against both in one run, prints a Markdown
 # table with the ratios, and stops both servers. Figures go to docs/BENCHMARKS.md
-# by hand, with this command.
+# by hand, with this command. TERN_BIN=path runs another tern binary (an
+# earlier commit, to measure one change).
 set -euo pipefail
 N=${1:-100000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,7 +55,7 @@ max_connections_per_ip = 20000
 [log]
 level = "warn"
 CONF
-"$ROOT/target/release/tern" serve --config "$T/tern.toml" > "$T/stdout" 2> "$T/stderr" &
+"${TERN_BIN:-$ROOT/target/release/tern}" serve --config "$T/tern.toml" > "$T/stdout" 2> "$T/stderr" &
 TPID=$!
 trap 'kill $TPID 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1' EXIT
 for _ in $(seq 100); do grep -q 'listening pop3' "$T/stdout" && break; sleep 0.1; done

@@ -14,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use tracing::Instrument;
+
 use crate::imap::{serve_connection, AsyncStream, Services, SessionStart};
 
 /// How long sessions get to finish after a shutdown request.
@@ -29,6 +31,14 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Its name in the logs.
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+        }
+    }
+
     /// The line that turns a connection away before its greeting.
     fn refusal(self, why: &str) -> String {
         match self {
@@ -117,6 +127,9 @@ pub async fn run(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv()).await;
 }
 
+/// Session ids for the logs, unique in this process.
+static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 async fn accept_loop(
     svc: Arc<Services>,
     l: BoundListener,
@@ -156,12 +169,25 @@ async fn accept_loop(
         let tls = if l.tls { tls.clone() } else { None };
         let alive = alive.clone();
         let protocol = l.protocol;
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _slot = slot;
-            let _alive = alive;
-            serve(svc, stream, peer, tls, protocol).await;
-        });
+        // Every log line of the connection carries its span: a session id,
+        // the peer, the protocol, TLS, and the user once logged in.
+        let span = tracing::info_span!(
+            "session",
+            id = NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            %peer,
+            proto = protocol.name(),
+            tls = l.tls,
+            user = tracing::field::Empty,
+        );
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                let _slot = slot;
+                let _alive = alive;
+                serve(svc, stream, peer, tls, protocol).await;
+            }
+            .instrument(span),
+        );
     }
 }
 

@@ -115,7 +115,8 @@ impl Session {
                         "Mailbox store unavailable, try again later",
                     ));
                 }
-                tracing::info!(user = %u.name, peer = ?self.peer, tls = self.conn.tls_active, "login");
+                tracing::Span::current().record("user", u.name.as_str());
+                tracing::info!(tls = self.conn.tls_active, "login");
                 self.state = State::Authenticated { user: u };
                 let caps = self.capabilities();
                 Ok(Reply::ok_code(format!("CAPABILITY {caps}"), "Logged in"))
@@ -135,7 +136,7 @@ impl Session {
                     }
                     _ => 1,
                 };
-                tracing::info!(user = %user, peer = ?self.peer, failures, "authentication failed");
+                tracing::info!(attempted = %user, failures, "authentication failed");
                 crate::login::failure_pause(&self.svc, failures).await;
                 if failures >= self.svc.max_auth_failures {
                     // The tagged NO follows, then the run loop closes.

@@ -943,7 +943,10 @@ impl Session {
         self.tagged(tag, &Reply::ok("Begin TLS negotiation now"));
         self.framer.discard_buffered();
         match self.conn.start_tls(&acceptor).await {
-            Ok(()) => Ok(None),
+            Ok(()) => {
+                tracing::Span::current().record("tls", true);
+                Ok(None)
+            }
             Err(ConnEnd::Io(e)) => Err(End::Io(e)),
             Err(_) => Err(End::Closed),
         }

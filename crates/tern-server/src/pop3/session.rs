@@ -417,6 +417,7 @@ impl Pop3 {
         }
         self.reply("+OK Begin TLS negotiation.");
         self.conn.start_tls(&acceptor).await?;
+        tracing::Span::current().record("tls", true);
         // A USER given in the clear does not carry over.
         self.state = State::Authorization {
             user: None,
@@ -440,7 +441,12 @@ impl Pop3 {
                 }
                 match open_maildrop(self.svc.clone(), u).await {
                     Ok(drop) => {
-                        tracing::info!(user = %drop.user.name, peer = ?self.peer, tls = self.conn.tls_active, messages = drop.messages.len(), "POP3 login");
+                        tracing::Span::current().record("user", drop.user.name.as_str());
+                        tracing::info!(
+                            tls = self.conn.tls_active,
+                            messages = drop.messages.len(),
+                            "POP3 login"
+                        );
                         self.state = State::Transaction(Box::new(drop));
                         self.reply("+OK Logged in.");
                     }
@@ -464,7 +470,7 @@ impl Pop3 {
                     }
                     State::Transaction(_) => 1,
                 };
-                tracing::info!(user = %user, peer = ?self.peer, failures, "POP3 authentication failed");
+                tracing::info!(attempted = %user, failures, "POP3 authentication failed");
                 crate::login::failure_pause(&self.svc, failures).await;
                 self.reply("-ERR [AUTH] Authentication failed.");
                 Ok(if failures >= self.svc.max_auth_failures {

@@ -20,11 +20,14 @@ pub struct Server {
     pub pop3s: SocketAddr,
     /// A program the binary runs under (strace), with its arguments.
     wrapper: Vec<String>,
+    /// The log filter, when the log goes to `server.log` in the directory.
+    log: Option<String>,
 }
 
 /// Builder for a server.
 pub struct ServerBuilder {
     wrapper: Vec<String>,
+    log: Option<String>,
     extra_config: String,
     auth_extra: String,
     pop3_extra: String,
@@ -35,6 +38,7 @@ pub struct ServerBuilder {
 pub fn server() -> ServerBuilder {
     ServerBuilder {
         wrapper: Vec::new(),
+        log: None,
         extra_config: String::new(),
         auth_extra: String::new(),
         pop3_extra: String::new(),
@@ -44,6 +48,13 @@ pub fn server() -> ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Writes the server's log, at this filter, to `server.log` (read it
+    /// with [`Server::log`]).
+    pub fn log(mut self, filter: &str) -> Self {
+        self.log = Some(filter.to_owned());
+        self
+    }
+
     /// Runs the binary under another program (`strace -f -o FILE`).
     pub fn under(mut self, wrapper: &[&str]) -> Self {
         self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
@@ -117,6 +128,7 @@ impl ServerBuilder {
             pop3: "127.0.0.1:1".parse().unwrap(),
             pop3s: "127.0.0.1:1".parse().unwrap(),
             wrapper: self.wrapper,
+            log: self.log,
         };
         s.spawn();
         s
@@ -136,9 +148,18 @@ impl Server {
         let mut child = cmd
             .args(["serve", "--config"])
             .arg(self.dir.path().join("tern.toml"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", self.log.as_deref().unwrap_or("warn"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match &self.log {
+                Some(_) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(self.dir.path().join("server.log"))
+                        .unwrap(),
+                ),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("spawn tern");
         let stdout = child.stdout.take().unwrap();
@@ -166,6 +187,11 @@ impl Server {
         self.pop3 = pop3.unwrap();
         self.pop3s = pop3s.unwrap();
         self.child = Some(child);
+    }
+
+    /// What the server logged so far (with [`ServerBuilder::log`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     pub fn maildir(&self, user: &str) -> PathBuf {

@@ -460,3 +460,58 @@ fn bad_arguments_of_every_command_are_not_unknown_commands() {
         "{r:?}"
     );
 }
+
+#[test]
+fn every_log_line_of_a_session_names_it() {
+    let s = server().log("info,tern_server=debug").start();
+    let mut c = s.connect();
+    assert!(c.cmd("LOGIN alice wrong").no());
+    assert!(c.cmd("LOGIN alice secret").ok());
+    let mut p = s.pop();
+    assert!(p.login("bob", "bobpw").starts_with("+OK"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = s.log();
+        if log.contains("POP3 login") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let line = |needle: &str| -> String {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {log}"))
+            .to_owned()
+    };
+    let failed = line("authentication failed");
+    let login = line(" login");
+    let pop = line("POP3 login");
+    for l in [&failed, &login, &pop] {
+        assert!(l.contains("session{id="), "{l}");
+        assert!(l.contains("peer=127.0.0.1:"), "{l}");
+    }
+    assert!(
+        login.contains("proto=\"imap\"") || login.contains("proto=imap"),
+        "{login}"
+    );
+    assert!(
+        login.contains("user=\"alice\"") || login.contains("user=alice"),
+        "{login}"
+    );
+    assert!(
+        pop.contains("user=\"bob\"") || pop.contains("user=bob"),
+        "{pop}"
+    );
+    // The same session id on both lines of the IMAP connection.
+    let id = |l: &str| {
+        l.split("session{id=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(id(&failed), id(&login));
+    assert_ne!(id(&login), id(&pop));
+}
