@@ -170,6 +170,12 @@ impl Maildir {
         // Atomically out of sight first, then removed at leisure.
         let graveyard = self.tmp_dir().join(format!("{}.deleted", new_base()));
         std::fs::rename(&dir, &graveyard).map_err(|e| MaildirError::io("rename", &dir, e))?;
+        // The quota usage drops by what the folder held, as Courier's
+        // deletefolder does, rather than waiting for a recalculation.
+        if crate::quota::counts_folder(&name.dir_name()) {
+            let (bytes, messages) = counted_messages(&graveyard);
+            crate::quota::add(&self.root, -bytes, -messages)?;
+        }
         if let Err(e) = std::fs::remove_dir_all(&graveyard) {
             tracing::warn!(dir = %graveyard.display(), cause = %e, "could not remove deleted folder");
         }
@@ -282,4 +288,26 @@ impl Maildir {
         }
         write_atomic(&self.root.join(SUBSCRIPTIONS), text.as_bytes())
     }
+}
+
+/// Bytes and messages that count toward the quota in a folder directory's
+/// `new/` and `cur/`.
+fn counted_messages(dir: &Path) -> (i64, i64) {
+    let (mut bytes, mut messages) = (0i64, 0i64);
+    for sub in ["new", "cur"] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !crate::quota::counts_file(&name) {
+                continue;
+            }
+            if let Some(size) = crate::quota::file_size(&name, &e.path()) {
+                bytes = bytes.saturating_add(i64::try_from(size).unwrap_or(i64::MAX));
+                messages += 1;
+            }
+        }
+    }
+    (bytes, messages)
 }

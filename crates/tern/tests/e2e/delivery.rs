@@ -255,6 +255,17 @@ fn imap_quota_commands_and_overquota() {
     let r = c.cmd("GETQUOTA \"ROOT\"");
     assert!(r.has("MESSAGE 2 3"), "{r:?}");
     assert!(c.append("INBOX", "()", &message("m6", "x")).ok());
+    // DELETE of a folder gives its room back at once (INBOX.Work holds one
+    // message), not at the next recalculation.
+    let r = c.cmd("GETQUOTA \"ROOT\"");
+    assert!(r.has("MESSAGE 3 3"), "{r:?}");
+    assert!(c.cmd("DELETE INBOX.Work").ok());
+    let r = c.cmd("GETQUOTA \"ROOT\"");
+    assert!(r.has("MESSAGE 2 3"), "{r:?}");
+    // Deleting Trash, which does not count, changes nothing.
+    assert!(c.cmd("DELETE INBOX.Trash").ok());
+    let r = c.cmd("GETQUOTA \"ROOT\"");
+    assert!(r.has("MESSAGE 2 3"), "{r:?}");
     // Users may not change their quota unless the operator allows it.
     let r = c.cmd("SETQUOTA \"ROOT\" (STORAGE 100000)");
     assert!(r.no() && r.tagged().contains("[NOPERM]"), "{r:?}");
