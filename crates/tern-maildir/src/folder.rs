@@ -550,6 +550,13 @@ impl Folder {
             .retain(|b, uid| *uid >= prune_below || found.contains_key(b));
         for (_, base) in fresh {
             db.uids.insert(base.clone(), db.next_uid);
+            // A message another program put straight into cur/ that no
+            // session has numbered yet is new to every session: \Recent for
+            // the first that selects the folder, as one from new/ is
+            // (RFC 3501 §2.3.2). One in new/ becomes so when it is moved.
+            if found.get(base).is_some_and(|(_, in_new)| !in_new) {
+                g.unclaimed_recent.insert(db.next_uid);
+            }
             db.next_uid = db.next_uid.saturating_add(1);
         }
         db.store(&self.dir)?;

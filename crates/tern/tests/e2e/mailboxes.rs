@@ -256,3 +256,30 @@ fn hostile_list_patterns_neither_crash_nor_stall() {
     assert!(other.cmd("NOOP").ok());
     assert!(s.alice().cmd("NOOP").ok());
 }
+
+#[test]
+fn message_put_straight_into_cur_is_recent_for_the_first_session() {
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.cmd("SELECT INBOX").ok());
+    c.cmd("LOGOUT");
+    // Another program (an MDA that writes cur/, a migration tool) adds a
+    // message no session has seen.
+    let md = s.maildir("alice");
+    std::fs::write(
+        md.join("cur").join("1700000000.M1P1.other:2,S"),
+        message("straight", "to cur"),
+    )
+    .unwrap();
+    let mut a = s.alice();
+    let r = a.cmd("STATUS INBOX (MESSAGES RECENT)");
+    assert!(r.has("MESSAGES 1 RECENT 1"), "{r:?}");
+    let r = a.cmd("SELECT INBOX");
+    assert!(r.has("* 1 RECENT"), "{r:?}");
+    let r = a.cmd("FETCH 1 FLAGS");
+    assert!(r.has("\\Recent") && r.has("\\Seen"), "{r:?}");
+    // Only one session gets it.
+    let mut b = s.alice();
+    let r = b.cmd("SELECT INBOX");
+    assert!(r.has("* 0 RECENT"), "{r:?}");
+}
