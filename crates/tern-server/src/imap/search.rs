@@ -11,13 +11,14 @@ use std::fmt::Write as _;
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::search::SearchKey;
 use tern_imap_proto::{imap_codec, seqset};
-use tern_maildir::{Flag, Folder, MessageEntry};
+use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
 use tern_message::search_text::{
     body_text_of, contains_folded, date_timestamp, decode_header_value, decode_in, fold,
     headers_text_of, search_charset,
 };
 use tern_message::{address, header, mime};
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::session::{compute, Known, Reply, Session, State};
@@ -40,12 +41,31 @@ struct Candidate<'a> {
     /// text, not octets) and its MIME tree.
     loaded: Option<(Vec<u8>, mime::Part)>,
     body: Option<String>,
+    /// Where an unreadable message is reported ([`Ctx::unreadable`]).
+    unreadable: &'a AtomicU32,
 }
 
 impl Candidate<'_> {
     fn loaded(&mut self) -> (&[u8], &mime::Part) {
+        let (folder, entry, unreadable) = (self.folder, self.entry, self.unreadable);
         let (data, tree) = self.loaded.get_or_insert_with(|| {
-            let raw = self.folder.read(self.entry).unwrap_or_default();
+            let raw = match folder.read(entry) {
+                Ok(raw) => raw,
+                // Expunged by another program meanwhile: it matches nothing.
+                Err(MaildirError::MessageGone) => Vec::new(),
+                // Unreadable (permissions, I/O error): never searched as if
+                // empty; the search fails once it is over.
+                Err(e) => {
+                    tracing::error!(uid = entry.uid, cause = %e, "message file cannot be read");
+                    let _ = unreadable.compare_exchange(
+                        0,
+                        entry.uid,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    Vec::new()
+                }
+            };
             let tree = mime::parse(&raw);
             (raw, tree)
         });
@@ -149,6 +169,9 @@ struct Ctx {
     max_uid: u32,
     /// The CHARSET of the search strings (`None`: UTF-8).
     charset: Option<&'static encoding_rs::Encoding>,
+    /// The UID of the first message that could not be read (0: none),
+    /// shared by the search's threads.
+    unreadable: AtomicU32,
 }
 
 /// A key the session's own state decides (flags, keywords, numbers,
@@ -371,6 +394,7 @@ fn reads_messages(k: &SearchKey<'_>) -> bool {
                 exists: 0,
                 max_uid: 0,
                 charset: None,
+                unreadable: AtomicU32::new(0),
             };
             state_key(leaf, 0, &probe, false, &ctx).is_none()
         }
@@ -390,26 +414,43 @@ pub(super) fn evaluate(
     known: &[Known],
     recent: &HashSet<u32>,
     open: &OpenFolder,
-) -> Vec<usize> {
+) -> Result<Vec<usize>, u32> {
     let aligned = open.summaries.for_view(&open.folder.view());
     let ctx = Ctx {
         exists: known.len() as u32,
         max_uid: known.last().map(|k| k.uid).unwrap_or(0),
         charset,
+        unreadable: AtomicU32::new(0),
     };
+    let hits = evaluate_all(key, &ctx, known, recent, open, &aligned);
+    match ctx.unreadable.into_inner() {
+        0 => Ok(hits),
+        uid => Err(uid),
+    }
+}
+
+/// [`evaluate`] once the context is set up.
+fn evaluate_all(
+    key: &SearchKey<'_>,
+    ctx: &Ctx,
+    known: &[Known],
+    recent: &HashSet<u32>,
+    open: &OpenFolder,
+    aligned: &ViewSummaries,
+) -> Vec<usize> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
     if !reads_messages(key) {
-        return matches_state(key, known, recent, &ctx)
+        return matches_state(key, known, recent, ctx)
             .into_iter()
             .enumerate()
             .filter_map(|(i, hit)| hit.then_some(i))
             .collect();
     }
     if threads < 2 || known.len() < PARALLEL_FROM {
-        return evaluate_range(key, &ctx, known, 0, recent, open, &aligned);
+        return evaluate_range(key, ctx, known, 0, recent, open, aligned);
     }
     let per = known.len().div_ceil(threads);
     std::thread::scope(|scope| {
@@ -417,7 +458,6 @@ pub(super) fn evaluate(
             .chunks(per)
             .enumerate()
             .map(|(n, part)| {
-                let (ctx, aligned) = (&ctx, &aligned);
                 scope.spawn(move || evaluate_range(key, ctx, part, n * per, recent, open, aligned))
             })
             .collect();
@@ -469,6 +509,7 @@ fn evaluate_range(
             summaries: &open.summaries,
             loaded: None,
             body: None,
+            unreadable: &ctx.unreadable,
         };
         if matches(key, &mut c, ctx) {
             hits.push(i);
@@ -489,7 +530,11 @@ pub(super) struct SearchJob {
 impl SearchJob {
     /// Positions in `known` of the matching messages. The caller writes
     /// the summary cache once its command is done with the summaries.
-    pub fn run(&self) -> Vec<usize> {
+    ///
+    /// # Errors
+    /// `NO [SERVERBUG]` when a message the search had to read could not be
+    /// read (it is logged): an answer that left it out would be wrong.
+    pub fn run(&self) -> Result<Vec<usize>, Reply> {
         evaluate(
             &self.key,
             self.charset,
@@ -497,6 +542,12 @@ impl SearchJob {
             &self.recent,
             &self.open,
         )
+        .map_err(|uid| {
+            Reply::no(
+                Some("SERVERBUG"),
+                format!("Message UID {uid} cannot be read, see the server log"),
+            )
+        })
     }
 
     /// The number a response shows for position `i`.
@@ -545,18 +596,18 @@ impl Session {
             Err(r) => return r,
         };
         let found = compute(move || {
-            let found = job
-                .run()
-                .into_iter()
-                .map(|i| (job.id(i, uid), job.known[i].uid))
-                .collect::<Vec<(u32, u32)>>();
+            let found = job.run().map(|hits| {
+                hits.into_iter()
+                    .map(|i| (job.id(i, uid), job.known[i].uid))
+                    .collect::<Vec<(u32, u32)>>()
+            });
             job.open.summaries.save_if_due(&job.open.folder);
             found
         })
         .await;
         let found = match found {
-            Ok(h) => h,
-            Err(r) => return r,
+            Ok(Ok(h)) => h,
+            Ok(Err(r)) | Err(r) => return r,
         };
         let Some((tag, opts)) = self.esearch.take() else {
             let mut line = String::from("SEARCH");

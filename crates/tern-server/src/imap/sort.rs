@@ -218,17 +218,19 @@ impl Session {
         };
         let criteria: Vec<SortCriterion> = criteria.into_inner();
         let ids = compute(move || {
-            let ids = sort_positions(job.run(), &criteria, &job)
-                .into_iter()
-                .map(|i| job.id(i, uid))
-                .collect::<Vec<u32>>();
+            let ids = job.run().map(|hits| {
+                sort_positions(hits, &criteria, &job)
+                    .into_iter()
+                    .map(|i| job.id(i, uid))
+                    .collect::<Vec<u32>>()
+            });
             job.open.summaries.save_if_due(&job.open.folder);
             ids
         })
         .await;
         let ids = match ids {
-            Ok(v) => v,
-            Err(r) => return r,
+            Ok(Ok(v)) => v,
+            Ok(Err(r)) | Err(r) => return r,
         };
         let mut line = String::with_capacity(5 + ids.len() * 7);
         line.push_str("SORT");
@@ -258,7 +260,7 @@ impl Session {
             Err(r) => return r,
         };
         let text = compute(move || {
-            let hits = job.run();
+            let hits = job.run()?;
             let summaries = thread_summaries(&hits, &job, uid);
             job.open.summaries.save_if_due(&job.open.folder);
             let msgs: Vec<ThreadMessage<'_>> = summaries
@@ -277,12 +279,12 @@ impl Session {
             } else {
                 thread::ordered_subject(&msgs)
             };
-            thread::format(&threads, &msgs)
+            Ok(thread::format(&threads, &msgs))
         })
         .await;
         let text = match text {
-            Ok(v) => v,
-            Err(r) => return r,
+            Ok(Ok(v)) => v,
+            Ok(Err(r)) | Err(r) => return r,
         };
         if text.is_empty() {
             self.untagged("THREAD");

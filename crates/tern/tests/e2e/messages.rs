@@ -885,3 +885,39 @@ fn summaries_are_cached_on_disk_and_rebuilt_when_damaged() {
         &|d| d.starts_with(b"tern summary cache 4\n") && !d.ends_with(b"garbage")
     ));
 }
+
+#[test]
+fn unreadable_message_fails_the_search_instead_of_matching_nothing() {
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.append("INBOX", "()", &message("one", "needle")).ok());
+    assert!(c.append("INBOX", "()", &message("two", "needle")).ok());
+    assert!(c.cmd("SELECT INBOX").ok());
+    // Message 2's file becomes something that cannot be read (a directory:
+    // permissions do not stop root, which the tests may run as).
+    let cur = s.maildir("alice").join("cur");
+    let mut names: Vec<_> = std::fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let second = names.last().unwrap().clone();
+    std::fs::remove_file(&second).unwrap();
+    std::fs::create_dir(&second).unwrap();
+    for q in [
+        "SEARCH BODY needle",
+        "UID SORT (DATE) UTF-8 BODY needle",
+        "THREAD REFERENCES UTF-8 TEXT needle",
+    ] {
+        let r = c.cmd(q);
+        assert!(r.no() && r.tagged().contains("[SERVERBUG]"), "{q}: {r:?}");
+        assert!(
+            r.untagged("SEARCH").is_empty() && r.untagged("SORT").is_empty(),
+            "{r:?}"
+        );
+    }
+    // A search that reads no file still works, and so does the session.
+    let r = c.cmd("SEARCH ALL");
+    assert!(r.ok() && r.has("* SEARCH 1 2"), "{r:?}");
+    assert!(c.cmd("NOOP").ok());
+}
