@@ -19,6 +19,8 @@ pub struct BinaryAlias {
     pub size: bool,
 }
 
+use crate::lexer::TokenKind;
+
 fn starts_with_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.len() >= needle.len() && hay[..needle.len()].eq_ignore_ascii_case(needle)
 }
@@ -38,11 +40,38 @@ pub fn rewrite(bytes: &[u8]) -> Option<(Vec<u8>, Vec<BinaryAlias>)> {
     if !is_fetch {
         return None;
     }
+    // Quoted strings and literals (header names, say) are copied as they
+    // are: an item name inside one is no item.
+    let toks = crate::lexer::tokens(bytes);
+    let protected = |at: usize| -> Option<usize> {
+        let t = toks.get(toks.partition_point(|t| t.range.end <= at))?;
+        (t.range.start == at && matches!(t.kind, TokenKind::Quoted | TokenKind::Literal))
+            .then_some(t.range.end)
+    };
+    let close_of = |from: usize| -> Option<usize> {
+        let mut j = from;
+        while j < bytes.len() {
+            if let Some(end) = protected(j) {
+                j = end;
+                continue;
+            }
+            if bytes[j] == b']' {
+                return Some(j - from);
+            }
+            j += 1;
+        }
+        None
+    };
     let mut out = Vec::with_capacity(bytes.len() + 16);
     let mut aliases = Vec::new();
     let mut sections = 0;
     let mut i = 0;
     while i < bytes.len() {
+        if let Some(end) = protected(i) {
+            out.extend_from_slice(&bytes[i..end]);
+            i = end;
+            continue;
+        }
         let rest = &bytes[i..];
         let at_word_start = i > 0 && matches!(bytes[i - 1], b' ' | b'(');
         if at_word_start && (starts_with_ci(rest, b"BODY[") || starts_with_ci(rest, b"BODY.PEEK["))
@@ -58,7 +87,7 @@ pub fn rewrite(bytes: &[u8]) -> Option<(Vec<u8>, Vec<BinaryAlias>)> {
         .find(|(name, _, _)| at_word_start && starts_with_ci(rest, name));
         if let Some((name, size, body)) = binary {
             let inner = &rest[name.len()..];
-            if let Some(close) = inner.iter().position(|&b| b == b']') {
+            if let Some(close) = close_of(i + name.len()) {
                 let spec = &inner[..close];
                 if spec.iter().any(u8::is_ascii_alphabetic) {
                     out.extend_from_slice(body);
@@ -124,5 +153,12 @@ mod tests {
         assert!(rewrite(b"a FETCH 1 (BINARY[1] BINARY.SIZE[2.1])\r\n").is_none());
         assert!(rewrite(b"a SEARCH BINARY[TEXT]\r\n").is_none());
         assert!(rewrite(b"a FETCH 1 (XBINARY[TEXT])\r\n").is_none());
+        // Inside a literal or a quoted string, an item name is data.
+        assert!(rewrite(
+            b"a FETCH 1 (BODY[HEADER.FIELDS ({13}\r\n BINARY[TEXT] \" BINARY[1.MIME]\")])\r\n"
+        )
+        .is_none());
+        let (cmd, _) = rewrite(b"a FETCH 1 BINARY[1.HEADER.FIELDS (\"x]\")]\r\n").unwrap();
+        assert_eq!(cmd, b"a FETCH 1 BODY[1.HEADER.FIELDS (\"x]\")]\r\n");
     }
 }

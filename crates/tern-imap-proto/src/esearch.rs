@@ -1,7 +1,7 @@
 //! Extended SEARCH (RFC 4731: `SEARCH RETURN (MIN MAX COUNT ALL)`) and
 //! saved results (RFC 5182: `RETURN (SAVE)` and `$`), which the IMAP
 //! grammar crate does not parse: the RETURN clause is taken out of the
-//! command before it is parsed, and `$` is replaced by the saved set.
+//! command before it is parsed (`$` is found by [`crate::lexer`]).
 
 /// The RETURN options of an extended SEARCH.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,82 +94,6 @@ pub fn split_return(bytes: &[u8]) -> Result<Option<(Vec<u8>, ReturnOptions)>, Re
     Ok(Some((out, opts)))
 }
 
-/// Replaces every `$` that stands as a sequence set (a token of its own,
-/// outside quoted strings and literals) with `set`; `None` when the command
-/// has none.
-pub fn replace_dollar(bytes: &[u8], set: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len() + set.len());
-    let mut found = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match b {
-            b'"' => {
-                // A quoted string, copied as it is.
-                out.push(b);
-                i += 1;
-                while i < bytes.len() {
-                    out.push(bytes[i]);
-                    if bytes[i] == b'\\' && i + 1 < bytes.len() {
-                        out.push(bytes[i + 1]);
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    if bytes[i - 1] == b'"' {
-                        break;
-                    }
-                }
-            }
-            b'{' => {
-                // A literal: `{n}` or `{n+}`, CRLF, n bytes, copied.
-                let end = bytes[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map(|p| i + p + 1);
-                let n = end.and_then(|e| {
-                    let inner = &bytes[i + 1..e];
-                    let inner = inner
-                        .strip_suffix(b"\r\n")
-                        .or_else(|| inner.strip_suffix(b"\n"))?;
-                    let inner = inner.strip_suffix(b"}")?;
-                    let inner = inner.strip_suffix(b"+").unwrap_or(inner);
-                    std::str::from_utf8(inner).ok()?.parse::<usize>().ok()
-                });
-                match (end, n) {
-                    (Some(e), Some(n)) => {
-                        let stop = (e + n).min(bytes.len());
-                        out.extend_from_slice(&bytes[i..stop]);
-                        i = stop;
-                    }
-                    _ => {
-                        out.push(b);
-                        i += 1;
-                    }
-                }
-            }
-            b'$' => {
-                let before_ok = i > 0 && matches!(bytes[i - 1], b' ' | b'(');
-                let after_ok = bytes
-                    .get(i + 1)
-                    .is_none_or(|c| matches!(c, b' ' | b')' | b'\r' | b'\n'));
-                if before_ok && after_ok {
-                    out.extend_from_slice(set);
-                    found = true;
-                } else {
-                    out.push(b);
-                }
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    found.then_some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,22 +113,5 @@ mod tests {
         assert!(split_return(b"a SEARCH ALL\r\n").unwrap().is_none());
         assert!(split_return(b"a FETCH 1 FLAGS\r\n").unwrap().is_none());
         assert!(split_return(b"a SEARCH RETURN (BOGUS) ALL\r\n").is_err());
-    }
-
-    #[test]
-    fn dollar_is_replaced_only_as_a_set() {
-        assert_eq!(
-            replace_dollar(b"a FETCH $ (FLAGS)\r\n", b"1:3").unwrap(),
-            b"a FETCH 1:3 (FLAGS)\r\n"
-        );
-        assert_eq!(
-            replace_dollar(b"a SEARCH $ SUBJECT \"$\"\r\n", b"5").unwrap(),
-            b"a SEARCH 5 SUBJECT \"$\"\r\n"
-        );
-        assert_eq!(
-            replace_dollar(b"a SEARCH SUBJECT {1}\r\n$ $\r\n", b"7").unwrap(),
-            b"a SEARCH SUBJECT {1}\r\n$ 7\r\n"
-        );
-        assert!(replace_dollar(b"a SEARCH SUBJECT x$y\r\n", b"1").is_none());
     }
 }

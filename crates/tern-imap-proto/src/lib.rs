@@ -13,6 +13,7 @@ pub mod esearch;
 pub mod framer;
 pub mod framing;
 pub mod fuzzing;
+pub mod lexer;
 pub mod mutf7;
 pub mod seqset;
 pub mod wire;

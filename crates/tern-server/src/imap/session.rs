@@ -10,9 +10,9 @@ use std::time::Duration;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use tern_imap_proto::esearch;
 use tern_imap_proto::framer::{Continuation, Event, Framer, TooLong};
-use tern_imap_proto::framing;
 use tern_imap_proto::seqset;
 use tern_imap_proto::{command as cmdparse, imap_codec};
+use tern_imap_proto::{framing, lexer};
 use tern_maildir::keywords::KeywordSet;
 use tern_maildir::{Flags, MaildirError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -655,31 +655,26 @@ impl Session {
                 return Ok(());
             }
         }
+        // `$` (RFC 5182) where the grammar reads a sequence set, found by the
+        // lexer (never in a quoted string, a literal, a mailbox name or a
+        // search string), written as the saved set for the parser.
         let replaced;
         if let State::Selected { mailbox, .. } = &self.state {
-            let uid_cmd = framing::command_name(bytes)
-                .is_some_and(|n| n.to_ascii_uppercase().starts_with("UID "));
-            let set: Vec<u32> = if uid_cmd {
-                mailbox.saved.clone()
-            } else {
-                mailbox
+            let uses = lexer::saved_result_uses(bytes);
+            if !uses.is_empty() {
+                let name = framing::command_name(bytes).unwrap_or_default();
+                let searching = ["SEARCH", "SORT", "THREAD"]
+                    .iter()
+                    .any(|n| name.ends_with(n));
+                let seqs: Vec<u32> = mailbox
                     .saved
                     .iter()
                     .filter_map(|u| mailbox.seq_of(*u).map(|i| i as u32 + 1))
-                    .collect()
-            };
-            let is_search = framing::command_name(bytes)
-                .is_some_and(|n| n.to_ascii_uppercase().ends_with("SEARCH"));
-            // An empty saved result matches no message (RFC 5182 §2.1): in
-            // SEARCH it becomes a key that matches nothing; other commands
-            // have nothing to do.
-            let text = match (set.is_empty(), is_search) {
-                (false, _) => seqset::format_compact(&set),
-                (true, true) => "(NOT ALL)".to_owned(),
-                (true, false) => String::new(),
-            };
-            if let Some(r) = esearch::replace_dollar(bytes, text.as_bytes()) {
-                if text.is_empty() {
+                    .collect();
+                // An empty saved result matches no message (RFC 5182 §2.1):
+                // in a search it is a key that matches nothing; other
+                // commands have nothing to do.
+                if seqs.is_empty() && !searching {
                     let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
                     if let Some(s) = streamed {
                         s.discard();
@@ -687,7 +682,31 @@ impl Session {
                     self.tagged(&tag, &Reply::ok("Nothing to do: the saved result is empty"));
                     return Ok(());
                 }
-                replaced = r;
+                // FETCH, STORE, COPY, MOVE: UIDs after UID; a search key is
+                // message numbers even in UID SEARCH, the key UID takes UIDs.
+                let uids: Vec<u32> = mailbox
+                    .saved
+                    .iter()
+                    .copied()
+                    .filter(|u| mailbox.seq_of(*u).is_some())
+                    .collect();
+                let set_text = if name.starts_with("UID ") && !searching {
+                    seqset::format_compact(&uids)
+                } else {
+                    seqset::format_compact(&seqs)
+                };
+                let mut out = bytes.to_vec();
+                for u in uses.iter().rev() {
+                    let (range, text) = match u {
+                        _ if seqs.is_empty() => (u.range(), "(NOT ALL)".to_owned()),
+                        lexer::SavedUse::Set(r) => (r.clone(), set_text.clone()),
+                        lexer::SavedUse::UidKey(r) => {
+                            (r.clone(), format!("UID {}", seqset::format_compact(&uids)))
+                        }
+                    };
+                    out.splice(range, text.into_bytes());
+                }
+                replaced = out;
                 bytes = &replaced;
             }
         }

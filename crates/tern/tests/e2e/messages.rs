@@ -921,3 +921,47 @@ fn unreadable_message_fails_the_search_instead_of_matching_nothing() {
     assert!(r.ok() && r.has("* SEARCH 1 2"), "{r:?}");
     assert!(c.cmd("NOOP").ok());
 }
+
+#[test]
+fn saved_result_only_where_the_grammar_has_a_set() {
+    let s = server().start();
+    let mut c = s.alice();
+    for subject in ["costs $5", "plain", "costs $6"] {
+        assert!(c.append("INBOX", "()", &message(subject, "x")).ok());
+    }
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c.cmd("SEARCH RETURN (SAVE) SUBJECT plain").ok());
+    // `SUBJECT $` searches for a dollar sign.
+    let r = c.cmd("SEARCH SUBJECT $");
+    assert!(r.has("* SEARCH 1 3"), "{r:?}");
+    // The saved set where the grammar has one: message numbers as a key,
+    // also in UID SEARCH; UIDs after the key UID and in UID FETCH.
+    let r = c.cmd("SEARCH $");
+    assert!(r.has("* SEARCH 2"), "{r:?}");
+    let r = c.cmd("UID SEARCH UID $");
+    assert!(r.has("* SEARCH 2"), "{r:?}");
+    let r = c.cmd("UID FETCH $ (FLAGS)");
+    assert!(r.has("* 2 FETCH") && r.untagged("").len() == 1, "{r:?}");
+    // Saved results survive an expunge of another message: message
+    // numbers shift, UIDs do not.
+    assert!(c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").ok());
+    assert!(c.cmd("EXPUNGE").ok());
+    let r = c.cmd("SEARCH $");
+    assert!(r.has("* SEARCH 1"), "{r:?}");
+    let r = c.cmd("FETCH $ (UID)");
+    assert!(r.has("* 1 FETCH (UID 2)"), "{r:?}");
+    // An empty saved result: a search key that matches nothing, and
+    // nothing to do for the other commands.
+    assert!(c.cmd("SEARCH RETURN (SAVE) SUBJECT nomatch").ok());
+    let r = c.cmd("SEARCH OR $ SUBJECT costs");
+    assert!(r.has("* SEARCH 2"), "{r:?}");
+    let r = c.cmd("UID SEARCH UID $");
+    assert!(r.ok() && r.has("* SEARCH") && !r.has("* SEARCH 2"), "{r:?}");
+    assert!(c.cmd("COPY $ INBOX").ok());
+    // A mailbox named `$` is a mailbox name, not the saved result (this
+    // answered "OK Nothing to do" and did nothing).
+    let r = c.cmd("CREATE $");
+    assert!(r.no() && r.tagged().contains("[NONEXISTENT]"), "{r:?}");
+    let r = c.cmd("STATUS $ (MESSAGES)");
+    assert!(r.no(), "{r:?}");
+}
