@@ -48,6 +48,17 @@ fn open_message(path: &Path) -> std::io::Result<File> {
 /// Name of the dot-lock that serialises writers of the UID and keyword lists.
 pub const LOCK_NAME: &str = "courierimapuiddb.lock";
 
+/// Locks the folder at `dir` for numbering: Courier's lock, then tern's
+/// (see [`crate::lock`]); both are released when the pair is dropped.
+///
+/// # Errors
+/// As [`DotLock::acquire`].
+fn lock_folder(dir: &Path) -> Result<(DotLock, DotLock)> {
+    let courier = DotLock::acquire_courier(dir)?;
+    let tern = DotLock::acquire(&dir.join(LOCK_NAME))?;
+    Ok((courier, tern))
+}
+
 /// An mtime is trusted to reveal every change only once a scan started at
 /// least this long after it: a change within the same clock tick leaves the
 /// mtime as it was. A second where mtimes are whole seconds (NFS, some
@@ -532,7 +543,7 @@ impl Folder {
         found: &HashMap<Arc<str>, (Arc<str>, bool)>,
         prune_below: u32,
     ) -> Result<()> {
-        let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
+        let _lock = lock_folder(&self.dir)?;
         // Another process may have assigned them while we waited.
         let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
         // New messages are numbered in the order of their names: Maildir
@@ -799,7 +810,7 @@ impl Folder {
             done.push(entry.clone());
         }
         if !kw_changes.is_empty() {
-            let _lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
+            let _lock = lock_folder(&self.dir)?;
             let mut db = KeywordDb::load(&self.dir)?;
             for (base, set) in kw_changes {
                 if set.is_empty() {
@@ -881,7 +892,7 @@ impl Folder {
             crate::unique::sync_dir(&self.dir.join("cur"))?;
         }
         // Lock order everywhere: the in-memory state, then the dot-lock.
-        let lock = DotLock::acquire(&self.dir.join(LOCK_NAME))?;
+        let lock = lock_folder(&self.dir)?;
         let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
         let mut uids = Vec::with_capacity(placed.len());
         for (base, _) in &placed {

@@ -1,5 +1,10 @@
 //! An NFS-safe dot-lock that serialises UID assignment between processes.
 //!
+//! A folder is locked twice, always in this order: Courier-IMAP's own
+//! `tmp/courier.lock` (so that Courier's imapd serving the same Maildir at
+//! the same time waits for tern, and tern for it), then tern's
+//! `courierimapuiddb.lock` (which earlier tern versions take alone).
+//!
 //! Courier-IMAP (with IMAP_USELOCKS) and Dovecot (`dovecot-uidlist.lock`) take
 //! the same kind of lock: a file that only one process can create. tern
 //! writes its own file first and links it into place (link(2) is atomic,
@@ -20,6 +25,27 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30);
 /// [`STALE_AFTER`], so that a stale lock from another host is broken in time.
 pub const MAX_WAIT: Duration = Duration::from_secs(45);
 
+/// Courier-IMAP's lock of a folder, relative to the folder's directory:
+/// its imapd holds it around reading and rewriting `courierimapuiddb`
+/// (courier-libs maildir/maildirwatch.h `WATCHDOTLOCK`, taken in
+/// maildirlock.C with liblock's `ll_dotlock`; seen with strace around an
+/// APPEND of Debian's imapd).
+pub const COURIER_LOCK: &str = "tmp/courier.lock";
+
+/// Courier's liblock breaks a lock of another host once it is this old
+/// (maildirlock.C `LOCK_TIMEOUT`); tern does the same for that lock.
+pub const COURIER_STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// Whose format a lock file is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// `<pid> <host>\n`, broken after [`STALE_AFTER`].
+    Tern,
+    /// `<pid>:<host>` as liblock writes it, so that Courier can tell a dead
+    /// tern from a live one; broken after [`COURIER_STALE_AFTER`].
+    Courier,
+}
+
 /// A held dot-lock; dropping it removes the lock file.
 #[derive(Debug)]
 pub struct DotLock {
@@ -27,25 +53,42 @@ pub struct DotLock {
 }
 
 impl DotLock {
+    /// Takes Courier-IMAP's lock of the folder at `dir`
+    /// ([`COURIER_LOCK`]), as its imapd does, so that tern and Courier
+    /// serving one Maildir at the same time never number messages at once.
+    ///
+    /// # Errors
+    /// As [`DotLock::acquire`].
+    pub fn acquire_courier(dir: &Path) -> Result<DotLock> {
+        Self::acquire_styled(&dir.join(COURIER_LOCK), Style::Courier)
+    }
+
     /// Takes the lock `path`, waiting for another holder up to [`MAX_WAIT`].
     ///
     /// # Errors
     /// [`MaildirError::LockTimeout`] when the lock stays held, or an I/O error.
     pub fn acquire(path: &Path) -> Result<DotLock> {
+        Self::acquire_styled(path, Style::Tern)
+    }
+
+    fn acquire_styled(path: &Path, style: Style) -> Result<DotLock> {
         // The lock appears with its content or not at all: written to a
         // file of this process first, then linked into place (link(2)
         // fails when the lock exists, also over NFS). A process killed
         // between creating an empty lock and writing its PID would
         // otherwise block everyone until the lock is old enough to break.
         let own = own_file(path);
-        let content = format!("{} {}\n", std::process::id(), crate::unique::hostname());
+        let content = match style {
+            Style::Tern => format!("{} {}\n", std::process::id(), crate::unique::hostname()),
+            Style::Courier => format!("{}:{}", std::process::id(), crate::unique::raw_hostname()),
+        };
         std::fs::write(&own, content).map_err(|e| MaildirError::io("write lock", &own, e))?;
-        let res = Self::link_into_place(&own, path);
+        let res = Self::link_into_place(&own, path, style);
         let _ = std::fs::remove_file(&own);
         res
     }
 
-    fn link_into_place(own: &Path, path: &Path) -> Result<DotLock> {
+    fn link_into_place(own: &Path, path: &Path, style: Style) -> Result<DotLock> {
         let start = std::time::Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
@@ -56,7 +99,7 @@ impl DotLock {
                     })
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if is_stale(path) {
+                    if is_stale(path, style) {
                         // Another waiter may break it at the same time; both
                         // then race on the link, which only one wins.
                         let _ = std::fs::remove_file(path);
@@ -125,20 +168,25 @@ fn remove_dead_own_files(lock: &Path) {
 /// creating and writing it) older than this is broken.
 const EMPTY_STALE_AFTER: Duration = Duration::from_secs(2);
 
-fn is_stale(path: &Path) -> bool {
+/// Whether the lock at `path` was left by a process that is gone: one of
+/// this host whose PID no longer runs (either format: `<pid> <host>` or
+/// Courier's `<pid>:<host>`), or any lock older than its style's limit.
+fn is_stale(path: &Path, style: Style) -> bool {
     if let Ok(text) = std::fs::read_to_string(path) {
-        let mut f = text.split_whitespace();
+        let mut f = text.split(|c: char| c == ':' || c.is_whitespace());
         if let (Some(pid), Some(host)) = (f.next(), f.next()) {
-            if host == crate::unique::hostname() && !Path::new("/proc").join(pid).exists() {
+            let here = host == crate::unique::hostname() || host == crate::unique::raw_hostname();
+            let pid_ok = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+            if here && pid_ok && !Path::new("/proc").join(pid).exists() {
                 return true;
             }
         }
     }
     let empty = std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
-    let limit = if empty {
-        EMPTY_STALE_AFTER
-    } else {
-        STALE_AFTER
+    let limit = match (empty, style) {
+        (true, _) => EMPTY_STALE_AFTER,
+        (false, Style::Tern) => STALE_AFTER,
+        (false, Style::Courier) => COURIER_STALE_AFTER,
     };
     match std::fs::metadata(path).and_then(|m| m.modified()) {
         Ok(mtime) => SystemTime::now()
@@ -206,6 +254,38 @@ mod tests {
         assert!(other_host.exists());
         assert!(!live_own.exists(), "our own file is removed once linked");
         drop(l);
+    }
+
+    #[test]
+    fn courier_lock_is_courier_s_file_in_its_format() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        let l = DotLock::acquire_courier(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("tmp/courier.lock")).unwrap();
+        assert_eq!(
+            text,
+            format!("{}:{}", std::process::id(), crate::unique::raw_hostname())
+        );
+        drop(l);
+        assert!(!dir.path().join("tmp/courier.lock").exists());
+        // A lock Courier's imapd left when it died on this host is broken;
+        // a live one is waited for.
+        let host = crate::unique::raw_hostname();
+        std::fs::write(
+            dir.path().join("tmp/courier.lock"),
+            format!("2147483646:{host}"),
+        )
+        .unwrap();
+        drop(DotLock::acquire_courier(dir.path()).unwrap());
+        std::fs::write(
+            dir.path().join("tmp/courier.lock"),
+            format!("{}:{host}", std::process::id()),
+        )
+        .unwrap();
+        assert!(!is_stale(
+            &dir.path().join("tmp/courier.lock"),
+            Style::Courier
+        ));
     }
 
     #[test]

@@ -26,6 +26,15 @@ pub fn hostname() -> String {
         .replace(',', "\\054")
 }
 
+/// The host name as the system gives it, for lock files that other
+/// programs read (Courier's liblock compares it with gethostname()).
+pub fn raw_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
 /// A new unique base name (no sizes, no info).
 pub fn new_base() -> String {
     let now = SystemTime::now()

@@ -452,3 +452,94 @@ fn maildirsize_is_shared_with_courier_deliverquota() {
     assert_eq!(tern_deliver(b"Subject: e\n\ne\n"), 77);
     assert_ne!(courier_deliver(b"Subject: e\n\ne\n"), 0);
 }
+
+/// The APPENDUIDs in `out`, in order.
+fn appenduids(out: &str) -> Vec<u32> {
+    out.lines()
+        .filter_map(|l| l.split("[APPENDUID ").nth(1))
+        .filter_map(|r| r.split([' ', ']']).nth(1)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn tern_and_courier_imapd_append_to_one_folder_at_once() {
+    // During a migration both servers may serve one Maildir. Courier's
+    // imapd numbers under tmp/courier.lock; tern takes that lock too, so no
+    // UID is given twice and none is lost.
+    const EACH: usize = 40;
+    let s = server().start();
+    let md = s.maildir("alice");
+    let mut c = s.alice();
+    assert!(c.cmd("SELECT INBOX").ok());
+    let mut script = Vec::new();
+    for i in 0..EACH {
+        script.extend(append_sync(
+            &format!("c{i}"),
+            "",
+            &message(&format!("courier {i}"), "x"),
+        ));
+    }
+    script.extend_from_slice(b"z LOGOUT\r\n");
+    let md2 = md.clone();
+    let courier = std::thread::spawn(move || courier_imapd(&md2, &script));
+    let mut tern_uids = Vec::new();
+    for i in 0..EACH {
+        let r = c.append("INBOX", "()", &message(&format!("tern {i}"), "x"));
+        assert!(r.ok(), "{r:?}");
+        tern_uids.extend(appenduids(r.tagged()));
+    }
+    let courier_out = courier.join().unwrap();
+    let courier_uids = appenduids(&courier_out);
+    assert_eq!(courier_uids.len(), EACH, "{courier_out}");
+    assert_eq!(tern_uids.len(), EACH);
+    let mut all: Vec<u32> = tern_uids.iter().chain(&courier_uids).copied().collect();
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        before,
+        "a UID was given twice: tern {tern_uids:?} courier {courier_uids:?}"
+    );
+    // Every message is there, under the UID its server reported (NOOP
+    // first: the session learns Courier's last messages from it).
+    assert!(c.cmd("NOOP").ok());
+    let r = c.cmd("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    let mut seen: Vec<(u32, String)> = r
+        .lines
+        .iter()
+        .filter(|l| l.contains(" FETCH ("))
+        .map(|l| {
+            let uid = number_after(l, "UID ").unwrap() as u32;
+            let subject = l.split("Subject: ").nth(1).unwrap();
+            let subject = subject.split('\r').next().unwrap().to_owned();
+            (uid, subject)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 2 * EACH, "{r:?}");
+    for (i, uid) in tern_uids.iter().enumerate() {
+        assert!(
+            seen.contains(&(*uid, format!("tern {i}"))),
+            "tern {i} uid {uid}: {seen:?}"
+        );
+    }
+    for (i, uid) in courier_uids.iter().enumerate() {
+        assert!(
+            seen.contains(&(*uid, format!("courier {i}"))),
+            "courier {i} uid {uid}: {seen:?}"
+        );
+    }
+    // And Courier reads the same numbering back.
+    let out = courier_imapd(
+        &md,
+        b"a SELECT INBOX\r\nb UID FETCH 1:* (UID)\r\nc LOGOUT\r\n",
+    );
+    let mut courier_view: Vec<u32> = out
+        .lines()
+        .filter(|l| l.contains(" FETCH ("))
+        .filter_map(|l| number_after(l, "UID ").map(|u| u as u32))
+        .collect();
+    courier_view.sort_unstable();
+    assert_eq!(courier_view, all);
+}
