@@ -56,6 +56,47 @@ pub struct SummaryCache {
     last_cost_ms: Arc<AtomicU64>,
     /// The summaries of the folder's current view, by position.
     aligned: Mutex<Option<Arc<ViewSummaries>>>,
+    /// Cache writes running at once, shared by every folder of the process
+    /// (see [`Writers`]).
+    writers: Writers,
+}
+
+/// How many cache writes may run at once in the whole process: each runs
+/// on a thread of its own, and a thousand folders due at once must not
+/// start a thousand threads. A write that finds no room is not started; its
+/// summaries stay dirty and are written by a later save.
+#[derive(Debug, Clone)]
+pub struct Writers {
+    running: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// Cache writes at once in the process.
+pub const MAX_CACHE_WRITERS: usize = 2;
+
+impl Default for Writers {
+    fn default() -> Self {
+        static SHARED: std::sync::OnceLock<Arc<AtomicUsize>> = std::sync::OnceLock::new();
+        Writers {
+            running: SHARED.get_or_init(Default::default).clone(),
+            max: MAX_CACHE_WRITERS,
+        }
+    }
+}
+
+impl Writers {
+    /// Takes a place, if one is free.
+    fn try_take(&self) -> bool {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A text sort key whose ranks over a whole view are kept (see
@@ -398,6 +439,10 @@ impl SummaryCache {
         if self.saving.swap(true, Ordering::AcqRel) {
             return;
         }
+        if !self.writers.try_take() {
+            self.saving.store(false, Ordering::Release);
+            return;
+        }
         let view = folder.view();
         // Only messages that still exist are kept and written.
         let present: std::collections::HashSet<&str> =
@@ -416,29 +461,42 @@ impl SummaryCache {
         let path = folder.dir().join(FILE);
         let saving = self.saving.clone();
         let cost = self.last_cost_ms.clone();
-        std::thread::spawn(move || {
-            let began = Instant::now();
-            // Streamed through a buffer: the file of a large folder is
-            // never held in memory whole.
-            let written = write_atomic_with(&path, |w| {
-                w.write_all(MAGIC)?;
-                let mut out = Vec::with_capacity(4096);
-                for (base, s) in &list {
-                    out.clear();
-                    out.extend_from_slice(&(base.len() as u32).to_le_bytes());
-                    out.extend_from_slice(base.as_bytes());
-                    s.encode(&mut out);
-                    w.write_all(&out)?;
+        let writers = self.writers.clone();
+        let (saving2, writers2) = (saving.clone(), writers.clone());
+        let spawned = std::thread::Builder::new()
+            .name("cache-write".into())
+            .spawn(move || {
+                let began = Instant::now();
+                // Streamed through a buffer: the file of a large folder is
+                // never held in memory whole.
+                let written = write_atomic_with(&path, |w| {
+                    w.write_all(MAGIC)?;
+                    let mut out = Vec::with_capacity(4096);
+                    for (base, s) in &list {
+                        out.clear();
+                        out.extend_from_slice(&(base.len() as u32).to_le_bytes());
+                        out.extend_from_slice(base.as_bytes());
+                        s.encode(&mut out);
+                        w.write_all(&out)?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    tracing::warn!(cause = %e, "summary cache not written");
                 }
-                Ok(())
+                let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+                cost.store(ms, Ordering::Relaxed);
+                writers.give_back();
+                saving.store(false, Ordering::Release);
             });
-            if let Err(e) = written {
-                tracing::warn!(cause = %e, "summary cache not written");
-            }
-            let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
-            cost.store(ms, Ordering::Relaxed);
-            saving.store(false, Ordering::Release);
-        });
+        if let Err(e) = spawned {
+            // No thread (the process is at its limit): the summaries stay
+            // dirty for a later save.
+            tracing::warn!(cause = %e, "summary cache write not started");
+            self.dirty.fetch_add(1, Ordering::Relaxed);
+            writers2.give_back();
+            saving2.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -449,6 +507,29 @@ mod tests {
 
     /// Summaries made after a cache write began are not in that write: an
     /// unload then keeps them (for a later sweep) instead of losing them.
+    /// A save that finds every writer place taken starts no thread and
+    /// keeps its summaries for later.
+    #[test]
+    fn cache_writes_at_once_are_bounded() {
+        let dir = crate::test_support::maildir_with_one_message("s");
+        let folder = Folder::new(dir.path().to_owned());
+        let view = folder.refresh(MoveNew::No).unwrap();
+        let cache = SummaryCache {
+            writers: Writers {
+                running: Arc::new(AtomicUsize::new(1)),
+                max: 1,
+            },
+            ..SummaryCache::default()
+        };
+        cache.get(&folder, &view.messages[0]).unwrap();
+        cache.unload(&folder);
+        assert_eq!(cache.len(), 1, "not written: no writer place");
+        assert!(!folder.dir().join(FILE).exists());
+        cache.writers.give_back();
+        cache.unload(&folder);
+        assert!(cache.is_empty(), "written once a place is free");
+    }
+
     #[test]
     fn unload_keeps_what_a_running_write_missed() {
         let dir = crate::test_support::maildir_with_one_message("s");

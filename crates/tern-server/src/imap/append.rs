@@ -226,11 +226,7 @@ impl Session {
             ));
         };
         let target = resolve_mailbox(&mailbox)?;
-        let folder = target.folder().cloned();
-        let u = user.clone();
-        let exists =
-            super::session::compute(move || u.maildir.folder_exists(folder.as_ref())).await?;
-        if !exists {
+        if !super::session::folder_exists(&user.maildir, target.folder()).await? {
             return Err(Reply::no(Some("TRYCREATE"), "Mailbox does not exist"));
         }
         let path = user.maildir.new_tmp_path();
@@ -268,8 +264,10 @@ impl Session {
         let Some(user) = self.user().cloned() else {
             return Reply::bad("Not logged in");
         };
-        if !user.maildir.folder_exists(target.folder()) {
-            return Reply::no(Some("TRYCREATE"), "Mailbox does not exist");
+        match super::session::folder_exists(&user.maildir, target.folder()).await {
+            Ok(true) => {}
+            Ok(false) => return Reply::no(Some("TRYCREATE"), "Mailbox does not exist"),
+            Err(r) => return r,
         }
         if streamed.size == 0 {
             return Reply::no(Some("CANNOT"), "Cannot save an empty message");

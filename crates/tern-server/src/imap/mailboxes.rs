@@ -275,8 +275,10 @@ impl Session {
             Err(r) => return r,
         };
         let dir = md.folder_dir(target.folder());
-        if !md.folder_exists(target.folder()) {
-            return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist");
+        match super::session::folder_exists(&md, target.folder()).await {
+            Ok(true) => {}
+            Ok(false) => return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist"),
+            Err(r) => return r,
         }
         let open = self.svc.folders.get(&dir);
         let want_size = items.iter().any(|i| matches!(i, StatusDataItemName::Size));

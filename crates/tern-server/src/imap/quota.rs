@@ -51,8 +51,10 @@ impl Session {
         let Some(user) = self.user() else {
             return Reply::bad("Not logged in");
         };
-        if !user.maildir.folder_exists(target.folder()) {
-            return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist");
+        match super::session::folder_exists(&user.maildir, target.folder()).await {
+            Ok(true) => {}
+            Ok(false) => return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist"),
+            Err(r) => return r,
         }
         let state = match quota_state(self.user().cloned()).await {
             Ok(s) => s,

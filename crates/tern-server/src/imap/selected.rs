@@ -105,8 +105,10 @@ impl Session {
             Err(r) => return r,
         };
         let dir = user.maildir.folder_dir(target.folder());
-        if !user.maildir.folder_exists(target.folder()) {
-            return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist");
+        match super::session::folder_exists(&user.maildir, target.folder()).await {
+            Ok(true) => {}
+            Ok(false) => return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist"),
+            Err(r) => return r,
         }
         let open = self.svc.folders.get(&dir);
         let o = open.clone();

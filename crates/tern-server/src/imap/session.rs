@@ -205,6 +205,18 @@ where
     })
 }
 
+/// Whether a folder exists, asked on the blocking pool: a stat that a slow
+/// disk or an NFS server may take its time over never holds up the
+/// runtime's workers (and every other session on them). A failure to ask is
+/// an answer of its own.
+pub(crate) async fn folder_exists(
+    maildir: &tern_maildir::Maildir,
+    folder: Option<&tern_maildir::FolderName>,
+) -> Result<bool, Reply> {
+    let (md, folder) = (maildir.clone(), folder.cloned());
+    compute(move || md.folder_exists(folder.as_ref())).await
+}
+
 /// Runs storage work on the blocking pool.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, Reply>
 where

@@ -223,8 +223,10 @@ impl Session {
         if is_move && mailbox.read_only {
             return Ok(Reply::no(Some("READ-ONLY"), "Mailbox is read-only"));
         }
-        if !user.maildir.folder_exists(target.folder()) {
-            return Ok(Reply::no(Some("TRYCREATE"), "Mailbox does not exist"));
+        match super::session::folder_exists(&user.maildir, target.folder()).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(Reply::no(Some("TRYCREATE"), "Mailbox does not exist")),
+            Err(r) => return Ok(r),
         }
         let dest = self
             .svc
