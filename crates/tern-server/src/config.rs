@@ -26,6 +26,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
 /// client sending a too-large message with LITERAL+ gets NO [TOOBIG] and
 /// keeps its session.
 pub const DEFAULT_MAX_REFUSED_LITERAL: u64 = DEFAULT_MAX_MESSAGE_SIZE;
+/// Bytes of messages one FETCH job reads before its answer is sent.
+pub const DEFAULT_FETCH_JOB_BYTES: u64 = 8 * 1024 * 1024;
 /// Idle timeout before login.
 pub const DEFAULT_PREAUTH_TIMEOUT_SECS: u64 = 60;
 /// Idle timeout after login: RFC 3501 §5.4 asks for at least 30 minutes.
@@ -273,6 +275,11 @@ pub struct Limits {
     /// Largest refused LITERAL+ literal that is read and thrown away; a
     /// larger one closes the connection with BYE.
     pub max_refused_literal: u64,
+    /// Bytes of messages (by their sizes) one FETCH job reads and holds
+    /// before its answer goes out; a session has at most two jobs at once,
+    /// so this bounds what a large FETCH holds (one message larger than it
+    /// is read alone).
+    pub fetch_job_bytes: u64,
     /// Idle timeout before login, seconds.
     pub preauth_timeout_secs: u64,
     /// Idle timeout after login, seconds.
@@ -295,6 +302,7 @@ impl Default for Limits {
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_refused_literal: DEFAULT_MAX_REFUSED_LITERAL,
+            fetch_job_bytes: DEFAULT_FETCH_JOB_BYTES,
             preauth_timeout_secs: DEFAULT_PREAUTH_TIMEOUT_SECS,
             auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -580,6 +580,43 @@ const CHUNK: usize = 128;
 /// or the session (a few hundred bytes each).
 const SUMMARY_CHUNK: usize = 1024;
 
+/// Size assumed for a message whose file name carries none (`,W=`/`,S=`).
+const UNKNOWN_SIZE: u64 = 64 * 1024;
+
+/// Cuts `indices` into jobs of at most [`CHUNK`] messages and `budget`
+/// bytes by the sizes the file names carry (a message larger than the
+/// budget is a job of its own).
+fn chunks_by_size(
+    indices: &[usize],
+    known: &[Known],
+    view: &tern_maildir::FolderView,
+    budget: u64,
+) -> Vec<Vec<usize>> {
+    let mut chunks = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    let mut bytes = 0u64;
+    for &i in indices {
+        let size = known
+            .get(i)
+            .and_then(|k| view.find(k.uid))
+            .and_then(|e| {
+                tern_maildir::flags::name_field(&e.base, 'W')
+                    .or_else(|| tern_maildir::flags::name_field(&e.base, 'S'))
+            })
+            .unwrap_or(UNKNOWN_SIZE);
+        if !cur.is_empty() && (cur.len() >= CHUNK || bytes.saturating_add(size) > budget) {
+            chunks.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        cur.push(i);
+        bytes = bytes.saturating_add(size);
+    }
+    if !cur.is_empty() {
+        chunks.push(cur);
+    }
+    chunks
+}
+
 /// Whether answering `item` takes the message's summary.
 fn uses_summary(item: &Item) -> bool {
     matches!(
@@ -675,7 +712,19 @@ impl Session {
         let ahead = usize::from(!set_seen);
         let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<JobOutput>> =
             Default::default();
-        for chunk in indices.chunks(chunk_size) {
+        // Jobs that read messages are cut by bytes too: 128 messages of
+        // 50 MB must not be read at once.
+        let chunks = if chunk_size == CHUNK {
+            chunks_by_size(
+                &indices,
+                &mailbox.known,
+                &open.folder.view(),
+                self.svc.limits.fetch_job_bytes,
+            )
+        } else {
+            indices.chunks(chunk_size).map(<[usize]>::to_vec).collect()
+        };
+        for chunk in &chunks {
             let State::Selected { mailbox, .. } = &self.state else {
                 break;
             };
