@@ -324,6 +324,19 @@ impl Folder {
         self.lock_inner().unclaimed_recent.len()
     }
 
+    /// As [`Folder::unclaimed_recent_count`], but without waiting: `None`
+    /// while the folder is busy (a scan, a lock wait of another change), so
+    /// that a caller holding a lock of its own never waits behind it.
+    pub fn try_unclaimed_recent_count(&self) -> Option<usize> {
+        match self.inner.try_lock() {
+            Ok(g) => Some(g.unclaimed_recent.len()),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                Some(p.into_inner().unclaimed_recent.len())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Calls `each` with every file name in `sub` (dot files skipped).
     fn list(&self, sub: &str, mut each: impl FnMut(&str)) -> Result<()> {
         let path = self.dir.join(sub);

@@ -250,6 +250,8 @@ pub struct FolderRegistry {
     map: Mutex<HashMap<PathBuf, Arc<OpenFolder>>>,
     hub: Arc<Hub>,
     last_sweep: Mutex<Instant>,
+    /// The size above which the next eviction pass runs.
+    evict_at: Mutex<usize>,
 }
 
 impl std::fmt::Debug for FolderRegistry {
@@ -271,6 +273,7 @@ impl FolderRegistry {
         FolderRegistry {
             map: Mutex::new(HashMap::new()),
             last_sweep: Mutex::new(Instant::now()),
+            evict_at: Mutex::new(KEEP_IDLE),
             hub: Arc::new(Hub {
                 watcher: OnceLock::new(),
                 check_interval,
@@ -280,6 +283,10 @@ impl FolderRegistry {
     }
 
     /// The shared folder at `dir`, opened if needed.
+    ///
+    /// Called on the runtime's workers, so it never waits for a folder: the
+    /// registry's lock is held only for map work, a busy folder is kept
+    /// rather than asked, and the periodic sweep runs on the blocking pool.
     pub fn get(&self, dir: &Path) -> Arc<OpenFolder> {
         let due = {
             let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
@@ -290,7 +297,16 @@ impl FolderRegistry {
             due
         };
         if due {
-            self.sweep(SUMMARIES_IDLE);
+            let unused = self.unused(SUMMARIES_IDLE);
+            let unload = move || {
+                for f in unused {
+                    f.summaries.unload(&f.folder);
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => drop(h.spawn_blocking(unload)),
+                Err(_) => unload(),
+            }
         }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = map.get(dir) {
@@ -308,32 +324,43 @@ impl FolderRegistry {
             last_used: Mutex::new(Instant::now()),
         });
         map.insert(dir.to_owned(), f.clone());
-        if map.len() > KEEP_IDLE {
+        let mut evict_at = self.evict_at.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > (*evict_at).max(KEEP_IDLE) {
             let mut idle = 0;
             map.retain(|_, f| {
-                if Arc::strong_count(f) > 1 || f.folder.unclaimed_recent_count() > 0 {
+                // In use, busy (kept rather than waited for), or holding
+                // \Recent messages nobody has claimed: kept.
+                if Arc::strong_count(f) > 1
+                    || f.folder.try_unclaimed_recent_count().is_none_or(|n| n > 0)
+                {
                     return true;
                 }
                 idle += 1;
                 idle <= KEEP_IDLE / 2
             });
+            // The next pass only after as many more folders again: with
+            // thousands of folders in use, a pass per lookup would walk
+            // them all every time.
+            *evict_at = map.len() + KEEP_IDLE / 2;
         }
         f
     }
 
+    /// The folders no session has used for `idle`.
+    fn unused(&self, idle: Duration) -> Vec<Arc<OpenFolder>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .filter(|f| Arc::strong_count(f) == 1 && f.idle_for() >= idle)
+            .cloned()
+            .collect()
+    }
+
     /// Drops from memory the summaries of the folders no session has used
     /// for `idle` (they are written to `tern.cache` first if new ones were
-    /// made).
+    /// made). Blocking: writing a large cache takes a while.
     pub fn sweep(&self, idle: Duration) {
-        let unused: Vec<Arc<OpenFolder>> = {
-            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            map.values()
-                .filter(|f| Arc::strong_count(f) == 1 && f.idle_for() >= idle)
-                .cloned()
-                .collect()
-        };
-        // Outside the registry's lock: writing a large cache takes a while.
-        for f in unused {
+        // Outside the registry's lock.
+        for f in self.unused(idle) {
             f.summaries.unload(&f.folder);
         }
     }
@@ -351,6 +378,51 @@ impl FolderRegistry {
 mod tests {
     use super::*;
     use tern_maildir::folder::MoveNew;
+
+    /// A folder that is busy (here: waiting for its UID lock, held by
+    /// another process) never makes a lookup of another folder wait, even
+    /// when the registry is full and evicts.
+    #[test]
+    fn a_busy_folder_never_stalls_lookups_of_others() {
+        let base = tempfile::tempdir().unwrap();
+        let mk = |n: usize| {
+            let d = base.path().join(format!("f{n}"));
+            for sub in ["cur", "new", "tmp"] {
+                std::fs::create_dir_all(d.join(sub)).unwrap();
+            }
+            d
+        };
+        let reg = Arc::new(FolderRegistry::default());
+        let busy_dir = mk(0);
+        // Another live process (this one) holds the folder's lock.
+        let lock = busy_dir.join(tern_maildir::folder::LOCK_NAME);
+        std::fs::write(
+            &lock,
+            format!(
+                "{} {}\n",
+                std::process::id(),
+                tern_maildir::unique::hostname()
+            ),
+        )
+        .unwrap();
+        let busy = reg.get(&busy_dir);
+        let b = busy.clone();
+        let waiting = std::thread::spawn(move || b.folder.refresh(MoveNew::No).map(|_| ()));
+        std::thread::sleep(Duration::from_millis(100));
+        drop(busy);
+        // Fill the registry past its limit: every lookup returns while the
+        // busy folder still waits for its lock.
+        for n in 1..=(KEEP_IDLE + 50) {
+            drop(reg.get(&mk(n)));
+        }
+        assert!(!waiting.is_finished(), "the busy folder waited all along");
+        assert!(
+            reg.map.lock().unwrap().contains_key(&busy_dir),
+            "busy: kept"
+        );
+        std::fs::remove_file(&lock).unwrap();
+        waiting.join().unwrap().unwrap();
+    }
 
     /// A folder nobody uses gives back its summaries' memory; they are
     /// on disk and come back on the next use.
