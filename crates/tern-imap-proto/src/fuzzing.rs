@@ -61,8 +61,6 @@ pub fn command(data: &[u8]) {
     let _ = crate::esearch::split_return(data);
     let _ = crate::binary_sections::rewrite(data);
     let _ = crate::lexer::saved_result_uses(data);
-    if let Ok(p) = std::str::from_utf8(data) {
-        let (pattern, name) = p.split_at(p.len() / 2);
-        let _ = crate::command::list_match(pattern.as_bytes(), name.as_bytes(), b'.');
-    }
+    let (pattern, name) = data.split_at(data.len() / 2);
+    let _ = crate::command::list_match(pattern, name, b'.');
 }

@@ -142,14 +142,15 @@ impl Flags {
 /// Splits a Maildir file name into its unique base and its info part.
 ///
 /// `1700000000.M1P2.host,S=10:2,FS` gives `("1700000000.M1P2.host,S=10", Some("FS"))`.
-/// A name with no `:2,` (a message still in `new/`) has no info.
+/// A name with no `:2,` (a message still in `new/`) has no info. The base
+/// ends at the first `:`, as Dovecot reads it (`:` is Maildir's info
+/// separator and never part of a unique name), so that a base read back
+/// from `courierimapuiddb` splits the same way as the file name it came
+/// from.
 pub fn split_name(file_name: &str) -> (&str, Option<&str>) {
-    match file_name.find(":2,") {
-        Some(i) => (&file_name[..i], Some(&file_name[i + 3..])),
-        None => match file_name.find(':') {
-            Some(i) => (&file_name[..i], None),
-            None => (file_name, None),
-        },
+    match file_name.split_once(':') {
+        Some((base, rest)) => (base, rest.strip_prefix("2,")),
+        None => (file_name, None),
     }
 }
 

@@ -38,16 +38,29 @@ pub struct KeywordDb {
     pub updates: Vec<String>,
 }
 
+/// Whether `name` can be an IMAP keyword: an atom (RFC 3501 §9,
+/// `flag-keyword`) that is not a system flag.
+fn is_keyword(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('\\')
+        && name
+            .bytes()
+            .all(|b| b > 0x20 && b < 0x7f && !b"(){%*\"\\]".contains(&b))
+}
+
 impl KeywordDb {
     /// Parses the `:list` format.
     pub fn parse(text: &str) -> KeywordDb {
-        let mut names: Vec<Arc<str>> = Vec::new();
+        // A name that is no IMAP atom (a control byte, a space, a
+        // parenthesis...) keeps its place in the numbering but is never
+        // shown: it would break the FLAGS responses it went into.
+        let mut names: Vec<Option<Arc<str>>> = Vec::new();
         let mut lines = text.lines();
         for line in lines.by_ref() {
             if line.is_empty() {
                 break;
             }
-            names.push(Arc::from(line));
+            names.push(is_keyword(line).then(|| Arc::from(line)));
         }
         let mut by_base = HashMap::default();
         for line in lines {
@@ -57,7 +70,7 @@ impl KeywordDb {
             let set: BTreeSet<Arc<str>> = idx
                 .split_ascii_whitespace()
                 .filter_map(|n| n.parse::<usize>().ok())
-                .filter_map(|n| names.get(n).cloned())
+                .filter_map(|n| names.get(n).cloned().flatten())
                 .collect();
             if !set.is_empty() {
                 by_base.insert(Arc::from(base), set.into_iter().collect::<Vec<_>>().into());

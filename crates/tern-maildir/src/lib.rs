@@ -16,6 +16,7 @@
 pub mod deliver;
 pub mod flags;
 pub mod folder;
+pub mod fuzzing;
 pub mod keywords;
 pub mod lock;
 pub mod maildir;

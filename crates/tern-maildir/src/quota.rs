@@ -145,6 +145,31 @@ fn file_path(root: &Path) -> PathBuf {
     root.join(MAILDIRSIZE)
 }
 
+/// The content of a `maildirsize`: its quota line, the sum of its usage
+/// lines, how many there are, and whether the file reached the size at
+/// which Courier recalculates (then the sum is not used).
+pub fn parse_file(buf: &[u8]) -> (Option<QuotaSpec>, Usage, usize, bool) {
+    let text = String::from_utf8_lossy(buf);
+    let mut lines = text.split('\n');
+    let spec = lines.next().and_then(QuotaSpec::parse);
+    if buf.len() >= MAX_FILE {
+        return (spec, Usage::default(), 0, true);
+    }
+    let mut usage = Usage::default();
+    let mut count = 0;
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        let mut nums = line.split_ascii_whitespace().map(str::parse::<i64>);
+        if let (Some(Ok(b)), Some(Ok(c))) = (nums.next(), nums.next()) {
+            usage = usage.plus(b, c);
+        }
+        count += 1;
+    }
+    (spec, usage, count, false)
+}
+
 /// Reads `maildirsize`; `None` when there is none.
 ///
 /// # Errors
@@ -169,10 +194,8 @@ pub fn read(root: &Path) -> Result<Option<QuotaFile>> {
         .metadata()
         .and_then(|m| m.modified())
         .map_err(|e| MaildirError::io("stat", &path, e))?;
-    let text = String::from_utf8_lossy(&buf);
-    let mut lines = text.split('\n');
-    let spec = lines.next().and_then(QuotaSpec::parse);
-    if buf.len() >= MAX_FILE {
+    let (spec, usage, count, overlong) = parse_file(&buf);
+    if overlong {
         return Ok(Some(QuotaFile {
             spec,
             usage: Usage::default(),
@@ -180,18 +203,6 @@ pub fn read(root: &Path) -> Result<Option<QuotaFile>> {
             mtime,
             stale: true,
         }));
-    }
-    let mut usage = Usage::default();
-    let mut count = 0;
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let mut nums = line.split_ascii_whitespace().map(str::parse::<i64>);
-        if let (Some(Ok(b)), Some(Ok(c))) = (nums.next(), nums.next()) {
-            usage = usage.plus(b, c);
-        }
-        count += 1;
     }
     Ok(Some(QuotaFile {
         spec,

@@ -90,8 +90,13 @@ impl UidDb {
             if uid == 0 {
                 return ParseOutcome::Corrupt { line: i + 2 };
             }
-            let (base, _) = split_name(name);
             next_uid = next_uid.max(uid.saturating_add(1));
+            // No file name holds a line end or is empty: such a line names
+            // no message (its UID still counts toward the next one).
+            let (base, _) = split_name(name.trim_end_matches('\r'));
+            if base.is_empty() || base.contains(['\r', '\n']) {
+                continue;
+            }
             uids.insert(Arc::from(base), uid);
         }
         ParseOutcome::Ok(UidDb {
@@ -138,8 +143,13 @@ impl UidDb {
             let Some(Ok(uid)) = head.split_ascii_whitespace().next().map(str::parse::<u32>) else {
                 return ParseOutcome::Corrupt { line: i + 2 };
             };
-            let (base, _) = split_name(name);
             next_uid = next_uid.max(uid.saturating_add(1));
+            // No file name holds a line end or is empty: such a line names
+            // no message (its UID still counts toward the next one).
+            let (base, _) = split_name(name.trim_end_matches('\r'));
+            if base.is_empty() || base.contains(['\r', '\n']) {
+                continue;
+            }
             uids.insert(Arc::from(base), uid);
         }
         ParseOutcome::Ok(UidDb {
