@@ -16,3 +16,4 @@ mod mailboxes;
 mod messages;
 mod pop3;
 mod session;
+mod traces;
