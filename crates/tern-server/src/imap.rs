@@ -24,5 +24,6 @@ mod selected;
 mod session;
 mod sort;
 mod store;
+mod sync;
 
 pub use session::{serve_connection, AsyncStream, Services, SessionStart};

@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 
 use rustc_hash::FxHashSet as HashSet;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -274,97 +273,29 @@ impl Session {
         mailbox.recent.extend(claimed);
         let old =
             Arc::try_unwrap(std::mem::take(&mut mailbox.known)).unwrap_or_else(|a| (*a).clone());
-        let old_len = old.len();
-        let mut known: Vec<Known> = Vec::with_capacity(view.messages.len());
-        let mut expunged: Vec<usize> = Vec::new();
-        let mut changed: Vec<usize> = Vec::new();
-        let mut held_back = false;
-        let mut j = 0;
-        for (i, k) in old.into_iter().enumerate() {
-            while j < view.messages.len() && view.messages[j].uid < k.uid {
-                j += 1; // numbered below a known UID: cannot be shown in order
-            }
-            match view.messages.get(j) {
-                Some(m) if m.uid == k.uid => {
-                    if m.flags != k.flags
-                        || (!Arc::ptr_eq(&m.keywords, &k.keywords) && m.keywords != k.keywords)
-                    {
-                        changed.push(known.len());
-                    }
-                    known.push(Known {
-                        uid: m.uid,
-                        flags: m.flags.clone(),
-                        keywords: m.keywords.clone(),
-                    });
-                    j += 1;
-                }
-                _ if expunge_ok => expunged.push(i + 1),
-                _ => {
-                    held_back = true;
-                    known.push(k);
-                }
-            }
-        }
-        let last_uid = known.last().map(|k| k.uid).unwrap_or(0);
-        let mut added = 0;
-        for m in &view.messages[j.min(view.messages.len())..] {
-            if m.uid > last_uid {
-                known.push(Known {
-                    uid: m.uid,
-                    flags: m.flags.clone(),
-                    keywords: m.keywords.clone(),
-                });
-                added += 1;
-            }
-        }
-        // With expunges held back, `known` still differs from the view;
-        // otherwise it is the view now, and the next command need not
-        // compare them again unless the view changes.
-        if !held_back {
+        let synced = super::sync::synchronize(
+            old,
+            &view,
+            if expunge_ok {
+                super::sync::Expunges::Allowed
+            } else {
+                super::sync::Expunges::HeldBack
+            },
+            &mailbox.recent,
+            &mut mailbox.keywords,
+            if mailbox.read_only {
+                super::sync::Access::ReadOnly
+            } else {
+                super::sync::Access::ReadWrite
+            },
+        );
+        // In step: the next command need not compare them again unless the
+        // view changes.
+        if synced.in_step {
             mailbox.synced = view.clone();
         }
-        mailbox.known = Arc::new(known);
-        let mut out = String::new();
-        // Descending numbers stay valid as each EXPUNGE renumbers only later messages.
-        for seq in expunged.iter().rev() {
-            let _ = write!(out, "* {seq} EXPUNGE\r\n");
-        }
-        let new_keywords: BTreeSet<Arc<str>> = mailbox
-            .known
-            .iter()
-            .flat_map(|k| k.keywords.iter().cloned())
-            .collect();
-        if !new_keywords.is_subset(&mailbox.keywords) {
-            mailbox.keywords.extend(new_keywords);
-            let fl = flag_list(&mailbox.keywords);
-            let _ = write!(out, "* FLAGS ({fl})\r\n");
-            if !mailbox.read_only {
-                let _ = write!(out, "* OK [PERMANENTFLAGS ({fl} \\*)] Flags permitted\r\n");
-            }
-        }
-        if added > 0 || (!expunged.is_empty() && mailbox.known.len() != old_len - expunged.len()) {
-            let _ = write!(out, "* {} EXISTS\r\n", mailbox.known.len());
-        }
-        if added > 0 {
-            let recent = mailbox
-                .known
-                .iter()
-                .filter(|k| mailbox.recent.contains(&k.uid))
-                .count();
-            let _ = write!(out, "* {recent} RECENT\r\n");
-        }
-        for idx in changed {
-            let k = &mailbox.known[idx];
-            let flags = message_flags(k, mailbox.recent.contains(&k.uid));
-            let _ = write!(
-                out,
-                "* {} FETCH (UID {} FLAGS ({}))\r\n",
-                idx + 1,
-                k.uid,
-                flags
-            );
-        }
-        self.conn.out.extend_from_slice(out.as_bytes());
+        mailbox.known = Arc::new(synced.known);
+        self.conn.out.extend_from_slice(synced.responses.as_bytes());
     }
 
     /// IDLE (RFC 2177): updates are pushed until the client sends DONE.
