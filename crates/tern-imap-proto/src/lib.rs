@@ -15,6 +15,7 @@ pub mod framing;
 pub mod fuzzing;
 pub mod lexer;
 pub mod mutf7;
+pub mod response;
 pub mod seqset;
 pub mod wire;
 

@@ -7,6 +7,7 @@
 //! it (sync literal) or skipped (non-sync), with `NO [TOOBIG]`.
 
 use std::path::PathBuf;
+use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::datetime::DateTime;
@@ -54,7 +55,7 @@ impl Drop for Streamed {
 /// permissions): the cause goes to the log, not to the client.
 fn store_failed() -> Reply {
     Reply::no(
-        Some("SERVERBUG"),
+        Some(Code::ServerBug),
         "Cannot store the message, see the server log",
     )
 }
@@ -121,7 +122,7 @@ pub(crate) fn literal_use(prefix: &[u8], info: LiteralInfo) -> LiteralUse {
     }
     if info.len > MAX_APPEND_ARG_LITERAL {
         return LiteralUse::Refuse(Reply::bad_code(
-            "CLIENTBUG",
+            Code::ClientBug,
             "Error in IMAP command APPEND: invalid arguments",
         ));
     }
@@ -212,7 +213,7 @@ impl Session {
         let max = self.svc.limits.max_message_size;
         if info.len > max {
             return Err(Reply::no(
-                Some("TOOBIG"),
+                Some(Code::TooBig),
                 format!("Message is larger than the limit of {max} octets"),
             ));
         }
@@ -221,13 +222,13 @@ impl Session {
         };
         let Some(mailbox) = append_probe(prefix) else {
             return Err(Reply::bad_code(
-                "CLIENTBUG",
+                Code::ClientBug,
                 "Error in IMAP command APPEND: invalid arguments",
             ));
         };
         let target = resolve_mailbox(&mailbox)?;
         if !super::session::folder_exists(&user.maildir, target.folder()).await? {
-            return Err(Reply::no(Some("TRYCREATE"), "Mailbox does not exist"));
+            return Err(Reply::no(Some(Code::TryCreate), "Mailbox does not exist"));
         }
         let path = user.maildir.new_tmp_path();
         let file = match tokio::fs::File::create(&path).await {
@@ -266,11 +267,11 @@ impl Session {
         };
         match super::session::folder_exists(&user.maildir, target.folder()).await {
             Ok(true) => {}
-            Ok(false) => return Reply::no(Some("TRYCREATE"), "Mailbox does not exist"),
+            Ok(false) => return Reply::no(Some(Code::TryCreate), "Mailbox does not exist"),
             Err(r) => return r,
         }
         if streamed.size == 0 {
-            return Reply::no(Some("CANNOT"), "Cannot save an empty message");
+            return Reply::no(Some(Code::Cannot), "Cannot save an empty message");
         }
         let set = match convert_flags(&flags) {
             Ok(s) => s,
@@ -285,7 +286,7 @@ impl Session {
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts.max(0) as u64)
         });
         let Some(path) = streamed.path.take() else {
-            return Reply::no(Some("SERVERBUG"), "Message lost");
+            return Reply::no(Some(Code::ServerBug), "Message lost");
         };
         let dest = self
             .svc
@@ -318,7 +319,7 @@ impl Session {
             Ok((uids, uidvalidity)) => {
                 dest.changed.notify_waiters();
                 let uid = uids.first().copied().unwrap_or(0);
-                Reply::ok_code(format!("APPENDUID {uidvalidity} {uid}"), "APPEND completed")
+                Reply::ok_code(Code::AppendUid { uidvalidity, uid }, "APPEND completed")
             }
             Err(r) => {
                 let _ = std::fs::remove_file(&path);

@@ -4,6 +4,7 @@ use base64::Engine as _;
 use imap_codec::imap_types::auth::AuthMechanism;
 use tern_imap_proto::framing;
 use tern_imap_proto::imap_codec;
+use tern_imap_proto::response::Code;
 
 use super::session::{End, Reply, Session, State};
 use crate::users::LoginResult;
@@ -11,7 +12,7 @@ use crate::users::LoginResult;
 /// The answer to a password sent where cleartext logins are not allowed.
 fn privacy_required() -> Reply {
     Reply::no(
-        Some("PRIVACYREQUIRED"),
+        Some(Code::PrivacyRequired),
         "Plaintext login is disabled: use STARTTLS or the TLS port",
     )
 }
@@ -50,7 +51,7 @@ impl Session {
                     Ok(c) => {
                         if c.authzid.as_deref().is_some_and(|z| z != c.authcid) {
                             return Ok(Reply::no(
-                                Some("AUTHORIZATIONFAILED"),
+                                Some(Code::AuthorizationFailed),
                                 "Acting as another user is not allowed",
                             ));
                         }
@@ -76,7 +77,7 @@ impl Session {
                     .await
             }
             other => Ok(Reply::no(
-                Some("CANNOT"),
+                Some(Code::Cannot),
                 format!("Unsupported authentication mechanism {other}"),
             )),
         }
@@ -89,7 +90,7 @@ impl Session {
             .extend_from_slice(format!("+ {challenge}\r\n").as_bytes());
         self.flush().await?;
         let Some(line) = self.read_line().await? else {
-            return Ok(Err(Reply::bad_code("LIMIT", "SASL response too long")));
+            return Ok(Err(Reply::bad_code(Code::Limit, "SASL response too long")));
         };
         let line = framing::strip_eol(&line);
         if line == b"*" {
@@ -111,7 +112,7 @@ impl Session {
                 if let Err(e) = crate::login::prepare(&self.svc, &u).await {
                     tracing::error!(user = %u.name, cause = %e, "cannot create the Maildir");
                     return Ok(Reply::no(
-                        Some("UNAVAILABLE"),
+                        Some(Code::Unavailable),
                         "Mailbox store unavailable, try again later",
                     ));
                 }
@@ -119,12 +120,12 @@ impl Session {
                 tracing::info!(tls = self.conn.tls_active, "login");
                 self.state = State::Authenticated { user: u };
                 let caps = self.capabilities();
-                Ok(Reply::ok_code(format!("CAPABILITY {caps}"), "Logged in"))
+                Ok(Reply::ok_code(Code::Capability(caps), "Logged in"))
             }
             LoginResult::TempFail(why) => {
                 tracing::error!(cause = %why, "user database unavailable");
                 Ok(Reply::no(
-                    Some("UNAVAILABLE"),
+                    Some(Code::Unavailable),
                     "Authentication service unavailable, try again later",
                 ))
             }
@@ -144,7 +145,7 @@ impl Session {
                     self.state = State::Logout;
                 }
                 Ok(Reply::no(
-                    Some("AUTHENTICATIONFAILED"),
+                    Some(Code::AuthenticationFailed),
                     "Authentication failed",
                 ))
             }

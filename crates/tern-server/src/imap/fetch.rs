@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{
@@ -881,7 +882,7 @@ impl Session {
         }
         if missing > 0 {
             return Ok(Reply::no(
-                Some("EXPUNGEISSUED"),
+                Some(Code::ExpungeIssued),
                 "Some of the requested messages no longer exist",
             ));
         }
@@ -907,14 +908,14 @@ impl Session {
             Err(e) => {
                 tracing::error!(cause = %e, "fetch task failed");
                 return Ok(Some(Reply::no(
-                    Some("SERVERBUG"),
+                    Some(Code::ServerBug),
                     "Internal error, see the server log",
                 )));
             }
         };
         if unknown_cte {
             return Ok(Some(Reply::no(
-                Some("UNKNOWN-CTE"),
+                Some(Code::UnknownCte),
                 "Cannot decode the content transfer encoding",
             )));
         }

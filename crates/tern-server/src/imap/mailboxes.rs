@@ -5,6 +5,7 @@
 //! separator `.`. `INBOX.Work.2024` is the Maildir++ folder `.Work.2024`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
@@ -53,7 +54,7 @@ pub(crate) fn resolve(name: &str) -> Result<Target, Reply> {
     }
     if let Err(e) = mutf7::decode(name) {
         return Err(Reply::no(
-            Some("CANNOT"),
+            Some(Code::Cannot),
             format!("Invalid mailbox name: {e}"),
         ));
     }
@@ -61,14 +62,14 @@ pub(crate) fn resolve(name: &str) -> Result<Target, Reply> {
         Some(p) if p.eq_ignore_ascii_case(PREFIX) => &name[PREFIX.len()..],
         _ => {
             return Err(Reply::no(
-                Some("NONEXISTENT"),
+                Some(Code::Nonexistent),
                 format!("Mailbox names start with {PREFIX} (see NAMESPACE)"),
             ))
         }
     };
     FolderName::new(rest)
         .map(Target::Folder)
-        .map_err(|e| Reply::no(Some("CANNOT"), e.to_string()))
+        .map_err(|e| Reply::no(Some(Code::Cannot), e.to_string()))
 }
 
 pub(crate) fn resolve_mailbox(m: &Mailbox<'_>) -> Result<Target, Reply> {
@@ -100,7 +101,7 @@ impl Session {
             Err(r) => return r,
         };
         let Target::Folder(name) = target else {
-            return Reply::no(Some("ALREADYEXISTS"), "INBOX always exists");
+            return Reply::no(Some(Code::AlreadyExists), "INBOX always exists");
         };
         match blocking(move || md.create_folder(&name)).await {
             Ok(()) => Reply::ok("CREATE completed"),
@@ -114,7 +115,7 @@ impl Session {
             Err(r) => return r,
         };
         let Target::Folder(name) = target else {
-            return Reply::no(Some("CANNOT"), "INBOX cannot be deleted");
+            return Reply::no(Some(Code::Cannot), "INBOX cannot be deleted");
         };
         let dir = md.folder_dir(Some(&name));
         match blocking(move || md.delete_folder(&name)).await {
@@ -132,7 +133,7 @@ impl Session {
             (Err(r), _) | (_, Err(r)) => return r,
         };
         let Target::Folder(to) = to else {
-            return Reply::no(Some("ALREADYEXISTS"), "INBOX already exists");
+            return Reply::no(Some(Code::AlreadyExists), "INBOX already exists");
         };
         let md = match self.maildir() {
             Ok(m) => m,
@@ -277,7 +278,7 @@ impl Session {
         let dir = md.folder_dir(target.folder());
         match super::session::folder_exists(&md, target.folder()).await {
             Ok(true) => {}
-            Ok(false) => return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist"),
+            Ok(false) => return Reply::no(Some(Code::Nonexistent), "Mailbox does not exist"),
             Err(r) => return r,
         }
         let open = self.svc.folders.get(&dir);

@@ -6,6 +6,7 @@ use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::extensions::quota::{QuotaSet, Resource};
 use imap_codec::imap_types::mailbox::Mailbox;
 use tern_imap_proto::imap_codec;
+use tern_imap_proto::response::Code;
 use tern_imap_proto::wire;
 use tern_maildir::quota::{self, QuotaSpec, Usage};
 
@@ -53,7 +54,7 @@ impl Session {
         };
         match super::session::folder_exists(&user.maildir, target.folder()).await {
             Ok(true) => {}
-            Ok(false) => return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist"),
+            Ok(false) => return Reply::no(Some(Code::Nonexistent), "Mailbox does not exist"),
             Err(r) => return r,
         }
         let state = match quota_state(self.user().cloned()).await {
@@ -74,14 +75,14 @@ impl Session {
 
     pub(crate) async fn getquota(&mut self, root: AString<'static>) -> Reply {
         if astring_text(&root) != ROOT {
-            return Reply::no(Some("NONEXISTENT"), "No such quota root");
+            return Reply::no(Some(Code::Nonexistent), "No such quota root");
         }
         match quota_state(self.user().cloned()).await {
             Ok(Some((spec, usage))) => {
                 self.untagged(&quota_line(spec, usage));
                 Reply::ok("GETQUOTA completed")
             }
-            Ok(None) => Reply::no(Some("NONEXISTENT"), "No quota is set"),
+            Ok(None) => Reply::no(Some(Code::Nonexistent), "No quota is set"),
             Err(r) => r,
         }
     }
@@ -92,10 +93,10 @@ impl Session {
         quotas: Vec<QuotaSet<'static>>,
     ) -> Reply {
         if !self.svc.policy.allow_setquota {
-            return Reply::no(Some("NOPERM"), "Quotas are set by the administrator");
+            return Reply::no(Some(Code::NoPerm), "Quotas are set by the administrator");
         }
         if astring_text(&root) != ROOT {
-            return Reply::no(Some("NONEXISTENT"), "No such quota root");
+            return Reply::no(Some(Code::Nonexistent), "No such quota root");
         }
         let mut spec = QuotaSpec::default();
         for q in &quotas {
@@ -103,7 +104,10 @@ impl Session {
                 Resource::Storage => spec.bytes = q.limit.saturating_mul(1024),
                 Resource::Message => spec.messages = q.limit,
                 other => {
-                    return Reply::no(Some("CANNOT"), format!("Resource {other} is not supported"))
+                    return Reply::no(
+                        Some(Code::Cannot),
+                        format!("Resource {other} is not supported"),
+                    )
                 }
             }
         }

@@ -7,6 +7,7 @@
 
 use rustc_hash::FxHashSet as HashSet;
 use std::fmt::Write as _;
+use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::search::SearchKey;
@@ -355,7 +356,25 @@ pub(super) fn check_charset(
     };
     search_charset(&name).map_err(|_| {
         Reply::no(
-            Some("BADCHARSET (UTF-8 US-ASCII ISO-8859-1 ISO-8859-2 ISO-8859-15 WINDOWS-1250 WINDOWS-1251 WINDOWS-1252 KOI8-R KOI8-U ISO-2022-JP SHIFT_JIS EUC-JP GB2312 GBK BIG5 EUC-KR)"),
+            Some(Code::BadCharset(vec![
+                "UTF-8",
+                "US-ASCII",
+                "ISO-8859-1",
+                "ISO-8859-2",
+                "ISO-8859-15",
+                "WINDOWS-1250",
+                "WINDOWS-1251",
+                "WINDOWS-1252",
+                "KOI8-R",
+                "KOI8-U",
+                "ISO-2022-JP",
+                "SHIFT_JIS",
+                "EUC-JP",
+                "GB2312",
+                "GBK",
+                "BIG5",
+                "EUC-KR",
+            ])),
             format!("Unsupported charset {name}"),
         )
     })
@@ -544,7 +563,7 @@ impl SearchJob {
         )
         .map_err(|uid| {
             Reply::no(
-                Some("SERVERBUG"),
+                Some(Code::ServerBug),
                 format!("Message UID {uid} cannot be read, see the server log"),
             )
         })

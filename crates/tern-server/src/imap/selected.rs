@@ -7,6 +7,7 @@
 //! client's numbers would shift under it.
 
 use std::collections::BTreeSet;
+use tern_imap_proto::response::Code;
 
 use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;
@@ -106,7 +107,7 @@ impl Session {
         let dir = user.maildir.folder_dir(target.folder());
         match super::session::folder_exists(&user.maildir, target.folder()).await {
             Ok(true) => {}
-            Ok(false) => return Reply::no(Some("NONEXISTENT"), "Mailbox does not exist"),
+            Ok(false) => return Reply::no(Some(Code::Nonexistent), "Mailbox does not exist"),
             Err(r) => return r,
         }
         let open = self.svc.folders.get(&dir);
@@ -175,9 +176,9 @@ impl Session {
             }),
         };
         if read_only {
-            Reply::ok_code("READ-ONLY", "EXAMINE completed")
+            Reply::ok_code(Code::ReadOnly, "EXAMINE completed")
         } else {
-            Reply::ok_code("READ-WRITE", "SELECT completed")
+            Reply::ok_code(Code::ReadWrite, "SELECT completed")
         }
     }
 
@@ -207,7 +208,7 @@ impl Session {
             return Ok(Reply::bad("No mailbox selected"));
         };
         if mailbox.read_only {
-            return Ok(Reply::no(Some("READ-ONLY"), "Mailbox is read-only"));
+            return Ok(Reply::no(Some(Code::ReadOnly), "Mailbox is read-only"));
         }
         let open = mailbox.open.clone();
         let allowed: HashSet<u32> = match &only {
@@ -246,7 +247,7 @@ impl Session {
         .await;
         let (view, claimed) = match res {
             Ok(v) => v,
-            Err(r) if r.code.as_deref() == Some("NONEXISTENT") => {
+            Err(r) if r.code == Some(Code::Nonexistent) => {
                 // Deleted or renamed away under us (RFC 3501 leaves the
                 // response open; Dovecot ends the session the same way).
                 self.conn.out.extend_from_slice(

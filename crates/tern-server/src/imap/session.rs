@@ -1,6 +1,7 @@
 //! The session: state, I/O, command dispatch.
 
 use std::collections::BTreeSet;
+use tern_imap_proto::response::Code;
 
 use rustc_hash::FxHashSet as HashSet;
 use std::net::SocketAddr;
@@ -132,7 +133,7 @@ pub(crate) enum Status {
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
     pub status: Status,
-    pub code: Option<String>,
+    pub code: Option<Code>,
     pub text: String,
 }
 
@@ -144,17 +145,17 @@ impl Reply {
             text: text.into(),
         }
     }
-    pub fn ok_code(code: impl Into<String>, text: impl Into<String>) -> Reply {
+    pub fn ok_code(code: Code, text: impl Into<String>) -> Reply {
         Reply {
             status: Status::Ok,
-            code: Some(code.into()),
+            code: Some(code),
             text: text.into(),
         }
     }
-    pub fn no(code: Option<&str>, text: impl Into<String>) -> Reply {
+    pub fn no(code: Option<Code>, text: impl Into<String>) -> Reply {
         Reply {
             status: Status::No,
-            code: code.map(str::to_owned),
+            code,
             text: text.into(),
         }
     }
@@ -165,10 +166,10 @@ impl Reply {
             text: text.into(),
         }
     }
-    pub fn bad_code(code: &str, text: impl Into<String>) -> Reply {
+    pub fn bad_code(code: Code, text: impl Into<String>) -> Reply {
         Reply {
             status: Status::Bad,
-            code: Some(code.to_owned()),
+            code: Some(code),
             text: text.into(),
         }
     }
@@ -177,18 +178,20 @@ impl Reply {
 /// Maps a storage error to the client's answer (and logs the unexpected).
 pub(crate) fn storage_reply(e: &MaildirError) -> Reply {
     match e {
-        MaildirError::NoSuchFolder => Reply::no(Some("NONEXISTENT"), "Mailbox does not exist"),
-        MaildirError::FolderExists => Reply::no(Some("ALREADYEXISTS"), "Mailbox already exists"),
-        MaildirError::InvalidName(why) => {
-            Reply::no(Some("CANNOT"), format!("Invalid mailbox name: {why}"))
+        MaildirError::NoSuchFolder => Reply::no(Some(Code::Nonexistent), "Mailbox does not exist"),
+        MaildirError::FolderExists => {
+            Reply::no(Some(Code::AlreadyExists), "Mailbox already exists")
         }
-        MaildirError::NotAllowed(why) => Reply::no(Some("CANNOT"), why.to_string()),
-        MaildirError::LockTimeout(_) => Reply::no(Some("INUSE"), "Mailbox is busy, try again"),
-        MaildirError::MessageGone => Reply::no(Some("EXPUNGEISSUED"), "Message was expunged"),
-        MaildirError::OverQuota => Reply::no(Some("OVERQUOTA"), "Quota exceeded"),
+        MaildirError::InvalidName(why) => {
+            Reply::no(Some(Code::Cannot), format!("Invalid mailbox name: {why}"))
+        }
+        MaildirError::NotAllowed(why) => Reply::no(Some(Code::Cannot), why.to_string()),
+        MaildirError::LockTimeout(_) => Reply::no(Some(Code::InUse), "Mailbox is busy, try again"),
+        MaildirError::MessageGone => Reply::no(Some(Code::ExpungeIssued), "Message was expunged"),
+        MaildirError::OverQuota => Reply::no(Some(Code::OverQuota), "Quota exceeded"),
         other => {
             tracing::error!(cause = %other, "storage error");
-            Reply::no(Some("SERVERBUG"), "Internal error, see the server log")
+            Reply::no(Some(Code::ServerBug), "Internal error, see the server log")
         }
     }
 }
@@ -201,7 +204,7 @@ where
 {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         tracing::error!(cause = %e, "blocking task failed");
-        Reply::no(Some("SERVERBUG"), "Internal error, see the server log")
+        Reply::no(Some(Code::ServerBug), "Internal error, see the server log")
     })
 }
 
@@ -229,7 +232,7 @@ where
         Err(e) => {
             tracing::error!(cause = %e, "blocking task failed");
             Err(Reply::no(
-                Some("SERVERBUG"),
+                Some(Code::ServerBug),
                 "Internal error, see the server log",
             ))
         }
@@ -359,7 +362,7 @@ impl Session {
         self.conn.out.push(b' ');
         if let Some(c) = &r.code {
             self.conn.out.push(b'[');
-            self.conn.out.extend_from_slice(c.as_bytes());
+            self.conn.out.extend_from_slice(c.to_string().as_bytes());
             self.conn.out.extend_from_slice(b"] ");
         }
         self.conn.out.extend_from_slice(r.text.as_bytes());
@@ -549,7 +552,7 @@ impl Session {
                         TooLong::Line => "Command line too long",
                         TooLong::Command => "Command too long",
                     };
-                    self.answer_refused(tag.as_deref(), &Reply::bad_code("LIMIT", text));
+                    self.answer_refused(tag.as_deref(), &Reply::bad_code(Code::Limit, text));
                     if let Some(s) = streaming.take() {
                         s.abandon().await;
                     }
@@ -609,7 +612,7 @@ impl Session {
                         LiteralUse::Inline => match self.framer.inline() {
                             Ok(plus) => plus,
                             Err(_) => {
-                                let r = Reply::bad_code("LIMIT", "Command too long");
+                                let r = Reply::bad_code(Code::Limit, "Command too long");
                                 self.answer_refused(tag.as_deref(), &r);
                                 return Ok(Incoming::Answered);
                             }
@@ -755,7 +758,7 @@ impl Session {
                         };
                         tracing::debug!(line = %line.chars().take(200).collect::<String>(), "unparsable command");
                         let tag = tag.to_owned();
-                        self.tagged(&tag, &Reply::bad_code("CLIENTBUG", text));
+                        self.tagged(&tag, &Reply::bad_code(Code::ClientBug, text));
                     }
                     None => self.untagged("BAD Error in IMAP command: missing or invalid tag"),
                 }

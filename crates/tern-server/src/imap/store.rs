@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::flag::{Flag as ImapFlag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -118,7 +119,7 @@ impl Session {
             return Reply::bad("No mailbox selected");
         };
         if mailbox.read_only {
-            return Reply::no(Some("READ-ONLY"), "Mailbox is read-only");
+            return Reply::no(Some(Code::ReadOnly), "Mailbox is read-only");
         }
         // Keep the spelling of keywords the folder already uses.
         let mut change = change;
@@ -221,11 +222,11 @@ impl Session {
             return Ok(Reply::bad("No mailbox selected"));
         };
         if is_move && mailbox.read_only {
-            return Ok(Reply::no(Some("READ-ONLY"), "Mailbox is read-only"));
+            return Ok(Reply::no(Some(Code::ReadOnly), "Mailbox is read-only"));
         }
         match super::session::folder_exists(&user.maildir, target.folder()).await {
             Ok(true) => {}
-            Ok(false) => return Ok(Reply::no(Some("TRYCREATE"), "Mailbox does not exist")),
+            Ok(false) => return Ok(Reply::no(Some(Code::TryCreate), "Mailbox does not exist")),
             Err(r) => return Ok(r),
         }
         let dest = self
@@ -300,16 +301,15 @@ impl Session {
         src.changed.notify_waiters();
         if src_uids.is_empty() {
             return Ok(Reply::no(
-                Some("EXPUNGEISSUED"),
+                Some(Code::ExpungeIssued),
                 "The messages no longer exist",
             ));
         }
-        let code = format!(
-            "COPYUID {} {} {}",
+        let code = Code::CopyUid {
             uidvalidity,
-            seqset::format_compact(&src_uids),
-            seqset::format_compact(&new_uids)
-        );
+            source: seqset::format_compact(&src_uids),
+            dest: seqset::format_compact(&new_uids),
+        };
         if is_move {
             self.untagged(&format!("OK [{code}] Moved"));
             Ok(Reply::ok("MOVE completed"))
