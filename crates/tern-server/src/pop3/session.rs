@@ -186,57 +186,56 @@ impl Pop3 {
     }
 
     async fn command(&mut self, line: &[u8]) -> Result<Flow, ConnEnd> {
-        let text = String::from_utf8_lossy(line);
-        let (name, rest) = match text.split_once(' ') {
-            Some((n, r)) => (n.to_ascii_uppercase(), Some(r)),
-            None => (text.to_ascii_uppercase(), None),
+        use tern_pop3_proto::{Allowed, Command as C, Phase};
+        let cmd = tern_pop3_proto::parse(line);
+        let phase = match self.state {
+            State::Authorization { .. } => Phase::Authorization,
+            State::Transaction(_) => Phase::Transaction,
         };
-        let mut args = rest
-            .into_iter()
-            .flat_map(|r| r.split(' '))
-            .filter(|a| !a.is_empty());
-        let (a1, a2) = (args.next(), args.next());
-        match (&self.state, name.as_str()) {
-            (_, "CAPA") => self.capa(),
-            (_, "QUIT") => return self.quit().await,
-            (_, "NOOP") if matches!(self.state, State::Transaction(_)) => self.reply("+OK"),
-            (State::Authorization { .. }, "USER") => self.user(rest),
-            (State::Authorization { .. }, "PASS") => {
-                // The password is everything after "PASS ", spaces included.
-                let pass = line.get(5..).unwrap_or_default().to_vec();
-                return self.pass(pass).await;
+        match tern_pop3_proto::allowed(&cmd, phase) {
+            Allowed::Yes => {}
+            Allowed::LogInFirst => {
+                self.reply("-ERR Log in first.");
+                return Ok(Flow::Continue);
             }
-            (State::Authorization { .. }, "AUTH") => {
-                let (a1, a2) = (a1.map(str::to_owned), a2.map(str::to_owned));
-                return self.auth(a1.as_deref(), a2.as_deref()).await;
+            Allowed::AlreadyLoggedIn => {
+                self.reply("-ERR Already logged in.");
+                return Ok(Flow::Continue);
             }
-            (State::Authorization { .. }, "STLS") => return self.stls().await,
+            Allowed::Unknown => {
+                self.reply("-ERR Unknown command.");
+                return Ok(Flow::Continue);
+            }
+        }
+        match cmd {
+            C::Capa => self.capa(),
+            C::Quit => return self.quit().await,
+            C::Noop => self.reply("+OK"),
+            C::User(name) => self.user(name.as_deref()),
+            C::Pass(pass) => return self.pass(pass).await,
+            C::Auth { mechanism, initial } => {
+                return self.auth(mechanism.as_deref(), initial.as_deref()).await;
+            }
+            C::Stls => return self.stls().await,
             // RFC 6856: mail is sent as stored, so there is nothing to switch.
-            (State::Authorization { .. }, "UTF8") => self.reply("+OK UTF8 enabled."),
-            (State::Transaction(_), "STAT") => self.stat(),
-            (State::Transaction(_), "LIST") => self.list(a1),
-            (State::Transaction(_), "UIDL") => self.uidl(a1),
-            (State::Transaction(_), "DELE") => self.dele(a1),
-            (State::Transaction(_), "RSET") => self.rset(),
-            (State::Transaction(_), "RETR") => return self.retr(a1, None).await,
-            (State::Transaction(_), "TOP") => {
-                let lines = match a2.map(|n| (n, n.parse::<u64>())) {
+            C::Utf8 => self.reply("+OK UTF8 enabled."),
+            C::Stat => self.stat(),
+            C::List(a) => self.list(a.as_deref()),
+            C::Uidl(a) => self.uidl(a.as_deref()),
+            C::Dele(a) => self.dele(a.as_deref()),
+            C::Rset => self.rset(),
+            C::Retr(a) => return self.retr(a.as_deref(), None).await,
+            C::Top(a, n) => {
+                let lines = match n.as_deref().map(|n| (n, n.parse::<u64>())) {
                     Some((n, Ok(v))) if n.bytes().all(|b| b.is_ascii_digit()) => v,
                     _ => {
                         self.reply("-ERR TOP needs a message number and a line count.");
                         return Ok(Flow::Continue);
                     }
                 };
-                return self.retr(a1, Some(lines)).await;
+                return self.retr(a.as_deref(), Some(lines)).await;
             }
-            (State::Transaction(_), "USER" | "PASS" | "AUTH" | "STLS" | "UTF8") => {
-                self.reply("-ERR Already logged in.")
-            }
-            (
-                State::Authorization { .. },
-                "STAT" | "LIST" | "UIDL" | "DELE" | "RSET" | "RETR" | "TOP" | "NOOP",
-            ) => self.reply("-ERR Log in first."),
-            _ => self.reply("-ERR Unknown command."),
+            C::Unknown(_) => self.reply("-ERR Unknown command."),
         }
         Ok(Flow::Continue)
     }
