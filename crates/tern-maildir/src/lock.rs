@@ -60,7 +60,13 @@ impl DotLock {
     /// # Errors
     /// As [`DotLock::acquire`].
     pub fn acquire_courier(dir: &Path) -> Result<DotLock> {
-        Self::acquire_styled(&dir.join(COURIER_LOCK), Style::Courier)
+        let path = dir.join(COURIER_LOCK);
+        // A folder some other program made without tmp/ (Courier would
+        // fail here; tern makes the directory and goes on).
+        if let Some(tmp) = path.parent().filter(|t| !t.is_dir()) {
+            std::fs::create_dir_all(tmp).map_err(|e| MaildirError::io("create", tmp, e))?;
+        }
+        Self::acquire_styled(&path, Style::Courier)
     }
 
     /// Takes the lock `path`, waiting for another holder up to [`MAX_WAIT`].
@@ -254,6 +260,13 @@ mod tests {
         assert!(other_host.exists());
         assert!(!live_own.exists(), "our own file is removed once linked");
         drop(l);
+    }
+
+    #[test]
+    fn courier_lock_in_a_folder_without_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(DotLock::acquire_courier(dir.path()).unwrap());
+        assert!(dir.path().join("tmp").is_dir());
     }
 
     #[test]
