@@ -39,10 +39,19 @@ use crate::unique::new_base_with_sizes;
 /// from one account) read another file.
 fn open_message(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    File::options()
+    // O_NONBLOCK: a FIFO another program left in cur/ must not block the
+    // open until some writer appears (it has no effect on a regular file).
+    let f = File::options()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
 }
 
 /// Name of the dot-lock that serialises writers of the UID and keyword lists.

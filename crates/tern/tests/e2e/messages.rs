@@ -1007,3 +1007,31 @@ fn large_fetch_holds_bytes_not_messages() {
     // 178 MB with jobs cut by count alone.
     assert!(grown < 100 * 1024, "peak grew by {grown} KiB");
 }
+
+#[test]
+fn a_fifo_in_cur_never_hangs_a_session() {
+    // Another program left a FIFO where a message should be: opening it
+    // for reading would wait for a writer forever.
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.append("INBOX", "()", &message("real", "needle")).ok());
+    let fifo = s
+        .maildir("alice")
+        .join("cur")
+        .join("1700000099.M9P9.fifo:2,");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(c.cmd("SELECT INBOX").ok());
+    let r = c.cmd("FETCH 1:* (BODY.PEEK[])");
+    assert!(r.has("needle"), "{r:?}");
+    let r = c.cmd("SEARCH BODY needle");
+    assert!(
+        r.tagged().contains("[SERVERBUG]") || r.has("* SEARCH 1"),
+        "{r:?}"
+    );
+    assert!(c.cmd("NOOP").ok());
+    assert!(s.alice().cmd("NOOP").ok());
+}
