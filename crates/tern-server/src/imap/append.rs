@@ -35,18 +35,23 @@ pub(crate) struct Streamed {
 }
 
 impl Streamed {
-    /// Removes the file.
-    pub fn discard(mut self) {
-        if let Some(p) = self.path.take() {
-            let _ = std::fs::remove_file(p);
-        }
+    /// Removes the file (see the Drop impl: off the runtime's workers).
+    pub fn discard(self) {
+        drop(self);
     }
 }
 
 impl Drop for Streamed {
     fn drop(&mut self) {
         if let Some(p) = self.path.take() {
-            let _ = std::fs::remove_file(p);
+            // An unlink can wait on a slow disk or NFS server: on the
+            // blocking pool when there is a runtime, never on its workers.
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => drop(h.spawn_blocking(move || std::fs::remove_file(p))),
+                Err(_) => {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
         }
     }
 }
@@ -322,7 +327,7 @@ impl Session {
                 Reply::ok_code(Code::AppendUid { uidvalidity, uid }, "APPEND completed")
             }
             Err(r) => {
-                let _ = std::fs::remove_file(&path);
+                let _ = tokio::fs::remove_file(&path).await;
                 r
             }
         }

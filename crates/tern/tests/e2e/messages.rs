@@ -1035,3 +1035,28 @@ fn a_fifo_in_cur_never_hangs_a_session() {
     assert!(c.cmd("NOOP").ok());
     assert!(s.alice().cmd("NOOP").ok());
 }
+
+#[test]
+fn a_client_that_does_not_read_holds_little_server_memory() {
+    // The client asks for 160 MB and reads nothing for a while: the server
+    // stops building answers when the socket is full, so what it holds is
+    // bounded by the FETCH jobs, not by the answer.
+    let s = server()
+        .config("[limits]\nfetch_job_bytes = 8388608")
+        .start();
+    big_messages(&s, 40, 4 << 20);
+    let mut c = s.alice();
+    assert!(c.cmd("SELECT INBOX").ok());
+    let before = s.peak_rss_kib();
+    c.send(b"f1 FETCH 1:* (BODY.PEEK[])\r\n");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let grown = s.peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown < 100 * 1024,
+        "peak grew by {grown} KiB while the client read nothing"
+    );
+    // Then everything arrives, in order.
+    let r = c.read_until_tag("f1");
+    assert!(r.ok(), "{}", r.tagged());
+    assert_eq!(r.untagged("").len(), 40);
+}
