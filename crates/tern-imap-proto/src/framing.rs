@@ -1,10 +1,9 @@
-//! Framing of the client's byte stream into command lines and literals.
+//! Small pieces of IMAP line syntax: line ends, the tag and command name
+//! of a line, and a literal announcement at the end of a line.
 //!
-//! An IMAP command is one or more lines; a line that ends in `{n}` or
-//! `{n+}` (RFC 3501 §4.3, RFC 7888 LITERAL+) is followed by exactly `n`
-//! octets of literal data and then the rest of the command. The driver reads
-//! a line, asks [`literal_announcement`] whether a literal follows, decides
-//! (send `+`, stream to a file, refuse as too big), and goes on.
+//! The server's input goes through [`crate::framer`], which tracks every
+//! literal; [`literal_announcement`] is for reading the other side's lines
+//! where nothing is at stake (tests and tools reading a server's answers).
 
 /// How a literal was announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
