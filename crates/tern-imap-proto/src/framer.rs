@@ -30,7 +30,14 @@
 //! - A bare LF ends a line as CRLF does (Dovecot accepts it too); the
 //!   command handed out always has CRLF.
 
-use crate::framing::LiteralSync;
+/// How a literal was announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiteralSync {
+    /// `{n}`: the client waits for a `+` continuation.
+    Sync,
+    /// `{n+}` (LITERAL+): the data follows at once.
+    NonSync,
+}
 
 /// The sizes the framer enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,46 +299,23 @@ impl Framer {
                     Step::Command(c) => return Event::Command(c),
                 },
                 State::Inline(n) => {
-                    let avail = &self.input[self.pos..];
-                    if avail.is_empty() {
+                    let Some((bytes, left)) = self.take_literal(n) else {
                         return Event::NeedInput;
-                    }
-                    let take = (avail.len() as u64).min(n) as usize;
-                    self.command.extend_from_slice(&avail[..take]);
-                    self.pos += take;
-                    let left = n - take as u64;
-                    if left == 0 {
-                        self.line_start = self.command.len();
-                        self.state = State::Line;
-                    } else {
-                        self.state = State::Inline(left);
-                    }
+                    };
+                    self.command.extend_from_slice(&self.input[bytes]);
+                    self.state = self.after_literal(left, State::Inline(left));
                 }
                 State::Stream(n) => {
-                    let avail = self.input.len() - self.pos;
-                    if avail == 0 {
+                    let Some((bytes, left)) = self.take_literal(n) else {
                         return Event::NeedInput;
-                    }
-                    let take = (avail as u64).min(n) as usize;
-                    let start = self.pos;
-                    self.pos += take;
-                    let left = n - take as u64;
-                    if left == 0 {
-                        self.line_start = self.command.len();
-                        self.state = State::Line;
-                    } else {
-                        self.state = State::Stream(left);
-                    }
-                    return Event::Chunk(&self.input[start..start + take]);
+                    };
+                    self.state = self.after_literal(left, State::Stream(left));
+                    return Event::Chunk(&self.input[bytes]);
                 }
                 State::Discard(n) => {
-                    let avail = self.input.len() - self.pos;
-                    if avail == 0 {
+                    let Some((_, left)) = self.take_literal(n) else {
                         return Event::NeedInput;
-                    }
-                    let take = (avail as u64).min(n) as usize;
-                    self.pos += take;
-                    let left = n - take as u64;
+                    };
                     self.state = if left == 0 {
                         self.tail.clear();
                         State::DiscardLine
@@ -366,6 +350,31 @@ impl Framer {
                     }
                 }
             }
+        }
+    }
+
+    /// Consumes up to `n` buffered literal bytes: where they are in the
+    /// input and how many of the literal are left; `None` when nothing is
+    /// buffered.
+    fn take_literal(&mut self, n: u64) -> Option<(std::ops::Range<usize>, u64)> {
+        let avail = self.input.len() - self.pos;
+        if avail == 0 {
+            return None;
+        }
+        let take = (avail as u64).min(n) as usize;
+        let start = self.pos;
+        self.pos += take;
+        Some((start..start + take, n - take as u64))
+    }
+
+    /// The state after literal bytes were taken: the rest of the command's
+    /// line once the literal is over, else `more`.
+    fn after_literal(&mut self, left: u64, more: State) -> State {
+        if left == 0 {
+            self.line_start = self.command.len();
+            State::Line
+        } else {
+            more
         }
     }
 
@@ -578,7 +587,9 @@ fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
 /// length of the announcement with its line end. Any `{digits}` or
 /// `{digits+}` there is one, however large the number: a number that does not
 /// fit is `u64::MAX`, so that the literal is refused, never read as commands.
-fn literal_at_end(line: &[u8]) -> Option<(LiteralInfo, usize)> {
+/// The one parser of announcements: the lexer and the tests' clients use it
+/// too.
+pub fn literal_at_end(line: &[u8]) -> Option<(LiteralInfo, usize)> {
     let body = line.strip_suffix(b"\n")?;
     let body = body.strip_suffix(b"\r").unwrap_or(body);
     let eol = line.len() - body.len();

@@ -1,59 +1,10 @@
-//! Small pieces of IMAP line syntax: line ends, the tag and command name
-//! of a line, and a literal announcement at the end of a line.
-//!
-//! The server's input goes through [`crate::framer`], which tracks every
-//! literal; [`literal_announcement`] is for reading the other side's lines
-//! where nothing is at stake (tests and tools reading a server's answers).
-
-/// How a literal was announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiteralSync {
-    /// `{n}`: the client waits for a `+` continuation.
-    Sync,
-    /// `{n+}` (LITERAL+): the data follows at once.
-    NonSync,
-}
-
-/// A literal announced at the end of a line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Announcement {
-    /// Octets that follow.
-    pub len: u64,
-    /// Whether the client waits for `+`.
-    pub sync: LiteralSync,
-    /// Offset of the `{` in the line.
-    pub brace_at: usize,
-}
+//! Small pieces of IMAP line syntax: line ends, the tag and the command
+//! name of a line. Literals are [`crate::framer`]'s.
 
 /// Strips the line end (CRLF, or a bare LF that some clients send).
 pub fn strip_eol(line: &[u8]) -> &[u8] {
     let l = line.strip_suffix(b"\n").unwrap_or(line);
     l.strip_suffix(b"\r").unwrap_or(l)
-}
-
-/// If `line` (with or without its CRLF) ends in a literal announcement,
-/// returns it. `~{n}` (RFC 3516 literal8) is recognised too.
-pub fn literal_announcement(line: &[u8]) -> Option<Announcement> {
-    let l = strip_eol(line);
-    let inner = l.strip_suffix(b"}")?;
-    let brace_at = inner.iter().rposition(|b| *b == b'{')?;
-    let mut digits = &inner[brace_at + 1..];
-    let sync = match digits.strip_suffix(b"+") {
-        Some(d) => {
-            digits = d;
-            LiteralSync::NonSync
-        }
-        None => LiteralSync::Sync,
-    };
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let len = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
-    Some(Announcement {
-        len,
-        sync,
-        brace_at,
-    })
 }
 
 /// The tag of a command line, if it starts with a plausible one (used to
@@ -95,18 +46,6 @@ pub fn command_name(line: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn announcements() {
-        let a = literal_announcement(b"A1 LOGIN {5}\r\n").unwrap();
-        assert_eq!((a.len, a.sync, a.brace_at), (5, LiteralSync::Sync, 9));
-        let a = literal_announcement(b"A1 APPEND x {12+}\r\n").unwrap();
-        assert_eq!((a.len, a.sync), (12, LiteralSync::NonSync));
-        assert!(literal_announcement(b"A1 NOOP\r\n").is_none());
-        assert!(literal_announcement(b"A1 X {}\r\n").is_none());
-        assert!(literal_announcement(b"A1 X {1a}\r\n").is_none());
-        assert!(literal_announcement(b"A1 X {99999999999999999999}\r\n").is_none());
-    }
 
     #[test]
     fn tags_and_names() {

@@ -61,13 +61,11 @@ pub fn tokens(bytes: &[u8]) -> Vec<Token> {
                 TokenKind::Quoted
             }
             b'{' | b'~' if literal_end(bytes, i).is_some() => {
-                let Some(end) = literal_end(bytes, i) else {
-                    break;
-                };
-                if end > bytes.len() {
-                    break;
+                match literal_end(bytes, i) {
+                    Some(end) if end <= bytes.len() => i = end,
+                    // Cut short: the tokens end here.
+                    _ => break,
                 }
-                i = end;
                 TokenKind::Literal
             }
             _ => {
@@ -86,40 +84,17 @@ pub fn tokens(bytes: &[u8]) -> Vec<Token> {
     out
 }
 
-/// Where the literal announced at `at` (`{n}`, `{n+}` or `~{n}` followed by
-/// a line end) ends, its data included; `None` when `at` is no announcement.
+/// Where the literal announced at `at` (`{n}`, `{n+}` or `~{n}` ending its
+/// line) ends, its data included; `None` when `at` starts no announcement.
+/// The announcement is read by the framer's parser.
 fn literal_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let mut i = at;
-    if bytes.get(i) == Some(&b'~') {
-        i += 1;
-    }
-    if bytes.get(i) != Some(&b'{') {
+    let lf = at + bytes[at..].iter().position(|&b| b == b'\n')?;
+    let (info, ann_len) = crate::framer::literal_at_end(&bytes[at..=lf])?;
+    // The announcement must be all that stands between `at` and the line end.
+    if ann_len != lf + 1 - at {
         return None;
     }
-    i += 1;
-    let digits = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || digits > 19 {
-        return None;
-    }
-    let n: usize = std::str::from_utf8(&bytes[i..i + digits])
-        .ok()?
-        .parse()
-        .ok()?;
-    i += digits;
-    if bytes.get(i) == Some(&b'+') {
-        i += 1;
-    }
-    if bytes.get(i) != Some(&b'}') {
-        return None;
-    }
-    i += 1;
-    if bytes.get(i) == Some(&b'\r') {
-        i += 1;
-    }
-    if bytes.get(i) != Some(&b'\n') {
-        return None;
-    }
-    i.checked_add(1)?.checked_add(n)
+    usize::try_from(info.len).ok()?.checked_add(lf + 1)
 }
 
 /// How a `$` stands in a command.

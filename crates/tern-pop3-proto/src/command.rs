@@ -133,15 +133,15 @@ pub enum Allowed {
 /// list of names to drift from the parser).
 pub fn allowed(cmd: &Command, phase: Phase) -> Allowed {
     use Command as C;
+    let logs_in = matches!(
+        cmd,
+        C::User(_) | C::Pass(_) | C::Auth { .. } | C::Stls | C::Utf8
+    );
     match (cmd, phase) {
         (C::Unknown(_), _) => Allowed::Unknown,
         (C::Capa | C::Quit, _) => Allowed::Yes,
-        (C::User(_) | C::Pass(_) | C::Auth { .. } | C::Stls | C::Utf8, Phase::Authorization) => {
-            Allowed::Yes
-        }
-        (C::User(_) | C::Pass(_) | C::Auth { .. } | C::Stls | C::Utf8, Phase::Transaction) => {
-            Allowed::AlreadyLoggedIn
-        }
+        (_, Phase::Authorization) if logs_in => Allowed::Yes,
+        (_, Phase::Transaction) if logs_in => Allowed::AlreadyLoggedIn,
         (_, Phase::Authorization) => Allowed::LogInFirst,
         (_, Phase::Transaction) => Allowed::Yes,
     }
@@ -177,29 +177,20 @@ mod tests {
 
     #[test]
     fn phases() {
-        assert_eq!(
-            allowed(&parse(b"STAT"), Phase::Authorization),
-            Allowed::LogInFirst
-        );
-        assert_eq!(
-            allowed(&parse(b"NOOP"), Phase::Authorization),
-            Allowed::LogInFirst
-        );
-        assert_eq!(
-            allowed(&parse(b"USER a"), Phase::Transaction),
-            Allowed::AlreadyLoggedIn
-        );
-        assert_eq!(
-            allowed(&parse(b"STLS"), Phase::Transaction),
-            Allowed::AlreadyLoggedIn
-        );
-        assert_eq!(allowed(&parse(b"CAPA"), Phase::Transaction), Allowed::Yes);
-        assert_eq!(allowed(&parse(b"QUIT"), Phase::Authorization), Allowed::Yes);
-        assert_eq!(allowed(&parse(b"RETR 1"), Phase::Transaction), Allowed::Yes);
-        assert_eq!(
-            allowed(&parse(b"XYZZY"), Phase::Transaction),
-            Allowed::Unknown
-        );
+        use Allowed as A;
+        use Phase::{Authorization as Auth, Transaction as Trans};
+        for (line, phase, want) in [
+            (&b"STAT"[..], Auth, A::LogInFirst),
+            (b"NOOP", Auth, A::LogInFirst),
+            (b"USER a", Trans, A::AlreadyLoggedIn),
+            (b"STLS", Trans, A::AlreadyLoggedIn),
+            (b"CAPA", Trans, A::Yes),
+            (b"QUIT", Auth, A::Yes),
+            (b"RETR 1", Trans, A::Yes),
+            (b"XYZZY", Trans, A::Unknown),
+        ] {
+            assert_eq!(allowed(&parse(line), phase), want, "{line:?} in {phase:?}");
+        }
     }
 
     proptest! {

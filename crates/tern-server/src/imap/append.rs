@@ -7,13 +7,13 @@
 //! it (sync literal) or skipped (non-sync), with `NO [TOOBIG]`.
 
 use std::path::PathBuf;
-use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::flag::Flag as ImapFlag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use tern_imap_proto::framer::LiteralInfo;
+use tern_imap_proto::response::Code;
 use tern_imap_proto::{framing, imap_codec};
 use tern_maildir::folder::{AppendSource, MoveNew, NewMessage};
 use tern_maildir::Flags;
@@ -116,14 +116,18 @@ impl ToLf {
 /// than read into memory.
 const MAX_APPEND_ARG_LITERAL: u64 = 1024;
 
+/// An APPEND's message literal is its first or second literal (after a
+/// mailbox name sent as a literal; flags and date are never literals).
+pub(crate) const MESSAGE_LITERAL_AT_MOST: usize = 2;
+
 /// Whether a literal announced in an APPEND is its message: it is when the
 /// command so far parses as an APPEND with this literal as its message.
 pub(crate) fn literal_use(prefix: &[u8], info: LiteralInfo) -> LiteralUse {
     if framing::command_name(prefix).as_deref() != Some("APPEND") {
         return LiteralUse::Inline;
     }
-    if append_probe(prefix).is_some() {
-        return LiteralUse::Stream;
+    if let Some(mailbox) = append_probe(prefix) {
+        return LiteralUse::Stream(Some(mailbox));
     }
     if info.len > MAX_APPEND_ARG_LITERAL {
         return LiteralUse::Refuse(Reply::bad_code(
@@ -212,7 +216,7 @@ impl Session {
     /// The answer refusing the command.
     pub(crate) async fn start_append(
         &mut self,
-        prefix: &[u8],
+        mailbox: Option<Mailbox<'static>>,
         info: LiteralInfo,
     ) -> Result<Streaming, Reply> {
         let max = self.svc.limits.max_message_size;
@@ -225,7 +229,7 @@ impl Session {
         let Some(user) = self.user().cloned() else {
             return Err(Reply::bad("Not logged in"));
         };
-        let Some(mailbox) = append_probe(prefix) else {
+        let Some(mailbox) = mailbox else {
             return Err(Reply::bad_code(
                 Code::ClientBug,
                 "Error in IMAP command APPEND: invalid arguments",
@@ -270,11 +274,6 @@ impl Session {
         let Some(user) = self.user().cloned() else {
             return Reply::bad("Not logged in");
         };
-        match super::session::folder_exists(&user.maildir, target.folder()).await {
-            Ok(true) => {}
-            Ok(false) => return Reply::no(Some(Code::TryCreate), "Mailbox does not exist"),
-            Err(r) => return r,
-        }
         if streamed.size == 0 {
             return Reply::no(Some(Code::Cannot), "Cannot save an empty message");
         }
@@ -308,6 +307,12 @@ impl Session {
         let d = dest.clone();
         let folder = target.folder().cloned();
         let res = blocking(move || {
+            // Checked before the message was read (`start_append`); again
+            // here, in the same trip to the blocking pool, for a folder
+            // deleted while it arrived.
+            if !user.maildir.folder_exists(folder.as_ref()) {
+                return Err(tern_maildir::MaildirError::NoSuchFolder);
+            }
             tern_maildir::quota::ensure_room(
                 user.maildir.root(),
                 user.quota,
@@ -328,6 +333,10 @@ impl Session {
             }
             Err(r) => {
                 let _ = tokio::fs::remove_file(&path).await;
+                if r.code == Some(Code::Nonexistent) {
+                    // RFC 3501 §6.3.11: the client may CREATE and retry.
+                    return Reply::no(Some(Code::TryCreate), "Mailbox does not exist");
+                }
                 r
             }
         }

@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{
@@ -14,6 +13,7 @@ use imap_codec::imap_types::fetch::{
 };
 use imap_codec::imap_types::sequence::SequenceSet;
 use tern_imap_proto::binary_sections::BinaryAlias;
+use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, seqset, wire};
 use tern_maildir::folder::FlagChange;
 use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};

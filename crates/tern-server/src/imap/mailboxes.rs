@@ -5,11 +5,11 @@
 //! separator `.`. `INBOX.Work.2024` is the Maildir++ folder `.Work.2024`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 use tern_imap_proto::command::{list_match, list_pattern, mailbox_name};
+use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, mutf7, wire};
 use tern_maildir::folder::MoveNew;
 use tern_maildir::{FolderName, Maildir};

@@ -7,10 +7,10 @@
 
 use rustc_hash::FxHashSet as HashSet;
 use std::fmt::Write as _;
-use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::search::SearchKey;
+use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, seqset};
 use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
 use tern_message::search_text::{

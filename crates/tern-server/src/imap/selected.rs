@@ -7,13 +7,13 @@
 //! client's numbers would shift under it.
 
 use std::collections::BTreeSet;
-use tern_imap_proto::response::Code;
 
 use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;
 
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
+use tern_imap_proto::response::Code;
 use tern_imap_proto::{framing, imap_codec, seqset};
 use tern_maildir::folder::MoveNew;
 use tern_maildir::Flag;

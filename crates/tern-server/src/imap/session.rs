@@ -1,7 +1,6 @@
 //! The session: state, I/O, command dispatch.
 
 use std::collections::BTreeSet;
-use tern_imap_proto::response::Code;
 
 use rustc_hash::FxHashSet as HashSet;
 use std::net::SocketAddr;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use tern_imap_proto::esearch;
 use tern_imap_proto::framer::{Continuation, Event, Framer, TooLong};
+use tern_imap_proto::response::Code;
 use tern_imap_proto::seqset;
 use tern_imap_proto::{command as cmdparse, imap_codec};
 use tern_imap_proto::{framing, lexer};
@@ -285,8 +285,9 @@ impl std::fmt::Debug for Session {
 pub(crate) enum LiteralUse {
     /// Part of the command, held in memory.
     Inline,
-    /// The message of an APPEND, streamed to a file.
-    Stream,
+    /// The message of an APPEND to this mailbox, streamed to a file
+    /// (`None` once the stream is open).
+    Stream(Option<imap_codec::imap_types::mailbox::Mailbox<'static>>),
     /// Refused with this answer.
     Refuse(Reply),
 }
@@ -539,6 +540,10 @@ impl Session {
     async fn read_command(&mut self) -> Result<Incoming, End> {
         let authenticated = !matches!(self.state, State::NotAuthenticated { .. });
         let mut streaming: Option<super::append::Streaming> = None;
+        // Literals of this command so far: only the first ones can be an
+        // APPEND's message, so later ones are never parsed for it (a
+        // command of thousands of small literals costs one pass).
+        let mut literals = 0usize;
         loop {
             match self.framer.next_event() {
                 Event::NeedInput => self.fill().await?,
@@ -578,22 +583,22 @@ impl Session {
                     }
                 }
                 Event::Literal { info, prefix } => {
-                    // At most one command long (the framer's limit).
-                    let prefix = prefix.to_vec();
-                    let tag = framing::tag_of(&prefix).map(str::to_owned);
+                    literals += 1;
+                    let tag = framing::tag_of(prefix).map(str::to_owned);
                     let decision = if streaming.is_some() {
                         // MULTIAPPEND and CATENATE are not offered.
                         LiteralUse::Refuse(Reply::bad("Only one message per APPEND is supported"))
-                    } else if authenticated {
-                        super::append::literal_use(&prefix, info)
+                    } else if authenticated && literals <= super::append::MESSAGE_LITERAL_AT_MOST {
+                        super::append::literal_use(prefix, info)
                     } else {
                         LiteralUse::Inline
                     };
                     let decision = match decision {
-                        LiteralUse::Stream => match self.start_append(&prefix, info).await {
+                        LiteralUse::Stream(mailbox) => match self.start_append(mailbox, info).await
+                        {
                             Ok(s) => {
                                 streaming = Some(s);
-                                LiteralUse::Stream
+                                LiteralUse::Stream(None)
                             }
                             Err(r) => LiteralUse::Refuse(r),
                         },
@@ -608,7 +613,7 @@ impl Session {
                             }
                             return Ok(Incoming::Answered);
                         }
-                        LiteralUse::Stream => self.framer.stream(),
+                        LiteralUse::Stream(_) => self.framer.stream(),
                         LiteralUse::Inline => match self.framer.inline() {
                             Ok(plus) => plus,
                             Err(_) => {
@@ -630,19 +635,9 @@ impl Session {
     }
 
     /// Answers a command the framer dropped or a refused literal: tagged
-    /// when the tag could be read.
+    /// when the tag could be read, else untagged.
     fn answer_refused(&mut self, tag: Option<&str>, r: &Reply) {
-        match tag {
-            Some(t) => self.tagged(t, r),
-            None => {
-                let mut line = String::from("BAD ");
-                if let Some(c) = &r.code {
-                    line.push_str(&format!("[{c}] "));
-                }
-                line.push_str(&r.text);
-                self.untagged(&line);
-            }
-        }
+        self.tagged(tag.unwrap_or("*"), r);
     }
 
     /// Parses and runs one command.

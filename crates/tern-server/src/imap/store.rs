@@ -3,11 +3,11 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use tern_imap_proto::response::Code;
 
 use imap_codec::imap_types::flag::{Flag as ImapFlag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
+use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, seqset};
 use tern_maildir::folder::{AppendSource, FlagChange, MoveNew, NewMessage};
 use tern_maildir::keywords::KeywordSet;

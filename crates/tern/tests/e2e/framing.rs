@@ -117,3 +117,22 @@ fn multiappend_message_literals_are_refused_not_executed() {
     let r = c.cmd("STATUS INBOX (MESSAGES)");
     assert!(r.has("MESSAGES 0"), "{r:?}");
 }
+
+#[test]
+fn append_of_thousands_of_small_literals_is_answered() {
+    // None of them can be the message (it is an APPEND's first or second
+    // literal): the command is read in one pass and refused by the parser.
+    let s = server().start();
+    let mut c = s.alice();
+    let mut data = b"a1 APPEND INBOX".to_vec();
+    for _ in 0..5000 {
+        data.extend_from_slice(b" {1+}\r\nx");
+    }
+    data.extend_from_slice(b"\r\na2 NOOP\r\n");
+    c.send(&data);
+    let r = c.read_until_tag("a2");
+    assert!(r.lines.iter().any(|l| l.starts_with("a1 BAD")), "{r:?}");
+    assert!(r.ok());
+    let r = c.cmd("STATUS INBOX (MESSAGES)");
+    assert!(r.has("MESSAGES 0"), "{r:?}");
+}

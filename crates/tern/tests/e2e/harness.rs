@@ -426,8 +426,7 @@ impl Client {
             raw.extend_from_slice(&part);
             line.extend_from_slice(&part);
             // A literal announcement at the end: read it and continue.
-            let trimmed = part.strip_suffix(b"\r\n").unwrap_or(&part);
-            if let Some(ann) = tern_imap_proto::framing::literal_announcement(trimmed) {
+            if let Some((ann, _)) = tern_imap_proto::framer::literal_at_end(&part) {
                 let mut buf = vec![0u8; ann.len as usize];
                 self.stream.read_exact(&mut buf).unwrap();
                 raw.extend_from_slice(&buf);
