@@ -136,3 +136,15 @@ fn append_of_thousands_of_small_literals_is_answered() {
     let r = c.cmd("STATUS INBOX (MESSAGES)");
     assert!(r.has("MESSAGES 0"), "{r:?}");
 }
+
+#[test]
+fn overlong_line_without_a_tag_gets_an_untagged_bad() {
+    let s = server().config("[limits]\nmax_line_length = 2048").start();
+    let mut c = s.alice();
+    let mut data = vec![b'x'; 5000];
+    data.extend_from_slice(b"\r\n");
+    c.send(&data);
+    let l = c.read_line();
+    assert_eq!(l, "* BAD [LIMIT] Command line too long");
+    assert!(c.cmd("NOOP").ok());
+}
