@@ -740,6 +740,21 @@ impl Folder {
         Ok(size)
     }
 
+    /// The size with CRLF line ends as the file holds it now, counted
+    /// (never the `W=` of the name, which another program may have got
+    /// wrong): what a literal sent from the file must announce.
+    ///
+    /// # Errors
+    /// As [`Folder::open`].
+    pub fn counted_crlf_size(&self, entry: &MessageEntry) -> Result<u64> {
+        let counted = match open_message(&entry.path(&self.dir)) {
+            Ok(f) => count_crlf(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => count_crlf(self.open(entry)?),
+            Err(e) => Err(e),
+        };
+        counted.map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))
+    }
+
     /// Changes the flags and keywords of messages. Returns the entries as
     /// they are afterwards; a message that is gone is left out.
     ///

@@ -25,6 +25,29 @@ pub fn to_crlf(data: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// [`to_crlf`] of a message read in pieces: the state is the last byte of
+/// the piece before, so that a CR at the end of one piece and its LF at the
+/// start of the next stay one line end. Lets a large message go out from
+/// its file a piece at a time instead of whole in memory.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ToCrlf {
+    prev: u8,
+}
+
+impl ToCrlf {
+    /// Appends `piece` to `out` with every bare LF written as CRLF.
+    pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        out.reserve(piece.len() + piece.len() / 30 + 1);
+        for &b in piece {
+            if b == b'\n' && self.prev != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            self.prev = b;
+        }
+    }
+}
+
 /// Turns CRLF into LF, for storing a message as Maildir programs expect it.
 /// Lone CRs are kept.
 pub fn to_lf(data: &[u8]) -> Vec<u8> {
@@ -50,5 +73,20 @@ mod tests {
         assert_eq!(&*to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
         assert!(matches!(to_crlf(b"a\r\n"), Cow::Borrowed(_)));
         assert_eq!(to_lf(b"a\r\nb\rc\n"), b"a\nb\rc\n");
+    }
+
+    #[test]
+    fn pieces_convert_as_the_whole_at_every_split() {
+        let data: &[u8] = b"\na\r\nb\n\r\r\n\n\rc\n";
+        let whole = to_crlf(data).into_owned();
+        for a in 0..=data.len() {
+            for b in a..=data.len() {
+                let (mut t, mut out) = (ToCrlf::default(), Vec::new());
+                for piece in [&data[..a], &data[a..b], &data[b..]] {
+                    t.push(piece, &mut out);
+                }
+                assert_eq!(out, whole, "split at {a} and {b}");
+            }
+        }
     }
 }

@@ -28,6 +28,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_REFUSED_LITERAL: u64 = DEFAULT_MAX_MESSAGE_SIZE;
 /// Bytes of messages one FETCH job reads before its answer is sent.
 pub const DEFAULT_FETCH_JOB_BYTES: u64 = 8 * 1024 * 1024;
+/// Messages at least this large (with CRLF) go out from their file a piece
+/// at a time when a FETCH asks for the whole message.
+pub const DEFAULT_STREAM_LITERAL_BYTES: u64 = 1024 * 1024;
 /// Idle timeout before login.
 pub const DEFAULT_PREAUTH_TIMEOUT_SECS: u64 = 60;
 /// Idle timeout after login: RFC 3501 §5.4 asks for at least 30 minutes.
@@ -280,6 +283,9 @@ pub struct Limits {
     /// so this bounds what a large FETCH holds (one message larger than it
     /// is read alone).
     pub fetch_job_bytes: u64,
+    /// A whole message (BODY[], RFC822, and partials of them) of at least
+    /// this many bytes is sent from its file in pieces, never held whole.
+    pub stream_literal_bytes: u64,
     /// Idle timeout before login, seconds.
     pub preauth_timeout_secs: u64,
     /// Idle timeout after login, seconds.
@@ -303,6 +309,7 @@ impl Default for Limits {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_refused_literal: DEFAULT_MAX_REFUSED_LITERAL,
             fetch_job_bytes: DEFAULT_FETCH_JOB_BYTES,
+            stream_literal_bytes: DEFAULT_STREAM_LITERAL_BYTES,
             preauth_timeout_secs: DEFAULT_PREAUTH_TIMEOUT_SECS,
             auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,

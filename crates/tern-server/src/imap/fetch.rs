@@ -368,6 +368,30 @@ fn section_literal(out: &mut Vec<u8>, data: Option<&[u8]>, partial: Option<(u32,
     nul_to_0x80(&mut out[at..]);
 }
 
+/// A literal sent from the message's file rather than from memory: its
+/// `{n}` is already in the output, its bytes go in at `at`.
+#[derive(Debug)]
+pub(crate) struct FileLiteral {
+    /// Where in the job's output the bytes belong.
+    pub at: usize,
+    pub entry: MessageEntry,
+    /// Bytes of the CRLF form skipped first (a partial's start).
+    pub skip: u64,
+    /// Bytes sent, as announced.
+    pub len: u64,
+}
+
+/// The literals of one FETCH job that are sent from files, and from what
+/// size on a whole message is sent so.
+#[derive(Debug)]
+pub(crate) struct FileLiterals {
+    pub list: Vec<FileLiteral>,
+    pub at_least: u64,
+}
+
+/// Bytes of a message file read per piece when a literal is sent from it.
+const STREAM_PIECE: usize = 256 * 1024;
+
 /// NUL, which literals must not carry (RFC 3501 §4.3), becomes 0x80, as
 /// Dovecot sends it.
 fn nul_to_0x80(bytes: &mut [u8]) {
@@ -391,6 +415,7 @@ pub(crate) fn build(
     known: &Known,
     recent: bool,
     items: &[Item],
+    files: &mut FileLiterals,
 ) -> Result<(), BuildError> {
     // Written straight into `out`; a message that cannot be answered
     // leaves nothing behind.
@@ -398,12 +423,50 @@ pub(crate) fn build(
     out.extend_from_slice(b"* ");
     wire::decimal(out, seq as u64);
     out.extend_from_slice(b" FETCH (");
-    let res = build_items(out, open, aligned, pos, entry, known, recent, items);
+    let res = build_items(out, open, aligned, pos, entry, known, recent, items, files);
     match res {
         Ok(()) => out.extend_from_slice(b")\r\n"),
-        Err(_) => out.truncate(start),
+        Err(_) => {
+            out.truncate(start);
+            files.list.retain(|f| f.at < start);
+        }
     }
     res
+}
+
+/// Announces the whole message (or the `partial` of it) as a literal sent
+/// from its file when it is at least `files.at_least` bytes; false when it
+/// is smaller and goes through memory.
+fn file_literal(
+    out: &mut Vec<u8>,
+    folder: &Folder,
+    entry: &MessageEntry,
+    partial: Option<(u32, u32)>,
+    files: &mut FileLiterals,
+) -> Result<bool, MaildirError> {
+    if folder.crlf_size(entry)? < files.at_least {
+        return Ok(false);
+    }
+    // The announced length is what the file holds now, never the size its
+    // name claims.
+    let total = folder.counted_crlf_size(entry)?;
+    let (skip, len) = match partial {
+        Some((s, l)) => {
+            let s = u64::from(s).min(total);
+            (s, u64::from(l).min(total - s))
+        }
+        None => (0, total),
+    };
+    out.push(b'{');
+    wire::decimal(out, len);
+    out.extend_from_slice(b"}\r\n");
+    files.list.push(FileLiteral {
+        at: out.len(),
+        entry: entry.clone(),
+        skip,
+        len,
+    });
+    Ok(true)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -416,6 +479,7 @@ fn build_items(
     known: &Known,
     recent: bool,
     items: &[Item],
+    files: &mut FileLiterals,
 ) -> Result<(), BuildError> {
     let folder = &open.folder;
     let summary = || aligned.get_ref(&open.summaries, folder, pos);
@@ -490,6 +554,18 @@ fn build_items(
                     nul_to_0x80(&mut out[at..]);
                     continue;
                 }
+                if cached.is_none() && path.is_empty() && matches!(spec, Specifier::Whole) {
+                    let at = out.len();
+                    let _ = write!(wire::Bytes(out), "BODY[{label}]");
+                    if let Some((s, _)) = partial {
+                        let _ = write!(wire::Bytes(out), "<{s}>");
+                    }
+                    out.push(b' ');
+                    if file_literal(out, folder, entry, *partial, files)? {
+                        continue;
+                    }
+                    out.truncate(at);
+                }
                 let data = match cached {
                     Some(set) => Some(summary()?.header_fields_in(*set)),
                     None => {
@@ -507,6 +583,13 @@ fn build_items(
                 section_literal(out, data.as_deref(), *partial);
             }
             Item::Rfc822 | Item::Rfc822Header | Item::Rfc822Text => {
+                if matches!(item, Item::Rfc822) {
+                    out.extend_from_slice(b"RFC822 ");
+                    if file_literal(out, folder, entry, None, files)? {
+                        continue;
+                    }
+                    out.truncate(out.len() - b"RFC822 ".len());
+                }
                 ensure(&mut loaded)?;
                 if let Some(l) = &loaded {
                     let (name, range) = match item {
@@ -515,7 +598,7 @@ fn build_items(
                         _ => ("RFC822.TEXT ", l.tree.body.clone()),
                     };
                     out.extend_from_slice(name.as_bytes());
-                    wire::literal(out, &l.data[range]);
+                    section_literal(out, Some(&l.data[range]), None);
                 }
             }
             Item::Binary {
@@ -563,8 +646,11 @@ fn build_items(
 
 /// What one FETCH job gives back to the session.
 struct JobOutput {
-    /// The untagged responses, ready to send.
+    /// The untagged responses, ready to send but for the literals sent
+    /// from files.
     out: Vec<u8>,
+    /// Literals sent from message files, in output order.
+    files: Vec<FileLiteral>,
     /// Entries of the session's list whose flags the job changed (\Seen).
     updated: Vec<(usize, Known)>,
     /// Messages that were gone when the job looked.
@@ -744,7 +830,12 @@ impl Session {
                 .collect();
             let o = open.clone();
             let its = items.clone();
+            let at_least = self.svc.limits.stream_literal_bytes;
             let job = tokio::task::spawn_blocking(move || {
+                let mut files = FileLiterals {
+                    list: Vec::new(),
+                    at_least,
+                };
                 let aligned = o.summaries.for_view(&o.folder.view());
                 let messages = &aligned.view.messages;
                 // Room for a few hundred octets a message, so that the
@@ -834,7 +925,18 @@ impl Session {
                     };
                     let k = now.unwrap_or(&known[i]);
                     let e = renamed.get(&k.uid).unwrap_or(&messages[pos]);
-                    match build(&mut out, &o, &aligned, pos, e, i + 1, k, r, use_items) {
+                    match build(
+                        &mut out,
+                        &o,
+                        &aligned,
+                        pos,
+                        e,
+                        i + 1,
+                        k,
+                        r,
+                        use_items,
+                        &mut files,
+                    ) {
                         Ok(()) => {}
                         Err(BuildError::Storage(MaildirError::MessageGone)) => missing += 1,
                         Err(BuildError::Storage(err)) => {
@@ -846,6 +948,7 @@ impl Session {
                 }
                 JobOutput {
                     out,
+                    files: files.list,
                     updated,
                     missing,
                     unknown_cte,
@@ -857,7 +960,7 @@ impl Session {
                     break;
                 };
                 if let Some(refusal) = self
-                    .finish_fetch_job(job, &mut missing, &mut any_flag_change)
+                    .finish_fetch_job(&open, job, &mut missing, &mut any_flag_change)
                     .await?
                 {
                     return Ok(refusal);
@@ -866,7 +969,7 @@ impl Session {
         }
         while let Some(job) = pending.pop_front() {
             if let Some(refusal) = self
-                .finish_fetch_job(job, &mut missing, &mut any_flag_change)
+                .finish_fetch_job(&open, job, &mut missing, &mut any_flag_change)
                 .await?
             {
                 return Ok(refusal);
@@ -894,12 +997,14 @@ impl Session {
     /// command early (a part tern cannot decode, a failed job).
     async fn finish_fetch_job(
         &mut self,
+        open: &Arc<crate::folders::OpenFolder>,
         job: tokio::task::JoinHandle<JobOutput>,
         missing: &mut usize,
         any_flag_change: &mut bool,
     ) -> Result<Option<Reply>, End> {
         let JobOutput {
             out,
+            files,
             updated,
             missing: miss,
             unknown_cte,
@@ -928,12 +1033,128 @@ impl Session {
                 }
             }
         }
-        if self.conn.out.is_empty() {
-            self.conn.out = out;
+        if files.is_empty() {
+            if self.conn.out.is_empty() {
+                self.conn.out = out;
+            } else {
+                self.conn.out.extend_from_slice(&out);
+            }
         } else {
-            self.conn.out.extend_from_slice(&out);
+            let mut from = 0;
+            for f in files {
+                self.conn
+                    .out
+                    .extend_from_slice(out.get(from..f.at).unwrap_or_default());
+                from = f.at;
+                self.send_file_literal(open, f).await?;
+            }
+            self.conn
+                .out
+                .extend_from_slice(out.get(from..).unwrap_or_default());
         }
         self.flush_if_large().await?;
         Ok(None)
+    }
+
+    /// Sends a literal from the message's file, a piece at a time: read,
+    /// CRLF, NUL as 0x80, written before the next piece is read, so that
+    /// the session holds one piece whatever the message's size. Exactly
+    /// the announced bytes go out: a file that shrank since it was counted
+    /// (another program rewrote it in place, which Maildir forbids) is
+    /// padded with spaces and logged, so the client's parser stays in step.
+    async fn send_file_literal(
+        &mut self,
+        open: &Arc<crate::folders::OpenFolder>,
+        f: FileLiteral,
+    ) -> Result<(), End> {
+        self.flush().await?;
+        let o = open.clone();
+        let entry = f.entry.clone();
+        let mut file = match tokio::task::spawn_blocking(move || o.folder.open(&entry)).await {
+            Ok(Ok(file)) => Some(file),
+            Ok(Err(e)) => {
+                tracing::error!(cause = %e, uid = f.entry.uid, "cannot open message to send");
+                None
+            }
+            Err(e) => {
+                tracing::error!(cause = %e, "blocking task failed");
+                None
+            }
+        };
+        let mut state = (crlf::ToCrlf::default(), f.skip);
+        let mut sent = 0u64;
+        let mut piece = Vec::new();
+        while sent < f.len {
+            let want = f.len - sent;
+            if let Some(fh) = file.take() {
+                let (mut conv, mut skip) = state;
+                let mut buf = std::mem::take(&mut piece);
+                let job = tokio::task::spawn_blocking(move || {
+                    let got = read_piece(&fh, &mut conv, &mut skip, want, &mut buf);
+                    (fh, conv, skip, buf, got)
+                });
+                match job.await {
+                    Ok((fh, conv, skip, buf, Ok(true))) => {
+                        file = Some(fh);
+                        state = (conv, skip);
+                        piece = buf;
+                    }
+                    Ok((_, _, _, buf, got)) => {
+                        if let Err(e) = got {
+                            tracing::error!(cause = %e, uid = f.entry.uid, "cannot read message");
+                        }
+                        piece = buf;
+                    }
+                    Err(e) => tracing::error!(cause = %e, "blocking task failed"),
+                }
+            }
+            if file.is_none() && piece.is_empty() {
+                tracing::error!(
+                    uid = f.entry.uid,
+                    missing = want,
+                    "message file shorter than announced, padding"
+                );
+                piece.resize(want.min(STREAM_PIECE as u64) as usize, b' ');
+            }
+            sent += piece.len() as u64;
+            std::mem::swap(&mut self.conn.out, &mut piece);
+            self.flush().await?;
+            std::mem::swap(&mut self.conn.out, &mut piece);
+            piece.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Reads the next piece of a message for [`Session::send_file_literal`]
+/// into `out` (emptied first): up to [`STREAM_PIECE`] bytes of the file in
+/// CRLF form, after `skip` of them are dropped, at most `want`. False at
+/// the end of the file.
+fn read_piece(
+    mut file: &std::fs::File,
+    conv: &mut crlf::ToCrlf,
+    skip: &mut u64,
+    want: u64,
+    out: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    use std::io::Read;
+    out.clear();
+    let mut raw = vec![0u8; STREAM_PIECE];
+    loop {
+        let n = match file.read(&mut raw) {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        conv.push(&raw[..n], out);
+        let dropped = (*skip).min(out.len() as u64) as usize;
+        out.drain(..dropped);
+        *skip -= dropped as u64;
+        out.truncate(want.min(out.len() as u64) as usize);
+        nul_to_0x80(out);
+        if !out.is_empty() {
+            return Ok(true);
+        }
     }
 }
