@@ -13,6 +13,7 @@ use clap::Parser;
 
 mod content;
 mod push;
+mod shared;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +24,8 @@ enum Mode {
     Push,
     /// FETCH of structure and headers, SEARCH, SORT, THREAD.
     Content,
+    /// Many sessions on one folder: each change reaching every session.
+    Shared,
 }
 
 #[derive(Parser, Debug)]
@@ -81,6 +84,12 @@ struct Args {
     /// Folders they idle on.
     #[arg(long, default_value_t = 1000)]
     idle_folders: usize,
+    /// Sessions on one folder (shared mode).
+    #[arg(long, default_value_t = 100)]
+    sessions: usize,
+    /// Rounds of changes in shared mode.
+    #[arg(long, default_value_t = 20)]
+    changes: usize,
 }
 
 /// A minimal blocking IMAP client, one file descriptor per connection (the
@@ -98,6 +107,25 @@ impl Conn {
 
     fn open(addr: SocketAddr) -> Result<Conn> {
         let s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+        Conn::over(s)
+    }
+
+    /// Connects from a chosen local address (another loopback address, so
+    /// that a server's per-address limit is not what is measured).
+    fn open_from(addr: SocketAddr, local: SocketAddr) -> Result<Conn> {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        sock.bind(&local.into())
+            .with_context(|| format!("bind {local}"))?;
+        sock.connect(&addr.into())
+            .with_context(|| format!("connect {addr} from {local}"))?;
+        Conn::over(sock.into())
+    }
+
+    fn over(s: TcpStream) -> Result<Conn> {
         s.set_read_timeout(Some(Duration::from_secs(600)))?;
         s.set_nodelay(true)?;
         let mut c = Conn {
@@ -350,7 +378,44 @@ fn main() -> Result<()> {
         Mode::Imap => imap_figures(&args),
         Mode::Push => push_figures(&args),
         Mode::Content => content_figures(&args),
+        Mode::Shared => shared_figures(&args),
     }
+}
+
+fn shared_figures(args: &Args) -> Result<()> {
+    let (u, p) = (args.user.as_str(), args.password.as_str());
+    let (n, r) = (args.sessions, args.changes);
+    let t = shared::measure(args.tern, u, p, n, r)?;
+    let d = shared::measure(args.dovecot, u, p, n, r)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| figure | tern | Dovecot | tern/Dovecot |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, a, b) in [
+        (
+            "SELECT by every session, one after another, ms",
+            t.selects,
+            d.selects,
+        ),
+        ("round: a flag set, ms", t.flag_set, d.flag_set),
+        ("round: a flag cleared, ms", t.flag_cleared, d.flag_cleared),
+        ("round: an APPEND, ms", t.appended, d.appended),
+        ("round: an EXPUNGE, ms", t.expunged, d.expunged),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.2} |",
+            ms(a),
+            ms(b),
+            ms(a) / ms(b)
+        );
+    }
+    println!(
+        "| octets the readers received | {} | {} | |",
+        t.bytes, d.bytes
+    );
+    println!(
+        "\n{n} sessions SELECT INBOX; then {r} rounds of each change by one more session, after which every session sends NOOP at once (own thread); a round ends at the last answer; medians"
+    );
+    Ok(())
 }
 
 fn content_figures(args: &Args) -> Result<()> {

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::changelog::ChangeLog;
 use crate::error::{MaildirError, Result};
 use crate::flags::{name_field, split_name, Flags};
 use crate::keywords::{KeywordDb, KeywordSet};
@@ -130,6 +131,10 @@ pub struct FolderView {
     pub next_uid: u32,
     /// Messages in UID order. Invariant: strictly ascending `uid`.
     pub messages: Vec<MessageEntry>,
+    /// Which view of its folder object this is: one more for each view
+    /// published, so that [`Folder::changes_between`] can say what changed
+    /// since the one a session last saw.
+    pub generation: u64,
 }
 
 impl FolderView {
@@ -260,6 +265,21 @@ struct Inner {
     /// INTERNALDATE by UID: the mtime, read once (SEARCH and SORT by
     /// arrival ask for it of every message).
     internal_dates: HashMap<u32, SystemTime>,
+    /// What each recent view changed.
+    log: ChangeLog,
+}
+
+impl Inner {
+    /// Publishes `view` as the next generation; `touched` the UIDs whose
+    /// entry it changed (`None`: not known, work it out from the views).
+    fn publish(&mut self, mut view: FolderView, touched: Option<Vec<u32>>) {
+        let touched =
+            touched.unwrap_or_else(|| crate::changelog::diff(&self.view.messages, &view.messages));
+        view.generation = self.view.generation.wrapping_add(1);
+        self.log.record(view.generation, Some(touched));
+        self.view_has_new = view.messages.iter().any(|m| m.in_new);
+        self.view = Arc::new(view);
+    }
 }
 
 /// A Maildir folder shared by every session of this process that opens it.
@@ -291,6 +311,13 @@ impl Folder {
     /// True if the folder's directory looks like a Maildir.
     pub fn exists(&self) -> bool {
         self.dir.join("cur").is_dir()
+    }
+
+    /// The UIDs whose entries changed between view generations `from` and
+    /// `to` of this folder object (sorted), or `None` when they are no
+    /// longer known: see [`crate::changelog`].
+    pub fn changes_between(&self, from: u64, to: u64) -> Option<Vec<u32>> {
+        self.lock_inner().log.between(from, to)
     }
 
     /// The last published view, without looking at the disk.
@@ -530,6 +557,7 @@ impl Folder {
             uidvalidity: db.uidvalidity,
             next_uid: db.next_uid,
             messages,
+            generation: 0,
         };
         // What is kept by UID goes with the messages that left.
         if !g.unclaimed_recent.is_empty()
@@ -542,8 +570,7 @@ impl Folder {
             g.crlf_sizes.retain(|u, _| present.contains(u));
             g.internal_dates.retain(|u, _| present.contains(u));
         }
-        g.view_has_new = view.messages.iter().any(|m| m.in_new);
-        g.view = Arc::new(view);
+        g.publish(view, None);
         // Our own moves and UID writes are part of what we saw.
         g.stamps = if moved_any || needs_uids {
             self.current_stamps()
@@ -860,8 +887,7 @@ impl Folder {
             g.kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME));
             g.keywords = db;
         }
-        g.view_has_new = view.messages.iter().any(|m| m.in_new);
-        g.view = Arc::new(view);
+        g.publish(view, Some(done.iter().map(|e| e.uid).collect()));
         self.note_own_change(&mut g, &before);
         self.account(delta.0, delta.1);
         Ok(done)
@@ -975,7 +1001,7 @@ impl Folder {
                 g.kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME));
                 g.keywords = KeywordDb::load(&self.dir)?;
             }
-            g.view = Arc::new(view);
+            g.publish(view, Some(uids.clone()));
             g.stamps = self.current_stamps();
         }
         Ok(uids)
@@ -1039,8 +1065,7 @@ impl Folder {
         }
         let gone: std::collections::HashSet<u32> = removed.iter().copied().collect();
         view.messages.retain(|m| !gone.contains(&m.uid));
-        g.view_has_new = view.messages.iter().any(|m| m.in_new);
-        g.view = Arc::new(view);
+        g.publish(view, Some(removed.clone()));
         self.note_own_change(&mut g, &before);
         self.account(delta.0, delta.1);
         Ok(removed)

@@ -13,6 +13,7 @@
 //! that keep `courierimapuiddb` (see [`lock`]). This crate is synchronous; the
 //! server calls it from blocking threads.
 
+mod changelog;
 pub mod deliver;
 pub mod flags;
 pub mod folder;

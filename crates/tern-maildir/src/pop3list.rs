@@ -486,6 +486,7 @@ mod tests {
             uidvalidity: 1,
             next_uid: 1001,
             messages: msgs,
+            generation: 0,
         });
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let size = |e: &MessageEntry| {

@@ -172,6 +172,7 @@ impl Session {
                 recent,
                 keywords,
                 synced: view,
+                in_step: true,
                 saved: Vec::new(),
             }),
         };
@@ -229,8 +230,12 @@ impl Session {
 
     /// Looks at the selected folder and tells the client what changed.
     pub(crate) async fn announce(&mut self, expunge_ok: bool) {
-        let (open, rw) = match &self.state {
-            State::Selected { mailbox, .. } => (mailbox.open.clone(), !mailbox.read_only),
+        let (open, rw, from) = match &self.state {
+            State::Selected { mailbox, .. } => (
+                mailbox.open.clone(),
+                !mailbox.read_only,
+                mailbox.in_step.then_some(mailbox.synced.generation),
+            ),
             _ => return,
         };
         let res = blocking(move || {
@@ -242,10 +247,14 @@ impl Session {
             } else {
                 Default::default()
             };
-            Ok((view, claimed))
+            // What changed since the view this session is in step with:
+            // only those messages are compared (see tern_maildir's
+            // change log).
+            let touched = from.and_then(|g| open.folder.changes_between(g, view.generation));
+            Ok((view, claimed, touched))
         })
         .await;
-        let (view, claimed) = match res {
+        let (view, claimed, touched) = match res {
             Ok(v) => v,
             Err(r) if r.code == Some(Code::Nonexistent) => {
                 // Deleted or renamed away under us (RFC 3501 leaves the
@@ -274,24 +283,41 @@ impl Session {
         mailbox.recent.extend(claimed);
         let old =
             Arc::try_unwrap(std::mem::take(&mut mailbox.known)).unwrap_or_else(|a| (*a).clone());
-        let synced = super::sync::synchronize(
-            old,
-            &view,
-            if expunge_ok {
-                super::sync::Expunges::Allowed
-            } else {
-                super::sync::Expunges::HeldBack
-            },
-            &mailbox.recent,
-            &mut mailbox.keywords,
-            if mailbox.read_only {
-                super::sync::Access::ReadOnly
-            } else {
-                super::sync::Access::ReadWrite
-            },
-        );
+        let expunges = if expunge_ok {
+            super::sync::Expunges::Allowed
+        } else {
+            super::sync::Expunges::HeldBack
+        };
+        let access = if mailbox.read_only {
+            super::sync::Access::ReadOnly
+        } else {
+            super::sync::Access::ReadWrite
+        };
+        let by_changes = match touched {
+            Some(t) => super::sync::synchronize_changes(
+                old,
+                &view,
+                &t,
+                expunges,
+                &mailbox.recent,
+                &mut mailbox.keywords,
+                access,
+            ),
+            None => Err(old),
+        };
+        let synced = by_changes.unwrap_or_else(|old| {
+            super::sync::synchronize(
+                old,
+                &view,
+                expunges,
+                &mailbox.recent,
+                &mut mailbox.keywords,
+                access,
+            )
+        });
         // In step: the next command need not compare them again unless the
-        // view changes.
+        // view changes, and then only what the change log names.
+        mailbox.in_step = synced.in_step;
         if synced.in_step {
             mailbox.synced = view.clone();
         }

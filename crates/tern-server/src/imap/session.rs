@@ -99,6 +99,10 @@ pub(crate) struct Selected {
     /// The folder view `known` was last compared with: when the folder still
     /// publishes the same view, nothing changed and nothing is compared.
     pub synced: Arc<tern_maildir::FolderView>,
+    /// `known` is `synced` (but for flags this session set itself, which
+    /// the folder published too): no EXPUNGE is held back, so catching up
+    /// may look at the changed messages only.
+    pub in_step: bool,
     /// The result saved by `SEARCH RETURN (SAVE)`, as UIDs (RFC 5182).
     pub saved: Vec<u32>,
 }

@@ -17,6 +17,13 @@
 //! new messages above the last known UID are EXISTS (and RECENT); a message
 //! whose flags or keywords changed gets an untagged FETCH of its FLAGS; new
 //! keywords make a new FLAGS (and PERMANENTFLAGS when writable) before.
+//!
+//! Two ways to the same answer: [`synchronize`] compares the whole picture
+//! with the whole view; [`synchronize_changes`] looks only at the UIDs the
+//! folder's change log names since the view the session was in step with
+//! (and at what lies above its last UID), so that one change in a folder of
+//! 100,000 messages costs each session a few lookups. A model test holds
+//! the second to the first's answers, line for line.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -102,15 +109,16 @@ pub(crate) fn synchronize(
     }
     let last_uid = known.last().map(|k| k.uid).unwrap_or(0);
     let mut added = 0;
-    for m in &view.messages[j.min(view.messages.len())..] {
-        if m.uid > last_uid {
-            known.push(Known {
-                uid: m.uid,
-                flags: m.flags.clone(),
-                keywords: m.keywords.clone(),
-            });
-            added += 1;
-        }
+    // Everything above the last UID kept is new, also a message numbered
+    // late that was below a known UID until that one was expunged now.
+    let above = view.messages.partition_point(|m| m.uid <= last_uid);
+    for m in &view.messages[above..] {
+        known.push(Known {
+            uid: m.uid,
+            flags: m.flags.clone(),
+            keywords: m.keywords.clone(),
+        });
+        added += 1;
     }
     let mut out = String::new();
     // Descending numbers stay valid as each EXPUNGE renumbers only later
@@ -149,13 +157,134 @@ pub(crate) fn synchronize(
     }
     // Held-back expunges leave `known` different from the view; otherwise
     // it is the view (but for a message numbered late below a known UID,
-    // which cannot be shown in order whatever the next command is).
+    // which cannot be shown in order until the UIDs above it are gone: a
+    // later step finds it above the last kept UID, with or without the
+    // change log naming it).
     let in_step = !held_back;
     Synced {
         known,
         in_step,
         responses: out,
     }
+}
+
+/// The same step for a session that was in step with an earlier view of
+/// the folder, given the UIDs the views since then touched (sorted, from
+/// the folder's change log): only those are looked at, so a change costs a
+/// lookup per touched UID and per session, not a walk of the folder.
+/// Answers exactly what [`synchronize`] answers (the model test holds them
+/// to it); `None` where it cannot, a message gone while EXPUNGE must be
+/// held back, and the caller falls back to [`synchronize`].
+pub(crate) fn synchronize_changes(
+    mut known: Vec<Known>,
+    view: &FolderView,
+    touched: &[u32],
+    expunges: Expunges,
+    recent: &HashSet<u32>,
+    keywords: &mut BTreeSet<Arc<str>>,
+    access: Access,
+) -> Result<Synced, Vec<Known>> {
+    // A message that left while EXPUNGE must wait keeps the session out of
+    // step: that is the whole comparison's work, before anything changes.
+    if expunges == Expunges::HeldBack
+        && touched
+            .iter()
+            .any(|u| view.find(*u).is_none() && known.binary_search_by_key(u, |k| k.uid).is_ok())
+    {
+        return Err(known);
+    }
+    // Positions in the old numbering of the messages that left.
+    let mut expunged: Vec<usize> = Vec::new();
+    let mut changed: Vec<u32> = Vec::new();
+    for &uid in touched {
+        let at = known.binary_search_by_key(&uid, |k| k.uid);
+        match (at, view.find(uid)) {
+            (Ok(i), Some(m)) => {
+                let k = &mut known[i];
+                if m.flags != k.flags
+                    || (!Arc::ptr_eq(&m.keywords, &k.keywords) && m.keywords != k.keywords)
+                {
+                    k.flags = m.flags.clone();
+                    k.keywords = m.keywords.clone();
+                    changed.push(uid);
+                }
+            }
+            (Ok(i), None) => expunged.push(i),
+            // New, or numbered late: found from the view below.
+            (Err(_), _) => {}
+        }
+    }
+    if !expunged.is_empty() {
+        let mut gone = expunged.iter().peekable();
+        let mut i = 0;
+        known.retain(|_| {
+            let keep = gone.peek() != Some(&&i);
+            if !keep {
+                gone.next();
+            }
+            i += 1;
+            keep
+        });
+    }
+    // Everything above the last UID the session keeps is new, whether the
+    // log names it or not: a message numbered late below a known UID (as
+    // above) becomes showable once the messages above it are expunged.
+    let last_uid = known.last().map(|k| k.uid).unwrap_or(0);
+    let above = view.messages.partition_point(|m| m.uid <= last_uid);
+    let added: Vec<Known> = view.messages[above..]
+        .iter()
+        .map(|m| Known {
+            uid: m.uid,
+            flags: m.flags.clone(),
+            keywords: m.keywords.clone(),
+        })
+        .collect();
+    let new_keywords = changed
+        .iter()
+        .filter_map(|u| known.binary_search_by_key(u, |k| k.uid).ok())
+        .map(|i| &known[i])
+        .chain(added.iter())
+        .flat_map(|k| k.keywords.iter())
+        .any(|kw| !keywords.contains(kw));
+    let added_any = !added.is_empty();
+    known.extend(added);
+    let mut out = String::new();
+    for i in expunged.iter().rev() {
+        let _ = write!(out, "* {} EXPUNGE\r\n", i + 1);
+    }
+    if new_keywords {
+        keywords.extend(known.iter().flat_map(|k| k.keywords.iter().cloned()));
+        let fl = flag_list(keywords);
+        let _ = write!(out, "* FLAGS ({fl})\r\n");
+        if access == Access::ReadWrite {
+            let _ = write!(out, "* OK [PERMANENTFLAGS ({fl} \\*)] Flags permitted\r\n");
+        }
+    }
+    if added_any {
+        let _ = write!(out, "* {} EXISTS\r\n", known.len());
+        // Whichever is smaller: the session's \Recent set or its list.
+        let n = if recent.len() < known.len() / 8 {
+            recent
+                .iter()
+                .filter(|u| known.binary_search_by_key(*u, |k| k.uid).is_ok())
+                .count()
+        } else {
+            known.iter().filter(|k| recent.contains(&k.uid)).count()
+        };
+        let _ = write!(out, "* {n} RECENT\r\n");
+    }
+    for uid in changed {
+        if let Ok(i) = known.binary_search_by_key(&uid, |k| k.uid) {
+            let k = &known[i];
+            let flags = message_flags(k, recent.contains(&k.uid));
+            let _ = write!(out, "* {} FETCH (UID {} FLAGS ({flags}))\r\n", i + 1, k.uid);
+        }
+    }
+    Ok(Synced {
+        known,
+        in_step: true,
+        responses: out,
+    })
 }
 
 #[cfg(test)]

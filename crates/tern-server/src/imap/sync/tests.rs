@@ -36,6 +36,7 @@ fn view(entries: Vec<MessageEntry>) -> FolderView {
         uidvalidity: 1,
         next_uid: entries.last().map(|e| e.uid + 1).unwrap_or(1),
         messages: entries,
+        generation: 0,
     }
 }
 
@@ -256,6 +257,149 @@ proptest! {
             if let Some((uid, _)) = m {
                 prop_assert_eq!(*uid, k.uid, "the client's message at this number is the same one");
             }
+        }
+    }
+}
+
+/// What the folder's change log would name between two views: UIDs in one
+/// only or with other flags or keywords.
+fn touched_between(a: &FolderView, b: &FolderView) -> Vec<u32> {
+    let mut all: BTreeMap<u32, (Option<&MessageEntry>, Option<&MessageEntry>)> = BTreeMap::new();
+    for m in &a.messages {
+        all.entry(m.uid).or_default().0 = Some(m);
+    }
+    for m in &b.messages {
+        all.entry(m.uid).or_default().1 = Some(m);
+    }
+    all.into_iter()
+        .filter(|(_, (x, y))| match (x, y) {
+            (Some(x), Some(y)) => x.flags != y.flags || x.keywords != y.keywords,
+            _ => true,
+        })
+        .map(|(u, _)| u)
+        .collect()
+}
+
+/// Others' changes, several between two commands of the session.
+#[derive(Debug, Clone)]
+enum Change {
+    Append {
+        seen: bool,
+        keyword: Option<u8>,
+    },
+    /// Another program numbers a message late, below UIDs the session knows.
+    AppendBelow,
+    SetFlags {
+        at: usize,
+        seen: bool,
+        keyword: Option<u8>,
+    },
+    Expunge {
+        at: usize,
+    },
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    let keyword = proptest::option::of(0u8..4);
+    prop_oneof![
+        (any::<bool>(), keyword.clone())
+            .prop_map(|(seen, keyword)| Change::Append { seen, keyword }),
+        Just(Change::AppendBelow),
+        (any::<usize>(), any::<bool>(), keyword).prop_map(|(at, seen, keyword)| Change::SetFlags {
+            at,
+            seen,
+            keyword
+        }),
+        any::<usize>().prop_map(|at| Change::Expunge { at }),
+    ]
+}
+
+proptest! {
+    /// A session that catches up from the change log answers, at every
+    /// command, exactly what one that compares the whole folder answers,
+    /// and holds the same picture: same EXPUNGE, FLAGS, EXISTS, RECENT and
+    /// FETCH lines in the same order, also when the log names more UIDs
+    /// than changed, with new keywords, \Recent messages, late numbering
+    /// and held-back expunges.
+    #[test]
+    fn catching_up_from_the_log_answers_as_comparing_everything(
+        steps in proptest::collection::vec(
+            (proptest::collection::vec(change(), 0..5), any::<bool>(), proptest::collection::vec(0u32..40, 0..3)),
+            0..30,
+        )
+    ) {
+        type Folder = BTreeMap<u32, (Flags, Option<u8>)>;
+        let mut folder: Folder = (10..=14).map(|u| (u, (Flags::empty(), None))).collect();
+        let mut next_uid = 15;
+        let mut below = 1;
+        let names = ["$Junk", "work", "NonJunk", "$Label1"];
+        let current = |folder: &Folder| {
+            view(folder.iter().map(|(u, (f, k))| {
+                let kws: Vec<&str> = k.iter().map(|k| names[*k as usize]).collect();
+                entry(*u, f.clone(), &kws)
+            }).collect())
+        };
+        let start = current(&folder);
+        let mut full = known_of(&start);
+        let mut by_log = full.clone();
+        let mut synced = start;
+        let mut in_step = true;
+        let (mut kw_full, mut kw_log) = (BTreeSet::new(), BTreeSet::new());
+        let mut recent: HashSet<u32> = HashSet::default();
+        for (changes, hold, extra) in steps {
+            for c in changes {
+                match c {
+                    Change::Append { seen, keyword } => {
+                        folder.insert(next_uid, (flags_of(seen, false), keyword));
+                        if !seen {
+                            recent.insert(next_uid);
+                        }
+                        next_uid += 1;
+                    }
+                    Change::AppendBelow if below < 10 => {
+                        folder.insert(below, (Flags::empty(), None));
+                        below += 1;
+                    }
+                    Change::SetFlags { at, seen, keyword } if !folder.is_empty() => {
+                        let uid = *folder.keys().nth(at % folder.len()).unwrap();
+                        folder.insert(uid, (flags_of(seen, true), keyword));
+                    }
+                    Change::Expunge { at } if !folder.is_empty() => {
+                        let uid = *folder.keys().nth(at % folder.len()).unwrap();
+                        folder.remove(&uid);
+                    }
+                    _ => {}
+                }
+            }
+            let v = current(&folder);
+            let mode = if hold { Expunges::HeldBack } else { Expunges::Allowed };
+            let a = synchronize(full, &v, mode, &recent, &mut kw_full, Access::ReadWrite);
+            let b = if in_step {
+                let mut touched = touched_between(&synced, &v);
+                touched.extend(extra);
+                touched.sort_unstable();
+                touched.dedup();
+                synchronize_changes(by_log, &v, &touched, mode, &recent, &mut kw_log, Access::ReadWrite)
+                    .unwrap_or_else(|old| synchronize(old, &v, mode, &recent, &mut kw_log, Access::ReadWrite))
+            } else {
+                synchronize(by_log, &v, mode, &recent, &mut kw_log, Access::ReadWrite)
+            };
+            prop_assert_eq!(&a.responses, &b.responses);
+            prop_assert_eq!(a.in_step, b.in_step);
+            prop_assert_eq!(&kw_full, &kw_log);
+            let (ka, kb) = (&a.known, &b.known);
+            prop_assert_eq!(ka.len(), kb.len());
+            for (x, y) in ka.iter().zip(kb) {
+                prop_assert_eq!(x.uid, y.uid);
+                prop_assert_eq!(&x.flags, &y.flags);
+                prop_assert_eq!(&x.keywords, &y.keywords);
+            }
+            in_step = b.in_step;
+            if in_step {
+                synced = v;
+            }
+            full = a.known;
+            by_log = b.known;
         }
     }
 }
