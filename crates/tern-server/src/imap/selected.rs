@@ -128,15 +128,7 @@ impl Session {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let known: Vec<Known> = view
-            .messages
-            .iter()
-            .map(|m| Known {
-                uid: m.uid,
-                flags: m.flags.clone(),
-                keywords: m.keywords.clone(),
-            })
-            .collect();
+        let known: Vec<Known> = view.messages.iter().map(Known::of).collect();
         let keywords: BTreeSet<Arc<str>> = known
             .iter()
             .flat_map(|k| k.keywords.iter().cloned())

@@ -83,6 +83,17 @@ pub(crate) struct Known {
     pub keywords: KeywordSet,
 }
 
+impl Known {
+    /// The message as the folder's entry has it now.
+    pub fn of(m: &tern_maildir::MessageEntry) -> Known {
+        Known {
+            uid: m.uid,
+            flags: m.flags.clone(),
+            keywords: m.keywords.clone(),
+        }
+    }
+}
+
 /// The selected mailbox.
 #[derive(Debug)]
 pub(crate) struct Selected {

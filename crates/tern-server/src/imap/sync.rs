@@ -93,11 +93,7 @@ pub(crate) fn synchronize(
                 {
                     changed.push(known.len());
                 }
-                known.push(Known {
-                    uid: m.uid,
-                    flags: m.flags.clone(),
-                    keywords: m.keywords.clone(),
-                });
+                known.push(Known::of(m));
                 j += 1;
             }
             _ if expunges == Expunges::Allowed => expunged.push(i + 1),
@@ -113,11 +109,7 @@ pub(crate) fn synchronize(
     // late that was below a known UID until that one was expunged now.
     let above = view.messages.partition_point(|m| m.uid <= last_uid);
     for m in &view.messages[above..] {
-        known.push(Known {
-            uid: m.uid,
-            flags: m.flags.clone(),
-            keywords: m.keywords.clone(),
-        });
+        known.push(Known::of(m));
         added += 1;
     }
     let mut out = String::new();
@@ -231,14 +223,7 @@ pub(crate) fn synchronize_changes(
     // above) becomes showable once the messages above it are expunged.
     let last_uid = known.last().map(|k| k.uid).unwrap_or(0);
     let above = view.messages.partition_point(|m| m.uid <= last_uid);
-    let added: Vec<Known> = view.messages[above..]
-        .iter()
-        .map(|m| Known {
-            uid: m.uid,
-            flags: m.flags.clone(),
-            keywords: m.keywords.clone(),
-        })
-        .collect();
+    let added: Vec<Known> = view.messages[above..].iter().map(Known::of).collect();
     let new_keywords = changed
         .iter()
         .filter_map(|u| known.binary_search_by_key(u, |k| k.uid).ok())
