@@ -77,3 +77,21 @@ pub fn address(data: &[u8]) {
     let _ = crate::address::parse_list(&text);
     let _ = crate::address::normalized(&text);
 }
+
+/// The summary cache file (`tern.cache`) as read back from disk, whatever
+/// its bytes: decoding never panics, and what decodes is written and read
+/// back the same.
+pub fn summary_cache(data: &[u8]) {
+    use crate::summary::{decode_cache, encode_cache_entry, CACHE_MAGIC};
+    // Most inputs lack the magic line: try them both as they are and after it.
+    let with_magic = [CACHE_MAGIC, data].concat();
+    for input in [data, &with_magic] {
+        if let Some(entries) = decode_cache(input) {
+            let mut again = CACHE_MAGIC.to_vec();
+            for (base, s) in &entries {
+                encode_cache_entry(&mut again, base, s);
+            }
+            assert_eq!(decode_cache(&again).as_ref(), Some(&entries));
+        }
+    }
+}

@@ -504,6 +504,34 @@ fn put_addr(out: &mut Vec<u8>, a: Option<Address<'_>>) {
     }
 }
 
+/// The first line of a summary cache file (`tern.cache`): its format; a
+/// file of another form is rebuilt. Version 3: subject keys in Dovecot's
+/// casemap (simple titlecase). Version 4: ENVELOPE shows source routes and
+/// reads bare words as a display name.
+pub const CACHE_MAGIC: &[u8] = b"tern summary cache 4\n";
+
+/// Appends one entry of a cache file: the message's unique name, then its
+/// summary.
+pub fn encode_cache_entry(out: &mut Vec<u8>, base: &str, s: &Summary) {
+    put(out, base.as_bytes());
+    s.encode(out);
+}
+
+/// Reads a whole cache file (magic line, then entries of
+/// [`encode_cache_entry`]); `None` when it is damaged or of another
+/// format, so that the caller rebuilds it from the messages. Any input is
+/// safe: every read is bounds-checked and nothing is allocated beyond what
+/// the file holds.
+pub fn decode_cache(data: &[u8]) -> Option<Vec<(String, Summary)>> {
+    let mut r = Reader::new(data.strip_prefix(CACHE_MAGIC)?);
+    let mut out = Vec::new();
+    while !r.done() {
+        let base = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+        out.push((base, r.summary()?));
+    }
+    Some(out)
+}
+
 /// Reads the on-disk form; every read is bounds-checked, so a damaged
 /// file gives `None`, never a panic.
 #[derive(Debug)]
@@ -583,7 +611,13 @@ impl<'a> Reader<'a> {
         self.at += 4;
         let mut references = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
-            references.push(self.string()?);
+            // Written split at spaces, without empty ones: anything else is
+            // damage (and would not read back the same).
+            let r = self.string()?;
+            if r.is_empty() || r.contains(' ') {
+                return None;
+            }
+            references.push(r);
         }
         let subject_key = self.string()?;
         let is_reply = match self.byte()? {

@@ -24,10 +24,11 @@ fn files(dir: &Path) -> Vec<Vec<u8>> {
 fn saved_corpora_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
     type Target = (&'static str, fn(&[u8]));
-    let targets: [Target; 3] = [
+    let targets: [Target; 4] = [
         ("structure", fuzzing::structure),
         ("search", fuzzing::search),
         ("address", fuzzing::address),
+        ("summary_cache", fuzzing::summary_cache),
     ];
     let mut n = 0;
     for (name, run) in targets {
@@ -90,5 +91,40 @@ proptest! {
         fuzzing::structure(&data);
         fuzzing::search(&data);
         fuzzing::address(&data);
+        fuzzing::summary_cache(&data);
+    }
+}
+
+/// A `tern.cache` of the summaries of the shared corpus's messages.
+fn corpus_cache() -> Vec<u8> {
+    use tern_message::summary::{encode_cache_entry, summarize, CACHE_MAGIC};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/python-email");
+    let mut cache = CACHE_MAGIC.to_vec();
+    for (i, m) in files(&dir).iter().take(12).enumerate() {
+        let msg = tern_message::crlf::to_crlf(m);
+        encode_cache_entry(
+            &mut cache,
+            &format!("17000000{i:02}.M1P1.host"),
+            &summarize(&msg),
+        );
+    }
+    cache
+}
+
+#[test]
+fn damaged_caches_are_refused_never_misread() {
+    // A real cache reads back whole; cut anywhere or with any byte changed,
+    // it is refused or read as something that writes back the same, and
+    // never panics.
+    let cache = corpus_cache();
+    let entries = tern_message::summary::decode_cache(&cache).unwrap();
+    assert_eq!(entries.len(), 12);
+    for cut in (0..cache.len()).step_by(7) {
+        fuzzing::summary_cache(&cache[..cut]);
+    }
+    for at in (0..cache.len()).step_by(13) {
+        let mut bad = cache.clone();
+        bad[at] ^= 0xff;
+        fuzzing::summary_cache(&bad);
     }
 }

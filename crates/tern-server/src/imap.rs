@@ -18,6 +18,7 @@ mod append;
 mod auth;
 mod fetch;
 mod mailboxes;
+mod prelogin;
 mod quota;
 mod search;
 mod selected;

@@ -19,15 +19,10 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap as HashMap;
 use tern_maildir::unique::{read_nofollow, write_atomic_with};
 use tern_maildir::{Folder, FolderView, MaildirError, MessageEntry};
-use tern_message::summary::{summarize, Reader, Summary};
+use tern_message::summary::{decode_cache, encode_cache_entry, summarize, Summary, CACHE_MAGIC};
 
 /// The cache file in the folder's directory.
 pub const FILE: &str = "tern.cache";
-
-/// The form of the file; a file of another form is rebuilt. Version 3:
-/// subject keys in Dovecot's casemap (simple titlecase). Version 4:
-/// ENVELOPE shows source routes and reads bare words as a display name.
-const MAGIC: &[u8] = b"tern summary cache 4\n";
 
 /// Summaries added since the last write before another write is worth it.
 const SAVE_AFTER: usize = 64;
@@ -267,15 +262,12 @@ fn load(dir: &Path) -> HashMap<Arc<str>, Arc<Summary>> {
             return HashMap::default();
         }
     };
-    let parsed = (|| {
-        let mut r = Reader::new(data.strip_prefix(MAGIC)?);
-        let mut map = HashMap::default();
-        while !r.done() {
-            let base: Arc<str> = Arc::from(String::from_utf8(r.bytes()?.to_vec()).ok()?);
-            map.insert(base, Arc::new(r.summary()?));
-        }
-        Some(map)
-    })();
+    let parsed = decode_cache(&data).map(|entries| {
+        entries
+            .into_iter()
+            .map(|(base, s)| (Arc::from(base), Arc::new(s)))
+            .collect::<HashMap<Arc<str>, Arc<Summary>>>()
+    });
     parsed.unwrap_or_else(|| {
         tracing::warn!(file = %path.display(), "summary cache damaged or of an older format; rebuilding it from the messages");
         let _ = std::fs::remove_file(&path);
@@ -470,13 +462,11 @@ impl SummaryCache {
                 // Streamed through a buffer: the file of a large folder is
                 // never held in memory whole.
                 let written = write_atomic_with(&path, |w| {
-                    w.write_all(MAGIC)?;
+                    w.write_all(CACHE_MAGIC)?;
                     let mut out = Vec::with_capacity(4096);
                     for (base, s) in &list {
                         out.clear();
-                        out.extend_from_slice(&(base.len() as u32).to_le_bytes());
-                        out.extend_from_slice(base.as_bytes());
-                        s.encode(&mut out);
+                        encode_cache_entry(&mut out, base, s);
                         w.write_all(&out)?;
                     }
                     Ok(())

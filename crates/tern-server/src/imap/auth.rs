@@ -7,7 +7,22 @@ use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 
 use super::session::{End, Reply, Session, State};
-use crate::users::LoginResult;
+use crate::users::{LoginResult, User};
+
+/// What a LOGIN or AUTHENTICATE comes to.
+#[derive(Debug)]
+pub(crate) enum LoginAnswer {
+    /// The credentials are good: this is the account (its Maildir made).
+    Accepted(User),
+    /// Refused, with the tagged answer.
+    Refused(Reply),
+}
+
+impl From<Reply> for LoginAnswer {
+    fn from(r: Reply) -> Self {
+        LoginAnswer::Refused(r)
+    }
+}
 
 /// The answer to a password sent where cleartext logins are not allowed.
 fn privacy_required() -> Reply {
@@ -20,9 +35,9 @@ fn privacy_required() -> Reply {
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 impl Session {
-    pub(crate) async fn login(&mut self, user: String, pass: Vec<u8>) -> Result<Reply, End> {
+    pub(crate) async fn login(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
         if !self.cleartext_allowed() {
-            return Ok(privacy_required());
+            return Ok(privacy_required().into());
         }
         self.check_credentials(user, pass).await
     }
@@ -31,12 +46,12 @@ impl Session {
         &mut self,
         mechanism: AuthMechanism<'static>,
         ir: Option<Vec<u8>>,
-    ) -> Result<Reply, End> {
+    ) -> Result<LoginAnswer, End> {
         // Both mechanisms carry the password in the clear.
         if matches!(mechanism, AuthMechanism::Plain | AuthMechanism::Login)
             && !self.cleartext_allowed()
         {
-            return Ok(privacy_required());
+            return Ok(privacy_required().into());
         }
         match mechanism {
             AuthMechanism::Plain => {
@@ -44,7 +59,7 @@ impl Session {
                     Some(m) => m,
                     None => match self.sasl_step("").await? {
                         Ok(m) => m,
-                        Err(r) => return Ok(r),
+                        Err(r) => return Ok(r.into()),
                     },
                 };
                 match tern_auth::sasl::decode_plain(&msg) {
@@ -53,12 +68,13 @@ impl Session {
                             return Ok(Reply::no(
                                 Some(Code::AuthorizationFailed),
                                 "Acting as another user is not allowed",
-                            ));
+                            )
+                            .into());
                         }
                         self.check_credentials(c.authcid, c.password.expose().clone())
                             .await
                     }
-                    Err(e) => Ok(Reply::bad(format!("Invalid SASL message: {e}"))),
+                    Err(e) => Ok(Reply::bad(format!("Invalid SASL message: {e}")).into()),
                 }
             }
             AuthMechanism::Login => {
@@ -66,12 +82,12 @@ impl Session {
                     Some(u) => u,
                     None => match self.sasl_step("VXNlcm5hbWU6").await? {
                         Ok(u) => u,
-                        Err(r) => return Ok(r),
+                        Err(r) => return Ok(r.into()),
                     },
                 };
                 let pass = match self.sasl_step("UGFzc3dvcmQ6").await? {
                     Ok(p) => p,
-                    Err(r) => return Ok(r),
+                    Err(r) => return Ok(r.into()),
                 };
                 self.check_credentials(String::from_utf8_lossy(&user).into_owned(), pass)
                     .await
@@ -79,7 +95,8 @@ impl Session {
             other => Ok(Reply::no(
                 Some(Code::Cannot),
                 format!("Unsupported authentication mechanism {other}"),
-            )),
+            )
+            .into()),
         }
     }
 
@@ -105,7 +122,9 @@ impl Session {
         }
     }
 
-    async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<Reply, End> {
+    /// Checks the credentials; on success the account is returned, not
+    /// installed: the pre-login phase decides what becomes of it.
+    async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
         let result = crate::login::verify(&self.svc, user.clone(), pass).await;
         match result {
             LoginResult::Ok(u) => {
@@ -114,20 +133,20 @@ impl Session {
                     return Ok(Reply::no(
                         Some(Code::Unavailable),
                         "Mailbox store unavailable, try again later",
-                    ));
+                    )
+                    .into());
                 }
                 tracing::Span::current().record("user", u.name.as_str());
                 tracing::info!(tls = self.conn.tls_active, "login");
-                self.state = State::Authenticated { user: u };
-                let caps = self.capabilities();
-                Ok(Reply::ok_code(Code::Capability(caps), "Logged in"))
+                Ok(LoginAnswer::Accepted(u))
             }
             LoginResult::TempFail(why) => {
                 tracing::error!(cause = %why, "user database unavailable");
                 Ok(Reply::no(
                     Some(Code::Unavailable),
                     "Authentication service unavailable, try again later",
-                ))
+                )
+                .into())
             }
             LoginResult::Failed => {
                 let failures = match &mut self.state {
@@ -144,10 +163,7 @@ impl Session {
                     self.untagged("BYE Too many failed logins");
                     self.state = State::Logout;
                 }
-                Ok(Reply::no(
-                    Some(Code::AuthenticationFailed),
-                    "Authentication failed",
-                ))
+                Ok(Reply::no(Some(Code::AuthenticationFailed), "Authentication failed").into())
             }
         }
     }

@@ -440,6 +440,11 @@ impl Session {
     }
 
     pub fn capabilities(&self) -> String {
+        self.capabilities_when(!matches!(self.state, State::NotAuthenticated { .. }))
+    }
+
+    /// The capabilities before (`false`) or after login.
+    pub fn capabilities_when(&self, logged_in: bool) -> String {
         let mut caps = vec![
             "IMAP4rev1",
             "SASL-IR",
@@ -449,8 +454,8 @@ impl Session {
             "IDLE",
             "NAMESPACE",
         ];
-        match self.state {
-            State::NotAuthenticated { .. } => {
+        match logged_in {
+            false => {
                 if self.svc.tls.is_some() && !self.conn.tls_active {
                     caps.push("STARTTLS");
                 }
@@ -461,7 +466,7 @@ impl Session {
                     caps.push("LOGINDISABLED");
                 }
             }
-            _ => {
+            true => {
                 caps.extend([
                     "CHILDREN",
                     "UIDPLUS",
@@ -485,7 +490,7 @@ impl Session {
             }
         }
         let mut s = caps.join(" ");
-        if !matches!(self.state, State::NotAuthenticated { .. }) {
+        if logged_in {
             s.push_str(&format!(
                 " APPENDLIMIT={}",
                 self.svc.limits.max_message_size
@@ -517,37 +522,59 @@ impl Session {
         };
         self.untagged(&greeting);
         self.flush().await?;
-        loop {
-            if *self.shutdown.borrow() {
-                self.untagged("BYE Server shutting down");
-                self.flush().await?;
-                return Err(End::Closed);
-            }
-            let incoming = {
-                let mut shutdown = self.shutdown.clone();
-                tokio::select! {
-                    r = self.read_command() => r?,
-                    changed = shutdown.changed() => {
-                        if changed.is_err() {
-                            // The server is gone without a word: end quietly.
-                            return Err(End::Closed);
-                        }
-                        continue;
-                    }
+        if matches!(self.state, State::NotAuthenticated { .. }) {
+            match self.pre_login().await? {
+                super::prelogin::LoginEnd::LoggedIn(user) => {
+                    self.state = State::Authenticated { user };
                 }
-            };
-            match incoming {
-                Incoming::Answered => {}
-                Incoming::Command(bytes) => self.execute(&bytes, None).await?,
-                Incoming::Append(bytes, streamed) => self.execute(&bytes, Some(streamed)).await?,
-            }
-            self.flush().await?;
-            self.conn.shrink();
-            self.framer.shrink();
-            if matches!(self.state, State::Logout) {
-                return Err(End::Closed);
+                super::prelogin::LoginEnd::Closed => return Err(End::Closed),
             }
         }
+        loop {
+            match self.next_incoming().await? {
+                None => continue,
+                Some(Incoming::Answered) => {}
+                Some(Incoming::Command(bytes)) => self.execute(&bytes, None).await?,
+                Some(Incoming::Append(bytes, streamed)) => {
+                    self.execute(&bytes, Some(streamed)).await?
+                }
+            }
+            self.after_command().await?;
+        }
+    }
+
+    /// The next command, or `None` when the server's shutdown signal
+    /// changed without ending it (look again); BYE and the end when the
+    /// server shuts down.
+    pub(crate) async fn next_incoming(&mut self) -> Result<Option<Incoming>, End> {
+        if *self.shutdown.borrow() {
+            self.untagged("BYE Server shutting down");
+            self.flush().await?;
+            return Err(End::Closed);
+        }
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            r = self.read_command() => r.map(Some),
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    // The server is gone without a word: end quietly.
+                    return Err(End::Closed);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// After each command: its answer out, buffers given back, the end
+    /// after LOGOUT (or a BYE the command decided on).
+    pub(crate) async fn after_command(&mut self) -> Result<(), End> {
+        self.flush().await?;
+        self.conn.shrink();
+        self.framer.shrink();
+        if matches!(self.state, State::Logout) {
+            return Err(End::Closed);
+        }
+        Ok(())
     }
 
     /// Reads a whole command through the framer: its lines and literals,
@@ -750,37 +777,43 @@ impl Session {
                 if let Some(s) = streamed {
                     s.discard();
                 }
-                let line = String::from_utf8_lossy(framing::strip_eol(
-                    bytes.split(|b| *b == b'\n').next().unwrap_or(b""),
-                ));
-                match framing::tag_of(bytes) {
-                    Some(tag) => {
-                        let name = framing::command_name(bytes).unwrap_or_default();
-                        let text = if name.is_empty() {
-                            "Missing command".to_owned()
-                        } else if cmdparse::is_command_name(&name) {
-                            format!("Error in IMAP command {name}: invalid arguments")
-                        } else {
-                            format!(
-                                "Unknown command {}",
-                                name.chars().take(40).collect::<String>()
-                            )
-                        };
-                        tracing::debug!(line = %line.chars().take(200).collect::<String>(), "unparsable command");
-                        let tag = tag.to_owned();
-                        self.tagged(&tag, &Reply::bad_code(Code::ClientBug, text));
-                    }
-                    None => self.untagged("BAD Error in IMAP command: missing or invalid tag"),
-                }
+                self.answer_unparsable(bytes);
                 return Ok(());
             }
         };
         let Command { tag, body } = cmd;
         let tag = tag.as_ref().to_owned();
-        if let Some(reply) = self.dispatch(&tag, body, streamed).await? {
+        if let Some(reply) = self.dispatch(body, streamed).await? {
             self.tagged(&tag, &reply);
         }
         Ok(())
+    }
+
+    /// Answers a command the grammar refuses: BAD with what was wrong (a
+    /// known command's arguments, an unknown name, no tag).
+    pub(crate) fn answer_unparsable(&mut self, bytes: &[u8]) {
+        let line = String::from_utf8_lossy(framing::strip_eol(
+            bytes.split(|b| *b == b'\n').next().unwrap_or(b""),
+        ));
+        match framing::tag_of(bytes) {
+            Some(tag) => {
+                let name = framing::command_name(bytes).unwrap_or_default();
+                let text = if name.is_empty() {
+                    "Missing command".to_owned()
+                } else if cmdparse::is_command_name(&name) {
+                    format!("Error in IMAP command {name}: invalid arguments")
+                } else {
+                    format!(
+                        "Unknown command {}",
+                        name.chars().take(40).collect::<String>()
+                    )
+                };
+                tracing::debug!(line = %line.chars().take(200).collect::<String>(), "unparsable command");
+                let tag = tag.to_owned();
+                self.tagged(&tag, &Reply::bad_code(Code::ClientBug, text));
+            }
+            None => self.untagged("BAD Error in IMAP command: missing or invalid tag"),
+        }
     }
 
     fn allowed(&self, body: &CommandBody<'_>) -> bool {
@@ -821,7 +854,6 @@ impl Session {
     /// Runs a command; `None` when the handler sent the tagged reply itself.
     async fn dispatch(
         &mut self,
-        tag: &str,
         body: CommandBody<'static>,
         streamed: Option<super::append::Streamed>,
     ) -> Result<Option<Reply>, End> {
@@ -849,38 +881,11 @@ impl Session {
                 | C::Copy { uid: false, .. }
         );
         let reply = match body {
-            C::Capability => {
-                let caps = self.capabilities();
-                self.untagged(&format!("CAPABILITY {caps}"));
-                Reply::ok("Capability completed")
-            }
+            C::Capability => self.capability(),
             C::Noop => Reply::ok("NOOP completed"),
             C::Check => Reply::ok("CHECK completed"),
-            C::Logout => {
-                self.untagged("BYE Logging out");
-                self.state = State::Logout;
-                return Ok(Some(Reply::ok("Logout completed")));
-            }
-            C::Id { .. } => {
-                self.untagged(&format!(
-                    "ID (\"name\" \"tern\" \"version\" \"{}\")",
-                    env!("CARGO_PKG_VERSION")
-                ));
-                Reply::ok("ID completed")
-            }
-            C::StartTLS => return self.starttls(tag).await,
-            C::Login { username, password } => {
-                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
-                let pass = password.declassify().as_ref().to_vec();
-                self.login(user, pass).await?
-            }
-            C::Authenticate {
-                mechanism,
-                initial_response,
-            } => {
-                let ir = initial_response.map(|r| r.declassify().to_vec());
-                self.authenticate(mechanism, ir).await?
-            }
+            C::Logout => return Ok(Some(self.logout())),
+            C::Id { .. } => self.id(),
             C::Enable { .. } => {
                 self.untagged("ENABLED");
                 Reply::ok("ENABLE completed")
@@ -977,7 +982,30 @@ impl Session {
         Ok(Some(reply))
     }
 
-    async fn starttls(&mut self, tag: &str) -> Result<Option<Reply>, End> {
+    /// CAPABILITY, in any state.
+    pub(crate) fn capability(&mut self) -> Reply {
+        let caps = self.capabilities();
+        self.untagged(&format!("CAPABILITY {caps}"));
+        Reply::ok("Capability completed")
+    }
+
+    /// ID (RFC 2971), in any state.
+    pub(crate) fn id(&mut self) -> Reply {
+        self.untagged(&format!(
+            "ID (\"name\" \"tern\" \"version\" \"{}\")",
+            env!("CARGO_PKG_VERSION")
+        ));
+        Reply::ok("ID completed")
+    }
+
+    /// LOGOUT, in any state.
+    pub(crate) fn logout(&mut self) -> Reply {
+        self.untagged("BYE Logging out");
+        self.state = State::Logout;
+        Reply::ok("Logout completed")
+    }
+
+    pub(crate) async fn starttls(&mut self, tag: &str) -> Result<Option<Reply>, End> {
         let Some(acceptor) = self.svc.tls.clone() else {
             return Ok(Some(Reply::bad("STARTTLS not available")));
         };

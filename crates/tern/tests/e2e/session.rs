@@ -47,6 +47,43 @@ fn greeting_and_capabilities() {
 }
 
 #[test]
+fn the_login_phase_hands_pipelined_commands_to_the_session() {
+    // Commands of a logged-in session are refused before login (without
+    // touching the Maildir); commands pipelined behind the LOGIN in one
+    // write, a literal among them, are served by the logged-in session.
+    let s = server().start();
+    let mut c = s.connect();
+    for cmd in [
+        "SELECT INBOX",
+        "CREATE INBOX.x",
+        "ENABLE UTF8=ACCEPT",
+        "SEARCH $",
+    ] {
+        let r = c.cmd(cmd);
+        assert!(r.bad(), "{cmd}: {}", r.tagged());
+    }
+    let r = c.cmd("CREATE {3+}\r\nabc");
+    assert!(r.bad(), "{}", r.tagged());
+    assert!(!s.maildir("alice").join(".abc").exists());
+    assert!(!s.maildir("alice").join(".x").exists());
+    c.send(b"p1 LOGIN alice secret\r\np2 CREATE {7+}\r\nINBOX.y\r\np3 SELECT INBOX.y\r\n");
+    let r = c.read_until_tag("p1");
+    assert!(
+        r.ok() && r.tagged().contains("[CAPABILITY IMAP4rev1"),
+        "{}",
+        r.tagged()
+    );
+    assert!(c.read_until_tag("p2").ok());
+    let r = c.read_until_tag("p3");
+    assert!(
+        r.ok() && r.tagged().contains("[READ-WRITE]"),
+        "{}",
+        r.tagged()
+    );
+    assert!(s.maildir("alice").join(".y").is_dir());
+}
+
+#[test]
 fn wrong_password_and_unknown_user_look_the_same() {
     let s = server().auth("max_failures = 5").start();
     let mut c = s.connect();

@@ -1,0 +1,99 @@
+//! The pre-login phase (RFC 3501 §6.1, §6.2, RFC 9051 §3.1): from the
+//! greeting to a successful LOGIN or AUTHENTICATE.
+//!
+//! It serves CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN and AUTHENTICATE
+//! and nothing else, with its own dispatch: no command of a logged-in
+//! session is parsed for SEARCHRES or extended SEARCH here, and no Maildir
+//! is opened. What it gives back is the authenticated account
+//! ([`LoginEnd::LoggedIn`]); the caller decides what becomes of the
+//! connection, today serving the account locally, and for the proxy
+//! handing the socket (with any bytes the client already pipelined) to a
+//! relay to the account's server.
+
+use imap_codec::imap_types::command::{Command, CommandBody};
+use tern_imap_proto::command as cmdparse;
+use tern_imap_proto::imap_codec;
+use tern_imap_proto::response::Code;
+
+use super::auth::LoginAnswer;
+use super::session::{End, Incoming, Reply, Session};
+use crate::users::User;
+
+/// How the pre-login phase ended.
+#[derive(Debug)]
+pub(crate) enum LoginEnd {
+    /// A login succeeded as this account.
+    LoggedIn(User),
+    /// The client logged out, or was closed for too many failures.
+    Closed,
+}
+
+impl Session {
+    /// Runs the pre-login phase; the greeting is already sent.
+    pub(crate) async fn pre_login(&mut self) -> Result<LoginEnd, End> {
+        loop {
+            let answer = match self.next_incoming().await? {
+                None => continue,
+                Some(Incoming::Answered) => None,
+                Some(Incoming::Command(bytes)) => self.pre_login_command(&bytes).await?,
+                // The framer streams APPEND messages only after login.
+                Some(Incoming::Append(bytes, streamed)) => {
+                    streamed.discard();
+                    self.pre_login_command(&bytes).await?
+                }
+            };
+            if let Some((tag, user)) = answer {
+                let caps = self.capabilities_when(true);
+                self.tagged(&tag, &Reply::ok_code(Code::Capability(caps), "Logged in"));
+                self.flush().await?;
+                return Ok(LoginEnd::LoggedIn(user));
+            }
+            match self.after_command().await {
+                Ok(()) => {}
+                Err(End::Closed) => return Ok(LoginEnd::Closed),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Parses and runs one pre-login command; `Some` with its tag when it
+    /// logged in (the tagged OK is the caller's to send).
+    async fn pre_login_command(&mut self, bytes: &[u8]) -> Result<Option<(String, User)>, End> {
+        let Ok(Command { tag, body }) = cmdparse::parse(bytes) else {
+            self.answer_unparsable(bytes);
+            return Ok(None);
+        };
+        let tag = tag.as_ref().to_owned();
+        use CommandBody as C;
+        let answer = match body {
+            C::Capability => self.capability().into(),
+            C::Noop => Reply::ok("NOOP completed").into(),
+            C::Logout => self.logout().into(),
+            C::Id { .. } => self.id().into(),
+            C::StartTLS => match self.starttls(&tag).await? {
+                Some(r) => r.into(),
+                None => return Ok(None),
+            },
+            C::Login { username, password } => {
+                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let pass = password.declassify().as_ref().to_vec();
+                self.login(user, pass).await?
+            }
+            C::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                let ir = initial_response.map(|r| r.declassify().to_vec());
+                self.authenticate(mechanism, ir).await?
+            }
+            _ => Reply::bad("Command not allowed before login").into(),
+        };
+        match answer {
+            LoginAnswer::Accepted(user) => Ok(Some((tag, user))),
+            LoginAnswer::Refused(r) => {
+                self.tagged(&tag, &r);
+                Ok(None)
+            }
+        }
+    }
+}
