@@ -355,6 +355,13 @@ impl Folder {
         std::mem::take(&mut self.lock_inner().unclaimed_recent)
     }
 
+    /// The \Recent messages no session has claimed yet, left unclaimed: a
+    /// read-only session (EXAMINE) sees them as \Recent too, as Dovecot
+    /// shows them, without taking them from the next SELECT.
+    pub fn peek_recent(&self) -> BTreeSet<u32> {
+        self.lock_inner().unclaimed_recent.clone()
+    }
+
     /// How many messages are \Recent and not yet claimed by a session.
     pub fn unclaimed_recent_count(&self) -> usize {
         self.lock_inner().unclaimed_recent.len()

@@ -70,6 +70,22 @@ struct IpSlot {
     table: Arc<PerIp>,
 }
 
+/// A connection's place in the limits (`max_connections`, and
+/// `max_connections_per_ip` for its address): given back when dropped.
+/// A session drops it before its last answer goes out (LOGOUT, QUIT, a
+/// closing BYE), so a client that reconnects at once after reading that
+/// answer already finds its place free.
+pub struct ConnectionSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _ip: IpSlot,
+}
+
+impl std::fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSlot").finish_non_exhaustive()
+    }
+}
+
 impl Drop for IpSlot {
     fn drop(&mut self) {
         let mut c = self.table.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -150,6 +166,11 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(
+                %peer,
+                limit = svc.limits.max_connections,
+                "connection refused: limits.max_connections reached"
+            );
             reject(
                 stream,
                 &l.protocol.refusal("Too many connections, try again later"),
@@ -157,13 +178,22 @@ async fn accept_loop(
             .await;
             continue;
         };
-        let Some(slot) = per_ip.try_take(peer.ip(), svc.limits.max_connections_per_ip) else {
+        let Some(ip_slot) = per_ip.try_take(peer.ip(), svc.limits.max_connections_per_ip) else {
+            tracing::warn!(
+                %peer,
+                limit = svc.limits.max_connections_per_ip,
+                "connection refused: limits.max_connections_per_ip reached for this address"
+            );
             reject(
                 stream,
                 &l.protocol.refusal("Too many connections from your address"),
             )
             .await;
             continue;
+        };
+        let slot = ConnectionSlot {
+            _permit: permit,
+            _ip: ip_slot,
         };
         let svc = svc.clone();
         let tls = if l.tls { tls.clone() } else { None };
@@ -181,10 +211,8 @@ async fn accept_loop(
         );
         tokio::spawn(
             async move {
-                let _permit = permit;
-                let _slot = slot;
                 let _alive = alive;
-                serve(svc, stream, peer, tls, protocol).await;
+                serve(svc, stream, peer, tls, protocol, slot).await;
             }
             .instrument(span),
         );
@@ -202,6 +230,7 @@ async fn serve(
     peer: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
     protocol: Protocol,
+    slot: ConnectionSlot,
 ) {
     let (stream, tls): (Box<dyn AsyncStream>, bool) = match tls {
         Some(acceptor) => {
@@ -225,9 +254,10 @@ async fn serve(
             let start = SessionStart::Login {
                 peer: Some(peer),
                 tls,
+                slot: Some(slot),
             };
             serve_connection(svc, stream, start).await
         }
-        Protocol::Pop3 => crate::pop3::serve_pop3(svc, stream, Some(peer), tls).await,
+        Protocol::Pop3 => crate::pop3::serve_pop3(svc, stream, Some(peer), tls, Some(slot)).await,
     }
 }

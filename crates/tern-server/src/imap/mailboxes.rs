@@ -222,6 +222,11 @@ impl Session {
             let subscribed: BTreeSet<&str> = subs.iter().map(String::as_str).collect();
             let mut lines = Vec::new();
             if lsub {
+                // RFC 3501 §6.3.9: a subscribed name below one the pattern
+                // reaches (INBOX.a.b.c for INBOX.a.%) shows the level the
+                // pattern matches, flagged \Noselect, when that level is not
+                // subscribed itself.
+                let mut found: BTreeMap<&str, &str> = BTreeMap::new();
                 for s in &subscribed {
                     if list_match(full.as_bytes(), s.as_bytes(), b'.') {
                         let attrs = if names.get(*s).copied().unwrap_or(false) {
@@ -229,8 +234,20 @@ impl Session {
                         } else {
                             "\\Noselect"
                         };
-                        lines.push((attrs.to_owned(), s.to_string()));
+                        found.insert(s, attrs);
+                        continue;
                     }
+                    let ancestors = s.match_indices('.').map(|(i, _)| &s[..i]);
+                    for a in ancestors {
+                        if !subscribed.contains(a)
+                            && list_match(full.as_bytes(), a.as_bytes(), b'.')
+                        {
+                            found.entry(a).or_insert("\\Noselect");
+                        }
+                    }
+                }
+                for (name, attrs) in found {
+                    lines.push((attrs.to_owned(), name.to_owned()));
                 }
             } else {
                 for (n, selectable) in &names {

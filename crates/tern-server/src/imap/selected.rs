@@ -116,8 +116,10 @@ impl Session {
             let view =
                 o.folder
                     .refresh_exact(if read_only { MoveNew::No } else { MoveNew::Yes })?;
+            // EXAMINE reports the \Recent messages as SELECT and STATUS
+            // would, but leaves them to the next SELECT.
             let recent: HashSet<u32> = if read_only {
-                Default::default()
+                o.folder.peek_recent().into_iter().collect()
             } else {
                 o.folder.claim_recent().into_iter().collect()
             };
@@ -237,7 +239,7 @@ impl Session {
             let claimed = if rw {
                 open.folder.claim_recent()
             } else {
-                Default::default()
+                open.folder.peek_recent()
             };
             // What changed since the view this session is in step with:
             // only those messages are compared (see tern_maildir's
@@ -262,6 +264,12 @@ impl Session {
         let State::Selected { mailbox, .. } = &mut self.state else {
             return;
         };
+        // A read-only session sees the unclaimed \Recent set again each
+        // time: only what it did not have yet counts as news.
+        let claimed: Vec<u32> = claimed
+            .into_iter()
+            .filter(|u| !mailbox.recent.contains(u))
+            .collect();
         if Arc::ptr_eq(&view, &mailbox.synced) && claimed.is_empty() {
             return;
         }

@@ -70,6 +70,9 @@ pub enum SessionStart {
         peer: Option<SocketAddr>,
         /// True on an implicit-TLS port.
         tls: bool,
+        /// The connection's place in the limits, given back before the
+        /// last answer goes out.
+        slot: Option<crate::listener::ConnectionSlot>,
     },
     /// Greeting `* PREAUTH` as this user (`tern imapd`).
     Preauth(User),
@@ -284,6 +287,9 @@ pub(crate) struct Session {
     /// The BODY sections of the FETCH being run that stand for BINARY
     /// items with a text specifier (see tern_imap_proto::binary_sections).
     pub binary_aliases: Vec<tern_imap_proto::binary_sections::BinaryAlias>,
+    /// The connection's place in the limits (see
+    /// [`crate::listener::ConnectionSlot`]).
+    slot: Option<crate::listener::ConnectionSlot>,
 }
 
 impl std::fmt::Debug for Session {
@@ -324,9 +330,11 @@ pub async fn serve_connection(
     stream: Box<dyn AsyncStream>,
     start: SessionStart,
 ) {
-    let (state, peer, tls) = match start {
-        SessionStart::Login { peer, tls } => (State::NotAuthenticated { failures: 0 }, peer, tls),
-        SessionStart::Preauth(user) => (State::Authenticated { user }, None, false),
+    let (state, peer, tls, slot) = match start {
+        SessionStart::Login { peer, tls, slot } => {
+            (State::NotAuthenticated { failures: 0 }, peer, tls, slot)
+        }
+        SessionStart::Preauth(user) => (State::Authenticated { user }, None, false, None),
     };
     let shutdown = svc.shutdown.clone();
     let svc_limits = svc.limits.framer();
@@ -339,6 +347,7 @@ pub async fn serve_connection(
         shutdown,
         esearch: None,
         binary_aliases: Vec::new(),
+        slot,
     };
     match s.run().await {
         Ok(()) | Err(End::Closed) => {}
@@ -568,6 +577,10 @@ impl Session {
     /// After each command: its answer out, buffers given back, the end
     /// after LOGOUT (or a BYE the command decided on).
     pub(crate) async fn after_command(&mut self) -> Result<(), End> {
+        if matches!(self.state, State::Logout) {
+            // The place is free before the client reads the last answer.
+            self.slot.take();
+        }
         self.flush().await?;
         self.conn.shrink();
         self.framer.shrink();

@@ -81,6 +81,8 @@ pub(crate) fn synchronize(
     let mut expunged: Vec<usize> = Vec::new();
     let mut changed: Vec<usize> = Vec::new();
     let mut held_back = false;
+    // A \Recent message of this session was expunged: the count changed.
+    let mut recent_gone = false;
     let mut j = 0;
     for (i, k) in old.into_iter().enumerate() {
         while j < view.messages.len() && view.messages[j].uid < k.uid {
@@ -96,7 +98,10 @@ pub(crate) fn synchronize(
                 known.push(Known::of(m));
                 j += 1;
             }
-            _ if expunges == Expunges::Allowed => expunged.push(i + 1),
+            _ if expunges == Expunges::Allowed => {
+                recent_gone |= recent.contains(&k.uid);
+                expunged.push(i + 1)
+            }
             _ => {
                 held_back = true;
                 known.push(k);
@@ -133,7 +138,9 @@ pub(crate) fn synchronize(
     if added > 0 || (!expunged.is_empty() && known.len() != old_len - expunged.len()) {
         let _ = write!(out, "* {} EXISTS\r\n", known.len());
     }
-    if added > 0 {
+    // RECENT with EXISTS, and with EXPUNGE when the count fell (as
+    // Dovecot sends it; RFC 3501 §7.3.2 allows it at any time).
+    if added > 0 || recent_gone {
         let n = known.iter().filter(|k| recent.contains(&k.uid)).count();
         let _ = write!(out, "* {n} RECENT\r\n");
     }
@@ -188,6 +195,7 @@ pub(crate) fn synchronize_changes(
     // Positions in the old numbering of the messages that left.
     let mut expunged: Vec<usize> = Vec::new();
     let mut changed: Vec<u32> = Vec::new();
+    let mut recent_gone = false;
     for &uid in touched {
         let at = known.binary_search_by_key(&uid, |k| k.uid);
         match (at, view.find(uid)) {
@@ -201,7 +209,10 @@ pub(crate) fn synchronize_changes(
                     changed.push(uid);
                 }
             }
-            (Ok(i), None) => expunged.push(i),
+            (Ok(i), None) => {
+                recent_gone |= recent.contains(&uid);
+                expunged.push(i)
+            }
             // New, or numbered late: found from the view below.
             (Err(_), _) => {}
         }
@@ -247,6 +258,8 @@ pub(crate) fn synchronize_changes(
     }
     if added_any {
         let _ = write!(out, "* {} EXISTS\r\n", known.len());
+    }
+    if added_any || recent_gone {
         // Whichever is smaller: the session's \Recent set or its list.
         let n = if recent.len() < known.len() / 8 {
             recent

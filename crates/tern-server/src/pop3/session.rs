@@ -46,6 +46,9 @@ struct Pop3 {
     conn: Conn,
     peer: Option<SocketAddr>,
     state: State,
+    /// The connection's place in the limits, given back before the last
+    /// answer goes out.
+    slot: Option<crate::listener::ConnectionSlot>,
 }
 
 /// What the command loop does next.
@@ -60,11 +63,13 @@ pub async fn serve_pop3(
     stream: Box<dyn AsyncStream>,
     peer: Option<SocketAddr>,
     tls: bool,
+    slot: Option<crate::listener::ConnectionSlot>,
 ) {
     let mut s = Pop3 {
         svc,
         conn: Conn::new(stream, tls),
         peer,
+        slot,
         state: State::Authorization {
             user: None,
             failures: 0,
@@ -178,6 +183,8 @@ impl Pop3 {
             match flow {
                 Flow::Continue => {}
                 Flow::Close => {
+                    // The place is free before the client reads the answer.
+                    self.slot.take();
                     self.conn.flush().await?;
                     return Ok(());
                 }

@@ -472,3 +472,80 @@ fn idle_on_more_folders_than_inotify_instances_allows() {
         c.send(b"DONE\r\n");
     }
 }
+
+#[test]
+fn another_sessions_expunge_of_a_recent_message_announces_the_new_recent_count() {
+    let s = server().start();
+    let mut a = s.alice();
+    assert!(a.append("INBOX", "()", &message("old", "x")).ok());
+    // The first message is \Recent for a, which selects first.
+    assert!(a.cmd("SELECT INBOX").has("* 1 RECENT"));
+    let mut b = s.alice();
+    assert!(b.cmd("SELECT INBOX").has("* 0 RECENT"));
+    // Two new messages from a session without INBOX selected: \Recent for
+    // the selected session that sees them first, b.
+    let mut c = s.alice();
+    assert!(c.append("INBOX", "()", &message("new1", "x")).ok());
+    assert!(c.append("INBOX", "()", &message("new2", "x")).ok());
+    let r = b.cmd("NOOP");
+    assert!(r.has("* 3 EXISTS") && r.has("* 2 RECENT"), "{r:?}");
+    let r = a.cmd("NOOP");
+    assert!(r.has("* 3 EXISTS") && r.has("* 1 RECENT"), "{r:?}");
+    assert!(a.cmd("STORE 3 +FLAGS.SILENT (\\Deleted)").ok());
+    assert!(a.cmd("EXPUNGE").ok());
+    let r = b.cmd("NOOP");
+    assert!(r.has("* 3 EXPUNGE"), "{r:?}");
+    assert!(r.has("* 1 RECENT"), "the RECENT count fell: {r:?}");
+    // The expunge of a message that was not \Recent for b changes nothing
+    // of its count, and says nothing of it (as Dovecot).
+    assert!(a.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").ok());
+    assert!(a.cmd("EXPUNGE").ok());
+    let r = b.cmd("NOOP");
+    assert!(r.has("* 1 EXPUNGE") && !r.has("RECENT"), "{r:?}");
+}
+
+#[test]
+fn clients_that_log_out_and_reconnect_at_once_find_their_places_free() {
+    // Five places per address, five clients each logging out and
+    // reconnecting the moment it reads the answer, 100 times: every
+    // reconnection is let in (the place is given back before the answer
+    // goes out, not when the session's task ends some time after).
+    let s = server()
+        .config("[limits]\nmax_connections_per_ip = 5")
+        .log("warn")
+        .start();
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..5 {
+            scope.spawn(|| {
+                let mut c = s.alice();
+                for _ in 0..100 {
+                    assert!(c.cmd("LOGOUT").ok());
+                    c = s.connect();
+                    if !c.greeting.starts_with("* OK") {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                    assert!(c.cmd("LOGIN alice secret").ok());
+                }
+            });
+        }
+    });
+    assert_eq!(refused.into_inner(), 0, "reconnections refused");
+    // With the five open, a sixth is refused, and the refusal is logged
+    // with the address and the limit.
+    let _open: Vec<Client> = (0..5).map(|_| s.alice()).collect();
+    let extra = s.connect();
+    assert!(
+        extra.greeting.contains("Too many connections"),
+        "{}",
+        extra.greeting
+    );
+    let log = s.log();
+    assert!(
+        log.contains("max_connections_per_ip")
+            && log.contains("127.0.0.1")
+            && log.contains("limit=5"),
+        "{log}"
+    );
+}

@@ -283,3 +283,59 @@ fn message_put_straight_into_cur_is_recent_for_the_first_session() {
     let r = b.cmd("SELECT INBOX");
     assert!(r.has("* 0 RECENT"), "{r:?}");
 }
+
+#[test]
+fn examine_reports_recent_as_select_and_status_do_without_taking_it() {
+    let s = server().start();
+    let mut a = s.alice();
+    assert!(a.append("INBOX", "()", &message("one", "x")).ok());
+    assert!(a.append("INBOX", "()", &message("two", "x")).ok());
+    let r = a.cmd("STATUS INBOX (RECENT)");
+    assert!(r.has("(RECENT 2)"), "{r:?}");
+    let r = a.cmd("EXAMINE INBOX");
+    assert!(r.has("* 2 RECENT"), "EXAMINE: {r:?}");
+    let r = a.cmd("FETCH 1:2 (FLAGS)");
+    assert_eq!(
+        r.lines.iter().filter(|l| l.contains("\\Recent")).count(),
+        2,
+        "{r:?}"
+    );
+    // Still there for the session that selects the folder next.
+    let mut b = s.alice();
+    let r = b.cmd("SELECT INBOX");
+    assert!(r.has("* 2 RECENT"), "SELECT after EXAMINE: {r:?}");
+    let r = s.alice().cmd("SELECT INBOX");
+    assert!(r.has("* 0 RECENT"), "claimed by the first SELECT: {r:?}");
+}
+
+#[test]
+fn lsub_shows_the_unsubscribed_level_a_percent_reaches_as_noselect() {
+    // RFC 3501 §6.3.9: with only INBOX.a.b.c subscribed, LSUB "" INBOX.a.%
+    // returns INBOX.a.b flagged \Noselect.
+    let s = server().start();
+    let mut c = s.alice();
+    for f in ["INBOX.a", "INBOX.a.b", "INBOX.a.b.c"] {
+        assert!(c.cmd(&format!("CREATE {f}")).ok());
+    }
+    // CREATE subscribes nothing (as Courier-IMAP and Dovecot).
+    assert!(c.cmd("LSUB \"\" *").untagged("LSUB").is_empty());
+    assert!(c.cmd("SUBSCRIBE INBOX.a.b.c").ok());
+    let r = c.cmd("LSUB \"\" INBOX.a.%");
+    assert!(r.ok(), "{}", r.tagged());
+    assert_eq!(
+        r.untagged("LSUB"),
+        vec!["LSUB (\\Noselect) \".\" \"INBOX.a.b\""],
+        "{r:?}"
+    );
+    let r = c.cmd("LSUB \"\" INBOX.%");
+    assert_eq!(
+        r.untagged("LSUB"),
+        vec!["LSUB (\\Noselect) \".\" \"INBOX.a\""]
+    );
+    // A subscribed level shows as itself, once.
+    assert!(c.cmd("SUBSCRIBE INBOX.a").ok());
+    let r = c.cmd("LSUB \"\" INBOX.%");
+    assert_eq!(r.untagged("LSUB"), vec!["LSUB () \".\" \"INBOX.a\""]);
+    let r = c.cmd("LSUB \"\" INBOX.a.*");
+    assert_eq!(r.untagged("LSUB"), vec!["LSUB () \".\" \"INBOX.a.b.c\""]);
+}

@@ -360,3 +360,29 @@ fn pop3_headerless_list_keeps_name_uidls() {
     assert_eq!(p.cmd("UIDL 1"), "+OK 1 1000000000.M1P1Q0.host");
     assert!(p.cmd("UIDL 2").starts_with("+OK 2 UID1-"));
 }
+
+#[test]
+fn pop3_clients_that_quit_and_reconnect_at_once_find_their_places_free() {
+    // As for IMAP's LOGOUT: the place is given back before +OK goes out.
+    let s = server()
+        .config("[limits]\nmax_connections_per_ip = 3")
+        .start();
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                let mut p = s.pop();
+                for _ in 0..100 {
+                    assert!(p.login("alice", ALICE_PW).starts_with("+OK"));
+                    assert!(p.cmd("QUIT").starts_with("+OK"));
+                    p = s.pop();
+                    if !p.greeting.starts_with("+OK") {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(refused.into_inner(), 0, "reconnections refused");
+}
