@@ -267,9 +267,24 @@ struct Inner {
     internal_dates: HashMap<u32, SystemTime>,
     /// What each recent view changed.
     log: ChangeLog,
+    /// The UIDVALIDITY the per-UID caches above belong to.
+    validity: Option<u32>,
 }
 
 impl Inner {
+    /// What is kept per UID (INTERNALDATE, CRLF size, \Recent not yet
+    /// claimed) belongs to one UIDVALIDITY: a folder deleted and created
+    /// again numbers from 1, and its new UID 1 is another message. Called
+    /// whenever a UID list is taken in, before anything is kept under it.
+    fn forget_uids_of_another_validity(&mut self, uidvalidity: u32) {
+        if self.validity.is_some_and(|v| v != uidvalidity) {
+            self.internal_dates.clear();
+            self.crlf_sizes.clear();
+            self.unclaimed_recent.clear();
+        }
+        self.validity = Some(uidvalidity);
+    }
+
     /// Publishes `view` as the next generation; `touched` the UIDs whose
     /// entry it changed (`None`: not known, work it out from the views).
     fn publish(&mut self, mut view: FolderView, touched: Option<Vec<u32>>) {
@@ -508,6 +523,9 @@ impl Folder {
         if uiddb_stamp != g.uiddb_stamp || g.uiddb.is_none() {
             g.uiddb = UidDb::load(&self.dir)?;
             g.uiddb_stamp = uiddb_stamp;
+            if let Some(v) = g.uiddb.as_ref().map(|d| d.uidvalidity) {
+                g.forget_uids_of_another_validity(v);
+            }
         }
         let needs_uids = match &g.uiddb {
             None => true,
@@ -601,7 +619,8 @@ impl Folder {
     ) -> Result<()> {
         let _lock = lock_folder(&self.dir)?;
         // Another process may have assigned them while we waited.
-        let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
+        let mut db = self.load_or_new_uiddb()?;
+        g.forget_uids_of_another_validity(db.uidvalidity);
         // New messages are numbered in the order of their names: Maildir
         // names start with the delivery time, so this is arrival order, and
         // it needs no stat of each file.
@@ -637,6 +656,29 @@ impl Folder {
         let mut found = HashMap::default();
         self.list_both(&mut found)?;
         Ok(found.remove(base))
+    }
+
+    /// The Maildir this folder belongs to: its parent for a Maildir++
+    /// folder (`.Sent`), else the directory itself (INBOX).
+    fn maildir_root(&self) -> PathBuf {
+        match self.dir.file_name().map(|n| n.to_string_lossy()) {
+            Some(n) if crate::FolderName::from_dir_name(&n).is_some() => self
+                .dir
+                .parent()
+                .map_or_else(|| self.dir.clone(), Path::to_path_buf),
+            _ => self.dir.clone(),
+        }
+    }
+
+    /// The UID list on disk, or a new one whose UIDVALIDITY no folder of
+    /// this Maildir had before ([`crate::uidvalidity`]).
+    fn load_or_new_uiddb(&self) -> Result<UidDb> {
+        match UidDb::load(&self.dir)? {
+            Some(db) => Ok(db),
+            None => Ok(UidDb::with_validity(crate::uidvalidity::next(
+                &self.maildir_root(),
+            )?)),
+        }
     }
 
     /// The Maildir root whose `maildirsize` counts this folder's messages;
@@ -963,7 +1005,8 @@ impl Folder {
         }
         // Lock order everywhere: the in-memory state, then the dot-lock.
         let lock = lock_folder(&self.dir)?;
-        let mut db = UidDb::load(&self.dir)?.unwrap_or_else(UidDb::new_now);
+        let mut db = self.load_or_new_uiddb()?;
+        g.forget_uids_of_another_validity(db.uidvalidity);
         let mut uids = Vec::with_capacity(placed.len());
         for (base, _) in &placed {
             // A concurrent scan by another process may have numbered it already.

@@ -27,6 +27,7 @@ pub mod pop3list;
 pub mod quota;
 pub mod uiddb;
 pub mod uidl_format;
+pub mod uidvalidity;
 pub mod unique;
 
 mod error;

@@ -48,15 +48,10 @@ pub enum ParseOutcome {
 }
 
 impl UidDb {
-    /// A fresh list with a new UIDVALIDITY (the current time, as Courier and
-    /// Dovecot both choose it).
-    pub fn new_now() -> UidDb {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(1);
+    /// A fresh list with this UIDVALIDITY (see [`crate::uidvalidity`]).
+    pub fn with_validity(uidvalidity: u32) -> UidDb {
         UidDb {
-            uidvalidity: now.max(1),
+            uidvalidity: uidvalidity.max(1),
             next_uid: 1,
             uids: HashMap::default(),
         }

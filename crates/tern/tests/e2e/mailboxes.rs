@@ -339,3 +339,94 @@ fn lsub_shows_the_unsubscribed_level_a_percent_reaches_as_noselect() {
     let r = c.cmd("LSUB \"\" INBOX.a.*");
     assert_eq!(r.untagged("LSUB"), vec!["LSUB () \".\" \"INBOX.a.b.c\""]);
 }
+
+fn uidvalidity_of(r: &Resp) -> u64 {
+    let l = r
+        .lines
+        .iter()
+        .find(|l| l.contains("[UIDVALIDITY "))
+        .unwrap_or_else(|| panic!("no UIDVALIDITY in {r:?}"));
+    l.split("[UIDVALIDITY ")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_folder_created_again_gets_a_larger_uidvalidity_even_within_one_second() {
+    // RFC 3501 §2.3.1.1: a name's UIDVALIDITY never comes back, also when
+    // the folder is deleted and created again at once, and after a restart.
+    let mut s = server().start();
+    let mut c = s.alice();
+    let mut last = 0;
+    for round in 0..5 {
+        assert!(c.cmd("CREATE INBOX.again").ok());
+        assert!(c.append("INBOX.again", "()", &message("m", "x")).ok());
+        let r = c.cmd("SELECT INBOX.again");
+        let v = uidvalidity_of(&r);
+        assert!(v > last, "round {round}: {v} after {last}");
+        last = v;
+        assert!(c.cmd("UNSELECT").ok());
+        assert!(c.cmd("DELETE INBOX.again").ok());
+    }
+    drop(c);
+    s.restart();
+    let mut c = s.alice();
+    assert!(c.cmd("CREATE INBOX.again").ok());
+    assert!(c.append("INBOX.again", "()", &message("m", "x")).ok());
+    let v = uidvalidity_of(&c.cmd("SELECT INBOX.again"));
+    assert!(v > last, "after a restart: {v} after {last}");
+    // Courier reads the UID list as its own: the header is version 1 and
+    // the value.
+    let db = std::fs::read_to_string(s.maildir("alice").join(".again/courierimapuiddb")).unwrap();
+    assert!(db.starts_with(&format!("1 {v} ")), "{db}");
+}
+
+#[test]
+fn a_folder_created_again_keeps_nothing_of_the_old_messages_under_their_uids() {
+    // UID 1 of the new folder is another message: its INTERNALDATE is its
+    // own, not the one the old UID 1 had (kept per UID in memory).
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.cmd("CREATE INBOX.re").ok());
+    let dated = |d: &str| format!("() \"{d}\"");
+    assert!(c
+        .append(
+            "INBOX.re",
+            &dated("01-Jan-2001 10:00:00 +0000"),
+            &message("old", "x")
+        )
+        .ok());
+    assert!(c.cmd("SELECT INBOX.re").ok());
+    let r = c.cmd("FETCH 1 (INTERNALDATE RFC822.SIZE)");
+    assert!(r.has("01-Jan-2001"), "{r:?}");
+    assert!(c.cmd("UNSELECT").ok());
+    assert!(c.cmd("DELETE INBOX.re").ok());
+    assert!(c.cmd("CREATE INBOX.re").ok());
+    assert!(c
+        .append(
+            "INBOX.re",
+            &dated("02-Feb-2012 10:00:00 +0000"),
+            &message("a new and longer one", "with another body")
+        )
+        .ok());
+    let r = c.cmd("SELECT INBOX.re");
+    assert!(r.has("* 1 RECENT"), "{r:?}");
+    let r = c.cmd("UID FETCH 1 (INTERNALDATE RFC822.SIZE BODY.PEEK[])");
+    assert!(r.has("02-Feb-2012"), "{r:?}");
+    let size = r.lines[0]
+        .split("RFC822.SIZE ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let sent = message("a new and longer one", "with another body");
+    assert_eq!(size.parse::<usize>().unwrap(), sent.len(), "{r:?}");
+    let r = c.cmd("SEARCH BEFORE 1-Jan-2010");
+    assert!(r.has("* SEARCH") && !r.has("* SEARCH 1"), "{r:?}");
+}
