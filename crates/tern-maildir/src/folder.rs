@@ -269,6 +269,10 @@ struct Inner {
     log: ChangeLog,
     /// The UIDVALIDITY the per-UID caches above belong to.
     validity: Option<u32>,
+    /// UIDs whose files this process removed (EXPUNGE): their lines leave
+    /// `courierimapuiddb` at its next rewrite, so a folder only IMAP
+    /// writes (Sent, Trash) does not keep a line per message it ever held.
+    unlinked: Vec<u32>,
 }
 
 impl Inner {
@@ -281,8 +285,18 @@ impl Inner {
             self.internal_dates.clear();
             self.crlf_sizes.clear();
             self.unclaimed_recent.clear();
+            self.unlinked.clear();
         }
         self.validity = Some(uidvalidity);
+    }
+
+    /// Drops from `db` the lines of messages this process removed.
+    fn prune_unlinked(&mut self, db: &mut UidDb) {
+        if self.unlinked.is_empty() {
+            return;
+        }
+        let gone: std::collections::HashSet<u32> = self.unlinked.drain(..).collect();
+        db.uids.retain(|_, uid| !gone.contains(uid));
     }
 
     /// Publishes `view` as the next generation; `touched` the UIDs whose
@@ -621,6 +635,7 @@ impl Folder {
         // Another process may have assigned them while we waited.
         let mut db = self.load_or_new_uiddb()?;
         g.forget_uids_of_another_validity(db.uidvalidity);
+        g.prune_unlinked(&mut db);
         // New messages are numbered in the order of their names: Maildir
         // names start with the delivery time, so this is arrival order, and
         // it needs no stat of each file.
@@ -1007,6 +1022,7 @@ impl Folder {
         let lock = lock_folder(&self.dir)?;
         let mut db = self.load_or_new_uiddb()?;
         g.forget_uids_of_another_validity(db.uidvalidity);
+        g.prune_unlinked(&mut db);
         let mut uids = Vec::with_capacity(placed.len());
         for (base, _) in &placed {
             // A concurrent scan by another process may have numbered it already.
@@ -1115,6 +1131,7 @@ impl Folder {
         }
         let gone: std::collections::HashSet<u32> = removed.iter().copied().collect();
         view.messages.retain(|m| !gone.contains(&m.uid));
+        g.unlinked.extend_from_slice(&removed);
         g.publish(view, Some(removed.clone()));
         self.note_own_change(&mut g, &before);
         self.account(delta.0, delta.1);

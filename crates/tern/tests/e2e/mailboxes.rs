@@ -430,3 +430,32 @@ fn a_folder_created_again_keeps_nothing_of_the_old_messages_under_their_uids() {
     let r = c.cmd("SEARCH BEFORE 1-Jan-2010");
     assert!(r.has("* SEARCH") && !r.has("* SEARCH 1"), "{r:?}");
 }
+
+#[test]
+fn a_folder_only_imap_writes_does_not_keep_a_line_per_message_it_ever_held() {
+    // APPEND then EXPUNGE, 60 times, in a Sent folder: the UID list keeps
+    // the header and the messages there are, not every message that was
+    // (it had 61 lines; each APPEND rewrote all of them).
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.cmd("CREATE INBOX.Sent").ok());
+    assert!(c.append("INBOX.Sent", "()", &message("kept", "x")).ok());
+    assert!(c.cmd("SELECT INBOX.Sent").ok());
+    for i in 0..60 {
+        let r = c.append("INBOX.Sent", "(\\Seen)", &message(&format!("m{i}"), "x"));
+        assert!(r.ok(), "{r:?}");
+        // `tag OK [APPENDUID validity uid] ...`
+        let uid = r.tagged().split(' ').nth(4).unwrap().trim_end_matches(']');
+        assert!(c
+            .cmd(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"))
+            .ok());
+        assert!(c.cmd(&format!("UID EXPUNGE {uid}")).ok());
+    }
+    assert!(c.append("INBOX.Sent", "()", &message("last", "x")).ok());
+    let db = std::fs::read_to_string(s.maildir("alice").join(".Sent/courierimapuiddb")).unwrap();
+    assert_eq!(db.lines().count(), 3, "{db}");
+    // The UIDs go on from where they were: none is given again.
+    assert!(db.lines().nth(2).unwrap().starts_with("62 "), "{db}");
+    let r = c.cmd("UID FETCH 1:* (UID)");
+    assert_eq!(r.untagged("").len(), 2, "{r:?}");
+}
