@@ -166,6 +166,15 @@ pub fn name_field(base: &str, key: char) -> Option<u64> {
     })
 }
 
+/// Whether the file holds the message exactly as IMAP sends it, line ends
+/// included: its name says the size with CRLF line ends (`W=`) is its size
+/// (`S=`). tern stores so a message that LF line ends cannot give back byte
+/// for byte (a binary part with bare LF or CR CR LF, RFC 3516); Dovecot's
+/// `W=` means the same. Such a file is read as it is, never converted.
+pub fn stored_as_sent(base: &str) -> bool {
+    matches!((name_field(base, 'S'), name_field(base, 'W')), (Some(s), Some(w)) if s == w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

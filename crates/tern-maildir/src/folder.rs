@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::changelog::ChangeLog;
 use crate::error::{MaildirError, Result};
-use crate::flags::{name_field, split_name, Flags};
+use crate::flags::{name_field, split_name, stored_as_sent, Flags};
 use crate::keywords::{KeywordDb, KeywordSet};
 use crate::lock::DotLock;
 use crate::uiddb::UidDb;
@@ -838,9 +838,16 @@ impl Folder {
     /// # Errors
     /// As [`Folder::open`].
     pub fn counted_crlf_size(&self, entry: &MessageEntry) -> Result<u64> {
+        let count = |f: File| {
+            if stored_as_sent(&entry.base) {
+                f.metadata().map(|m| m.len())
+            } else {
+                count_crlf(f)
+            }
+        };
         let counted = match open_message(&entry.path(&self.dir)) {
-            Ok(f) => count_crlf(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => count_crlf(self.open(entry)?),
+            Ok(f) => count(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => count(self.open(entry)?),
             Err(e) => Err(e),
         };
         counted.map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))

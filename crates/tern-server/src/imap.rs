@@ -27,4 +27,5 @@ mod sort;
 mod store;
 mod sync;
 
+pub(crate) use fetch::wire_form;
 pub use session::{serve_connection, AsyncStream, Services, SessionStart};

@@ -368,8 +368,7 @@ impl SummaryCache {
                 return Ok(s.clone());
             }
         }
-        let raw = folder.read(entry)?;
-        let s = Arc::new(summarize(&tern_message::crlf::to_crlf(&raw)));
+        let s = Arc::new(summarize(&crate::imap::wire_form(folder, entry)?));
         self.lock().map.insert(entry.base.clone(), s.clone());
         self.dirty.fetch_add(1, Ordering::Relaxed);
         Ok(s)

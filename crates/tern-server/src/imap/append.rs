@@ -68,6 +68,8 @@ fn store_failed() -> Reply {
 /// CRLF → LF conversion across chunk boundaries, counting both sizes.
 #[derive(Debug, Default)]
 struct ToLf {
+    /// Whether the first line end was CRLF (unknown before it).
+    crlf_style: Option<bool>,
     pending_cr: bool,
     prev: u8,
     size: u64,
@@ -85,8 +87,23 @@ impl ToLf {
         out.push(b);
     }
 
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        for &b in input {
+    /// Converts `input` into `out`, up to the first byte LF storage could
+    /// not give back in a message written with CRLF: a bare LF (it would
+    /// come back as CRLF), or the LF of CR CR LF (it would come back as
+    /// CR LF). Returns where it stopped; everything before is converted and
+    /// reads back exactly.
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+        for (i, &b) in input.iter().enumerate() {
+            if b == b'\n' {
+                // The first line end says how the client writes them: a
+                // message of bare LFs (a script's) is stored as it always
+                // was, and sent with CRLF; one of CRLFs must come back
+                // byte for byte.
+                let crlf_style = *self.crlf_style.get_or_insert(self.pending_cr);
+                if crlf_style && (!self.pending_cr || self.prev == b'\r') {
+                    return Some(i);
+                }
+            }
             if self.pending_cr {
                 self.pending_cr = false;
                 if b == b'\n' {
@@ -101,6 +118,7 @@ impl ToLf {
             }
             self.emit(out, b);
         }
+        None
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
@@ -160,12 +178,37 @@ pub(crate) struct Streaming {
     buf: Vec<u8>,
     /// The first write error; the literal is still read to its end.
     failed: Option<std::io::Error>,
+    /// Set once the message cannot be stored with LF line ends: it is
+    /// then kept byte for byte as sent; the bytes so far.
+    as_sent: Option<u64>,
+    /// The bytes from the first that LF storage would lose, to write after
+    /// the file is turned back into its CRLF form.
+    switch: Option<Vec<u8>>,
 }
 
 impl Streaming {
     /// Takes a chunk of the literal.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.conv.push(bytes, &mut self.buf);
+        match &mut self.as_sent {
+            Some(total) => {
+                *total += bytes.len() as u64;
+                self.buf.extend_from_slice(bytes);
+            }
+            None => {
+                if let Some(at) = self.conv.push(bytes, &mut self.buf) {
+                    // From here the message is kept as sent: what is in
+                    // the file goes back to its CRLF form in `write_out`.
+                    let so_far = self.conv.crlf_size + u64::from(self.conv.pending_cr);
+                    let mut rest = Vec::with_capacity(bytes.len() - at + 1);
+                    if self.conv.pending_cr {
+                        rest.push(b'\r');
+                    }
+                    rest.extend_from_slice(&bytes[at..]);
+                    self.as_sent = Some(so_far + (bytes.len() - at) as u64);
+                    self.switch = Some(rest);
+                }
+            }
+        }
     }
 
     /// Writes what was pushed.
@@ -176,6 +219,59 @@ impl Streaming {
             }
         }
         self.buf.clear();
+        if let Some(rest) = self.switch.take() {
+            if self.failed.is_none() {
+                if let Err(e) = self.keep_as_sent(rest).await {
+                    self.failed = Some(e);
+                }
+            }
+        }
+    }
+
+    /// The message turned out not to survive LF storage: the file written
+    /// so far (LF, lossless up to here) is written again in its CRLF form
+    /// to a new file in `tmp/`, which then takes the rest as sent.
+    async fn keep_as_sent(&mut self, rest: Vec<u8>) -> std::io::Result<()> {
+        self.file.flush().await?;
+        let Some(old) = self.streamed.path.clone() else {
+            return Ok(());
+        };
+        let new = old.with_extension("sent");
+        let (from, to) = (old.clone(), new.clone());
+        let copied = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::{Read, Write};
+            let mut src = std::fs::File::open(&from)?;
+            let mut dst = std::fs::File::create(&to)?;
+            let (mut conv, mut piece) =
+                (tern_message::crlf::ToCrlf::default(), vec![0u8; 64 * 1024]);
+            let mut out = Vec::with_capacity(80 * 1024);
+            loop {
+                let n = match src.read(&mut piece) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                out.clear();
+                conv.push(&piece[..n], &mut out);
+                dst.write_all(&out)?;
+            }
+            dst.write_all(&rest)?;
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        if let Err(e) = copied {
+            let _ = tokio::fs::remove_file(&new).await;
+            return Err(e);
+        }
+        self.file = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&new)
+            .await?;
+        self.streamed.path = Some(new);
+        let _ = tokio::fs::remove_file(&old).await;
+        Ok(())
     }
 
     /// The literal is complete: the file is made durable and handed over.
@@ -183,7 +279,9 @@ impl Streaming {
     /// # Errors
     /// The answer to give when the message could not be written.
     pub async fn finish(mut self) -> Result<Streamed, Reply> {
-        self.conv.finish(&mut self.buf);
+        if self.as_sent.is_none() {
+            self.conv.finish(&mut self.buf);
+        }
         self.write_out().await;
         if self.failed.is_none() {
             if let Err(e) = self.file.sync_all().await {
@@ -195,8 +293,12 @@ impl Streaming {
             self.abandon().await;
             return Err(store_failed());
         }
-        self.streamed.size = self.conv.size;
-        self.streamed.crlf_size = self.conv.crlf_size;
+        // Kept as sent: both sizes are the size, which is how readers know
+        // to send the file as it is (tern_maildir::flags::stored_as_sent).
+        (self.streamed.size, self.streamed.crlf_size) = match self.as_sent {
+            Some(total) => (total, total),
+            None => (self.conv.size, self.conv.crlf_size),
+        };
         Ok(self.streamed)
     }
 
@@ -257,6 +359,8 @@ impl Session {
             conv: ToLf::default(),
             buf: Vec::with_capacity(16 * 1024),
             failed: None,
+            as_sent: None,
+            switch: None,
         })
     }
 
@@ -351,13 +455,32 @@ mod tests {
     fn crlf_to_lf_across_chunks() {
         let mut c = ToLf::default();
         let mut out = Vec::new();
-        c.push(b"a\r", &mut out);
-        c.push(b"\nb\r", &mut out);
-        c.push(b"c\n", &mut out);
+        assert_eq!(c.push(b"a\r", &mut out), None);
+        assert_eq!(c.push(b"\nb\r", &mut out), None);
+        assert_eq!(c.push(b"c\r\n", &mut out), None);
         c.finish(&mut out);
         assert_eq!(out, b"a\nb\rc\n");
         assert_eq!(c.size, 6);
         // As IMAP shows it: a CRLF b CR c CRLF.
         assert_eq!(c.crlf_size, 8);
+    }
+
+    #[test]
+    fn what_lf_storage_would_lose_is_found_where_it_starts() {
+        // A bare LF in a message of CRLFs.
+        let mut c = ToLf::default();
+        let mut out = Vec::new();
+        assert_eq!(c.push(b"a\r\nb\nc", &mut out), Some(4));
+        assert_eq!(out, b"a\nb");
+        // CR CR LF, across two pieces: the second CR is still pending.
+        let (mut c, mut out) = (ToLf::default(), Vec::new());
+        assert_eq!(c.push(b"a\r\n\r", &mut out), None);
+        assert_eq!(c.push(b"\r\nz", &mut out), Some(1));
+        assert!(c.pending_cr);
+        assert_eq!(out, b"a\n\r");
+        // A message of bare LFs is stored as it always was.
+        let (mut c, mut out) = (ToLf::default(), Vec::new());
+        assert_eq!(c.push(b"a\nb\r\nc\n", &mut out), None);
+        assert_eq!(out, b"a\nb\nc\n");
     }
 }

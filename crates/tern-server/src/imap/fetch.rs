@@ -296,13 +296,23 @@ struct Loaded {
 }
 
 fn load(folder: &Folder, entry: &MessageEntry) -> Result<Loaded, MaildirError> {
-    let raw = folder.read(entry)?;
-    let data = match crlf::to_crlf(&raw) {
-        std::borrow::Cow::Borrowed(_) => raw,
-        std::borrow::Cow::Owned(v) => v,
-    };
+    let data = wire_form(folder, entry)?;
     let tree = mime::parse(&data);
     Ok(Loaded { data, tree })
+}
+
+/// A whole message as IMAP sends it: with CRLF line ends, unless the file
+/// holds it so already ([`tern_maildir::flags::stored_as_sent`]: a message
+/// LF line ends could not give back byte for byte).
+pub(crate) fn wire_form(folder: &Folder, entry: &MessageEntry) -> Result<Vec<u8>, MaildirError> {
+    let raw = folder.read(entry)?;
+    if tern_maildir::flags::stored_as_sent(&entry.base) {
+        return Ok(raw);
+    }
+    Ok(match crlf::to_crlf(&raw) {
+        std::borrow::Cow::Borrowed(_) => raw,
+        std::borrow::Cow::Owned(v) => v,
+    })
 }
 
 /// `BINARY[path]` of a loaded message (RFC 3516).
@@ -379,6 +389,8 @@ pub(crate) struct FileLiteral {
     pub skip: u64,
     /// Bytes sent, as announced.
     pub len: u64,
+    /// The file holds the message as sent: no CRLF conversion.
+    pub as_stored: bool,
 }
 
 /// The literals of one FETCH job that are sent from files, and from what
@@ -465,6 +477,7 @@ fn file_literal(
         entry: entry.clone(),
         skip,
         len,
+        as_stored: tern_maildir::flags::stored_as_sent(&entry.base),
     });
     Ok(true)
 }
@@ -1089,8 +1102,9 @@ impl Session {
             if let Some(fh) = file.take() {
                 let (mut conv, mut skip) = state;
                 let mut buf = std::mem::take(&mut piece);
+                let as_stored = f.as_stored;
                 let job = tokio::task::spawn_blocking(move || {
-                    let got = read_piece(&fh, &mut conv, &mut skip, want, &mut buf);
+                    let got = read_piece(&fh, as_stored, &mut conv, &mut skip, want, &mut buf);
                     (fh, conv, skip, buf, got)
                 });
                 match job.await {
@@ -1132,6 +1146,7 @@ impl Session {
 /// the end of the file.
 fn read_piece(
     mut file: &std::fs::File,
+    as_stored: bool,
     conv: &mut crlf::ToCrlf,
     skip: &mut u64,
     want: u64,
@@ -1147,7 +1162,11 @@ fn read_piece(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        conv.push(&raw[..n], out);
+        if as_stored {
+            out.extend_from_slice(&raw[..n]);
+        } else {
+            conv.push(&raw[..n], out);
+        }
         let dropped = (*skip).min(out.len() as u64) as usize;
         out.drain(..dropped);
         *skip -= dropped as u64;

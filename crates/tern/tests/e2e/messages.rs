@@ -1171,3 +1171,77 @@ fn one_huge_message_is_sent_without_being_held() {
     let grown = s.peak_rss_kib().saturating_sub(before);
     assert!(grown < 16 * 1024, "peak grew by {grown} KiB");
 }
+
+/// A message of CRLF line ends whose second part is binary content with
+/// NUL, bare LF, bare CR and CR CR LF: what LF storage cannot give back.
+fn binary_message() -> (Vec<u8>, Vec<u8>) {
+    let content: Vec<u8> = b"\x00one\ntwo\rthree\r\r\nfour\x00".to_vec();
+    let mut m = b"From: a@example.org\r\nSubject: binary\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+text part\r\n--b\r\nContent-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: binary\r\n\r\n"
+        .to_vec();
+    m.extend_from_slice(&content);
+    m.extend_from_slice(b"\r\n--b--\r\n");
+    (m, content)
+}
+
+#[test]
+fn binary_content_appended_comes_back_byte_for_byte() {
+    // RFC 3516: an APPEND of binary content (literal8) is kept as sent, so
+    // BINARY[2] is the very bytes, and BODY[] and RFC822.SIZE agree with
+    // what was sent (LF storage turned every bare LF into CRLF before).
+    let s = server().start();
+    let (msg, content) = binary_message();
+    let mut c = s.alice();
+    c.send(format!("b1 APPEND INBOX ~{{{}+}}\r\n", msg.len()).as_bytes());
+    c.send(&msg);
+    c.send(b"\r\n");
+    let r = c.read_until_tag("b1");
+    assert!(r.ok(), "{r:?}");
+    assert!(c.cmd("SELECT INBOX").ok());
+    let r = c.cmd("FETCH 1 (RFC822.SIZE BINARY.SIZE[2] BINARY.PEEK[2])");
+    assert!(r.ok(), "{r:?}");
+    assert!(r.has(&format!("RFC822.SIZE {}", msg.len())), "{r:?}");
+    assert!(r.has(&format!("BINARY.SIZE[2] {}", content.len())), "{r:?}");
+    let at = r
+        .raw
+        .windows(11)
+        .position(|w| w == b"BINARY[2] ~")
+        .expect("literal8");
+    let rest = &r.raw[at + 10..];
+    let open = format!("~{{{}}}\r\n", content.len());
+    assert!(
+        rest.starts_with(open.as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(rest)
+    );
+    assert_eq!(&rest[open.len()..open.len() + content.len()], &content[..]);
+    // BODY[] is the message as sent, NUL sent as 0x80 as always.
+    let r = c.cmd("FETCH 1 (BODY.PEEK[])");
+    let body = literal_after(&r.raw, "BODY[] ");
+    let expect: Vec<u8> = msg.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect();
+    assert_eq!(body, expect);
+    // Sent from the file in pieces too.
+    let s2 = server()
+        .config("[limits]\nstream_literal_bytes = 1")
+        .start();
+    let mut c = s2.alice();
+    c.send(format!("b1 APPEND INBOX ~{{{}+}}\r\n", msg.len()).as_bytes());
+    c.send(&msg);
+    c.send(b"\r\n");
+    assert!(c.read_until_tag("b1").ok());
+    assert!(c.cmd("SELECT INBOX").ok());
+    let r = c.cmd("FETCH 1 (BODY.PEEK[])");
+    assert_eq!(literal_after(&r.raw, "BODY[] "), expect);
+    // And a message a script writes with bare LFs is still stored and sent
+    // as before: LF on disk, CRLF on the wire.
+    let lf = b"Subject: lf\n\nline one\nline two\n";
+    assert!(c.append("INBOX", "()", lf).ok());
+    let r = c.cmd("FETCH 2 (RFC822.SIZE BODY.PEEK[])");
+    assert!(r.has("RFC822.SIZE 35"), "{r:?}");
+    assert_eq!(
+        literal_after(&r.raw, "BODY[] "),
+        b"Subject: lf\r\n\r\nline one\r\nline two\r\n"
+    );
+}
