@@ -91,12 +91,15 @@ impl Conn {
     }
 
     /// Reads one line with its line end. A line longer than `max` is
-    /// consumed to its end and reported as `None`.
+    /// consumed to its end and reported as `None`. `timeout` is for the
+    /// whole line: a client that sends it a byte at a time does not get it
+    /// again with each byte.
     pub async fn read_line(
         &mut self,
         max: usize,
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>, ConnEnd> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut scanned = 0;
         let mut overlong = false;
         loop {
@@ -116,7 +119,8 @@ impl Conn {
             } else {
                 scanned = self.inbuf.len();
             }
-            self.fill(timeout).await?;
+            self.fill(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await?;
         }
     }
 

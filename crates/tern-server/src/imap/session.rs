@@ -290,6 +290,9 @@ pub(crate) struct Session {
     /// The connection's place in the limits (see
     /// [`crate::listener::ConnectionSlot`]).
     slot: Option<crate::listener::ConnectionSlot>,
+    /// When the connection began: the login must be over
+    /// `limits.preauth_timeout_secs` later.
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -348,6 +351,7 @@ pub async fn serve_connection(
         esearch: None,
         binary_aliases: Vec::new(),
         slot,
+        started: std::time::Instant::now(),
     };
     match s.run().await {
         Ok(()) | Err(End::Closed) => {}
@@ -396,7 +400,10 @@ impl Session {
 
     fn timeout(&self) -> Duration {
         match self.state {
-            State::NotAuthenticated { .. } => self.svc.limits.preauth_timeout(),
+            // The whole login has one deadline, however slowly the client
+            // trickles its bytes in (each read would otherwise restart it).
+            State::NotAuthenticated { .. } => (self.started + self.svc.limits.preauth_timeout())
+                .saturating_duration_since(std::time::Instant::now()),
             _ => self.svc.limits.auth_timeout(),
         }
     }

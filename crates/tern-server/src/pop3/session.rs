@@ -49,6 +49,8 @@ struct Pop3 {
     /// The connection's place in the limits, given back before the last
     /// answer goes out.
     slot: Option<crate::listener::ConnectionSlot>,
+    /// When the connection began (the login's deadline).
+    started: std::time::Instant,
 }
 
 /// What the command loop does next.
@@ -70,6 +72,7 @@ pub async fn serve_pop3(
         conn: Conn::new(stream, tls),
         peer,
         slot,
+        started: std::time::Instant::now(),
         state: State::Authorization {
             user: None,
             failures: 0,
@@ -137,7 +140,9 @@ impl Pop3 {
 
     fn timeout(&self) -> std::time::Duration {
         match self.state {
-            State::Authorization { .. } => self.svc.limits.preauth_timeout(),
+            // One deadline for the whole login (see the IMAP session).
+            State::Authorization { .. } => (self.started + self.svc.limits.preauth_timeout())
+                .saturating_duration_since(std::time::Instant::now()),
             // RFC 1939 §3: at least 10 minutes.
             State::Transaction(_) => self
                 .svc

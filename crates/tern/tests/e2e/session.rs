@@ -552,3 +552,47 @@ fn every_log_line_of_a_session_names_it() {
     assert_eq!(id(&failed), id(&login));
     assert_ne!(id(&login), id(&pop));
 }
+
+/// Sends one byte every 300 ms for at most `for_secs` seconds; returns what
+/// the server sent and whether it closed the connection meanwhile.
+fn trickle(addr: std::net::SocketAddr, for_secs: u64) -> (String, bool) {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect(addr).unwrap();
+    t.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut got = Vec::new();
+    let start = std::time::Instant::now();
+    let bytes = b"a1 LOGIN alice secretsecretsecretsecretsecret";
+    let mut i = 0;
+    while start.elapsed().as_secs() < for_secs {
+        if t.write_all(&bytes[i % bytes.len()..][..1]).is_err() {
+            return (String::from_utf8_lossy(&got).into_owned(), true);
+        }
+        i += 1;
+        let mut buf = [0u8; 512];
+        match t.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), false)
+}
+
+#[test]
+fn a_login_trickled_in_byte_by_byte_ends_at_the_login_deadline() {
+    // Slowloris: a byte every 300 ms kept the connection open forever,
+    // since each byte restarted the pre-login timeout. The login now has
+    // one deadline (here 2 s) for IMAP and POP3 alike.
+    let s = server()
+        .config("[limits]\npreauth_timeout_secs = 2")
+        .start();
+    let (got, closed) = trickle(s.imap, 10);
+    assert!(closed, "IMAP connection still open after 10 s: {got}");
+    assert!(got.contains("* BYE"), "{got}");
+    let (got, closed) = trickle(s.pop3, 10);
+    assert!(closed, "POP3 connection still open after 10 s: {got}");
+    assert!(got.contains("-ERR"), "{got}");
+}
