@@ -38,6 +38,9 @@ pub enum MaildirError {
     /// Adding the message(s) would exceed the Maildir++ quota.
     #[error("quota exceeded")]
     OverQuota,
+    /// The mailbox would hold more keywords than allowed.
+    #[error("more than {0} keywords in one mailbox")]
+    TooManyKeywords(usize),
 }
 
 impl MaildirError {

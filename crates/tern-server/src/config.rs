@@ -31,6 +31,8 @@ pub const DEFAULT_FETCH_JOB_BYTES: u64 = 8 * 1024 * 1024;
 /// Messages at least this large (with CRLF) go out from their file a piece
 /// at a time when a FETCH asks for the whole message.
 pub const DEFAULT_STREAM_LITERAL_BYTES: u64 = 1024 * 1024;
+/// Keywords one mailbox may hold.
+pub const DEFAULT_MAX_KEYWORDS: usize = 1000;
 /// Idle timeout before login.
 pub const DEFAULT_PREAUTH_TIMEOUT_SECS: u64 = 60;
 /// Idle timeout after login: RFC 3501 §5.4 asks for at least 30 minutes.
@@ -286,6 +288,9 @@ pub struct Limits {
     /// A whole message (BODY[], RFC822, and partials of them) of at least
     /// this many bytes is sent from its file in pieces, never held whole.
     pub stream_literal_bytes: u64,
+    /// Keywords one mailbox may hold; a STORE or APPEND that would add
+    /// more gets NO [LIMIT].
+    pub max_keywords: usize,
     /// Idle timeout before login, seconds.
     pub preauth_timeout_secs: u64,
     /// Idle timeout after login, seconds.
@@ -310,6 +315,7 @@ impl Default for Limits {
             max_refused_literal: DEFAULT_MAX_REFUSED_LITERAL,
             fetch_job_bytes: DEFAULT_FETCH_JOB_BYTES,
             stream_literal_bytes: DEFAULT_STREAM_LITERAL_BYTES,
+            max_keywords: DEFAULT_MAX_KEYWORDS,
             preauth_timeout_secs: DEFAULT_PREAUTH_TIMEOUT_SECS,
             auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -410,7 +410,21 @@ impl Session {
         };
         let d = dest.clone();
         let folder = target.folder().cloned();
+        let max_keywords = self.svc.limits.max_keywords;
         let res = blocking(move || {
+            // The same cap on keywords per mailbox as STORE's.
+            if !msg.keywords.is_empty() {
+                let view = d.folder.refresh(MoveNew::No)?;
+                let mut all: std::collections::BTreeSet<String> = view
+                    .messages
+                    .iter()
+                    .flat_map(|m| m.keywords.iter().map(|k| k.to_ascii_lowercase()))
+                    .collect();
+                all.extend(msg.keywords.iter().map(|k| k.to_ascii_lowercase()));
+                if all.len() > max_keywords {
+                    return Err(tern_maildir::MaildirError::TooManyKeywords(max_keywords));
+                }
+            }
             // Checked before the message was read (`start_append`); again
             // here, in the same trip to the blocking pool, for a folder
             // deleted while it arrived.

@@ -207,6 +207,10 @@ pub(crate) fn storage_reply(e: &MaildirError) -> Reply {
         MaildirError::LockTimeout(_) => Reply::no(Some(Code::InUse), "Mailbox is busy, try again"),
         MaildirError::MessageGone => Reply::no(Some(Code::ExpungeIssued), "Message was expunged"),
         MaildirError::OverQuota => Reply::no(Some(Code::OverQuota), "Quota exceeded"),
+        MaildirError::TooManyKeywords(n) => Reply::no(
+            Some(Code::Limit),
+            format!("Too many keywords in this mailbox (at most {n})"),
+        ),
         other => {
             tracing::error!(cause = %other, "storage error");
             Reply::no(Some(Code::ServerBug), "Internal error, see the server log")

@@ -122,19 +122,33 @@ impl Session {
             return Reply::no(Some(Code::ReadOnly), "Mailbox is read-only");
         }
         // Keep the spelling of keywords the folder already uses.
+        let known_spelling: rustc_hash::FxHashMap<String, &std::sync::Arc<str>> = mailbox
+            .keywords
+            .iter()
+            .map(|k| (k.to_ascii_lowercase(), k))
+            .collect();
         let mut change = change;
+        let mut new_ones: rustc_hash::FxHashSet<String> = Default::default();
         change.keywords = change
             .keywords
             .into_iter()
-            .map(|k| {
-                mailbox
-                    .keywords
-                    .iter()
-                    .find(|x| x.eq_ignore_ascii_case(&k))
-                    .cloned()
-                    .unwrap_or(k)
+            .map(|k| match known_spelling.get(&k.to_ascii_lowercase()) {
+                Some(&known) => known.clone(),
+                None => {
+                    new_ones.insert(k.to_ascii_lowercase());
+                    k
+                }
             })
             .collect();
+        // A mailbox holds at most `limits.max_keywords` keywords (each new
+        // one is announced to every session of the folder in FLAGS).
+        let limit = self.svc.limits.max_keywords;
+        if !matches!(kind, StoreType::Remove) && known_spelling.len() + new_ones.len() > limit {
+            return Reply::no(
+                Some(Code::Limit),
+                format!("Too many keywords in this mailbox (at most {limit})"),
+            );
+        }
         let uids: Vec<(usize, u32)> = indices
             .iter()
             .filter_map(|&i| mailbox.known.get(i).map(|k| (i, k.uid)))
@@ -162,6 +176,7 @@ impl Session {
             return Reply::bad("No mailbox selected");
         };
         let mut out = String::new();
+        let mut announce = false;
         for e in done {
             let Some(i) = mailbox.seq_of(e.uid) else {
                 continue;
@@ -174,11 +189,7 @@ impl Session {
             for kw in k.keywords.iter() {
                 if !mailbox.keywords.contains(kw) {
                     mailbox.keywords.insert(kw.clone());
-                    let fl = super::selected::flag_list(&mailbox.keywords);
-                    let _ = write!(
-                        out,
-                        "* FLAGS ({fl})\r\n* OK [PERMANENTFLAGS ({fl} \\*)] Flags permitted\r\n"
-                    );
+                    announce = true;
                 }
             }
             if response == StoreResponse::Answer {
@@ -196,6 +207,15 @@ impl Session {
                 }
             }
             std::sync::Arc::make_mut(&mut mailbox.known)[i] = k;
+        }
+        // New keywords are announced once, before the FETCH lines that
+        // show them (one FLAGS per new keyword made 8,000 new keywords
+        // write 8,000 lists of up to 8,000 names).
+        if announce {
+            let fl = super::selected::flag_list(&mailbox.keywords);
+            let line =
+                format!("* FLAGS ({fl})\r\n* OK [PERMANENTFLAGS ({fl} \\*)] Flags permitted\r\n");
+            self.conn.out.extend_from_slice(line.as_bytes());
         }
         self.conn.out.extend_from_slice(out.as_bytes());
         open.changed.notify_waiters();

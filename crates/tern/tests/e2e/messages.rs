@@ -1245,3 +1245,55 @@ fn binary_content_appended_comes_back_byte_for_byte() {
         b"Subject: lf\r\n\r\nline one\r\nline two\r\n"
     );
 }
+
+#[test]
+fn keywords_are_capped_per_mailbox_and_announced_once_per_command() {
+    let s = server().config("[limits]\nmax_keywords = 50").start();
+    let mut c = s.alice();
+    assert!(c.append("INBOX", "()", &message("k", "x")).ok());
+    assert!(c.cmd("SELECT INBOX").ok());
+    let list = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| format!("kw{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // 40 new keywords: one FLAGS and one PERMANENTFLAGS for all of them.
+    let r = c.cmd(&format!("STORE 1 +FLAGS ({})", list(0, 40)));
+    assert!(r.ok(), "{}", r.tagged());
+    assert_eq!(r.untagged("FLAGS (").len(), 1, "{:?}", r.lines);
+    assert_eq!(r.untagged("OK [PERMANENTFLAGS").len(), 1);
+    assert!(r.untagged("FLAGS (")[0].contains("kw39"));
+    // Twenty more would make 60: refused, nothing changed.
+    let r = c.cmd(&format!("STORE 1 +FLAGS ({})", list(40, 20)));
+    assert!(r.no() && r.tagged().contains("[LIMIT]"), "{}", r.tagged());
+    let r = c.cmd("FETCH 1 (FLAGS)");
+    assert!(!r.has("kw40"), "{r:?}");
+    // The same cap for APPEND; keywords already there are no new ones.
+    let r = c.append("INBOX", &format!("({})", list(40, 20)), &message("k2", "x"));
+    assert!(r.no() && r.tagged().contains("[LIMIT]"), "{}", r.tagged());
+    assert!(c
+        .append("INBOX", &format!("({})", list(0, 30)), &message("k3", "x"))
+        .ok());
+    assert!(c.cmd(&format!("STORE 1 -FLAGS ({})", list(0, 40))).ok());
+}
+
+#[test]
+fn thousands_of_new_keywords_cost_little_memory() {
+    // Three lines of 8,000 new keywords each peaked at 4.0 GB: each new
+    // keyword wrote a FLAGS line listing all of them. Now the cap refuses
+    // them at once.
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.append("INBOX", "()", &message("k", "x")).ok());
+    assert!(c.cmd("SELECT INBOX").ok());
+    let before = s.peak_rss_kib();
+    for round in 0..3 {
+        let kws: Vec<String> = (0..8000).map(|i| format!("r{round}k{i}")).collect();
+        let r = c.cmd(&format!("STORE 1 +FLAGS.SILENT ({})", kws.join(" ")));
+        assert!(r.no() && r.tagged().contains("[LIMIT]"), "{}", r.tagged());
+    }
+    let grown = s.peak_rss_kib().saturating_sub(before);
+    assert!(grown < 32 * 1024, "peak grew by {grown} KiB");
+    assert!(c.cmd("NOOP").ok());
+}
