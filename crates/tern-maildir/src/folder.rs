@@ -423,9 +423,16 @@ impl Folder {
             let ent = ent.map_err(|e| MaildirError::io("readdir", &path, e))?;
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !name.starts_with('.') {
-                each(name);
+            if name.starts_with('.') {
+                continue;
             }
+            // Courier's UID list is one name per line: a name holding a
+            // line end cannot be written there without injecting a line.
+            if name.contains(['\n', '\r']) {
+                tracing::warn!(dir = %path.display(), name = %name.escape_debug(), "ignoring a message file whose name holds a line end");
+                continue;
+            }
+            each(name);
         }
         Ok(())
     }
@@ -690,9 +697,13 @@ impl Folder {
     fn load_or_new_uiddb(&self) -> Result<UidDb> {
         match UidDb::load(&self.dir)? {
             Some(db) => Ok(db),
-            None => Ok(UidDb::with_validity(crate::uidvalidity::next(
-                &self.maildir_root(),
-            )?)),
+            None => {
+                let floor = UidDb::validity_set_aside(&self.dir).unwrap_or(0);
+                Ok(UidDb::with_validity(crate::uidvalidity::next_above(
+                    &self.maildir_root(),
+                    floor,
+                )?))
+            }
         }
     }
 

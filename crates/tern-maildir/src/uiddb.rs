@@ -65,13 +65,16 @@ impl UidDb {
         };
         let h: Vec<&str> = header.split_ascii_whitespace().collect();
         let (uidvalidity, mut next_uid) = match h.as_slice() {
+            // RFC 3501 §2.3.1.1: a UIDVALIDITY is never 0.
             ["1", v, n] => match (v.parse::<u32>(), n.parse::<u32>()) {
-                (Ok(v), Ok(n)) => (v, n),
+                (Ok(v), Ok(n)) if v != 0 => (v, n),
                 _ => return ParseOutcome::Corrupt { line: 1 },
             },
             _ => return ParseOutcome::Corrupt { line: 1 },
         };
         let mut uids = HashMap::default();
+        // Two files under one UID would hide one of them: damage.
+        let mut given: rustc_hash::FxHashSet<u32> = Default::default();
         for (i, line) in lines.enumerate() {
             if line.is_empty() {
                 continue;
@@ -91,6 +94,9 @@ impl UidDb {
             let (base, _) = split_name(name.trim_end_matches('\r'));
             if base.is_empty() || base.contains(['\r', '\n']) {
                 continue;
+            }
+            if !given.insert(uid) {
+                return ParseOutcome::Corrupt { line: i + 2 };
             }
             uids.insert(Arc::from(base), uid);
         }
@@ -123,7 +129,7 @@ impl UidDb {
                 next_uid = n.parse().unwrap_or(1);
             }
         }
-        let Some(uidvalidity) = uidvalidity else {
+        let Some(uidvalidity) = uidvalidity.filter(|v| *v != 0) else {
             return ParseOutcome::Corrupt { line: 1 };
         };
         let mut uids = HashMap::default();
@@ -161,6 +167,11 @@ impl UidDb {
         let mut out = format!("1 {} {}\n", self.uidvalidity, self.next_uid);
         out.reserve(entries.len() * 48);
         for (uid, name) in entries {
+            // A name that would inject a line is never written (listing
+            // skips such files; this is the last guard).
+            if name.is_empty() || name.contains(['\n', '\r']) {
+                continue;
+            }
             out.push_str(&uid.to_string());
             out.push(' ');
             out.push_str(name);
@@ -212,6 +223,16 @@ impl UidDb {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(_) => Ok(None),
         }
+    }
+
+    /// The UIDVALIDITY a list set aside as damaged (`courierimapuiddb.corrupt`)
+    /// stated, if it states one: the list that replaces it must have a
+    /// larger one (RFC 3501 §2.3.1.1), whatever the clock says.
+    pub fn validity_set_aside(dir: &Path) -> Option<u32> {
+        let data = crate::unique::read_nofollow(&dir.join("courierimapuiddb.corrupt")).ok()?;
+        let header = data.split(|&b| b == b'\n').next()?;
+        let header = std::str::from_utf8(header).ok()?;
+        header.split_ascii_whitespace().nth(1)?.parse().ok()
     }
 
     /// Writes the list to `dir/courierimapuiddb` atomically.
@@ -269,5 +290,44 @@ mod tests {
             UidDb::parse_courier("1 1 1\nfoo\n"),
             ParseOutcome::Corrupt { line: 2 }
         );
+    }
+
+    #[test]
+    fn two_files_under_one_uid_and_a_zero_uidvalidity_are_damage() {
+        // One of the two would be hidden from every client.
+        assert_eq!(
+            UidDb::parse_courier("1 1700000000 9\n3 a.M1.h\n3 b.M2.h\n"),
+            ParseOutcome::Corrupt { line: 3 }
+        );
+        assert_eq!(
+            UidDb::parse_courier("1 0 9\n3 a.M1.h\n"),
+            ParseOutcome::Corrupt { line: 1 }
+        );
+        assert_eq!(
+            UidDb::parse_dovecot("3 V0 N9\n3 :a.M1.h\n"),
+            ParseOutcome::Corrupt { line: 1 }
+        );
+    }
+
+    #[test]
+    fn a_damaged_list_is_replaced_by_one_of_a_larger_uidvalidity() {
+        // Set aside, and the new list's UIDVALIDITY is above the damaged
+        // one's even when that one lies in the future.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = dir.path().join(".Sent");
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(f.join(sub)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(f.join("cur/1.M1.h:2,"), b"x").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(f.join("cur/2.M2.h:2,"), b"y").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(f.join(FILE_NAME), "1 4000000000 3\n1 1.M1.h\n1 2.M2.h\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let folder = crate::Folder::new(f.clone());
+        let view = folder
+            .refresh(crate::folder::MoveNew::No)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(view.uidvalidity > 4_000_000_000, "{}", view.uidvalidity);
+        assert_eq!(view.messages.len(), 2, "both messages are shown");
+        assert!(f.join("courierimapuiddb.corrupt").exists());
     }
 }

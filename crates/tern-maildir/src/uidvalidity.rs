@@ -29,6 +29,15 @@ const LOCK_NAME: &str = "tern-uidvalidity.lock";
 /// The lock or the file cannot be written (the caller cannot then promise
 /// a value never given before).
 pub fn next(root: &Path) -> Result<u32> {
+    next_above(root, 0)
+}
+
+/// As [`next`], and larger than `floor` too (the value of a damaged list
+/// being replaced).
+///
+/// # Errors
+/// As [`next`].
+pub fn next_above(root: &Path, floor: u32) -> Result<u32> {
     let lock = crate::lock::DotLock::acquire(&root.join(LOCK_NAME))?;
     let path = root.join(FILE_NAME);
     let last = match crate::unique::read_nofollow(&path) {
@@ -36,7 +45,7 @@ pub fn next(root: &Path) -> Result<u32> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => return Err(MaildirError::io("read", &path, e)),
     };
-    let value = choose(last, now());
+    let value = choose(last.max(floor), now());
     crate::unique::write_atomic(&path, format!("{value}\n").as_bytes())?;
     drop(lock);
     Ok(value)

@@ -1297,3 +1297,27 @@ fn thousands_of_new_keywords_cost_little_memory() {
     assert!(grown < 32 * 1024, "peak grew by {grown} KiB");
     assert!(c.cmd("NOOP").ok());
 }
+
+#[test]
+fn a_file_name_with_a_line_end_never_reaches_the_uid_list() {
+    // Such a name written raw into courierimapuiddb injected a line (a UID
+    // 4,000,000 entry, for one).
+    let s = server().log("warn").start();
+    let mut c = s.alice();
+    assert!(c.append("INBOX", "()", &message("real", "x")).ok());
+    let cur = s.maildir("alice").join("cur");
+    std::fs::write(
+        cur.join("1700000002.M1P1.h\n4000000 evil:2,"),
+        b"Subject: e\n\nx\n",
+    )
+    .unwrap();
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has("* 1 EXISTS"), "{r:?}");
+    let db = std::fs::read_to_string(s.maildir("alice").join("courierimapuiddb")).unwrap();
+    assert_eq!(db.lines().count(), 2, "{db}");
+    assert!(!db.contains("4000000"), "{db}");
+    assert!(c.append("INBOX", "()", &message("next", "x")).ok());
+    let r = c.cmd("UID FETCH 1:* (UID)");
+    assert_eq!(r.untagged("").len(), 2, "{r:?}");
+    assert!(s.log().contains("line end"), "{}", s.log());
+}
