@@ -12,15 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-
-/// mimalloc, not glibc's malloc: glibc raises its mmap threshold after the
-/// first large free, so the 19 MiB an Argon2id check takes (and any large
-/// FETCH buffer) is then carved from heaps it keeps, and a storm of wrong
-/// passwords left 440 MB resident for two checks at a time. mimalloc gives
-/// such memory back (see docs/BENCHMARKS.md, "memory under a password
-/// storm").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use tern_server::config::{
     Config, DEFAULT_IMAPS_LISTEN, DEFAULT_IMAP_LISTEN, DEFAULT_POP3S_LISTEN, DEFAULT_POP3_LISTEN,
