@@ -52,13 +52,53 @@ fn verify_crypt(hash: &str, password: &[u8]) -> Result<bool, AuthError> {
     Err(AuthError::UnknownScheme(hash.chars().take(4).collect()))
 }
 
+/// Largest Argon2 memory cost a stored hash may ask for, KiB (1 GiB): a
+/// passwd-file line cannot make one check take the machine's memory.
+const MAX_ARGON2_KIB: u32 = 1024 * 1024;
+
+thread_local! {
+    /// The Argon2 working memory of this thread, kept from one check to
+    /// the next. Allocating 19 MiB per check and freeing it made glibc's
+    /// malloc raise its mmap threshold and then carve the next ones from
+    /// heaps it keeps: a storm of wrong passwords left hundreds of MB
+    /// resident. Checks run on a few threads (tern-server's password
+    /// threads), so this is a few times the hash's memory cost, once.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn verify_argon2(hash: &str, password: &[u8]) -> Result<bool, AuthError> {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    let parsed = PasswordHash::new(hash)
-        .map_err(|_| AuthError::UnknownScheme("ARGON2 (malformed)".into()))?;
-    Ok(argon2::Argon2::default()
-        .verify_password(password, &parsed)
-        .is_ok())
+    use argon2::password_hash::{Output, PasswordHash};
+    let malformed = || AuthError::UnknownScheme("ARGON2 (malformed)".into());
+    let parsed = PasswordHash::new(hash).map_err(|_| malformed())?;
+    let algorithm = argon2::Algorithm::try_from(parsed.algorithm).map_err(|_| malformed())?;
+    let version = match parsed.version {
+        Some(v) => argon2::Version::try_from(v).map_err(|_| malformed())?,
+        None => argon2::Version::V0x13,
+    };
+    let params = argon2::Params::try_from(&parsed).map_err(|_| malformed())?;
+    if params.m_cost() > MAX_ARGON2_KIB {
+        return Err(malformed());
+    }
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(malformed());
+    };
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf).map_err(|_| malformed())?;
+    let mut out = vec![0u8; expected.len()];
+    let argon = argon2::Argon2::new(algorithm, version, params.clone());
+    ARGON2_MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < params.block_count() {
+            memory.resize(params.block_count(), argon2::Block::default());
+        }
+        argon
+            .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..])
+            .map_err(|_| malformed())
+    })?;
+    // Output's comparison takes the same time whatever the bytes.
+    let computed = Output::new(&out).map_err(|_| malformed())?;
+    Ok(computed == expected)
 }
 
 /// Hashes a password with Argon2id, as `{ARGON2ID}$argon2id$...`.
@@ -107,6 +147,36 @@ mod tests {
         let s = hash_sha512_crypt("pw").unwrap();
         assert!(verify(&s, b"pw").unwrap());
         assert!(verify(s.trim_start_matches("{SHA512-CRYPT}"), b"pw").unwrap());
+    }
+
+    #[test]
+    fn known_argon2_vectors() {
+        // From the reference implementation's `argon2` tool (Debian's
+        // argon2 package), password "secret": Argon2id and Argon2i, two
+        // lanes, a 16-byte output, and version 0x10. Checked on one thread
+        // in turn, so the kept working memory is reused, grown and reused.
+        let vectors = [
+            "$argon2id$v=19$m=1024,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$OHc9SRN0/XEiuUUihEOCXBYjZ7cbpwHqG3uM3/Rhr/w",
+            "$argon2i$v=19$m=4096,t=3,p=2$c29tZXNhbHRzb21lc2FsdA$BxmGX0WdpxRmfsMocAIaAcgBYnuEN0yfH97NGzvZfGk",
+            "$argon2id$v=19$m=256,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$s2dmfmHa6gBUPAUlmFQY2w",
+            "$argon2id$v=16$m=256,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$IJAibB4tvAKNi0nnzU+4G4OyeT2ZItIb4lckp2clfyc",
+        ];
+        for _ in 0..2 {
+            for v in vectors {
+                assert!(verify(v, b"secret").unwrap(), "{v}");
+                assert!(!verify(v, b"secreT").unwrap(), "{v}");
+                assert!(
+                    verify(&format!("{{ARGON2ID}}{v}"), b"secret").unwrap(),
+                    "{v}"
+                );
+            }
+        }
+        // A stored hash asking for more than 1 GiB is refused, not run.
+        assert!(verify(
+            "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$s2dmfmHa6gBUPAUlmFQY2w",
+            b"secret"
+        )
+        .is_err());
     }
 
     #[test]

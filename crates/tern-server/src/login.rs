@@ -26,15 +26,68 @@ pub(crate) fn cleartext_allowed(
     }
 }
 
-/// Checks a password on a blocking thread (hashing is CPU-heavy).
+/// Password checks waiting for a hashing thread at most; more get "try
+/// again later" at once instead of a place in the queue.
+const MAX_WAITING_CHECKS: usize = 1024;
+
+type Check = Box<dyn FnOnce() + Send>;
+
+/// The threads that check passwords: as many as the machine has cores, and
+/// no more, whatever the number of clients. A memory-hard hash (Argon2id,
+/// what `tern pw` writes, 19 MiB a check) then costs at most that many
+/// checks' memory at once, on that many threads' allocator arenas, instead
+/// of one of each per blocking-pool thread (a storm of wrong passwords
+/// drove the server to 2.1 GB that way). A client waiting for its turn
+/// holds no thread; it waits on a channel.
+fn checkers() -> &'static std::sync::mpsc::SyncSender<Check> {
+    static POOL: std::sync::OnceLock<std::sync::mpsc::SyncSender<Check>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Check>(MAX_WAITING_CHECKS);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..n {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(p) => p.into_inner().recv(),
+                    };
+                    match job {
+                        // A check that panics loses its answer (the client
+                        // is told to try again), never the thread.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(cause = %e, "cannot start a password-checking thread");
+            }
+        }
+        tx
+    })
+}
+
+/// Checks a password on one of the password threads ([`checkers`]).
 pub(crate) async fn verify(svc: &Arc<Services>, user: String, pass: Vec<u8>) -> LoginResult {
     let svc = svc.clone();
-    tokio::task::spawn_blocking(move || match &svc.users {
-        Some(db) => db.login(&user, &pass),
-        None => LoginResult::Failed,
-    })
-    .await
-    .unwrap_or_else(|e| LoginResult::TempFail(e.to_string()))
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Check = Box::new(move || {
+        let result = match &svc.users {
+            Some(db) => db.login(&user, &pass),
+            None => LoginResult::Failed,
+        };
+        let _ = tx.send(result);
+    });
+    if checkers().try_send(job).is_err() {
+        return LoginResult::TempFail("too many password checks waiting".to_owned());
+    }
+    rx.await
+        .unwrap_or_else(|_| LoginResult::TempFail("password check lost".to_owned()))
 }
 
 /// Sleeps after the `failures`-th failed login: the configured delay,

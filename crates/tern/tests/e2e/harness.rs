@@ -190,6 +190,11 @@ impl Server {
     }
 
     /// The server's peak resident memory so far (VmHWM), in KiB.
+    pub fn status(&self) -> String {
+        let pid = self.child.as_ref().unwrap().id();
+        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap()
+    }
+
     pub fn peak_rss_kib(&self) -> u64 {
         let pid = self.child.as_ref().unwrap().id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
