@@ -651,3 +651,28 @@ fn a_storm_of_wrong_passwords_against_argon2_stays_within_memory() {
     // The right password still works, and promptly enough for a test.
     assert!(s.login("dave", "right").cmd("NOOP").ok());
 }
+
+#[test]
+fn an_idle_logged_in_connection_holds_no_buffer_of_its_login() {
+    // A session that has just logged in gives back what reading and
+    // answering its LOGIN took (it kept about 4 KiB a connection when the
+    // login phase returned without doing so).
+    let s = server()
+        .config("[limits]\nmax_connections_per_ip = 1000")
+        .start();
+    let mut warm: Vec<Client> = (0..20).map(|_| s.alice()).collect();
+    warm.iter_mut().for_each(|c| assert!(c.cmd("NOOP").ok()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let rss = |s: &Server| -> u64 {
+        s.status()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let before = rss(&s);
+    let idle: Vec<Client> = (0..400).map(|_| s.alice()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let per = (rss(&s).saturating_sub(before)) as f64 / idle.len() as f64;
+    assert!(per < 8.0, "{per:.1} KiB per idle logged-in connection");
+}
