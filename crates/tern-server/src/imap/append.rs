@@ -236,7 +236,9 @@ impl Streaming {
         let Some(old) = self.streamed.path.clone() else {
             return Ok(());
         };
-        let new = old.with_extension("sent");
+        let mut name = old.clone().into_os_string();
+        name.push(".sent");
+        let new = PathBuf::from(name);
         let (from, to) = (old.clone(), new.clone());
         let copied = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::{Read, Write};

@@ -1071,10 +1071,11 @@ impl Session {
 
     /// Sends a literal from the message's file, a piece at a time: read,
     /// CRLF, NUL as 0x80, written before the next piece is read, so that
-    /// the session holds one piece whatever the message's size. Exactly
-    /// the announced bytes go out: a file that shrank since it was counted
-    /// (another program rewrote it in place, which Maildir forbids) is
-    /// padded with spaces and logged, so the client's parser stays in step.
+    /// the session holds one piece whatever the message's size. Never more
+    /// than the announced bytes go out; a file removed or shrunk since it
+    /// was counted (another program rewrote it in place, which Maildir
+    /// forbids) ends the connection, logged, rather than fill the literal
+    /// with bytes the client would keep as the message.
     async fn send_file_literal(
         &mut self,
         open: &Arc<crate::folders::OpenFolder>,
@@ -1123,12 +1124,16 @@ impl Session {
                 }
             }
             if file.is_none() && piece.is_empty() {
+                // The literal is announced and cannot be taken back; bytes
+                // made up to fill it would be cached by the client as the
+                // message for good. Close instead, as Dovecot does: the
+                // client reconnects and learns what became of the message.
                 tracing::error!(
                     uid = f.entry.uid,
                     missing = want,
-                    "message file shorter than announced, padding"
+                    "message file gone or shorter than announced; closing the connection"
                 );
-                piece.resize(want.min(STREAM_PIECE as u64) as usize, b' ');
+                return Err(End::Closed);
             }
             sent += piece.len() as u64;
             std::mem::swap(&mut self.conn.out, &mut piece);

@@ -519,6 +519,14 @@ impl Client {
         let mut buf = Vec::new();
         matches!(self.stream.read_until(b'\n', &mut buf), Ok(0) | Err(_)) && buf.is_empty()
     }
+
+    /// Reads everything until the server closes the connection (or the
+    /// read times out): the raw bytes, and whether it was closed.
+    pub fn read_to_close(&mut self) -> (Vec<u8>, bool) {
+        let mut all = Vec::new();
+        let closed = self.stream.read_to_end(&mut all).is_ok();
+        (all, closed)
+    }
 }
 
 impl Client {

@@ -1321,3 +1321,38 @@ fn a_file_name_with_a_line_end_never_reaches_the_uid_list() {
     assert_eq!(r.untagged("").len(), 2, "{r:?}");
     assert!(s.log().contains("line end"), "{}", s.log());
 }
+
+#[test]
+fn a_message_file_cut_short_while_it_is_sent_ends_the_connection() {
+    // The literal's length is announced before its bytes are read from the
+    // file; a file rewritten shorter meanwhile (which Maildir forbids, but
+    // a careless program does) must not be filled up with made-up bytes
+    // that the client would keep as the message: the connection ends.
+    let s = server().log("error").start();
+    big_messages(&s, 2, 16 << 20);
+    let mut c = s.alice();
+    assert!(c.cmd("SELECT INBOX").ok());
+    c.send(b"f1 FETCH 1:2 (BODY.PEEK[])\r\n");
+    // The server counts both while the client reads nothing, and blocks
+    // on the full socket while sending the first.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let cur = s.maildir("alice").join("cur");
+    let second = std::fs::read_dir(&cur)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("1700000001"))
+        .unwrap();
+    std::fs::write(&second, b"Subject: cut\n\nshort\n").unwrap();
+    let (got, closed) = c.read_to_close();
+    assert!(closed, "the connection stayed open");
+    assert!(
+        !got.windows(6).any(|w| w == b"f1 OK "),
+        "the FETCH completed"
+    );
+    // The first message came whole before the end.
+    assert!(got.len() > 16 << 20, "{} bytes", got.len());
+    assert!(s.log().contains("shorter than announced"), "{}", s.log());
+    // Others are not affected.
+    assert!(s.alice().cmd("SELECT INBOX").ok());
+}
