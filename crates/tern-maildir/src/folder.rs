@@ -656,6 +656,7 @@ impl Folder {
         // because next_uid only grows.
         db.uids
             .retain(|b, uid| *uid >= prune_below || found.contains_key(b));
+        self.make_room(g, &mut db, fresh.len())?;
         for (_, base) in fresh {
             db.uids.insert(base.clone(), db.next_uid);
             // A message another program put straight into cur/ that no
@@ -671,6 +672,36 @@ impl Folder {
         g.uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
         g.uiddb = Some(db);
         Ok(())
+    }
+
+    /// Makes room for `wanted` new UIDs. When the next UID would pass
+    /// 2^32-1 (RFC 3501 §2.3.1.1 allows no larger), the folder is numbered
+    /// again from 1, in the order of its UIDs, under a new and larger
+    /// UIDVALIDITY: clients resynchronise, and no UID is ever given twice
+    /// under one UIDVALIDITY. True when it renumbered.
+    fn make_room(&self, g: &mut Inner, db: &mut UidDb, wanted: usize) -> Result<bool> {
+        let wanted = u64::try_from(wanted).unwrap_or(u64::MAX);
+        if u64::from(db.next_uid).saturating_add(wanted) <= u64::from(u32::MAX) {
+            return Ok(false);
+        }
+        let mut entries: Vec<(u32, Arc<str>)> = db.uids.drain().map(|(b, u)| (u, b)).collect();
+        entries.sort_unstable();
+        let uidvalidity = crate::uidvalidity::next_above(&self.maildir_root(), db.uidvalidity)?;
+        tracing::warn!(
+            dir = %self.dir.display(),
+            old = db.uidvalidity,
+            new = uidvalidity,
+            messages = entries.len(),
+            "UIDs exhausted: numbering the folder again under a new UIDVALIDITY"
+        );
+        db.uidvalidity = uidvalidity;
+        db.next_uid = 1;
+        for (_, base) in entries {
+            db.uids.insert(base, db.next_uid);
+            db.next_uid = db.next_uid.saturating_add(1);
+        }
+        g.forget_uids_of_another_validity(uidvalidity);
+        Ok(true)
     }
 
     /// Finds the current file of a message another program may have renamed.
@@ -1041,6 +1072,7 @@ impl Folder {
         let mut db = self.load_or_new_uiddb()?;
         g.forget_uids_of_another_validity(db.uidvalidity);
         g.prune_unlinked(&mut db);
+        let renumbered = self.make_room(&mut g, &mut db, placed.len())?;
         let mut uids = Vec::with_capacity(placed.len());
         for (base, _) in &placed {
             // A concurrent scan by another process may have numbered it already.
@@ -1070,8 +1102,11 @@ impl Folder {
         let next_uid = db.next_uid;
         g.uiddb = Some(db);
         g.unclaimed_recent.extend(uids.iter().copied());
-        // The view learns the new messages at once when it was current.
-        if g.last_scan.is_some() && before == g.stamps {
+        // The view learns the new messages at once when it was current;
+        // after a renumbering, every UID changed: the next refresh scans.
+        if renumbered {
+            g.last_scan = None;
+        } else if g.last_scan.is_some() && before == g.stamps {
             let mut view = (*g.view).clone();
             for (mut e, uid) in entries.into_iter().zip(&uids) {
                 e.uid = *uid;

@@ -459,3 +459,62 @@ fn a_folder_only_imap_writes_does_not_keep_a_line_per_message_it_ever_held() {
     let r = c.cmd("UID FETCH 1:* (UID)");
     assert_eq!(r.untagged("").len(), 2, "{r:?}");
 }
+
+#[test]
+fn running_out_of_uids_numbers_the_folder_again_under_a_new_uidvalidity() {
+    // RFC 3501 §2.3.1.1: UIDs stop at 2^32-1. Every APPEND past it was
+    // acknowledged as UID 4294967295 and, after a restart, only 3 of 5
+    // messages were there. Now the folder is numbered again from 1 under a
+    // new, larger UIDVALIDITY, and nothing is lost or given twice.
+    let mut s = server().start();
+    let md = s.maildir("alice");
+    std::fs::create_dir_all(md.join("cur")).unwrap();
+    std::fs::create_dir_all(md.join("new")).unwrap();
+    std::fs::create_dir_all(md.join("tmp")).unwrap();
+    std::fs::write(md.join("cur/1700000000.M1P1.h:2,S"), message("a", "x")).unwrap();
+    std::fs::write(md.join("cur/1700000001.M1P1.h:2,S"), message("b", "x")).unwrap();
+    std::fs::write(
+        md.join("courierimapuiddb"),
+        "1 1700000000 4294967293\n4294967291 1700000000.M1P1.h\n4294967292 1700000001.M1P1.h\n",
+    )
+    .unwrap();
+    let mut c = s.alice();
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has("[UIDVALIDITY 1700000000]"), "{r:?}");
+    assert!(c.cmd("UNSELECT").ok());
+    let mut uids = Vec::new();
+    for i in 0..4 {
+        let r = c.append("INBOX", "()", &message(&format!("n{i}"), "x"));
+        assert!(r.ok(), "{r:?}");
+        uids.push(r.tagged().to_owned());
+    }
+    // The first two fit (4294967293, 4294967294); the third renumbers.
+    assert!(
+        uids[0].contains("[APPENDUID 1700000000 4294967293]"),
+        "{uids:?}"
+    );
+    assert!(
+        uids[1].contains("[APPENDUID 1700000000 4294967294]"),
+        "{uids:?}"
+    );
+    assert!(!uids[2].contains("1700000000"), "{uids:?}");
+    assert!(uids[2].ends_with("5] APPEND completed"), "{uids:?}");
+    assert!(uids[3].ends_with("6] APPEND completed"), "{uids:?}");
+    drop(c);
+    s.restart();
+    let mut c = s.alice();
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has("* 6 EXISTS"), "{r:?}");
+    let v = number_after(
+        r.lines.iter().find(|l| l.contains("UIDVALIDITY")).unwrap(),
+        "UIDVALIDITY",
+    )
+    .unwrap();
+    assert!(v > 1_700_000_000, "{v}");
+    let r = c.cmd("UID FETCH 1:* (UID)");
+    let got: Vec<String> = r.untagged("").iter().map(|l| l.to_string()).collect();
+    for (i, l) in got.iter().enumerate() {
+        assert!(l.contains(&format!("(UID {})", i + 1)), "{got:?}");
+    }
+    assert_eq!(got.len(), 6);
+}
