@@ -293,7 +293,7 @@ impl Streaming {
         if let Some(e) = self.failed.take() {
             tracing::error!(cause = %e, "cannot write message to tmp/");
             self.abandon().await;
-            return Err(store_failed());
+            return Err(super::session::io_reply(&e).unwrap_or_else(store_failed));
         }
         // Kept as sent: both sizes are the size, which is how readers know
         // to send the file as it is (tern_maildir::flags::stored_as_sent).

@@ -211,10 +211,31 @@ pub(crate) fn storage_reply(e: &MaildirError) -> Reply {
             Some(Code::Limit),
             format!("Too many keywords in this mailbox (at most {n})"),
         ),
+        MaildirError::Io { source, .. } if io_reply(source).is_some() => {
+            tracing::error!(cause = %e, "storage error");
+            io_reply(source).unwrap_or_else(|| Reply::no(Some(Code::ServerBug), "Internal error"))
+        }
         other => {
             tracing::error!(cause = %other, "storage error");
             Reply::no(Some(Code::ServerBug), "Internal error, see the server log")
         }
+    }
+}
+
+/// The answer to a write that failed because the disk or the user's
+/// filesystem quota is full (RFC 5530): the client is told why, not
+/// "internal error". `None` for other errors.
+pub(crate) fn io_reply(e: &std::io::Error) -> Option<Reply> {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => Some(Reply::no(
+            Some(Code::Limit),
+            "Disk full: the message was not stored, try again later",
+        )),
+        Some(libc::EDQUOT) => Some(Reply::no(
+            Some(Code::OverQuota),
+            "Disk quota exceeded: the message was not stored",
+        )),
+        _ => None,
     }
 }
 

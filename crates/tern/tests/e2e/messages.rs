@@ -1356,3 +1356,61 @@ fn a_message_file_cut_short_while_it_is_sent_ends_the_connection() {
     // Others are not affected.
     assert!(s.alice().cmd("SELECT INBOX").ok());
 }
+
+/// A small tmpfs mounted at a path for as long as it lives (root only, as
+/// CI runs).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "mount tmpfs at {} (the tests run as root)",
+            at.display()
+        );
+        SmallDisk(at.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_told_as_such_and_the_session_goes_on() {
+    // ENOSPC while an APPEND is written: NO [LIMIT] saying the disk is
+    // full (it was [SERVERBUG] "internal error"), the session goes on, and
+    // what was stored before is still there.
+    let s = server().start();
+    let _disk = SmallDisk::mount(&s.path().join("mail/alice"), "1m");
+    let mut c = s.alice();
+    assert!(c.append("INBOX", "()", &message("small", "fits")).ok());
+    let big = {
+        let mut m = message("big", "");
+        m.extend(std::iter::repeat_n(b'x', 2 << 20));
+        m.extend_from_slice(b"\r\n");
+        m
+    };
+    let r = c.append("INBOX", "()", &big);
+    assert!(r.no() && r.tagged().contains("[LIMIT]"), "{}", r.tagged());
+    assert!(r.tagged().contains("Disk full"), "{}", r.tagged());
+    assert!(c.cmd("NOOP").ok());
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has("* 1 EXISTS"), "{r:?}");
+    // Nothing of the failed message is left in tmp/.
+    let left = std::fs::read_dir(s.maildir("alice").join("tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0);
+}
