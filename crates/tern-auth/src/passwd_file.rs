@@ -35,7 +35,59 @@ type Users = Arc<HashMap<String, UserEntry>>;
 #[derive(Debug)]
 pub struct PasswdFile {
     path: PathBuf,
-    cache: Mutex<Option<(SystemTime, Users)>>,
+    cache: Mutex<Option<Loaded>>,
+}
+
+/// The file as last read: its mtime, its users, and its decoy hash.
+#[derive(Debug)]
+struct Loaded {
+    mtime: SystemTime,
+    users: Users,
+    decoy: Option<Arc<str>>,
+}
+
+/// What makes two hashes cost the same to check: the scheme and its
+/// parameters, without salt and hash (`$argon2id$v=19$m=19456,t=2,p=1`,
+/// `$6$rounds=5000`, `{PLAIN}`).
+fn cost_class(hash: &str) -> &str {
+    if let Some(end) = hash.strip_prefix('{').and_then(|h| h.find('}')) {
+        let rest = &hash[end + 2..];
+        if !rest.starts_with('$') {
+            return &hash[..end + 2];
+        }
+    }
+    // Drop the last two `$` fields (salt, hash).
+    let mut cut = hash.len();
+    for _ in 0..2 {
+        match hash[..cut].rfind('$') {
+            Some(i) => cut = i,
+            None => return hash,
+        }
+    }
+    &hash[..cut]
+}
+
+/// A stored hash of the scheme and cost most entries use: checking an
+/// unknown user's password against it costs what a real check costs, so
+/// that answering "no" to an unknown user takes as long as to a known
+/// user with a wrong password (the time otherwise tells which users
+/// exist). `None` for an empty file.
+fn decoy_of(users: &HashMap<String, UserEntry>) -> Option<Arc<str>> {
+    let mut counts: HashMap<&str, (usize, &str)> = HashMap::new();
+    for e in users.values() {
+        let c = counts
+            .entry(cost_class(&e.password))
+            .or_insert((0, &e.password));
+        c.0 += 1;
+        // The same one whatever the map's order.
+        if e.password.as_str() < c.1 {
+            c.1 = &e.password;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(a.0)))
+        .map(|(_, (_, h))| Arc::from(h))
 }
 
 impl PasswdFile {
@@ -58,6 +110,10 @@ impl PasswdFile {
     }
 
     fn users(&self) -> Result<Users, AuthError> {
+        self.loaded().map(|(users, _)| users)
+    }
+
+    fn loaded(&self) -> Result<(Users, Option<Arc<str>>), AuthError> {
         let io = |source| AuthError::Io {
             path: self.path.clone(),
             source,
@@ -66,15 +122,29 @@ impl PasswdFile {
             .and_then(|m| m.modified())
             .map_err(io)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((t, users)) = cache.as_ref() {
-            if *t == mtime {
-                return Ok(users.clone());
+        if let Some(l) = cache.as_ref() {
+            if l.mtime == mtime {
+                return Ok((l.users.clone(), l.decoy.clone()));
             }
         }
         let text = std::fs::read_to_string(&self.path).map_err(io)?;
         let users = Arc::new(parse(&self.path, &text)?);
-        *cache = Some((mtime, users.clone()));
-        Ok(users)
+        let decoy = decoy_of(&users);
+        *cache = Some(Loaded {
+            mtime,
+            users: users.clone(),
+            decoy: decoy.clone(),
+        });
+        Ok((users, decoy))
+    }
+
+    /// A stored hash to check an unknown user's password against, so that
+    /// the answer takes as long as for a known user (see [`decoy_of`]).
+    ///
+    /// # Errors
+    /// When the file cannot be read or parsed.
+    pub fn decoy(&self) -> Result<Option<Arc<str>>, AuthError> {
+        self.loaded().map(|(_, decoy)| decoy)
     }
 
     /// Looks a user up.
@@ -139,6 +209,26 @@ pub fn parse(path: &Path, text: &str) -> Result<HashMap<String, UserEntry>, Auth
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_decoy_is_a_hash_of_the_most_used_scheme_and_cost() {
+        assert_eq!(
+            cost_class("{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+            "{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1"
+        );
+        assert_eq!(cost_class("$6$rounds=5000$salt$hash"), "$6$rounds=5000");
+        assert_eq!(cost_class("{PLAIN}se$c$ret"), "{PLAIN}");
+        let text = "a:{PLAIN}x\n\
+                    b:$argon2id$v=19$m=1024,t=2,p=1$c2FsdA$aGFzaEE\n\
+                    c:$argon2id$v=19$m=1024,t=2,p=1$c2FsdB$aGFzaEI\n\
+                    d:$6$rounds=5000$s$h\n";
+        let users = parse(Path::new("users"), text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            decoy_of(&users).as_deref(),
+            Some("$argon2id$v=19$m=1024,t=2,p=1$c2FsdA$aGFzaEE")
+        );
+        assert_eq!(decoy_of(&HashMap::new()), None);
+    }
+
     use super::*;
 
     #[test]

@@ -118,10 +118,14 @@ impl UserDb {
         let entry = match self.passwd.lookup(user) {
             Ok(Some(e)) => e,
             Ok(None) => {
-                // Spend comparable time so that unknown users are not
-                // told apart from wrong passwords by timing.
+                // Spend what a real check of the site's usual scheme costs,
+                // so that unknown users are not told apart from wrong
+                // passwords by timing; the answer is no whatever it says.
+                let decoy = self.passwd.decoy().ok().flatten();
                 let _ = tern_auth::scheme::verify(
-                    "{SHA512-CRYPT}$6$rounds=5000$saltsaltsaltsalt$",
+                    decoy
+                        .as_deref()
+                        .unwrap_or("{SHA512-CRYPT}$6$rounds=5000$saltsaltsaltsalt$"),
                     password,
                 );
                 return LoginResult::Failed;

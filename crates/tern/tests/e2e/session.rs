@@ -676,3 +676,49 @@ fn an_idle_logged_in_connection_holds_no_buffer_of_its_login() {
     let per = (rss(&s).saturating_sub(before)) as f64 / idle.len() as f64;
     assert!(per < 8.0, "{per:.1} KiB per idle logged-in connection");
 }
+
+#[test]
+fn unknown_users_take_as_long_to_refuse_as_wrong_passwords() {
+    // User enumeration by timing: an unknown user was checked against a
+    // cheap SHA512-crypt decoy while known users' Argon2id hashes cost
+    // several times more. Now the decoy is a hash of the site's usual
+    // scheme and cost. Interleaved samples; the medians must be within a
+    // factor two of each other (the old gap was far wider), a comparison
+    // noise does not cross, not a fixed time.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("pw")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"right\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap();
+    let users: String = (0..5)
+        .map(|i| format!("user{i}:{}::::::\n", hash.trim()))
+        .collect();
+    let s = server().users(&users).start();
+    let time_of = |user: &str| {
+        let mut c = s.connect();
+        let t = std::time::Instant::now();
+        let r = c.cmd(&format!("LOGIN {user} wrong"));
+        let d = t.elapsed();
+        assert!(r.no(), "{r:?}");
+        d
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for i in 0..7 {
+        known.push(time_of(&format!("user{}", i % 5)));
+        unknown.push(time_of(&format!("nobody{i}")));
+    }
+    known.sort();
+    unknown.sort();
+    let (k, u) = (known[3].as_secs_f64(), unknown[3].as_secs_f64());
+    assert!(
+        u > k / 2.0 && u < k * 2.0,
+        "median refusal: known user {k:.4} s, unknown user {u:.4} s"
+    );
+}
