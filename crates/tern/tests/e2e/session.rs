@@ -604,18 +604,7 @@ fn a_storm_of_wrong_passwords_against_argon2_stays_within_memory() {
     // few password threads (one per core) that keep their working memory,
     // instead of running ten at once on as many blocking-pool threads that
     // each allocate it anew (2.1 GB after 60 s was measured so).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-        .arg("pw")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"right\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let hash = String::from_utf8(out.stdout).unwrap();
+    let hash = argon2_hash_of("right");
     let s = server()
         .users(&format!("dave:{}::::::", hash.trim()))
         .config("[limits]\nmax_connections_per_ip = 1000")
@@ -685,18 +674,7 @@ fn unknown_users_take_as_long_to_refuse_as_wrong_passwords() {
     // scheme and cost. Interleaved samples; the medians must be within a
     // factor two of each other (the old gap was far wider), a comparison
     // noise does not cross, not a fixed time.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-        .arg("pw")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"right\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let hash = String::from_utf8(out.stdout).unwrap();
+    let hash = argon2_hash_of("right");
     let users: String = (0..5)
         .map(|i| format!("user{i}:{}::::::\n", hash.trim()))
         .collect();
@@ -721,4 +699,23 @@ fn unknown_users_take_as_long_to_refuse_as_wrong_passwords() {
         u > k / 2.0 && u < k * 2.0,
         "median refusal: known user {k:.4} s, unknown user {u:.4} s"
     );
+}
+
+/// What `tern pw` writes for `password` (Argon2id, its default).
+fn argon2_hash_of(password: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("pw")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{password}\n").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
