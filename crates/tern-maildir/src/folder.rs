@@ -388,7 +388,22 @@ impl Folder {
     /// read-only session (EXAMINE) sees them as \Recent too, as Dovecot
     /// shows them, without taking them from the next SELECT.
     pub fn peek_recent(&self) -> BTreeSet<u32> {
-        self.lock_inner().unclaimed_recent.clone()
+        self.peek_recent_above(0)
+    }
+
+    /// As [`Folder::peek_recent`], only the UIDs above `uid`: what a
+    /// read-only session has not seen yet, without copying the whole set
+    /// at each of its commands.
+    pub fn peek_recent_above(&self, uid: u32) -> BTreeSet<u32> {
+        match uid.checked_add(1) {
+            Some(from) => self
+                .lock_inner()
+                .unclaimed_recent
+                .range(from..)
+                .copied()
+                .collect(),
+            None => BTreeSet::new(),
+        }
     }
 
     /// How many messages are \Recent and not yet claimed by a session.

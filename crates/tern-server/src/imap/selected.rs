@@ -224,11 +224,12 @@ impl Session {
 
     /// Looks at the selected folder and tells the client what changed.
     pub(crate) async fn announce(&mut self, expunge_ok: bool) {
-        let (open, rw, from) = match &self.state {
+        let (open, rw, from, seen_up_to) = match &self.state {
             State::Selected { mailbox, .. } => (
                 mailbox.open.clone(),
                 !mailbox.read_only,
                 mailbox.in_step.then_some(mailbox.synced.generation),
+                mailbox.known.last().map_or(0, |k| k.uid),
             ),
             _ => return,
         };
@@ -239,7 +240,8 @@ impl Session {
             let claimed = if rw {
                 open.folder.claim_recent()
             } else {
-                open.folder.peek_recent()
+                // Only what lies above what this session knows can be news.
+                open.folder.peek_recent_above(seen_up_to)
             };
             // What changed since the view this session is in step with:
             // only those messages are compared (see tern_maildir's
