@@ -32,8 +32,8 @@ pub(crate) struct ChangeLog {
 }
 
 impl ChangeLog {
-    /// Records what view `generation` changed; `None` when it is not known.
-    pub(crate) fn record(&mut self, generation: u64, touched: Option<Vec<u32>>) {
+    /// Records the UIDs view `generation` touched.
+    pub(crate) fn record(&mut self, generation: u64, mut touched: Vec<u32>) {
         if self
             .entries
             .back()
@@ -44,13 +44,11 @@ impl ChangeLog {
             self.entries.clear();
             self.uids = 0;
         }
-        let touched = touched
-            .filter(|t| t.len() <= MAX_UIDS_PER_ENTRY)
-            .map(|mut t| {
-                t.sort_unstable();
-                t.dedup();
-                t.into_boxed_slice()
-            });
+        let touched = (touched.len() <= MAX_UIDS_PER_ENTRY).then(|| {
+            touched.sort_unstable();
+            touched.dedup();
+            touched.into_boxed_slice()
+        });
         self.uids += touched.as_ref().map_or(0, |t| t.len());
         self.entries.push_back((generation, touched));
         while self.entries.len() > MAX_ENTRIES || self.uids > MAX_UIDS {
@@ -98,31 +96,25 @@ pub(crate) fn diff(old: &[MessageEntry], new: &[MessageEntry]) -> Vec<u32> {
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::new();
     while i < old.len() || j < new.len() {
-        match (old.get(i), new.get(j)) {
+        // Only in the old view (gone), or only in the new (added)?
+        let gone = match (old.get(i), new.get(j)) {
             (Some(a), Some(b)) if a.uid == b.uid => {
                 if a.flags != b.flags || a.keywords != b.keywords {
                     out.push(a.uid);
                 }
                 i += 1;
                 j += 1;
+                continue;
             }
-            (Some(a), Some(b)) if a.uid < b.uid => {
-                out.push(a.uid);
-                i += 1;
-            }
-            (Some(_), Some(b)) => {
-                out.push(b.uid);
-                j += 1;
-            }
-            (Some(a), None) => {
-                out.push(a.uid);
-                i += 1;
-            }
-            (None, Some(b)) => {
-                out.push(b.uid);
-                j += 1;
-            }
-            (None, None) => break,
+            (Some(a), Some(b)) => a.uid < b.uid,
+            (a, _) => a.is_some(),
+        };
+        if gone {
+            out.push(old[i].uid);
+            i += 1;
+        } else {
+            out.push(new[j].uid);
+            j += 1;
         }
     }
     out
@@ -161,9 +153,9 @@ mod tests {
     #[test]
     fn between_unions_the_views_in_range() {
         let mut log = ChangeLog::default();
-        log.record(1, Some(vec![5, 3]));
-        log.record(2, Some(vec![3, 7]));
-        log.record(3, Some(vec![1]));
+        log.record(1, vec![5, 3]);
+        log.record(2, vec![3, 7]);
+        log.record(3, vec![1]);
         assert_eq!(log.between(0, 3), Some(vec![1, 3, 5, 7]));
         assert_eq!(log.between(1, 2), Some(vec![3, 7]));
         assert_eq!(log.between(3, 3), Some(vec![]));
@@ -174,17 +166,16 @@ mod tests {
     #[test]
     fn unknown_or_forgotten_changes_give_none() {
         let mut log = ChangeLog::default();
-        log.record(1, Some(vec![1]));
-        log.record(2, None);
-        log.record(3, Some(vec![2]));
-        assert_eq!(log.between(0, 3), None);
+        log.record(1, vec![1]);
+        log.record(2, (0..MAX_UIDS_PER_ENTRY as u32 + 1).collect());
+        log.record(3, vec![2]);
+        assert_eq!(log.between(0, 3), None, "too large to list");
         assert_eq!(log.between(2, 3), Some(vec![2]));
-        log.record(4, Some((0..MAX_UIDS_PER_ENTRY as u32 + 1).collect()));
-        assert_eq!(log.between(3, 4), None, "too large to list");
-        for g in 5..5 + MAX_ENTRIES as u64 {
-            log.record(g, Some(vec![1]));
+        for g in 4..4 + MAX_ENTRIES as u64 {
+            log.record(g, vec![1]);
         }
-        assert_eq!(log.between(3, 4), None, "forgotten");
+        assert_eq!(log.between(2, 3), None, "forgotten");
+        log.record(4 + MAX_ENTRIES as u64, vec![1]);
         let last = 4 + MAX_ENTRIES as u64;
         assert_eq!(log.between(last - 1, last), Some(vec![1]));
     }
@@ -193,7 +184,7 @@ mod tests {
     fn the_log_stays_within_its_uid_bound() {
         let mut log = ChangeLog::default();
         for g in 1..=100u64 {
-            log.record(g, Some((0..MAX_UIDS_PER_ENTRY as u32).collect()));
+            log.record(g, (0..MAX_UIDS_PER_ENTRY as u32).collect());
         }
         assert!(log.uids <= MAX_UIDS);
         assert!(log.between(99, 100).is_some());

@@ -305,7 +305,7 @@ impl Inner {
         let touched =
             touched.unwrap_or_else(|| crate::changelog::diff(&self.view.messages, &view.messages));
         view.generation = self.view.generation.wrapping_add(1);
-        self.log.record(view.generation, Some(touched));
+        self.log.record(view.generation, touched);
         self.view_has_new = view.messages.iter().any(|m| m.in_new);
         self.view = Arc::new(view);
     }
@@ -820,21 +820,38 @@ impl Folder {
         Err(MaildirError::MessageGone)
     }
 
+    /// Opens the name the entry knows, without the folder's lock (threads
+    /// reading many messages, or a POP3 login counting 100,000 files, must
+    /// not queue on it): any name a message ever had holds the same
+    /// content. Only when it was renamed away does the locked lookup of
+    /// [`Folder::open`] run.
+    fn open_unlocked(&self, entry: &MessageEntry) -> Result<File> {
+        match open_message(&entry.path(&self.dir)) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.open(entry),
+            Err(e) => Err(MaildirError::io("open", entry.path(&self.dir), e)),
+        }
+    }
+
+    /// The size the file's bytes make with CRLF line ends (its length when
+    /// it is stored as sent), counted.
+    fn count_wire_size(&self, entry: &MessageEntry) -> Result<u64> {
+        let f = self.open_unlocked(entry)?;
+        let counted = if stored_as_sent(&entry.base) {
+            f.metadata().map(|m| m.len())
+        } else {
+            count_crlf(f)
+        };
+        counted.map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))
+    }
+
     /// Reads a whole message.
     ///
     /// # Errors
     /// As [`Folder::open`].
     pub fn read(&self, entry: &MessageEntry) -> Result<Vec<u8>> {
         use std::io::Read;
-        // The name the entry knows, without the folder's lock (threads
-        // reading many messages must not queue on it): any name a message
-        // ever had holds the same content. Only when it was renamed away
-        // does the locked lookup of `open` run.
-        let mut f = match open_message(&entry.path(&self.dir)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.open(entry)?,
-            Err(e) => return Err(MaildirError::io("open", entry.path(&self.dir), e)),
-        };
+        let mut f = self.open_unlocked(entry)?;
         let mut buf = Vec::new();
         f.read_to_end(&mut buf)
             .map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))?;
@@ -875,15 +892,7 @@ impl Folder {
         if let Some(s) = self.lock_inner().crlf_sizes.get(&entry.uid) {
             return Ok(*s);
         }
-        // The file is read without the folder's lock (a POP3 login counts
-        // 100,000 files on several threads); only when it was renamed away
-        // meanwhile does the locked lookup of `open` run.
-        let counted = match open_message(&entry.path(&self.dir)) {
-            Ok(f) => count_crlf(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => count_crlf(self.open(entry)?),
-            Err(e) => Err(e),
-        };
-        let size = counted.map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))?;
+        let size = self.count_wire_size(entry)?;
         self.lock_inner().crlf_sizes.insert(entry.uid, size);
         Ok(size)
     }
@@ -895,19 +904,7 @@ impl Folder {
     /// # Errors
     /// As [`Folder::open`].
     pub fn counted_crlf_size(&self, entry: &MessageEntry) -> Result<u64> {
-        let count = |f: File| {
-            if stored_as_sent(&entry.base) {
-                f.metadata().map(|m| m.len())
-            } else {
-                count_crlf(f)
-            }
-        };
-        let counted = match open_message(&entry.path(&self.dir)) {
-            Ok(f) => count(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => count(self.open(entry)?),
-            Err(e) => Err(e),
-        };
-        counted.map_err(|e| MaildirError::io("read", entry.path(&self.dir), e))
+        self.count_wire_size(entry)
     }
 
     /// Changes the flags and keywords of messages. Returns the entries as

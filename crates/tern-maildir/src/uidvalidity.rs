@@ -23,20 +23,12 @@ pub const FILE_NAME: &str = "tern-uidvalidity";
 const LOCK_NAME: &str = "tern-uidvalidity.lock";
 
 /// The next UIDVALIDITY for a folder of the Maildir at `root`: larger than
-/// any this function gave there before, and at least the current time.
+/// any this function gave there before and than `floor` (the value of a
+/// damaged list being replaced, else 0), and at least the current time.
 ///
 /// # Errors
 /// The lock or the file cannot be written (the caller cannot then promise
 /// a value never given before).
-pub fn next(root: &Path) -> Result<u32> {
-    next_above(root, 0)
-}
-
-/// As [`next`], and larger than `floor` too (the value of a damaged list
-/// being replaced).
-///
-/// # Errors
-/// As [`next`].
 pub fn next_above(root: &Path, floor: u32) -> Result<u32> {
     let lock = crate::lock::DotLock::acquire(&root.join(LOCK_NAME))?;
     let path = root.join(FILE_NAME);
@@ -97,7 +89,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..50 {
-            let v = next(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+            let v = next_above(dir.path(), 0).unwrap_or_else(|e| panic!("{e}"));
             assert!(seen.insert(v), "{v} given twice");
         }
         // Also from threads at once (two processes take the same lock).
@@ -106,7 +98,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         (0..20)
-                            .map(|_| next(dir.path()).unwrap_or_else(|e| panic!("{e}")))
+                            .map(|_| next_above(dir.path(), 0).unwrap_or_else(|e| panic!("{e}")))
                             .collect::<Vec<u32>>()
                     })
                 })

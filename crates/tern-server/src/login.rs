@@ -90,6 +90,14 @@ pub(crate) async fn verify(svc: &Arc<Services>, user: String, pass: Vec<u8>) -> 
         .unwrap_or_else(|_| LoginResult::TempFail("password check lost".to_owned()))
 }
 
+/// What is left of the login's time for a connection that began at
+/// `started`: the whole login has one deadline, `limits.preauth_timeout_secs`
+/// after connecting, however slowly the client trickles its bytes in (a
+/// timeout per read would restart with each byte).
+pub(crate) fn time_left(svc: &Services, started: std::time::Instant) -> Duration {
+    (started + svc.limits.preauth_timeout()).saturating_duration_since(std::time::Instant::now())
+}
+
 /// Sleeps after the `failures`-th failed login: the configured delay,
 /// doubled for each further failure, at most 30 seconds.
 pub(crate) async fn failure_pause(svc: &Services, failures: u32) {

@@ -47,9 +47,8 @@ impl Session {
                 self.tagged(&tag, &Reply::ok_code(Code::Capability(caps), "Logged in"));
                 self.flush().await?;
                 // As after every command: an idle logged-in session holds
-                // no buffer of its login (5 KiB a connection, measured).
-                self.conn.shrink();
-                self.framer.shrink();
+                // no buffer of its login.
+                self.give_back_buffers();
                 return Ok(LoginEnd::LoggedIn(user));
             }
             match self.after_command().await {

@@ -211,13 +211,15 @@ pub(crate) fn storage_reply(e: &MaildirError) -> Reply {
             Some(Code::Limit),
             format!("Too many keywords in this mailbox (at most {n})"),
         ),
-        MaildirError::Io { source, .. } if io_reply(source).is_some() => {
-            tracing::error!(cause = %e, "storage error");
-            io_reply(source).unwrap_or_else(|| Reply::no(Some(Code::ServerBug), "Internal error"))
-        }
         other => {
             tracing::error!(cause = %other, "storage error");
-            Reply::no(Some(Code::ServerBug), "Internal error, see the server log")
+            match other {
+                MaildirError::Io { source, .. } => io_reply(source),
+                _ => None,
+            }
+            .unwrap_or_else(|| {
+                Reply::no(Some(Code::ServerBug), "Internal error, see the server log")
+            })
         }
     }
 }
@@ -425,10 +427,7 @@ impl Session {
 
     fn timeout(&self) -> Duration {
         match self.state {
-            // The whole login has one deadline, however slowly the client
-            // trickles its bytes in (each read would otherwise restart it).
-            State::NotAuthenticated { .. } => (self.started + self.svc.limits.preauth_timeout())
-                .saturating_duration_since(std::time::Instant::now()),
+            State::NotAuthenticated { .. } => crate::login::time_left(&self.svc, self.started),
             _ => self.svc.limits.auth_timeout(),
         }
     }
@@ -606,6 +605,13 @@ impl Session {
         }
     }
 
+    /// Gives back what reading and answering a command took, so that an
+    /// idle session stays small (about 5 KiB; see docs/BENCHMARKS.md).
+    pub(crate) fn give_back_buffers(&mut self) {
+        self.conn.shrink();
+        self.framer.shrink();
+    }
+
     /// After each command: its answer out, buffers given back, the end
     /// after LOGOUT (or a BYE the command decided on).
     pub(crate) async fn after_command(&mut self) -> Result<(), End> {
@@ -614,8 +620,7 @@ impl Session {
             self.slot.take();
         }
         self.flush().await?;
-        self.conn.shrink();
-        self.framer.shrink();
+        self.give_back_buffers();
         if matches!(self.state, State::Logout) {
             return Err(End::Closed);
         }

@@ -140,9 +140,7 @@ impl Pop3 {
 
     fn timeout(&self) -> std::time::Duration {
         match self.state {
-            // One deadline for the whole login (see the IMAP session).
-            State::Authorization { .. } => (self.started + self.svc.limits.preauth_timeout())
-                .saturating_duration_since(std::time::Instant::now()),
+            State::Authorization { .. } => crate::login::time_left(&self.svc, self.started),
             // RFC 1939 §3: at least 10 minutes.
             State::Transaction(_) => self
                 .svc
