@@ -229,7 +229,9 @@ impl UidDb {
     /// stated, if it states one: the list that replaces it must have a
     /// larger one (RFC 3501 §2.3.1.1), whatever the clock says.
     pub fn validity_set_aside(dir: &Path) -> Option<u32> {
-        let data = crate::unique::read_nofollow(&dir.join("courierimapuiddb.corrupt")).ok()?;
+        // Only the header line is wanted, whatever the file's size.
+        let data =
+            crate::unique::read_head_nofollow(&dir.join("courierimapuiddb.corrupt"), 256).ok()?;
         let header = data.split(|&b| b == b'\n').next()?;
         let header = std::str::from_utf8(header).ok()?;
         header.split_ascii_whitespace().nth(1)?.parse().ok()

@@ -32,7 +32,8 @@ const LOCK_NAME: &str = "tern-uidvalidity.lock";
 pub fn next_above(root: &Path, floor: u32) -> Result<u32> {
     let lock = crate::lock::DotLock::acquire(&root.join(LOCK_NAME))?;
     let path = root.join(FILE_NAME);
-    let last = match crate::unique::read_nofollow(&path) {
+    // A number and a line end; whatever else someone put there is not read.
+    let last = match crate::unique::read_head_nofollow(&path, 64) {
         Ok(data) => parse(&data),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => return Err(MaildirError::io("read", &path, e)),
@@ -56,7 +57,8 @@ fn choose(last: u32, now: u32) -> u32 {
 /// The value of the file; anything else than a number reads as 0 (never
 /// given: the current time is then taken).
 fn parse(data: &[u8]) -> u32 {
-    std::str::from_utf8(data)
+    let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
+    std::str::from_utf8(line)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
@@ -82,6 +84,17 @@ mod tests {
         assert_eq!(choose(0, 0), 1);
         assert_eq!(parse(b"42\n"), 42);
         assert_eq!(parse(b"garbage"), 0);
+        assert_eq!(parse(b"42\nmore"), 42);
+    }
+
+    #[test]
+    fn a_file_holding_more_than_a_number_counts_by_its_first_line() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut data = b"4000000000\n".to_vec();
+        data.resize(8 << 20, b'x');
+        std::fs::write(dir.path().join(FILE_NAME), &data).unwrap_or_else(|e| panic!("{e}"));
+        let v = next_above(dir.path(), 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v, 4_000_000_001);
     }
 
     #[test]

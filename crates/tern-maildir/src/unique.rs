@@ -63,14 +63,23 @@ pub fn new_base_with_sizes(size: u64, crlf_size: u64) -> String {
 /// # Errors
 /// Any I/O error; a symbolic link gives `ELOOP`.
 pub fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_head_nofollow(path, u64::MAX)
+}
+
+/// As [`read_nofollow`], at most the first `max` bytes: for files of which
+/// only a first line matters, whatever size someone made them.
+///
+/// # Errors
+/// As [`read_nofollow`].
+pub fn read_head_nofollow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = File::options()
+    let f = File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     let mut buf = Vec::new();
-    f.read_to_end(&mut buf)?;
+    f.take(max).read_to_end(&mut buf)?;
     Ok(buf)
 }
 
