@@ -2,7 +2,7 @@
 //!
 //! Commands are parsed by imap-codec ([`command`]); this crate adds what the
 //! codec leaves to the server: framing of command lines and literals
-//! ([`framing`]), modified UTF-7 mailbox names ([`mutf7`]), sequence-set
+//! ([`framing`]), sequence-set
 //! resolution against a mailbox ([`seqset`]) and the formatting of response
 //! data ([`wire`]). The server crate reads sockets and files and feeds them
 //! through here; nothing in this crate logs, blocks or touches the disk.
@@ -14,7 +14,6 @@ pub mod framer;
 pub mod framing;
 pub mod fuzzing;
 pub mod lexer;
-pub mod mutf7;
 pub mod response;
 pub mod seqset;
 pub mod wire;

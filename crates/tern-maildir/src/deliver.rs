@@ -49,7 +49,7 @@ pub fn deliver(
     if let Ok(d) = std::fs::File::open(dir.join("new")) {
         let _ = d.sync_all();
     }
-    if folder.is_none_or(|f| quota::counts_folder(&f.dir_name())) {
+    if folder.is_none_or(FolderName::counts_toward_quota) {
         quota::add(maildir.root(), i64::try_from(size).unwrap_or(i64::MAX), 1)?;
     }
     Ok(dest)

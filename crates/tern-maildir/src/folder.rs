@@ -730,7 +730,7 @@ impl Folder {
     /// folder (`.Sent`), else the directory itself (INBOX).
     fn maildir_root(&self) -> PathBuf {
         match self.dir.file_name().map(|n| n.to_string_lossy()) {
-            Some(n) if crate::FolderName::from_dir_name(&n).is_some() => self
+            Some(n) if crate::FolderName::is_folder_dir(&n) => self
                 .dir
                 .parent()
                 .map_or_else(|| self.dir.clone(), Path::to_path_buf),
@@ -757,7 +757,7 @@ impl Folder {
     /// `None` for a folder that does not count (Trash).
     fn quota_root(&self) -> Option<PathBuf> {
         match self.dir.file_name().map(|n| n.to_string_lossy()) {
-            Some(n) if crate::FolderName::from_dir_name(&n).is_some() => {
+            Some(n) if crate::FolderName::is_folder_dir(&n) => {
                 if !crate::quota::counts_folder(&n) {
                     return None;
                 }

@@ -1,14 +1,28 @@
 //! A user's Maildir++: the root (INBOX), its folders and subscriptions.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{MaildirError, Result};
 use crate::folder::{AppendSource, Folder, MoveNew, NewMessage};
 use crate::name::FolderName;
-use crate::unique::{new_base, write_atomic};
+use crate::name_form::{self, NameForm, NameSetting};
+use crate::unique::new_base;
 
-/// Courier-IMAP's subscription list: one full IMAP name a line.
-pub const SUBSCRIPTIONS: &str = "courierimapsubscribed";
+/// Courier-IMAP's subscription list: one full name a line.
+pub const SUBSCRIPTIONS: &str = crate::subscriptions::COURIER_FILE;
+
+/// Two directories that spell one folder name, one in each form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameConflict {
+    /// The name both spell.
+    pub name: FolderName,
+    /// The directory tern opens under that name.
+    pub listed: String,
+    /// The directory left out.
+    pub hidden: String,
+}
 
 /// A folder found in the Maildir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +35,11 @@ pub struct FolderInfo {
 #[derive(Debug, Clone)]
 pub struct Maildir {
     root: PathBuf,
+    names: NameSetting,
+    /// The form found on disk, read once when first needed.
+    detected: Arc<OnceLock<NameForm>>,
+    /// Whether a name conflict was logged already (once per session).
+    conflict_logged: Arc<AtomicBool>,
 }
 
 fn mkdir(path: &Path) -> Result<()> {
@@ -47,9 +66,30 @@ pub fn make_maildir_dirs(dir: &Path) -> Result<()> {
 }
 
 impl Maildir {
-    /// The Maildir at `root`; nothing is touched.
+    /// The Maildir at `root`, spelling folder names as it already does;
+    /// nothing is touched.
     pub fn new(root: impl Into<PathBuf>) -> Maildir {
-        Maildir { root: root.into() }
+        Maildir::with_names(root, NameSetting::Auto)
+    }
+
+    /// The Maildir at `root` with folder names spelled as `names` says.
+    pub fn with_names(root: impl Into<PathBuf>, names: NameSetting) -> Maildir {
+        Maildir {
+            root: root.into(),
+            names,
+            detected: Arc::default(),
+            conflict_logged: Arc::default(),
+        }
+    }
+
+    /// How this Maildir spells folder names ([`name_form`]). With the
+    /// setting `Auto`, the first call reads the root directory.
+    pub fn name_form(&self) -> NameForm {
+        match self.names {
+            NameSetting::Utf8 => NameForm::Utf8,
+            NameSetting::Mutf7 => NameForm::Mutf7,
+            NameSetting::Auto => *self.detected.get_or_init(|| name_form::detect(&self.root)),
+        }
     }
 
     /// Creates the root's `cur/ new/ tmp/` if missing (first login).
@@ -65,12 +105,44 @@ impl Maildir {
         &self.root
     }
 
-    /// The directory of a folder (`None` is INBOX).
+    /// The directory of a folder (`None` is INBOX): the one that exists, in
+    /// either spelling (this Maildir's own first), else where it would be
+    /// created. Only a name with non-ASCII characters or `&` looks at the
+    /// disk.
     pub fn folder_dir(&self, name: Option<&FolderName>) -> PathBuf {
-        match name {
-            None => self.root.clone(),
-            Some(n) => self.root.join(n.dir_name()),
+        let Some(n) = name else {
+            return self.root.clone();
+        };
+        if !name_form::form_matters(n.as_str()) {
+            return self.root.join(format!(".{n}"));
         }
+        let spellings = name_form::candidates(n.as_str(), self.name_form());
+        for raw in &spellings {
+            let dir = self.root.join(format!(".{raw}"));
+            if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                return dir;
+            }
+        }
+        match spellings.first() {
+            Some(raw) => self.root.join(format!(".{raw}")),
+            // Not reached: the modified UTF-7 spelling always exists.
+            None => self
+                .root
+                .join(format!(".{}", crate::mutf7::encode(n.as_str()))),
+        }
+    }
+
+    /// Where a new folder `name` goes: its spelling in this Maildir's form.
+    ///
+    /// # Errors
+    /// [`MaildirError::InvalidName`] when that spelling would read back as
+    /// another name.
+    fn new_folder_dir(&self, name: &FolderName) -> Result<PathBuf> {
+        name_form::encode_dir_name(name.as_str(), self.name_form())
+            .map(|raw| self.root.join(format!(".{raw}")))
+            .ok_or(MaildirError::InvalidName(
+                "the name would read back as another name on disk",
+            ))
     }
 
     /// The root's `tmp/`, where incoming literals are streamed.
@@ -98,20 +170,52 @@ impl Maildir {
         dir.join("cur").is_dir()
     }
 
-    /// Every folder below INBOX, sorted by name.
+    /// Every folder below INBOX, sorted by name, whichever way its
+    /// directory spells it. Two directories that spell the same name (one
+    /// in each form) are a conflict: the one [`Maildir::folder_dir`] opens
+    /// is listed, the other is logged and left alone, never merged.
     ///
     /// # Errors
     /// I/O errors reading the root.
     pub fn list_folders(&self) -> Result<Vec<FolderInfo>> {
+        let (folders, conflicts) = self.scan_folders()?;
+        if !conflicts.is_empty() && !self.conflict_logged.swap(true, Ordering::Relaxed) {
+            for c in &conflicts {
+                tracing::warn!(
+                    maildir = %self.root.display(),
+                    name = %c.name,
+                    listed = %c.listed,
+                    hidden = %c.hidden,
+                    "two folder directories spell one name; the second is not shown (rename one)"
+                );
+            }
+        }
+        Ok(folders)
+    }
+
+    /// The folders, and the directories hidden because another spells the
+    /// same name.
+    ///
+    /// # Errors
+    /// I/O errors reading the root.
+    pub fn scan_folders(&self) -> Result<(Vec<FolderInfo>, Vec<NameConflict>)> {
         let rd = std::fs::read_dir(&self.root)
             .map_err(|e| MaildirError::io("readdir", &self.root, e))?;
-        let mut out = Vec::new();
+        // name -> (rank of its spelling, that spelling)
+        let mut found: std::collections::BTreeMap<FolderName, (usize, String)> =
+            std::collections::BTreeMap::new();
+        let mut conflicts = Vec::new();
         for ent in rd {
             let ent = ent.map_err(|e| MaildirError::io("readdir", &self.root, e))?;
             let Some(dir) = ent.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            let Some(name) = FolderName::from_dir_name(&dir) else {
+            if !FolderName::is_folder_dir(&dir) {
+                continue;
+            }
+            let raw = &dir[1..];
+            let decoded = name_form::decode_dir_name(raw, || self.name_form());
+            let Ok(name) = FolderName::new(&decoded) else {
                 continue;
             };
             // Symlinks planted by others are not followed: only real directories count.
@@ -122,10 +226,35 @@ impl Maildir {
             if !ent.path().join("cur").is_dir() {
                 continue;
             }
-            out.push(FolderInfo { name });
+            let rank = if name_form::form_matters(&decoded) {
+                name_form::candidates(&decoded, self.name_form())
+                    .iter()
+                    .position(|c| c == raw)
+                    .unwrap_or(usize::MAX)
+            } else {
+                0
+            };
+            match found.entry(name) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((rank, raw.to_owned()));
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let (kept, hidden) = if rank < o.get().0 {
+                        let old = std::mem::replace(o.get_mut(), (rank, raw.to_owned()));
+                        (raw.to_owned(), old.1)
+                    } else {
+                        (o.get().1.clone(), raw.to_owned())
+                    };
+                    conflicts.push(NameConflict {
+                        name: o.key().clone(),
+                        listed: format!(".{kept}"),
+                        hidden: format!(".{hidden}"),
+                    });
+                }
+            }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        let folders = found.into_keys().map(|name| FolderInfo { name }).collect();
+        Ok((folders, conflicts))
     }
 
     /// Creates a folder.
@@ -133,10 +262,10 @@ impl Maildir {
     /// # Errors
     /// [`MaildirError::FolderExists`], or I/O errors.
     pub fn create_folder(&self, name: &FolderName) -> Result<()> {
-        let dir = self.folder_dir(Some(name));
-        if dir.exists() {
+        if self.folder_dir(Some(name)).exists() {
             return Err(MaildirError::FolderExists);
         }
+        let dir = self.new_folder_dir(name)?;
         // Build it under tmp/ and rename into place, so that no other process
         // sees a half-made folder.
         let staging = self.tmp_dir().join(format!("{}.newfolder", new_base()));
@@ -172,7 +301,7 @@ impl Maildir {
         std::fs::rename(&dir, &graveyard).map_err(|e| MaildirError::io("rename", &dir, e))?;
         // The quota usage drops by what the folder held, as Courier's
         // deletefolder does, rather than waiting for a recalculation.
-        if crate::quota::counts_folder(&name.dir_name()) {
+        if name.counts_toward_quota() {
             let (bytes, messages) = counted_messages(&graveyard);
             crate::quota::add(&self.root, -bytes, -messages)?;
         }
@@ -195,6 +324,7 @@ impl Maildir {
         if self.folder_dir(Some(to)).exists() {
             return Err(MaildirError::FolderExists);
         }
+        self.new_folder_dir(to)?;
         let all = self.list_folders()?;
         let mut moves: Vec<(FolderName, FolderName)> = Vec::new();
         let from_exists = self.folder_exists(Some(from));
@@ -207,6 +337,7 @@ impl Maildir {
                 if self.folder_dir(Some(&target)).exists() {
                     return Err(MaildirError::FolderExists);
                 }
+                self.new_folder_dir(&target)?;
                 moves.push((f.name.clone(), target));
             }
         }
@@ -214,7 +345,7 @@ impl Maildir {
             return Err(MaildirError::NoSuchFolder);
         }
         for (a, b) in moves {
-            let (pa, pb) = (self.folder_dir(Some(&a)), self.folder_dir(Some(&b)));
+            let (pa, pb) = (self.folder_dir(Some(&a)), self.new_folder_dir(&b)?);
             std::fs::rename(&pa, &pb).map_err(|e| MaildirError::io("rename", pa, e))?;
         }
         Ok(())
@@ -250,43 +381,21 @@ impl Maildir {
         Ok(())
     }
 
-    /// The subscribed names (full IMAP names, e.g. `INBOX.Work`).
+    /// The subscribed names: `INBOX`, or `INBOX.` and a folder's Unicode
+    /// name, from Courier's and Dovecot's files ([`crate::subscriptions`]).
     ///
     /// # Errors
     /// I/O errors other than a missing file.
     pub fn subscriptions(&self) -> Result<Vec<String>> {
-        let path = self.root.join(SUBSCRIPTIONS);
-        match crate::unique::read_nofollow(&path) {
-            Ok(b) => Ok(String::from_utf8_lossy(&b)
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(MaildirError::io("read", path, e)),
-        }
+        crate::subscriptions::read(&self.root, self.name_form())
     }
 
-    /// Adds or removes a subscription (rewritten atomically).
+    /// Adds or removes a subscription (each file rewritten atomically).
     ///
     /// # Errors
     /// I/O errors.
     pub fn set_subscribed(&self, name: &str, on: bool) -> Result<()> {
-        let mut subs = self.subscriptions()?;
-        let had = subs.iter().any(|s| s == name);
-        if on == had {
-            return Ok(());
-        }
-        if on {
-            subs.push(name.to_owned());
-        } else {
-            subs.retain(|s| s != name);
-        }
-        let mut text = subs.join("\n");
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        write_atomic(&self.root.join(SUBSCRIPTIONS), text.as_bytes())
+        crate::subscriptions::set(&self.root, self.name_form(), name, on)
     }
 }
 

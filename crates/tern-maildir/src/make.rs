@@ -45,7 +45,8 @@ pub fn make_folder(dir: &Path, name: &FolderName) -> Result<()> {
     if !dir.join("cur").is_dir() {
         return Err(MaildirError::NoSuchFolder);
     }
-    let fdir = dir.join(name.dir_name());
+    // The name as given, in UTF-8, as Courier 5's maildirmake writes it.
+    let fdir = dir.join(format!(".{name}"));
     make_maildir(&fdir)?;
     let marker = fdir.join("maildirfolder");
     std::fs::OpenOptions::new()

@@ -2,9 +2,10 @@
 //!
 //! Maildir++ keeps `INBOX.Work.2024` as the directory `.Work.2024` in the
 //! Maildir root: one level of directories, the hierarchy spelled with dots.
-//! Names are kept on disk exactly as IMAP sends them (modified UTF-7), as
-//! Courier-IMAP does. Validation here is what keeps a name from escaping the
-//! user's Maildir: no `/`, no empty component (so no `..`), no control bytes.
+//! A [`FolderName`] is the Unicode name; how a directory spells it (UTF-8 or
+//! modified UTF-7) is [`crate::name_form`]'s business. Validation here is
+//! what keeps a name from escaping the user's Maildir: no `/`, no empty
+//! component (so no `..`), no control bytes.
 
 use crate::error::{MaildirError, Result};
 
@@ -46,23 +47,26 @@ impl FolderName {
         Ok(FolderName(name.to_owned()))
     }
 
-    /// The name as IMAP shows it below `INBOX.`.
+    /// The Unicode name below the personal namespace.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The directory name in the Maildir root (`.Work.2024`).
-    pub fn dir_name(&self) -> String {
-        format!(".{}", self.0)
+    /// Whether its messages count toward the Maildir++ quota: all but
+    /// Trash's, as Courier's `deliverquota` counts.
+    pub fn counts_toward_quota(&self) -> bool {
+        crate::quota::counts_folder(&format!(".{}", self.0))
     }
 
-    /// The folder for a directory name found in the Maildir root, if it is one.
-    pub fn from_dir_name(dir: &str) -> Option<Self> {
-        let rest = dir.strip_prefix('.')?;
-        if rest.is_empty() || rest.starts_with('.') {
-            return None;
+    /// Whether a directory name found in the Maildir root is a folder's
+    /// (in either spelling).
+    pub fn is_folder_dir(dir: &str) -> bool {
+        match dir.strip_prefix('.') {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('.') => {
+                FolderName::new(rest).is_ok()
+            }
+            _ => false,
         }
-        FolderName::new(rest).ok()
     }
 
     /// The parent folder name, if this is a child.
@@ -100,10 +104,8 @@ mod tests {
         for bad in ["", "a/b", "..", "a..b", ".a", "a.", "/etc", "a\nb"] {
             assert!(FolderName::new(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(
-            FolderName::new("Work.2024").unwrap().dir_name(),
-            ".Work.2024"
-        );
+        assert!(FolderName::is_folder_dir(".Work.2024"));
+        assert!(!FolderName::is_folder_dir("..Work"));
     }
 
     #[test]
@@ -118,7 +120,8 @@ mod tests {
             ab.rebase(&a, &FolderName::new("X.Y").unwrap()).as_str(),
             "X.Y.B"
         );
-        assert_eq!(FolderName::from_dir_name(".A.B"), Some(ab));
-        assert_eq!(FolderName::from_dir_name("cur"), None);
+        assert!(FolderName::is_folder_dir(".A.B"));
+        assert!(!FolderName::is_folder_dir("cur"));
+        assert!(!ab.is_below(&ab));
     }
 }

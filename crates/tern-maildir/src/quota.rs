@@ -241,7 +241,7 @@ fn counted_dirs(root: &Path) -> Vec<PathBuf> {
     if let Ok(rd) = std::fs::read_dir(root) {
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if FolderName::from_dir_name(&n).is_some()
+            if FolderName::is_folder_dir(&n)
                 && counts_folder(&n)
                 && e.file_type().map(|t| t.is_dir()).unwrap_or(false)
             {
@@ -393,7 +393,7 @@ pub fn ensure_room(
     bytes: u64,
     messages: u64,
 ) -> Result<()> {
-    if folder.is_some_and(|f| !counts_folder(&f.dir_name())) {
+    if folder.is_some_and(|f| !f.counts_toward_quota()) {
         return Ok(());
     }
     let b = i64::try_from(bytes).unwrap_or(i64::MAX);

@@ -139,7 +139,7 @@ fn default_hostname() -> String {
 }
 
 /// `[imap]`.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapConfig {
     /// Cleartext + STARTTLS listeners.
@@ -148,6 +148,32 @@ pub struct ImapConfig {
     /// Implicit TLS listeners.
     #[serde(default)]
     pub tls_listen: Vec<String>,
+    /// The personal namespace's prefix: `INBOX.` as Courier-IMAP (the
+    /// default), or empty as Dovecot's default.
+    #[serde(default = "default_namespace_prefix")]
+    pub namespace_prefix: String,
+    /// The hierarchy separator clients see: `.` (the default) or `/`.
+    #[serde(default = "default_separator")]
+    pub separator: char,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            listen: Vec::new(),
+            tls_listen: Vec::new(),
+            namespace_prefix: default_namespace_prefix(),
+            separator: default_separator(),
+        }
+    }
+}
+
+fn default_namespace_prefix() -> String {
+    "INBOX.".to_owned()
+}
+
+fn default_separator() -> char {
+    '.'
 }
 
 /// `[pop3]`.
@@ -235,6 +261,36 @@ pub struct MailConfig {
     /// IMAP_EMPTYTRASH: `Trash:7,Junk:30` (folder:days).
     #[serde(default)]
     pub empty_trash: Option<String>,
+    /// How folder directories spell non-ASCII names: `auto` (as the
+    /// Maildir already does), `utf8` (Courier-IMAP 5 and later) or `mutf7`
+    /// (Courier-IMAP 4, Dovecot). Both are read whatever is set.
+    #[serde(default)]
+    pub folder_names: FolderNames,
+}
+
+/// `mail.folder_names`.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FolderNames {
+    /// As the Maildir already does; UTF-8 where nothing tells.
+    #[default]
+    Auto,
+    /// UTF-8, as Courier-IMAP 5 and 6.
+    Utf8,
+    /// Modified UTF-7, as Courier-IMAP 4 and Dovecot.
+    Mutf7,
+}
+
+impl FolderNames {
+    /// The storage crate's setting.
+    pub fn setting(self) -> tern_maildir::name_form::NameSetting {
+        use tern_maildir::name_form::NameSetting;
+        match self {
+            FolderNames::Auto => NameSetting::Auto,
+            FolderNames::Utf8 => NameSetting::Utf8,
+            FolderNames::Mutf7 => NameSetting::Mutf7,
+        }
+    }
 }
 
 impl Default for MailConfig {
@@ -242,6 +298,7 @@ impl Default for MailConfig {
         MailConfig {
             maildir: default_maildir(),
             empty_trash: None,
+            folder_names: FolderNames::Auto,
         }
     }
 }
@@ -448,6 +505,8 @@ impl Config {
                 ));
             }
         }
+        crate::imap::namespace::Namespace::new(&self.imap.namespace_prefix, self.imap.separator)
+            .map_err(|e| invalid("imap.namespace_prefix", e))?;
         if let Some(t) = &self.mail.empty_trash {
             parse_empty_trash(t).map_err(|p| invalid("mail.empty_trash", p))?;
         }

@@ -18,6 +18,7 @@ mod append;
 mod auth;
 mod fetch;
 mod mailboxes;
+pub mod namespace;
 mod prelogin;
 mod quota;
 mod search;

@@ -75,6 +75,7 @@ pub struct UserDb {
     maildir_template: String,
     base_dir: PathBuf,
     default_quota: Option<QuotaSpec>,
+    folder_names: tern_maildir::name_form::NameSetting,
 }
 
 /// The outcome of a login attempt.
@@ -96,7 +97,14 @@ impl UserDb {
             maildir_template,
             base_dir,
             default_quota: None,
+            folder_names: Default::default(),
         }
+    }
+
+    /// Spells folder names on disk as `names` says.
+    pub fn with_folder_names(mut self, names: tern_maildir::name_form::NameSetting) -> UserDb {
+        self.folder_names = names;
+        self
     }
 
     /// Sets the quota of users whose entry has none.
@@ -174,7 +182,7 @@ impl UserDb {
         };
         User {
             name: entry.user.clone(),
-            maildir: Maildir::new(root),
+            maildir: Maildir::with_names(root, self.folder_names),
             quota: quota_of(&entry.extra).or(self.default_quota),
         }
     }

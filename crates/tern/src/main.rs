@@ -17,6 +17,7 @@ use tern_server::config::{
     Config, DEFAULT_IMAPS_LISTEN, DEFAULT_IMAP_LISTEN, DEFAULT_POP3S_LISTEN, DEFAULT_POP3_LISTEN,
 };
 use tern_server::folders::FolderRegistry;
+use tern_server::imap::namespace::Namespace;
 use tern_server::imap::{serve_connection, Services, SessionStart};
 use tern_server::listener::{self, BoundListener, Protocol};
 use tern_server::policy::Policy;
@@ -162,7 +163,7 @@ fn maildirmake(quota: Option<&str>, folder: Option<&str>, dir: &std::path::Path)
             }
         };
         if let Err(e) = make::make_folder(dir, &name) {
-            return fail(&dir.join(name.dir_name()), e);
+            return fail(&dir.join(format!(".{name}")), e);
         }
     } else if quota.is_none() || !dir.join("cur").is_dir() {
         if let Err(e) = make::make_maildir(dir) {
@@ -224,6 +225,7 @@ fn deliver(
             }
         };
         let db = UserDb::new(passwd, cfg.mail.maildir.clone(), cfg.base_dir.clone())
+            .with_folder_names(cfg.mail.folder_names.setting())
             .with_default_quota(
                 cfg.quota
                     .default
@@ -435,6 +437,7 @@ async fn run_server(cfg: Config) -> Result<()> {
     let passwd = tern_auth::PasswdFile::open(&cfg.resolve(&cfg.auth.passwd_file))
         .context("reading the passwd-file")?;
     let users = UserDb::new(passwd, cfg.mail.maildir.clone(), cfg.base_dir.clone())
+        .with_folder_names(cfg.mail.folder_names.setting())
         .with_default_quota(
             cfg.quota
                 .default
@@ -481,6 +484,8 @@ async fn run_server(cfg: Config) -> Result<()> {
         folders: FolderRegistry::new(cfg.limits.idle_check_interval(), cfg.limits.poll_interval()),
         shutdown: shutdown_rx,
         policy: Policy::from_config(&cfg),
+        namespace: Namespace::new(&cfg.imap.namespace_prefix, cfg.imap.separator)
+            .map_err(|e| anyhow::anyhow!("imap.namespace_prefix: {e}"))?,
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");
     tokio::spawn(async move {
@@ -544,6 +549,7 @@ fn imapd(maildir: PathBuf) -> i32 {
             folders: FolderRegistry::default(),
             shutdown: rx,
             policy: Policy::default(),
+            namespace: Namespace::default(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

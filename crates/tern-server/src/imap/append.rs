@@ -19,7 +19,6 @@ use tern_maildir::folder::{AppendSource, MoveNew, NewMessage};
 use tern_maildir::Flags;
 use tokio::io::AsyncWriteExt;
 
-use super::mailboxes::resolve_mailbox;
 use super::session::{blocking, LiteralUse, Reply, Session};
 use super::store::convert_flags;
 
@@ -339,7 +338,7 @@ impl Session {
                 "Error in IMAP command APPEND: invalid arguments",
             ));
         };
-        let target = resolve_mailbox(&mailbox)?;
+        let target = self.svc.namespace.resolve_mailbox(&mailbox)?;
         if !super::session::folder_exists(&user.maildir, target.folder()).await? {
             return Err(Reply::no(Some(Code::TryCreate), "Mailbox does not exist"));
         }
@@ -373,7 +372,7 @@ impl Session {
         date: Option<DateTime>,
         mut streamed: Streamed,
     ) -> Reply {
-        let target = match resolve_mailbox(&mailbox) {
+        let target = match self.svc.namespace.resolve_mailbox(&mailbox) {
             Ok(t) => t,
             Err(r) => return r,
         };

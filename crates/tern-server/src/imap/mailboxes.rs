@@ -1,80 +1,24 @@
 //! Mailbox names and the commands that manage mailboxes: LIST, LSUB,
 //! CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS.
 //!
-//! The namespace is Courier-IMAP's (RFC 2342): personal prefix `INBOX.`,
-//! separator `.`. `INBOX.Work.2024` is the Maildir++ folder `.Work.2024`.
+//! Names map to folders through the personal namespace ([`super::namespace`]):
+//! by default Courier-IMAP's, where `INBOX.Work.2024` is the Maildir++
+//! folder `.Work.2024`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 use tern_imap_proto::command::{list_match, list_pattern, mailbox_name};
+
+pub(crate) use super::namespace::Target;
 use tern_imap_proto::response::Code;
-use tern_imap_proto::{imap_codec, mutf7, wire};
+use tern_imap_proto::{imap_codec, wire};
 use tern_maildir::folder::MoveNew;
-use tern_maildir::{FolderName, Maildir};
+use tern_maildir::Maildir;
 
 use super::session::{blocking, Reply, Session, State};
 use crate::users::User;
-
-/// The personal namespace prefix.
-pub(crate) const PREFIX: &str = "INBOX.";
-
-/// A mailbox name resolved to storage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
-    Inbox,
-    Folder(FolderName),
-}
-
-impl Target {
-    /// The canonical wire name.
-    pub fn wire_name(&self) -> String {
-        match self {
-            Target::Inbox => "INBOX".to_owned(),
-            Target::Folder(f) => format!("{PREFIX}{f}"),
-        }
-    }
-
-    pub fn folder(&self) -> Option<&FolderName> {
-        match self {
-            Target::Inbox => None,
-            Target::Folder(f) => Some(f),
-        }
-    }
-}
-
-/// Resolves a wire name (modified UTF-7) to a folder, refusing names that
-/// are not valid modified UTF-7, lie outside the namespace, or could escape
-/// the Maildir.
-pub(crate) fn resolve(name: &str) -> Result<Target, Reply> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.eq_ignore_ascii_case("INBOX") {
-        return Ok(Target::Inbox);
-    }
-    if let Err(e) = mutf7::decode(name) {
-        return Err(Reply::no(
-            Some(Code::Cannot),
-            format!("Invalid mailbox name: {e}"),
-        ));
-    }
-    let rest = match name.get(..PREFIX.len()) {
-        Some(p) if p.eq_ignore_ascii_case(PREFIX) => &name[PREFIX.len()..],
-        _ => {
-            return Err(Reply::no(
-                Some(Code::Nonexistent),
-                format!("Mailbox names start with {PREFIX} (see NAMESPACE)"),
-            ))
-        }
-    };
-    FolderName::new(rest)
-        .map(Target::Folder)
-        .map_err(|e| Reply::no(Some(Code::Cannot), e.to_string()))
-}
-
-pub(crate) fn resolve_mailbox(m: &Mailbox<'_>) -> Result<Target, Reply> {
-    resolve(&mailbox_name(m))
-}
 
 impl Session {
     pub(crate) fn user(&self) -> Option<&User> {
@@ -86,7 +30,10 @@ impl Session {
 
     /// The folder a mailbox name names, and the user's Maildir.
     fn target_in_maildir(&self, mailbox: &Mailbox<'_>) -> Result<(Target, Maildir), Reply> {
-        Ok((resolve_mailbox(mailbox)?, self.maildir()?))
+        Ok((
+            self.svc.namespace.resolve_mailbox(mailbox)?,
+            self.maildir()?,
+        ))
     }
 
     fn maildir(&self) -> Result<Maildir, Reply> {
@@ -128,7 +75,8 @@ impl Session {
     }
 
     pub(crate) async fn rename(&mut self, from: Mailbox<'static>, to: Mailbox<'static>) -> Reply {
-        let (from, to) = match (resolve_mailbox(&from), resolve_mailbox(&to)) {
+        let ns = &self.svc.namespace;
+        let (from, to) = match (ns.resolve_mailbox(&from), ns.resolve_mailbox(&to)) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(r), _) | (_, Err(r)) => return r,
         };
@@ -154,7 +102,7 @@ impl Session {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let name = target.wire_name();
+        let name = target.full_name();
         match blocking(move || md.set_subscribed(&name, on)).await {
             Ok(()) => Reply::ok(if on {
                 "SUBSCRIBE completed"
@@ -172,6 +120,8 @@ impl Session {
         lsub: bool,
     ) -> Reply {
         let verb = if lsub { "LSUB" } else { "LIST" };
+        let ns = self.svc.namespace.clone();
+        let sep = ns.sep();
         let reference = match &reference {
             Mailbox::Inbox => "INBOX".to_owned(),
             other => mailbox_name(other),
@@ -179,7 +129,7 @@ impl Session {
         let pattern = list_pattern(&pattern);
         if pattern.is_empty() {
             if !lsub {
-                self.untagged("LIST (\\Noselect) \".\" \"\"");
+                self.untagged(&format!("LIST (\\Noselect) \"{sep}\" \"\""));
             }
             return Reply::ok(format!("{verb} completed"));
         }
@@ -193,32 +143,40 @@ impl Session {
             Err(r) => return r,
         };
         // The matching runs beside the listing on the blocking pool: its
-        // cost grows with the pattern and the number of folders.
+        // cost grows with the pattern and the number of folders. Names are
+        // matched as the client sees them: in the namespace, modified UTF-7.
         let listing = blocking(move || {
             let folders = md.list_folders()?;
-            let subs = md.subscriptions()?;
+            let subs: Vec<String> = md
+                .subscriptions()?
+                .iter()
+                .filter_map(|s| ns.wire_of_full_name(s))
+                .collect();
             // name -> selectable
             let mut names: BTreeMap<String, bool> = BTreeMap::new();
             names.insert("INBOX".to_owned(), true);
             for f in &folders {
-                let full_name = format!("{PREFIX}{}", f.name);
-                names.insert(full_name.clone(), true);
+                names.insert(ns.wire_of_folder(f.name.as_str()), true);
                 let mut p = f.name.parent();
                 while let Some(parent) = p {
-                    names.entry(format!("{PREFIX}{parent}")).or_insert(false);
+                    names
+                        .entry(ns.wire_of_folder(parent.as_str()))
+                        .or_insert(false);
                     p = parent.parent();
                 }
             }
+            let inbox_holds_all = ns.wire_of_folder("x").starts_with("INBOX");
             let has_children = |n: &str| -> bool {
-                if n == "INBOX" {
+                if n == "INBOX" && inbox_holds_all {
                     return !folders.is_empty();
                 }
-                let prefix = format!("{n}.");
+                let prefix = format!("{n}{sep}");
                 names
                     .range(prefix.clone()..)
                     .next()
                     .is_some_and(|(k, _)| k.starts_with(&prefix))
             };
+            let sep_byte = sep as u8;
             let subscribed: BTreeSet<&str> = subs.iter().map(String::as_str).collect();
             let mut lines = Vec::new();
             if lsub {
@@ -228,7 +186,7 @@ impl Session {
                 // subscribed itself.
                 let mut found: BTreeMap<&str, &str> = BTreeMap::new();
                 for s in &subscribed {
-                    if list_match(full.as_bytes(), s.as_bytes(), b'.') {
+                    if list_match(full.as_bytes(), s.as_bytes(), sep_byte) {
                         let attrs = if names.get(*s).copied().unwrap_or(false) {
                             ""
                         } else {
@@ -237,10 +195,10 @@ impl Session {
                         found.insert(s, attrs);
                         continue;
                     }
-                    let ancestors = s.match_indices('.').map(|(i, _)| &s[..i]);
+                    let ancestors = s.match_indices(sep).map(|(i, _)| &s[..i]);
                     for a in ancestors {
                         if !subscribed.contains(a)
-                            && list_match(full.as_bytes(), a.as_bytes(), b'.')
+                            && list_match(full.as_bytes(), a.as_bytes(), sep_byte)
                         {
                             found.entry(a).or_insert("\\Noselect");
                         }
@@ -251,7 +209,7 @@ impl Session {
                 }
             } else {
                 for (n, selectable) in &names {
-                    if !list_match(full.as_bytes(), n.as_bytes(), b'.') {
+                    if !list_match(full.as_bytes(), n.as_bytes(), sep_byte) {
                         continue;
                     }
                     let mut attrs = Vec::new();
@@ -274,7 +232,8 @@ impl Session {
             Err(r) => return r,
         };
         for (attrs, name) in lines {
-            let mut line = format!("{verb} ({attrs}) \".\" ").into_bytes();
+            let mut line =
+                format!("{verb} ({attrs}) \"{}\" ", self.svc.namespace.sep()).into_bytes();
             wire::mailbox(&mut line, &name);
             self.conn.out.extend_from_slice(b"* ");
             self.conn.out.extend_from_slice(&line);
@@ -346,32 +305,11 @@ impl Session {
             parts.push(v);
         }
         let mut line = b"STATUS ".to_vec();
-        wire::mailbox(&mut line, &target.wire_name());
+        wire::mailbox(&mut line, &self.svc.namespace.wire_name(&target));
         line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
         self.conn.out.extend_from_slice(b"* ");
         self.conn.out.extend_from_slice(&line);
         self.conn.out.extend_from_slice(b"\r\n");
         Reply::ok("STATUS completed")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_resolve() {
-        assert_eq!(resolve("inbox").unwrap(), Target::Inbox);
-        assert_eq!(
-            resolve("INBOX.Work.2024").unwrap().wire_name(),
-            "INBOX.Work.2024"
-        );
-        assert_eq!(resolve("inbox.Sent").unwrap().wire_name(), "INBOX.Sent");
-        assert_eq!(resolve("INBOX.Sub.").unwrap().wire_name(), "INBOX.Sub");
-        assert!(resolve("Work").is_err());
-        assert!(resolve("INBOX.a/b").is_err());
-        assert!(resolve("INBOX...").is_err());
-        assert!(resolve("INBOX.&Jjo").is_err());
-        assert!(resolve("INBOX.Entw&APw-rfe").is_ok());
     }
 }

@@ -10,7 +10,6 @@ use tern_imap_proto::response::Code;
 use tern_imap_proto::wire;
 use tern_maildir::quota::{self, QuotaSpec, Usage};
 
-use super::mailboxes::resolve_mailbox;
 use super::session::{blocking, Reply, Session};
 use crate::users::User;
 
@@ -45,7 +44,7 @@ async fn quota_state(user: Option<User>) -> Result<Option<(QuotaSpec, Usage)>, R
 
 impl Session {
     pub(crate) async fn getquotaroot(&mut self, mailbox: Mailbox<'static>) -> Reply {
-        let target = match resolve_mailbox(&mailbox) {
+        let target = match self.svc.namespace.resolve_mailbox(&mailbox) {
             Ok(t) => t,
             Err(r) => return r,
         };
@@ -62,7 +61,7 @@ impl Session {
             Err(r) => return r,
         };
         let mut line = b"QUOTAROOT ".to_vec();
-        wire::mailbox(&mut line, &target.wire_name());
+        wire::mailbox(&mut line, &self.svc.namespace.wire_name(&target));
         if state.is_some() {
             line.extend_from_slice(format!(" \"{ROOT}\"").as_bytes());
         }

@@ -18,7 +18,6 @@ use tern_imap_proto::{framing, imap_codec, seqset};
 use tern_maildir::folder::MoveNew;
 use tern_maildir::Flag;
 
-use super::mailboxes::resolve_mailbox;
 use super::session::{blocking, End, Known, Reply, Selected, Session, State};
 
 /// The FLAGS/PERMANENTFLAGS list: system flags and keywords in use.
@@ -100,7 +99,7 @@ impl Session {
             return Reply::bad("Not logged in");
         };
         self.state = State::Authenticated { user: user.clone() };
-        let target = match resolve_mailbox(&mailbox) {
+        let target = match self.svc.namespace.resolve_mailbox(&mailbox) {
             Ok(t) => t,
             Err(r) => return r,
         };
@@ -155,7 +154,7 @@ impl Session {
             "OK [UIDNEXT {}] Predicted next UID",
             view.next_uid
         ));
-        tracing::debug!(mailbox = %target.wire_name(), read_only, "selected");
+        tracing::debug!(mailbox = %self.svc.namespace.wire_name(&target), read_only, "selected");
         self.state = State::Selected {
             user,
             mailbox: Box::new(Selected {

@@ -49,6 +49,8 @@ pub struct Services {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// POP3, quota and trash policies.
     pub policy: crate::policy::Policy,
+    /// The personal namespace: how wire names map to folders.
+    pub namespace: super::namespace::Namespace,
 }
 
 impl std::fmt::Debug for Services {
@@ -941,7 +943,8 @@ impl Session {
                 Reply::ok("ENABLE completed")
             }
             C::Namespace => {
-                self.untagged("NAMESPACE ((\"INBOX.\" \".\")) NIL NIL");
+                let data = self.svc.namespace.response();
+                self.untagged(&data);
                 Reply::ok("NAMESPACE completed")
             }
             C::Select { mailbox, .. } => self.select(mailbox, false).await,

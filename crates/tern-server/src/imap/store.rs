@@ -14,7 +14,6 @@ use tern_maildir::keywords::KeywordSet;
 use tern_maildir::FolderName;
 use tern_maildir::{Flag, Flags};
 
-use super::mailboxes::resolve_mailbox;
 use super::selected::message_flags;
 use super::session::{blocking, End, Known, Reply, Session, State};
 
@@ -234,7 +233,7 @@ impl Session {
             Ok(i) => i,
             Err(r) => return Ok(r),
         };
-        let target = match resolve_mailbox(&target) {
+        let target = match self.svc.namespace.resolve_mailbox(&target) {
             Ok(t) => t,
             Err(r) => return Ok(r),
         };
@@ -270,8 +269,8 @@ impl Session {
             .dir()
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .and_then(|n| FolderName::from_dir_name(&n))
-            .is_none_or(|f| tern_maildir::quota::counts_folder(&f.dir_name()));
+            .filter(|n| FolderName::is_folder_dir(n))
+            .is_none_or(|n| tern_maildir::quota::counts_folder(&n));
         let res = blocking(move || {
             let view = s.folder.view();
             let mut batch = Vec::new();

@@ -49,7 +49,7 @@ fn courier(server: &str, greeting: &str, maildir: &Path, script: &[u8]) -> Strin
     out
 }
 
-fn courier_imapd(maildir: &Path, script: &[u8]) -> String {
+pub fn courier_imapd(maildir: &Path, script: &[u8]) -> String {
     courier("imapd", "* PREAUTH", maildir, script)
 }
 
@@ -72,7 +72,7 @@ fn append_cmd(tag: &str, flags: &str, msg: &[u8]) -> Vec<u8> {
     v
 }
 
-fn append_sync(tag: &str, flags: &str, msg: &[u8]) -> Vec<u8> {
+pub fn append_sync(tag: &str, flags: &str, msg: &[u8]) -> Vec<u8> {
     // Courier's imapd has no LITERAL+; it reads the literal after its "+".
     let mut v = format!("{tag} APPEND INBOX ({flags}) {{{}}}\r\n", msg.len()).into_bytes();
     v.extend_from_slice(msg);
@@ -176,7 +176,7 @@ fn courier_imapd_sees_what_tern_wrote_and_back() {
     assert_eq!(uidv_tern, uidv_courier);
 }
 
-fn write_msg(dir: &Path, name: &str, subject: &str) {
+pub fn write_msg(dir: &Path, name: &str, subject: &str) {
     std::fs::write(dir.join(name), format!("Subject: {subject}\n\nbody\n")).unwrap();
 }
 

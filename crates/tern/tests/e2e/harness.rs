@@ -30,6 +30,7 @@ pub struct ServerBuilder {
     log: Option<String>,
     extra_config: String,
     auth_extra: String,
+    imap_extra: String,
     pop3_extra: String,
     mail_extra: String,
     users_extra: String,
@@ -41,6 +42,7 @@ pub fn server() -> ServerBuilder {
         log: None,
         extra_config: String::new(),
         auth_extra: String::new(),
+        imap_extra: String::new(),
         pop3_extra: String::new(),
         mail_extra: String::new(),
         users_extra: String::new(),
@@ -72,6 +74,13 @@ impl ServerBuilder {
     pub fn auth(mut self, toml: &str) -> Self {
         self.auth_extra.push_str(toml);
         self.auth_extra.push('\n');
+        self
+    }
+
+    /// Adds keys to the `[imap]` table.
+    pub fn imap(mut self, toml: &str) -> Self {
+        self.imap_extra.push_str(toml);
+        self.imap_extra.push('\n');
         self
     }
 
@@ -113,11 +122,11 @@ impl ServerBuilder {
         )
         .unwrap();
         let cfg = format!(
-            "hostname = \"test.example\"\n[imap]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n\
+            "hostname = \"test.example\"\n[imap]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
              [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[auth]\npasswd_file = \"users\"\nfailure_delay_ms = 1\n{}\
              [mail]\nmaildir = \"mail/{{user}}/Maildir\"\n{}{}",
-            self.pop3_extra, self.auth_extra, self.mail_extra, self.extra_config
+            self.imap_extra, self.pop3_extra, self.auth_extra, self.mail_extra, self.extra_config
         );
         std::fs::write(p.join("tern.toml"), &cfg).unwrap();
         let mut s = Server {

@@ -14,6 +14,7 @@ mod durability;
 mod framing;
 mod mailboxes;
 mod messages;
+mod migration;
 mod pop3;
 mod session;
 mod traces;

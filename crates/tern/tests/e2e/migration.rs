@@ -1,0 +1,248 @@
+//! Switching from Courier-IMAP 4, Courier-IMAP 5 or Dovecot to tern and
+//! back: folder names in either on-disk spelling, subscriptions in either
+//! server's file, the namespace a Dovecot site's clients know.
+
+use std::path::Path;
+
+use crate::compat::{append_sync, courier_imapd, tern_imapd, write_msg};
+use crate::harness::*;
+
+fn maildir_in(dir: &Path) -> std::path::PathBuf {
+    let md = dir.join("Maildir");
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(d)).unwrap();
+    }
+    md
+}
+
+fn folder(md: &Path, dir: &str) -> std::path::PathBuf {
+    let f = md.join(dir);
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(f.join(d)).unwrap();
+    }
+    std::fs::write(f.join("maildirfolder"), "").unwrap();
+    f
+}
+
+/// The directory names at the Maildir root that are folders.
+fn folder_dirs(md: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(md)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_courier_5_maildir_with_utf8_folder_names_is_served_and_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = maildir_in(dir.path());
+    // Courier-IMAP 5 makes the folder and fills it.
+    let mut script =
+        b"a CREATE \"INBOX.Entw&APw-rfe\"\r\nb SUBSCRIBE \"INBOX.Entw&APw-rfe\"\r\n".to_vec();
+    for i in 0..3 {
+        let msg = message(&format!("draft {i}"), "x");
+        let mut one = append_sync(&format!("p{i}"), "\\Seen", &msg);
+        // append_sync appends to INBOX; this one goes to the new folder.
+        let head = format!("p{i} APPEND INBOX (\\Seen)");
+        let at = one
+            .windows(head.len())
+            .position(|w| w == head.as_bytes())
+            .unwrap();
+        one.splice(
+            at..at + head.len(),
+            format!("p{i} APPEND \"INBOX.Entw&APw-rfe\" (\\Seen)").bytes(),
+        );
+        script.extend_from_slice(&one);
+    }
+    script.extend_from_slice(b"z LOGOUT\r\n");
+    let out = courier_imapd(&md, &script);
+    assert!(out.contains("b OK"), "{out}");
+    assert_eq!(
+        folder_dirs(&md),
+        [".Entwürfe"],
+        "Courier 5 writes UTF-8: {out}"
+    );
+    let subs = std::fs::read_to_string(md.join("courierimapsubscribed")).unwrap();
+    assert_eq!(subs.trim(), "INBOX.Entwürfe");
+
+    // tern shows it in modified UTF-7, opens it, and makes no second one.
+    let out = tern_imapd(
+        &md,
+        b"a LIST \"\" \"*\"\r\nb LSUB \"\" \"*\"\r\nc SELECT \"INBOX.Entw&APw-rfe\"\r\n\
+          d UID FETCH 1:* (FLAGS)\r\ne CREATE \"INBOX.Entw&APw-rfe\"\r\n\
+          f CREATE \"INBOX.R&AOk-sum&AOk-\"\r\ng SUBSCRIBE \"INBOX.R&AOk-sum&AOk-\"\r\n\
+          h STATUS \"INBOX.Entw&APw-rfe\" (MESSAGES)\r\nz LOGOUT\r\n",
+    );
+    assert!(
+        out.contains("* LIST (\\HasNoChildren) \".\" \"INBOX.Entw&APw-rfe\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("* LSUB () \".\" \"INBOX.Entw&APw-rfe\""),
+        "{out}"
+    );
+    assert!(!out.contains("Entwürfe"), "8-bit on the wire: {out}");
+    assert!(out.contains("* 3 EXISTS") && out.contains("c OK"), "{out}");
+    assert_eq!(out.matches(" FETCH (").count(), 3, "{out}");
+    assert!(out.contains("e NO [ALREADYEXISTS]"), "{out}");
+    assert!(out.contains("f OK") && out.contains("g OK"), "{out}");
+    assert!(
+        out.contains("* STATUS \"INBOX.Entw&APw-rfe\" (MESSAGES 3)"),
+        "{out}"
+    );
+    assert_eq!(
+        folder_dirs(&md),
+        [".Entwürfe", ".Résumé"],
+        "new folders are spelled as this Maildir spells them"
+    );
+    let subs = std::fs::read_to_string(md.join("courierimapsubscribed")).unwrap();
+    assert_eq!(subs, "INBOX.Entwürfe\nINBOX.Résumé\n");
+
+    // Back to Courier: it sees tern's folder and subscription as its own.
+    let out = courier_imapd(
+        &md,
+        b"a LSUB \"\" \"*\"\r\nb SELECT \"INBOX.R&AOk-sum&AOk-\"\r\nc SELECT \"INBOX.Entw&APw-rfe\"\r\nz LOGOUT\r\n",
+    );
+    assert!(out.contains("INBOX.R&AOk-sum&AOk-"), "{out}");
+    assert!(out.contains("b OK") && out.contains("* 3 EXISTS"), "{out}");
+}
+
+#[test]
+fn a_courier_4_maildir_in_modified_utf7_is_served_and_kept_in_its_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = maildir_in(dir.path());
+    let f = folder(&md, ".Entw&APw-rfe");
+    write_msg(&f.join("cur"), "1000.M1P1.host:2,S", "one");
+    write_msg(&f.join("cur"), "1001.M2P2.host:2,", "two");
+    folder(&md, ".Tom&-Jerry");
+    std::fs::write(
+        md.join("courierimapsubscribed"),
+        "INBOX.Entw&APw-rfe\nINBOX.Tom&-Jerry\n",
+    )
+    .unwrap();
+    let out = tern_imapd(
+        &md,
+        b"a LIST \"\" \"*\"\r\nb LSUB \"\" \"*\"\r\nc SELECT \"INBOX.Entw&APw-rfe\"\r\n\
+          d CREATE \"INBOX.Gr&APYA3w-e\"\r\ne SELECT \"INBOX.Tom&-Jerry\"\r\n\
+          f UNSUBSCRIBE \"INBOX.Tom&-Jerry\"\r\nz LOGOUT\r\n",
+    );
+    assert!(out.contains("\"INBOX.Entw&APw-rfe\"\r\n* LIST"), "{out}");
+    assert!(
+        out.contains("* LIST (\\HasNoChildren) \".\" \"INBOX.Tom&-Jerry\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("* LSUB () \".\" \"INBOX.Tom&-Jerry\""),
+        "{out}"
+    );
+    assert!(out.contains("* 2 EXISTS") && out.contains("c OK"), "{out}");
+    assert!(
+        out.contains("d OK") && out.contains("e OK") && out.contains("f OK"),
+        "{out}"
+    );
+    assert_eq!(
+        folder_dirs(&md),
+        [".Entw&APw-rfe", ".Gr&APYA3w-e", ".Tom&-Jerry"],
+        "a modified UTF-7 Maildir stays one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(md.join("courierimapsubscribed")).unwrap(),
+        "INBOX.Entw&APw-rfe\n"
+    );
+}
+
+#[test]
+fn two_spellings_of_one_name_are_reported_and_neither_is_merged() {
+    let s = server().log("warn").start();
+    let md = s.maildir("alice");
+    let mut c = s.alice();
+    assert!(c.cmd("CREATE INBOX.Sent").ok());
+    let utf8 = folder(&md, ".Entwürfe");
+    write_msg(&utf8.join("cur"), "1000.M1P1.host:2,S", "one");
+    write_msg(&utf8.join("cur"), "1001.M2P2.host:2,S", "two");
+    let old = folder(&md, ".Entw&APw-rfe");
+    write_msg(&old.join("cur"), "1002.M3P3.host:2,S", "three");
+    let r = c.cmd("LIST \"\" \"*\"");
+    assert_eq!(
+        r.untagged("LIST ")
+            .iter()
+            .filter(|l| l.contains("Entw&APw-rfe"))
+            .count(),
+        1,
+        "{r:?}"
+    );
+    let r = c.cmd("SELECT \"INBOX.Entw&APw-rfe\"");
+    assert!(
+        r.ok() && r.has("* 2 EXISTS"),
+        "the Maildir's own spelling is opened: {r:?}"
+    );
+    drop(c);
+    assert!(old.join("cur/1002.M3P3.host:2,S").exists(), "nothing moved");
+    assert!(utf8.join("cur/1000.M1P1.host:2,S").exists());
+    let log = s.log();
+    assert!(
+        log.contains("two folder directories spell one name") && log.contains(".Entw&APw-rfe"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_dovecot_style_namespace_shows_the_same_folders_under_dovecot_names() {
+    let s = server()
+        .imap("namespace_prefix = \"\"\nseparator = \"/\"")
+        .start();
+    let mut c = s.alice();
+    let r = c.cmd("NAMESPACE");
+    assert!(r.has("* NAMESPACE ((\"\" \"/\")) NIL NIL"), "{r:?}");
+    assert!(c.cmd("CREATE Work/2024").ok());
+    assert!(c.cmd("CREATE \"Entw&APw-rfe\"").ok());
+    assert!(c.cmd("SUBSCRIBE Work/2024").ok());
+    let r = c.cmd("CREATE a.b");
+    assert!(r.no() && r.tagged().contains("[CANNOT]"), "{r:?}");
+    let r = c.cmd("LIST \"\" \"*\"");
+    assert!(r.has("* LIST (\\HasNoChildren) \"/\" \"INBOX\""), "{r:?}");
+    assert!(
+        r.has("* LIST (\\Noselect \\HasChildren) \"/\" \"Work\""),
+        "{r:?}"
+    );
+    assert!(
+        r.has("* LIST (\\HasNoChildren) \"/\" \"Work/2024\""),
+        "{r:?}"
+    );
+    assert!(r.has("\"/\" \"Entw&APw-rfe\""), "{r:?}");
+    let r = c.cmd("LIST \"\" \"%\"");
+    assert!(!r.has("Work/2024"), "{r:?}");
+    let r = c.cmd("LSUB \"\" \"Work/%\"");
+    assert!(r.has("* LSUB () \"/\" \"Work/2024\""), "{r:?}");
+    assert!(c.cmd("APPEND Work/2024 {5+}\r\nhello").ok());
+    let r = c.cmd("STATUS Work/2024 (MESSAGES)");
+    assert!(r.has("* STATUS \"Work/2024\" (MESSAGES 1)"), "{r:?}");
+    let r = c.cmd("SELECT INBOX.Work");
+    assert!(r.no(), "{r:?}");
+    let md = s.maildir("alice");
+    assert!(md.join(".Work.2024/cur").is_dir());
+    assert!(md.join(".Entwürfe/cur").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(md.join("courierimapsubscribed")).unwrap(),
+        "INBOX.Work.2024\n",
+        "Courier's file holds Courier's names"
+    );
+}
+
+#[test]
+fn the_configured_spelling_is_used_for_new_folders() {
+    for (setting, dir) in [("mutf7", ".Entw&APw-rfe"), ("utf8", ".Entwürfe")] {
+        let s = server()
+            .mail(&format!("folder_names = \"{setting}\""))
+            .start();
+        let mut c = s.alice();
+        assert!(c.cmd("CREATE \"INBOX.Entw&APw-rfe\"").ok());
+        assert_eq!(folder_dirs(&s.maildir("alice")), [dir], "{setting}");
+        let r = c.cmd("LIST \"\" \"INBOX.*\"");
+        assert!(r.has("\"INBOX.Entw&APw-rfe\""), "{r:?}");
+    }
+}
