@@ -133,6 +133,28 @@ impl Flags {
         }
     }
 
+    /// Dovecot's keyword letters among the info letters (`a` to `z`).
+    pub fn keyword_letters(&self) -> impl Iterator<Item = u8> + '_ {
+        self.other.iter().copied().filter(u8::is_ascii_lowercase)
+    }
+
+    /// These flags with Dovecot's keyword letters replaced by `letters`.
+    pub fn with_keyword_letters(&self, letters: &[u8]) -> Flags {
+        let mut other: Vec<u8> = self
+            .other
+            .iter()
+            .copied()
+            .filter(|c| !c.is_ascii_lowercase())
+            .chain(letters.iter().copied().filter(u8::is_ascii_lowercase))
+            .collect();
+        other.sort_unstable();
+        other.dedup();
+        Flags {
+            bits: self.bits,
+            other,
+        }
+    }
+
     /// The system flags that are set, in IMAP order.
     pub fn iter(&self) -> impl Iterator<Item = Flag> + '_ {
         Flag::ALL.into_iter().filter(|f| self.contains(*f))
@@ -185,6 +207,15 @@ mod tests {
         assert!(f.contains(Flag::Seen) && f.contains(Flag::Deleted) && f.contains(Flag::Flagged));
         assert!(!f.contains(Flag::Draft));
         assert_eq!(f.to_info(), "FSTa");
+    }
+
+    #[test]
+    fn keyword_letters_are_replaced_and_others_kept() {
+        let f = Flags::from_info("FSab2");
+        assert_eq!(f.keyword_letters().collect::<Vec<_>>(), b"ab");
+        let g = f.with_keyword_letters(b"zc");
+        assert_eq!(g.to_info(), "2FScz");
+        assert!(g.contains(Flag::Seen));
     }
 
     #[test]

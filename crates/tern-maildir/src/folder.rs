@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::changelog::ChangeLog;
+use crate::dovecot_keywords::DovecotKeywords;
 use crate::error::{MaildirError, Result};
 use crate::flags::{name_field, split_name, stored_as_sent, Flags};
 use crate::keywords::{KeywordDb, KeywordSet};
@@ -238,11 +239,18 @@ struct Stamps {
     cur: Option<Stamp>,
     uiddb: Option<Stamp>,
     keywords: Option<Stamp>,
+    dovecot_keywords: Option<Stamp>,
 }
 
 impl Stamps {
-    fn all(&self) -> [Option<Stamp>; 4] {
-        [self.new, self.cur, self.uiddb, self.keywords]
+    fn all(&self) -> [Option<Stamp>; 5] {
+        [
+            self.new,
+            self.cur,
+            self.uiddb,
+            self.keywords,
+            self.dovecot_keywords,
+        ]
     }
 }
 
@@ -259,6 +267,9 @@ struct Inner {
     uiddb: Option<UidDb>,
     kw_stamp: Option<Stamp>,
     keywords: KeywordDb,
+    /// Dovecot's keyword letters, while the folder has `dovecot-keywords`.
+    dovecot_kw: Option<DovecotKeywords>,
+    dkw_stamp: Option<Stamp>,
     /// UIDs that arrived since any session last selected the folder.
     unclaimed_recent: BTreeSet<u32>,
     crlf_sizes: HashMap<u32, u64>,
@@ -472,6 +483,7 @@ impl Folder {
             uiddb: stamp(&self.dir.join(crate::uiddb::FILE_NAME)),
             // The directory, not `:list`: Courier's update files change it too.
             keywords: stamp(&self.dir.join(crate::keywords::DIR_NAME)),
+            dovecot_keywords: stamp(&self.dir.join(crate::dovecot_keywords::FILE_NAME)),
         }
     }
 
@@ -510,6 +522,7 @@ impl Folder {
         g.last_scan = Some(now);
         let uiddb_stamp = stamps.uiddb;
         let kw_stamp = stamps.keywords;
+        let dkw_stamp = stamps.dovecot_keywords;
 
         // UIDs at or above this may be given by others after our listing.
         let prune_below = g.uiddb.as_ref().map(|d| d.next_uid).unwrap_or(1);
@@ -574,6 +587,10 @@ impl Folder {
             g.keywords = KeywordDb::load(&self.dir)?;
             g.kw_stamp = kw_stamp;
         }
+        if dkw_stamp != g.dkw_stamp {
+            g.dovecot_kw = DovecotKeywords::load(&self.dir)?;
+            g.dkw_stamp = dkw_stamp;
+        }
 
         let Some(db) = &g.uiddb else {
             return Err(MaildirError::NotAllowed("UID list unavailable"));
@@ -587,7 +604,7 @@ impl Folder {
                     Some(info) => Flags::from_info(info),
                     None => Flags::empty(),
                 };
-                let keywords = if g.keywords.by_base.is_empty() {
+                let mut keywords = if g.keywords.by_base.is_empty() {
                     empty.clone()
                 } else {
                     g.keywords
@@ -596,6 +613,9 @@ impl Folder {
                         .cloned()
                         .unwrap_or_else(|| empty.clone())
                 };
+                if let Some(dk) = &g.dovecot_kw {
+                    keywords = dk.merge(&keywords, &flags);
+                }
                 Some(MessageEntry {
                     uid,
                     base,
@@ -919,6 +939,31 @@ impl Folder {
         let mut done = Vec::with_capacity(changes.len());
         let mut kw_changes: Vec<(Arc<str>, KeywordSet)> = Vec::new();
         let mut delta = (0i64, 0i64);
+        // Dovecot's list as it is now, grown first by a letter for every
+        // keyword asked for, so that no file name ever holds a letter the
+        // list does not name. A change moves only the letters of the
+        // keywords it adds or removes: a letter this view does not know
+        // (Dovecot gave it a moment ago) stays as it is.
+        let sets: Vec<&KeywordSet> = changes
+            .iter()
+            .filter(|c| c.keywords != c.was_keywords)
+            .map(|c| &c.keywords)
+            .collect();
+        let dovecot = DovecotKeywords::update(&self.dir, &sets)?;
+        let lettered = |flags: Flags, from: &KeywordSet, to: &KeywordSet| match &dovecot {
+            Some(dk) if from != to => {
+                let removed: Vec<Arc<str>> =
+                    from.iter().filter(|k| !to.contains(k)).cloned().collect();
+                let removed = dk.letters_of(&Arc::from(removed));
+                let mut letters: Vec<u8> = flags
+                    .keyword_letters()
+                    .filter(|l| !removed.contains(l))
+                    .collect();
+                letters.extend(dk.letters_of(to));
+                flags.with_keyword_letters(&letters)
+            }
+            _ => flags,
+        };
         for ch in changes {
             let Ok(i) = view.messages.binary_search_by_key(&ch.uid, |m| m.uid) else {
                 continue;
@@ -937,6 +982,7 @@ impl Folder {
             } else {
                 merge_keywords(&ch.was_keywords, &ch.keywords, &entry.keywords)
             };
+            let target = lettered(target, &entry.keywords, &keywords);
             let mut flags = target.clone();
             let mut new_name = format!("{}:2,{}", entry.base, flags.to_info());
             if *entry.file_name != *new_name || entry.in_new {
@@ -959,7 +1005,11 @@ impl Folder {
                                     // flags rather than undo its change.
                                     let theirs =
                                         Flags::from_info(split_name(&file).1.unwrap_or(""));
-                                    flags = merge_change(&entry.flags, &target, &theirs);
+                                    flags = lettered(
+                                        merge_change(&entry.flags, &target, &theirs),
+                                        &entry.keywords,
+                                        &keywords,
+                                    );
                                     new_name = format!("{}:2,{}", entry.base, flags.to_info());
                                     entry.file_name = file;
                                     entry.in_new = in_new;
@@ -1012,6 +1062,10 @@ impl Folder {
             g.kw_stamp = stamp(&self.dir.join(crate::keywords::DIR_NAME));
             g.keywords = db;
         }
+        if dovecot.is_some() {
+            g.dkw_stamp = stamp(&self.dir.join(crate::dovecot_keywords::FILE_NAME));
+            g.dovecot_kw = dovecot;
+        }
         g.publish(view, Some(done.iter().map(|e| e.uid).collect()));
         self.note_own_change(&mut g, &before);
         self.account(delta.0, delta.1);
@@ -1035,7 +1089,20 @@ impl Folder {
         let mut placed: Vec<(Arc<str>, KeywordSet)> = Vec::with_capacity(messages.len());
         let mut entries: Vec<MessageEntry> = Vec::with_capacity(messages.len());
         let mut delta = (0i64, 0i64);
-        for m in messages {
+        let dovecot = if messages.iter().any(|m| !m.keywords.is_empty()) {
+            let sets: Vec<&KeywordSet> = messages.iter().map(|m| &m.keywords).collect();
+            DovecotKeywords::update(&self.dir, &sets)?
+        } else {
+            None
+        };
+        for mut m in messages {
+            // Letters of the folder a message is copied from mean nothing
+            // here: this folder's own letters, or none.
+            let letters = dovecot
+                .as_ref()
+                .map(|dk| dk.letters_of(&m.keywords))
+                .unwrap_or_default();
+            m.flags = m.flags.with_keyword_letters(&letters);
             let base = new_base_with_sizes(m.size, m.crlf_size);
             let final_name = format!("{}:2,{}", base, m.flags.to_info());
             let dest = self.dir.join("cur").join(&final_name);
@@ -1073,6 +1140,10 @@ impl Folder {
             placed.push((base, m.keywords));
         }
         self.account(delta.0, delta.1);
+        if dovecot.is_some() {
+            g.dkw_stamp = stamp(&self.dir.join(crate::dovecot_keywords::FILE_NAME));
+            g.dovecot_kw = dovecot;
+        }
         // The new names in cur/ are durable before any UID names them; the
         // UID list is then written durably too (write_atomic), so the
         // APPENDUID/COPYUID the client is told survives a power loss.

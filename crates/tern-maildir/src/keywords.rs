@@ -40,7 +40,7 @@ pub struct KeywordDb {
 
 /// Whether `name` can be an IMAP keyword: an atom (RFC 3501 §9,
 /// `flag-keyword`) that is not a system flag.
-fn is_keyword(name: &str) -> bool {
+pub(crate) fn is_keyword(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('\\')
         && name

@@ -15,6 +15,7 @@
 
 mod changelog;
 pub mod deliver;
+pub mod dovecot_keywords;
 pub mod flags;
 pub mod folder;
 pub mod fuzzing;

@@ -69,6 +69,16 @@ impl DotLock {
         Self::acquire_styled(&path, Style::Courier)
     }
 
+    /// Takes one of Dovecot's dot-locks (`dovecot-keywords.lock`): Dovecot
+    /// writes `<pid>:<host>` as liblock does and breaks such a lock after
+    /// 120 s, as Courier's, so the same style serves both.
+    ///
+    /// # Errors
+    /// As [`DotLock::acquire`].
+    pub fn acquire_dovecot(path: &Path) -> Result<DotLock> {
+        Self::acquire_styled(path, Style::Courier)
+    }
+
     /// Takes the lock `path`, waiting for another holder up to [`MAX_WAIT`].
     ///
     /// # Errors

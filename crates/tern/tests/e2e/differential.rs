@@ -103,10 +103,12 @@ fn shared() -> PathBuf {
 }
 
 /// A private Dovecot on free ports, stopped when dropped.
-struct Dovecot {
+#[derive(Debug)]
+pub(crate) struct Dovecot {
     dir: PathBuf,
-    imap: SocketAddr,
+    pub(crate) imap: SocketAddr,
     pop3: u16,
+    namespace: &'static str,
 }
 
 fn free_port() -> u16 {
@@ -123,13 +125,19 @@ impl Dovecot {
         c.arg(shared().join("oracle/dovecot.sh"))
             .arg(action)
             .env("HX_DIR", &self.dir)
-            .env("HX_NAMESPACE", "courier")
+            .env("HX_NAMESPACE", self.namespace)
             .env("HX_IMAP_PORT", self.imap.port().to_string())
             .env("HX_POP3_PORT", self.pop3.to_string());
         c
     }
 
     fn start() -> Dovecot {
+        Self::start_with("courier")
+    }
+
+    /// Dovecot with its namespace as `HX_NAMESPACE` says: `courier`
+    /// (`INBOX.`) or `default` (no prefix).
+    pub(crate) fn start_with(namespace: &'static str) -> Dovecot {
         // Outside any private temporary directory: Dovecot's mail processes
         // run as another user and must reach it.
         // One directory per instance: tests of this file run side by side.
@@ -141,6 +149,7 @@ impl Dovecot {
             dir,
             imap: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             pop3: free_port(),
+            namespace,
         };
         let out = d.cmd("start").arg("plain").output().unwrap();
         assert!(
@@ -150,6 +159,13 @@ impl Dovecot {
             String::from_utf8_lossy(&out.stderr)
         );
         d
+    }
+}
+
+impl Dovecot {
+    /// A user's Maildir (`alice` or `bob`, password `secret`).
+    pub(crate) fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.join("mail").join(user).join("Maildir")
     }
 }
 

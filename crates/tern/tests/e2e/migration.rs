@@ -246,3 +246,148 @@ fn the_configured_spelling_is_used_for_new_folders() {
         assert!(r.has("\"INBOX.Entw&APw-rfe\""), "{r:?}");
     }
 }
+
+/// `uid:sorted flags` of each `* n FETCH (UID u FLAGS (...))` line, without
+/// `\Recent`.
+fn uid_flag_lines(r: &Resp) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .untagged("")
+        .iter()
+        .filter(|l| l.contains(" FETCH (") && l.contains("UID "))
+        .map(|l| {
+            let uid = number_after(l, "UID ").unwrap();
+            let flags = l
+                .split("FLAGS (")
+                .nth(1)
+                .unwrap()
+                .split(')')
+                .next()
+                .unwrap();
+            let mut f: Vec<&str> = flags
+                .split(' ')
+                .filter(|f| !f.is_empty() && *f != "\\Recent")
+                .collect();
+            f.sort_unstable();
+            format!("{uid}:{}", f.join(" "))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn uidvalidity(r: &Resp) -> u64 {
+    r.untagged("OK [UIDVALIDITY")
+        .first()
+        .and_then(|l| number_after(l, "UIDVALIDITY "))
+        .unwrap()
+}
+
+fn chown_like_root(md: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(md).unwrap();
+    let st = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", m.uid(), m.gid()))
+        .arg(md)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn a_dovecot_maildir_keeps_keywords_subscriptions_and_uids_both_ways() {
+    let dovecot = crate::differential::Dovecot::start_with("default");
+    let mut d = Client::plain(dovecot.imap);
+    assert!(d.cmd("LOGIN alice secret").ok());
+    for cmd in [
+        "CREATE Work",
+        "CREATE \"Entw&APw-rfe\"",
+        "SUBSCRIBE Work",
+        "SUBSCRIBE \"Entw&APw-rfe\"",
+    ] {
+        assert!(d.cmd(cmd).ok(), "{cmd}");
+    }
+    for (i, flags) in ["$Label1 \\Seen", "$Junk", "NonJunk project-x", ""]
+        .iter()
+        .enumerate()
+    {
+        let r = d.append(
+            "INBOX",
+            &format!("({flags})"),
+            &message(&format!("m{i}"), "x"),
+        );
+        assert!(r.ok(), "{r:?}");
+    }
+    let r = d.cmd("SELECT INBOX");
+    let validity = uidvalidity(&r);
+    let before = uid_flag_lines(&d.cmd("UID FETCH 1:* (FLAGS)"));
+    assert_eq!(before.len(), 4);
+    assert!(before.iter().any(|l| l.contains("$Junk")), "{before:?}");
+    d.cmd("LOGOUT");
+    let md = dovecot.maildir("alice");
+    assert!(
+        md.join("dovecot-keywords").exists(),
+        "Dovecot keeps keyword letters"
+    );
+
+    // tern, with Dovecot's namespace, on the same Maildir.
+    let s = server()
+        .imap("namespace_prefix = \"\"")
+        .users(&format!("dave:{{PLAIN}}pw::::::mail={}", md.display()))
+        .start();
+    let mut c = s.login("dave", "pw");
+    let r = c.cmd("LSUB \"\" \"*\"");
+    assert!(r.has("* LSUB () \".\" \"Work\""), "{r:?}");
+    assert!(r.has("* LSUB () \".\" \"Entw&APw-rfe\""), "{r:?}");
+    let r = c.cmd("SELECT INBOX");
+    assert_eq!(uidvalidity(&r), validity);
+    for kw in ["$Label1", "$Junk", "NonJunk", "project-x"] {
+        assert!(r.has(kw), "{kw} missing from FLAGS: {r:?}");
+    }
+    assert_eq!(uid_flag_lines(&c.cmd("UID FETCH 1:* (FLAGS)")), before);
+    let uids: Vec<u64> = before
+        .iter()
+        .map(|l| l.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(c
+        .cmd(&format!("UID STORE {} -FLAGS ($Label1)", uids[0]))
+        .ok());
+    assert!(c
+        .cmd(&format!(
+            "UID STORE {} +FLAGS (fresh-tag \\Flagged)",
+            uids[1]
+        ))
+        .ok());
+    assert!(c
+        .cmd(&format!("UID STORE {} -FLAGS (project-x)", uids[2]))
+        .ok());
+    assert!(c
+        .append("INBOX", "(project-x)", &message("from tern", "y"))
+        .ok());
+    let after = uid_flag_lines(&c.cmd("UID FETCH 1:* (FLAGS)"));
+    c.cmd("LOGOUT");
+    drop(c);
+    chown_like_root(&md);
+
+    // Back to Dovecot: every change tern made is there.
+    let mut d = Client::plain(dovecot.imap);
+    assert!(d.cmd("LOGIN alice secret").ok());
+    let r = d.cmd("SELECT INBOX");
+    assert_eq!(uidvalidity(&r), validity);
+    let back = uid_flag_lines(&d.cmd("UID FETCH 1:* (FLAGS)"));
+    assert_eq!(back[..4], after[..4], "Dovecot sees tern's keyword changes");
+    assert!(back[0].ends_with(":\\Seen"), "{back:?}");
+    assert!(
+        back[1].contains("fresh-tag") && back[1].contains("\\Flagged"),
+        "{back:?}"
+    );
+    assert!(
+        back[2].contains("NonJunk") && !back[2].contains("project-x"),
+        "{back:?}"
+    );
+    assert_eq!(back.len(), 5);
+    assert!(back[4].ends_with(":project-x"), "{back:?}");
+    let r = d.cmd("LSUB \"\" \"*\"");
+    // Dovecot sends these names as atoms.
+    assert!(r.has("\".\" Work") && r.has("\".\" Entw&APw-rfe"), "{r:?}");
+}
