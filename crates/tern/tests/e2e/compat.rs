@@ -81,7 +81,7 @@ pub fn append_sync(tag: &str, flags: &str, msg: &[u8]) -> Vec<u8> {
 }
 
 /// `* n FETCH (UID u FLAGS (...))` lines, normalised to "uid:sorted flags".
-fn uid_flags(out: &str) -> Vec<String> {
+pub fn uid_flags(out: &str) -> Vec<String> {
     let mut v: Vec<String> = out
         .lines()
         .filter(|l| l.contains(" FETCH (") && l.contains("UID "))

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::compat::{append_sync, courier_imapd, tern_imapd, write_msg};
+use crate::compat::{append_sync, courier_imapd, tern_imapd, uid_flags, write_msg};
 use crate::harness::*;
 
 fn maildir_in(dir: &Path) -> std::path::PathBuf {
@@ -247,32 +247,9 @@ fn the_configured_spelling_is_used_for_new_folders() {
     }
 }
 
-/// `uid:sorted flags` of each `* n FETCH (UID u FLAGS (...))` line, without
-/// `\Recent`.
+/// `uid:sorted flags` of each FETCH line, without `\Recent`.
 fn uid_flag_lines(r: &Resp) -> Vec<String> {
-    let mut v: Vec<String> = r
-        .untagged("")
-        .iter()
-        .filter(|l| l.contains(" FETCH (") && l.contains("UID "))
-        .map(|l| {
-            let uid = number_after(l, "UID ").unwrap();
-            let flags = l
-                .split("FLAGS (")
-                .nth(1)
-                .unwrap()
-                .split(')')
-                .next()
-                .unwrap();
-            let mut f: Vec<&str> = flags
-                .split(' ')
-                .filter(|f| !f.is_empty() && *f != "\\Recent")
-                .collect();
-            f.sort_unstable();
-            format!("{uid}:{}", f.join(" "))
-        })
-        .collect();
-    v.sort();
-    v
+    uid_flags(&r.lines.join("\r\n"))
 }
 
 fn uidvalidity(r: &Resp) -> u64 {
