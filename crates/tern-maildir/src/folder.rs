@@ -692,18 +692,27 @@ impl Folder {
         db.uids
             .retain(|b, uid| *uid >= prune_below || found.contains_key(b));
         self.make_room(g, &mut db, fresh.len())?;
+        // A message Dovecot numbered (it serves this Maildir too, or did
+        // since tern took its list over) keeps Dovecot's UID when that is
+        // still free; the others follow.
+        let mut numbered: Vec<(u32, Arc<str>)> = crate::dovecot_uidlist::adopt(&self.dir, &mut db)?;
+        fresh.retain(|(_, b)| !db.uids.contains_key(*b));
         for (_, base) in fresh {
-            db.uids.insert(base.clone(), db.next_uid);
+            numbered.push((db.next_uid, base.clone()));
+            db.next_uid = db.next_uid.saturating_add(1);
+        }
+        for (uid, base) in numbered {
+            db.uids.insert(base.clone(), uid);
             // A message another program put straight into cur/ that no
             // session has numbered yet is new to every session: \Recent for
             // the first that selects the folder, as one from new/ is
             // (RFC 3501 §2.3.2). One in new/ becomes so when it is moved.
-            if found.get(base).is_some_and(|(_, in_new)| !in_new) {
-                g.unclaimed_recent.insert(db.next_uid);
+            if found.get(&base).is_some_and(|(_, in_new)| !in_new) {
+                g.unclaimed_recent.insert(uid);
             }
-            db.next_uid = db.next_uid.saturating_add(1);
         }
         db.store(&self.dir)?;
+        crate::dovecot_uidlist::follow(&self.dir, &db)?;
         g.uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
         g.uiddb = Some(db);
         Ok(())
@@ -1156,6 +1165,8 @@ impl Folder {
         g.forget_uids_of_another_validity(db.uidvalidity);
         g.prune_unlinked(&mut db);
         let renumbered = self.make_room(&mut g, &mut db, placed.len())?;
+        // UIDs Dovecot gave meanwhile are not given again.
+        crate::dovecot_uidlist::adopt(&self.dir, &mut db)?;
         let mut uids = Vec::with_capacity(placed.len());
         for (base, _) in &placed {
             // A concurrent scan by another process may have numbered it already.
@@ -1171,6 +1182,7 @@ impl Folder {
             uids.push(uid);
         }
         db.store(&self.dir)?;
+        crate::dovecot_uidlist::follow(&self.dir, &db)?;
         if placed.iter().any(|(_, k)| !k.is_empty()) {
             let mut kdb = KeywordDb::load(&self.dir)?;
             for (base, k) in &placed {

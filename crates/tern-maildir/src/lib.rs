@@ -16,6 +16,7 @@
 mod changelog;
 pub mod deliver;
 pub mod dovecot_keywords;
+pub mod dovecot_uidlist;
 pub mod flags;
 pub mod folder;
 pub mod fuzzing;

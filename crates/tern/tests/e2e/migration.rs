@@ -338,9 +338,15 @@ fn a_dovecot_maildir_keeps_keywords_subscriptions_and_uids_both_ways() {
     assert!(c
         .cmd(&format!("UID STORE {} -FLAGS (project-x)", uids[2]))
         .ok());
+    // A message appended and expunged first: the UIDs tern gives are then
+    // not the ones Dovecot would give the files it finds.
     assert!(c
-        .append("INBOX", "(project-x)", &message("from tern", "y"))
+        .append("INBOX", "(\\Deleted)", &message("scratch", "s"))
         .ok());
+    assert!(c.cmd("EXPUNGE").ok());
+    let r = c.append("INBOX", "(project-x)", &message("from tern", "y"));
+    assert!(r.ok(), "{r:?}");
+    let tern_uid = number_after(r.tagged(), &format!("APPENDUID {validity} ")).unwrap();
     let after = uid_flag_lines(&c.cmd("UID FETCH 1:* (FLAGS)"));
     c.cmd("LOGOUT");
     drop(c);
@@ -363,8 +369,31 @@ fn a_dovecot_maildir_keeps_keywords_subscriptions_and_uids_both_ways() {
         "{back:?}"
     );
     assert_eq!(back.len(), 5);
-    assert!(back[4].ends_with(":project-x"), "{back:?}");
+    assert_eq!(
+        back[4],
+        format!("{tern_uid}:project-x"),
+        "Dovecot keeps the UID tern gave"
+    );
+    // Dovecot delivers one more; tern, serving the folder again, shows it
+    // under Dovecot's UID.
+    assert!(d
+        .append("INBOX", "(\\Deleted)", &message("scratch", "s"))
+        .ok());
+    assert!(d.cmd("EXPUNGE").ok());
+    let r = d.append("INBOX", "($Junk)", &message("from dovecot", "z"));
+    assert!(r.ok(), "{r:?}");
+    let dovecot_uid = number_after(r.tagged(), &format!("APPENDUID {validity} ")).unwrap();
+    assert!(dovecot_uid > tern_uid);
     let r = d.cmd("LSUB \"\" \"*\"");
     // Dovecot sends these names as atoms.
     assert!(r.has("\".\" Work") && r.has("\".\" Entw&APw-rfe"), "{r:?}");
+    d.cmd("LOGOUT");
+    let mut c = s.login("dave", "pw");
+    assert!(c.cmd("SELECT INBOX").ok());
+    let again = uid_flag_lines(&c.cmd("UID FETCH 1:* (FLAGS)"));
+    assert_eq!(again.len(), 6, "{again:?}");
+    assert_eq!(again[5], format!("{dovecot_uid}:$Junk"));
+    let r = c.append("INBOX", "()", &message("tern again", "w"));
+    let next = number_after(r.tagged(), &format!("APPENDUID {validity} ")).unwrap();
+    assert!(next > dovecot_uid, "no UID given twice: {r:?}");
 }
