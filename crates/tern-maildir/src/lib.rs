@@ -14,6 +14,7 @@
 //! server calls it from blocking threads.
 
 mod changelog;
+pub mod convert_utf8;
 pub mod deliver;
 pub mod dovecot_keywords;
 pub mod dovecot_uidlist;

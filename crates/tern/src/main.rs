@@ -66,8 +66,18 @@ enum Cmd {
         /// Create this folder (e.g. Sent or Work.2024) inside DIR.
         #[arg(short = 'f')]
         folder: Option<String>,
+        /// Check whether DIR's folder names (modified UTF-7, Courier-IMAP 4)
+        /// convert to UTF-8 (Courier-IMAP 5), changing nothing.
+        #[arg(long, conflicts_with_all = ["quota", "folder", "convutf8"])]
+        checkutf8: bool,
+        /// Convert DIR's folder names and subscriptions to UTF-8, once.
+        #[arg(long, conflicts_with_all = ["quota", "folder"])]
+        convutf8: bool,
         /// The Maildir.
         dir: PathBuf,
+        /// With --checkutf8/--convutf8: SqWebMail's maildrop recipe (tern
+        /// refuses to convert one that exists).
+        mailfilter: Option<PathBuf>,
     },
     /// Deliver one message read from stdin into a user's Maildir (an MDA for
     /// Postfix, Exim, maildrop). Exit codes as sysexits: 0 delivered, 67
@@ -130,8 +140,34 @@ fn main() {
             folder,
             create,
         } => deliver(config, user, maildir, folder, create),
-        Cmd::Maildirmake { quota, folder, dir } => {
-            maildirmake(quota.as_deref(), folder.as_deref(), &dir)
+        Cmd::Maildirmake {
+            checkutf8,
+            convutf8,
+            dir,
+            mailfilter,
+            ..
+        } if checkutf8 || convutf8 => {
+            let r = tern_maildir::convert_utf8::run(&dir, mailfilter.as_deref(), convutf8);
+            for l in &r.out {
+                println!("{l}");
+            }
+            for l in &r.err {
+                eprintln!("{l}");
+            }
+            i32::from(r.failed)
+        }
+        Cmd::Maildirmake {
+            quota,
+            folder,
+            dir,
+            mailfilter: None,
+            ..
+        } => maildirmake(quota.as_deref(), folder.as_deref(), &dir),
+        Cmd::Maildirmake { .. } => {
+            eprintln!(
+                "maildirmake: one Maildir only (a second path goes with --checkutf8/--convutf8)"
+            );
+            EXIT_CONFIG
         }
     };
     std::process::exit(code);

@@ -20,7 +20,7 @@ pub fn tern_imapd(maildir: &Path, script: &[u8]) -> String {
     )
 }
 
-fn oracle(name: &str) -> PathBuf {
+pub fn oracle(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/oracle")
         .join(name);
@@ -264,7 +264,7 @@ fn imapd_greets_preauth() {
 }
 
 /// Every path below `root` with its mode, sorted.
-fn tree(root: &Path) -> Vec<String> {
+pub fn tree(root: &Path) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     let mut stack = vec![root.to_owned()];

@@ -397,3 +397,113 @@ fn a_dovecot_maildir_keeps_keywords_subscriptions_and_uids_both_ways() {
     let next = number_after(r.tagged(), &format!("APPENDUID {validity} ")).unwrap();
     assert!(next > dovecot_uid, "no UID given twice: {r:?}");
 }
+
+/// Runs Courier's or tern's maildirmake in `dir`; (exit status, stdout
+/// lines with the Maildir's name made `MD`, sorted: both list folders in
+/// directory order).
+fn maildirmake(courier: bool, dir: &Path, args: &[&str], md: &str) -> (i32, Vec<String>) {
+    let mut cmd = if courier {
+        let mut c = std::process::Command::new("bash");
+        c.arg(crate::compat::oracle("courier.sh"))
+            .arg("maildirmake");
+        c
+    } else {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tern"));
+        c.arg("maildirmake");
+        c
+    };
+    let out = cmd.args(args).arg(md).current_dir(dir).output().unwrap();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.replace(md, "MD"))
+        .collect();
+    lines.sort();
+    (out.status.code().unwrap(), lines)
+}
+
+#[test]
+fn checkutf8_and_convutf8_do_what_courier_does() {
+    let dir = tempfile::tempdir().unwrap();
+    for md in ["C", "T"] {
+        let root = maildir_in(&dir.path().join(md));
+        for f in [
+            ".R&AOk-sum&AOk-",
+            ".Work.Tom&-Jerry",
+            ".Plain",
+            ".&ZeVnLIqe-.Sub",
+        ] {
+            folder(&root, f);
+        }
+        write_msg(&root.join(".R&AOk-sum&AOk-/cur"), "1.M1.h:2,S", "kept");
+        std::fs::write(
+            root.join("courierimapsubscribed"),
+            "INBOX.R&AOk-sum&AOk-\nINBOX.Plain\nINBOX.&ZeVnLIqe-.Sub\n",
+        )
+        .unwrap();
+    }
+    let both = |args: &[&str]| {
+        let c = maildirmake(true, dir.path(), args, "C/Maildir");
+        let t = maildirmake(false, dir.path(), args, "T/Maildir");
+        assert_eq!(t, c, "tern and Courier differ for {args:?}");
+        c
+    };
+    let (code, out) = both(&["--checkutf8"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&"Rename INBOX.R&AOk-sum&AOk- to INBOX.Résumé".to_owned()),
+        "{out:?}"
+    );
+    // Courier's check leaves its `courierimapsubscribed.new` behind; tern's
+    // writes nothing (docs/migration.md).
+    let leftover = dir.path().join("C/Maildir/courierimapsubscribed.new");
+    assert!(leftover.exists());
+    std::fs::remove_file(leftover).unwrap();
+    assert_eq!(
+        crate::compat::tree(&dir.path().join("T/Maildir")),
+        crate::compat::tree(&dir.path().join("C/Maildir"))
+    );
+    assert!(
+        dir.path().join("T/Maildir/.R&AOk-sum&AOk-").is_dir(),
+        "a check changes nothing"
+    );
+    let (code, _) = both(&["--convutf8"]);
+    assert_eq!(code, 0);
+    let tree = crate::compat::tree(&dir.path().join("T/Maildir"));
+    assert_eq!(tree, crate::compat::tree(&dir.path().join("C/Maildir")));
+    assert!(
+        tree.iter().any(|p| p.contains(".Résumé/cur/1.M1.h:2,S")),
+        "{tree:?}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("T/Maildir/courierimapsubscribed")).unwrap(),
+        std::fs::read(dir.path().join("C/Maildir/courierimapsubscribed")).unwrap()
+    );
+    // The second time the names are UTF-8: both refuse.
+    let (code, _) = both(&["--checkutf8"]);
+    assert_eq!(code, 1);
+    // tern serves the converted Maildir under the same names as before.
+    let out = tern_imapd(
+        &dir.path().join("T/Maildir"),
+        b"a LIST \"\" \"*\"\r\nb SELECT \"INBOX.R&AOk-sum&AOk-\"\r\nz LOGOUT\r\n",
+    );
+    assert!(
+        out.contains("\"INBOX.&ZeVnLIqe-.Sub\"") && out.contains("* 1 EXISTS"),
+        "{out}"
+    );
+
+    // A name that is not modified UTF-7 stops it before any change, and a
+    // Maildir without subscriptions gets an empty file, in both.
+    for md in ["C2", "T2"] {
+        let root = maildir_in(&dir.path().join(md));
+        folder(&root, ".A&B");
+        folder(&root, ".R&AOk-");
+    }
+    let c = maildirmake(true, dir.path(), &["--convutf8"], "C2/Maildir");
+    let t = maildirmake(false, dir.path(), &["--convutf8"], "T2/Maildir");
+    assert_eq!(t.0, c.0);
+    assert_eq!(t.0, 1);
+    assert_eq!(
+        crate::compat::tree(&dir.path().join("T2/Maildir")),
+        crate::compat::tree(&dir.path().join("C2/Maildir"))
+    );
+}
