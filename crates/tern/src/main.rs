@@ -24,6 +24,8 @@ use tern_server::policy::Policy;
 use tern_server::users::{User, UserDb};
 
 /// Exit code for a bad configuration (sysexits EX_USAGE, as linkerd does).
+mod migrate;
+
 const EXIT_CONFIG: i32 = 64;
 
 #[derive(Parser, Debug)]
@@ -56,6 +58,11 @@ enum Cmd {
         /// Host names the certificate is valid for.
         #[arg(long = "name", default_values_t = ["localhost".to_owned()])]
         names: Vec<String>,
+    },
+    /// What a switch from Courier-IMAP or Dovecot to tern keeps.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateCmd,
     },
     /// Create a Maildir, a folder in it (-f) or its quota file (-q), as
     /// Courier's maildirmake does.
@@ -114,6 +121,22 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum MigrateCmd {
+    /// For each Maildir (each DIR, or every Maildir found below it): whose
+    /// files it holds, UIDs, keywords, subscriptions, POP3 UIDLs, folder
+    /// names, and a verdict per client-visible item. Reads only. Exit 0 when
+    /// everything is kept, 1 when something is not, 2 when no Maildir is found.
+    Check {
+        /// Print JSON (an array, one object per Maildir).
+        #[arg(long)]
+        json: bool,
+        /// Maildirs, or directories holding them.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+}
+
 fn init_logging(level: Option<&str>) {
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -132,6 +155,9 @@ fn main() {
         Cmd::Serve { config } => serve(config),
         Cmd::Imapd { maildir } => imapd(maildir),
         Cmd::Pw { scheme } => pw(&scheme),
+        Cmd::Migrate {
+            action: MigrateCmd::Check { json, dirs },
+        } => migrate::run_check(&dirs, json),
         Cmd::Cert { out, names } => cert(&out, &names),
         Cmd::Deliver {
             config,

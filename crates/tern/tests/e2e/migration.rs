@@ -507,3 +507,87 @@ fn checkutf8_and_convutf8_do_what_courier_does() {
         crate::compat::tree(&dir.path().join("C2/Maildir"))
     );
 }
+
+fn migrate_check(dirs: &[&Path]) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["migrate", "check", "--json"])
+        .args(dirs)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code().unwrap(), json)
+}
+
+fn verdict_of<'a>(report: &'a serde_json::Value, item: &str) -> &'a str {
+    report["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["item"] == item)
+        .and_then(|v| v["verdict"].as_str())
+        .unwrap_or_else(|| panic!("no verdict for {item}: {report}"))
+}
+
+#[test]
+fn migrate_check_says_what_a_switch_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Courier 5 Maildir, made by Courier: everything kept.
+    let courier = maildir_in(&dir.path().join("users/ann"));
+    let mut script =
+        b"a CREATE \"INBOX.Entw&APw-rfe\"\r\nb SUBSCRIBE \"INBOX.Entw&APw-rfe\"\r\n".to_vec();
+    script.extend_from_slice(&append_sync("c", "\\Seen $Label1", &message("m", "x")));
+    script.extend_from_slice(b"z LOGOUT\r\n");
+    courier_imapd(&courier, &script);
+    let (code, json) = migrate_check(&[&courier]);
+    let r = &json[0];
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(r["folder_names"], "utf8");
+    assert_eq!(r["subscriptions"], 1);
+    let inbox = &r["folders"][0];
+    assert_eq!(inbox["uid_list"], "courierimapuiddb");
+    assert_eq!(inbox["messages"], 1);
+    assert_eq!(inbox["keywords"][0], "$Label1");
+    assert_eq!(r["folders"][1]["name"], "INBOX.Entw&APw-rfe");
+    assert_eq!(r["folders"][1]["spelling"], "utf8");
+
+    // A Maildir with both spellings of one name and a damaged UID list.
+    let odd = maildir_in(&dir.path().join("users/bob"));
+    folder(&odd, ".Entwürfe");
+    let old = folder(&odd, ".Entw&APw-rfe");
+    write_msg(&old.join("cur"), "1.M1.h:2,S", "x");
+    std::fs::write(old.join("courierimapuiddb"), "garbage\n").unwrap();
+    std::fs::write(odd.join("courierimapuiddb"), "1 5 1\n").unwrap();
+    // A Dovecot Maildir that saved no POP3 UIDLs.
+    let dove = maildir_in(&dir.path().join("users/cid"));
+    write_msg(&dove.join("cur"), "2.M2.h,S=10:2,S", "y");
+    std::fs::write(dove.join("dovecot-uidlist"), "3 V9 N2\n1 :2.M2.h,S=10\n").unwrap();
+    let before = crate::compat::tree(dir.path());
+
+    // The whole tree at once: three Maildirs, in path order.
+    let (code, json) = migrate_check(&[&dir.path().join("users")]);
+    assert_eq!(code, 1);
+    let reports = json.as_array().unwrap();
+    assert_eq!(reports.len(), 3, "{json}");
+    let bob = &reports[1];
+    assert_eq!(bob["conflicts"][0][0], "Entwürfe", "{bob}");
+    assert_eq!(verdict_of(bob, "folder Entwürfe"), "needs attention");
+    let cid = &reports[2];
+    assert_eq!(verdict_of(cid, "folder names"), "needs a setting");
+    assert_eq!(verdict_of(cid, "POP3 UIDLs"), "needs a setting");
+    assert_eq!(verdict_of(cid, "UIDs of INBOX"), "kept");
+    assert_eq!(cid["folders"][0]["uidvalidity"], 9);
+    assert_eq!(
+        crate::compat::tree(dir.path()),
+        before,
+        "a check writes nothing"
+    );
+    // The hidden twin is reported, and its damaged list with it when it
+    // is the one served.
+    std::fs::remove_dir_all(odd.join(".Entwürfe")).unwrap();
+    let (_, json) = migrate_check(&[&odd]);
+    assert_eq!(
+        verdict_of(&json[0], "UIDs of INBOX.Entw&APw-rfe"),
+        "downloaded again"
+    );
+}
