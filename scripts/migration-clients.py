@@ -18,6 +18,8 @@ preauthtunnel), and tern's own `tern imapd MAILDIR` in its place.
     migration-clients.py TERN_BINARY SHARED_DIR
 
 Prints PASS/FAIL per scenario and exits non-zero if any failed.
+MIGRATION_ONLY=regex runs the scenarios whose name matches; HX_VERBOSE=1
+adds tracebacks.
 """
 
 import imaplib
@@ -425,11 +427,65 @@ def courier_scenario(work):
     same_counts(third, fourth, "after the switch back to Courier")
 
 
+# --------------------------------------------------------------------------
+# A Courier-IMAP 4 Maildir (modified UTF-7 on disk) -> tern -> converted
+# with `tern maildirmake --convutf8` -> Courier-IMAP 5 -> tern
+
+
+def courier4_scenario(work):
+    md = work + "/courier4/Maildir"
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(md, sub))
+    courier = ["bash", os.path.join(ORACLE, "courier.sh"), "imapd", md]
+    tern = [TERN, "imapd", md]
+    # Courier 4 kept names as clients sent them: made here by Courier 5 under
+    # ASCII names, then given the directory names Courier 4 would have.
+    script = b'a CREATE "INBOX.E"\r\nb SUBSCRIBE "INBOX.Entw&APw-rfe"\r\nc CREATE "INBOX.Tom"\r\n'
+    for i, (f, fl) in enumerate([("INBOX", "\\Seen"), ("INBOX.E", "$Label1"), ("INBOX.E", ""),
+                                 ("INBOX.Tom", "\\Flagged")]):
+        msg = message("courier4 %d" % i)
+        script += b'p%d APPEND "%s" (%s) {%d}\r\n%s\r\n' % (i, f.encode(), fl.encode(), len(msg), msg)
+    out = stdio_imapd(courier, script + b"z LOGOUT\r\n")
+    check("p3 OK" in out, "Courier did not take the messages: " + out[-800:])
+    os.rename(md + "/.E", md + "/.Entw&APw-rfe")
+    os.rename(md + "/.Tom", md + "/.Tom&-Jerry")
+    with open(md + "/courierimapsubscribed", "w") as f:
+        f.write("INBOX.Entw&APw-rfe\nINBOX.Tom&-Jerry\n")
+    folders = ["INBOX", "INBOX.Entw&APw-rfe", "INBOX.Tom&-Jerry"]
+    tun_courier = "bash %s imapd %s" % (os.path.join(ORACLE, "courier.sh"), md)
+    tun_tern = "%s imapd %s" % (TERN, md)
+    clients = Clients(work + "/clients", prefix="INBOX.", pop3=False)
+    first = clients.run(tun_tern)
+    check(first["mbsync"] == 4 and first["offlineimap"] == 4, "first sync through tern: %r" % first)
+    # A folder made through tern keeps the Maildir's spelling.
+    msg = message("new folder")
+    stdio_imapd(tern, b'a CREATE "INBOX.Gr&APYA3w-e"\r\nb SUBSCRIBE "INBOX.Gr&APYA3w-e"\r\n'
+                b'c APPEND "INBOX.Gr&APYA3w-e" () {%d}\r\n%s\r\nz LOGOUT\r\n' % (len(msg), msg))
+    check(os.path.isdir(md + "/.Gr&APYA3w-e"), "tern should spell the new folder in modified UTF-7 here")
+    folders.append("INBOX.Gr&APYA3w-e")
+    second = clients.run(tun_tern)
+    one_more(first, second, "one new folder and message through tern")
+    before = stdio_snapshot(tern, folders)
+    out = run([TERN, "maildirmake", "--convutf8", md])
+    check("Rename INBOX.Entw&APw-rfe to INBOX.Entwürfe" in out, "convutf8: " + out)
+    check(os.path.isdir(md + "/.Entwürfe") and os.path.isdir(md + "/.Größe"), "not converted: " + out)
+    compare(before, stdio_snapshot(courier, folders), "tern on Courier 4's Maildir -> Courier 5 after --convutf8")
+    third = clients.run(tun_courier)
+    same_counts(second, third, "Courier 5 after the conversion")
+    compare(before, stdio_snapshot(tern, folders), "and tern again on the converted Maildir")
+    fourth = clients.run(tun_tern)
+    same_counts(third, fourth, "tern again on the converted Maildir")
+
+
 def main():
     base = tempfile.mkdtemp(prefix="tern-migration-", dir="/tmp")
     os.chmod(base, 0o755)
     failed = 0
-    for name, fn in [("dovecot-tern-dovecot", dovecot_scenario), ("courier-tern-courier", courier_scenario)]:
+    scenarios = [("dovecot-tern-dovecot", dovecot_scenario), ("courier-tern-courier", courier_scenario),
+                 ("courier4-tern-courier5", courier4_scenario)]
+    only = os.environ.get("MIGRATION_ONLY")
+    scenarios = [x for x in scenarios if not only or re.search(only, x[0])]
+    for name, fn in scenarios:
         work = os.path.join(base, name)
         os.makedirs(work)
         os.chmod(work, 0o755)
@@ -445,7 +501,7 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
     else:
         print("(work left in %s)" % base)
-    print("%d passed, %d failed" % (2 - failed, failed))
+    print("%d passed, %d failed" % (len(scenarios) - failed, failed))
     sys.exit(1 if failed else 0)
 
 
