@@ -49,6 +49,7 @@ listen = ["127.0.0.1:0"]
 passwd_file = "users"
 [mail]
 maildir = "mail/{user}/Maildir"
+allow_root = true
 [limits]
 max_connections = 20000
 max_connections_per_ip = 20000

@@ -31,6 +31,7 @@ key = "key.pem"
 passwd_file = "users"
 [mail]
 maildir = "mail/{user}/Maildir"
+allow_root = true
 [log]
 level = "warn"
 CONF

@@ -64,6 +64,7 @@ fn write_tmp(path: &Path, input: &mut dyn Read) -> Result<(u64, u64)> {
         .create_new(true)
         .open(path)
         .map_err(io)?;
+    crate::owner::inherit(path).map_err(io)?;
     let mut buf = vec![0u8; 64 * 1024];
     let (mut size, mut extra) = (0u64, 0u64);
     let mut prev = 0u8;

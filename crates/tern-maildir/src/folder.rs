@@ -1376,6 +1376,7 @@ fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
     let res = (|| {
         let mut from = open_message(src)?;
         let mut to = File::create(dst)?;
+        crate::owner::inherit(dst)?;
         std::io::copy(&mut from, &mut to)?;
         to.set_modified(from.metadata()?.modified()?)?;
         to.sync_all()

@@ -179,10 +179,12 @@ impl KeywordDb {
     /// Any I/O error.
     pub fn store(&self, dir: &Path) -> Result<()> {
         let kdir = dir.join(DIR_NAME);
-        if let Err(e) = std::fs::create_dir(&kdir) {
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                return Err(MaildirError::io("mkdir", kdir, e));
+        match std::fs::create_dir(&kdir) {
+            Ok(()) => {
+                crate::owner::inherit(&kdir).map_err(|e| MaildirError::io("chown", &kdir, e))?
             }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(MaildirError::io("mkdir", kdir, e)),
         }
         write_atomic(&kdir.join(LIST_NAME), self.serialise().as_bytes())?;
         for u in &self.updates {

@@ -28,6 +28,7 @@ pub mod make;
 pub mod mutf7;
 pub mod name;
 pub mod name_form;
+pub mod owner;
 pub mod pop3list;
 pub mod quota;
 pub mod subscriptions;

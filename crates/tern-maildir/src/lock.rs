@@ -64,7 +64,9 @@ impl DotLock {
         // A folder some other program made without tmp/ (Courier would
         // fail here; tern makes the directory and goes on).
         if let Some(tmp) = path.parent().filter(|t| !t.is_dir()) {
-            std::fs::create_dir_all(tmp).map_err(|e| MaildirError::io("create", tmp, e))?;
+            std::fs::create_dir_all(tmp)
+                .and_then(|()| crate::owner::inherit(tmp))
+                .map_err(|e| MaildirError::io("create", tmp, e))?;
         }
         Self::acquire_styled(&path, Style::Courier)
     }
@@ -98,7 +100,9 @@ impl DotLock {
             Style::Tern => format!("{} {}\n", std::process::id(), crate::unique::hostname()),
             Style::Courier => format!("{}:{}", std::process::id(), crate::unique::raw_hostname()),
         };
-        std::fs::write(&own, content).map_err(|e| MaildirError::io("write lock", &own, e))?;
+        std::fs::write(&own, content)
+            .and_then(|()| crate::owner::inherit(&own))
+            .map_err(|e| MaildirError::io("write lock", &own, e))?;
         let res = Self::link_into_place(&own, path, style);
         let _ = std::fs::remove_file(&own);
         res

@@ -44,7 +44,7 @@ pub struct Maildir {
 
 fn mkdir(path: &Path) -> Result<()> {
     match std::fs::create_dir(path) {
-        Ok(()) => Ok(()),
+        Ok(()) => crate::owner::inherit(path).map_err(|e| MaildirError::io("chown", path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(MaildirError::io("mkdir", path, e)),
     }
@@ -270,8 +270,10 @@ impl Maildir {
         // sees a half-made folder.
         let staging = self.tmp_dir().join(format!("{}.newfolder", new_base()));
         make_maildir_dirs(&staging)?;
-        std::fs::File::create(staging.join("maildirfolder"))
-            .map_err(|e| MaildirError::io("create", staging.join("maildirfolder"), e))?;
+        let marker = staging.join("maildirfolder");
+        std::fs::File::create(&marker)
+            .and_then(|_| crate::owner::inherit(&marker))
+            .map_err(|e| MaildirError::io("create", &marker, e))?;
         match std::fs::rename(&staging, &dir) {
             Ok(()) => Ok(()),
             Err(e) => {

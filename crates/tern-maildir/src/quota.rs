@@ -316,6 +316,7 @@ fn write_file(root: &Path, spec: QuotaSpec, usage: Usage) -> Result<()> {
             .create_new(true)
             .mode(0o644)
             .open(&tmp)?;
+        crate::owner::inherit(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &dest)

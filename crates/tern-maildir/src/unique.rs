@@ -123,7 +123,9 @@ pub fn write_atomic_with(
         .unwrap_or_default();
     let tmp = dir.join(format!(".{}.{}.tmp", file_name, new_base()));
     let res = (|| {
-        let mut w = std::io::BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
+        let file = File::create(&tmp)?;
+        crate::owner::inherit(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, file);
         fill(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;

@@ -266,6 +266,29 @@ pub struct MailConfig {
     /// (Courier-IMAP 4, Dovecot). Both are read whatever is set.
     #[serde(default)]
     pub folder_names: FolderNames,
+    /// The account tern runs as once its ports are bound, when started as
+    /// root: a name from /etc/passwd or `uid:gid`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Serve mail as root (what tern creates then takes the owner of the
+    /// directory it is created in). Without it, or `user`, root refuses.
+    #[serde(default)]
+    pub allow_root: bool,
+    /// The umask, in octal: `077` makes 0700 folders and 0600 files, as
+    /// Courier and Dovecot do.
+    #[serde(default = "default_umask")]
+    pub umask: String,
+}
+
+fn default_umask() -> String {
+    "077".to_owned()
+}
+
+impl MailConfig {
+    /// The umask's bits (a validated configuration has a good one).
+    pub fn umask(&self) -> u32 {
+        u32::from_str_radix(&self.umask, 8).unwrap_or(0o077) & 0o777
+    }
 }
 
 /// `mail.folder_names`.
@@ -299,6 +322,9 @@ impl Default for MailConfig {
             maildir: default_maildir(),
             empty_trash: None,
             folder_names: FolderNames::Auto,
+            user: None,
+            allow_root: false,
+            umask: default_umask(),
         }
     }
 }
@@ -507,6 +533,12 @@ impl Config {
         }
         crate::imap::namespace::Namespace::new(&self.imap.namespace_prefix, self.imap.separator)
             .map_err(|e| invalid("imap.namespace_prefix", e))?;
+        if u32::from_str_radix(&self.mail.umask, 8).map_or(true, |m| m > 0o777) {
+            return Err(invalid(
+                "mail.umask",
+                format!("{:?}: expected octal, e.g. \"077\"", self.mail.umask),
+            ));
+        }
         if let Some(t) = &self.mail.empty_trash {
             parse_empty_trash(t).map_err(|p| invalid("mail.empty_trash", p))?;
         }

@@ -49,7 +49,9 @@ pub fn sweep(registry: &FolderRegistry, maildir: &Maildir, rules: &[(String, u32
             continue;
         }
         // Claim the sweep first: concurrent logins of the same user skip it.
-        if let Err(e) = std::fs::write(&stamp, b"") {
+        if let Err(e) =
+            std::fs::write(&stamp, b"").and_then(|()| tern_maildir::owner::inherit(&stamp))
+        {
             tracing::warn!(folder = %dir.display(), cause = %e, "cannot write the trash stamp");
             continue;
         }

@@ -101,6 +101,13 @@ impl UserDb {
         }
     }
 
+    /// The user database a configuration describes, over `passwd`.
+    pub fn configured(passwd: PasswdFile, cfg: &crate::config::Config) -> UserDb {
+        UserDb::new(passwd, cfg.mail.maildir.clone(), cfg.base_dir.clone())
+            .with_folder_names(cfg.mail.folder_names.setting())
+            .with_default_quota(cfg.quota.default.as_deref().and_then(QuotaSpec::parse))
+    }
+
     /// Spells folder names on disk as `names` says.
     pub fn with_folder_names(mut self, names: tern_maildir::name_form::NameSetting) -> UserDb {
         self.folder_names = names;

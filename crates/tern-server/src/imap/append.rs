@@ -243,6 +243,7 @@ impl Streaming {
             use std::io::{Read, Write};
             let mut src = std::fs::File::open(&from)?;
             let mut dst = std::fs::File::create(&to)?;
+            tern_maildir::owner::inherit(&to)?;
             let (mut conv, mut piece) =
                 (tern_message::crlf::ToCrlf::default(), vec![0u8; 64 * 1024]);
             let mut out = Vec::with_capacity(80 * 1024);
@@ -350,6 +351,18 @@ impl Session {
                 return Err(store_failed());
             }
         };
+        if tern_maildir::owner::running_as_root() {
+            let p = path.clone();
+            if let Err(r) = blocking(move || {
+                tern_maildir::owner::inherit(&p)
+                    .map_err(|e| tern_maildir::MaildirError::io("chown", &p, e))
+            })
+            .await
+            {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(r);
+            }
+        }
         Ok(Streaming {
             file,
             streamed: Streamed {

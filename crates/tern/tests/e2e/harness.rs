@@ -25,6 +25,9 @@ pub struct Server {
 }
 
 /// Builder for a server.
+/// A step run on the server's directory before it starts.
+type BeforeStart = Box<dyn FnOnce(&Path)>;
+
 pub struct ServerBuilder {
     wrapper: Vec<String>,
     log: Option<String>,
@@ -34,6 +37,7 @@ pub struct ServerBuilder {
     pop3_extra: String,
     mail_extra: String,
     users_extra: String,
+    before_start: Option<BeforeStart>,
 }
 
 pub fn server() -> ServerBuilder {
@@ -46,6 +50,7 @@ pub fn server() -> ServerBuilder {
         pop3_extra: String::new(),
         mail_extra: String::new(),
         users_extra: String::new(),
+        before_start: None,
     }
 }
 
@@ -98,6 +103,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs `f` on the server's directory once its files are written, just
+    /// before the server starts (to set owners and modes, say).
+    pub fn before_start(mut self, f: impl FnOnce(&Path) + 'static) -> Self {
+        self.before_start = Some(Box::new(f));
+        self
+    }
+
     /// Adds lines to the passwd-file.
     pub fn users(mut self, lines: &str) -> Self {
         self.users_extra.push_str(lines);
@@ -125,10 +137,13 @@ impl ServerBuilder {
             "hostname = \"test.example\"\n[imap]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
              [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[auth]\npasswd_file = \"users\"\nfailure_delay_ms = 1\n{}\
-             [mail]\nmaildir = \"mail/{{user}}/Maildir\"\n{}{}",
+             [mail]\nmaildir = \"mail/{{user}}/Maildir\"\nallow_root = true\n{}{}",
             self.imap_extra, self.pop3_extra, self.auth_extra, self.mail_extra, self.extra_config
         );
         std::fs::write(p.join("tern.toml"), &cfg).unwrap();
+        if let Some(f) = self.before_start {
+            f(p);
+        }
         let mut s = Server {
             dir,
             child: None,
@@ -215,6 +230,11 @@ impl Server {
     }
 
     /// What the server logged so far (with [`ServerBuilder::log`]).
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(std::process::Child::id).unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }

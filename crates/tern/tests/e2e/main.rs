@@ -15,6 +15,7 @@ mod framing;
 mod mailboxes;
 mod messages;
 mod migration;
+mod ownership;
 mod pop3;
 mod session;
 mod traces;
