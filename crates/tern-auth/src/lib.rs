@@ -1,14 +1,18 @@
-//! Authentication for tern: the user database (a Dovecot-format passwd-file
-//! for now), password schemes, and the SASL mechanisms PLAIN and LOGIN.
+//! Authentication for tern: the account backends (a Dovecot-format
+//! passwd-file, SQL databases), tried in order ([`directory`]), password
+//! schemes, and the SASL mechanisms PLAIN and LOGIN.
 //!
 //! Password verification is CPU-heavy by design (Argon2, yescrypt); the
 //! server runs it on a blocking thread, never on the async runtime.
 
+pub mod directory;
 pub mod passwd_file;
 pub mod sasl;
 pub mod scheme;
 pub mod secret;
+pub mod sql;
 
+pub use directory::{Backend, Directory};
 pub use passwd_file::{PasswdFile, UserEntry};
 pub use secret::Secret;
 
@@ -35,6 +39,10 @@ pub enum AuthError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// A backend could not answer (a database down or too slow): the
+    /// login is a temporary failure, never a wrong password.
+    #[error("account backend unavailable: {0}")]
+    Unavailable(String),
     /// The stored password uses a scheme tern does not know.
     #[error("unknown password scheme {0:?}")]
     UnknownScheme(String),

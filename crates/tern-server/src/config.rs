@@ -229,8 +229,12 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Dovecot-format passwd-file.
-    pub passwd_file: PathBuf,
+    /// Dovecot-format passwd-file (tried first).
+    #[serde(default)]
+    pub passwd_file: Option<PathBuf>,
+    /// SQL databases, tried in order after the passwd-file.
+    #[serde(default)]
+    pub sql: Vec<SqlConfig>,
     /// When cleartext logins are allowed.
     #[serde(default)]
     pub cleartext: Cleartext,
@@ -240,6 +244,34 @@ pub struct AuthConfig {
     /// First delay after a failed login, in milliseconds; doubles each time.
     #[serde(default = "default_failure_delay")]
     pub failure_delay_ms: u64,
+}
+
+/// `[[auth.sql]]`: one database of accounts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// `postgres://user:pw@host/db`, `mysql://...` (MariaDB too) or
+    /// `sqlite:/path/to/file`.
+    pub url: String,
+    /// The account query, with `:user`, `:local`, `:domain`, `:service`,
+    /// `:remote` bound as parameters; columns `password` and any of
+    /// `user`, `home`, `maildir`, `uid`, `gid`, `quota`, `mailhost`,
+    /// `options`.
+    pub password_query: String,
+    /// Connections kept open at most.
+    #[serde(default = "default_sql_pool")]
+    pub pool_size: u32,
+    /// How long a login waits for a connection and an answer, in
+    /// milliseconds, before it is told to try again later.
+    #[serde(default = "default_sql_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_sql_pool() -> u32 {
+    8
+}
+fn default_sql_timeout() -> u64 {
+    3000
 }
 
 fn default_max_auth_failures() -> u32 {
@@ -567,14 +599,29 @@ impl Config {
                 }
             }
         }
-        if !self.resolve(&self.auth.passwd_file).is_file() {
+        if let Some(pf) = &self.auth.passwd_file {
+            if !self.resolve(pf).is_file() {
+                return Err(invalid(
+                    "auth.passwd_file",
+                    format!("{} is not a readable file", self.resolve(pf).display()),
+                ));
+            }
+        }
+        if self.auth.passwd_file.is_none() && self.auth.sql.is_empty() {
             return Err(invalid(
-                "auth.passwd_file",
-                format!(
-                    "{} is not a readable file",
-                    self.resolve(&self.auth.passwd_file).display()
-                ),
+                "auth",
+                "no account backend: set passwd_file or add an [[auth.sql]]".into(),
             ));
+        }
+        for (n, q) in self.auth.sql.iter().enumerate() {
+            let dialect = tern_auth::sql::Dialect::of(&q.url)
+                .map_err(|e| invalid("auth.sql.url", format!("database {}: {e}", n + 1)))?;
+            tern_auth::sql::prepare(&q.password_query, dialect).map_err(|e| {
+                invalid(
+                    "auth.sql.password_query",
+                    format!("database {}: {e}", n + 1),
+                )
+            })?;
         }
         Ok(())
     }

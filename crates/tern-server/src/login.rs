@@ -72,13 +72,34 @@ fn checkers() -> &'static std::sync::mpsc::SyncSender<Check> {
     })
 }
 
-/// Checks a password on one of the password threads ([`checkers`]).
-pub(crate) async fn verify(svc: &Arc<Services>, user: String, pass: Vec<u8>) -> LoginResult {
+/// Finds the account (in the backends, on the runtime: a database query
+/// is I/O) and checks the password on one of the password threads
+/// ([`checkers`]). `service` is `imap` or `pop3`.
+pub(crate) async fn verify(
+    svc: &Arc<Services>,
+    user: String,
+    pass: Vec<u8>,
+    service: &'static str,
+    peer: Option<SocketAddr>,
+) -> LoginResult {
+    let Some(db) = &svc.users else {
+        return LoginResult::Failed;
+    };
+    let remote = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    let req = tern_auth::sql::Request {
+        user: &user,
+        service,
+        remote: &remote,
+    };
+    let entry = match db.lookup(&req).await {
+        Ok(e) => e,
+        Err(e) => return LoginResult::TempFail(e.to_string()),
+    };
     let svc = svc.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Check = Box::new(move || {
         let result = match &svc.users {
-            Some(db) => db.login(&user, &pass),
+            Some(db) => db.check(entry.as_ref(), &pass),
             None => LoginResult::Failed,
         };
         let _ = tx.send(result);

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use tern_auth::{PasswdFile, UserEntry};
+use tern_auth::sql::Request;
+use tern_auth::{Backend, Directory, PasswdFile, UserEntry};
 use tern_maildir::quota::QuotaSpec;
 use tern_maildir::Maildir;
 
@@ -68,10 +69,35 @@ pub fn quota_of(extra: &std::collections::HashMap<String, String>) -> Option<Quo
     (spec.bytes > 0 || spec.messages > 0).then_some(spec)
 }
 
+/// The account backends a configuration names: its passwd-file first, then
+/// each `[[auth.sql]]` in order. Databases are not contacted here.
+///
+/// # Errors
+/// A passwd-file that cannot be read, or a database URL or query that is
+/// not usable, as text for the operator.
+pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> {
+    let mut backends = Vec::new();
+    if let Some(pf) = &cfg.auth.passwd_file {
+        let p = PasswdFile::open(&cfg.resolve(pf))
+            .map_err(|e| format!("reading the passwd-file: {e}"))?;
+        backends.push(Backend::PasswdFile(p));
+    }
+    for q in &cfg.auth.sql {
+        let b = tern_auth::sql::SqlBackend::new(
+            &q.url,
+            &q.password_query,
+            q.pool_size,
+            std::time::Duration::from_millis(q.timeout_ms.max(1)),
+        )?;
+        backends.push(Backend::Sql(b));
+    }
+    Ok(Directory::new(backends))
+}
+
 /// The user database and the rule that finds each user's Maildir.
 #[derive(Debug)]
 pub struct UserDb {
-    passwd: PasswdFile,
+    directory: Directory,
     maildir_template: String,
     base_dir: PathBuf,
     default_quota: Option<QuotaSpec>,
@@ -90,10 +116,19 @@ pub enum LoginResult {
 }
 
 impl UserDb {
-    /// A user database over a passwd-file.
+    /// A user database over one passwd-file.
     pub fn new(passwd: PasswdFile, maildir_template: String, base_dir: PathBuf) -> UserDb {
+        Self::over(
+            Directory::new(vec![Backend::PasswdFile(passwd)]),
+            maildir_template,
+            base_dir,
+        )
+    }
+
+    /// A user database over the account backends of `directory`.
+    pub fn over(directory: Directory, maildir_template: String, base_dir: PathBuf) -> UserDb {
         UserDb {
-            passwd,
+            directory,
             maildir_template,
             base_dir,
             default_quota: None,
@@ -101,9 +136,9 @@ impl UserDb {
         }
     }
 
-    /// The user database a configuration describes, over `passwd`.
-    pub fn configured(passwd: PasswdFile, cfg: &crate::config::Config) -> UserDb {
-        UserDb::new(passwd, cfg.mail.maildir.clone(), cfg.base_dir.clone())
+    /// The user database a configuration describes, over `directory`.
+    pub fn configured(directory: Directory, cfg: &crate::config::Config) -> UserDb {
+        UserDb::over(directory, cfg.mail.maildir.clone(), cfg.base_dir.clone())
             .with_folder_names(cfg.mail.folder_names.setting())
             .with_default_quota(cfg.quota.default.as_deref().and_then(QuotaSpec::parse))
     }
@@ -123,35 +158,55 @@ impl UserDb {
     /// Looks a user up without a password (delivery).
     ///
     /// # Errors
-    /// The user database cannot be read.
-    pub fn find(&self, user: &str) -> Result<Option<User>, tern_auth::AuthError> {
-        Ok(self.passwd.lookup(user)?.map(|e| self.user_for(&e)))
+    /// The user database cannot be read, or a backend did not answer.
+    pub async fn find(&self, user: &str) -> Result<Option<User>, tern_auth::AuthError> {
+        let req = Request {
+            user,
+            service: "deliver",
+            remote: "",
+        };
+        Ok(self
+            .directory
+            .lookup(&req)
+            .await?
+            .map(|e| self.user_for(&e)))
     }
 
-    /// Checks a password; CPU-heavy, so call it from a blocking thread.
-    pub fn login(&self, user: &str, password: &[u8]) -> LoginResult {
-        let entry = match self.passwd.lookup(user) {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                // Spend what a real check of the site's usual scheme costs,
-                // so that unknown users are not told apart from wrong
-                // passwords by timing; the answer is no whatever it says.
-                let decoy = self.passwd.decoy().ok().flatten();
-                let _ = tern_auth::scheme::verify(
-                    decoy
-                        .as_deref()
-                        .unwrap_or("{SHA512-CRYPT}$6$rounds=5000$saltsaltsaltsalt$"),
-                    password,
-                );
-                return LoginResult::Failed;
-            }
-            Err(e) => return LoginResult::TempFail(e.to_string()),
+    /// The account a login names, from the first backend that knows it.
+    ///
+    /// # Errors
+    /// As [`Directory::lookup`].
+    pub async fn lookup(
+        &self,
+        req: &Request<'_>,
+    ) -> Result<Option<UserEntry>, tern_auth::AuthError> {
+        self.directory.lookup(req).await
+    }
+
+    /// Checks a password against the account found (`None`: no such
+    /// account); CPU-heavy, so call it from a password thread.
+    pub fn check(&self, entry: Option<&UserEntry>, password: &[u8]) -> LoginResult {
+        let Some(entry) = entry else {
+            // Spend what a real check of the site's usual scheme costs,
+            // so that unknown users are not told apart from wrong
+            // passwords by timing; the answer is no whatever it says.
+            let decoy = self
+                .directory
+                .passwd_file()
+                .and_then(|p| p.decoy().ok().flatten());
+            let _ = tern_auth::scheme::verify(
+                decoy
+                    .as_deref()
+                    .unwrap_or("{SHA512-CRYPT}$6$rounds=5000$saltsaltsaltsalt$"),
+                password,
+            );
+            return LoginResult::Failed;
         };
         match tern_auth::scheme::verify(&entry.password, password) {
-            Ok(true) => LoginResult::Ok(self.user_for(&entry)),
+            Ok(true) => LoginResult::Ok(self.user_for(entry)),
             Ok(false) => LoginResult::Failed,
             Err(e) => {
-                tracing::warn!(user, cause = %e, "password of user cannot be checked");
+                tracing::warn!(user = %entry.user, cause = %e, "password of user cannot be checked");
                 LoginResult::Failed
             }
         }

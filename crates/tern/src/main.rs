@@ -282,15 +282,20 @@ fn deliver(
                 return sysexits::TEMPFAIL;
             }
         };
-        let passwd = match tern_auth::PasswdFile::open(&cfg.resolve(&cfg.auth.passwd_file)) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("tern deliver: {e}");
-                return sysexits::TEMPFAIL;
-            }
-        };
-        let db = UserDb::configured(passwd, &cfg);
-        match db.find(&name) {
+        // A database lookup is asynchronous (and its pool wants a
+        // runtime from the start): one small runtime for it.
+        let found = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let directory = tern_server::users::open_directory(&cfg)?;
+                    let db = UserDb::configured(directory, &cfg);
+                    db.find(&name).await.map_err(|e| e.to_string())
+                })
+            });
+        match found {
             Ok(Some(u)) => (u.maildir, u.quota, u.name),
             Ok(None) => {
                 eprintln!("tern deliver: {name}: unknown user");
@@ -479,7 +484,9 @@ fn serve(config: Option<PathBuf>) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    if let Err(e) = privileges::settle(&cfg.mail, &[&cfg.resolve(&cfg.auth.passwd_file)]) {
+    let passwd_file = cfg.auth.passwd_file.as_ref().map(|p| cfg.resolve(p));
+    let must_read: Vec<&std::path::Path> = passwd_file.iter().map(PathBuf::as_path).collect();
+    if let Err(e) = privileges::settle(&cfg.mail, &must_read) {
         eprintln!("tern: {e}");
         return EXIT_CONFIG;
     }
@@ -505,7 +512,6 @@ fn serve(config: Option<PathBuf>) -> i32 {
 /// What the server takes from the system while it may still be root.
 struct Prepared {
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-    passwd: tern_auth::PasswdFile,
     listeners: Vec<(std::net::TcpListener, bool, Protocol)>,
 }
 
@@ -517,8 +523,11 @@ fn prepare(cfg: &Config) -> Result<Prepared> {
         ),
         None => None,
     };
-    let passwd = tern_auth::PasswdFile::open(&cfg.resolve(&cfg.auth.passwd_file))
-        .context("reading the passwd-file")?;
+    // The passwd-file is read now, while tern may still be root; the
+    // backends are opened in the runtime (after the drop).
+    if let Some(pf) = &cfg.auth.passwd_file {
+        tern_auth::PasswdFile::open(&cfg.resolve(pf)).context("reading the passwd-file")?;
+    }
     // Bind everything before serving anything: a port in use fails the start.
     let mut listeners = Vec::new();
     for (addrs, is_tls, protocol) in [
@@ -541,11 +550,7 @@ fn prepare(cfg: &Config) -> Result<Prepared> {
             listeners.push((l, is_tls, protocol));
         }
     }
-    Ok(Prepared {
-        tls,
-        passwd,
-        listeners,
-    })
+    Ok(Prepared { tls, listeners })
 }
 
 /// A listening socket as tokio makes one (SO_REUSEADDR, so a restart
@@ -570,7 +575,8 @@ fn bind(addr: &str) -> Result<std::net::TcpListener> {
 
 async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
     let acceptor = ready.tls.map(tokio_rustls::TlsAcceptor::from);
-    let users = UserDb::configured(ready.passwd, &cfg);
+    let directory = tern_server::users::open_directory(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    let users = UserDb::configured(directory, &cfg);
     let mut listeners = Vec::with_capacity(ready.listeners.len());
     for (l, tls, protocol) in ready.listeners {
         listeners.push(BoundListener {

@@ -125,7 +125,7 @@ impl Session {
     /// Checks the credentials; on success the account is returned, not
     /// installed: the pre-login phase decides what becomes of it.
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
-        let result = crate::login::verify(&self.svc, user.clone(), pass).await;
+        let result = crate::login::verify(&self.svc, user.clone(), pass, "imap", self.peer).await;
         match result {
             LoginResult::Ok(u) => {
                 if let Err(e) = crate::login::prepare(&self.svc, &u).await {

@@ -439,7 +439,7 @@ impl Pop3 {
     }
 
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<Flow, ConnEnd> {
-        match crate::login::verify(&self.svc, user.clone(), pass).await {
+        match crate::login::verify(&self.svc, user.clone(), pass, "pop3", self.peer).await {
             LoginResult::Ok(u) => {
                 if !self.svc.policy.pop3_login_allowed(&u.name) {
                     let secs = self.svc.policy.pop3_login_delay.as_secs();

@@ -1,0 +1,71 @@
+//! The account backends, tried in order: the first definite answer wins.
+//!
+//! A backend that finds the account answers; one that does not know it
+//! passes to the next. One that cannot answer (a database down) is
+//! remembered: when no later backend knows the account either, the lookup
+//! is a temporary failure, because the account may well be in the backend
+//! that did not answer, and "no such user" would tell its owner the
+//! password was wrong.
+
+use crate::passwd_file::{PasswdFile, UserEntry};
+use crate::sql::{Request, SqlBackend};
+use crate::AuthError;
+
+/// One place accounts are kept.
+#[derive(Debug)]
+pub enum Backend {
+    /// A passwd-file (Dovecot's format).
+    PasswdFile(PasswdFile),
+    /// An SQL database.
+    Sql(SqlBackend),
+}
+
+/// The configured backends, in order.
+#[derive(Debug)]
+pub struct Directory {
+    backends: Vec<Backend>,
+}
+
+impl Directory {
+    /// The backends, tried in this order.
+    pub fn new(backends: Vec<Backend>) -> Directory {
+        Directory { backends }
+    }
+
+    /// The passwd-file among the backends, if any (its decoy hash and its
+    /// re-reading are its own).
+    pub fn passwd_file(&self) -> Option<&PasswdFile> {
+        self.backends.iter().find_map(|b| match b {
+            Backend::PasswdFile(p) => Some(p),
+            Backend::Sql(_) => None,
+        })
+    }
+
+    /// The account `req` names.
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when a backend could not answer and none
+    /// after it knows the account; a passwd-file that cannot be read.
+    pub async fn lookup(&self, req: &Request<'_>) -> Result<Option<UserEntry>, AuthError> {
+        let mut unanswered: Option<AuthError> = None;
+        for b in &self.backends {
+            let found = match b {
+                // A read of a changed file: small, and cached by mtime.
+                Backend::PasswdFile(p) => p.lookup(req.user),
+                Backend::Sql(s) => s.lookup(req).await,
+            };
+            match found {
+                Ok(Some(e)) => return Ok(Some(e)),
+                Ok(None) => {}
+                Err(e @ AuthError::Unavailable(_)) => {
+                    unanswered.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match unanswered {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+}
