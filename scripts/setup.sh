@@ -18,5 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
         apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${need[@]}" >/dev/null
     }
 fi
+# PostgreSQL and MariaDB for the account-backend tests (started privately by them).
+bash "$ROOT/scripts/db.sh" install
 # Courier's imapd for the round-trip test (downloads and unpacks once).
 bash "$SHARED/oracle/courier.sh" bin >/dev/null

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod accounts;
 mod compat;
 mod concurrency;
 mod delivery;

@@ -1,0 +1,216 @@
+//! Accounts in SQL databases: real PostgreSQL and MariaDB servers from
+//! Debian's packages (started privately by `scripts/db.sh`) and SQLite,
+//! logged into over IMAP and POP3 with TLS; injection attempts; a database
+//! that stops answering.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::harness::*;
+
+fn db_sh() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/db.sh")
+}
+
+/// A private database server, stopped when dropped.
+struct Db {
+    kind: &'static str,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Db {
+    fn start(kind: &'static str) -> Db {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("bash")
+            .arg(db_sh())
+            .args([kind, "start"])
+            .arg(dir.path().join("db"))
+            .arg(port.to_string())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "{kind} did not start (scripts/db.sh install installs it)"
+        );
+        Db { kind, dir, port }
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        let mut child = Command::new("bash")
+            .arg(db_sh())
+            .args([self.kind, "sql"])
+            .arg(self.dir.path().join("db"))
+            .arg(self.port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), sql.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{sql}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.kind == "postgres" {
+            "postgres"
+        } else {
+            "mysql"
+        };
+        format!("{scheme}://tern:ternpw@127.0.0.1:{}/mail", self.port)
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(db_sh())
+            .args([self.kind, "stop"])
+            .arg(self.dir.path().join("db"))
+            .status();
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+const SCHEMA: &str = "CREATE TABLE accounts (login VARCHAR(200) PRIMARY KEY, pw VARCHAR(300), \
+                      maildir VARCHAR(300), quota VARCHAR(50), active INTEGER);";
+
+fn rows(mail: &Path) -> String {
+    let sha = tern_auth::scheme::hash_sha512_crypt("shapw").unwrap();
+    format!(
+        "INSERT INTO accounts VALUES ('ann@example.org', '{{PLAIN}}annpw', '{0}/ann', '1000000S', 1);\n\
+         INSERT INTO accounts VALUES ('sam@example.org', '{sha}', '{0}/sam', NULL, 1);\n\
+         INSERT INTO accounts VALUES ('off@example.org', '{{PLAIN}}offpw', '{0}/off', NULL, 0);\n",
+        mail.display()
+    )
+}
+
+const QUERY: &str = "SELECT login AS user, pw AS password, maildir, quota FROM accounts \
+                     WHERE login = :user AND active = 1";
+
+/// Everything a site's users do with accounts in `url`.
+fn accounts_in(url: &str, mail: &Path, check_unchanged: impl Fn() -> String, stop: impl FnOnce()) {
+    let s = server()
+        .config(&format!(
+            "[[auth.sql]]\nurl = \"{url}\"\npassword_query = \"{QUERY}\"\ntimeout_ms = 1500\n"
+        ))
+        .start();
+    let before = check_unchanged();
+    // IMAP over TLS: the SQL account logs in and gets its Maildir.
+    let mut c = s.connect_tls();
+    let r = c.cmd("LOGIN ann@example.org annpw");
+    assert!(r.ok(), "{r:?}");
+    assert!(c.append("INBOX", "()", &message("hello", "x")).ok());
+    assert!(mail.join("ann/cur").is_dir() || mail.join("ann/new").is_dir());
+    let r = c.cmd("GETQUOTAROOT INBOX");
+    assert!(
+        r.has("STORAGE") && (r.has(" 976)") || r.has(" 977)")),
+        "the quota column: {r:?}"
+    );
+    // POP3 over TLS, a crypt hash.
+    let mut p = Pop::tls(s.pop3s);
+    assert!(p.login("sam@example.org", "shapw").starts_with("+OK"));
+    // The passwd-file still answers for its own users, tried first.
+    assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
+    // Wrong password, unknown user, an inactive row: no.
+    for (u, pw) in [
+        ("ann@example.org", "nope"),
+        ("zed@example.org", "x"),
+        ("off@example.org", "offpw"),
+    ] {
+        assert!(
+            s.connect().cmd(&format!("LOGIN \"{u}\" \"{pw}\"")).no(),
+            "{u}"
+        );
+    }
+    // Injection attempts get no, reach no account, change nothing.
+    for u in [
+        "ann@example.org' OR '1'='1",
+        "ann@example.org'--",
+        "' UNION SELECT 'ann@example.org', '{PLAIN}x', '/tmp/evil', NULL --",
+        "'; DROP TABLE accounts; --",
+        "%",
+        "ann@example.org\\",
+    ] {
+        let q = u.replace('\\', "\\\\").replace('"', "\\\"");
+        for pw in ["annpw", "x"] {
+            let r = s.connect().cmd(&format!("LOGIN \"{q}\" \"{pw}\""));
+            assert!(r.no() || r.bad(), "{u:?} / {pw} was let in: {r:?}");
+        }
+        let mut p = Pop::tls(s.pop3s);
+        assert!(p.login(u, "x").starts_with("-ERR"), "{u:?}");
+    }
+    assert!(!Path::new("/tmp/evil").exists());
+    assert_eq!(check_unchanged(), before, "the database changed");
+    // The database stops answering: a temporary failure, not "wrong
+    // password", and the session survives it.
+    stop();
+    let mut c = s.connect();
+    let r = c.cmd("LOGIN ann@example.org annpw");
+    assert!(r.no() && r.tagged().contains("[UNAVAILABLE]"), "{r:?}");
+    assert!(c.cmd("NOOP").ok(), "the connection survives");
+    let mut p = Pop::tls(s.pop3s);
+    let r = p.login("ann@example.org", "annpw");
+    assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
+    // A passwd-file user is not held up by the database being down.
+    assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
+}
+
+/// The accounts test on a private server of `kind`.
+fn server_accounts(kind: &'static str) {
+    let db = Db::start(kind);
+    let mail = tempfile::tempdir().unwrap();
+    db.sql(SCHEMA);
+    db.sql(&rows(mail.path()));
+    let table = || db.sql("SELECT login, pw, maildir, quota, active FROM accounts ORDER BY login;");
+    accounts_in(&db.url(), mail.path(), table, || db.stop());
+}
+
+#[test]
+fn postgresql_accounts() {
+    server_accounts("postgres");
+}
+
+#[test]
+fn mariadb_accounts() {
+    server_accounts("mariadb");
+}
+
+#[test]
+fn sqlite_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("mail");
+    let file = dir.path().join("accounts.db");
+    let sqlite = |sql: &str| {
+        let mut child = Command::new("python3")
+            .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); r=c.executescript(sys.stdin.read()) if sys.argv[2]=='w' else None; print(list(c.execute('SELECT * FROM accounts ORDER BY login'))) if sys.argv[2]=='r' else None; c.commit()"])
+            .arg(&file)
+            .arg(if sql.is_empty() { "r" } else { "w" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), sql.as_bytes()).unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    };
+    sqlite(SCHEMA);
+    sqlite(&rows(&mail));
+    let url = format!("sqlite:{}", file.display());
+    // "Stopping" SQLite: the file becomes unreadable garbage.
+    accounts_in(
+        &url,
+        &mail,
+        || sqlite(""),
+        || std::fs::write(&file, vec![0xffu8; 4096]).unwrap(),
+    );
+}

@@ -1,0 +1,113 @@
+#!/bin/bash
+# Private database servers for the account-backend tests, from Debian's
+# packages, on loopback with throw-away data directories.
+#
+#   db.sh install                      apt-get what is missing (setup.sh calls it)
+#   db.sh postgres start DIR PORT      a PostgreSQL cluster in DIR; database "mail",
+#                                      user "tern" password "ternpw" (SCRAM)
+#   db.sh mariadb start DIR PORT       a MariaDB server in DIR; the same names
+#   db.sh postgres|mariadb sql DIR PORT  run SQL read from stdin as the admin
+#   db.sh postgres|mariadb stop DIR
+#
+# Nothing system-wide is started or configured; DIR is owned by the
+# database's system user while it runs.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+die() { echo "db.sh: $*" >&2; exit 1; }
+
+install() {
+    local need=() p
+    for p in postgresql mariadb-server mariadb-client; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
+            apt-get -o DPkg::Lock::Timeout=900 update -q >/dev/null
+            apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${need[@]}" >/dev/null
+        }
+    fi
+}
+
+pgbin() {
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -n "$d" ] || die "PostgreSQL is not installed (db.sh install)"
+    echo "$d"
+}
+
+wait_port() {
+    local i
+    for i in $(seq 1 200); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+postgres() {
+    local action=$1 dir=$2 port=${3:-} bin
+    bin=$(pgbin)
+    case $action in
+        start)
+            mkdir -p "$dir"
+            chown postgres:postgres "$dir"
+            chmod 700 "$dir"
+            printf 'ternpw\n' > "$dir.pw"
+            chown postgres "$dir.pw"
+            runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U tern --pwfile="$dir.pw" \
+                -A scram-sha-256 >/dev/null
+            rm -f "$dir.pw"
+            runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
+                "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+            PGPASSWORD=ternpw "$bin/psql" -q -h 127.0.0.1 -p "$port" -U tern -d postgres \
+                -c "CREATE DATABASE mail" >/dev/null
+            ;;
+        sql)
+            PGPASSWORD=ternpw "$bin/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U tern -d mail
+            ;;
+        stop)
+            [ -d "$dir/data" ] && runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+            ;;
+        *) die "postgres start|sql|stop" ;;
+    esac
+}
+
+mariadb() {
+    local action=$1 dir=$2 port=${3:-}
+    case $action in
+        start)
+            mkdir -p "$dir"
+            chown mysql:mysql "$dir"
+            chmod 700 "$dir"
+            mariadb-install-db --datadir="$dir/data" --user=mysql --auth-root-authentication-method=socket \
+                --skip-test-db >/dev/null 2>&1 || die "mariadb-install-db failed"
+            runuser -u mysql -- /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --port="$port" \
+                --bind-address=127.0.0.1 --socket="$dir/sock" --pid-file="$dir/pid" \
+                --log-error="$dir/log" --skip-log-bin >/dev/null 2>&1 &
+            wait_port "$port" || die "MariaDB did not start: $(tail -5 "$dir/log" 2>/dev/null)"
+            for _ in $(seq 1 100); do [ -S "$dir/sock" ] && break; sleep 0.1; done
+            /usr/bin/mariadb --no-defaults -S "$dir/sock" -u root <<SQL
+CREATE DATABASE mail;
+CREATE USER 'tern'@'127.0.0.1' IDENTIFIED BY 'ternpw';
+CREATE USER 'tern'@'localhost' IDENTIFIED BY 'ternpw';
+GRANT ALL ON mail.* TO 'tern'@'127.0.0.1';
+GRANT ALL ON mail.* TO 'tern'@'localhost';
+SQL
+            ;;
+        sql)
+            /usr/bin/mariadb --no-defaults -h 127.0.0.1 -P "$port" -u tern -pternpw mail
+            ;;
+        stop)
+            if [ -s "$dir/pid" ]; then kill -9 "$(cat "$dir/pid")" 2>/dev/null || true; fi
+            ;;
+        *) die "mariadb start|sql|stop" ;;
+    esac
+}
+
+case ${1:-} in
+    install) install ;;
+    postgres) shift; postgres "$@" ;;
+    mariadb) shift; mariadb "$@" ;;
+    *) sed -n '2,13p' "$0"; exit 2 ;;
+esac
