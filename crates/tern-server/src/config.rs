@@ -235,6 +235,10 @@ pub struct AuthConfig {
     /// SQL databases, tried in order after the passwd-file.
     #[serde(default)]
     pub sql: Vec<SqlConfig>,
+    /// Account options every account has unless its own fields say
+    /// otherwise, courier-authlib's form: `disableinsecureimap=1,...`.
+    #[serde(default)]
+    pub default_options: String,
     /// When cleartext logins are allowed.
     #[serde(default)]
     pub cleartext: Cleartext,

@@ -81,6 +81,7 @@ pub(crate) async fn verify(
     pass: Vec<u8>,
     service: &'static str,
     peer: Option<SocketAddr>,
+    tls: bool,
 ) -> LoginResult {
     let Some(db) = &svc.users else {
         return LoginResult::Failed;
@@ -107,8 +108,20 @@ pub(crate) async fn verify(
     if checkers().try_send(job).is_err() {
         return LoginResult::TempFail("too many password checks waiting".to_owned());
     }
-    rx.await
-        .unwrap_or_else(|_| LoginResult::TempFail("password check lost".to_owned()))
+    let result = rx
+        .await
+        .unwrap_or_else(|_| LoginResult::TempFail("password check lost".to_owned()));
+    // Only a right password learns that the account is refused here.
+    match result {
+        LoginResult::Ok(u) => match u.access.check(service, tls) {
+            Ok(()) => LoginResult::Ok(u),
+            Err(d) => {
+                tracing::info!(user = %u.name, service, tls, reason = ?d, "login refused by account options");
+                LoginResult::Denied(d)
+            }
+        },
+        other => other,
+    }
 }
 
 /// What is left of the login's time for a connection that began at

@@ -17,6 +17,8 @@ pub struct User {
     /// The user's quota from the user database (or the configured
     /// default); `None` leaves it to the Maildir's own `maildirsize`.
     pub quota: Option<QuotaSpec>,
+    /// Which services the account may use.
+    pub access: Access,
 }
 
 impl User {
@@ -26,6 +28,90 @@ impl User {
             name,
             maildir,
             quota: None,
+            access: Access::default(),
+        }
+    }
+}
+
+/// Account options as courier-authlib has them: `disableimap`,
+/// `disablepop3`, `disableinsecureimap`, `disableinsecurepop3` (the last two:
+/// only over TLS). Set by the account's fields (`disableimap=1`, or
+/// `options=disableimap=1,disablepop3=1` as Courier's userdb and SQL
+/// `options` column write them) over the site's `auth.default_options`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Access {
+    /// No IMAP.
+    pub disable_imap: bool,
+    /// No POP3.
+    pub disable_pop3: bool,
+    /// IMAP only over TLS.
+    pub disable_insecure_imap: bool,
+    /// POP3 only over TLS.
+    pub disable_insecure_pop3: bool,
+}
+
+/// Why a login with the right password is still refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// The service is disabled for the account.
+    Service,
+    /// The account may use the service only over TLS.
+    NeedsTls,
+}
+
+fn flag(v: &str) -> bool {
+    !matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "0" | "no" | "false" | "off" | ""
+    )
+}
+
+impl Access {
+    /// Applies `key=value` options (`disableimap=1`), one list of them
+    /// comma-separated as courier-authlib writes it.
+    pub fn apply(&mut self, options: &str) {
+        for o in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let (k, v) = o.split_once('=').unwrap_or((o, "1"));
+            self.set(k, v);
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        let on = flag(value);
+        match key.to_ascii_lowercase().as_str() {
+            "disableimap" => self.disable_imap = on,
+            "disablepop3" => self.disable_pop3 = on,
+            "disableinsecureimap" => self.disable_insecure_imap = on,
+            "disableinsecurepop3" => self.disable_insecure_pop3 = on,
+            _ => {}
+        }
+    }
+
+    /// The site's defaults with the account's fields over them.
+    pub fn of(defaults: Access, extra: &std::collections::HashMap<String, String>) -> Access {
+        let mut a = defaults;
+        if let Some(o) = extra.get("options") {
+            a.apply(o);
+        }
+        for (k, v) in extra {
+            a.set(k, v);
+        }
+        a
+    }
+
+    /// Whether `service` (`imap` or `pop3`) may be used, over TLS or not.
+    pub fn check(&self, service: &str, tls: bool) -> Result<(), Denied> {
+        let (off, insecure_off) = match service {
+            "imap" => (self.disable_imap, self.disable_insecure_imap),
+            "pop3" => (self.disable_pop3, self.disable_insecure_pop3),
+            _ => (false, false),
+        };
+        if off {
+            Err(Denied::Service)
+        } else if insecure_off && !tls {
+            Err(Denied::NeedsTls)
+        } else {
+            Ok(())
         }
     }
 }
@@ -102,6 +188,7 @@ pub struct UserDb {
     base_dir: PathBuf,
     default_quota: Option<QuotaSpec>,
     folder_names: tern_maildir::name_form::NameSetting,
+    default_access: Access,
 }
 
 /// The outcome of a login attempt.
@@ -113,6 +200,8 @@ pub enum LoginResult {
     Failed,
     /// The user database could not be read.
     TempFail(String),
+    /// Good password, but the account may not use this service (here).
+    Denied(Denied),
 }
 
 impl UserDb {
@@ -133,6 +222,7 @@ impl UserDb {
             base_dir,
             default_quota: None,
             folder_names: Default::default(),
+            default_access: Access::default(),
         }
     }
 
@@ -141,6 +231,14 @@ impl UserDb {
         UserDb::over(directory, cfg.mail.maildir.clone(), cfg.base_dir.clone())
             .with_folder_names(cfg.mail.folder_names.setting())
             .with_default_quota(cfg.quota.default.as_deref().and_then(QuotaSpec::parse))
+            .with_default_options(&cfg.auth.default_options)
+    }
+
+    /// The account options every account has unless its own fields say
+    /// otherwise (courier-authlib's `DEFAULTOPTIONS`).
+    pub fn with_default_options(mut self, options: &str) -> UserDb {
+        self.default_access.apply(options);
+        self
     }
 
     /// Spells folder names on disk as `names` says.
@@ -246,6 +344,7 @@ impl UserDb {
             name: entry.user.clone(),
             maildir: Maildir::with_names(root, self.folder_names),
             quota: quota_of(&entry.extra).or(self.default_quota),
+            access: Access::of(self.default_access, &entry.extra),
         }
     }
 }

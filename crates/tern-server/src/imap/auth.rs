@@ -7,7 +7,7 @@ use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 
 use super::session::{End, Reply, Session, State};
-use crate::users::{LoginResult, User};
+use crate::users::{Denied, LoginResult, User};
 
 /// What a LOGIN or AUTHENTICATE comes to.
 #[derive(Debug)]
@@ -125,7 +125,15 @@ impl Session {
     /// Checks the credentials; on success the account is returned, not
     /// installed: the pre-login phase decides what becomes of it.
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
-        let result = crate::login::verify(&self.svc, user.clone(), pass, "imap", self.peer).await;
+        let result = crate::login::verify(
+            &self.svc,
+            user.clone(),
+            pass,
+            "imap",
+            self.peer,
+            self.conn.tls_active,
+        )
+        .await;
         match result {
             LoginResult::Ok(u) => {
                 if let Err(e) = crate::login::prepare(&self.svc, &u).await {
@@ -148,6 +156,16 @@ impl Session {
                 )
                 .into())
             }
+            LoginResult::Denied(Denied::Service) => Ok(Reply::no(
+                Some(Code::AuthorizationFailed),
+                "IMAP access is disabled for this account",
+            )
+            .into()),
+            LoginResult::Denied(Denied::NeedsTls) => Ok(Reply::no(
+                Some(Code::PrivacyRequired),
+                "This account may log in over TLS only (use STARTTLS or port 993)",
+            )
+            .into()),
             LoginResult::Failed => {
                 let failures = match &mut self.state {
                     State::NotAuthenticated { failures } => {

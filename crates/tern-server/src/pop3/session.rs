@@ -11,7 +11,7 @@ use tern_maildir::{Flag, MaildirError};
 use crate::conn::{Conn, ConnEnd};
 use crate::folders::OpenFolder;
 use crate::imap::{AsyncStream, Services};
-use crate::users::{LoginResult, User};
+use crate::users::{Denied, LoginResult, User};
 
 /// Longest command line. RFC 2449 allows 255 octets; SASL answers (RFC
 /// 5034) may be longer, so some room is left.
@@ -439,7 +439,16 @@ impl Pop3 {
     }
 
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<Flow, ConnEnd> {
-        match crate::login::verify(&self.svc, user.clone(), pass, "pop3", self.peer).await {
+        let result = crate::login::verify(
+            &self.svc,
+            user.clone(),
+            pass,
+            "pop3",
+            self.peer,
+            self.conn.tls_active,
+        )
+        .await;
+        match result {
             LoginResult::Ok(u) => {
                 if !self.svc.policy.pop3_login_allowed(&u.name) {
                     let secs = self.svc.policy.pop3_login_delay.as_secs();
@@ -469,6 +478,16 @@ impl Pop3 {
             LoginResult::TempFail(why) => {
                 tracing::error!(cause = %why, "user database unavailable");
                 self.reply("-ERR [SYS/TEMP] Authentication service unavailable, try again later.");
+                Ok(Flow::Continue)
+            }
+            LoginResult::Denied(Denied::Service) => {
+                self.reply("-ERR [AUTH] POP3 access is disabled for this account.");
+                Ok(Flow::Continue)
+            }
+            LoginResult::Denied(Denied::NeedsTls) => {
+                self.reply(
+                    "-ERR [AUTH] This account may log in over TLS only (use STLS or port 995).",
+                );
                 Ok(Flow::Continue)
             }
             LoginResult::Failed => {

@@ -214,3 +214,43 @@ fn sqlite_accounts() {
         || std::fs::write(&file, vec![0xffu8; 4096]).unwrap(),
     );
 }
+
+#[test]
+fn account_options_as_courier_authlib_has_them() {
+    let s = server()
+        .auth("default_options = \"disableinsecurepop3=1\"")
+        .users(
+            "dan:{PLAIN}danpw::::::disableimap=1\n\
+             eve:{PLAIN}evepw::::::options=disableinsecureimap=1,disablepop3=1\n\
+             fay:{PLAIN}faypw::::::disableinsecurepop3=0",
+        )
+        .start();
+    // A disabled service, told only to the right password.
+    let r = s.connect().cmd("LOGIN dan danpw");
+    assert!(
+        r.no() && r.tagged().contains("[AUTHORIZATIONFAILED]"),
+        "{r:?}"
+    );
+    let r = s.connect().cmd("LOGIN dan wrong");
+    assert!(
+        r.no() && r.tagged().contains("[AUTHENTICATIONFAILED]"),
+        "{r:?}"
+    );
+    assert!(Pop::tls(s.pop3s).login("dan", "danpw").starts_with("+OK"));
+    // TLS only for IMAP; no POP3 at all.
+    let r = s.connect().cmd("LOGIN eve evepw");
+    assert!(r.no() && r.tagged().contains("[PRIVACYREQUIRED]"), "{r:?}");
+    assert!(s.connect_tls().cmd("LOGIN eve evepw").ok());
+    assert!(Pop::tls(s.pop3s).login("eve", "evepw").starts_with("-ERR"));
+    // The site's default: POP3 over TLS only, unless the account says not.
+    let r = Pop::plain(s.pop3).login("alice", ALICE_PW);
+    assert!(r.starts_with("-ERR") && r.contains("TLS"), "{r}");
+    assert!(Pop::tls(s.pop3s)
+        .login("alice", ALICE_PW)
+        .starts_with("+OK"));
+    assert!(Pop::plain(s.pop3).login("fay", "faypw").starts_with("+OK"));
+    assert!(
+        s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok(),
+        "IMAP in the clear is allowed"
+    );
+}
