@@ -353,6 +353,27 @@ impl UserDb {
 mod tests {
     use super::*;
 
+    #[test]
+    fn account_options_override_the_defaults() {
+        let mut defaults = Access::default();
+        defaults.apply("disableinsecurepop3=1, disableimap");
+        let extra: std::collections::HashMap<String, String> = [
+            ("options".to_owned(), "disablepop3=1".to_owned()),
+            ("disableimap".to_owned(), "0".to_owned()),
+        ]
+        .into();
+        let a = Access::of(defaults, &extra);
+        assert_eq!(a.check("imap", false), Ok(()));
+        assert_eq!(a.check("pop3", true), Err(Denied::Service));
+        let b = Access::of(defaults, &Default::default());
+        assert_eq!(b.check("imap", true), Err(Denied::Service));
+        let mut c = Access::default();
+        c.apply("disableinsecureimap=yes");
+        assert_eq!(c.check("imap", false), Err(Denied::NeedsTls));
+        assert_eq!(c.check("imap", true), Ok(()));
+        assert_eq!(c.check("deliver", false), Ok(()));
+    }
+
     fn extra(k: &str, v: &str) -> std::collections::HashMap<String, String> {
         [(k.to_owned(), v.to_owned())].into_iter().collect()
     }
