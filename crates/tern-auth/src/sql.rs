@@ -161,6 +161,51 @@ impl Request<'_> {
     }
 }
 
+/// An answer and when it was had.
+type Cached = (std::time::Instant, Option<UserEntry>);
+
+/// Answers of a database kept for a short while: found accounts and
+/// unknown names alike. The key is every value the query is given, so two
+/// logins share an entry only when the database would be asked the very
+/// same question; the stored hash is still checked against the password at
+/// every login (a hit only spares the query), and an entry is never used
+/// past its lifetime, so a changed password stops working by then.
+#[derive(Debug)]
+struct Cache {
+    ttl: Duration,
+    max: usize,
+    entries: std::sync::Mutex<HashMap<Vec<String>, Cached>>,
+}
+
+impl Cache {
+    fn get(&self, key: &[String]) -> Option<Option<UserEntry>> {
+        let map = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get(key) {
+            Some((at, e)) if at.elapsed() < self.ttl => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: Vec<String>, value: Option<UserEntry>) {
+        let mut map = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= self.max {
+            let ttl = self.ttl;
+            map.retain(|_, (at, _)| at.elapsed() < ttl);
+            if map.len() >= self.max {
+                // Still full of live entries: start over rather than grow.
+                map.clear();
+            }
+        }
+        map.insert(key, (std::time::Instant::now(), value));
+    }
+}
+
 /// One configured database.
 #[derive(Debug)]
 pub struct SqlBackend {
@@ -168,6 +213,7 @@ pub struct SqlBackend {
     query: Prepared,
     timeout: Duration,
     name: String,
+    cache: Option<Cache>,
 }
 
 /// A column's value as text, whatever its SQL type.
@@ -211,7 +257,19 @@ impl SqlBackend {
             query,
             timeout,
             name: redact(url),
+            cache: None,
         })
+    }
+
+    /// Keeps answers for `ttl` (nothing is kept when it is zero), at most
+    /// `max` of them.
+    pub fn with_cache(mut self, ttl: Duration, max: usize) -> SqlBackend {
+        self.cache = (!ttl.is_zero() && max > 0).then(|| Cache {
+            ttl,
+            max,
+            entries: std::sync::Mutex::new(HashMap::new()),
+        });
+        self
     }
 
     /// The account `req` names, or `None` when there is none.
@@ -220,9 +278,25 @@ impl SqlBackend {
     /// [`AuthError::Unavailable`] when the database does not answer in
     /// time, fails, or answers with more than one row.
     pub async fn lookup(&self, req: &Request<'_>) -> Result<Option<UserEntry>, AuthError> {
+        let values: Vec<String> = self.query.binds.iter().map(|n| req.value(n)).collect();
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&values)) {
+            return Ok(hit);
+        }
+        let found = self.query_database(req, &values).await?;
+        if let Some(c) = &self.cache {
+            c.put(values, found.clone());
+        }
+        Ok(found)
+    }
+
+    async fn query_database(
+        &self,
+        req: &Request<'_>,
+        values: &[String],
+    ) -> Result<Option<UserEntry>, AuthError> {
         let mut q = sqlx::query(&self.query.sql);
-        for name in &self.query.binds {
-            q = q.bind(req.value(name));
+        for v in values {
+            q = q.bind(v.clone());
         }
         let rows = match tokio::time::timeout(self.timeout, q.fetch_all(&self.pool)).await {
             Ok(Ok(rows)) => rows,

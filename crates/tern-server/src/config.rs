@@ -269,6 +269,17 @@ pub struct SqlConfig {
     /// milliseconds, before it is told to try again later.
     #[serde(default = "default_sql_timeout")]
     pub timeout_ms: u64,
+    /// How long an answer (an account, or "no such account") is kept, in
+    /// seconds; 0 (the default) keeps none.
+    #[serde(default)]
+    pub cache_secs: u64,
+    /// Answers kept at most.
+    #[serde(default = "default_sql_cache_size")]
+    pub cache_size: usize,
+}
+
+fn default_sql_cache_size() -> usize {
+    100_000
 }
 
 fn default_sql_pool() -> u32 {

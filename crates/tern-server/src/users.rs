@@ -174,7 +174,8 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
             &q.password_query,
             q.pool_size,
             std::time::Duration::from_millis(q.timeout_ms.max(1)),
-        )?;
+        )?
+        .with_cache(std::time::Duration::from_secs(q.cache_secs), q.cache_size);
         backends.push(Backend::Sql(b));
     }
     Ok(Directory::new(backends))

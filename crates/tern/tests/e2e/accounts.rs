@@ -254,3 +254,42 @@ fn account_options_as_courier_authlib_has_them() {
         "IMAP in the clear is allowed"
     );
 }
+
+#[test]
+fn cached_accounts_are_still_checked_and_expire() {
+    let db = Db::start("postgres");
+    let mail = tempfile::tempdir().unwrap();
+    db.sql(SCHEMA);
+    db.sql(&rows(mail.path()));
+    let ttl = 4;
+    let s = server()
+        .config(&format!(
+            "[[auth.sql]]\nurl = \"{}\"\npassword_query = \"{QUERY}\"\ncache_secs = {ttl}\n",
+            db.url()
+        ))
+        .start();
+    let login = |u: &str, p: &str| s.connect().cmd(&format!("LOGIN \"{u}\" \"{p}\""));
+    assert!(login("ann@example.org", "annpw").ok());
+    assert!(
+        login("zed@example.org", "zedpw").no(),
+        "unknown, and remembered so"
+    );
+    // A hit still checks the password.
+    assert!(login("ann@example.org", "wrong").no());
+    // Another spelling is another question, never answered from ann's entry.
+    assert!(login("ANN@example.org", "annpw").no());
+    db.sql("UPDATE accounts SET pw = '{PLAIN}newpw' WHERE login = 'ann@example.org';");
+    db.sql(&format!(
+        "INSERT INTO accounts VALUES ('zed@example.org', '{{PLAIN}}zedpw', '{}/zed', NULL, 1);",
+        mail.path().display()
+    ));
+    // Past the lifetime the database is asked again: the old password no
+    // longer works, the new one and the new account do.
+    std::thread::sleep(std::time::Duration::from_millis(ttl * 1000 + 500));
+    assert!(
+        login("ann@example.org", "annpw").no(),
+        "an old password outlived the cache"
+    );
+    assert!(login("ann@example.org", "newpw").ok());
+    assert!(login("zed@example.org", "zedpw").ok());
+}
