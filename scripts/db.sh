@@ -8,6 +8,10 @@
 #   db.sh mariadb start DIR PORT       a MariaDB server in DIR; the same names
 #   db.sh postgres|mariadb sql DIR PORT  run SQL read from stdin as the admin
 #   db.sh postgres|mariadb stop DIR
+#   db.sh ldap start DIR PORT          an OpenLDAP slapd for dc=example,dc=org; admin
+#                                      cn=admin,dc=example,dc=org password "adminpw"
+#   db.sh ldap add DIR PORT            ldapadd the LDIF read from stdin, as the admin
+#   db.sh ldap stop DIR
 #
 # Nothing system-wide is started or configured; DIR is owned by the
 # database's system user while it runs.
@@ -18,7 +22,9 @@ die() { echo "db.sh: $*" >&2; exit 1; }
 
 install() {
     local need=() p
-    for p in postgresql mariadb-server mariadb-client; do
+    # slapd without Debian's own configuration: the tests write their own.
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+    for p in postgresql mariadb-server mariadb-client slapd ldap-utils; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then
@@ -105,8 +111,54 @@ SQL
     esac
 }
 
+ldap() {
+    local action=$1 dir=$2 port=${3:-}
+    case $action in
+        start)
+            mkdir -p "$dir/db"
+            cat > "$dir/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+pidfile $dir/slapd.pid
+moduleload back_mdb
+database mdb
+maxsize 104857600
+suffix "dc=example,dc=org"
+rootdn "cn=admin,dc=example,dc=org"
+rootpw adminpw
+directory $dir/db
+access to attrs=userPassword by self write by anonymous auth by * none
+access to * by * read
+CONF
+            /usr/sbin/slapd -f "$dir/slapd.conf" -h "ldap://127.0.0.1:$port/" || die "slapd did not start"
+            wait_port "$port" || die "slapd does not listen on $port"
+            ldapadd -x -H "ldap://127.0.0.1:$port" -D cn=admin,dc=example,dc=org -w adminpw >/dev/null <<LDIF
+dn: dc=example,dc=org
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+LDIF
+            ;;
+        add)
+            ldapadd -x -H "ldap://127.0.0.1:$port" -D cn=admin,dc=example,dc=org -w adminpw >/dev/null
+            ;;
+        stop)
+            if [ -s "$dir/slapd.pid" ]; then kill -9 "$(cat "$dir/slapd.pid")" 2>/dev/null || true; fi
+            ;;
+        *) die "ldap start|add|stop" ;;
+    esac
+}
+
 case ${1:-} in
     install) install ;;
+    ldap) shift; ldap "$@" ;;
     postgres) shift; postgres "$@" ;;
     mariadb) shift; mariadb "$@" ;;
     *) sed -n '2,13p' "$0"; exit 2 ;;

@@ -7,7 +7,8 @@
 //! that did not answer, and "no such user" would tell its owner the
 //! password was wrong.
 
-use crate::passwd_file::{PasswdFile, UserEntry};
+use crate::ldap::LdapBackend;
+use crate::passwd_file::{EntryAuth, PasswdFile, UserEntry};
 use crate::sql::{Request, SqlBackend};
 use crate::AuthError;
 
@@ -18,6 +19,8 @@ pub enum Backend {
     PasswdFile(PasswdFile),
     /// An SQL database.
     Sql(SqlBackend),
+    /// An LDAP directory.
+    Ldap(LdapBackend),
 }
 
 /// The configured backends, in order.
@@ -37,7 +40,7 @@ impl Directory {
     pub fn passwd_file(&self) -> Option<&PasswdFile> {
         self.backends.iter().find_map(|b| match b {
             Backend::PasswdFile(p) => Some(p),
-            Backend::Sql(_) => None,
+            _ => None,
         })
     }
 
@@ -53,6 +56,7 @@ impl Directory {
                 // A read of a changed file: small, and cached by mtime.
                 Backend::PasswdFile(p) => p.lookup(req.user),
                 Backend::Sql(s) => s.lookup(req).await,
+                Backend::Ldap(l) => l.lookup(req).await,
             };
             match found {
                 Ok(Some(e)) => return Ok(Some(e)),
@@ -66,6 +70,27 @@ impl Directory {
         match unanswered {
             Some(e) => Err(e),
             None => Ok(None),
+        }
+    }
+
+    /// For an account its backend checks itself (an LDAP bind): whether
+    /// `password` is right. `None` for an account checked by its hash.
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when the backend does not answer.
+    pub async fn check_by_backend(
+        &self,
+        entry: &UserEntry,
+        password: &[u8],
+    ) -> Option<Result<bool, AuthError>> {
+        match &entry.auth {
+            EntryAuth::Hash => None,
+            EntryAuth::LdapBind { backend, dn } => Some(match self.backends.get(*backend) {
+                Some(Backend::Ldap(l)) => l.bind_check(dn, password).await,
+                _ => Err(AuthError::Unavailable(
+                    "the account's directory is gone".into(),
+                )),
+            }),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! server runs it on a blocking thread, never on the async runtime.
 
 pub mod directory;
+pub mod ldap;
 pub mod passwd_file;
 pub mod sasl;
 pub mod scheme;
@@ -13,7 +14,7 @@ pub mod secret;
 pub mod sql;
 
 pub use directory::{Backend, Directory};
-pub use passwd_file::{PasswdFile, UserEntry};
+pub use passwd_file::{EntryAuth, PasswdFile, UserEntry};
 pub use secret::Secret;
 
 /// What went wrong reading the user database or a password hash.

@@ -26,6 +26,23 @@ pub struct UserEntry {
     pub mail: Option<String>,
     /// Every `key=value` extra field.
     pub extra: HashMap<String, String>,
+    /// How the password is checked.
+    pub auth: EntryAuth,
+}
+
+/// How an account's password is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EntryAuth {
+    /// Against the stored hash in `password`, on a password thread.
+    #[default]
+    Hash,
+    /// By binding to the LDAP directory that found the account, as `dn`.
+    LdapBind {
+        /// The backend's place in the directory.
+        backend: usize,
+        /// The account's distinguished name.
+        dn: String,
+    },
 }
 
 /// Users by login name.
@@ -201,6 +218,7 @@ pub fn parse(path: &Path, text: &str) -> Result<HashMap<String, UserEntry>, Auth
                 home,
                 mail,
                 extra,
+                auth: EntryAuth::Hash,
             },
         );
     }

@@ -351,6 +351,7 @@ impl SqlBackend {
             home,
             mail,
             extra: fields,
+            auth: crate::passwd_file::EntryAuth::Hash,
         }
     }
 }

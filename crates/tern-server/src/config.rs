@@ -235,6 +235,9 @@ pub struct AuthConfig {
     /// SQL databases, tried in order after the passwd-file.
     #[serde(default)]
     pub sql: Vec<SqlConfig>,
+    /// LDAP directories, tried in order after the SQL databases.
+    #[serde(default)]
+    pub ldap: Vec<LdapConfig>,
     /// Account options every account has unless its own fields say
     /// otherwise, courier-authlib's form: `disableinsecureimap=1,...`.
     #[serde(default)]
@@ -276,6 +279,47 @@ pub struct SqlConfig {
     /// Answers kept at most.
     #[serde(default = "default_sql_cache_size")]
     pub cache_size: usize,
+}
+
+/// `[[auth.ldap]]`: one directory of accounts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// Servers, tried in order until one answers: `ldap://host:389`.
+    pub uris: Vec<String>,
+    /// Where accounts are searched (the whole subtree).
+    pub base: String,
+    /// The search filter; `%u` (login), `%n` (local part), `%d` (domain)
+    /// are replaced by their escaped values.
+    pub filter: String,
+    /// The identity searches bind as (absent: anonymous).
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    /// Its password.
+    #[serde(default)]
+    pub bind_password: String,
+    /// Account field -> attribute: `home`, `maildir`, `quota`, `uid`,
+    /// `gid`, `mailhost`, `options`, `user`.
+    #[serde(default)]
+    pub attributes: std::collections::HashMap<String, String>,
+    /// How long a login waits for a server, in milliseconds.
+    #[serde(default = "default_sql_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl LdapConfig {
+    /// The backend's settings.
+    pub fn settings(&self) -> tern_auth::ldap::LdapSettings {
+        tern_auth::ldap::LdapSettings {
+            uris: self.uris.clone(),
+            base: self.base.clone(),
+            filter: self.filter.clone(),
+            bind_dn: self.bind_dn.clone(),
+            bind_password: self.bind_password.clone(),
+            attributes: self.attributes.clone(),
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+        }
+    }
 }
 
 fn default_sql_cache_size() -> usize {
@@ -622,11 +666,17 @@ impl Config {
                 ));
             }
         }
-        if self.auth.passwd_file.is_none() && self.auth.sql.is_empty() {
+        if self.auth.passwd_file.is_none() && self.auth.sql.is_empty() && self.auth.ldap.is_empty()
+        {
             return Err(invalid(
                 "auth",
-                "no account backend: set passwd_file or add an [[auth.sql]]".into(),
+                "no account backend: set passwd_file or add an [[auth.sql]] or [[auth.ldap]]"
+                    .into(),
             ));
+        }
+        for (n, l) in self.auth.ldap.iter().enumerate() {
+            tern_auth::ldap::LdapBackend::new(l.settings(), n)
+                .map_err(|e| invalid("auth.ldap", format!("directory {}: {e}", n + 1)))?;
         }
         for (n, q) in self.auth.sql.iter().enumerate() {
             let dialect = tern_auth::sql::Dialect::of(&q.url)

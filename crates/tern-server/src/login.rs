@@ -96,6 +96,17 @@ pub(crate) async fn verify(
         Ok(e) => e,
         Err(e) => return LoginResult::TempFail(e.to_string()),
     };
+    // An account its backend checks itself (an LDAP bind as its DN).
+    if let Some(e) = &entry {
+        if let Some(checked) = db.check_by_backend(e, &pass).await {
+            let result = match checked {
+                Ok(true) => LoginResult::Ok(db.user_for(e)),
+                Ok(false) => LoginResult::Failed,
+                Err(err) => LoginResult::TempFail(err.to_string()),
+            };
+            return refused_by_options(result, service, tls);
+        }
+    }
     let svc = svc.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Check = Box::new(move || {
@@ -111,7 +122,11 @@ pub(crate) async fn verify(
     let result = rx
         .await
         .unwrap_or_else(|_| LoginResult::TempFail("password check lost".to_owned()));
-    // Only a right password learns that the account is refused here.
+    refused_by_options(result, service, tls)
+}
+
+/// Only a right password learns that the account is refused here.
+fn refused_by_options(result: LoginResult, service: &'static str, tls: bool) -> LoginResult {
     match result {
         LoginResult::Ok(u) => match u.access.check(service, tls) {
             Ok(()) => LoginResult::Ok(u),

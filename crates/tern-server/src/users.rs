@@ -178,6 +178,10 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
         .with_cache(std::time::Duration::from_secs(q.cache_secs), q.cache_size);
         backends.push(Backend::Sql(b));
     }
+    for l in &cfg.auth.ldap {
+        let b = tern_auth::ldap::LdapBackend::new(l.settings(), backends.len())?;
+        backends.push(Backend::Ldap(b));
+    }
     Ok(Directory::new(backends))
 }
 
@@ -280,6 +284,16 @@ impl UserDb {
         req: &Request<'_>,
     ) -> Result<Option<UserEntry>, tern_auth::AuthError> {
         self.directory.lookup(req).await
+    }
+
+    /// For an account its backend checks itself (LDAP): whether the
+    /// password is right; `None` for one checked by its hash ([`UserDb::check`]).
+    pub async fn check_by_backend(
+        &self,
+        entry: &UserEntry,
+        password: &[u8],
+    ) -> Option<Result<bool, tern_auth::AuthError>> {
+        self.directory.check_by_backend(entry, password).await
     }
 
     /// Checks a password against the account found (`None`: no such

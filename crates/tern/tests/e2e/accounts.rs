@@ -3,14 +3,32 @@
 //! logged into over IMAP and POP3 with TLS; injection attempts; a database
 //! that stops answering.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::differential::free_port;
 use crate::harness::*;
 
 fn db_sh() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/db.sh")
+}
+
+/// Runs `scripts/db.sh ARGS... DIR [PORT]`, feeding `input`; its output.
+fn db_sh_run(args: &[&str], dir: &Path, port: Option<u16>, input: &str) -> String {
+    let mut cmd = Command::new("bash");
+    cmd.arg(db_sh()).args(args).arg(dir);
+    if let Some(p) = port {
+        cmd.arg(p.to_string());
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "db.sh {args:?} failed ({input})");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A private database server, stopped when dropped.
@@ -22,40 +40,18 @@ struct Db {
 
 impl Db {
     fn start(kind: &'static str) -> Db {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let st = Command::new("bash")
-            .arg(db_sh())
-            .args([kind, "start"])
-            .arg(dir.path().join("db"))
-            .arg(port.to_string())
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "{kind} did not start (scripts/db.sh install installs it)"
-        );
+        let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+        db_sh_run(&[kind, "start"], &dir.path().join("db"), Some(port), "");
         Db { kind, dir, port }
     }
 
     fn sql(&self, sql: &str) -> String {
-        let mut child = Command::new("bash")
-            .arg(db_sh())
-            .args([self.kind, "sql"])
-            .arg(self.dir.path().join("db"))
-            .arg(self.port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), sql.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{sql}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        db_sh_run(
+            &[self.kind, "sql"],
+            &self.dir.path().join("db"),
+            Some(self.port),
+            sql,
+        )
     }
 
     fn url(&self) -> String {
@@ -68,11 +64,7 @@ impl Db {
     }
 
     fn stop(&self) {
-        let _ = Command::new("bash")
-            .arg(db_sh())
-            .args([self.kind, "stop"])
-            .arg(self.dir.path().join("db"))
-            .status();
+        db_sh_run(&[self.kind, "stop"], &self.dir.path().join("db"), None, "");
     }
 }
 
@@ -292,4 +284,101 @@ fn cached_accounts_are_still_checked_and_expire() {
     );
     assert!(login("ann@example.org", "newpw").ok());
     assert!(login("zed@example.org", "zedpw").ok());
+}
+
+/// A private OpenLDAP slapd, stopped when dropped.
+struct Slapd {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Slapd {
+    fn start() -> Slapd {
+        let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+        db_sh_run(&["ldap", "start"], dir.path(), Some(port), "");
+        Slapd { dir, port }
+    }
+
+    fn add(&self, ldif: &str) {
+        db_sh_run(&["ldap", "add"], self.dir.path(), Some(self.port), ldif);
+    }
+
+    fn stop(&self) {
+        db_sh_run(&["ldap", "stop"], self.dir.path(), None, "");
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn ldap_accounts() {
+    let ldap = Slapd::start();
+    let mail = tempfile::tempdir().unwrap();
+    let ssha = Command::new("slappasswd")
+        .args(["-s", "kimpw"])
+        .output()
+        .unwrap();
+    let ssha = String::from_utf8(ssha.stdout).unwrap();
+    assert!(ssha.starts_with("{SSHA}"), "{ssha}");
+    let person = |uid: &str, pw: &str| {
+        format!(
+            "dn: uid={uid},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n\
+             uid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@example.org\nuserPassword: {pw}\n\
+             uidNumber: 5000\ngidNumber: 5000\nhomeDirectory: {}/{uid}\n\n",
+            mail.path().display()
+        )
+    };
+    ldap.add(&(person("lee", "leepw") + &person("kim", ssha.trim())));
+    // The first URI refuses (nothing listens): the second is used.
+    let dead = free_port();
+    let s = server()
+        .config(&format!(
+            "[[auth.ldap]]\nuris = [\"ldap://127.0.0.1:{dead}\", \"ldap://127.0.0.1:{}\"]\n\
+             base = \"ou=people,dc=example,dc=org\"\nfilter = \"(&(objectClass=inetOrgPerson)(mail=%u))\"\n\
+             bind_dn = \"cn=admin,dc=example,dc=org\"\nbind_password = \"adminpw\"\ntimeout_ms = 1500\n\
+             [auth.ldap.attributes]\nmaildir = \"homeDirectory\"\nuid = \"uidNumber\"\n",
+            ldap.port
+        ))
+        .start();
+    // The password is checked by a bind as the account's DN: a plain
+    // userPassword, and one slapd hashed ({SSHA}), over IMAPS and POP3S.
+    let mut c = s.connect_tls();
+    assert!(c.cmd("LOGIN lee@example.org leepw").ok());
+    assert!(c.append("INBOX", "()", &message("ldap", "x")).ok());
+    assert!(mail.path().join("lee/cur").is_dir() || mail.path().join("lee/new").is_dir());
+    assert!(Pop::tls(s.pop3s)
+        .login("kim@example.org", "kimpw")
+        .starts_with("+OK"));
+    let no = |u: &str, p: &str| {
+        let q = u.replace('\\', "\\\\").replace('"', "\\\"");
+        s.connect().cmd(&format!("LOGIN \"{q}\" \"{p}\"")).no()
+    };
+    assert!(no("lee@example.org", "wrong"));
+    assert!(
+        no("lee@example.org", ""),
+        "an empty password is no unauthenticated bind"
+    );
+    assert!(no("zed@example.org", "x"));
+    // Filter injection: each value is escaped, so none widens the search.
+    for u in [
+        "*",
+        "lee@example.org)(mail=*",
+        "*)(|(mail=*",
+        "lee*",
+        "lee@example.org)(objectClass=*",
+        "\\2a",
+    ] {
+        for p in ["leepw", "kimpw"] {
+            assert!(no(u, p), "{u:?} with {p} was let in");
+        }
+    }
+    // The directory goes away: a temporary failure, not a wrong password.
+    ldap.stop();
+    let r = s.connect().cmd("LOGIN lee@example.org leepw");
+    assert!(r.no() && r.tagged().contains("[UNAVAILABLE]"), "{r:?}");
+    assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
 }

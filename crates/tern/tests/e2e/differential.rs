@@ -111,7 +111,7 @@ pub(crate) struct Dovecot {
     namespace: &'static str,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
