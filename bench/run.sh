@@ -5,6 +5,9 @@
 #                                    FETCH, the concurrent mix, idle memory
 #   bench/run.sh N --mode push       POP3 start, IDLE delivery latency, and
 #                                    10,000 sessions idling on 1,000 folders
+#   bench/run.sh 10 --mode login     logins/s and latency with 20 and 100 clients;
+#                                    TERN_ACCOUNTS accounts (default 1000) in both
+#                                    servers' passwd-files
 #
 # Builds tern and tern-bench (release), writes N messages with
 # shared/corpus/make_big_maildir.py, starts Dovecot from Debian's packages
@@ -56,6 +59,22 @@ max_connections_per_ip = 20000
 [log]
 level = "warn"
 CONF
+EXTRA=()
+if [[ " ${*:2} " == *" --mode login "* ]]; then
+    ACCOUNTS=${TERN_ACCOUNTS:-1000}
+    echo "bench: $ACCOUNTS accounts in both passwd-files" >&2
+    python3 - "$ACCOUNTS" "$T/users" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    f.write("alice:{PLAIN}secret::::::\n")
+    for i in range(n):
+        f.write("u%d:{PLAIN}pw%d::::::\n" % (i, i))
+PY
+    cp "$T/users" /tmp/clients/users
+    chmod 644 /tmp/clients/users
+    EXTRA=(--accounts "$ACCOUNTS")
+fi
 "${TERN_BIN:-$ROOT/target/release/tern}" serve --config "$T/tern.toml" > "$T/stdout" 2> "$T/stderr" &
 TPID=$!
 trap 'kill $TPID 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1' EXIT
@@ -66,4 +85,4 @@ sync
 echo "bench: $N messages; tern $TADDR (pid $TPID), Dovecot 127.0.0.1:11143; $(nproc) cores" >&2
 "$ROOT/target/release/tern-bench" --tern "$TADDR" --dovecot 127.0.0.1:11143 --tern-pid "$TPID" \
     --tern-pop3 "$TPOP3" --dovecot-pop3 127.0.0.1:11110 \
-    --tern-maildir "$T/mail/alice/Maildir" --dovecot-maildir "$DMD" "${@:2}"
+    --tern-maildir "$T/mail/alice/Maildir" --dovecot-maildir "$DMD" "${EXTRA[@]}" "${@:2}"

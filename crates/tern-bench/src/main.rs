@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 mod content;
+mod login;
 mod push;
 mod shared;
 
@@ -26,6 +27,8 @@ enum Mode {
     Content,
     /// Many sessions on one folder: each change reaching every session.
     Shared,
+    /// Logins per second and their latency, many accounts.
+    Login,
 }
 
 #[derive(Parser, Debug)]
@@ -90,6 +93,12 @@ struct Args {
     /// Rounds of changes in shared mode.
     #[arg(long, default_value_t = 20)]
     changes: usize,
+    /// Accounts `u0..` in both passwd-files (login mode).
+    #[arg(long, default_value_t = 1000)]
+    accounts: usize,
+    /// Seconds each login storm lasts (login mode).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
 }
 
 /// A minimal blocking IMAP client, one file descriptor per connection (the
@@ -241,6 +250,60 @@ fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
     Ok((t.elapsed(), v))
 }
 
+fn login_figures(args: &Args) -> Result<()> {
+    let servers = [("tern", args.tern), ("Dovecot", args.dovecot)];
+    let mut first = Vec::new();
+    for (name, addr) in servers {
+        let d = login::first_login(addr, args.accounts)?;
+        eprintln!("login: {name} first login {d:?}");
+        first.push(d);
+    }
+    println!(
+        "Logins, {} accounts ({{PLAIN}}), {} s per storm",
+        args.accounts, args.seconds
+    );
+    println!();
+    println!("| figure | tern | Dovecot | Dovecot / tern |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| first login after start | {:.1} ms | {:.1} ms | {:.2} |",
+        ms(first[0]),
+        ms(first[1]),
+        ms(first[1]) / ms(first[0]).max(0.001)
+    );
+    for clients in [20usize, 100] {
+        let t = login::storm(args.tern, args.accounts, clients, args.seconds);
+        let d = login::storm(args.dovecot, args.accounts, clients, args.seconds);
+        println!(
+            "| logins/s, {clients} clients | {:.0} | {:.0} | {:.2} (tern {:.1}x) |",
+            t.per_sec,
+            d.per_sec,
+            d.per_sec / t.per_sec.max(0.001),
+            t.per_sec / d.per_sec.max(0.001)
+        );
+        println!(
+            "| p50 / p99 login, {clients} clients | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.2} / {:.2} |",
+            ms(t.p50),
+            ms(t.p99),
+            ms(d.p50),
+            ms(d.p99),
+            ms(d.p50) / ms(t.p50).max(0.001),
+            ms(d.p99) / ms(t.p99).max(0.001)
+        );
+        if t.failed + d.failed > 0 {
+            println!(
+                "| failed logins, {clients} clients | {} | {} | |",
+                t.failed, d.failed
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -379,6 +442,7 @@ fn main() -> Result<()> {
         Mode::Push => push_figures(&args),
         Mode::Content => content_figures(&args),
         Mode::Shared => shared_figures(&args),
+        Mode::Login => login_figures(&args),
     }
 }
 
