@@ -21,6 +21,8 @@ pub enum Backend {
     Sql(SqlBackend),
     /// An LDAP directory.
     Ldap(LdapBackend),
+    /// Courier's userdb (its text source).
+    Userdb(crate::userdb::Userdb),
 }
 
 /// The configured backends, in order.
@@ -57,6 +59,7 @@ impl Directory {
                 Backend::PasswdFile(p) => p.lookup(req.user),
                 Backend::Sql(s) => s.lookup(req).await,
                 Backend::Ldap(l) => l.lookup(req).await,
+                Backend::Userdb(u) => u.lookup(req),
             };
             match found {
                 Ok(Some(e)) => return Ok(Some(e)),

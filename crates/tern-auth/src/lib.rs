@@ -12,6 +12,7 @@ pub mod sasl;
 pub mod scheme;
 pub mod secret;
 pub mod sql;
+pub mod userdb;
 
 pub use directory::{Backend, Directory};
 pub use passwd_file::{EntryAuth, PasswdFile, UserEntry};

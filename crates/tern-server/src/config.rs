@@ -232,7 +232,11 @@ pub struct AuthConfig {
     /// Dovecot-format passwd-file (tried first).
     #[serde(default)]
     pub passwd_file: Option<PathBuf>,
-    /// SQL databases, tried in order after the passwd-file.
+    /// Courier's userdb text source (a file or a directory of files, e.g.
+    /// `/etc/courier/userdb`), tried after the passwd-file.
+    #[serde(default)]
+    pub userdb: Option<PathBuf>,
+    /// SQL databases, tried in order after the passwd-file and userdb.
     #[serde(default)]
     pub sql: Vec<SqlConfig>,
     /// LDAP directories, tried in order after the SQL databases.
@@ -666,12 +670,14 @@ impl Config {
                 ));
             }
         }
-        if self.auth.passwd_file.is_none() && self.auth.sql.is_empty() && self.auth.ldap.is_empty()
+        if self.auth.passwd_file.is_none()
+            && self.auth.userdb.is_none()
+            && self.auth.sql.is_empty()
+            && self.auth.ldap.is_empty()
         {
             return Err(invalid(
                 "auth",
-                "no account backend: set passwd_file or add an [[auth.sql]] or [[auth.ldap]]"
-                    .into(),
+                "no account backend: set passwd_file or userdb, or add an [[auth.sql]] or [[auth.ldap]]".into(),
             ));
         }
         for (n, l) in self.auth.ldap.iter().enumerate() {

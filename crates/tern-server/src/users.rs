@@ -168,6 +168,11 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
             .map_err(|e| format!("reading the passwd-file: {e}"))?;
         backends.push(Backend::PasswdFile(p));
     }
+    if let Some(u) = &cfg.auth.userdb {
+        let db = tern_auth::userdb::Userdb::open(&cfg.resolve(u))
+            .map_err(|e| format!("reading the userdb: {e}"))?;
+        backends.push(Backend::Userdb(db));
+    }
     for q in &cfg.auth.sql {
         let b = tern_auth::sql::SqlBackend::new(
             &q.url,

@@ -382,3 +382,39 @@ fn ldap_accounts() {
     assert!(r.no() && r.tagged().contains("[UNAVAILABLE]"), "{r:?}");
     assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
 }
+
+#[test]
+fn courier_userdb_accounts() {
+    let sha = tern_auth::scheme::hash_sha512_crypt("syspw").unwrap();
+    let s = server()
+        .auth("userdb = \"userdb\"")
+        .before_start(move |dir| {
+            let md = dir.join("mail/ann");
+            std::fs::write(
+                dir.join("userdb"),
+                format!(
+                    "ann@example.org\tuid=5000|gid=5000|home={0}|mail={0}/Maildir|systempw={sha}|pop3pw={{PLAIN}}poppw|quota=2000000S\n\
+                     ned@example.org\thome={0}-ned|systempw={{PLAIN}}nedpw|options=disableimap=1\n",
+                    md.display()
+                ),
+            )
+            .unwrap();
+        })
+        .start();
+    // systempw (a crypt string as userdbpw writes it) for IMAP, pop3pw for POP3.
+    let mut c = s.connect_tls();
+    assert!(c.cmd("LOGIN ann@example.org syspw").ok());
+    assert!(c.cmd("GETQUOTAROOT INBOX").has("1953"), "the quota field");
+    assert!(s.path().join("mail/ann/Maildir/cur").is_dir());
+    assert!(Pop::tls(s.pop3s)
+        .login("ann@example.org", "poppw")
+        .starts_with("+OK"));
+    assert!(Pop::tls(s.pop3s)
+        .login("ann@example.org", "syspw")
+        .starts_with("-ERR"));
+    let r = s.connect().cmd("LOGIN ned@example.org nedpw");
+    assert!(
+        r.no() && r.tagged().contains("[AUTHORIZATIONFAILED]"),
+        "{r:?}"
+    );
+}
