@@ -255,6 +255,14 @@ pub struct AuthConfig {
     /// First delay after a failed login, in milliseconds; doubles each time.
     #[serde(default = "default_failure_delay")]
     pub failure_delay_ms: u64,
+    /// Failed logins from one address after which its logins are refused
+    /// for `block_secs` (0: never).
+    #[serde(default = "default_block_after")]
+    pub block_after: u32,
+    /// How long such an address is refused, and the window its failures
+    /// are counted in, in seconds.
+    #[serde(default = "default_block_secs")]
+    pub block_secs: u64,
 }
 
 /// `[[auth.sql]]`: one database of accounts.
@@ -339,6 +347,12 @@ fn default_sql_timeout() -> u64 {
 
 fn default_max_auth_failures() -> u32 {
     DEFAULT_MAX_AUTH_FAILURES
+}
+fn default_block_after() -> u32 {
+    20
+}
+fn default_block_secs() -> u64 {
+    300
 }
 fn default_failure_delay() -> u64 {
     DEFAULT_AUTH_FAILURE_DELAY_MS

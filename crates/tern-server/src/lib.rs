@@ -10,7 +10,7 @@ mod conn;
 pub mod folders;
 pub mod imap;
 pub mod listener;
-mod login;
+pub mod login;
 pub mod policy;
 pub mod pop3;
 pub mod summaries;

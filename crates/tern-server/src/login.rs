@@ -86,6 +86,9 @@ pub(crate) async fn verify(
     let Some(db) = &svc.users else {
         return LoginResult::Failed;
     };
+    if svc.login_failures.blocked(peer.map(|p| p.ip())) {
+        return LoginResult::Blocked;
+    }
     let remote = peer.map(|p| p.ip().to_string()).unwrap_or_default();
     let req = tern_auth::sql::Request {
         user: &user,
@@ -104,13 +107,13 @@ pub(crate) async fn verify(
                 Ok(false) => LoginResult::Failed,
                 Err(err) => LoginResult::TempFail(err.to_string()),
             };
-            return refused_by_options(result, service, tls);
+            return finish(svc, peer, result, service, tls);
         }
     }
-    let svc = svc.clone();
+    let shared = svc.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Check = Box::new(move || {
-        let result = match &svc.users {
+        let result = match &shared.users {
             Some(db) => db.check(entry.as_ref(), &pass),
             None => LoginResult::Failed,
         };
@@ -122,7 +125,22 @@ pub(crate) async fn verify(
     let result = rx
         .await
         .unwrap_or_else(|_| LoginResult::TempFail("password check lost".to_owned()));
-    refused_by_options(result, service, tls)
+    finish(svc, peer, result, service, tls)
+}
+
+/// A good login clears its address's failures.
+fn finish(
+    svc: &Services,
+    peer: Option<SocketAddr>,
+    result: LoginResult,
+    service: &'static str,
+    tls: bool,
+) -> LoginResult {
+    let result = refused_by_options(result, service, tls);
+    if matches!(result, LoginResult::Ok(_)) {
+        svc.login_failures.succeeded(peer.map(|p| p.ip()));
+    }
+    result
 }
 
 /// Only a right password learns that the account is refused here.
@@ -147,12 +165,109 @@ pub(crate) fn time_left(svc: &Services, started: std::time::Instant) -> Duration
     (started + svc.limits.preauth_timeout()).saturating_duration_since(std::time::Instant::now())
 }
 
-/// Sleeps after the `failures`-th failed login: the configured delay,
-/// doubled for each further failure, at most 30 seconds.
-pub(crate) async fn failure_pause(svc: &Services, failures: u32) {
+/// Failed logins by client address, so that a client cannot start its
+/// count again by reconnecting: the pause after a failure grows with the
+/// address's failures too, and an address with `block_after` failures
+/// within `block_for` is refused for `block_for` (its logins are answered
+/// at once, no password checked), then forgiven. A good login clears its
+/// address. Bounded: at most [`MAX_ADDRESSES`] addresses are tracked.
+#[derive(Debug, Default)]
+pub struct FailureLedger {
+    block_after: u32,
+    block_for: Duration,
+    by_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+}
+
+/// Addresses tracked at most; beyond, the oldest records are dropped.
+pub const MAX_ADDRESSES: usize = 100_000;
+
+impl FailureLedger {
+    /// A ledger blocking after `block_after` failures (0: never) for
+    /// `block_for`.
+    pub fn new(block_after: u32, block_for: Duration) -> FailureLedger {
+        FailureLedger {
+            block_after,
+            block_for,
+            by_ip: Default::default(),
+        }
+    }
+
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>,
+    > {
+        self.by_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `ip` is blocked now.
+    pub fn blocked(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return false };
+        if self.block_after == 0 {
+            return false;
+        }
+        let mut m = self.map();
+        match m.get(&ip) {
+            Some((n, last)) if *n >= self.block_after => {
+                if last.elapsed() < self.block_for {
+                    true
+                } else {
+                    m.remove(&ip);
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a failure of `ip`; its failures within the window.
+    pub fn failed(&self, ip: Option<std::net::IpAddr>) -> u32 {
+        let Some(ip) = ip else { return 0 };
+        let mut m = self.map();
+        if m.len() >= MAX_ADDRESSES && !m.contains_key(&ip) {
+            let window = self.block_for.max(Duration::from_secs(60));
+            m.retain(|_, (_, last)| last.elapsed() < window);
+            if m.len() >= MAX_ADDRESSES {
+                m.clear();
+            }
+        }
+        let now = std::time::Instant::now();
+        let e = m.entry(ip).or_insert((0, now));
+        if e.1.elapsed() >= self.block_for.max(Duration::from_secs(60)) {
+            e.0 = 0;
+        }
+        e.0 = e.0.saturating_add(1);
+        e.1 = now;
+        if self.block_after > 0 && e.0 == self.block_after {
+            tracing::warn!(
+                client = %ip,
+                failures = e.0,
+                seconds = self.block_for.as_secs(),
+                "blocking logins from this address"
+            );
+        }
+        e.0
+    }
+
+    /// A good login from `ip`: its record goes.
+    pub fn succeeded(&self, ip: Option<std::net::IpAddr>) {
+        if let Some(ip) = ip {
+            self.map().remove(&ip);
+        }
+    }
+}
+
+/// Sleeps after a failed login: the configured delay, doubled for each
+/// further failure of this connection or of its address (whichever is
+/// more), at most 30 seconds.
+pub(crate) async fn failure_pause(svc: &Services, failures: u32, peer: Option<SocketAddr>) {
+    let n = failures.max(svc.login_failures.failed(peer.map(|p| p.ip())));
     let delay = svc
         .failure_delay
-        .saturating_mul(1 << failures.saturating_sub(1).min(5));
+        .saturating_mul(1 << n.saturating_sub(1).min(5));
     tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
 }
 

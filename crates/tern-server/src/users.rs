@@ -212,6 +212,8 @@ pub enum LoginResult {
     TempFail(String),
     /// Good password, but the account may not use this service (here).
     Denied(Denied),
+    /// Too many failed logins from the client's address: nothing checked.
+    Blocked,
 }
 
 impl UserDb {

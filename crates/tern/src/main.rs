@@ -599,6 +599,10 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
         policy: Policy::from_config(&cfg),
         namespace: Namespace::new(&cfg.imap.namespace_prefix, cfg.imap.separator)
             .map_err(|e| anyhow::anyhow!("imap.namespace_prefix: {e}"))?,
+        login_failures: tern_server::login::FailureLedger::new(
+            cfg.auth.block_after,
+            Duration::from_secs(cfg.auth.block_secs),
+        ),
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");
     tokio::spawn(async move {
@@ -664,6 +668,7 @@ fn imapd(maildir: PathBuf) -> i32 {
             shutdown: rx,
             policy: Policy::default(),
             namespace: Namespace::default(),
+            login_failures: Default::default(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

@@ -156,6 +156,11 @@ impl Session {
                 )
                 .into())
             }
+            LoginResult::Blocked => Ok(Reply::no(
+                Some(Code::Unavailable),
+                "Too many failed logins from your address; try again later",
+            )
+            .into()),
             LoginResult::Denied(Denied::Service) => Ok(Reply::no(
                 Some(Code::AuthorizationFailed),
                 "IMAP access is disabled for this account",
@@ -175,7 +180,7 @@ impl Session {
                     _ => 1,
                 };
                 tracing::info!(attempted = %user, failures, "authentication failed");
-                crate::login::failure_pause(&self.svc, failures).await;
+                crate::login::failure_pause(&self.svc, failures, self.peer).await;
                 if failures >= self.svc.max_auth_failures {
                     // The tagged NO follows, then the run loop closes.
                     self.untagged("BYE Too many failed logins");

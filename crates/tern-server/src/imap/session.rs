@@ -51,6 +51,8 @@ pub struct Services {
     pub policy: crate::policy::Policy,
     /// The personal namespace: how wire names map to folders.
     pub namespace: super::namespace::Namespace,
+    /// Failed logins by client address.
+    pub login_failures: crate::login::FailureLedger,
 }
 
 impl std::fmt::Debug for Services {

@@ -480,6 +480,12 @@ impl Pop3 {
                 self.reply("-ERR [SYS/TEMP] Authentication service unavailable, try again later.");
                 Ok(Flow::Continue)
             }
+            LoginResult::Blocked => {
+                self.reply(
+                    "-ERR [AUTH] Too many failed logins from your address; try again later.",
+                );
+                Ok(Flow::Continue)
+            }
             LoginResult::Denied(Denied::Service) => {
                 self.reply("-ERR [AUTH] POP3 access is disabled for this account.");
                 Ok(Flow::Continue)
@@ -499,7 +505,7 @@ impl Pop3 {
                     State::Transaction(_) => 1,
                 };
                 tracing::info!(attempted = %user, failures, "POP3 authentication failed");
-                crate::login::failure_pause(&self.svc, failures).await;
+                crate::login::failure_pause(&self.svc, failures, self.peer).await;
                 self.reply("-ERR [AUTH] Authentication failed.");
                 Ok(if failures >= self.svc.max_auth_failures {
                     Flow::Close

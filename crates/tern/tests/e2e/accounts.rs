@@ -418,3 +418,30 @@ fn courier_userdb_accounts() {
         "{r:?}"
     );
 }
+
+#[test]
+fn an_address_with_many_failed_logins_is_refused_for_a_while() {
+    let s = server()
+        .log("warn")
+        .auth("block_after = 3\nblock_secs = 2")
+        .start();
+    // Reconnecting does not start the count again: it is the address's.
+    for _ in 0..3 {
+        assert!(s.connect().cmd("LOGIN alice wrong").no());
+    }
+    // Now even the right password is not checked, over IMAP and POP3.
+    let r = s.connect().cmd(&format!("LOGIN alice {ALICE_PW}"));
+    assert!(
+        r.no() && r.tagged().contains("[UNAVAILABLE]") && r.tagged().contains("Too many"),
+        "{r:?}"
+    );
+    assert!(Pop::plain(s.pop3)
+        .login("alice", ALICE_PW)
+        .contains("Too many failed logins"));
+    assert!(s.log().contains("blocking logins from this address") && s.log().contains("127.0.0.1"));
+    // After the block the address is forgiven, and a good login clears it.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
+    assert!(s.connect().cmd("LOGIN alice wrong").no());
+    assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
+}
