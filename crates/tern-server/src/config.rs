@@ -263,6 +263,10 @@ pub struct AuthConfig {
     /// are counted in, in seconds.
     #[serde(default = "default_block_secs")]
     pub block_secs: u64,
+    /// Count loopback addresses too (off: a local webmail or proxy would
+    /// block everyone behind it).
+    #[serde(default)]
+    pub block_loopback: bool,
 }
 
 /// `[[auth.sql]]`: one database of accounts.

@@ -171,10 +171,15 @@ pub(crate) fn time_left(svc: &Services, started: std::time::Instant) -> Duration
 /// within `block_for` is refused for `block_for` (its logins are answered
 /// at once, no password checked), then forgiven. A good login clears its
 /// address. Bounded: at most [`MAX_ADDRESSES`] addresses are tracked.
+///
+/// Loopback addresses are not counted unless told to: the local webmail,
+/// a proxy, or a test suite on the same host would otherwise block or slow
+/// every user behind them.
 #[derive(Debug, Default)]
 pub struct FailureLedger {
     block_after: u32,
     block_for: Duration,
+    loopback: bool,
     by_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
 }
 
@@ -183,13 +188,19 @@ pub const MAX_ADDRESSES: usize = 100_000;
 
 impl FailureLedger {
     /// A ledger blocking after `block_after` failures (0: never) for
-    /// `block_for`.
-    pub fn new(block_after: u32, block_for: Duration) -> FailureLedger {
+    /// `block_for`; `loopback`: count loopback addresses too.
+    pub fn new(block_after: u32, block_for: Duration, loopback: bool) -> FailureLedger {
         FailureLedger {
             block_after,
             block_for,
+            loopback,
             by_ip: Default::default(),
         }
+    }
+
+    /// The address to count, if this one is counted.
+    fn counted(&self, ip: Option<std::net::IpAddr>) -> Option<std::net::IpAddr> {
+        ip.filter(|ip| self.loopback || !ip.is_loopback())
     }
 
     fn map(
@@ -205,7 +216,9 @@ impl FailureLedger {
 
     /// Whether `ip` is blocked now.
     pub fn blocked(&self, ip: Option<std::net::IpAddr>) -> bool {
-        let Some(ip) = ip else { return false };
+        let Some(ip) = self.counted(ip) else {
+            return false;
+        };
         if self.block_after == 0 {
             return false;
         }
@@ -225,7 +238,9 @@ impl FailureLedger {
 
     /// Records a failure of `ip`; its failures within the window.
     pub fn failed(&self, ip: Option<std::net::IpAddr>) -> u32 {
-        let Some(ip) = ip else { return 0 };
+        let Some(ip) = self.counted(ip) else {
+            return 0;
+        };
         let mut m = self.map();
         if m.len() >= MAX_ADDRESSES && !m.contains_key(&ip) {
             let window = self.block_for.max(Duration::from_secs(60));
@@ -254,7 +269,7 @@ impl FailureLedger {
 
     /// A good login from `ip`: its record goes.
     pub fn succeeded(&self, ip: Option<std::net::IpAddr>) {
-        if let Some(ip) = ip {
+        if let Some(ip) = self.counted(ip) {
             self.map().remove(&ip);
         }
     }

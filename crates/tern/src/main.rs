@@ -602,6 +602,7 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
         login_failures: tern_server::login::FailureLedger::new(
             cfg.auth.block_after,
             Duration::from_secs(cfg.auth.block_secs),
+            cfg.auth.block_loopback,
         ),
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");

@@ -423,7 +423,7 @@ fn courier_userdb_accounts() {
 fn an_address_with_many_failed_logins_is_refused_for_a_while() {
     let s = server()
         .log("warn")
-        .auth("block_after = 3\nblock_secs = 2")
+        .auth("block_after = 3\nblock_secs = 2\nblock_loopback = true")
         .start();
     // Reconnecting does not start the count again: it is the address's.
     for _ in 0..3 {
@@ -443,5 +443,14 @@ fn an_address_with_many_failed_logins_is_refused_for_a_while() {
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
     assert!(s.connect().cmd("LOGIN alice wrong").no());
+    assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
+}
+
+#[test]
+fn loopback_addresses_are_not_counted_unless_told_to() {
+    let s = server().auth("block_after = 2\nblock_secs = 60").start();
+    for _ in 0..4 {
+        assert!(s.connect().cmd("LOGIN alice wrong").no());
+    }
     assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
 }
