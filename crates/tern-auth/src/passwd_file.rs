@@ -77,8 +77,35 @@ pub struct PasswdFile {
 #[derive(Debug)]
 struct Loaded {
     mtime: SystemTime,
-    users: Users,
-    decoy: Option<Arc<str>>,
+    text: Arc<str>,
+    /// The index and decoy, once built: at once for a small file, on a
+    /// thread of its own for a large one, while lookups scan the text.
+    built: Built,
+}
+
+/// The index and decoy of a text, set once they are built.
+type Built = Arc<std::sync::OnceLock<(Users, Option<Arc<str>>)>>;
+
+/// Files up to this size are indexed before the first lookup (and a bad
+/// line in one fails the start); larger ones on a thread, so that the first
+/// login after a start or an edit does not wait for a million lines.
+const INDEX_AT_ONCE: usize = 4 << 20;
+
+/// The line of `user` found by scanning the text (the first one, as the
+/// index keeps), parsed.
+fn scan(text: &str, user: &str) -> Option<UserEntry> {
+    // A line starting with '#' is a comment, never a user (as the index
+    // reads it).
+    if user.is_empty() || user.starts_with('#') || user.contains([':', '\n', '\r']) {
+        return None;
+    }
+    let start = if text.starts_with(user) && text[user.len()..].starts_with(':') {
+        0
+    } else {
+        text.find(&format!("\n{user}:"))? + 1
+    };
+    let end = text[start..].find('\n').map_or(text.len(), |e| start + e);
+    parse_line(text[start..end].trim_end_matches('\r')).filter(|e| e.user == user)
 }
 
 /// What makes two hashes cost the same to check: the scheme and its
@@ -133,7 +160,7 @@ impl PasswdFile {
             path: path.to_owned(),
             cache: Mutex::new(None),
         };
-        f.users()?;
+        f.loaded()?;
         Ok(f)
     }
 
@@ -142,11 +169,7 @@ impl PasswdFile {
         &self.path
     }
 
-    fn users(&self) -> Result<Users, AuthError> {
-        self.loaded().map(|(users, _)| users)
-    }
-
-    fn loaded(&self) -> Result<(Users, Option<Arc<str>>), AuthError> {
+    fn loaded(&self) -> Result<(Arc<str>, Built), AuthError> {
         let io = |source| AuthError::Io {
             path: self.path.clone(),
             source,
@@ -157,18 +180,36 @@ impl PasswdFile {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = cache.as_ref() {
             if l.mtime == mtime {
-                return Ok((l.users.clone(), l.decoy.clone()));
+                return Ok((l.text.clone(), l.built.clone()));
             }
         }
         let text: Arc<str> = Arc::from(std::fs::read_to_string(&self.path).map_err(io)?);
-        let (users, decoy) = index(&self.path, text)?;
-        let users = Arc::new(users);
+        let built = Arc::new(std::sync::OnceLock::new());
+        if text.len() <= INDEX_AT_ONCE {
+            let (users, decoy) = index(&self.path, text.clone())?;
+            let _ = built.set((Arc::new(users), decoy));
+        } else {
+            let (t, b, path) = (text.clone(), built.clone(), self.path.clone());
+            let spawned = std::thread::Builder::new()
+                .name("passwd-index".into())
+                .spawn(move || match index(&path, t) {
+                    Ok((users, decoy)) => {
+                        let _ = b.set((Arc::new(users), decoy));
+                    }
+                    Err(e) => {
+                        tracing::error!(cause = %e, "passwd-file not indexed; every login scans it");
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(cause = %e, "cannot start the passwd-file index thread");
+            }
+        }
         *cache = Some(Loaded {
             mtime,
-            users: users.clone(),
-            decoy: decoy.clone(),
+            text: text.clone(),
+            built: built.clone(),
         });
-        Ok((users, decoy))
+        Ok((text, built))
     }
 
     /// A stored hash to check an unknown user's password against, so that
@@ -177,7 +218,8 @@ impl PasswdFile {
     /// # Errors
     /// When the file cannot be read or parsed.
     pub fn decoy(&self) -> Result<Option<Arc<str>>, AuthError> {
-        self.loaded().map(|(_, decoy)| decoy)
+        let (_, built) = self.loaded()?;
+        Ok(built.get().and_then(|(_, d)| d.clone()))
     }
 
     /// Looks a user up.
@@ -185,7 +227,11 @@ impl PasswdFile {
     /// # Errors
     /// When the file cannot be read or parsed.
     pub fn lookup(&self, user: &str) -> Result<Option<UserEntry>, AuthError> {
-        Ok(self.users()?.get(user))
+        let (text, built) = self.loaded()?;
+        Ok(match built.get() {
+            Some((users, _)) => users.get(user),
+            None => scan(&text, user),
+        })
     }
 }
 
@@ -349,6 +395,61 @@ mod tests {
             parse(Path::new("u"), text).unwrap_or_default()["alice"].password,
             "{PLAIN}one"
         );
+    }
+
+    #[test]
+    fn scanning_finds_what_the_index_finds() {
+        let text = "alice:{PLAIN}a\n#bob:{PLAIN}no\nbob:{PLAIN}b::::/h::mail=/m/b\r\nbob:{PLAIN}second\ncar:{PLAIN}c";
+        assert_eq!(
+            scan(text, "alice").map(|e| e.password),
+            Some("{PLAIN}a".into())
+        );
+        let b = scan(text, "bob").unwrap_or_else(|| panic!("bob"));
+        assert_eq!(
+            (b.password.as_str(), b.mail.as_deref()),
+            ("{PLAIN}b", Some("/m/b"))
+        );
+        assert_eq!(
+            scan(text, "car").map(|e| e.password),
+            Some("{PLAIN}c".into())
+        );
+        for none in ["ali", "alice:{PLAIN}a", "", "bo", "#bob", "x\nbob"] {
+            assert!(scan(text, none).is_none(), "{none:?}");
+        }
+    }
+
+    #[test]
+    fn a_large_file_answers_at_once_and_is_indexed_behind() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = t.path().join("users");
+        let mut text = String::new();
+        for i in 0..200_000 {
+            text.push_str(&format!("u{i}:{{PLAIN}}pw{i}::::::quota=1M\n"));
+        }
+        assert!(text.len() > INDEX_AT_ONCE);
+        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        let f = PasswdFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let check = |f: &PasswdFile| {
+            for i in [0, 99_999, 199_999] {
+                let e = f.lookup(&format!("u{i}")).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(e.map(|e| e.password), Some(format!("{{PLAIN}}pw{i}")));
+            }
+            assert!(f
+                .lookup("u200000")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none());
+        };
+        check(&f);
+        let waited = std::time::Instant::now();
+        while f.decoy().unwrap_or_else(|e| panic!("{e}")).is_none() {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(60),
+                "never indexed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        check(&f);
+        assert_eq!(f.decoy().unwrap_or_default().as_deref(), Some("{PLAIN}pw0"));
     }
 
     #[test]
