@@ -112,6 +112,15 @@ def snapshot_imap(m, folders):
     return out
 
 
+def snapshot_at(port, folders):
+    """snapshot_imap over a session of its own."""
+    m = imap_login(port)
+    try:
+        return snapshot_imap(m, folders)
+    finally:
+        m.logout()
+
+
 def imap_login(port):
     m = imaplib.IMAP4("127.0.0.1", port)
     m.login("alice", "secret")
@@ -292,9 +301,7 @@ def dovecot_scenario(work):
         first = clients.run()
         check(first["mbsync"] == 9 and first["offlineimap"] == 9, "first sync: %r" % first)
         # The clients set \Seen on what they fetched: compare from here on.
-        m = imap_login(imap_port)
-        before = snapshot_imap(m, folders)
-        m.logout()
+        before = snapshot_at(imap_port, folders)
         uidls = pop3_uidls(pop3_port)
     finally:
         dovecot(work, ["stop"], imap_port, pop3_port)
@@ -302,9 +309,7 @@ def dovecot_scenario(work):
 
     t = Tern(work, imap_port, pop3_port, maildir, 'namespace_prefix = ""', 'uidl_format = "%08Xu%08Xv"')
     try:
-        m = imap_login(imap_port)
-        compare(before, snapshot_imap(m, folders), "Dovecot -> tern")
-        m.logout()
+        compare(before, snapshot_at(imap_port, folders), "Dovecot -> tern")
         check(pop3_uidls(pop3_port) == uidls, "POP3 UIDLs differ under tern")
         second = clients.run()
         same_counts(first, second, "after the switch to tern")
@@ -315,9 +320,7 @@ def dovecot_scenario(work):
         m.logout()
         third = clients.run()
         one_more(second, third, "one new message through tern")
-        m = imap_login(imap_port)
-        changed = snapshot_imap(m, folders)
-        m.logout()
+        changed = snapshot_at(imap_port, folders)
         uidls2 = pop3_uidls(pop3_port)
     finally:
         t.stop()
@@ -326,9 +329,7 @@ def dovecot_scenario(work):
     # Maildir's owner (hxmail), as it must for Dovecot to take it back.
     dovecot(work, ["start", "plain"], imap_port, pop3_port)
     try:
-        m = imap_login(imap_port)
-        compare(changed, snapshot_imap(m, folders), "tern -> Dovecot")
-        m.logout()
+        compare(changed, snapshot_at(imap_port, folders), "tern -> Dovecot")
         check(pop3_uidls(pop3_port) == uidls2, "POP3 UIDLs differ back under Dovecot")
         fourth = clients.run()
         same_counts(third, fourth, "after the switch back to Dovecot")

@@ -22,7 +22,7 @@ use crate::error::{MaildirError, Result};
 use crate::flags::Flags;
 use crate::keywords::KeywordSet;
 use crate::lock::DotLock;
-use crate::unique::{read_nofollow, write_atomic};
+use crate::unique::{read_head_nofollow, write_atomic};
 
 /// The list of a folder's keyword letters.
 pub const FILE_NAME: &str = "dovecot-keywords";
@@ -30,6 +30,9 @@ pub const FILE_NAME: &str = "dovecot-keywords";
 pub const LOCK_NAME: &str = "dovecot-keywords.lock";
 /// Letters `a` to `z`.
 pub const MAX_KEYWORDS: usize = 26;
+/// The file names 26 keywords: more than this is not read (a planted huge
+/// file must not cost a session its size in memory).
+const MAX_FILE_BYTES: u64 = 64 << 10;
 
 /// A folder's `dovecot-keywords`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,7 +72,7 @@ impl DovecotKeywords {
     /// I/O errors other than a missing file.
     pub fn load(dir: &Path) -> Result<Option<DovecotKeywords>> {
         let path = dir.join(FILE_NAME);
-        match read_nofollow(&path) {
+        match read_head_nofollow(&path, MAX_FILE_BYTES) {
             Ok(b) => Ok(Some(Self::parse(&String::from_utf8_lossy(&b)))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(MaildirError::io("read", path, e)),
@@ -228,6 +231,26 @@ mod tests {
         }
         let (l, grew) = k.letters_for(&set(&["one-too-many"]));
         assert!(l.is_empty() && !grew);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_to_at_most_26_valid_keywords(b in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            let k = DovecotKeywords::parse(&String::from_utf8_lossy(&b));
+            let again = DovecotKeywords::parse(&k.render());
+            proptest::prop_assert_eq!(&again, &k);
+            proptest::prop_assert!(k.render().lines().count() <= MAX_KEYWORDS);
+        }
+    }
+
+    #[test]
+    fn a_huge_file_is_read_no_further_than_its_head() {
+        let t = tempfile::tempdir().unwrap();
+        let mut text = "0 $Junk\n".to_owned();
+        text.push_str(&"x".repeat(10 << 20));
+        std::fs::write(t.path().join(FILE_NAME), text).unwrap();
+        let k = DovecotKeywords::load(t.path()).unwrap().unwrap();
+        assert!(k.has_letter("$Junk"));
     }
 
     #[test]

@@ -958,7 +958,12 @@ impl Folder {
             .filter(|c| c.keywords != c.was_keywords)
             .map(|c| &c.keywords)
             .collect();
-        let dovecot = DovecotKeywords::update(&self.dir, &sets)?;
+        // The stamps just taken say whether the folder has a list at all:
+        // no second stat for it on this path, which every STORE takes.
+        let dovecot = match before.dovecot_keywords {
+            Some(_) => DovecotKeywords::update(&self.dir, &sets)?,
+            None => None,
+        };
         let lettered = |flags: Flags, from: &KeywordSet, to: &KeywordSet| match &dovecot {
             Some(dk) if from != to => {
                 let removed: Vec<Arc<str>> =
@@ -1098,7 +1103,9 @@ impl Folder {
         let mut placed: Vec<(Arc<str>, KeywordSet)> = Vec::with_capacity(messages.len());
         let mut entries: Vec<MessageEntry> = Vec::with_capacity(messages.len());
         let mut delta = (0i64, 0i64);
-        let dovecot = if messages.iter().any(|m| !m.keywords.is_empty()) {
+        let dovecot = if before.dovecot_keywords.is_some()
+            && messages.iter().any(|m| !m.keywords.is_empty())
+        {
             let sets: Vec<&KeywordSet> = messages.iter().map(|m| &m.keywords).collect();
             DovecotKeywords::update(&self.dir, &sets)?
         } else {

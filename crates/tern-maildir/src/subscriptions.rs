@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::error::{MaildirError, Result};
 use crate::name_form::{self, NameForm};
-use crate::unique::{read_nofollow, write_atomic};
+use crate::unique::{read_head_nofollow, write_atomic};
 
 /// Courier-IMAP's subscription list.
 pub const COURIER_FILE: &str = "courierimapsubscribed";
@@ -34,11 +34,8 @@ const MAX_FILE_BYTES: u64 = 4 << 20;
 pub type FullName = String;
 
 fn read_limited(path: &Path) -> Result<Option<Vec<u8>>> {
-    match read_nofollow(path) {
-        Ok(mut b) => {
-            b.truncate(usize::try_from(MAX_FILE_BYTES).unwrap_or(usize::MAX));
-            Ok(Some(b))
-        }
+    match read_head_nofollow(path, MAX_FILE_BYTES) {
+        Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(MaildirError::io("read", path, e)),
     }
@@ -332,6 +329,19 @@ mod tests {
             "INBOX.Entwürfe\n"
         );
         assert!(!t.path().join(DOVECOT_FILE).exists());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_file_reads_without_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            let t = tempfile::tempdir().unwrap();
+            std::fs::write(t.path().join(DOVECOT_FILE), &b).unwrap();
+            std::fs::write(t.path().join(COURIER_FILE), &b).unwrap();
+            for form in [NameForm::Utf8, NameForm::Mutf7] {
+                let names = read(t.path(), form).unwrap();
+                proptest::prop_assert!(names.iter().all(|n| !n.contains('\n')));
+            }
+        }
     }
 
     #[test]
