@@ -8,7 +8,7 @@ SHARED=${TERN_SHARED:-$ROOT/../shared}
 export DEBIAN_FRONTEND=noninteractive
 
 need=()
-for p in isync offlineimap3 fetchmail getmail6 curl neomutt tmux strace; do
+for p in isync offlineimap3 fetchmail getmail6 curl neomutt tmux strace gsasl; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -46,6 +46,15 @@ impl Directory {
         })
     }
 
+    /// Whether some backend hands out stored passwords (CRAM-MD5 and SCRAM
+    /// need them): all but an LDAP directory that checks by binding.
+    pub fn holds_secrets(&self) -> bool {
+        self.backends.iter().any(|b| match b {
+            Backend::Ldap(l) => !l.binds(),
+            _ => true,
+        })
+    }
+
     /// The account `req` names.
     ///
     /// # Errors

@@ -53,8 +53,8 @@ pub struct LdapBackend {
 }
 
 /// The account fields an attribute may be mapped to.
-pub const FIELDS: [&str; 8] = [
-    "user", "home", "maildir", "uid", "gid", "quota", "mailhost", "options",
+pub const FIELDS: [&str; 9] = [
+    "user", "home", "maildir", "uid", "gid", "quota", "mailhost", "options", "password",
 ];
 
 /// The filter for a login, each placeholder replaced by its escaped value.
@@ -198,17 +198,34 @@ impl LdapBackend {
         if let Some(opts) = get("options") {
             extra.insert("options".to_owned(), opts);
         }
+        // With `password` mapped (`userPassword`), the stored hash is
+        // compared as a passwd-file's is, instead of binding as the user.
+        let (password, auth) = match get("password") {
+            Some(p) if self.s.attributes.contains_key("password") => (p, EntryAuth::Hash),
+            _ if self.s.attributes.contains_key("password") => (String::new(), EntryAuth::Hash),
+            _ => (
+                String::new(),
+                EntryAuth::LdapBind {
+                    backend: self.index,
+                    dn: e.dn.clone(),
+                },
+            ),
+        };
         UserEntry {
             user: get("user").unwrap_or_else(|| req.user.to_owned()),
-            password: String::new(),
+            password,
             home: get("home").unwrap_or_default(),
             mail: get("maildir"),
             extra,
-            auth: EntryAuth::LdapBind {
-                backend: self.index,
-                dn: e.dn,
-            },
+            auth,
         }
+    }
+
+    /// Whether passwords are checked by binding as the account (no
+    /// `password` attribute mapped): then the server never sees a stored
+    /// secret, and CRAM-MD5 and SCRAM cannot be offered.
+    pub fn binds(&self) -> bool {
+        !self.s.attributes.contains_key("password")
     }
 
     /// Whether `password` is the account's: a bind as `dn` with it. An

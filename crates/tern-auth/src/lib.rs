@@ -1,6 +1,6 @@
 //! Authentication for tern: the account backends (a Dovecot-format
 //! passwd-file, SQL databases), tried in order ([`directory`]), password
-//! schemes, and the SASL mechanisms PLAIN and LOGIN.
+//! schemes, and the SASL mechanisms (PLAIN, LOGIN, CRAM-MD5, SCRAM).
 //!
 //! Password verification is CPU-heavy by design (Argon2, yescrypt); the
 //! server runs it on a blocking thread, never on the async runtime.
@@ -10,6 +10,7 @@ pub mod ldap;
 pub mod passwd_file;
 pub mod sasl;
 pub mod scheme;
+pub mod scram;
 pub mod secret;
 pub mod sql;
 pub mod userdb;

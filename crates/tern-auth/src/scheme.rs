@@ -23,6 +23,16 @@ pub fn verify(stored: &str, password: &[u8]) -> Result<bool, AuthError> {
             verify_crypt(hash, password)
         }
         "ARGON2ID" | "ARGON2I" => verify_argon2(hash, password),
+        "SHA" | "SHA1" | "SSHA" | "SHA256" | "SSHA256" | "SHA512" | "SSHA512" => {
+            Ok(verify_salted_sha(&scheme, hash, password))
+        }
+        "SCRAM-SHA-1" | "SCRAM-SHA-256" => {
+            let h = crate::scram::ScramHash::of_scheme(&scheme)
+                .ok_or_else(|| AuthError::UnknownScheme(scheme.clone()))?;
+            let keys = crate::scram::ScramKeys::parse(h, hash)
+                .ok_or_else(|| AuthError::UnknownScheme(format!("{scheme} (malformed)")))?;
+            Ok(keys.matches_password(password))
+        }
         other => Err(AuthError::UnknownScheme(other.to_owned())),
     }
 }
@@ -50,6 +60,45 @@ fn verify_crypt(hash: &str, password: &[u8]) -> Result<bool, AuthError> {
         return Ok(pwhash::unix::verify(password, hash));
     }
     Err(AuthError::UnknownScheme(hash.chars().take(4).collect()))
+}
+
+/// `{SHA}`/`{SSHA}` and their SHA-256/512 forms, as LDAP directories keep
+/// them (`userPassword`): base64 of the digest of the password and salt,
+/// followed by the salt (none for the unsalted forms).
+fn verify_salted_sha(scheme: &str, hash: &str, password: &[u8]) -> bool {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(hash.trim()) else {
+        return false;
+    };
+    let len = match scheme {
+        "SHA" | "SHA1" | "SSHA" => 20,
+        "SHA256" | "SSHA256" => 32,
+        _ => 64,
+    };
+    let salted = scheme.starts_with("SSHA");
+    if raw.len() < len || (!salted && raw.len() != len) {
+        return false;
+    }
+    let (digest, salt) = raw.split_at(len);
+    let computed = match len {
+        20 => sha1::Sha1::new()
+            .chain_update(password)
+            .chain_update(salt)
+            .finalize()
+            .to_vec(),
+        32 => sha2::Sha256::new()
+            .chain_update(password)
+            .chain_update(salt)
+            .finalize()
+            .to_vec(),
+        _ => sha2::Sha512::new()
+            .chain_update(password)
+            .chain_update(salt)
+            .finalize()
+            .to_vec(),
+    };
+    constant_time_eq(&computed, digest)
 }
 
 /// Largest Argon2 memory cost a stored hash may ask for, KiB (1 GiB): a
@@ -126,7 +175,28 @@ pub fn hash_sha512_crypt(password: &str) -> Result<String, AuthError> {
     Ok(format!("{{SHA512-CRYPT}}{h}"))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// The password itself, for an account that stores it in the clear
+/// (`{PLAIN}`): what CRAM-MD5 needs, and what SCRAM keys can be made from.
+pub fn cleartext(stored: &str) -> Option<&str> {
+    let (scheme, rest) = stored.strip_prefix('{')?.split_once('}')?;
+    matches!(
+        scheme.to_ascii_uppercase().as_str(),
+        "PLAIN" | "CLEARTEXT" | "CLEAR"
+    )
+    .then_some(rest)
+}
+
+/// The SCRAM keys an account stores (`{SCRAM-SHA-256}...`) for `hash`.
+pub fn scram_keys(stored: &str, hash: crate::scram::ScramHash) -> Option<crate::scram::ScramKeys> {
+    let (scheme, rest) = stored.strip_prefix('{')?.split_once('}')?;
+    if crate::scram::ScramHash::of_scheme(scheme)? != hash {
+        return None;
+    }
+    crate::scram::ScramKeys::parse(hash, rest)
+}
+
+/// Compares in a time that depends on the lengths only.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -201,6 +271,35 @@ mod tests {
         assert!(verify(&format!("{{SHA512-CRYPT}}{}", vectors[2]), b"password").unwrap());
         assert!(verify(&format!("{{BLF-CRYPT}}{}", vectors[1]), b"password").unwrap());
         assert!(verify("{CRYPT}aZGJuE6EXrjEE", b"test").unwrap());
+    }
+
+    #[test]
+    fn ldap_sha_schemes() {
+        // slappasswd -h {SSHA} -s secret (salt "salt"), and {SHA} of "secret".
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut ssha = sha1::Sha1::new()
+            .chain_update(b"secret")
+            .chain_update(b"salt")
+            .finalize()
+            .to_vec();
+        ssha.extend_from_slice(b"salt");
+        let stored = format!("{{SSHA}}{}", b64.encode(&ssha));
+        assert!(verify(&stored, b"secret").unwrap());
+        assert!(!verify(&stored, b"Secret").unwrap());
+        assert!(verify("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", b"secret").unwrap());
+        assert!(!verify("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", b"other").unwrap());
+        let mut s512 = sha2::Sha512::new()
+            .chain_update(b"pw")
+            .chain_update(b"NaCl")
+            .finalize()
+            .to_vec();
+        s512.extend_from_slice(b"NaCl");
+        assert!(verify(&format!("{{ssha512}}{}", b64.encode(&s512)), b"pw").unwrap());
+        // A salt on an unsalted scheme, or garbage, is no match.
+        assert!(!verify(&format!("{{SHA512}}{}", b64.encode(&s512)), b"pw").unwrap());
+        assert!(!verify("{SSHA}!!", b"pw").unwrap());
     }
 
     #[test]

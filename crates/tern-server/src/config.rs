@@ -267,6 +267,29 @@ pub struct AuthConfig {
     /// block everyone behind it).
     #[serde(default)]
     pub block_loopback: bool,
+    /// SASL mechanisms offered: any of `PLAIN`, `LOGIN`, `CRAM-MD5`,
+    /// `SCRAM-SHA-1`, `SCRAM-SHA-256` (each SCRAM one brings its `-PLUS`
+    /// form over TLS). Dovecot's default is PLAIN alone; tern's is PLAIN
+    /// and LOGIN. CRAM-MD5 and SCRAM work only for accounts whose password
+    /// is stored in the clear or (SCRAM) as SCRAM keys.
+    #[serde(default = "default_mechanisms")]
+    pub mechanisms: Vec<String>,
+    /// A passwd-file of master users, who log in as any user with
+    /// `user*master` and the master's password (or as PLAIN's or SCRAM's
+    /// authorization identity).
+    #[serde(default)]
+    pub master_passwd_file: Option<PathBuf>,
+    /// What joins the user and the master in a master login's name.
+    #[serde(default = "default_master_separator")]
+    pub master_separator: String,
+}
+
+fn default_mechanisms() -> Vec<String> {
+    vec!["PLAIN".into(), "LOGIN".into()]
+}
+
+fn default_master_separator() -> String {
+    "*".into()
 }
 
 /// `[[auth.sql]]`: one database of accounts.
@@ -615,6 +638,11 @@ impl Config {
                     "needs a [tls] section with cert and key".into(),
                 ));
             }
+        }
+        crate::sasl::SaslSettings::parse_names(&self.auth.mechanisms)
+            .map_err(|e| invalid("auth.mechanisms", e))?;
+        if self.auth.master_separator.is_empty() {
+            return Err(invalid("auth.master_separator", "must not be empty".into()));
         }
         if let Some(f) = &self.pop3.uidl_format {
             if let Err(e) = tern_maildir::uidl_format::UidlFormat::parse(f) {

@@ -34,6 +34,8 @@ pub(crate) struct Conn {
     pub out: Vec<u8>,
     /// The connection is protected by TLS.
     pub tls_active: bool,
+    /// Its channel bindings, once it is (SCRAM-...-PLUS).
+    pub binding: Option<crate::tls::ChannelBindings>,
 }
 
 impl Conn {
@@ -43,6 +45,7 @@ impl Conn {
             inbuf: Vec::new(),
             out: Vec::new(),
             tls_active,
+            binding: None,
         }
     }
 
@@ -138,12 +141,18 @@ impl Conn {
     /// Switches to TLS. Whatever the client sent after the command that
     /// started it is discarded: it came in the clear and must not be taken
     /// as protected (RFC 2595 §4, RFC 3501 §6.2.1).
-    pub async fn start_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<(), ConnEnd> {
+    /// `end_point` is the certificate's `tls-server-end-point` hash.
+    pub async fn start_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        end_point: Option<&[u8]>,
+    ) -> Result<(), ConnEnd> {
         self.flush().await?;
         self.inbuf = Vec::new();
         let plain = self.stream.take().ok_or(ConnEnd::Closed)?;
         match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
             Ok(Ok(tls)) => {
+                self.binding = Some(crate::tls::ChannelBindings::of(tls.get_ref().1, end_point));
                 self.stream = Some(Box::new(tls));
                 self.tls_active = true;
                 Ok(())

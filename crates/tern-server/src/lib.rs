@@ -13,6 +13,7 @@ pub mod listener;
 pub mod login;
 pub mod policy;
 pub mod pop3;
+pub mod sasl;
 pub mod summaries;
 pub mod tls;
 pub mod trash;

@@ -232,11 +232,17 @@ async fn serve(
     protocol: Protocol,
     slot: ConnectionSlot,
 ) {
-    let (stream, tls): (Box<dyn AsyncStream>, bool) = match tls {
+    let (stream, binding): (Box<dyn AsyncStream>, Option<crate::tls::ChannelBindings>) = match tls {
         Some(acceptor) => {
             match tokio::time::timeout(svc.limits.preauth_timeout(), acceptor.accept(stream)).await
             {
-                Ok(Ok(s)) => (Box::new(s), true),
+                Ok(Ok(s)) => {
+                    let b = crate::tls::ChannelBindings::of(
+                        s.get_ref().1,
+                        svc.sasl.end_point.as_deref(),
+                    );
+                    (Box::new(s), Some(b))
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, cause = %e, "TLS handshake failed");
                     return;
@@ -247,17 +253,21 @@ async fn serve(
                 }
             }
         }
-        None => (Box::new(stream), false),
+        None => (Box::new(stream), None),
     };
+    let tls = binding.is_some();
     match protocol {
         Protocol::Imap => {
             let start = SessionStart::Login {
                 peer: Some(peer),
                 tls,
+                binding,
                 slot: Some(slot),
             };
             serve_connection(svc, stream, start).await
         }
-        Protocol::Pop3 => crate::pop3::serve_pop3(svc, stream, Some(peer), tls, Some(slot)).await,
+        Protocol::Pop3 => {
+            crate::pop3::serve_pop3(svc, stream, Some(peer), binding, Some(slot)).await
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::Cleartext;
 use crate::imap::Services;
 use crate::users::{LoginResult, User};
+use tern_auth::sql::Request;
 
 /// Whether a password may be sent on this connection.
 pub(crate) fn cleartext_allowed(
@@ -72,9 +73,36 @@ fn checkers() -> &'static std::sync::mpsc::SyncSender<Check> {
     })
 }
 
+/// Runs `f` on one of the password threads ([`checkers`]); `None` when too
+/// many checks are waiting or the check was lost.
+pub(crate) async fn on_checker<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Check = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    if checkers().try_send(job).is_err() {
+        tracing::warn!("password check refused: too many checks waiting");
+        return None;
+    }
+    rx.await.ok()
+}
+
+/// The request a login makes of the backends.
+fn request<'a>(user: &'a str, service: &'static str, remote: &'a str) -> Request<'a> {
+    Request {
+        user,
+        service,
+        remote,
+    }
+}
+
 /// Finds the account (in the backends, on the runtime: a database query
 /// is I/O) and checks the password on one of the password threads
-/// ([`checkers`]). `service` is `imap` or `pop3`.
+/// ([`checkers`]). `service` is `imap` or `pop3`. A name of the form
+/// `user*master` (the separator is `auth.master_separator`) is a master
+/// user's login as `user` ([`verify_master`]).
 pub(crate) async fn verify(
     svc: &Arc<Services>,
     user: String,
@@ -89,12 +117,12 @@ pub(crate) async fn verify(
     if svc.login_failures.blocked(peer.map(|p| p.ip())) {
         return LoginResult::Blocked;
     }
+    if let Some((target, master)) = db.split_master(&user) {
+        let (target, master) = (target.to_owned(), master.to_owned());
+        return verify_master(svc, &target, &master, pass, service, peer, tls).await;
+    }
     let remote = peer.map(|p| p.ip().to_string()).unwrap_or_default();
-    let req = tern_auth::sql::Request {
-        user: &user,
-        service,
-        remote: &remote,
-    };
+    let req = request(&user, service, &remote);
     let entry = match db.lookup(&req).await {
         Ok(e) => e,
         Err(e) => return LoginResult::TempFail(e.to_string()),
@@ -111,25 +139,81 @@ pub(crate) async fn verify(
         }
     }
     let shared = svc.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let job: Check = Box::new(move || {
-        let result = match &shared.users {
-            Some(db) => db.check(entry.as_ref(), &pass),
-            None => LoginResult::Failed,
-        };
-        let _ = tx.send(result);
-    });
-    if checkers().try_send(job).is_err() {
-        return LoginResult::TempFail("too many password checks waiting".to_owned());
+    let result = on_checker(move || match &shared.users {
+        Some(db) => db.check(entry.as_ref(), &pass),
+        None => LoginResult::Failed,
+    })
+    .await
+    .unwrap_or_else(|| LoginResult::TempFail("too many password checks waiting".to_owned()));
+    finish(svc, peer, result, service, tls)
+}
+
+/// A master user's login as `target` (Dovecot's `target*master`, or PLAIN
+/// and SCRAM with `target` as the authorization identity): the master's
+/// password is checked against `auth.master_passwd_file`, then `target` must
+/// exist. The session is `target`'s, under `target`'s account options.
+pub(crate) async fn verify_master(
+    svc: &Arc<Services>,
+    target: &str,
+    master: &str,
+    pass: Vec<u8>,
+    service: &'static str,
+    peer: Option<SocketAddr>,
+    tls: bool,
+) -> LoginResult {
+    let Some(db) = &svc.users else {
+        return LoginResult::Failed;
+    };
+    if svc.login_failures.blocked(peer.map(|p| p.ip())) {
+        return LoginResult::Blocked;
     }
-    let result = rx
-        .await
-        .unwrap_or_else(|_| LoginResult::TempFail("password check lost".to_owned()));
+    let shared = svc.clone();
+    let name = master.to_owned();
+    let checked = on_checker(move || match &shared.users {
+        Some(db) => db.check_master(&name, &pass),
+        None => Ok(false),
+    })
+    .await;
+    match checked {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => {
+            tracing::info!(master, target, "master login failed");
+            return LoginResult::Failed;
+        }
+        Some(Err(e)) => return LoginResult::TempFail(e.to_string()),
+        None => return LoginResult::TempFail("too many password checks waiting".to_owned()),
+    }
+    master_target(svc, db, target, master, service, peer, tls).await
+}
+
+/// After a master user proved itself: the session of `target`, if it
+/// exists.
+pub(crate) async fn master_target(
+    svc: &Arc<Services>,
+    db: &crate::users::UserDb,
+    target: &str,
+    master: &str,
+    service: &'static str,
+    peer: Option<SocketAddr>,
+    tls: bool,
+) -> LoginResult {
+    let remote = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    let result = match db.lookup(&request(target, service, &remote)).await {
+        Ok(Some(e)) => {
+            tracing::info!(master, target, "master user login");
+            LoginResult::Ok(db.user_for(&e))
+        }
+        Ok(None) => {
+            tracing::info!(master, target, "master user login as an unknown user");
+            LoginResult::Failed
+        }
+        Err(e) => LoginResult::TempFail(e.to_string()),
+    };
     finish(svc, peer, result, service, tls)
 }
 
 /// A good login clears its address's failures.
-fn finish(
+pub(crate) fn finish(
     svc: &Services,
     peer: Option<SocketAddr>,
     result: LoginResult,

@@ -87,3 +87,139 @@ pub fn generate_self_signed(names: &[String], cert: &Path, key: &Path) -> Result
     write(cert, ck.cert.pem())?;
     Ok(())
 }
+
+/// What ties a SASL exchange to this TLS connection (RFC 5056): the data of
+/// each channel-binding type tern offers for SCRAM-...-PLUS.
+#[derive(Clone, Default)]
+pub struct ChannelBindings {
+    /// `tls-exporter` (RFC 9266): 32 bytes of keying material exported
+    /// with the label `EXPORTER-Channel-Binding` and an empty context.
+    pub exporter: Option<Vec<u8>>,
+    /// `tls-server-end-point` (RFC 5929 §4): the hash of the server's
+    /// certificate.
+    pub end_point: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ChannelBindings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelBindings")
+            .field("exporter", &self.exporter.is_some())
+            .field("end_point", &self.end_point.is_some())
+            .finish()
+    }
+}
+
+impl ChannelBindings {
+    /// The bindings of an established server connection; `end_point` is
+    /// [`end_point_hash`] of the certificate it presented.
+    pub fn of(conn: &rustls::ServerConnection, end_point: Option<&[u8]>) -> ChannelBindings {
+        ChannelBindings {
+            exporter: conn
+                .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", Some(b""))
+                .ok()
+                .map(|k| k.to_vec()),
+            end_point: end_point.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// The data of the binding type `name`, if this connection has it.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "tls-exporter" => self.exporter.as_deref(),
+            "tls-server-end-point" => self.end_point.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Reads one DER element's header at `at`: its tag, where its contents
+/// start, and their length.
+fn der_element(der: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+    let tag = *der.get(at)?;
+    let first = *der.get(at + 1)?;
+    let (len, start) = if first < 0x80 {
+        (usize::from(first), at + 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | usize::from(*der.get(at + 2 + i)?);
+        }
+        (len, at + 2 + n)
+    };
+    (start.checked_add(len)? <= der.len()).then_some((tag, start, len))
+}
+
+/// The `tls-server-end-point` hash of a certificate (RFC 5929 §4.1): with
+/// the hash of its signature algorithm, SHA-256 where that is MD5, SHA-1
+/// or SHA-256 or cannot be told (RSA-PSS, EdDSA).
+pub fn end_point_hash(cert_der: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, ... }
+    let oid = (|| {
+        let (_, body, _) = der_element(cert_der, 0)?;
+        let (_, tbs_start, tbs_len) = der_element(cert_der, body)?;
+        let (_, alg, _) = der_element(cert_der, tbs_start + tbs_len)?;
+        let (tag, oid, oid_len) = der_element(cert_der, alg)?;
+        (tag == 0x06).then(|| &cert_der[oid..oid + oid_len])
+    })();
+    const SHA384: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c],
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],
+    ];
+    const SHA512: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d],
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],
+    ];
+    match oid {
+        Some(o) if SHA384.contains(&o) => sha2::Sha384::digest(cert_der).to_vec(),
+        Some(o) if SHA512.contains(&o) => sha2::Sha512::digest(cert_der).to_vec(),
+        _ => sha2::Sha256::digest(cert_der).to_vec(),
+    }
+}
+
+/// The `tls-server-end-point` hash of the first certificate of a PEM file.
+///
+/// # Errors
+/// [`TlsError::Pem`] when the file has no certificate.
+pub fn end_point_of(cert: &Path) -> Result<Vec<u8>, TlsError> {
+    let first = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| TlsError::Pem {
+            path: cert.to_owned(),
+            problem: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| TlsError::Pem {
+            path: cert.to_owned(),
+            problem: "no certificate found".into(),
+        })?
+        .map_err(|e| TlsError::Pem {
+            path: cert.to_owned(),
+            problem: e.to_string(),
+        })?;
+    Ok(end_point_hash(&first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_point_hash_follows_the_signature_hash() {
+        // rcgen signs with ECDSA P-256 SHA-256 by default: a SHA-256 hash.
+        let ck = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+        let der = ck.cert.der().to_vec();
+        assert_eq!(end_point_hash(&der).len(), 32);
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".into()])
+            .unwrap()
+            .self_signed(&p384)
+            .unwrap();
+        assert_eq!(end_point_hash(cert.der()).len(), 48);
+        // Garbage is hashed, never a panic.
+        assert_eq!(end_point_hash(b"\x30\x85").len(), 32);
+    }
+}

@@ -199,6 +199,9 @@ pub struct UserDb {
     default_quota: Option<QuotaSpec>,
     folder_names: tern_maildir::name_form::NameSetting,
     default_access: Access,
+    /// Master users (`auth.master_passwd_file`) and the separator of
+    /// `user*master`.
+    masters: Option<(PasswdFile, String)>,
 }
 
 /// The outcome of a login attempt.
@@ -235,6 +238,7 @@ impl UserDb {
             default_quota: None,
             folder_names: Default::default(),
             default_access: Access::default(),
+            masters: None,
         }
     }
 
@@ -257,6 +261,73 @@ impl UserDb {
     pub fn with_folder_names(mut self, names: tern_maildir::name_form::NameSetting) -> UserDb {
         self.folder_names = names;
         self
+    }
+
+    /// Master users, from a passwd-file of their own; `separator` joins
+    /// `user` and `master` in a login name (Dovecot's `*`).
+    pub fn with_masters(mut self, masters: PasswdFile, separator: &str) -> UserDb {
+        self.masters = Some((masters, separator.to_owned()));
+        self
+    }
+
+    /// Whether master users are configured.
+    pub fn has_masters(&self) -> bool {
+        self.masters.is_some()
+    }
+
+    /// `user*master` split into the user and the master, when master users
+    /// are configured and the name has that form.
+    pub fn split_master<'a>(&self, name: &'a str) -> Option<(&'a str, &'a str)> {
+        let (_, sep) = self.masters.as_ref()?;
+        let (target, master) = name.rsplit_once(sep.as_str())?;
+        (!target.is_empty() && !master.is_empty()).then_some((target, master))
+    }
+
+    /// The entry of the master user `name`.
+    ///
+    /// # Errors
+    /// The master passwd-file cannot be read.
+    pub fn master_entry(&self, name: &str) -> Result<Option<UserEntry>, tern_auth::AuthError> {
+        match &self.masters {
+            Some((pf, _)) => pf.lookup(name),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `password` is master user `name`'s (CPU-heavy: call it from
+    /// a password thread). An unknown master costs a check all the same.
+    ///
+    /// # Errors
+    /// The master passwd-file cannot be read.
+    pub fn check_master(&self, name: &str, password: &[u8]) -> Result<bool, tern_auth::AuthError> {
+        let Some((pf, _)) = &self.masters else {
+            return Ok(false);
+        };
+        match pf.lookup(name)? {
+            Some(e) => Ok(tern_auth::scheme::verify(&e.password, password).unwrap_or(false)),
+            None => {
+                if let Some(d) = pf.decoy()? {
+                    let _ = tern_auth::scheme::verify(&d, password);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether the site's usual stored password is in the clear (then an
+    /// unknown user's SCRAM exchange costs a key derivation too, as a real
+    /// account's does).
+    pub fn usual_password_is_cleartext(&self) -> bool {
+        self.directory
+            .passwd_file()
+            .and_then(|p| p.decoy().ok().flatten())
+            .is_some_and(|d| tern_auth::scheme::cleartext(&d).is_some())
+    }
+
+    /// Whether some backend hands out stored passwords (what CRAM-MD5 and
+    /// SCRAM need); a directory that only binds does not.
+    pub fn holds_secrets(&self) -> bool {
+        self.directory.holds_secrets()
     }
 
     /// Sets the quota of users whose entry has none.

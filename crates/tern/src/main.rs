@@ -116,7 +116,8 @@ enum Cmd {
     },
     /// Hash a password read from stdin, for a passwd-file.
     Pw {
-        /// ARGON2ID (default) or SHA512-CRYPT.
+        /// ARGON2ID (default), SHA512-CRYPT, SCRAM-SHA-256 or SCRAM-SHA-1
+        /// (SCRAM keys: the account can log in by SCRAM and by password).
         #[arg(long, default_value = "ARGON2ID")]
         scheme: String,
     },
@@ -393,8 +394,14 @@ fn pw(scheme: &str) -> i32 {
     let hashed = match scheme.to_ascii_uppercase().as_str() {
         "ARGON2ID" => tern_auth::scheme::hash_argon2id(password.as_bytes()),
         "SHA512-CRYPT" => tern_auth::scheme::hash_sha512_crypt(password),
+        s @ ("SCRAM-SHA-256" | "SCRAM-SHA-1") => match tern_auth::scram::ScramHash::of_scheme(s) {
+            Some(h) => Ok(tern_auth::scram::ScramKeys::generate(h, password.as_bytes()).encode()),
+            None => Err(tern_auth::AuthError::UnknownScheme(s.to_owned())),
+        },
         other => {
-            eprintln!("tern pw: unknown scheme {other} (use ARGON2ID or SHA512-CRYPT)");
+            eprintln!(
+                "tern pw: unknown scheme {other} (use ARGON2ID, SHA512-CRYPT, SCRAM-SHA-256 or SCRAM-SHA-1)"
+            );
             return EXIT_CONFIG;
         }
     };
@@ -512,6 +519,8 @@ fn serve(config: Option<PathBuf>) -> i32 {
 /// What the server takes from the system while it may still be root.
 struct Prepared {
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The certificate's `tls-server-end-point` channel binding.
+    end_point: Option<Vec<u8>>,
     listeners: Vec<(std::net::TcpListener, bool, Protocol)>,
 }
 
@@ -519,6 +528,13 @@ fn prepare(cfg: &Config) -> Result<Prepared> {
     let tls = match &cfg.tls {
         Some(t) => Some(
             tern_server::tls::server_config(&cfg.resolve(&t.cert), &cfg.resolve(&t.key))
+                .context("loading the TLS certificate")?,
+        ),
+        None => None,
+    };
+    let end_point = match &cfg.tls {
+        Some(t) => Some(
+            tern_server::tls::end_point_of(&cfg.resolve(&t.cert))
                 .context("loading the TLS certificate")?,
         ),
         None => None,
@@ -550,7 +566,11 @@ fn prepare(cfg: &Config) -> Result<Prepared> {
             listeners.push((l, is_tls, protocol));
         }
     }
-    Ok(Prepared { tls, listeners })
+    Ok(Prepared {
+        tls,
+        end_point,
+        listeners,
+    })
 }
 
 /// A listening socket as tokio makes one (SO_REUSEADDR, so a restart
@@ -576,7 +596,12 @@ fn bind(addr: &str) -> Result<std::net::TcpListener> {
 async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
     let acceptor = ready.tls.map(tokio_rustls::TlsAcceptor::from);
     let directory = tern_server::users::open_directory(&cfg).map_err(|e| anyhow::anyhow!(e))?;
-    let users = UserDb::configured(directory, &cfg);
+    let mut users = UserDb::configured(directory, &cfg);
+    if let Some(m) = &cfg.auth.master_passwd_file {
+        let masters = tern_auth::PasswdFile::open(&cfg.resolve(m))
+            .context("reading auth.master_passwd_file")?;
+        users = users.with_masters(masters, &cfg.auth.master_separator);
+    }
     let mut listeners = Vec::with_capacity(ready.listeners.len());
     for (l, tls, protocol) in ready.listeners {
         listeners.push(BoundListener {
@@ -603,6 +628,11 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             cfg.auth.block_after,
             Duration::from_secs(cfg.auth.block_secs),
             cfg.auth.block_loopback,
+        ),
+        sasl: tern_server::sasl::SaslSettings::new(
+            &tern_server::sasl::SaslSettings::parse_names(&cfg.auth.mechanisms)
+                .map_err(|e| anyhow::anyhow!(e))?,
+            ready.end_point,
         ),
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");
@@ -670,6 +700,7 @@ fn imapd(maildir: PathBuf) -> i32 {
             policy: Policy::default(),
             namespace: Namespace::default(),
             login_failures: Default::default(),
+            sasl: Default::default(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

@@ -1,4 +1,5 @@
-//! LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR, RFC 4959).
+//! LOGIN and AUTHENTICATE (the mechanisms of [`crate::sasl`]; SASL-IR,
+//! RFC 4959).
 
 use base64::Engine as _;
 use imap_codec::imap_types::auth::AuthMechanism;
@@ -7,6 +8,7 @@ use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 
 use super::session::{End, Reply, Session, State};
+use crate::sasl::{Answer, Outcome, Refusal};
 use crate::users::{Denied, LoginResult, User};
 
 /// What a LOGIN or AUTHENTICATE comes to.
@@ -34,6 +36,23 @@ fn privacy_required() -> Reply {
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+impl crate::sasl::Challenger for Session {
+    type End = End;
+
+    /// `+ base64` and the client's base64 line (RFC 3501 §6.2.2).
+    async fn challenge(&mut self, data: &[u8]) -> Result<Answer, End> {
+        self.conn.out.extend_from_slice(b"+ ");
+        self.conn.out.extend_from_slice(B64.encode(data).as_bytes());
+        self.conn.out.extend_from_slice(b"\r\n");
+        self.flush().await?;
+        let Some(line) = self.read_line().await? else {
+            return Ok(Answer::TooLong);
+        };
+        let line = framing::strip_eol(&line);
+        Ok(crate::sasl::answer(line))
+    }
+}
+
 impl Session {
     pub(crate) async fn login(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
         if !self.cleartext_allowed() {
@@ -47,78 +66,36 @@ impl Session {
         mechanism: AuthMechanism<'static>,
         ir: Option<Vec<u8>>,
     ) -> Result<LoginAnswer, End> {
-        // Both mechanisms carry the password in the clear.
-        if matches!(mechanism, AuthMechanism::Plain | AuthMechanism::Login)
-            && !self.cleartext_allowed()
-        {
-            return Ok(privacy_required().into());
-        }
-        match mechanism {
-            AuthMechanism::Plain => {
-                let msg = match ir {
-                    Some(m) => m,
-                    None => match self.sasl_step("").await? {
-                        Ok(m) => m,
-                        Err(r) => return Ok(r.into()),
-                    },
-                };
-                match tern_auth::sasl::decode_plain(&msg) {
-                    Ok(c) => {
-                        if c.authzid.as_deref().is_some_and(|z| z != c.authcid) {
-                            return Ok(Reply::no(
-                                Some(Code::AuthorizationFailed),
-                                "Acting as another user is not allowed",
-                            )
-                            .into());
-                        }
-                        self.check_credentials(c.authcid, c.password.expose().clone())
-                            .await
-                    }
-                    Err(e) => Ok(Reply::bad(format!("Invalid SASL message: {e}")).into()),
-                }
+        let svc = self.svc.clone();
+        // The exchange borrows the connection to talk; the context has a
+        // copy of what it needs of it.
+        let binding = self.conn.binding.clone();
+        let ctx = crate::sasl::Context::of(
+            &svc,
+            "imap",
+            self.peer,
+            self.conn.tls_active,
+            binding.as_ref(),
+        );
+        let name = mechanism.to_string();
+        match crate::sasl::run(ctx, &name, ir, self).await? {
+            Outcome::Checked(result, attempted) => self.conclude(result, attempted).await,
+            Outcome::Refused(r) => Ok(match r {
+                Refusal::Unsupported => Reply::no(
+                    Some(Code::Cannot),
+                    format!("Unsupported authentication mechanism {name}"),
+                ),
+                Refusal::PrivacyRequired => privacy_required(),
+                Refusal::Cancelled => Reply::bad("Authentication cancelled"),
+                Refusal::TooLong => Reply::bad_code(Code::Limit, "SASL response too long"),
+                Refusal::BadBase64 => Reply::bad("Invalid base64 in SASL response"),
+                Refusal::Malformed(e) => Reply::bad(format!("Invalid SASL message: {e}")),
+                Refusal::ActAsOther => Reply::no(
+                    Some(Code::AuthorizationFailed),
+                    "Acting as another user is not allowed",
+                ),
             }
-            AuthMechanism::Login => {
-                let user = match ir {
-                    Some(u) => u,
-                    None => match self.sasl_step("VXNlcm5hbWU6").await? {
-                        Ok(u) => u,
-                        Err(r) => return Ok(r.into()),
-                    },
-                };
-                let pass = match self.sasl_step("UGFzc3dvcmQ6").await? {
-                    Ok(p) => p,
-                    Err(r) => return Ok(r.into()),
-                };
-                self.check_credentials(String::from_utf8_lossy(&user).into_owned(), pass)
-                    .await
-            }
-            other => Ok(Reply::no(
-                Some(Code::Cannot),
-                format!("Unsupported authentication mechanism {other}"),
-            )
             .into()),
-        }
-    }
-
-    /// Sends a SASL challenge and reads the client's base64 answer.
-    async fn sasl_step(&mut self, challenge: &str) -> Result<Result<Vec<u8>, Reply>, End> {
-        self.conn
-            .out
-            .extend_from_slice(format!("+ {challenge}\r\n").as_bytes());
-        self.flush().await?;
-        let Some(line) = self.read_line().await? else {
-            return Ok(Err(Reply::bad_code(Code::Limit, "SASL response too long")));
-        };
-        let line = framing::strip_eol(&line);
-        if line == b"*" {
-            return Ok(Err(Reply::bad("Authentication cancelled")));
-        }
-        if line == b"=" {
-            return Ok(Ok(Vec::new()));
-        }
-        match B64.decode(line) {
-            Ok(v) => Ok(Ok(v)),
-            Err(_) => Ok(Err(Reply::bad("Invalid base64 in SASL response"))),
         }
     }
 
@@ -134,6 +111,12 @@ impl Session {
             self.conn.tls_active,
         )
         .await;
+        self.conclude(result, user).await
+    }
+
+    /// What a checked login comes to: the account made ready, or the
+    /// answer to a refusal (a failure counted and paused for).
+    async fn conclude(&mut self, result: LoginResult, user: String) -> Result<LoginAnswer, End> {
         match result {
             LoginResult::Ok(u) => {
                 if let Err(e) = crate::login::prepare(&self.svc, &u).await {

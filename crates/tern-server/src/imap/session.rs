@@ -53,6 +53,8 @@ pub struct Services {
     pub namespace: super::namespace::Namespace,
     /// Failed logins by client address.
     pub login_failures: crate::login::FailureLedger,
+    /// The SASL mechanisms offered, and the TLS certificate's binding.
+    pub sasl: crate::sasl::SaslSettings,
 }
 
 impl std::fmt::Debug for Services {
@@ -65,6 +67,20 @@ impl std::fmt::Debug for Services {
     }
 }
 
+/// The `AUTH=` capability of a mechanism.
+fn auth_capability(m: tern_auth::sasl::Mechanism) -> &'static str {
+    use tern_auth::sasl::Mechanism as M;
+    match m {
+        M::Plain => "AUTH=PLAIN",
+        M::Login => "AUTH=LOGIN",
+        M::CramMd5 => "AUTH=CRAM-MD5",
+        M::ScramSha1 => "AUTH=SCRAM-SHA-1",
+        M::ScramSha1Plus => "AUTH=SCRAM-SHA-1-PLUS",
+        M::ScramSha256 => "AUTH=SCRAM-SHA-256",
+        M::ScramSha256Plus => "AUTH=SCRAM-SHA-256-PLUS",
+    }
+}
+
 /// How a connection starts.
 #[derive(Debug)]
 pub enum SessionStart {
@@ -74,6 +90,8 @@ pub enum SessionStart {
         peer: Option<SocketAddr>,
         /// True on an implicit-TLS port.
         tls: bool,
+        /// The TLS channel's bindings there.
+        binding: Option<crate::tls::ChannelBindings>,
         /// The connection's place in the limits, given back before the
         /// last answer goes out.
         slot: Option<crate::listener::ConnectionSlot>,
@@ -364,11 +382,20 @@ pub async fn serve_connection(
     stream: Box<dyn AsyncStream>,
     start: SessionStart,
 ) {
-    let (state, peer, tls, slot) = match start {
-        SessionStart::Login { peer, tls, slot } => {
-            (State::NotAuthenticated { failures: 0 }, peer, tls, slot)
-        }
-        SessionStart::Preauth(user) => (State::Authenticated { user }, None, false, None),
+    let (state, peer, tls, binding, slot) = match start {
+        SessionStart::Login {
+            peer,
+            tls,
+            binding,
+            slot,
+        } => (
+            State::NotAuthenticated { failures: 0 },
+            peer,
+            tls,
+            binding,
+            slot,
+        ),
+        SessionStart::Preauth(user) => (State::Authenticated { user }, None, false, None, None),
     };
     let shutdown = svc.shutdown.clone();
     let svc_limits = svc.limits.framer();
@@ -384,6 +411,7 @@ pub async fn serve_connection(
         slot,
         started: std::time::Instant::now(),
     };
+    s.conn.binding = binding;
     match s.run().await {
         Ok(()) | Err(End::Closed) => {}
         Err(End::Io(e)) => tracing::debug!(cause = %e, "connection ended"),
@@ -503,11 +531,12 @@ impl Session {
                 if self.svc.tls.is_some() && !self.conn.tls_active {
                     caps.push("STARTTLS");
                 }
-                if self.cleartext_allowed() {
-                    caps.push("AUTH=PLAIN");
-                    caps.push("AUTH=LOGIN");
-                } else {
+                let cleartext = self.cleartext_allowed();
+                if !cleartext {
                     caps.push("LOGINDISABLED");
+                }
+                for m in crate::sasl::offered(&self.svc, cleartext, self.conn.binding.as_ref()) {
+                    caps.push(auth_capability(m));
                 }
             }
             true => {
@@ -1069,7 +1098,11 @@ impl Session {
         }
         self.tagged(tag, &Reply::ok("Begin TLS negotiation now"));
         self.framer.discard_buffered();
-        match self.conn.start_tls(&acceptor).await {
+        match self
+            .conn
+            .start_tls(&acceptor, self.svc.sasl.end_point.as_deref())
+            .await
+        {
             Ok(()) => {
                 tracing::Span::current().record("tls", true);
                 Ok(None)

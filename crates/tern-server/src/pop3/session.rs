@@ -11,6 +11,7 @@ use tern_maildir::{Flag, MaildirError};
 use crate::conn::{Conn, ConnEnd};
 use crate::folders::OpenFolder;
 use crate::imap::{AsyncStream, Services};
+use crate::sasl::{Answer, Outcome, Refusal};
 use crate::users::{Denied, LoginResult, User};
 
 /// Longest command line. RFC 2449 allows 255 octets; SASL answers (RFC
@@ -64,12 +65,14 @@ pub async fn serve_pop3(
     svc: Arc<Services>,
     stream: Box<dyn AsyncStream>,
     peer: Option<SocketAddr>,
-    tls: bool,
+    binding: Option<crate::tls::ChannelBindings>,
     slot: Option<crate::listener::ConnectionSlot>,
 ) {
+    let mut conn = Conn::new(stream, binding.is_some());
+    conn.binding = binding;
     let mut s = Pop3 {
         svc,
-        conn: Conn::new(stream, tls),
+        conn,
         peer,
         slot,
         started: std::time::Instant::now(),
@@ -264,9 +267,13 @@ impl Pop3 {
             "PIPELINING".into(),
         ];
         if let State::Authorization { .. } = self.state {
-            if self.cleartext_allowed() {
+            let cleartext = self.cleartext_allowed();
+            if cleartext {
                 caps.push("USER".into());
-                caps.push("SASL PLAIN LOGIN".into());
+            }
+            let mechs = self.mechanisms();
+            if !mechs.is_empty() {
+                caps.push(format!("SASL {}", mechs.join(" ")));
             }
             if self.svc.tls.is_some() && !self.conn.tls_active {
                 caps.push("STLS".into());
@@ -320,99 +327,71 @@ impl Pop3 {
         self.check_credentials(user, pass).await
     }
 
-    /// Sends a SASL challenge and reads the answer; `None` when cancelled
-    /// or malformed (the reply is already written).
-    async fn sasl_step(&mut self, challenge: &str) -> Result<Option<Vec<u8>>, ConnEnd> {
-        self.reply(&format!("+ {challenge}"));
-        self.conn.flush().await?;
-        let timeout = self.timeout();
-        let Some(line) = self.conn.read_line(MAX_LINE, timeout).await? else {
-            self.reply("-ERR SASL response too long.");
-            return Ok(None);
-        };
-        let line = tern_imap_proto::framing::strip_eol(&line);
-        if line == b"*" {
-            self.reply("-ERR Authentication cancelled.");
-            return Ok(None);
-        }
-        self.decode_sasl(line)
-    }
-
-    fn decode_sasl(&mut self, data: &[u8]) -> Result<Option<Vec<u8>>, ConnEnd> {
-        if data == b"=" {
-            return Ok(Some(Vec::new()));
-        }
-        match B64.decode(data) {
-            Ok(v) => Ok(Some(v)),
-            Err(_) => {
-                self.reply("-ERR Invalid base64 in SASL response.");
-                Ok(None)
-            }
-        }
+    /// The names of the SASL mechanisms offered on this connection.
+    fn mechanisms(&self) -> Vec<&'static str> {
+        crate::sasl::offered(
+            &self.svc,
+            self.cleartext_allowed(),
+            self.conn.binding.as_ref(),
+        )
+        .into_iter()
+        .map(tern_auth::sasl::Mechanism::name)
+        .collect()
     }
 
     async fn auth(&mut self, mech: Option<&str>, ir: Option<&str>) -> Result<Flow, ConnEnd> {
         let Some(mech) = mech else {
             // The pre-RFC 5034 form some clients use to list mechanisms.
             self.reply("+OK");
-            if self.cleartext_allowed() {
-                self.reply("PLAIN");
-                self.reply("LOGIN");
+            for m in self.mechanisms() {
+                self.reply(m);
             }
             self.reply(".");
             return Ok(Flow::Continue);
         };
-        let mech = mech.to_ascii_uppercase();
-        if !matches!(mech.as_str(), "PLAIN" | "LOGIN") {
-            self.reply("-ERR Unsupported authentication mechanism.");
-            return Ok(Flow::Continue);
-        }
-        if !self.cleartext_allowed() {
-            self.plaintext_refused();
-            return Ok(Flow::Continue);
-        }
         let ir = match ir {
-            Some(i) => match self.decode_sasl(i.as_bytes())? {
-                Some(v) => Some(v),
-                None => return Ok(Flow::Continue),
+            Some("=") => Some(Vec::new()),
+            Some(i) => match B64.decode(i) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    self.reply("-ERR Invalid base64 in SASL response.");
+                    return Ok(Flow::Continue);
+                }
             },
             None => None,
         };
-        if mech == "PLAIN" {
-            let msg = match ir {
-                Some(m) => m,
-                None => match self.sasl_step("").await? {
-                    Some(m) => m,
-                    None => return Ok(Flow::Continue),
-                },
-            };
-            return match tern_auth::sasl::decode_plain(&msg) {
-                Ok(c) if c.authzid.as_deref().is_some_and(|z| z != c.authcid) => {
-                    self.reply("-ERR [AUTH] Acting as another user is not allowed.");
-                    Ok(Flow::Continue)
+        let svc = self.svc.clone();
+        // The exchange borrows the connection to talk; the context has a
+        // copy of what it needs of it.
+        let binding = self.conn.binding.clone();
+        let ctx = crate::sasl::Context::of(
+            &svc,
+            "pop3",
+            self.peer,
+            self.conn.tls_active,
+            binding.as_ref(),
+        );
+        match crate::sasl::run(ctx, mech, ir, self).await? {
+            Outcome::Checked(result, attempted) => self.conclude(result, attempted).await,
+            Outcome::Refused(r) => {
+                match r {
+                    Refusal::Unsupported => {
+                        self.reply("-ERR Unsupported authentication mechanism.")
+                    }
+                    Refusal::PrivacyRequired => self.plaintext_refused(),
+                    Refusal::Cancelled => self.reply("-ERR Authentication cancelled."),
+                    Refusal::TooLong => self.reply("-ERR SASL response too long."),
+                    Refusal::BadBase64 => self.reply("-ERR Invalid base64 in SASL response."),
+                    Refusal::Malformed(e) => {
+                        self.reply(&format!("-ERR Invalid SASL message: {e}."))
+                    }
+                    Refusal::ActAsOther => {
+                        self.reply("-ERR [AUTH] Acting as another user is not allowed.")
+                    }
                 }
-                Ok(c) => {
-                    self.check_credentials(c.authcid, c.password.expose().clone())
-                        .await
-                }
-                Err(e) => {
-                    self.reply(&format!("-ERR Invalid SASL message: {e}."));
-                    Ok(Flow::Continue)
-                }
-            };
+                Ok(Flow::Continue)
+            }
         }
-        let user = match ir {
-            Some(u) => u,
-            None => match self.sasl_step("VXNlcm5hbWU6").await? {
-                Some(u) => u,
-                None => return Ok(Flow::Continue),
-            },
-        };
-        let Some(pass) = self.sasl_step("UGFzc3dvcmQ6").await? else {
-            return Ok(Flow::Continue);
-        };
-        self.check_credentials(String::from_utf8_lossy(&user).into_owned(), pass)
-            .await
     }
 
     async fn stls(&mut self) -> Result<Flow, ConnEnd> {
@@ -425,7 +404,9 @@ impl Pop3 {
             return Ok(Flow::Continue);
         }
         self.reply("+OK Begin TLS negotiation.");
-        self.conn.start_tls(&acceptor).await?;
+        self.conn
+            .start_tls(&acceptor, self.svc.sasl.end_point.as_deref())
+            .await?;
         tracing::Span::current().record("tls", true);
         // A USER given in the clear does not carry over.
         self.state = State::Authorization {
@@ -448,6 +429,12 @@ impl Pop3 {
             self.conn.tls_active,
         )
         .await;
+        self.conclude(result, user).await
+    }
+
+    /// What a checked login comes to: the maildrop opened, or the answer
+    /// to a refusal (a failure counted and paused for).
+    async fn conclude(&mut self, result: LoginResult, user: String) -> Result<Flow, ConnEnd> {
         match result {
             LoginResult::Ok(u) => {
                 if !self.svc.policy.pop3_login_allowed(&u.name) {
@@ -514,6 +501,22 @@ impl Pop3 {
                 })
             }
         }
+    }
+}
+
+impl crate::sasl::Challenger for Pop3 {
+    type End = ConnEnd;
+
+    /// `+ base64` and the client's base64 line (RFC 5034 §4).
+    async fn challenge(&mut self, data: &[u8]) -> Result<Answer, ConnEnd> {
+        self.reply(&format!("+ {}", B64.encode(data)));
+        self.conn.flush().await?;
+        let timeout = self.timeout();
+        let Some(line) = self.conn.read_line(MAX_LINE, timeout).await? else {
+            return Ok(Answer::TooLong);
+        };
+        let line = tern_imap_proto::framing::strip_eol(&line);
+        Ok(crate::sasl::answer(line))
     }
 }
 

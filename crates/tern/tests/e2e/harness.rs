@@ -569,6 +569,30 @@ impl Client {
 }
 
 impl Client {
+    /// Connects with TLS and completes the handshake first: the client and
+    /// the connection's `tls-exporter` channel binding (RFC 9266), computed
+    /// on the client's side.
+    pub fn tls_with_exporter(addr: SocketAddr) -> (Client, Vec<u8>) {
+        tern_server::tls::install_provider();
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let cfg = rustls::ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify))
+            .with_no_client_auth();
+        let mut conn =
+            rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        let exporter = conn
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", Some(b""))
+            .unwrap()
+            .to_vec();
+        let c = Client::from_stream(Box::new(rustls::StreamOwned::new(conn, tcp)));
+        (c, exporter)
+    }
+
     /// Connects in the clear, runs STARTTLS, and continues over TLS.
     pub fn starttls_from_addr(addr: SocketAddr) -> (String, Client) {
         let tcp = TcpStream::connect(addr).unwrap();

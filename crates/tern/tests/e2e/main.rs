@@ -18,5 +18,6 @@ mod messages;
 mod migration;
 mod ownership;
 mod pop3;
+mod sasl;
 mod session;
 mod traces;
