@@ -56,6 +56,8 @@ allow_root = true
 [limits]
 max_connections = 20000
 max_connections_per_ip = 20000
+max_connections_per_user_ip = 20000
+max_connections_per_user = 20000
 [log]
 level = "warn"
 CONF

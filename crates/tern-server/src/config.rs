@@ -46,6 +46,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Connections from one IP address at once. High on purpose: Thunderbird
 /// opens 5 per account, and many users share one NAT address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 100;
+/// Default logged-in sessions of one account from one address, per
+/// protocol (Dovecot's `mail_max_userip_connections`): a Thunderbird opens
+/// five.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER_IP: usize = 10;
+/// Default logged-in sessions of one account from anywhere.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 50;
 /// How often a selected or idling session looks at the disk for changes
 /// made by other programs.
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
@@ -129,6 +135,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[haproxy]`: who may send PROXY protocol headers.
+    #[serde(default)]
+    pub haproxy: HaproxyConfig,
     /// Directory of the config file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -148,6 +157,13 @@ pub struct ImapConfig {
     /// Implicit TLS listeners.
     #[serde(default)]
     pub tls_listen: Vec<String>,
+    /// Listeners behind a load balancer: each connection starts with a
+    /// PROXY protocol header (v1 or v2) from `haproxy.trusted_networks`.
+    #[serde(default)]
+    pub haproxy_listen: Vec<String>,
+    /// The same with implicit TLS (the header comes before the TLS hello).
+    #[serde(default)]
+    pub haproxy_tls_listen: Vec<String>,
     /// The personal namespace's prefix: `INBOX.` as Courier-IMAP (the
     /// default), or empty as Dovecot's default.
     #[serde(default = "default_namespace_prefix")]
@@ -162,6 +178,8 @@ impl Default for ImapConfig {
         ImapConfig {
             listen: Vec::new(),
             tls_listen: Vec::new(),
+            haproxy_listen: Vec::new(),
+            haproxy_tls_listen: Vec::new(),
             namespace_prefix: default_namespace_prefix(),
             separator: default_separator(),
         }
@@ -176,6 +194,46 @@ fn default_separator() -> char {
     '.'
 }
 
+/// `[haproxy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyConfig {
+    /// The balancers' addresses (`10.0.0.0/8`, `2001:db8::5`): a
+    /// connection to a `haproxy_listen` listener from anywhere else is
+    /// closed at once.
+    #[serde(default)]
+    pub trusted_networks: Vec<String>,
+    /// How long the header may take to arrive, in seconds.
+    #[serde(default = "default_haproxy_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for HaproxyConfig {
+    fn default() -> Self {
+        HaproxyConfig {
+            trusted_networks: Vec::new(),
+            timeout_secs: default_haproxy_timeout(),
+        }
+    }
+}
+
+fn default_haproxy_timeout() -> u64 {
+    3
+}
+
+impl HaproxyConfig {
+    /// The trusted networks, parsed.
+    ///
+    /// # Errors
+    /// An entry that is not an address or range.
+    pub fn networks(&self) -> Result<Vec<crate::haproxy::Network>, String> {
+        self.trusted_networks
+            .iter()
+            .map(|n| crate::haproxy::Network::parse(n))
+            .collect()
+    }
+}
+
 /// `[pop3]`.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -186,6 +244,13 @@ pub struct Pop3Config {
     /// Implicit TLS listeners.
     #[serde(default)]
     pub tls_listen: Vec<String>,
+    /// Listeners behind a load balancer: each connection starts with a
+    /// PROXY protocol header (v1 or v2) from `haproxy.trusted_networks`.
+    #[serde(default)]
+    pub haproxy_listen: Vec<String>,
+    /// The same with implicit TLS (the header comes before the TLS hello).
+    #[serde(default)]
+    pub haproxy_tls_listen: Vec<String>,
     /// Minimum seconds between two POP3 logins of one user (RFC 2449
     /// LOGIN-DELAY); 0 (the default) for none.
     #[serde(default)]
@@ -518,6 +583,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections per IP at once.
     pub max_connections_per_ip: usize,
+    /// Logged-in sessions of one account from one address, per protocol.
+    pub max_connections_per_user_ip: usize,
+    /// Logged-in sessions of one account, all addresses and protocols.
+    pub max_connections_per_user: usize,
     /// Rescan interval of idled folders where inotify cannot be used,
     /// milliseconds.
     pub poll_interval_ms: u64,
@@ -539,6 +608,8 @@ impl Default for Limits {
             auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_user_ip: DEFAULT_MAX_CONNECTIONS_PER_USER_IP,
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
             idle_check_interval_secs: DEFAULT_IDLE_CHECK_INTERVAL_SECS,
         }
@@ -626,7 +697,37 @@ impl Config {
             ("imap.tls_listen", &self.imap.tls_listen, true),
             ("pop3.listen", &self.pop3.listen, false),
             ("pop3.tls_listen", &self.pop3.tls_listen, true),
+            ("imap.haproxy_listen", &self.imap.haproxy_listen, false),
+            (
+                "imap.haproxy_tls_listen",
+                &self.imap.haproxy_tls_listen,
+                true,
+            ),
+            ("pop3.haproxy_listen", &self.pop3.haproxy_listen, false),
+            (
+                "pop3.haproxy_tls_listen",
+                &self.pop3.haproxy_tls_listen,
+                true,
+            ),
         ];
+        let networks = self
+            .haproxy
+            .networks()
+            .map_err(|e| invalid("haproxy.trusted_networks", e))?;
+        let behind_balancer = [
+            &self.imap.haproxy_listen,
+            &self.imap.haproxy_tls_listen,
+            &self.pop3.haproxy_listen,
+            &self.pop3.haproxy_tls_listen,
+        ]
+        .iter()
+        .any(|l| !l.is_empty());
+        if behind_balancer && networks.is_empty() {
+            return Err(invalid(
+                "haproxy.trusted_networks",
+                "a haproxy_listen listener needs the balancers' addresses".into(),
+            ));
+        }
         for (key, addrs, tls) in listeners {
             for a in addrs {
                 a.parse::<SocketAddr>()
@@ -661,6 +762,7 @@ impl Config {
             && self.imap.tls_listen.is_empty()
             && self.pop3.listen.is_empty()
             && self.pop3.tls_listen.is_empty()
+            && !behind_balancer
         {
             return Err(invalid("imap.listen", "no listener configured".into()));
         }

@@ -8,6 +8,7 @@
 pub mod config;
 mod conn;
 pub mod folders;
+pub mod haproxy;
 pub mod imap;
 pub mod listener;
 pub mod login;

@@ -22,7 +22,7 @@ use crate::imap::{serve_connection, AsyncStream, Services, SessionStart};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The protocol a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// IMAP4rev1.
     Imap,
@@ -57,6 +57,26 @@ pub struct BoundListener {
     pub tls: bool,
     /// What it speaks.
     pub protocol: Protocol,
+    /// Each connection starts with a PROXY protocol header.
+    pub haproxy: bool,
+}
+
+/// What the PROXY protocol listeners accept.
+#[derive(Debug, Clone)]
+pub struct HaproxySettings {
+    /// The balancers' addresses.
+    pub trusted: Vec<crate::haproxy::Network>,
+    /// How long the header may take.
+    pub timeout: Duration,
+}
+
+impl Default for HaproxySettings {
+    fn default() -> Self {
+        HaproxySettings {
+            trusted: Vec::new(),
+            timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 /// Counts connections per IP address.
@@ -78,6 +98,110 @@ struct IpSlot {
 pub struct ConnectionSlot {
     _permit: tokio::sync::OwnedSemaphorePermit,
     _ip: IpSlot,
+    /// The account's place, once logged in.
+    user: Option<UserSlot>,
+}
+
+impl ConnectionSlot {
+    /// Takes the logged-in account's place in the per-user limits
+    /// (`max_connections_per_user_ip`, `max_connections_per_user`),
+    /// kept until the connection's slot is given back.
+    ///
+    /// # Errors
+    /// The limit that is reached, for the answer and the log.
+    pub(crate) fn log_in(
+        &mut self,
+        svc: &Services,
+        user: &str,
+        protocol: Protocol,
+    ) -> Result<(), &'static str> {
+        let slot = svc.user_connections.try_take(
+            user,
+            self._ip.ip,
+            protocol,
+            svc.limits.max_connections_per_user_ip,
+            svc.limits.max_connections_per_user,
+        )?;
+        self.user = Some(slot);
+        Ok(())
+    }
+
+    /// Gives the account's place back (a login that failed after all).
+    pub(crate) fn log_out(&mut self) {
+        self.user = None;
+    }
+}
+
+/// Logged-in sessions by account, and by account, address and protocol:
+/// entries exist only while sessions do, so the table is bounded by
+/// `max_connections`.
+#[derive(Debug, Default)]
+pub struct PerUser {
+    counts: Mutex<PerUserCounts>,
+}
+
+#[derive(Debug, Default)]
+struct PerUserCounts {
+    user: HashMap<Arc<str>, usize>,
+    user_ip: HashMap<(Arc<str>, IpAddr, Protocol), usize>,
+}
+
+/// A logged-in session's place in [`PerUser`]; given back when dropped.
+struct UserSlot {
+    user: Arc<str>,
+    ip: IpAddr,
+    protocol: Protocol,
+    table: Arc<PerUser>,
+}
+
+impl PerUser {
+    fn try_take(
+        self: &Arc<Self>,
+        user: &str,
+        ip: IpAddr,
+        protocol: Protocol,
+        per_user_ip: usize,
+        per_user: usize,
+    ) -> Result<UserSlot, &'static str> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let key: Arc<str> = Arc::from(user);
+        let n_user = c.user.get(&key).copied().unwrap_or(0);
+        if n_user >= per_user {
+            return Err("max_connections_per_user");
+        }
+        let ip_key = (key.clone(), ip, protocol);
+        let n_ip = c.user_ip.get(&ip_key).copied().unwrap_or(0);
+        if n_ip >= per_user_ip {
+            return Err("max_connections_per_user_ip");
+        }
+        c.user.insert(key.clone(), n_user + 1);
+        c.user_ip.insert(ip_key, n_ip + 1);
+        Ok(UserSlot {
+            user: key,
+            ip,
+            protocol,
+            table: self.clone(),
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut c = self.table.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                c.user.remove(&self.user);
+            }
+        }
+        let k = (self.user.clone(), self.ip, self.protocol);
+        if let Some(n) = c.user_ip.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                c.user_ip.remove(&k);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnectionSlot {
@@ -165,7 +289,57 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let conn = Accepted {
+            svc: svc.clone(),
+            limit: limit.clone(),
+            per_ip: per_ip.clone(),
+            tls: if l.tls { tls.clone() } else { None },
+            alive: alive.clone(),
+            protocol: l.protocol,
+            implicit_tls: l.tls,
+        };
+        if l.haproxy {
+            if !svc.haproxy.trusted.iter().any(|n| n.contains(peer.ip())) {
+                tracing::warn!(%peer, "connection refused: a PROXY protocol listener, and the address is not in haproxy.trusted_networks");
+                continue;
+            }
+            // The header is read on the connection's own task: a slow
+            // balancer never holds up the accept loop.
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let timeout = conn.svc.haproxy.timeout;
+                match crate::haproxy::read_header(&mut stream, timeout).await {
+                    Ok(h) => conn.admit(stream, h.client.unwrap_or(peer), h.tls).await,
+                    Err(why) => {
+                        tracing::warn!(%peer, cause = %why, "PROXY protocol header refused")
+                    }
+                }
+            });
+            continue;
+        }
+        conn.admit(stream, peer, false).await;
+    }
+}
+
+/// A connection accepted, with what admitting it needs.
+struct Accepted {
+    svc: Arc<Services>,
+    limit: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    alive: tokio::sync::mpsc::Sender<()>,
+    protocol: Protocol,
+    implicit_tls: bool,
+}
+
+impl Accepted {
+    /// Counts the connection against the limits, with the client's address
+    /// `peer` (the balancer's word for it behind a PROXY listener), and
+    /// serves it on a task of its own; or turns it away. `balancer_tls`:
+    /// the balancer says the client came over TLS it ended.
+    async fn admit(self, stream: TcpStream, peer: SocketAddr, balancer_tls: bool) {
+        let svc = self.svc;
+        let Ok(permit) = self.limit.clone().try_acquire_owned() else {
             tracing::warn!(
                 %peer,
                 limit = svc.limits.max_connections,
@@ -173,12 +347,17 @@ async fn accept_loop(
             );
             reject(
                 stream,
-                &l.protocol.refusal("Too many connections, try again later"),
+                &self
+                    .protocol
+                    .refusal("Too many connections, try again later"),
             )
             .await;
-            continue;
+            return;
         };
-        let Some(ip_slot) = per_ip.try_take(peer.ip(), svc.limits.max_connections_per_ip) else {
+        let Some(ip_slot) = self
+            .per_ip
+            .try_take(peer.ip(), svc.limits.max_connections_per_ip)
+        else {
             tracing::warn!(
                 %peer,
                 limit = svc.limits.max_connections_per_ip,
@@ -186,19 +365,19 @@ async fn accept_loop(
             );
             reject(
                 stream,
-                &l.protocol.refusal("Too many connections from your address"),
+                &self
+                    .protocol
+                    .refusal("Too many connections from your address"),
             )
             .await;
-            continue;
+            return;
         };
         let slot = ConnectionSlot {
             _permit: permit,
             _ip: ip_slot,
+            user: None,
         };
-        let svc = svc.clone();
-        let tls = if l.tls { tls.clone() } else { None };
-        let alive = alive.clone();
-        let protocol = l.protocol;
+        let (tls, alive, protocol) = (self.tls, self.alive, self.protocol);
         // Every log line of the connection carries its span: a session id,
         // the peer, the protocol, TLS, and the user once logged in.
         let span = tracing::info_span!(
@@ -206,13 +385,13 @@ async fn accept_loop(
             id = NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             %peer,
             proto = protocol.name(),
-            tls = l.tls,
+            tls = self.implicit_tls,
             user = tracing::field::Empty,
         );
         tokio::spawn(
             async move {
                 let _alive = alive;
-                serve(svc, stream, peer, tls, protocol, slot).await;
+                serve(svc, stream, peer, tls, balancer_tls, protocol, slot).await;
             }
             .instrument(span),
         );
@@ -229,6 +408,7 @@ async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    balancer_tls: bool,
     protocol: Protocol,
     slot: ConnectionSlot,
 ) {
@@ -255,7 +435,7 @@ async fn serve(
         }
         None => (Box::new(stream), None),
     };
-    let tls = binding.is_some();
+    let tls = binding.is_some() || balancer_tls;
     match protocol {
         Protocol::Imap => {
             let start = SessionStart::Login {
@@ -267,7 +447,7 @@ async fn serve(
             serve_connection(svc, stream, start).await
         }
         Protocol::Pop3 => {
-            crate::pop3::serve_pop3(svc, stream, Some(peer), binding, Some(slot)).await
+            crate::pop3::serve_pop3(svc, stream, Some(peer), tls, binding, Some(slot)).await
         }
     }
 }

@@ -521,7 +521,7 @@ struct Prepared {
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// The certificate's `tls-server-end-point` channel binding.
     end_point: Option<Vec<u8>>,
-    listeners: Vec<(std::net::TcpListener, bool, Protocol)>,
+    listeners: Vec<(std::net::TcpListener, bool, Protocol, bool)>,
 }
 
 fn prepare(cfg: &Config) -> Result<Prepared> {
@@ -546,11 +546,15 @@ fn prepare(cfg: &Config) -> Result<Prepared> {
     }
     // Bind everything before serving anything: a port in use fails the start.
     let mut listeners = Vec::new();
-    for (addrs, is_tls, protocol) in [
-        (&cfg.imap.listen, false, Protocol::Imap),
-        (&cfg.imap.tls_listen, true, Protocol::Imap),
-        (&cfg.pop3.listen, false, Protocol::Pop3),
-        (&cfg.pop3.tls_listen, true, Protocol::Pop3),
+    for (addrs, is_tls, protocol, haproxy) in [
+        (&cfg.imap.listen, false, Protocol::Imap, false),
+        (&cfg.imap.tls_listen, true, Protocol::Imap, false),
+        (&cfg.pop3.listen, false, Protocol::Pop3, false),
+        (&cfg.pop3.tls_listen, true, Protocol::Pop3, false),
+        (&cfg.imap.haproxy_listen, false, Protocol::Imap, true),
+        (&cfg.imap.haproxy_tls_listen, true, Protocol::Imap, true),
+        (&cfg.pop3.haproxy_listen, false, Protocol::Pop3, true),
+        (&cfg.pop3.haproxy_tls_listen, true, Protocol::Pop3, true),
     ] {
         for a in addrs {
             let l = bind(a).with_context(|| format!("cannot listen on {a}"))?;
@@ -560,10 +564,11 @@ fn prepare(cfg: &Config) -> Result<Prepared> {
                 Protocol::Pop3 => "pop3",
             };
             println!(
-                "tern: listening {name}{} {local}",
-                if is_tls { "s" } else { "" }
+                "tern: listening {name}{}{} {local}",
+                if is_tls { "s" } else { "" },
+                if haproxy { "+haproxy" } else { "" }
             );
-            listeners.push((l, is_tls, protocol));
+            listeners.push((l, is_tls, protocol, haproxy));
         }
     }
     Ok(Prepared {
@@ -603,11 +608,12 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
         users = users.with_masters(masters, &cfg.auth.master_separator);
     }
     let mut listeners = Vec::with_capacity(ready.listeners.len());
-    for (l, tls, protocol) in ready.listeners {
+    for (l, tls, protocol, haproxy) in ready.listeners {
         listeners.push(BoundListener {
             listener: tokio::net::TcpListener::from_std(l)?,
             tls,
             protocol,
+            haproxy,
         });
     }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -634,6 +640,11 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!(e))?,
             ready.end_point,
         ),
+        user_connections: Default::default(),
+        haproxy: tern_server::listener::HaproxySettings {
+            trusted: cfg.haproxy.networks().map_err(|e| anyhow::anyhow!(e))?,
+            timeout: Duration::from_secs(cfg.haproxy.timeout_secs.max(1)),
+        },
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");
     tokio::spawn(async move {
@@ -701,6 +712,8 @@ fn imapd(maildir: PathBuf) -> i32 {
             namespace: Namespace::default(),
             login_failures: Default::default(),
             sasl: Default::default(),
+            user_connections: Default::default(),
+            haproxy: Default::default(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

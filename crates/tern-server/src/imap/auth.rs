@@ -8,6 +8,7 @@ use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 
 use super::session::{End, Reply, Session, State};
+use crate::listener::Protocol;
 use crate::sasl::{Answer, Outcome, Refusal};
 use crate::users::{Denied, LoginResult, User};
 
@@ -119,8 +120,21 @@ impl Session {
     async fn conclude(&mut self, result: LoginResult, user: String) -> Result<LoginAnswer, End> {
         match result {
             LoginResult::Ok(u) => {
+                if let Some(slot) = self.slot.as_mut() {
+                    if let Err(limit) = slot.log_in(&self.svc, &u.name, Protocol::Imap) {
+                        tracing::warn!(user = %u.name, limit, "login refused: too many sessions of this account");
+                        return Ok(Reply::no(
+                            Some(Code::Limit),
+                            "Too many connections for this account; log out elsewhere or try again later",
+                        )
+                        .into());
+                    }
+                }
                 if let Err(e) = crate::login::prepare(&self.svc, &u).await {
                     tracing::error!(user = %u.name, cause = %e, "cannot create the Maildir");
+                    if let Some(slot) = self.slot.as_mut() {
+                        slot.log_out();
+                    }
                     return Ok(Reply::no(
                         Some(Code::Unavailable),
                         "Mailbox store unavailable, try again later",

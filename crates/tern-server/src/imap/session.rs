@@ -55,6 +55,10 @@ pub struct Services {
     pub login_failures: crate::login::FailureLedger,
     /// The SASL mechanisms offered, and the TLS certificate's binding.
     pub sasl: crate::sasl::SaslSettings,
+    /// Logged-in sessions by account.
+    pub user_connections: Arc<crate::listener::PerUser>,
+    /// Who may send PROXY protocol headers.
+    pub haproxy: crate::listener::HaproxySettings,
 }
 
 impl std::fmt::Debug for Services {
@@ -338,7 +342,7 @@ pub(crate) struct Session {
     pub binary_aliases: Vec<tern_imap_proto::binary_sections::BinaryAlias>,
     /// The connection's place in the limits (see
     /// [`crate::listener::ConnectionSlot`]).
-    slot: Option<crate::listener::ConnectionSlot>,
+    pub(crate) slot: Option<crate::listener::ConnectionSlot>,
     /// When the connection began: the login must be over
     /// `limits.preauth_timeout_secs` later.
     started: std::time::Instant,

@@ -65,10 +65,11 @@ pub async fn serve_pop3(
     svc: Arc<Services>,
     stream: Box<dyn AsyncStream>,
     peer: Option<SocketAddr>,
+    tls: bool,
     binding: Option<crate::tls::ChannelBindings>,
     slot: Option<crate::listener::ConnectionSlot>,
 ) {
-    let mut conn = Conn::new(stream, binding.is_some());
+    let mut conn = Conn::new(stream, tls);
     conn.binding = binding;
     let mut s = Pop3 {
         svc,
@@ -444,6 +445,17 @@ impl Pop3 {
                     ));
                     return Ok(Flow::Continue);
                 }
+                if let Some(slot) = self.slot.as_mut() {
+                    if let Err(limit) =
+                        slot.log_in(&self.svc, &u.name, crate::listener::Protocol::Pop3)
+                    {
+                        tracing::warn!(user = %u.name, limit, "POP3 login refused: too many sessions of this account");
+                        self.reply(
+                            "-ERR [IN-USE] Too many connections for this account; try again later.",
+                        );
+                        return Ok(Flow::Continue);
+                    }
+                }
                 match open_maildrop(self.svc.clone(), u).await {
                     Ok(drop) => {
                         tracing::Span::current().record("user", drop.user.name.as_str());
@@ -457,6 +469,9 @@ impl Pop3 {
                     }
                     Err(e) => {
                         tracing::error!(user = %user, cause = %e, "POP3 maildrop unavailable");
+                        if let Some(slot) = self.slot.as_mut() {
+                            slot.log_out();
+                        }
                         self.reply("-ERR [SYS/TEMP] Mailbox unavailable, try again later.");
                     }
                 }

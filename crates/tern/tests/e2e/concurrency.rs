@@ -428,7 +428,7 @@ fn idle_on_more_folders_than_inotify_instances_allows() {
     let n = 150;
     let s = server()
         .config(
-            "[limits]\nidle_check_interval_secs = 600\npoll_interval_ms = 600000\nmax_connections_per_ip = 1000",
+            "[limits]\nidle_check_interval_secs = 600\npoll_interval_ms = 600000\nmax_connections_per_ip = 1000\nmax_connections_per_user_ip = 1000\nmax_connections_per_user = 1000",
         )
         .start();
     let md = s.maildir("alice");

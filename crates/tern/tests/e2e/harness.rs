@@ -18,6 +18,10 @@ pub struct Server {
     pub imaps: SocketAddr,
     pub pop3: SocketAddr,
     pub pop3s: SocketAddr,
+    /// PROXY protocol listeners, by protocol (`imap`, `imaps`, ...).
+    pub haproxy: std::collections::HashMap<String, SocketAddr>,
+    /// How many PROXY protocol listeners the configuration has.
+    expect_haproxy: usize,
     /// A program the binary runs under (strace), with its arguments.
     wrapper: Vec<String>,
     /// The log filter, when the log goes to `server.log` in the directory.
@@ -161,6 +165,9 @@ impl ServerBuilder {
             imaps: "127.0.0.1:1".parse().unwrap(),
             pop3: "127.0.0.1:1".parse().unwrap(),
             pop3s: "127.0.0.1:1".parse().unwrap(),
+            haproxy: Default::default(),
+            expect_haproxy: cfg.matches("haproxy_listen = [\"").count()
+                + cfg.matches("haproxy_tls_listen = [\"").count(),
             wrapper: self.wrapper,
             log: self.log,
         };
@@ -199,13 +206,23 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let (mut imap, mut imaps, mut pop3, mut pop3s) = (None, None, None, None);
-        while imap.is_none() || imaps.is_none() || pop3.is_none() || pop3s.is_none() {
+        self.haproxy.clear();
+        while imap.is_none()
+            || imaps.is_none()
+            || pop3.is_none()
+            || pop3s.is_none()
+            || self.haproxy.len() < self.expect_haproxy
+        {
             let line = lines.next().expect("tern exited before listening").unwrap();
             let Some(rest) = line.strip_prefix("tern: listening ") else {
                 continue;
             };
             let (proto, addr) = rest.split_once(' ').unwrap();
             let addr: SocketAddr = addr.parse().unwrap();
+            if let Some(p) = proto.strip_suffix("+haproxy") {
+                self.haproxy.insert(p.to_owned(), addr);
+                continue;
+            }
             match proto {
                 "imap" => imap = Some(addr),
                 "imaps" => imaps = Some(addr),
@@ -438,6 +455,18 @@ impl Client {
 
     pub fn plain(addr: SocketAddr) -> Client {
         let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client::from_stream(Box::new(tcp))
+    }
+
+    /// Continues `tcp` (on which something was already sent) over TLS.
+    pub fn tls_over(tcp: TcpStream) -> Client {
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client::from_stream(tls_wrap(tcp))
+    }
+
+    /// Continues `tcp` (on which something was already sent) in the clear.
+    pub fn plain_over(tcp: TcpStream) -> Client {
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         Client::from_stream(Box::new(tcp))
     }

@@ -9,6 +9,7 @@ mod harness;
 mod accounts;
 mod compat;
 mod concurrency;
+mod connections;
 mod delivery;
 mod differential;
 mod durability;

@@ -607,7 +607,7 @@ fn a_storm_of_wrong_passwords_against_argon2_stays_within_memory() {
     let hash = argon2_hash_of("right");
     let s = server()
         .users(&format!("dave:{}::::::", hash.trim()))
-        .config("[limits]\nmax_connections_per_ip = 1000")
+        .config("[limits]\nmax_connections_per_ip = 1000\nmax_connections_per_user_ip = 1000\nmax_connections_per_user = 1000")
         .start();
     let before = s.peak_rss_kib();
     let stop = std::time::Instant::now() + std::time::Duration::from_secs(8);
@@ -647,7 +647,7 @@ fn an_idle_logged_in_connection_holds_no_buffer_of_its_login() {
     // answering its LOGIN took (it kept about 4 KiB a connection when the
     // login phase returned without doing so).
     let s = server()
-        .config("[limits]\nmax_connections_per_ip = 1000")
+        .config("[limits]\nmax_connections_per_ip = 1000\nmax_connections_per_user_ip = 1000\nmax_connections_per_user = 1000")
         .start();
     let mut warm: Vec<Client> = (0..20).map(|_| s.alice()).collect();
     warm.iter_mut().for_each(|c| assert!(c.cmd("NOOP").ok()));
