@@ -20,5 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # PostgreSQL and MariaDB for the account-backend tests (started privately by them).
 bash "$ROOT/scripts/db.sh" install
+# courier-authlib's configuration files for the import test (unpacked once).
+bash "$ROOT/scripts/courier-authlib.sh" >/dev/null
 # Courier's imapd for the round-trip test (downloads and unpacks once).
 bash "$SHARED/oracle/courier.sh" bin >/dev/null

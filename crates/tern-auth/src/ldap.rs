@@ -53,8 +53,17 @@ pub struct LdapBackend {
 }
 
 /// The account fields an attribute may be mapped to.
-pub const FIELDS: [&str; 9] = [
-    "user", "home", "maildir", "uid", "gid", "quota", "mailhost", "options", "password",
+pub const FIELDS: [&str; 10] = [
+    "user",
+    "home",
+    "maildir",
+    "uid",
+    "gid",
+    "quota",
+    "mailhost",
+    "options",
+    "password",
+    "clear_password",
 ];
 
 /// The filter for a login, each placeholder replaced by its escaped value.
@@ -200,9 +209,17 @@ impl LdapBackend {
         }
         // With `password` mapped (`userPassword`), the stored hash is
         // compared as a passwd-file's is, instead of binding as the user.
+        // `clear_password` (courier-authlib's LDAP_CLEARPW) holds the
+        // password itself.
         let (password, auth) = match get("password") {
             Some(p) if self.s.attributes.contains_key("password") => (p, EntryAuth::Hash),
             _ if self.s.attributes.contains_key("password") => (String::new(), EntryAuth::Hash),
+            _ if self.s.attributes.contains_key("clear_password") => (
+                get("clear_password")
+                    .map(|p| format!("{{PLAIN}}{p}"))
+                    .unwrap_or_default(),
+                EntryAuth::Hash,
+            ),
             _ => (
                 String::new(),
                 EntryAuth::LdapBind {
@@ -226,6 +243,7 @@ impl LdapBackend {
     /// secret, and CRAM-MD5 and SCRAM cannot be offered.
     pub fn binds(&self) -> bool {
         !self.s.attributes.contains_key("password")
+            && !self.s.attributes.contains_key("clear_password")
     }
 
     /// Whether `password` is the account's: a bind as `dn` with it. An

@@ -23,6 +23,11 @@ pub fn verify(stored: &str, password: &[u8]) -> Result<bool, AuthError> {
             verify_crypt(hash, password)
         }
         "ARGON2ID" | "ARGON2I" => verify_argon2(hash, password),
+        // courier-authlib's and LDAP's MD5 forms: base64, or hex for MD5RAW
+        // (Dovecot's PLAIN-MD5).
+        "MD5" | "SMD5" | "MD5RAW" | "PLAIN-MD5" | "LDAP-MD5" => {
+            Ok(verify_md5(&scheme, hash, password))
+        }
         "SHA" | "SHA1" | "SSHA" | "SHA256" | "SSHA256" | "SHA512" | "SSHA512" => {
             Ok(verify_salted_sha(&scheme, hash, password))
         }
@@ -98,6 +103,43 @@ fn verify_salted_sha(scheme: &str, hash: &str, password: &[u8]) -> bool {
             .finalize()
             .to_vec(),
     };
+    constant_time_eq(&computed, digest)
+}
+
+fn verify_md5(scheme: &str, hash: &str, password: &[u8]) -> bool {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let hash = hash.trim();
+    let raw = if matches!(scheme, "MD5RAW" | "PLAIN-MD5") {
+        if hash.len() != 32 {
+            return false;
+        }
+        let mut v = Vec::with_capacity(16);
+        for i in (0..32).step_by(2) {
+            match hash
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(b) => v.push(b),
+                None => return false,
+            }
+        }
+        v
+    } else {
+        match base64::engine::general_purpose::STANDARD.decode(hash) {
+            Ok(v) => v,
+            Err(_) => return false,
+        }
+    };
+    let salted = scheme == "SMD5";
+    if raw.len() < 16 || (!salted && raw.len() != 16) {
+        return false;
+    }
+    let (digest, salt) = raw.split_at(16);
+    let computed = md5::Md5::new()
+        .chain_update(password)
+        .chain_update(salt)
+        .finalize();
     constant_time_eq(&computed, digest)
 }
 
@@ -300,6 +342,12 @@ mod tests {
         // A salt on an unsalted scheme, or garbage, is no match.
         assert!(!verify(&format!("{{SHA512}}{}", b64.encode(&s512)), b"pw").unwrap());
         assert!(!verify("{SSHA}!!", b"pw").unwrap());
+        // MD5 of "secret": base64 (Courier, LDAP) and hex (MD5RAW, PLAIN-MD5).
+        assert!(verify("{MD5}Xr4ilOzQ4PCOq3aQ0qbuaQ==", b"secret").unwrap());
+        assert!(verify("{MD5RAW}5ebe2294ecd0e0f08eab7690d2a6ee69", b"secret").unwrap());
+        assert!(verify("{PLAIN-MD5}5ebe2294ecd0e0f08eab7690d2a6ee69", b"secret").unwrap());
+        assert!(!verify("{MD5}Xr4ilOzQ4PCOq3aQ0qbuaQ==", b"other").unwrap());
+        assert!(!verify("{MD5RAW}zz", b"secret").unwrap());
     }
 
     #[test]

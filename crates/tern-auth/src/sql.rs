@@ -214,6 +214,7 @@ pub struct SqlBackend {
     timeout: Duration,
     name: String,
     cache: Option<Cache>,
+    courier_columns: bool,
 }
 
 /// A column's value as text, whatever its SQL type.
@@ -258,7 +259,18 @@ impl SqlBackend {
             timeout,
             name: redact(url),
             cache: None,
+            courier_columns: false,
         })
+    }
+
+    /// Reads result columns by position in courier-authlib's order, as
+    /// its `MYSQL_SELECT_CLAUSE`/`PGSQL_SELECT_CLAUSE` return them:
+    /// username, cryptpw, clearpw, uid, gid, home, maildir, quota,
+    /// fullname, options (the later ones may be absent). The password is
+    /// cryptpw, or clearpw (as `{PLAIN}`) when cryptpw is empty.
+    pub fn with_courier_columns(mut self, on: bool) -> SqlBackend {
+        self.courier_columns = on;
+        self
     }
 
     /// Keeps answers for `ttl` (nothing is kept when it is zero), at most
@@ -329,9 +341,26 @@ impl SqlBackend {
 
     fn entry(&self, req: &Request<'_>, row: &AnyRow) -> UserEntry {
         let mut fields: HashMap<String, String> = HashMap::new();
-        for (i, c) in row.columns().iter().enumerate() {
-            if let Some(v) = text(row, i) {
-                fields.insert(c.name().to_ascii_lowercase(), v);
+        if self.courier_columns {
+            const ORDER: [&str; 10] = [
+                "user", "cryptpw", "clearpw", "uid", "gid", "home", "maildir", "quota", "fullname",
+                "options",
+            ];
+            for (i, name) in ORDER.iter().enumerate().take(row.columns().len()) {
+                if let Some(v) = text(row, i).filter(|v| !v.is_empty()) {
+                    fields.insert((*name).to_owned(), v);
+                }
+            }
+            let crypt = fields.remove("cryptpw");
+            let clear = fields.remove("clearpw");
+            if let Some(p) = crypt.or_else(|| clear.map(|c| format!("{{PLAIN}}{c}"))) {
+                fields.insert("password".to_owned(), p);
+            }
+        } else {
+            for (i, c) in row.columns().iter().enumerate() {
+                if let Some(v) = text(row, i) {
+                    fields.insert(c.name().to_ascii_lowercase(), v);
+                }
             }
         }
         let user = fields.remove("user").unwrap_or_else(|| req.user.to_owned());
@@ -461,5 +490,27 @@ mod tests {
             b.lookup(&req("ann' OR '1'='1")).await.unwrap().is_none(),
             "bound, not pasted"
         );
+        // courier-authlib's positional layout: crypt first, else clear.
+        let c = SqlBackend::new(
+            &url,
+            "SELECT login, CASE WHEN login = 'ann' THEN '' ELSE pw END, 'clear', 5000, 5000, '/home/' || login, maildir, quota FROM users WHERE login = :user",
+            2,
+            Duration::from_secs(5),
+        )
+        .unwrap()
+        .with_courier_columns(true);
+        sqlx::query("INSERT INTO users VALUES ('bo', '$6$x$y', '', NULL, NULL)")
+            .execute(&c.pool)
+            .await
+            .unwrap();
+        let e = c.lookup(&req("ann")).await.unwrap().unwrap();
+        assert_eq!(e.password, "{PLAIN}clear");
+        assert_eq!(
+            (e.home.as_str(), e.mail.as_deref()),
+            ("/home/ann", Some("/m/ann"))
+        );
+        assert_eq!(e.extra.get("uid").map(String::as_str), Some("5000"));
+        let e = c.lookup(&req("bo")).await.unwrap().unwrap();
+        assert_eq!((e.password.as_str(), e.mail.as_deref()), ("$6$x$y", None));
     }
 }

@@ -383,6 +383,23 @@ pub struct SqlConfig {
     /// Answers kept at most.
     #[serde(default = "default_sql_cache_size")]
     pub cache_size: usize,
+    /// How result columns are read: `names` (the default: by the names
+    /// above) or `courier` (by position, in courier-authlib's
+    /// `MYSQL_SELECT_CLAUSE` order: username, cryptpw, clearpw, uid, gid,
+    /// home, maildir, quota, fullname, options).
+    #[serde(default)]
+    pub columns: SqlColumns,
+}
+
+/// How SQL result columns are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqlColumns {
+    /// By name.
+    #[default]
+    Names,
+    /// By position, as courier-authlib's select clauses return them.
+    Courier,
 }
 
 /// `[[auth.ldap]]`: one directory of accounts.

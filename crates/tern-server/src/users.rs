@@ -180,7 +180,8 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
             q.pool_size,
             std::time::Duration::from_millis(q.timeout_ms.max(1)),
         )?
-        .with_cache(std::time::Duration::from_secs(q.cache_secs), q.cache_size);
+        .with_cache(std::time::Duration::from_secs(q.cache_secs), q.cache_size)
+        .with_courier_columns(q.columns == crate::config::SqlColumns::Courier);
         backends.push(Backend::Sql(b));
     }
     for l in &cfg.auth.ldap {

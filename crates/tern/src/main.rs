@@ -24,6 +24,7 @@ use tern_server::policy::Policy;
 use tern_server::users::{User, UserDb};
 
 /// Exit code for a bad configuration (sysexits EX_USAGE, as linkerd does).
+mod import_courier;
 mod migrate;
 mod privileges;
 
@@ -64,6 +65,11 @@ enum Cmd {
     Migrate {
         #[command(subcommand)]
         action: MigrateCmd,
+    },
+    /// Read another server's account configuration and print tern's.
+    Import {
+        #[command(subcommand)]
+        from: ImportCmd,
     },
     /// Create a Maildir, a folder in it (-f) or its quota file (-q), as
     /// Courier's maildirmake does.
@@ -124,6 +130,18 @@ enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum ImportCmd {
+    /// courier-authlib's configuration directory (authdaemonrc,
+    /// authmysqlrc, authpgsqlrc, authldaprc, userdb), e.g. /etc/courier:
+    /// prints the equivalent [auth] section, with a comment for each
+    /// setting that is not carried over.
+    CourierAuthlib {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum MigrateCmd {
     /// For each Maildir (each DIR, or every Maildir found below it): whose
     /// files it holds, UIDs, keywords, subscriptions, POP3 UIDLs, folder
@@ -160,6 +178,18 @@ fn main() {
         Cmd::Migrate {
             action: MigrateCmd::Check { json, dirs },
         } => migrate::run_check(&dirs, json),
+        Cmd::Import {
+            from: ImportCmd::CourierAuthlib { dir },
+        } => match import_courier::convert(&dir) {
+            Ok(toml) => {
+                print!("{toml}");
+                0
+            }
+            Err(e) => {
+                eprintln!("tern import courier-authlib: {e}");
+                EXIT_CONFIG
+            }
+        },
         Cmd::Cert { out, names } => cert(&out, &names),
         Cmd::Deliver {
             config,

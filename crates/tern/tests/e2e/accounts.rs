@@ -32,20 +32,20 @@ fn db_sh_run(args: &[&str], dir: &Path, port: Option<u16>, input: &str) -> Strin
 }
 
 /// A private database server, stopped when dropped.
-struct Db {
+pub(crate) struct Db {
     kind: &'static str,
     dir: tempfile::TempDir,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Db {
-    fn start(kind: &'static str) -> Db {
+    pub(crate) fn start(kind: &'static str) -> Db {
         let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
         db_sh_run(&[kind, "start"], &dir.path().join("db"), Some(port), "");
         Db { kind, dir, port }
     }
 
-    fn sql(&self, sql: &str) -> String {
+    pub(crate) fn sql(&self, sql: &str) -> String {
         db_sh_run(
             &[self.kind, "sql"],
             &self.dir.path().join("db"),
@@ -287,19 +287,19 @@ fn cached_accounts_are_still_checked_and_expire() {
 }
 
 /// A private OpenLDAP slapd, stopped when dropped.
-struct Slapd {
+pub(crate) struct Slapd {
     dir: tempfile::TempDir,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Slapd {
-    fn start() -> Slapd {
+    pub(crate) fn start() -> Slapd {
         let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
         db_sh_run(&["ldap", "start"], dir.path(), Some(port), "");
         Slapd { dir, port }
     }
 
-    fn add(&self, ldif: &str) {
+    pub(crate) fn add(&self, ldif: &str) {
         db_sh_run(&["ldap", "add"], self.dir.path(), Some(self.port), ldif);
     }
 

@@ -10,6 +10,7 @@ mod accounts;
 mod compat;
 mod concurrency;
 mod connections;
+mod courier_import;
 mod delivery;
 mod differential;
 mod durability;
