@@ -45,11 +45,15 @@ pub enum Mechanism {
     ScramSha256,
     /// SCRAM-SHA-256-PLUS: with channel binding.
     ScramSha256Plus,
+    /// EXTERNAL (RFC 4422 appendix A): the identity the TLS client
+    /// certificate proved.
+    External,
 }
 
 impl Mechanism {
     /// Every mechanism, strongest first (the order they are offered in).
-    pub const ALL: [Mechanism; 7] = [
+    pub const ALL: [Mechanism; 8] = [
+        Mechanism::External,
         Mechanism::ScramSha256Plus,
         Mechanism::ScramSha256,
         Mechanism::ScramSha1Plus,
@@ -69,6 +73,7 @@ impl Mechanism {
             Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Mechanism::External => "EXTERNAL",
         }
     }
 
@@ -87,13 +92,16 @@ impl Mechanism {
 
     /// Whether it binds to the TLS channel (offered only over TLS).
     pub fn needs_tls(self) -> bool {
-        matches!(self, Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus)
+        matches!(
+            self,
+            Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus | Mechanism::External
+        )
     }
 
     /// Whether the server needs the account's stored password or keys
     /// (no use with a directory that only checks a password by binding).
     pub fn needs_stored_secret(self) -> bool {
-        !self.is_cleartext()
+        !self.is_cleartext() && self != Mechanism::External
     }
 
     /// The SCRAM hash and whether it is the `-PLUS` form.

@@ -288,6 +288,28 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// CA certificates (PEM) that sign clients' certificates: with it, TLS
+    /// connections may present one (none is required), and a verified one
+    /// lets the client log in by SASL EXTERNAL as the name in it.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// The part of a client certificate that names the account:
+    /// `commonName` (the default, as Dovecot's `ssl_cert_username_field`)
+    /// or `emailAddress`.
+    #[serde(default)]
+    pub cert_username_field: CertField,
+}
+
+/// The part of a client certificate that names the account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum CertField {
+    /// The subject's CN.
+    #[default]
+    #[serde(rename = "commonName")]
+    CommonName,
+    /// The subject's emailAddress attribute.
+    #[serde(rename = "emailAddress")]
+    EmailAddress,
 }
 
 /// `[auth]`.

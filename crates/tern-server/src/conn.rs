@@ -141,18 +141,23 @@ impl Conn {
     /// Switches to TLS. Whatever the client sent after the command that
     /// started it is discarded: it came in the clear and must not be taken
     /// as protected (RFC 2595 §4, RFC 3501 §6.2.1).
-    /// `end_point` is the certificate's `tls-server-end-point` hash.
+    /// `sasl` has the certificate's `tls-server-end-point` hash and how a
+    /// client certificate names its account.
     pub async fn start_tls(
         &mut self,
         acceptor: &tokio_rustls::TlsAcceptor,
-        end_point: Option<&[u8]>,
+        sasl: &crate::sasl::SaslSettings,
     ) -> Result<(), ConnEnd> {
         self.flush().await?;
         self.inbuf = Vec::new();
         let plain = self.stream.take().ok_or(ConnEnd::Closed)?;
         match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
             Ok(Ok(tls)) => {
-                self.binding = Some(crate::tls::ChannelBindings::of(tls.get_ref().1, end_point));
+                self.binding = Some(crate::tls::ChannelBindings::of(
+                    tls.get_ref().1,
+                    sasl.end_point.as_deref(),
+                    sasl.cert_field,
+                ));
                 self.stream = Some(Box::new(tls));
                 self.tls_active = true;
                 Ok(())

@@ -420,6 +420,7 @@ async fn serve(
                     let b = crate::tls::ChannelBindings::of(
                         s.get_ref().1,
                         svc.sasl.end_point.as_deref(),
+                        svc.sasl.cert_field,
                     );
                     (Box::new(s), Some(b))
                 }

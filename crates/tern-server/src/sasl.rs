@@ -28,6 +28,8 @@ pub struct SaslSettings {
     pub end_point: Option<Vec<u8>>,
     /// A key of this process for the decoy SCRAM salts of unknown users.
     pub secret: [u8; 32],
+    /// How a client certificate names its account (EXTERNAL).
+    pub cert_field: crate::config::CertField,
 }
 
 impl Default for SaslSettings {
@@ -61,6 +63,7 @@ impl SaslSettings {
             mechanisms,
             end_point,
             secret,
+            cert_field: Default::default(),
         }
     }
 
@@ -98,6 +101,7 @@ pub(crate) fn offered(
         .copied()
         .filter(|m| !m.is_cleartext() || cleartext_ok)
         .filter(|m| !m.needs_tls() || binding.is_some())
+        .filter(|m| *m != Mechanism::External || binding.is_some_and(|b| b.client_name.is_some()))
         .filter(|m| !m.needs_stored_secret() || holds_secrets)
         .collect()
 }
@@ -297,6 +301,33 @@ pub(crate) async fn run<C: Challenger>(
             };
             let r = cram_md5(ctx, &user, challenge.as_bytes(), &digest).await;
             Ok(Outcome::Checked(r, user))
+        }
+        Mechanism::External => {
+            let Some(name) = ctx.binding.and_then(|b| b.client_name.clone()) else {
+                return Ok(Outcome::Refused(Refusal::Unsupported));
+            };
+            // The client may name the identity to act as; it must be the
+            // certificate's (an empty one means the certificate's).
+            let asked = match initial {
+                Some(z) => z,
+                None => step!(io, b""),
+            };
+            if !asked.is_empty() && asked != name.as_bytes() {
+                return Ok(Outcome::Refused(Refusal::ActAsOther));
+            }
+            let id = Identity {
+                authcid: name.clone(),
+                target: None,
+            };
+            let r = match entry_of(ctx, &id).await {
+                Ok(Some(e)) => proven(ctx, &id, &e).await,
+                Ok(None) => {
+                    tracing::info!(user = %name, "EXTERNAL: the certificate names no account");
+                    LoginResult::Failed
+                }
+                Err(r) => r,
+            };
+            Ok(Outcome::Checked(r, name))
         }
         Mechanism::ScramSha1
         | Mechanism::ScramSha1Plus

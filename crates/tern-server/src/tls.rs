@@ -38,6 +38,20 @@ pub fn install_provider() {
 /// # Errors
 /// [`TlsError`] when the files are unreadable or do not match.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with_clients(cert, key, None)
+}
+
+/// Builds a rustls server config from PEM files; with `client_ca`, clients
+/// may present a certificate signed by one of those CAs (none is required;
+/// one that does not verify fails the handshake).
+///
+/// # Errors
+/// [`TlsError`] when the files are unreadable or do not match.
+pub fn server_config_with_clients(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     install_provider();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| TlsError::Pem {
@@ -59,9 +73,31 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         path: key.to_owned(),
         problem: e.to_string(),
     })?;
-    let cfg = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let pem = |problem: String| TlsError::Pem {
+                path: ca.to_owned(),
+                problem,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(|e| pem(e.to_string()))? {
+                roots
+                    .add(c.map_err(|e| pem(e.to_string()))?)
+                    .map_err(|e| pem(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(pem("no CA certificate found".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| pem(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let cfg = builder.with_single_cert(certs, key)?;
     Ok(Arc::new(cfg))
 }
 
@@ -98,6 +134,9 @@ pub struct ChannelBindings {
     /// `tls-server-end-point` (RFC 5929 §4): the hash of the server's
     /// certificate.
     pub end_point: Option<Vec<u8>>,
+    /// The account name in the client's certificate, verified against
+    /// `tls.client_ca` (SASL EXTERNAL).
+    pub client_name: Option<String>,
 }
 
 impl std::fmt::Debug for ChannelBindings {
@@ -105,6 +144,7 @@ impl std::fmt::Debug for ChannelBindings {
         f.debug_struct("ChannelBindings")
             .field("exporter", &self.exporter.is_some())
             .field("end_point", &self.end_point.is_some())
+            .field("client_name", &self.client_name)
             .finish()
     }
 }
@@ -112,8 +152,18 @@ impl std::fmt::Debug for ChannelBindings {
 impl ChannelBindings {
     /// The bindings of an established server connection; `end_point` is
     /// [`end_point_hash`] of the certificate it presented.
-    pub fn of(conn: &rustls::ServerConnection, end_point: Option<&[u8]>) -> ChannelBindings {
+    pub fn of(
+        conn: &rustls::ServerConnection,
+        end_point: Option<&[u8]>,
+        field: crate::config::CertField,
+    ) -> ChannelBindings {
+        // rustls hands out a client certificate only once it verified.
+        let client_name = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| subject_name(c, field));
         ChannelBindings {
+            client_name,
             exporter: conn
                 .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", Some(b""))
                 .ok()
@@ -130,6 +180,61 @@ impl ChannelBindings {
             _ => None,
         }
     }
+}
+
+/// The children of the DER element whose contents are `der[start..start + len]`:
+/// each one's tag, contents start and length, in order.
+fn der_children(der: &[u8], start: usize, len: usize) -> Vec<(u8, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at < start + len {
+        let Some((tag, s, l)) = der_element(der, at) else {
+            break;
+        };
+        out.push((tag, s, l));
+        at = s + l;
+    }
+    out
+}
+
+/// The first value of `field` in a certificate's subject. Read from a
+/// certificate the TLS library has verified; a walk of fixed depth, so no
+/// certificate can make it recurse or loop.
+pub fn subject_name(cert_der: &[u8], field: crate::config::CertField) -> Option<String> {
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    const EMAIL: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01];
+    let want = match field {
+        crate::config::CertField::CommonName => CN,
+        crate::config::CertField::EmailAddress => EMAIL,
+    };
+    let (_, body, len) = der_element(cert_der, 0)?;
+    let (_, tbs, tbs_len) = *der_children(cert_der, body, len).first()?;
+    let fields = der_children(cert_der, tbs, tbs_len);
+    // [0] version (optional), serial, signature, issuer, validity, subject.
+    let skip = usize::from(fields.first()?.0 == 0xa0);
+    let (tag, subject, subject_len) = *fields.get(skip + 4)?;
+    if tag != 0x30 {
+        return None;
+    }
+    for (set_tag, set, set_len) in der_children(cert_der, subject, subject_len) {
+        if set_tag != 0x31 {
+            continue;
+        }
+        for (_, atv, atv_len) in der_children(cert_der, set, set_len) {
+            let parts = der_children(cert_der, atv, atv_len);
+            let (Some(&(0x06, o, ol)), Some(&(vt, v, vl))) = (parts.first(), parts.get(1)) else {
+                continue;
+            };
+            // UTF8String, PrintableString, IA5String, TeletexString.
+            if &cert_der[o..o + ol] == want && matches!(vt, 0x0c | 0x13 | 0x16 | 0x14) {
+                return std::str::from_utf8(&cert_der[v..v + vl])
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned);
+            }
+        }
+    }
+    None
 }
 
 /// Reads one DER element's header at `at`: its tag, where its contents
@@ -221,5 +326,28 @@ mod tests {
         assert_eq!(end_point_hash(cert.der()).len(), 48);
         // Garbage is hashed, never a panic.
         assert_eq!(end_point_hash(b"\x30\x85").len(), 32);
+    }
+
+    #[test]
+    fn subject_names() {
+        use crate::config::CertField;
+        let mut p = rcgen::CertificateParams::new(vec!["x".into()]).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        assert_eq!(
+            subject_name(cert.der(), CertField::CommonName).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(subject_name(cert.der(), CertField::EmailAddress), None);
+        assert_eq!(
+            subject_name(b"\x30\x03\x30\x01", CertField::CommonName),
+            None
+        );
+        assert_eq!(subject_name(b"", CertField::CommonName), None);
     }
 }

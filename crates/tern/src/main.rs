@@ -557,8 +557,12 @@ struct Prepared {
 fn prepare(cfg: &Config) -> Result<Prepared> {
     let tls = match &cfg.tls {
         Some(t) => Some(
-            tern_server::tls::server_config(&cfg.resolve(&t.cert), &cfg.resolve(&t.key))
-                .context("loading the TLS certificate")?,
+            tern_server::tls::server_config_with_clients(
+                &cfg.resolve(&t.cert),
+                &cfg.resolve(&t.key),
+                t.client_ca.as_ref().map(|c| cfg.resolve(c)).as_deref(),
+            )
+            .context("loading the TLS certificate")?,
         ),
         None => None,
     };
@@ -665,11 +669,18 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             Duration::from_secs(cfg.auth.block_secs),
             cfg.auth.block_loopback,
         ),
-        sasl: tern_server::sasl::SaslSettings::new(
-            &tern_server::sasl::SaslSettings::parse_names(&cfg.auth.mechanisms)
-                .map_err(|e| anyhow::anyhow!(e))?,
-            ready.end_point,
-        ),
+        sasl: tern_server::sasl::SaslSettings {
+            cert_field: cfg
+                .tls
+                .as_ref()
+                .map(|t| t.cert_username_field)
+                .unwrap_or_default(),
+            ..tern_server::sasl::SaslSettings::new(
+                &tern_server::sasl::SaslSettings::parse_names(&cfg.auth.mechanisms)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                ready.end_point,
+            )
+        },
         user_connections: Default::default(),
         haproxy: tern_server::listener::HaproxySettings {
             trusted: cfg.haproxy.networks().map_err(|e| anyhow::anyhow!(e))?,

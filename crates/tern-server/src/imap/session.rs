@@ -82,6 +82,7 @@ fn auth_capability(m: tern_auth::sasl::Mechanism) -> &'static str {
         M::ScramSha1Plus => "AUTH=SCRAM-SHA-1-PLUS",
         M::ScramSha256 => "AUTH=SCRAM-SHA-256",
         M::ScramSha256Plus => "AUTH=SCRAM-SHA-256-PLUS",
+        M::External => "AUTH=EXTERNAL",
     }
 }
 
@@ -1102,11 +1103,7 @@ impl Session {
         }
         self.tagged(tag, &Reply::ok("Begin TLS negotiation now"));
         self.framer.discard_buffered();
-        match self
-            .conn
-            .start_tls(&acceptor, self.svc.sasl.end_point.as_deref())
-            .await
-        {
+        match self.conn.start_tls(&acceptor, &self.svc.sasl).await {
             Ok(()) => {
                 tracing::Span::current().record("tls", true);
                 Ok(None)

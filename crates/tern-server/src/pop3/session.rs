@@ -405,9 +405,7 @@ impl Pop3 {
             return Ok(Flow::Continue);
         }
         self.reply("+OK Begin TLS negotiation.");
-        self.conn
-            .start_tls(&acceptor, self.svc.sasl.end_point.as_deref())
-            .await?;
+        self.conn.start_tls(&acceptor, &self.svc.sasl).await?;
         tracing::Span::current().record("tls", true);
         // A USER given in the clear does not carry over.
         self.state = State::Authorization {

@@ -40,6 +40,7 @@ pub struct ServerBuilder {
     imap_extra: String,
     pop3_extra: String,
     mail_extra: String,
+    tls_extra: String,
     users_extra: String,
     before_start: Option<BeforeStart>,
 }
@@ -53,6 +54,7 @@ pub fn server() -> ServerBuilder {
         imap_extra: String::new(),
         pop3_extra: String::new(),
         mail_extra: String::new(),
+        tls_extra: String::new(),
         users_extra: String::new(),
         before_start: None,
     }
@@ -76,6 +78,13 @@ impl ServerBuilder {
     pub fn config(mut self, toml: &str) -> Self {
         self.extra_config.push_str(toml);
         self.extra_config.push('\n');
+        self
+    }
+
+    /// Adds keys to the `[tls]` table.
+    pub fn tls(mut self, toml: &str) -> Self {
+        self.tls_extra.push_str(toml);
+        self.tls_extra.push('\n');
         self
     }
 
@@ -140,10 +149,11 @@ impl ServerBuilder {
         let cfg = format!(
             "hostname = \"test.example\"\n[imap]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
-             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[auth]\npasswd_file = \"users\"\nfailure_delay_ms = 1\n{}\
+             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n{}[auth]\npasswd_file = \"users\"\nfailure_delay_ms = 1\n{}\
              [mail]\nmaildir = \"mail/{{user}}/Maildir\"\nallow_root = true\n{}{}",
             self.imap_extra,
             self.pop3_extra,
+            self.tls_extra,
             // Tests fail logins on purpose, many from one address: no
             // address blocking unless the test is about it.
             if self.auth_extra.contains("block_after") {

@@ -562,3 +562,90 @@ fn pop3_auth_speaks_scram_and_cram_md5() {
     assert!(p.cmd("*").starts_with("-ERR"));
     assert!(p.login("alice", ALICE_PW).starts_with("+OK"));
 }
+
+/// A CA, and a client certificate for `cn` it signed, written to `dir` as
+/// `ca.pem`, `NAME.pem` and `NAME.key`.
+fn client_cert(
+    dir: &std::path::Path,
+    ca: &(rcgen::Certificate, rcgen::KeyPair),
+    name: &str,
+    cn: &str,
+) {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.0, &ca.1).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+fn new_ca(cn: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let key = rcgen::KeyPair::generate().unwrap();
+    (p.self_signed(&key).unwrap(), key)
+}
+
+#[test]
+fn external_logs_in_as_the_name_in_a_verified_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = new_ca("tern test CA");
+    std::fs::write(certs.path().join("ca.pem"), ca.0.pem()).unwrap();
+    client_cert(certs.path(), &ca, "alice", "alice");
+    client_cert(certs.path(), &ca, "ghost", "nobody-here");
+    // The same name from a CA the server does not trust.
+    let rogue = new_ca("rogue CA");
+    client_cert(certs.path(), &rogue, "forged", "alice");
+    let s = server()
+        .tls(&format!(
+            "client_ca = \"{}\"\n",
+            certs.path().join("ca.pem").display()
+        ))
+        .auth("mechanisms = [\"PLAIN\", \"EXTERNAL\"]\n")
+        .start();
+    let with_cert = |name: &str, extra: &[&str]| {
+        let cert = certs.path().join(format!("{name}.pem"));
+        let key = certs.path().join(format!("{name}.key"));
+        let mut args = vec![
+            "-m".to_owned(),
+            "EXTERNAL".to_owned(),
+            format!("--x509-cert-file={}", cert.display()),
+            format!("--x509-key-file={}", key.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        gsasl(&s, &args)
+    };
+    let (ok, text) = with_cert("alice", &["-z", ""]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("AUTH=EXTERNAL"),
+        "offered with a verified certificate: {text}"
+    );
+    // Asking to act as the certificate's own name is the same.
+    let (ok, text) = with_cert("alice", &["-z", "alice"]);
+    assert!(ok, "{text}");
+    // Another name is refused.
+    let (ok, text) = with_cert("alice", &["-z", "bob"]);
+    assert!(!ok && text.contains("[AUTHORIZATIONFAILED]"), "{text}");
+    // A certificate naming no account.
+    let (ok, text) = with_cert("ghost", &["-z", ""]);
+    assert!(!ok && text.contains("NO [AUTHENTICATIONFAILED]"), "{text}");
+    // A certificate from an untrusted CA fails the handshake: no session.
+    let (ok, text) = with_cert("forged", &["-z", ""]);
+    assert!(!ok && !text.contains("Logged in"), "{text}");
+    // Without a certificate EXTERNAL is neither offered nor accepted, and
+    // a password still works.
+    let mut c = s.connect_tls();
+    let caps = c.cmd("CAPABILITY").lines.join(" ");
+    assert!(!caps.contains("EXTERNAL"), "{caps}");
+    assert!(c.cmd("AUTHENTICATE EXTERNAL =").no());
+    assert!(c.cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
+    // Nor in the clear.
+    let caps = s.connect().cmd("CAPABILITY").lines.join(" ");
+    assert!(!caps.contains("EXTERNAL"), "{caps}");
+}
