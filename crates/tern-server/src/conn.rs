@@ -34,8 +34,9 @@ pub(crate) struct Conn {
     pub out: Vec<u8>,
     /// The connection is protected by TLS.
     pub tls_active: bool,
-    /// Its channel bindings, once it is (SCRAM-...-PLUS).
-    pub binding: Option<crate::tls::ChannelBindings>,
+    /// Its channel bindings, once it is (SCRAM-...-PLUS, EXTERNAL); boxed,
+    /// so that a cleartext connection pays one pointer for them.
+    pub binding: Option<Box<crate::tls::ChannelBindings>>,
 }
 
 impl Conn {
@@ -153,11 +154,11 @@ impl Conn {
         let plain = self.stream.take().ok_or(ConnEnd::Closed)?;
         match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
             Ok(Ok(tls)) => {
-                self.binding = Some(crate::tls::ChannelBindings::of(
+                self.binding = Some(Box::new(crate::tls::ChannelBindings::of(
                     tls.get_ref().1,
                     sasl.end_point.as_deref(),
                     sasl.cert_field,
-                ));
+                )));
                 self.stream = Some(Box::new(tls));
                 self.tls_active = true;
                 Ok(())

@@ -76,10 +76,12 @@ impl Session {
             "imap",
             self.peer,
             self.conn.tls_active,
-            binding.as_ref(),
+            binding.as_deref(),
         );
         let name = mechanism.to_string();
-        match crate::sasl::run(ctx, &name, ir, self).await? {
+        // Boxed: the exchange's state lives on the heap while it runs, not
+        // in every session's future for its whole life.
+        match Box::pin(crate::sasl::run(ctx, &name, ir, self)).await? {
             Outcome::Checked(result, attempted) => self.conclude(result, attempted).await,
             Outcome::Refused(r) => Ok(match r {
                 Refusal::Unsupported => Reply::no(

@@ -416,7 +416,7 @@ pub async fn serve_connection(
         slot,
         started: std::time::Instant::now(),
     };
-    s.conn.binding = binding;
+    s.conn.binding = binding.map(Box::new);
     match s.run().await {
         Ok(()) | Err(End::Closed) => {}
         Err(End::Io(e)) => tracing::debug!(cause = %e, "connection ended"),
@@ -540,7 +540,7 @@ impl Session {
                 if !cleartext {
                     caps.push("LOGINDISABLED");
                 }
-                for m in crate::sasl::offered(&self.svc, cleartext, self.conn.binding.as_ref()) {
+                for m in crate::sasl::offered(&self.svc, cleartext, self.conn.binding.as_deref()) {
                     caps.push(auth_capability(m));
                 }
             }

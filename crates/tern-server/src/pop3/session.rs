@@ -70,7 +70,7 @@ pub async fn serve_pop3(
     slot: Option<crate::listener::ConnectionSlot>,
 ) {
     let mut conn = Conn::new(stream, tls);
-    conn.binding = binding;
+    conn.binding = binding.map(Box::new);
     let mut s = Pop3 {
         svc,
         conn,
@@ -333,7 +333,7 @@ impl Pop3 {
         crate::sasl::offered(
             &self.svc,
             self.cleartext_allowed(),
-            self.conn.binding.as_ref(),
+            self.conn.binding.as_deref(),
         )
         .into_iter()
         .map(tern_auth::sasl::Mechanism::name)
@@ -370,9 +370,10 @@ impl Pop3 {
             "pop3",
             self.peer,
             self.conn.tls_active,
-            binding.as_ref(),
+            binding.as_deref(),
         );
-        match crate::sasl::run(ctx, mech, ir, self).await? {
+        // Boxed: the exchange's state lives on the heap while it runs.
+        match Box::pin(crate::sasl::run(ctx, mech, ir, self)).await? {
             Outcome::Checked(result, attempted) => self.conclude(result, attempted).await,
             Outcome::Refused(r) => {
                 match r {
