@@ -23,6 +23,8 @@ pub enum Backend {
     Ldap(LdapBackend),
     /// Courier's userdb (its text source).
     Userdb(crate::userdb::Userdb),
+    /// A checkpassword program (tried last: it answers for every name).
+    Checkpassword(crate::checkpassword::Checkpassword),
 }
 
 /// The configured backends, in order.
@@ -51,6 +53,7 @@ impl Directory {
     pub fn holds_secrets(&self) -> bool {
         self.backends.iter().any(|b| match b {
             Backend::Ldap(l) => !l.binds(),
+            Backend::Checkpassword(_) => false,
             _ => true,
         })
     }
@@ -69,6 +72,7 @@ impl Directory {
                 Backend::Sql(s) => s.lookup(req).await,
                 Backend::Ldap(l) => l.lookup(req).await,
                 Backend::Userdb(u) => u.lookup(req),
+                Backend::Checkpassword(c) => Ok(c.lookup(req)),
             };
             match found {
                 Ok(Some(e)) => return Ok(Some(e)),
@@ -85,8 +89,10 @@ impl Directory {
         }
     }
 
-    /// For an account its backend checks itself (an LDAP bind): whether
-    /// `password` is right. `None` for an account checked by its hash.
+    /// For an account its backend checks itself (an LDAP bind, a
+    /// checkpassword program): the account when `password` is right (as
+    /// the backend describes it then), `None` when it is wrong. `None` at
+    /// the outer level for an account checked by its hash.
     ///
     /// # Errors
     /// [`AuthError::Unavailable`] when the backend does not answer.
@@ -94,14 +100,24 @@ impl Directory {
         &self,
         entry: &UserEntry,
         password: &[u8],
-    ) -> Option<Result<bool, AuthError>> {
+        req: &Request<'_>,
+    ) -> Option<Result<Option<UserEntry>, AuthError>> {
+        let gone = || AuthError::Unavailable("the account's directory is gone".into());
         match &entry.auth {
             EntryAuth::Hash => None,
             EntryAuth::LdapBind { backend, dn } => Some(match self.backends.get(*backend) {
-                Some(Backend::Ldap(l)) => l.bind_check(dn, password).await,
-                _ => Err(AuthError::Unavailable(
-                    "the account's directory is gone".into(),
-                )),
+                Some(Backend::Ldap(l)) => l
+                    .bind_check(dn, password)
+                    .await
+                    .map(|ok| ok.then(|| entry.clone())),
+                _ => Err(gone()),
+            }),
+            EntryAuth::Checkpassword { backend } => Some(match self.backends.get(*backend) {
+                Some(Backend::Checkpassword(c)) => {
+                    c.check(&entry.user, password, req.service, req.remote)
+                        .await
+                }
+                _ => Err(gone()),
             }),
         }
     }

@@ -5,6 +5,7 @@
 //! Password verification is CPU-heavy by design (Argon2, yescrypt); the
 //! server runs it on a blocking thread, never on the async runtime.
 
+pub mod checkpassword;
 pub mod directory;
 pub mod ldap;
 pub mod passwd_file;

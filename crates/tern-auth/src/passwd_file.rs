@@ -43,6 +43,11 @@ pub enum EntryAuth {
         /// The account's distinguished name.
         dn: String,
     },
+    /// By running a checkpassword program.
+    Checkpassword {
+        /// The backend's place in the directory.
+        backend: usize,
+    },
 }
 
 /// Where each user's line is in the file's text: an index built in one

@@ -329,6 +329,17 @@ pub struct AuthConfig {
     /// LDAP directories, tried in order after the SQL databases.
     #[serde(default)]
     pub ldap: Vec<LdapConfig>,
+    /// A checkpassword program (the qmail interface), tried after every
+    /// other backend: it answers for any name.
+    #[serde(default)]
+    pub checkpassword: Option<PathBuf>,
+    /// How long one run may take, in milliseconds, before the login is a
+    /// temporary failure.
+    #[serde(default = "default_checkpassword_timeout")]
+    pub checkpassword_timeout_ms: u64,
+    /// Runs at once at most; more logins are told to try again later.
+    #[serde(default = "default_checkpassword_max_running")]
+    pub checkpassword_max_running: usize,
     /// Account options every account has unless its own fields say
     /// otherwise, courier-authlib's form: `disableinsecureimap=1,...`.
     #[serde(default)]
@@ -369,6 +380,14 @@ pub struct AuthConfig {
     /// What joins the user and the master in a master login's name.
     #[serde(default = "default_master_separator")]
     pub master_separator: String,
+}
+
+fn default_checkpassword_timeout() -> u64 {
+    5000
+}
+
+fn default_checkpassword_max_running() -> usize {
+    16
 }
 
 fn default_mechanisms() -> Vec<String> {
@@ -861,10 +880,11 @@ impl Config {
             && self.auth.userdb.is_none()
             && self.auth.sql.is_empty()
             && self.auth.ldap.is_empty()
+            && self.auth.checkpassword.is_none()
         {
             return Err(invalid(
                 "auth",
-                "no account backend: set passwd_file or userdb, or add an [[auth.sql]] or [[auth.ldap]]".into(),
+                "no account backend: set passwd_file, userdb or checkpassword, or add an [[auth.sql]] or [[auth.ldap]]".into(),
             ));
         }
         for (n, l) in self.auth.ldap.iter().enumerate() {

@@ -127,12 +127,13 @@ pub(crate) async fn verify(
         Ok(e) => e,
         Err(e) => return LoginResult::TempFail(e.to_string()),
     };
-    // An account its backend checks itself (an LDAP bind as its DN).
+    // An account its backend checks itself (an LDAP bind as its DN, a
+    // checkpassword program).
     if let Some(e) = &entry {
-        if let Some(checked) = db.check_by_backend(e, &pass).await {
+        if let Some(checked) = db.check_by_backend(e, &pass, &req).await {
             let result = match checked {
-                Ok(true) => LoginResult::Ok(db.user_for(e)),
-                Ok(false) => LoginResult::Failed,
+                Ok(Some(found)) => LoginResult::Ok(db.user_for(&found)),
+                Ok(None) => LoginResult::Failed,
                 Err(err) => LoginResult::TempFail(err.to_string()),
             };
             return finish(svc, peer, result, service, tls);

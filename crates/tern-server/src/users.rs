@@ -188,6 +188,23 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
         let b = tern_auth::ldap::LdapBackend::new(l.settings(), backends.len())?;
         backends.push(Backend::Ldap(b));
     }
+    if let Some(program) = &cfg.auth.checkpassword {
+        let program = cfg.resolve(program);
+        if !program.is_file() {
+            return Err(format!(
+                "auth.checkpassword: {} is not a file",
+                program.display()
+            ));
+        }
+        backends.push(Backend::Checkpassword(
+            tern_auth::checkpassword::Checkpassword::new(
+                program,
+                std::time::Duration::from_millis(cfg.auth.checkpassword_timeout_ms.max(1)),
+                cfg.auth.checkpassword_max_running,
+                backends.len(),
+            ),
+        ));
+    }
     Ok(Directory::new(backends))
 }
 
@@ -371,8 +388,9 @@ impl UserDb {
         &self,
         entry: &UserEntry,
         password: &[u8],
-    ) -> Option<Result<bool, tern_auth::AuthError>> {
-        self.directory.check_by_backend(entry, password).await
+        req: &Request<'_>,
+    ) -> Option<Result<Option<UserEntry>, tern_auth::AuthError>> {
+        self.directory.check_by_backend(entry, password, req).await
     }
 
     /// Checks a password against the account found (`None`: no such

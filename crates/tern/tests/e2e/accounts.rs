@@ -454,3 +454,88 @@ fn loopback_addresses_are_not_counted_unless_told_to() {
     }
     assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
 }
+
+/// A checkpassword program as a site writes one: reads fd 3, accepts
+/// `chk`/`chk pw "x"` and `dan`, says HOME and a Maildir, 111 for `temp`,
+/// hangs for `slow`, refuses anyone else.
+const CHECKPASSWORD: &str = r#"#!/bin/sh
+input=$(head -c 512 <&3 | tr '\0' '\n')
+user=$(printf '%s\n' "$input" | sed -n 1p)
+pass=$(printf '%s\n' "$input" | sed -n 2p)
+printf '%s|%s|%s\n' "$user" "$pass" "$SERVICE $TCPREMOTEIP" >> "$LOGFILE_DIR/seen"
+case "$user" in
+  temp) exit 111 ;;
+  slow) sleep 30; exit 1 ;;
+esac
+if [ "$user" = chk ] && [ "$pass" = 'chk pw "x"' ]; then
+  HOME="$LOGFILE_DIR/home/chk"; USER=chk; export HOME USER
+  userdb_mail="maildir:$LOGFILE_DIR/maildirs/chk"; export userdb_mail
+  exec "$@"
+fi
+if [ "$user" = dan ] && [ "$pass" = danpw ]; then
+  HOME="$LOGFILE_DIR/home/dan"; USER=daniel; export HOME USER
+  exec "$@"
+fi
+exit 1
+"#;
+
+#[test]
+fn a_checkpassword_program_decides_and_describes_the_account() {
+    let s = server()
+        .auth("checkpassword = \"checkpw\"\ncheckpassword_timeout_ms = 700\n")
+        .before_start(|dir| {
+            let text = CHECKPASSWORD.replace("$LOGFILE_DIR", &dir.display().to_string());
+            std::fs::write(dir.join("checkpw"), text).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.join("checkpw"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        })
+        .start();
+    // A password with a space and quotes arrives whole, over fd 3.
+    let mut c = s.connect_tls();
+    let r = c.cmd("LOGIN chk \"chk pw \\\"x\\\"\"");
+    assert!(r.ok(), "{r:?}");
+    assert!(c.append("INBOX", "()", &message("checked", "x")).ok());
+    assert!(
+        s.path().join("maildirs/chk/cur").is_dir(),
+        "the Maildir the program named"
+    );
+    // USER names the account; HOME places its Maildir ({home}/Maildir is
+    // not the harness's template, which names mail/{user}).
+    assert!(Pop::tls(s.pop3s).login("dan", "danpw").starts_with("+OK"));
+    assert!(s.path().join("mail/daniel/Maildir").is_dir());
+    // The passwd-file is tried first.
+    assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
+    // Wrong password; a temporary failure; a program that hangs is killed
+    // at the timeout and the login told to try again.
+    let r = s.connect().cmd("LOGIN chk wrong");
+    assert!(r.no() && r.has("[AUTHENTICATIONFAILED]"), "{r:?}");
+    let r = s.connect().cmd("LOGIN temp x");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    let t = std::time::Instant::now();
+    let r = s.connect().cmd("LOGIN slow x");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "not the 30 s the program sleeps"
+    );
+    // Names with shell metacharacters are data, never a command.
+    let r = s.connect().cmd("LOGIN \"$(touch pwned);`touch pwned2`\" x");
+    assert!(r.no(), "{r:?}");
+    assert!(!s.path().join("pwned").exists() && !s.path().join("pwned2").exists());
+    let seen = std::fs::read_to_string(s.path().join("seen")).unwrap();
+    assert!(seen.contains("chk|chk pw \"x\"|imap 127.0.0.1"), "{seen}");
+    assert!(seen.contains("dan|danpw|pop3 127.0.0.1"), "{seen}");
+    assert!(seen.contains("$(touch pwned)"), "{seen}");
+    // A delivery cannot ask the program whether an account exists.
+    let mut d = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["deliver", "--user", "chk", "--config"])
+        .arg(s.path().join("tern.toml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut d.stdin.take().unwrap(), &message("to chk", "x")).unwrap();
+    assert_eq!(d.wait().unwrap().code(), Some(67), "unknown user");
+}
