@@ -64,8 +64,20 @@ postgres() {
             runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U tern --pwfile="$dir.pw" \
                 -A scram-sha-256 >/dev/null
             rm -f "$dir.pw"
+            # TLS on, with a certificate signed by a CA of its own
+            # (DIR/data/ca.crt, for a client's sslrootcert); cleartext
+            # connections are still accepted.
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=test CA" \
+                -keyout "$dir/data/ca.key" -out "$dir/data/ca.crt" >/dev/null 2>&1
+            openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+                -keyout "$dir/data/server.key" -out "$dir/data/server.csr" >/dev/null 2>&1
+            printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$dir/data/ext"
+            openssl x509 -req -in "$dir/data/server.csr" -CA "$dir/data/ca.crt" -CAkey "$dir/data/ca.key" \
+                -CAcreateserial -days 2 -extfile "$dir/data/ext" -out "$dir/data/server.crt" >/dev/null 2>&1
+            chown postgres:postgres "$dir/data/server.key" "$dir/data/server.crt"
+            chmod 600 "$dir/data/server.key"
             runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
-                "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+                "-p $port -k $dir -c listen_addresses=127.0.0.1 -c ssl=on" start >/dev/null
             PGPASSWORD=ternpw "$bin/psql" -q -h 127.0.0.1 -p "$port" -U tern -d postgres \
                 -c "CREATE DATABASE mail" >/dev/null
             ;;

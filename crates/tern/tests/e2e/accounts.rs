@@ -539,3 +539,48 @@ fn a_checkpassword_program_decides_and_describes_the_account() {
     std::io::Write::write_all(&mut d.stdin.take().unwrap(), &message("to chk", "x")).unwrap();
     assert_eq!(d.wait().unwrap().code(), Some(67), "unknown user");
 }
+
+#[test]
+fn postgresql_over_tls_with_the_certificate_verified() {
+    let db = Db::start("postgres");
+    db.sql(SCHEMA);
+    let mail = tempfile::tempdir().unwrap();
+    db.sql(&rows(mail.path()));
+    let ca = db.dir.path().join("db/data/ca.crt");
+    let login = |url: &str| {
+        let s = server()
+            .config(&format!(
+                "[[auth.sql]]\nurl = \"{url}\"\npassword_query = \"{QUERY}\"\ntimeout_ms = 3000\n"
+            ))
+            .start();
+        let r = s.connect_tls().cmd("LOGIN ann@example.org annpw");
+        // While the server runs, its pooled connection is open.
+        let ssl = db.sql("SELECT 'tls=' || count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name <> 'psql';");
+        (r.ok(), r, ssl)
+    };
+    // verify-full against the database's CA: logs in, over TLS.
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        db.url(),
+        ca.display()
+    );
+    let (ok, r, ssl) = login(&url);
+    assert!(ok, "{r:?}");
+    assert!(ssl.contains("tls=1"), "tern's connection uses TLS: {ssl}");
+    // Without sslmode (the default, "prefer": TLS when offered, no
+    // verification) the same database answers too.
+    let (ok, _, _) = login(&db.url());
+    assert!(ok);
+    // A certificate that does not verify: no login, a temporary failure.
+    let other = tempfile::tempdir().unwrap();
+    let wrong_ca = other.path().join("ca.pem");
+    tern_server::tls::generate_self_signed(&["x".into()], &wrong_ca, &other.path().join("k.pem"))
+        .unwrap();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        db.url(),
+        wrong_ca.display()
+    );
+    let (ok, r, _) = login(&url);
+    assert!(!ok && r.has("[UNAVAILABLE]"), "{r:?}");
+}
