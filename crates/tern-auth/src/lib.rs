@@ -7,6 +7,7 @@
 
 pub mod checkpassword;
 pub mod directory;
+pub mod fuzzing;
 pub mod ldap;
 pub mod passwd_file;
 pub mod sasl;

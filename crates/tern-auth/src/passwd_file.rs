@@ -101,7 +101,7 @@ const INDEX_AT_ONCE: usize = 4 << 20;
 fn scan(text: &str, user: &str) -> Option<UserEntry> {
     // A line starting with '#' is a comment, never a user (as the index
     // reads it).
-    if user.is_empty() || user.starts_with('#') || user.contains([':', '\n', '\r']) {
+    if user.is_empty() || user.starts_with('#') || user.contains([':', '\n']) {
         return None;
     }
     let start = if text.starts_with(user) && text[user.len()..].starts_with(':') {
@@ -111,6 +111,21 @@ fn scan(text: &str, user: &str) -> Option<UserEntry> {
     };
     let end = text[start..].find('\n').map_or(text.len(), |e| start + e);
     parse_line(text[start..end].trim_end_matches('\r')).filter(|e| e.user == user)
+}
+
+/// For [`crate::fuzzing`]: when the text indexes, every user the index has
+/// is found alike by the index and by a scan.
+pub(crate) fn check_index_and_scan(text: &str) {
+    let Ok((index, _)) = index(Path::new("fuzz"), Arc::from(text)) else {
+        return;
+    };
+    for user in index.lines.keys() {
+        assert_eq!(
+            index.get(user),
+            scan(text, user),
+            "index and scan disagree on {user:?}"
+        );
+    }
 }
 
 /// What makes two hashes cost the same to check: the scheme and its

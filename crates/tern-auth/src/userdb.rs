@@ -32,6 +32,12 @@ pub struct Userdb {
     cache: Mutex<Option<(SystemTime, Accounts)>>,
 }
 
+/// Parses `text` (for [`crate::fuzzing`]).
+pub(crate) fn parse_for_fuzzing(text: &str) {
+    let mut out = HashMap::new();
+    parse_into(text, &mut out);
+}
+
 fn parse_into(text: &str, out: &mut HashMap<String, HashMap<String, String>>) {
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {

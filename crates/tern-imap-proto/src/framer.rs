@@ -201,6 +201,16 @@ impl Framer {
         self.pos < self.input.len()
     }
 
+    /// The bytes fed and not yet framed, taken out (what a client
+    /// pipelined after the command that hands its connection to a relay).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        let rest = self.input.split_off(self.pos);
+        self.input = Vec::new();
+        self.pos = 0;
+        self.reset_command();
+        rest
+    }
+
     /// Drops everything fed and not yet framed, and any command begun: after
     /// STARTTLS, what came in the clear must not be taken as protected
     /// (RFC 3501 §6.2.1, RFC 2595 §3.1).

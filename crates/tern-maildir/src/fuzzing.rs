@@ -54,3 +54,16 @@ pub fn file_name(data: &[u8]) {
         );
     }
 }
+
+/// `dovecot-uidlist` as tern keeps it in step: the merged text of a list
+/// and a Courier list reads back as a Dovecot list.
+pub fn dovecot_uidlist(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let db = match UidDb::parse_dovecot(&text) {
+        ParseOutcome::Ok(db) => db,
+        _ => UidDb::with_validity(1_700_000_000),
+    };
+    if let Some(merged) = crate::dovecot_uidlist::merged(&text, &db) {
+        let _ = UidDb::parse_dovecot(&merged);
+    }
+}

@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use tern_maildir::fuzzing;
 
 type Target = (&'static str, fn(&[u8]));
-const TARGETS: [Target; 5] = [
+const TARGETS: [Target; 6] = [
+    ("dovecot_uidlist_merge", fuzzing::dovecot_uidlist),
     ("uiddb", fuzzing::uiddb),
     ("keywords", fuzzing::keywords),
     ("pop3list", fuzzing::pop3list),

@@ -138,6 +138,9 @@ pub struct Config {
     /// `[haproxy]`: who may send PROXY protocol headers.
     #[serde(default)]
     pub haproxy: HaproxyConfig,
+    /// `[proxy]`: relaying accounts whose `mailhost` is another server.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
     /// Directory of the config file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -192,6 +195,81 @@ fn default_namespace_prefix() -> String {
 
 fn default_separator() -> char {
     '.'
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Names of this server besides `hostname`: a `mailhost` naming one of
+    /// them (or `hostname`) is served here.
+    #[serde(default)]
+    pub self_names: Vec<String>,
+    /// The IMAP port of a `mailhost` without one.
+    #[serde(default = "default_proxy_imap_port")]
+    pub imap_port: u16,
+    /// Connecting and logging in to a backend, in milliseconds, all
+    /// backends of one login together.
+    #[serde(default = "default_proxy_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// How long a backend that failed is skipped, in seconds.
+    #[serde(default = "default_proxy_down_secs")]
+    pub down_secs: u64,
+    /// Start each backend connection with a PROXY v2 header giving the
+    /// client's address (the backend's `haproxy_listen` must trust this
+    /// server).
+    #[serde(default)]
+    pub send_proxy_header: bool,
+    /// The master user (on the backends) for logins whose password the
+    /// proxy never saw (SCRAM, CRAM-MD5, EXTERNAL, master logins).
+    #[serde(default)]
+    pub master_user: Option<String>,
+    /// Its password.
+    #[serde(default)]
+    pub master_password: Option<String>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            self_names: Vec::new(),
+            imap_port: default_proxy_imap_port(),
+            connect_timeout_ms: default_proxy_connect_timeout(),
+            down_secs: default_proxy_down_secs(),
+            send_proxy_header: false,
+            master_user: None,
+            master_password: None,
+        }
+    }
+}
+
+fn default_proxy_imap_port() -> u16 {
+    143
+}
+
+fn default_proxy_connect_timeout() -> u64 {
+    5000
+}
+
+fn default_proxy_down_secs() -> u64 {
+    30
+}
+
+impl ProxyConfig {
+    /// The settings the server runs with.
+    pub fn settings(&self) -> crate::proxy::ProxySettings {
+        crate::proxy::ProxySettings {
+            self_names: self.self_names.clone(),
+            imap_port: self.imap_port,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
+            down_for: Duration::from_secs(self.down_secs),
+            send_proxy_header: self.send_proxy_header,
+            master: self
+                .master_user
+                .clone()
+                .map(|u| (u, self.master_password.clone().unwrap_or_default())),
+        }
+    }
 }
 
 /// `[haproxy]`.

@@ -128,6 +128,11 @@ impl Conn {
         }
     }
 
+    /// The stream itself, taken out for a relay (after a flush).
+    pub fn take_stream(&mut self) -> Option<Box<dyn AsyncStream>> {
+        self.stream.take()
+    }
+
     /// Gives back buffer memory after a large command, so that an idle
     /// connection stays small.
     pub fn shrink(&mut self) {

@@ -342,6 +342,18 @@ mod tests {
             .is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_headers_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = parse_v1(&data);
+            if data.len() >= 2 {
+                let _ = parse_v2(data[0], data[1], &data[2..]);
+                let _ = parse_v2(0x21, data[0], &data[1..]);
+            }
+            let _ = Network::parse(&String::from_utf8_lossy(&data));
+        }
+    }
+
     #[test]
     fn networks() {
         let n = Network::parse("10.0.0.0/8").unwrap();

@@ -14,6 +14,7 @@ pub mod listener;
 pub mod login;
 pub mod policy;
 pub mod pop3;
+pub mod proxy;
 pub mod sasl;
 pub mod summaries;
 pub mod tls;

@@ -163,9 +163,10 @@ pub(crate) enum Refusal {
 /// How an exchange ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// A password (or proof) was checked: the login's result, and the name
-    /// the client gave (for the log).
-    Checked(LoginResult, String),
+    /// A password (or proof) was checked: the login's result, the name
+    /// the client gave (for the log), and the password when the mechanism
+    /// sent one for the user itself (what a proxy can log in with).
+    Checked(LoginResult, String, Option<Vec<u8>>),
     /// Refused before any check.
     Refused(Refusal),
 }
@@ -270,11 +271,13 @@ pub(crate) async fn run<C: Challenger>(
                     Ok(Outcome::Checked(
                         r,
                         format!("{target} (master {})", c.authcid),
+                        None,
                     ))
                 }
                 _ => Ok(Outcome::Checked(
-                    ctx.verify(c.authcid.clone(), pass).await,
+                    ctx.verify(c.authcid.clone(), pass.clone()).await,
                     c.authcid,
+                    Some(pass),
                 )),
             }
         }
@@ -285,7 +288,17 @@ pub(crate) async fn run<C: Challenger>(
             };
             let pass = step!(io, b"Password:");
             let user = String::from_utf8_lossy(&user).into_owned();
-            Ok(Outcome::Checked(ctx.verify(user.clone(), pass).await, user))
+            let master = ctx
+                .svc
+                .users
+                .as_ref()
+                .and_then(|u| u.split_master(&user))
+                .is_some();
+            Ok(Outcome::Checked(
+                ctx.verify(user.clone(), pass.clone()).await,
+                user,
+                (!master).then_some(pass),
+            ))
         }
         Mechanism::CramMd5 => {
             if initial.is_some() {
@@ -300,7 +313,7 @@ pub(crate) async fn run<C: Challenger>(
                 Err(e) => return Ok(Outcome::Refused(Refusal::Malformed(e.to_string()))),
             };
             let r = cram_md5(ctx, &user, challenge.as_bytes(), &digest).await;
-            Ok(Outcome::Checked(r, user))
+            Ok(Outcome::Checked(r, user, None))
         }
         Mechanism::External => {
             let Some(name) = ctx.binding.and_then(|b| b.client_name.clone()) else {
@@ -327,7 +340,7 @@ pub(crate) async fn run<C: Challenger>(
                 }
                 Err(r) => r,
             };
-            Ok(Outcome::Checked(r, name))
+            Ok(Outcome::Checked(r, name, None))
         }
         Mechanism::ScramSha1
         | Mechanism::ScramSha1Plus
@@ -555,7 +568,7 @@ async fn scram<C: Challenger>(
     };
     let entry = match entry_of(ctx, &id).await {
         Ok(e) => e,
-        Err(r) => return Ok(Outcome::Checked(r, attempted)),
+        Err(r) => return Ok(Outcome::Checked(r, attempted, None)),
     };
     let keys = scram_keys(ctx, hash, entry.as_ref(), &id.authcid).await;
     let exchange = tern_auth::scram::Exchange::new(first, &keys, &tern_auth::scram::server_nonce());
@@ -566,10 +579,10 @@ async fn scram<C: Challenger>(
     };
     let server_final = match exchange.finish(&last, &keys, cb) {
         Ok(Some(v)) if binding_ok && entry.is_some() => v,
-        Ok(_) => return Ok(Outcome::Checked(LoginResult::Failed, attempted)),
+        Ok(_) => return Ok(Outcome::Checked(LoginResult::Failed, attempted, None)),
         Err(SaslError::ChannelBinding) => {
             tracing::warn!(user = %attempted, "SCRAM channel binding does not match this connection");
-            return Ok(Outcome::Checked(LoginResult::Failed, attempted));
+            return Ok(Outcome::Checked(LoginResult::Failed, attempted, None));
         }
         Err(e) => return Ok(Outcome::Refused(Refusal::Malformed(e.to_string()))),
     };
@@ -582,7 +595,11 @@ async fn scram<C: Challenger>(
         )));
     }
     let Some(entry) = entry else {
-        return Ok(Outcome::Checked(LoginResult::Failed, attempted));
+        return Ok(Outcome::Checked(LoginResult::Failed, attempted, None));
     };
-    Ok(Outcome::Checked(proven(ctx, &id, &entry).await, attempted))
+    Ok(Outcome::Checked(
+        proven(ctx, &id, &entry).await,
+        attempted,
+        None,
+    ))
 }

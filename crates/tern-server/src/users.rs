@@ -19,6 +19,9 @@ pub struct User {
     pub quota: Option<QuotaSpec>,
     /// Which services the account may use.
     pub access: Access,
+    /// The server that holds the account (`mailhost`), for the proxy:
+    /// one or more `host[:port]`, comma-separated.
+    pub mailhost: Option<String>,
 }
 
 impl User {
@@ -29,6 +32,7 @@ impl User {
             maildir,
             quota: None,
             access: Access::default(),
+            mailhost: None,
         }
     }
 }
@@ -457,6 +461,11 @@ impl UserDb {
             maildir: Maildir::with_names(root, self.folder_names),
             quota: quota_of(&entry.extra).or(self.default_quota),
             access: Access::of(self.default_access, &entry.extra),
+            mailhost: entry
+                .extra
+                .get("mailhost")
+                .map(|m| m.trim().to_owned())
+                .filter(|m| !m.is_empty()),
         }
     }
 }

@@ -686,6 +686,8 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             trusted: cfg.haproxy.networks().map_err(|e| anyhow::anyhow!(e))?,
             timeout: Duration::from_secs(cfg.haproxy.timeout_secs.max(1)),
         },
+        proxy: cfg.proxy.settings(),
+        proxy_health: Default::default(),
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");
     tokio::spawn(async move {
@@ -755,6 +757,8 @@ fn imapd(maildir: PathBuf) -> i32 {
             sasl: Default::default(),
             user_connections: Default::default(),
             haproxy: Default::default(),
+            proxy: Default::default(),
+            proxy_health: Default::default(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

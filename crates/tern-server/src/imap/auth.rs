@@ -82,7 +82,10 @@ impl Session {
         // Boxed: the exchange's state lives on the heap while it runs, not
         // in every session's future for its whole life.
         match Box::pin(crate::sasl::run(ctx, &name, ir, self)).await? {
-            Outcome::Checked(result, attempted) => self.conclude(result, attempted).await,
+            Outcome::Checked(result, attempted, secret) => {
+                self.login_secret = secret.map(tern_auth::Secret::new);
+                self.conclude(result, attempted).await
+            }
             Outcome::Refused(r) => Ok(match r {
                 Refusal::Unsupported => Reply::no(
                     Some(Code::Cannot),
@@ -105,6 +108,13 @@ impl Session {
     /// Checks the credentials; on success the account is returned, not
     /// installed: the pre-login phase decides what becomes of it.
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
+        // A master login's password is the master's, never the user's.
+        let master = self
+            .svc
+            .users
+            .as_ref()
+            .is_some_and(|u| u.split_master(&user).is_some());
+        self.login_secret = (!master).then(|| tern_auth::Secret::new(pass.clone()));
         let result = crate::login::verify(
             &self.svc,
             user.clone(),
@@ -131,6 +141,14 @@ impl Session {
                         )
                         .into());
                     }
+                }
+                // An account of another server has no Maildir here.
+                let elsewhere = u.mailhost.as_deref().is_some_and(|m| {
+                    crate::proxy::route(m, &self.svc.hostname, &self.svc.proxy).is_some()
+                });
+                if elsewhere {
+                    tracing::Span::current().record("user", u.name.as_str());
+                    return Ok(LoginAnswer::Accepted(u));
                 }
                 if let Err(e) = crate::login::prepare(&self.svc, &u).await {
                     tracing::error!(user = %u.name, cause = %e, "cannot create the Maildir");

@@ -26,6 +26,9 @@ pub(crate) enum LoginEnd {
     LoggedIn(User),
     /// The client logged out, or was closed for too many failures.
     Closed,
+    /// The account is another server's: logged in there, and the client
+    /// told so; the connection is to be relayed.
+    Proxied(Box<crate::proxy::Backend>),
 }
 
 impl Session {
@@ -43,6 +46,20 @@ impl Session {
                 }
             };
             if let Some((tag, user)) = answer {
+                let secret = self.login_secret.take();
+                if let Some(hosts) = user
+                    .mailhost
+                    .as_deref()
+                    .and_then(|m| crate::proxy::route(m, &self.svc.hostname, &self.svc.proxy))
+                {
+                    match self.log_in_at_backend(&tag, &user, &hosts, secret).await? {
+                        Some(backend) => return Ok(LoginEnd::Proxied(Box::new(backend))),
+                        None => {
+                            self.after_command().await?;
+                            continue;
+                        }
+                    }
+                }
                 let caps = self.capabilities_when(true);
                 self.tagged(&tag, &Reply::ok_code(Code::Capability(caps), "Logged in"));
                 self.flush().await?;
@@ -55,6 +72,52 @@ impl Session {
                 Ok(()) => {}
                 Err(End::Closed) => return Ok(LoginEnd::Closed),
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Logs in at the account's backend; the client is answered either
+    /// way (the backend's capabilities on success, `NO [UNAVAILABLE]` when
+    /// no backend takes the session).
+    async fn log_in_at_backend(
+        &mut self,
+        tag: &str,
+        user: &User,
+        hosts: &[String],
+        secret: Option<tern_auth::Secret<Vec<u8>>>,
+    ) -> Result<Option<crate::proxy::Backend>, End> {
+        use crate::proxy::{Credentials, ProxyError};
+        let creds = match secret {
+            Some(p) => Credentials::Password(user.name.clone(), p.expose().clone()),
+            None => Credentials::Master(user.name.clone()),
+        };
+        let svc = self.svc.clone();
+        match crate::proxy::connect(hosts, &svc.proxy, &svc.proxy_health, self.peer, &creds).await {
+            Ok(b) => {
+                tracing::info!(backend = %b.host, "login proxied");
+                let reply = Reply::ok_code(Code::Capability(b.capabilities.clone()), "Logged in");
+                self.tagged(tag, &reply);
+                self.flush().await?;
+                Ok(Some(b))
+            }
+            Err(e) => {
+                tracing::warn!(cause = ?e, "login not proxied");
+                // The account's place in the limits is not held here.
+                if let Some(slot) = self.slot.as_mut() {
+                    slot.log_out();
+                }
+                let r = match e {
+                    ProxyError::Unavailable(_) => Reply::no(
+                        Some(Code::Unavailable),
+                        "The server of this account is unavailable, try again later",
+                    ),
+                    ProxyError::Refused(_) => Reply::no(
+                        Some(Code::Unavailable),
+                        "The server of this account refused the login, try again later",
+                    ),
+                };
+                self.tagged(tag, &r);
+                Ok(None)
             }
         }
     }

@@ -59,6 +59,10 @@ pub struct Services {
     pub user_connections: Arc<crate::listener::PerUser>,
     /// Who may send PROXY protocol headers.
     pub haproxy: crate::listener::HaproxySettings,
+    /// Where accounts of other servers are relayed, and how.
+    pub proxy: crate::proxy::ProxySettings,
+    /// Backends that failed lately.
+    pub proxy_health: crate::proxy::Health,
 }
 
 impl std::fmt::Debug for Services {
@@ -344,6 +348,9 @@ pub(crate) struct Session {
     /// The connection's place in the limits (see
     /// [`crate::listener::ConnectionSlot`]).
     pub(crate) slot: Option<crate::listener::ConnectionSlot>,
+    /// The password of the login in progress, when its mechanism revealed
+    /// one: what the proxy logs in to a backend with.
+    pub(crate) login_secret: Option<tern_auth::Secret<Vec<u8>>>,
     /// When the connection began: the login must be over
     /// `limits.preauth_timeout_secs` later.
     started: std::time::Instant,
@@ -414,6 +421,7 @@ pub async fn serve_connection(
         esearch: None,
         binary_aliases: Vec::new(),
         slot,
+        login_secret: None,
         started: std::time::Instant::now(),
     };
     s.conn.binding = binding.map(Box::new);
@@ -606,6 +614,16 @@ impl Session {
                     self.state = State::Authenticated { user };
                 }
                 super::prelogin::LoginEnd::Closed => return Err(End::Closed),
+                super::prelogin::LoginEnd::Proxied(backend) => {
+                    // The session is the backend's now: relay until either
+                    // side closes.
+                    let pipelined = self.framer.take_buffered();
+                    let idle = self.svc.limits.auth_timeout();
+                    if let Some(stream) = self.conn.take_stream() {
+                        crate::proxy::relay(stream, *backend, pipelined, idle).await;
+                    }
+                    return Err(End::Closed);
+                }
             }
         }
         loop {

@@ -374,7 +374,7 @@ impl Pop3 {
         );
         // Boxed: the exchange's state lives on the heap while it runs.
         match Box::pin(crate::sasl::run(ctx, mech, ir, self)).await? {
-            Outcome::Checked(result, attempted) => self.conclude(result, attempted).await,
+            Outcome::Checked(result, attempted, _) => self.conclude(result, attempted).await,
             Outcome::Refused(r) => {
                 match r {
                     Refusal::Unsupported => {

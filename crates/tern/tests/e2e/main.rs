@@ -20,6 +20,7 @@ mod messages;
 mod migration;
 mod ownership;
 mod pop3;
+mod proxy;
 mod sasl;
 mod session;
 mod traces;

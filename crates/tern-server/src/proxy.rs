@@ -1,0 +1,446 @@
+//! The login proxy, IMAP leg: after a login on this server, an account
+//! whose `mailhost` names another server is served there. This server logs
+//! in to that backend for the client (with the client's own password when
+//! the mechanism revealed it, else as a master user), hands the client the
+//! backend's capabilities, and then relays bytes both ways without parsing
+//! them.
+//!
+//! `mailhost` is `host[:port]`, or several, comma-separated, tried in
+//! order: a backend that refuses or does not answer within the connect
+//! timeout is marked down for `down_secs` and the next one is tried, so a
+//! login never hangs on a dead server. A `mailhost` that names this server
+//! (its `hostname`, or one of `proxy.self_names`) is served here.
+//!
+//! The client's address reaches the backend in a PROXY protocol v2 header
+//! (`proxy.send_proxy_header`, for a backend `haproxy_listen` listener that
+//! trusts this server), so the backend's limits and logs see the client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::imap::AsyncStream;
+
+/// What the proxy is configured with.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Names of this server besides `hostname` (`mail1`, `10.0.0.5:143`):
+    /// a `mailhost` naming one of them is served here.
+    pub self_names: Vec<String>,
+    /// The port of a backend `mailhost` that names none.
+    pub imap_port: u16,
+    /// How long connecting and logging in to a backend may take.
+    pub connect_timeout: Duration,
+    /// How long a backend that failed is skipped.
+    pub down_for: Duration,
+    /// Send the client's address to the backend in a PROXY v2 header.
+    pub send_proxy_header: bool,
+    /// The master user (and password) for logins whose password the proxy
+    /// never saw (SCRAM, CRAM-MD5, EXTERNAL).
+    pub master: Option<(String, String)>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            self_names: Vec::new(),
+            imap_port: 143,
+            connect_timeout: Duration::from_secs(5),
+            down_for: Duration::from_secs(30),
+            send_proxy_header: false,
+            master: None,
+        }
+    }
+}
+
+/// Backends that failed, and when.
+#[derive(Debug, Default)]
+pub struct Health {
+    down: Mutex<HashMap<String, Instant>>,
+}
+
+impl Health {
+    fn is_down(&self, host: &str, down_for: Duration) -> bool {
+        let mut d = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match d.get(host) {
+            Some(t) if t.elapsed() < down_for => true,
+            Some(_) => {
+                d.remove(host);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn mark_down(&self, host: &str) {
+        let mut d = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        if d.len() > 10_000 {
+            d.clear();
+        }
+        d.insert(host.to_owned(), Instant::now());
+    }
+}
+
+/// The backends a `mailhost` names, in order, or `None` when it names this
+/// server (`hostname` or one of `self_names`).
+pub fn route(mailhost: &str, hostname: &str, settings: &ProxySettings) -> Option<Vec<String>> {
+    let hosts: Vec<String> = mailhost
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let is_self = |h: &str| {
+        h.eq_ignore_ascii_case(hostname)
+            || settings
+                .self_names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(h))
+    };
+    if hosts.is_empty() || hosts.iter().any(|h| is_self(h)) {
+        return None;
+    }
+    Some(hosts)
+}
+
+/// How the proxy logs in for the client.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// The client's own password (LOGIN, PLAIN, LOGIN mechanism).
+    Password(String, Vec<u8>),
+    /// As the master user, for this user.
+    Master(String),
+}
+
+/// Why no backend took the session.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// No backend answered (all down, refused or too slow).
+    Unavailable(String),
+    /// A backend answered the login with NO: its text.
+    Refused(String),
+}
+
+/// A backend session logged in: its stream and its capabilities.
+pub struct Backend {
+    /// The connection, with anything it sent after the login's answer.
+    pub stream: BufReader<TcpStream>,
+    /// The capabilities it reported after login.
+    pub capabilities: String,
+    /// Which backend.
+    pub host: String,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An IMAP string for a login argument: quoted when it can be, a literal
+/// otherwise (then the caller waits for the continuation).
+fn astring(s: &[u8]) -> Result<String, Vec<u8>> {
+    if s.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        Ok(format!("\"{}\"", String::from_utf8_lossy(s)))
+    } else {
+        Err(s.to_vec())
+    }
+}
+
+/// The PROXY protocol v2 header for a TCP connection from `client`.
+fn proxy_header(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x21);
+    match (client, local) {
+        (SocketAddr::V4(c), SocketAddr::V4(l)) => {
+            h.push(0x11);
+            h.extend_from_slice(&12u16.to_be_bytes());
+            h.extend_from_slice(&c.ip().octets());
+            h.extend_from_slice(&l.ip().octets());
+            h.extend_from_slice(&c.port().to_be_bytes());
+            h.extend_from_slice(&l.port().to_be_bytes());
+        }
+        (c, l) => {
+            let v6 = |a: SocketAddr| match a {
+                SocketAddr::V4(v4) => v4.ip().to_ipv6_mapped(),
+                SocketAddr::V6(v6) => *v6.ip(),
+            };
+            h.push(0x21);
+            h.extend_from_slice(&36u16.to_be_bytes());
+            h.extend_from_slice(&v6(c).octets());
+            h.extend_from_slice(&v6(l).octets());
+            h.extend_from_slice(&c.port().to_be_bytes());
+            h.extend_from_slice(&l.port().to_be_bytes());
+        }
+    }
+    h
+}
+
+/// Reads lines up to the one tagged `tag`; that line, and the
+/// capabilities of a `[CAPABILITY ...]` code or an untagged CAPABILITY.
+async fn until_tagged(
+    r: &mut BufReader<TcpStream>,
+    tag: &str,
+) -> Result<(String, Option<String>), String> {
+    let mut caps = None;
+    for _ in 0..1000 {
+        let mut line = String::new();
+        let n = (&mut *r)
+            .take(64 * 1024)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the backend closed the connection".into());
+        }
+        let l = line.trim_end();
+        if let Some(c) = l.strip_prefix("* CAPABILITY ") {
+            caps = Some(c.to_owned());
+        }
+        if let Some(rest) = l.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+            if let Some(c) = rest
+                .split_once("[CAPABILITY ")
+                .and_then(|(_, c)| c.split_once(']'))
+            {
+                caps = Some(c.0.to_owned());
+            }
+            return Ok((rest.to_owned(), caps));
+        }
+    }
+    Err("the backend sent too many lines".into())
+}
+
+async fn send(r: &mut BufReader<TcpStream>, bytes: &[u8]) -> std::io::Result<()> {
+    r.get_mut().write_all(bytes).await
+}
+
+/// Connects to `host` and logs in as `user`.
+async fn login_at(
+    host: &str,
+    settings: &ProxySettings,
+    client: Option<SocketAddr>,
+    creds: &Credentials,
+) -> Result<Backend, ProxyError> {
+    let addr = if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host.to_owned()
+    } else {
+        format!("{host}:{}", settings.imap_port)
+    };
+    let unavailable = |why: String| ProxyError::Unavailable(format!("{host}: {why}"));
+    let mut tcp = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    if settings.send_proxy_header {
+        if let (Some(c), Ok(l)) = (client, tcp.local_addr()) {
+            tcp.write_all(&proxy_header(c, l))
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+        }
+    }
+    let mut r = BufReader::new(tcp);
+    let mut greeting = String::new();
+    (&mut r)
+        .take(64 * 1024)
+        .read_line(&mut greeting)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    if !greeting.starts_with("* OK") {
+        return Err(unavailable(format!("greeting {:?}", greeting.trim_end())));
+    }
+    let cmd: Vec<u8> = match creds {
+        Credentials::Password(user, pass) => match (astring(user.as_bytes()), astring(pass)) {
+            (Ok(u), Ok(p)) => format!("P1 LOGIN {u} {p}\r\n").into_bytes(),
+            // A password a quoted string cannot carry: AUTHENTICATE PLAIN.
+            _ => {
+                let mut m = vec![0];
+                m.extend_from_slice(user.as_bytes());
+                m.push(0);
+                m.extend_from_slice(pass);
+                format!(
+                    "P1 AUTHENTICATE PLAIN {}\r\n",
+                    base64::engine::general_purpose::STANDARD.encode(m)
+                )
+                .into_bytes()
+            }
+        },
+        Credentials::Master(user) => {
+            let Some((master, mpw)) = &settings.master else {
+                return Err(ProxyError::Refused(
+                    "no proxy.master_user to log in with".into(),
+                ));
+            };
+            let m = format!("{user}\0{master}\0{mpw}");
+            format!(
+                "P1 AUTHENTICATE PLAIN {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(m)
+            )
+            .into_bytes()
+        }
+    };
+    send(&mut r, &cmd)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let (answer, caps) = until_tagged(&mut r, "P1").await.map_err(unavailable)?;
+    if !answer.starts_with("OK") {
+        if answer.contains("[UNAVAILABLE]") {
+            return Err(unavailable(answer));
+        }
+        return Err(ProxyError::Refused(answer));
+    }
+    let capabilities = match caps {
+        Some(c) => c,
+        None => {
+            send(&mut r, b"P2 CAPABILITY\r\n")
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            let (_, caps) = until_tagged(&mut r, "P2").await.map_err(unavailable)?;
+            caps.unwrap_or_else(|| "IMAP4rev1".to_owned())
+        }
+    };
+    Ok(Backend {
+        stream: r,
+        capabilities,
+        host: host.to_owned(),
+    })
+}
+
+/// Logs in at the first of `hosts` that takes the session, skipping those
+/// marked down and marking down those that fail.
+///
+/// # Errors
+/// [`ProxyError`] when none takes it.
+pub async fn connect(
+    hosts: &[String],
+    settings: &ProxySettings,
+    health: &Health,
+    client: Option<SocketAddr>,
+    creds: &Credentials,
+) -> Result<Backend, ProxyError> {
+    let mut last = ProxyError::Unavailable("every backend is marked down".into());
+    let deadline = Instant::now() + settings.connect_timeout;
+    for host in hosts {
+        if health.is_down(host, settings.down_for) {
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, login_at(host, settings, client, creds)).await {
+            Ok(Ok(b)) => return Ok(b),
+            Ok(Err(ProxyError::Refused(r))) => return Err(ProxyError::Refused(r)),
+            Ok(Err(e)) => {
+                tracing::warn!(backend = %host, cause = ?e, "backend failed; marked down");
+                health.mark_down(host);
+                last = e;
+            }
+            Err(_) => {
+                tracing::warn!(backend = %host, "backend did not answer in time; marked down");
+                health.mark_down(host);
+                last = ProxyError::Unavailable(format!("{host}: timed out"));
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Relays bytes both ways until either side closes or nothing moves for
+/// `idle`: small fixed buffers, nothing parsed.
+pub async fn relay(
+    client: Box<dyn AsyncStream>,
+    backend: Backend,
+    pipelined: Vec<u8>,
+    idle: Duration,
+) {
+    let (mut cr, mut cw) = tokio::io::split(client);
+    // What the backend sent after its login answer is in its reader's
+    // buffer: it goes to the client first.
+    let early = backend.stream.buffer().to_vec();
+    let tcp = backend.stream.into_inner();
+    let (mut br, mut bw) = tcp.into_split();
+    if cw.write_all(&early).await.is_err() || bw.write_all(&pipelined).await.is_err() {
+        return;
+    }
+    let mut up = vec![0u8; 16 * 1024];
+    let mut down = vec![0u8; 16 * 1024];
+    loop {
+        let step = async {
+            tokio::select! {
+                r = cr.read(&mut up) => match r {
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => bw.write_all(&up[..n]).await.is_ok(),
+                },
+                r = br.read(&mut down) => match r {
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => cw.write_all(&down[..n]).await.is_ok() && cw.flush().await.is_ok(),
+                },
+            }
+        };
+        match tokio::time::timeout(idle, step).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(_) => {
+                let _ = cw.write_all(b"* BYE Idle for too long\r\n").await;
+                break;
+            }
+        }
+    }
+    let _ = cw.shutdown().await;
+    let _ = bw.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let s = ProxySettings {
+            self_names: vec!["mail1".into()],
+            ..Default::default()
+        };
+        assert_eq!(route("mail1", "mx.example", &s), None);
+        assert_eq!(route("MX.example", "mx.example", &s), None);
+        assert_eq!(
+            route("b1:143, b2", "mx.example", &s),
+            Some(vec!["b1:143".to_owned(), "b2".to_owned()])
+        );
+        assert_eq!(route("", "mx.example", &s), None);
+    }
+
+    #[test]
+    fn login_arguments() {
+        assert_eq!(astring(b"alice").unwrap(), "\"alice\"");
+        assert!(astring(b"pa\"ss").is_err());
+        assert!(astring("pä".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn proxy_headers_parse_back() {
+        let h = proxy_header(
+            "203.0.113.7:5555".parse().unwrap(),
+            "10.0.0.1:143".parse().unwrap(),
+        );
+        let got = crate::haproxy::parse_v2(h[12], h[13], &h[16..]).unwrap();
+        assert_eq!(got.client, Some("203.0.113.7:5555".parse().unwrap()));
+        let h = proxy_header(
+            "[2001:db8::1]:4000".parse().unwrap(),
+            "10.0.0.1:143".parse().unwrap(),
+        );
+        let got = crate::haproxy::parse_v2(h[12], h[13], &h[16..]).unwrap();
+        assert_eq!(got.client, Some("[2001:db8::1]:4000".parse().unwrap()));
+    }
+}

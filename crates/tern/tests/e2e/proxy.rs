@@ -1,0 +1,146 @@
+//! The login proxy, IMAP: two tern servers on loopback, a backend holding
+//! the Maildirs and a proxy whose passwd-file says `mailhost` is the
+//! backend; clients log in at the proxy and work in the backend's Maildir.
+
+use std::io::Write;
+use std::process::Command;
+
+use crate::differential::free_port;
+use crate::harness::*;
+
+/// A backend with a PROXY protocol listener that trusts loopback, a
+/// master user for the proxy, and its own APPENDLIMIT to be told apart.
+fn backend() -> Server {
+    server()
+        .users("dave:{PLAIN}davepw::::::\nerin:{PLAIN}erinpw::::::\n")
+        .imap("haproxy_listen = [\"127.0.0.1:0\"]\n")
+        .auth("master_passwd_file = \"masters\"\n")
+        .before_start(|dir| {
+            std::fs::write(dir.join("masters"), "proxymaster:{PLAIN}mpw::::::\n").unwrap();
+        })
+        .config("[haproxy]\ntrusted_networks = [\"127.0.0.1\"]\n[limits]\nmax_message_size = 12345678\n")
+        .log("info")
+        .start()
+}
+
+fn proxy_for(mailhost_dave: &str, mailhost_erin: &str) -> Server {
+    server()
+        .users(&format!(
+            "dave:{{PLAIN}}davepw::::::mailhost={mailhost_dave}\nerin:{{PLAIN}}erinpw::::::mailhost={mailhost_erin}\n"
+        ))
+        .auth("mechanisms = [\"PLAIN\", \"LOGIN\", \"SCRAM-SHA-256\"]\n")
+        .config(
+            "[proxy]\nsend_proxy_header = true\nmaster_user = \"proxymaster\"\nmaster_password = \"mpw\"\nconnect_timeout_ms = 2000\ndown_secs = 60\n",
+        )
+        .log("info")
+        .start()
+}
+
+#[test]
+fn a_proxied_session_works_in_the_backends_maildir() {
+    let b = backend();
+    b.deliver_raw(
+        "dave",
+        "1700000000.M1P1.backend",
+        &message("on the backend", "x"),
+    );
+    let at = b.haproxy["imap"].to_string();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let p = proxy_for(&at, &format!("{dead},{at}"));
+    let mut c = p.connect();
+    let r = c.cmd("LOGIN dave davepw");
+    assert!(r.ok(), "{r:?}");
+    assert!(
+        r.has("APPENDLIMIT=12345678"),
+        "the backend's capabilities: {r:?}"
+    );
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.has("* 1 EXISTS"), "{r:?}");
+    assert!(c
+        .append("INBOX", "()", &message("through the proxy", "y"))
+        .ok());
+    let r = c.cmd("FETCH 1:* (BODY[HEADER.FIELDS (SUBJECT)])");
+    assert!(
+        r.has("on the backend") && r.has("through the proxy"),
+        "{r:?}"
+    );
+    assert!(c.cmd("LOGOUT").ok());
+    assert!(
+        !p.maildir("dave").exists(),
+        "nothing of dave's on the proxy"
+    );
+    let new = std::fs::read_dir(b.maildir("dave").join("cur"))
+        .unwrap()
+        .chain(std::fs::read_dir(b.maildir("dave").join("new")).unwrap())
+        .count();
+    assert_eq!(new, 2, "both messages in the backend's Maildir");
+    // The backend saw the client's address (and port), not the proxy's.
+    let plog = p.log();
+    let peer = plog
+        .lines()
+        .find(|l| l.contains("login proxied"))
+        .and_then(|l| l.split("peer=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{plog}"))
+        .to_owned();
+    assert!(
+        b.log()
+            .lines()
+            .any(|l| l.contains(&format!("peer={peer}")) && l.contains("login")),
+        "{peer} in {}",
+        b.log()
+    );
+    // Pipelined commands after the LOGIN reach the backend.
+    let mut c = p.connect();
+    c.send(b"a1 LOGIN dave davepw\r\na2 SELECT INBOX\r\na3 LOGOUT\r\n");
+    let r = c.read_until_tag("a2");
+    assert!(r.has("* 2 EXISTS"), "{r:?}");
+    // A mechanism that reveals no password: the proxy logs in as master.
+    let out = Command::new("gsasl")
+        .args(["--imap", "--connect", &p.imap.to_string(), "--no-starttls"])
+        .args(["-a", "dave", "-p", "davepw", "-m", "SCRAM-SHA-256"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("Logged in"), "{text}");
+    assert!(b.log().contains("master user login"), "{}", b.log());
+    // Failover: the first mailhost of erin refuses, the second serves.
+    let mut e = p.connect();
+    assert!(e.cmd("LOGIN erin erinpw").ok());
+    assert!(e.cmd("SELECT INBOX").ok());
+    assert!(p.log().contains("marked down"), "{}", p.log());
+    // A local account of the proxy is served by the proxy.
+    assert!(p.alice().cmd("SELECT INBOX").ok());
+}
+
+#[test]
+fn a_backend_that_is_gone_gives_unavailable_at_once() {
+    let mut b = backend();
+    let at = b.haproxy["imap"].to_string();
+    let p = proxy_for(&at, &at);
+    assert!(p.connect().cmd("LOGIN dave davepw").ok());
+    b.kill9();
+    let t = std::time::Instant::now();
+    let r = p.connect().cmd("LOGIN dave davepw");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // A wrong password is still a wrong password, checked by the proxy.
+    let r = p.connect().cmd("LOGIN dave wrong");
+    assert!(r.no() && r.has("[AUTHENTICATIONFAILED]"), "{r:?}");
+    // The proxy's own accounts are not affected.
+    assert!(p.alice().cmd("NOOP").ok());
+    // A backend that greets with garbage is no backend.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let garbage = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\n");
+        }
+    });
+    let p2 = proxy_for(&garbage.to_string(), &garbage.to_string());
+    let r = p2.connect().cmd("LOGIN dave davepw");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    let mut c = p2.connect();
+    assert!(c.cmd("NOOP").ok(), "the session survives");
+}
