@@ -208,6 +208,9 @@ pub struct ProxyConfig {
     /// The IMAP port of a `mailhost` without one.
     #[serde(default = "default_proxy_imap_port")]
     pub imap_port: u16,
+    /// The backends' POP3 port (a port in `mailhost` is the IMAP one).
+    #[serde(default = "default_proxy_pop3_port")]
+    pub pop3_port: u16,
     /// Connecting and logging in to a backend, in milliseconds, all
     /// backends of one login together.
     #[serde(default = "default_proxy_connect_timeout")]
@@ -234,6 +237,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             self_names: Vec::new(),
             imap_port: default_proxy_imap_port(),
+            pop3_port: default_proxy_pop3_port(),
             connect_timeout_ms: default_proxy_connect_timeout(),
             down_secs: default_proxy_down_secs(),
             send_proxy_header: false,
@@ -245,6 +249,10 @@ impl Default for ProxyConfig {
 
 fn default_proxy_imap_port() -> u16 {
     143
+}
+
+fn default_proxy_pop3_port() -> u16 {
+    110
 }
 
 fn default_proxy_connect_timeout() -> u64 {
@@ -261,6 +269,7 @@ impl ProxyConfig {
         crate::proxy::ProxySettings {
             self_names: self.self_names.clone(),
             imap_port: self.imap_port,
+            pop3_port: self.pop3_port,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
             down_for: Duration::from_secs(self.down_secs),
             send_proxy_header: self.send_proxy_header,

@@ -1,4 +1,4 @@
-//! The login proxy, IMAP leg: after a login on this server, an account
+//! The login proxy, IMAP and POP3: after a login on this server, an account
 //! whose `mailhost` names another server is served there. This server logs
 //! in to that backend for the client (with the client's own password when
 //! the mechanism revealed it, else as a master user), hands the client the
@@ -32,8 +32,10 @@ pub struct ProxySettings {
     /// Names of this server besides `hostname` (`mail1`, `10.0.0.5:143`):
     /// a `mailhost` naming one of them is served here.
     pub self_names: Vec<String>,
-    /// The port of a backend `mailhost` that names none.
+    /// The IMAP port of a backend `mailhost` that names none.
     pub imap_port: u16,
+    /// The POP3 port of a backend; a `mailhost` port is an IMAP one.
+    pub pop3_port: u16,
     /// How long connecting and logging in to a backend may take.
     pub connect_timeout: Duration,
     /// How long a backend that failed is skipped.
@@ -50,6 +52,7 @@ impl Default for ProxySettings {
         ProxySettings {
             self_names: Vec::new(),
             imap_port: 143,
+            pop3_port: 110,
             connect_timeout: Duration::from_secs(5),
             down_for: Duration::from_secs(30),
             send_proxy_header: false,
@@ -223,21 +226,93 @@ async fn send(r: &mut BufReader<TcpStream>, bytes: &[u8]) -> std::io::Result<()>
     r.get_mut().write_all(bytes).await
 }
 
+/// The protocol of a proxied session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// IMAP.
+    Imap,
+    /// POP3.
+    Pop3,
+}
+
+/// Where `host` is for `leg`: a port in a `mailhost` is the IMAP port; a
+/// POP3 session goes to the same host's POP3 port.
+fn address(host: &str, settings: &ProxySettings, leg: Leg) -> String {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if p.parse::<u16>().is_ok() && !n.ends_with(':') => (n, p.parse().ok()),
+        _ => (host, None),
+    };
+    match leg {
+        Leg::Imap => format!("{name}:{}", port.unwrap_or(settings.imap_port)),
+        Leg::Pop3 => format!("{name}:{}", settings.pop3_port),
+    }
+}
+
+/// Logs in to a POP3 backend after its greeting: USER/PASS with the
+/// client's password, AUTH PLAIN as the master user otherwise.
+async fn pop3_login(
+    r: &mut BufReader<TcpStream>,
+    settings: &ProxySettings,
+    creds: &Credentials,
+    unavailable: impl Fn(String) -> ProxyError,
+) -> Result<(), ProxyError> {
+    let unusable = |l: &str| l.is_empty() || l.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    match creds {
+        Credentials::Password(user, pass) => {
+            let pass = String::from_utf8_lossy(pass);
+            if unusable(user) || unusable(&pass) || user.contains(' ') {
+                return Err(ProxyError::Refused(
+                    "a name or password POP3 cannot carry".into(),
+                ));
+            }
+            lines.push(format!("USER {user}\r\n").into_bytes());
+            lines.push(format!("PASS {pass}\r\n").into_bytes());
+        }
+        Credentials::Master(user) => {
+            let Some((master, mpw)) = &settings.master else {
+                return Err(ProxyError::Refused(
+                    "no proxy.master_user to log in with".into(),
+                ));
+            };
+            let m = format!("{user}\0{master}\0{mpw}");
+            lines.push(
+                format!(
+                    "AUTH PLAIN {}\r\n",
+                    base64::engine::general_purpose::STANDARD.encode(m)
+                )
+                .into_bytes(),
+            );
+        }
+    }
+    for l in lines {
+        send(r, &l).await.map_err(|e| unavailable(e.to_string()))?;
+        let mut answer = String::new();
+        (&mut *r)
+            .take(4096)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if answer.starts_with("+OK") {
+            continue;
+        }
+        if answer.is_empty() || answer.contains("[SYS/TEMP]") || answer.contains("[IN-USE]") {
+            return Err(unavailable(answer.trim_end().to_owned()));
+        }
+        return Err(ProxyError::Refused(answer.trim_end().to_owned()));
+    }
+    Ok(())
+}
+
 /// Connects to `host` and logs in as `user`.
 async fn login_at(
     host: &str,
     settings: &ProxySettings,
     client: Option<SocketAddr>,
     creds: &Credentials,
+    leg: Leg,
 ) -> Result<Backend, ProxyError> {
-    let addr = if host
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        host.to_owned()
-    } else {
-        format!("{host}:{}", settings.imap_port)
-    };
+    let addr = address(host, settings, leg);
     let unavailable = |why: String| ProxyError::Unavailable(format!("{host}: {why}"));
     let mut tcp = TcpStream::connect(&addr)
         .await
@@ -257,8 +332,20 @@ async fn login_at(
         .read_line(&mut greeting)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    if !greeting.starts_with("* OK") {
+    let greeted = match leg {
+        Leg::Imap => greeting.starts_with("* OK"),
+        Leg::Pop3 => greeting.starts_with("+OK"),
+    };
+    if !greeted {
         return Err(unavailable(format!("greeting {:?}", greeting.trim_end())));
+    }
+    if leg == Leg::Pop3 {
+        pop3_login(&mut r, settings, creds, unavailable).await?;
+        return Ok(Backend {
+            stream: r,
+            capabilities: String::new(),
+            host: host.to_owned(),
+        });
     }
     let cmd: Vec<u8> = match creds {
         Credentials::Password(user, pass) => match (astring(user.as_bytes()), astring(pass)) {
@@ -328,6 +415,7 @@ pub async fn connect(
     health: &Health,
     client: Option<SocketAddr>,
     creds: &Credentials,
+    leg: Leg,
 ) -> Result<Backend, ProxyError> {
     let mut last = ProxyError::Unavailable("every backend is marked down".into());
     let deadline = Instant::now() + settings.connect_timeout;
@@ -339,7 +427,7 @@ pub async fn connect(
         if left.is_zero() {
             break;
         }
-        match tokio::time::timeout(left, login_at(host, settings, client, creds)).await {
+        match tokio::time::timeout(left, login_at(host, settings, client, creds, leg)).await {
             Ok(Ok(b)) => return Ok(b),
             Ok(Err(ProxyError::Refused(r))) => return Err(ProxyError::Refused(r)),
             Ok(Err(e)) => {
@@ -419,6 +507,15 @@ mod tests {
             Some(vec!["b1:143".to_owned(), "b2".to_owned()])
         );
         assert_eq!(route("", "mx.example", &s), None);
+    }
+
+    #[test]
+    fn addresses() {
+        let s = ProxySettings::default();
+        assert_eq!(address("b1", &s, Leg::Imap), "b1:143");
+        assert_eq!(address("b1:1143", &s, Leg::Imap), "b1:1143");
+        assert_eq!(address("b1:1143", &s, Leg::Pop3), "b1:110");
+        assert_eq!(address("10.0.0.5", &s, Leg::Pop3), "10.0.0.5:110");
     }
 
     #[test]

@@ -92,7 +92,16 @@ impl Session {
             None => Credentials::Master(user.name.clone()),
         };
         let svc = self.svc.clone();
-        match crate::proxy::connect(hosts, &svc.proxy, &svc.proxy_health, self.peer, &creds).await {
+        match crate::proxy::connect(
+            hosts,
+            &svc.proxy,
+            &svc.proxy_health,
+            self.peer,
+            &creds,
+            crate::proxy::Leg::Imap,
+        )
+        .await
+        {
             Ok(b) => {
                 tracing::info!(backend = %b.host, "login proxied");
                 let reply = Reply::ok_code(Code::Capability(b.capabilities.clone()), "Logged in");

@@ -52,6 +52,9 @@ struct Pop3 {
     slot: Option<crate::listener::ConnectionSlot>,
     /// When the connection began (the login's deadline).
     started: std::time::Instant,
+    /// The password of the login in progress, when the client sent one for
+    /// the user itself (what the proxy logs in to a backend with).
+    login_secret: Option<tern_auth::Secret<Vec<u8>>>,
 }
 
 /// What the command loop does next.
@@ -77,6 +80,7 @@ pub async fn serve_pop3(
         peer,
         slot,
         started: std::time::Instant::now(),
+        login_secret: None,
         state: State::Authorization {
             user: None,
             failures: 0,
@@ -374,7 +378,10 @@ impl Pop3 {
         );
         // Boxed: the exchange's state lives on the heap while it runs.
         match Box::pin(crate::sasl::run(ctx, mech, ir, self)).await? {
-            Outcome::Checked(result, attempted, _) => self.conclude(result, attempted).await,
+            Outcome::Checked(result, attempted, secret) => {
+                self.login_secret = secret.map(tern_auth::Secret::new);
+                self.conclude(result, attempted).await
+            }
             Outcome::Refused(r) => {
                 match r {
                     Refusal::Unsupported => {
@@ -420,6 +427,12 @@ impl Pop3 {
     }
 
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<Flow, ConnEnd> {
+        let master = self
+            .svc
+            .users
+            .as_ref()
+            .is_some_and(|u| u.split_master(&user).is_some());
+        self.login_secret = (!master).then(|| tern_auth::Secret::new(pass.clone()));
         let result = crate::login::verify(
             &self.svc,
             user.clone(),
@@ -443,6 +456,14 @@ impl Pop3 {
                         "-ERR [LOGIN-DELAY] Logins are allowed once every {secs} seconds."
                     ));
                     return Ok(Flow::Continue);
+                }
+                let secret = self.login_secret.take();
+                if let Some(hosts) = u
+                    .mailhost
+                    .as_deref()
+                    .and_then(|m| crate::proxy::route(m, &self.svc.hostname, &self.svc.proxy))
+                {
+                    return self.proxy(&u, &hosts, secret).await;
                 }
                 if let Some(slot) = self.slot.as_mut() {
                     if let Err(limit) =
@@ -513,6 +534,59 @@ impl Pop3 {
                 } else {
                     Flow::Continue
                 })
+            }
+        }
+    }
+}
+
+impl Pop3 {
+    /// Logs in at the account's backend and relays the session there, or
+    /// answers `-ERR [SYS/TEMP]` when no backend takes it.
+    async fn proxy(
+        &mut self,
+        user: &User,
+        hosts: &[String],
+        secret: Option<tern_auth::Secret<Vec<u8>>>,
+    ) -> Result<Flow, ConnEnd> {
+        use crate::proxy::Credentials;
+        let creds = match secret {
+            Some(p) => Credentials::Password(user.name.clone(), p.expose().clone()),
+            None => Credentials::Master(user.name.clone()),
+        };
+        let svc = self.svc.clone();
+        match crate::proxy::connect(
+            hosts,
+            &svc.proxy,
+            &svc.proxy_health,
+            self.peer,
+            &creds,
+            crate::proxy::Leg::Pop3,
+        )
+        .await
+        {
+            Ok(backend) => {
+                tracing::Span::current().record("user", user.name.as_str());
+                tracing::info!(backend = %backend.host, "POP3 login proxied");
+                self.reply("+OK Logged in.");
+                self.conn.flush().await?;
+                let pipelined = std::mem::take(&mut self.conn.inbuf);
+                // RFC 1939 §3: at least 10 minutes idle.
+                let idle = self
+                    .svc
+                    .limits
+                    .auth_timeout()
+                    .max(std::time::Duration::from_secs(600));
+                if let Some(stream) = self.conn.take_stream() {
+                    crate::proxy::relay(stream, backend, pipelined, idle).await;
+                }
+                Ok(Flow::Close)
+            }
+            Err(e) => {
+                tracing::warn!(cause = ?e, "POP3 login not proxied");
+                self.reply(
+                    "-ERR [SYS/TEMP] The server of this account is unavailable, try again later.",
+                );
+                Ok(Flow::Continue)
             }
         }
     }

@@ -14,6 +14,7 @@ fn backend() -> Server {
     server()
         .users("dave:{PLAIN}davepw::::::\nerin:{PLAIN}erinpw::::::\n")
         .imap("haproxy_listen = [\"127.0.0.1:0\"]\n")
+        .pop3("haproxy_listen = [\"127.0.0.1:0\"]\n")
         .auth("master_passwd_file = \"masters\"\n")
         .before_start(|dir| {
             std::fs::write(dir.join("masters"), "proxymaster:{PLAIN}mpw::::::\n").unwrap();
@@ -24,13 +25,17 @@ fn backend() -> Server {
 }
 
 fn proxy_for(mailhost_dave: &str, mailhost_erin: &str) -> Server {
+    proxy_with(mailhost_dave, mailhost_erin, "")
+}
+
+fn proxy_with(mailhost_dave: &str, mailhost_erin: &str, extra: &str) -> Server {
     server()
         .users(&format!(
             "dave:{{PLAIN}}davepw::::::mailhost={mailhost_dave}\nerin:{{PLAIN}}erinpw::::::mailhost={mailhost_erin}\n"
         ))
         .auth("mechanisms = [\"PLAIN\", \"LOGIN\", \"SCRAM-SHA-256\"]\n")
         .config(
-            "[proxy]\nsend_proxy_header = true\nmaster_user = \"proxymaster\"\nmaster_password = \"mpw\"\nconnect_timeout_ms = 2000\ndown_secs = 60\n",
+            &format!("[proxy]\nsend_proxy_header = true\nmaster_user = \"proxymaster\"\nmaster_password = \"mpw\"\nconnect_timeout_ms = 2000\ndown_secs = 60\n{extra}"),
         )
         .log("info")
         .start()
@@ -143,4 +148,38 @@ fn a_backend_that_is_gone_gives_unavailable_at_once() {
     assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
     let mut c = p2.connect();
     assert!(c.cmd("NOOP").ok(), "the session survives");
+}
+
+#[test]
+fn a_proxied_pop3_session_reads_the_backends_maildrop() {
+    let b = backend();
+    b.deliver_raw("dave", "1700000000.M1P1.backend", &message("pop me", "x"));
+    let imap_at = b.haproxy["imap"];
+    let pop_port = b.haproxy["pop3"].port();
+    // The mailhost names the backend's IMAP port; POP3 goes to its POP3
+    // port on the same host.
+    let p = proxy_with(
+        &imap_at.to_string(),
+        &imap_at.to_string(),
+        &format!("pop3_port = {pop_port}\n"),
+    );
+    let mut c = p.pop();
+    assert!(c.login("dave", "davepw").starts_with("+OK"));
+    assert!(
+        c.cmd("STAT").starts_with("+OK 1 "),
+        "the backend's maildrop"
+    );
+    let (first, body) = c.multi("RETR 1");
+    assert!(first.starts_with("+OK"));
+    assert!(String::from_utf8_lossy(&body).contains("pop me"));
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    assert!(!p.maildir("dave").exists());
+    assert!(p.log().contains("POP3 login proxied"), "{}", p.log());
+    // AUTH PLAIN: the client's password is passed on as well.
+    let mut c = p.pop();
+    let ir = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "\0dave\0davepw");
+    assert!(c.cmd(&format!("AUTH PLAIN {ir}")).starts_with("+OK"));
+    assert!(c.cmd("STAT").starts_with("+OK 1 "));
+    // The proxy's own POP3 accounts stay here.
+    assert!(p.pop_alice().cmd("STAT").starts_with("+OK"));
 }
