@@ -58,6 +58,22 @@ impl Directory {
         })
     }
 
+    /// For a login name no backend knows, when an LDAP directory checks
+    /// passwords by binding: a bind that fails as a wrong password's does
+    /// (the time an unknown user costs is a known user's). Whether one was
+    /// made.
+    pub async fn decoy_bind(&self, password: &[u8]) -> bool {
+        for b in &self.backends {
+            if let Backend::Ldap(l) = b {
+                if l.binds() {
+                    l.decoy_bind(password).await;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// The account `req` names.
     ///
     /// # Errors

@@ -246,6 +246,14 @@ impl LdapBackend {
             && !self.s.attributes.contains_key("clear_password")
     }
 
+    /// A bind that cannot succeed, as a known account's check costs: for a
+    /// login name the search did not find, so that an unknown user is not
+    /// told apart from a wrong password by the time the answer takes.
+    pub async fn decoy_bind(&self, password: &[u8]) {
+        let dn = format!("cn=tern-decoy-no-such-entry,{}", self.s.base);
+        let _ = self.bind_check(&dn, password).await;
+    }
+
     /// Whether `password` is the account's: a bind as `dn` with it. An
     /// empty password is refused here (an LDAP "unauthenticated bind"
     /// would succeed with it).

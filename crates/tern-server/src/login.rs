@@ -139,6 +139,11 @@ pub(crate) async fn verify(
             return finish(svc, peer, result, service, tls);
         }
     }
+    // No such account, where accounts are checked by binding: a bind that
+    // fails costs what a known account's wrong password does.
+    if entry.is_none() && db.decoy_bind(&pass).await {
+        return LoginResult::Failed;
+    }
     let shared = svc.clone();
     let result = on_checker(move || match &shared.users {
         Some(db) => db.check(entry.as_ref(), &pass),

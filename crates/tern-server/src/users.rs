@@ -292,6 +292,12 @@ impl UserDb {
         self
     }
 
+    /// A failing bind for an unknown name where LDAP checks by binding
+    /// ([`Directory::decoy_bind`]); whether one was made.
+    pub async fn decoy_bind(&self, password: &[u8]) -> bool {
+        self.directory.decoy_bind(password).await
+    }
+
     /// Whether master users are configured.
     pub fn has_masters(&self) -> bool {
         self.masters.is_some()

@@ -376,6 +376,28 @@ fn ldap_accounts() {
             assert!(no(u, p), "{u:?} with {p} was let in");
         }
     }
+    // An unknown name costs about what a wrong password does: the medians
+    // of interleaved samples within a factor of two. (On loopback the
+    // decoy hash an unknown name cost before it got a decoy bind was close
+    // to a bind already; against a remote directory a bind's round trip is
+    // what the decoy bind matches.)
+    let time_of = |u: &str| {
+        let t = std::time::Instant::now();
+        assert!(no(u, "wrong"));
+        t.elapsed().as_secs_f64()
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for i in 0..9 {
+        known.push(time_of("lee@example.org"));
+        unknown.push(time_of(&format!("nobody{i}@example.org")));
+    }
+    known.sort_by(f64::total_cmp);
+    unknown.sort_by(f64::total_cmp);
+    let (k, u) = (known[4], unknown[4]);
+    assert!(
+        u > k / 2.0 && u < k * 2.0,
+        "median refusal: known {k:.4} s, unknown {u:.4} s"
+    );
     // The directory goes away: a temporary failure, not a wrong password.
     ldap.stop();
     let r = s.connect().cmd("LOGIN lee@example.org leepw");
