@@ -230,6 +230,17 @@ pub struct ProxyConfig {
     /// Its password.
     #[serde(default)]
     pub master_password: Option<String>,
+    /// TLS to the backends: `none`, `starttls` (STARTTLS/STLS before the
+    /// login) or `tls` (their implicit-TLS ports).
+    #[serde(default)]
+    pub backend_tls: crate::proxy::BackendTls,
+    /// CA certificates (PEM) the backends' certificates are verified with;
+    /// required with `backend_tls`. The name checked is the `mailhost`'s.
+    #[serde(default)]
+    pub backend_ca: Option<PathBuf>,
+    /// Where a backend may be reached without TLS (default: loopback).
+    #[serde(default)]
+    pub cleartext_networks: Option<Vec<String>>,
 }
 
 impl Default for ProxyConfig {
@@ -243,6 +254,9 @@ impl Default for ProxyConfig {
             send_proxy_header: false,
             master_user: None,
             master_password: None,
+            backend_tls: Default::default(),
+            backend_ca: None,
+            cleartext_networks: None,
         }
     }
 }
@@ -264,9 +278,37 @@ fn default_proxy_down_secs() -> u64 {
 }
 
 impl ProxyConfig {
-    /// The settings the server runs with.
-    pub fn settings(&self) -> crate::proxy::ProxySettings {
-        crate::proxy::ProxySettings {
+    /// The settings the server runs with (`base` resolves `backend_ca`).
+    ///
+    /// # Errors
+    /// A CA file that cannot be used, or a network that does not parse.
+    pub fn settings(&self, base: &Path) -> Result<crate::proxy::ProxySettings, String> {
+        let defaults = crate::proxy::ProxySettings::default();
+        let cleartext_networks = match &self.cleartext_networks {
+            Some(n) => n
+                .iter()
+                .map(|n| crate::haproxy::Network::parse(n))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => defaults.cleartext_networks,
+        };
+        let tls_connector = match &self.backend_ca {
+            Some(ca) => {
+                let ca = if ca.is_absolute() {
+                    ca.clone()
+                } else {
+                    base.join(ca)
+                };
+                Some(crate::proxy::connector_for(&ca)?)
+            }
+            None if self.backend_tls != crate::proxy::BackendTls::None => {
+                return Err("proxy.backend_tls needs proxy.backend_ca".into())
+            }
+            None => None,
+        };
+        Ok(crate::proxy::ProxySettings {
+            backend_tls: self.backend_tls,
+            tls_connector,
+            cleartext_networks,
             self_names: self.self_names.clone(),
             imap_port: self.imap_port,
             pop3_port: self.pop3_port,
@@ -277,7 +319,7 @@ impl ProxyConfig {
                 .master_user
                 .clone()
                 .map(|u| (u, self.master_password.clone().unwrap_or_default())),
-        }
+        })
     }
 }
 
@@ -887,6 +929,9 @@ impl Config {
         }
         crate::sasl::SaslSettings::parse_names(&self.auth.mechanisms)
             .map_err(|e| invalid("auth.mechanisms", e))?;
+        self.proxy
+            .settings(&self.base_dir)
+            .map_err(|e| invalid("proxy", e))?;
         if self.auth.master_separator.is_empty() {
             return Err(invalid("auth.master_separator", "must not be empty".into()));
         }

@@ -229,6 +229,22 @@ impl Network {
         Ok(Network { net, prefix })
     }
 
+    /// 127.0.0.0/8.
+    pub fn loopback_v4() -> Network {
+        Network {
+            net: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+            prefix: 8,
+        }
+    }
+
+    /// ::1.
+    pub fn loopback_v6() -> Network {
+        Network {
+            net: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        }
+    }
+
     /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as
     /// its IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {

@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use crate::imap::AsyncStream;
 
 /// What the proxy is configured with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxySettings {
     /// Names of this server besides `hostname` (`mail1`, `10.0.0.5:143`):
     /// a `mailhost` naming one of them is served here.
@@ -45,6 +45,35 @@ pub struct ProxySettings {
     /// The master user (and password) for logins whose password the proxy
     /// never saw (SCRAM, CRAM-MD5, EXTERNAL).
     pub master: Option<(String, String)>,
+    /// TLS to the backends.
+    pub backend_tls: BackendTls,
+    /// Verifies the backends' certificates (from `proxy.backend_ca`).
+    pub tls_connector: Option<tokio_rustls::TlsConnector>,
+    /// Where a backend may be reached without TLS.
+    pub cleartext_networks: Vec<crate::haproxy::Network>,
+}
+
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("self_names", &self.self_names)
+            .field("backend_tls", &self.backend_tls)
+            .field("send_proxy_header", &self.send_proxy_header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the proxy reaches its backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendTls {
+    /// In the clear (only to `cleartext_networks`).
+    #[default]
+    None,
+    /// STARTTLS (IMAP) or STLS (POP3) before the login.
+    Starttls,
+    /// TLS from the start (the backends' implicit-TLS ports).
+    Tls,
 }
 
 impl Default for ProxySettings {
@@ -57,8 +86,38 @@ impl Default for ProxySettings {
             down_for: Duration::from_secs(30),
             send_proxy_header: false,
             master: None,
+            backend_tls: BackendTls::None,
+            tls_connector: None,
+            cleartext_networks: vec![
+                crate::haproxy::Network::loopback_v4(),
+                crate::haproxy::Network::loopback_v6(),
+            ],
         }
     }
+}
+
+/// A TLS client config that trusts the CA certificates of a PEM file.
+///
+/// # Errors
+/// The file is unreadable or holds no certificate.
+pub fn connector_for(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject;
+    crate::tls::install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("{}: {e}", ca.display()))?
+    {
+        roots
+            .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate", ca.display()));
+    }
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)))
 }
 
 /// Backends that failed, and when.
@@ -132,7 +191,7 @@ pub enum ProxyError {
 /// A backend session logged in: its stream and its capabilities.
 pub struct Backend {
     /// The connection, with anything it sent after the login's answer.
-    pub stream: BufReader<TcpStream>,
+    pub stream: BufReader<Box<dyn AsyncStream>>,
     /// The capabilities it reported after login.
     pub capabilities: String,
     /// Which backend.
@@ -191,7 +250,7 @@ fn proxy_header(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
 /// Reads lines up to the one tagged `tag`; that line, and the
 /// capabilities of a `[CAPABILITY ...]` code or an untagged CAPABILITY.
 async fn until_tagged(
-    r: &mut BufReader<TcpStream>,
+    r: &mut BufReader<Box<dyn AsyncStream>>,
     tag: &str,
 ) -> Result<(String, Option<String>), String> {
     let mut caps = None;
@@ -222,7 +281,7 @@ async fn until_tagged(
     Err("the backend sent too many lines".into())
 }
 
-async fn send(r: &mut BufReader<TcpStream>, bytes: &[u8]) -> std::io::Result<()> {
+async fn send(r: &mut BufReader<Box<dyn AsyncStream>>, bytes: &[u8]) -> std::io::Result<()> {
     r.get_mut().write_all(bytes).await
 }
 
@@ -251,7 +310,7 @@ fn address(host: &str, settings: &ProxySettings, leg: Leg) -> String {
 /// Logs in to a POP3 backend after its greeting: USER/PASS with the
 /// client's password, AUTH PLAIN as the master user otherwise.
 async fn pop3_login(
-    r: &mut BufReader<TcpStream>,
+    r: &mut BufReader<Box<dyn AsyncStream>>,
     settings: &ProxySettings,
     creds: &Credentials,
     unavailable: impl Fn(String) -> ProxyError,
@@ -318,6 +377,17 @@ async fn login_at(
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().map_err(|e| unavailable(e.to_string()))?;
+    if settings.backend_tls == BackendTls::None
+        && !settings
+            .cleartext_networks
+            .iter()
+            .any(|n| n.contains(peer.ip()))
+    {
+        return Err(unavailable(format!(
+            "{peer} is not in proxy.cleartext_networks and proxy.backend_tls is none"
+        )));
+    }
     if settings.send_proxy_header {
         if let (Some(c), Ok(l)) = (client, tcp.local_addr()) {
             tcp.write_all(&proxy_header(c, l))
@@ -325,7 +395,30 @@ async fn login_at(
                 .map_err(|e| unavailable(e.to_string()))?;
         }
     }
-    let mut r = BufReader::new(tcp);
+    let name = addr.rsplit_once(':').map_or(addr.as_str(), |(n, _)| n);
+    let name = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let start_tls = |tcp: Box<dyn AsyncStream>| {
+        let connector = settings.tls_connector.clone();
+        let name = name.clone();
+        async move {
+            let Some(c) = connector else {
+                return Err("proxy.backend_tls needs proxy.backend_ca".to_owned());
+            };
+            let server = rustls_pki_types::ServerName::try_from(name).map_err(|e| e.to_string())?;
+            c.connect(server, tcp)
+                .await
+                .map(|t| Box::new(t) as Box<dyn AsyncStream>)
+                .map_err(|e| format!("TLS: {e}"))
+        }
+    };
+    let stream: Box<dyn AsyncStream> = match settings.backend_tls {
+        BackendTls::Tls => start_tls(Box::new(tcp)).await.map_err(unavailable)?,
+        _ => Box::new(tcp),
+    };
+    let mut r = BufReader::new(stream);
     let mut greeting = String::new();
     (&mut r)
         .take(64 * 1024)
@@ -338,6 +431,38 @@ async fn login_at(
     };
     if !greeted {
         return Err(unavailable(format!("greeting {:?}", greeting.trim_end())));
+    }
+    if settings.backend_tls == BackendTls::Starttls {
+        let (cmd, ok): (&[u8], fn(&str) -> bool) = match leg {
+            Leg::Imap => (b"P0 STARTTLS\r\n", |l| l.starts_with("P0 OK")),
+            Leg::Pop3 => (b"STLS\r\n", |l| l.starts_with("+OK")),
+        };
+        send(&mut r, cmd)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let answer = match leg {
+            Leg::Imap => until_tagged(&mut r, "P0")
+                .await
+                .map(|(a, _)| format!("P0 {a}"))
+                .map_err(unavailable)?,
+            Leg::Pop3 => {
+                let mut l = String::new();
+                (&mut r)
+                    .take(4096)
+                    .read_line(&mut l)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                l
+            }
+        };
+        if !ok(&answer) || !r.buffer().is_empty() {
+            return Err(unavailable(format!(
+                "STARTTLS refused: {}",
+                answer.trim_end()
+            )));
+        }
+        let plain = r.into_inner();
+        r = BufReader::new(start_tls(plain).await.map_err(unavailable)?);
     }
     if leg == Leg::Pop3 {
         pop3_login(&mut r, settings, creds, unavailable).await?;
@@ -457,8 +582,7 @@ pub async fn relay(
     // What the backend sent after its login answer is in its reader's
     // buffer: it goes to the client first.
     let early = backend.stream.buffer().to_vec();
-    let tcp = backend.stream.into_inner();
-    let (mut br, mut bw) = tcp.into_split();
+    let (mut br, mut bw) = tokio::io::split(backend.stream.into_inner());
     if cw.write_all(&early).await.is_err() || bw.write_all(&pipelined).await.is_err() {
         return;
     }

@@ -686,7 +686,10 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             trusted: cfg.haproxy.networks().map_err(|e| anyhow::anyhow!(e))?,
             timeout: Duration::from_secs(cfg.haproxy.timeout_secs.max(1)),
         },
-        proxy: cfg.proxy.settings(),
+        proxy: cfg
+            .proxy
+            .settings(&cfg.base_dir)
+            .map_err(|e| anyhow::anyhow!("[proxy]: {e}"))?,
         proxy_health: Default::default(),
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");

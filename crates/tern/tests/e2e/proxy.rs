@@ -13,7 +13,7 @@ use crate::harness::*;
 fn backend() -> Server {
     server()
         .users("dave:{PLAIN}davepw::::::\nerin:{PLAIN}erinpw::::::\n")
-        .imap("haproxy_listen = [\"127.0.0.1:0\"]\n")
+        .imap("haproxy_listen = [\"127.0.0.1:0\"]\nhaproxy_tls_listen = [\"127.0.0.1:0\"]\n")
         .pop3("haproxy_listen = [\"127.0.0.1:0\"]\n")
         .auth("master_passwd_file = \"masters\"\n")
         .before_start(|dir| {
@@ -182,4 +182,61 @@ fn a_proxied_pop3_session_reads_the_backends_maildrop() {
     assert!(c.cmd("STAT").starts_with("+OK 1 "));
     // The proxy's own POP3 accounts stay here.
     assert!(p.pop_alice().cmd("STAT").starts_with("+OK"));
+}
+
+#[test]
+fn the_backend_leg_is_tls_verified_or_cleartext_only_where_allowed() {
+    let b = backend();
+    b.deliver_raw("dave", "1700000000.M1P1.backend", &message("over tls", "x"));
+    let ca = b.path().join("cert.pem").display().to_string();
+    // The backend's certificate names localhost: the mailhost must too.
+    let tls_at = format!("localhost:{}", b.haproxy["imaps"].port());
+    let plain_at = format!("localhost:{}", b.haproxy["imap"].port());
+    for (mode, at) in [("tls", &tls_at), ("starttls", &plain_at)] {
+        let p = proxy_with(
+            at,
+            at,
+            &format!("backend_tls = \"{mode}\"\nbackend_ca = \"{ca}\"\ncleartext_networks = []\n"),
+        );
+        let mut c = p.connect();
+        let r = c.cmd("LOGIN dave davepw");
+        assert!(r.ok(), "{mode}: {r:?}");
+        assert!(c.cmd("SELECT INBOX").has("* 1 EXISTS"), "{mode}");
+        // The backend saw a TLS connection.
+        assert!(
+            b.log()
+                .lines()
+                .any(|l| l.contains("user=\"dave\"") && l.contains("tls=true")),
+            "{mode}: {}",
+            b.log()
+        );
+    }
+    // A CA that did not sign the backend's certificate: no session.
+    let other = tempfile::tempdir().unwrap();
+    let wrong = other.path().join("ca.pem");
+    tern_server::tls::generate_self_signed(
+        &["localhost".into()],
+        &wrong,
+        &other.path().join("k.pem"),
+    )
+    .unwrap();
+    let p = proxy_with(
+        &tls_at,
+        &tls_at,
+        &format!(
+            "backend_tls = \"tls\"\nbackend_ca = \"{}\"\n",
+            wrong.display()
+        ),
+    );
+    let r = p.connect().cmd("LOGIN dave davepw");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    // Cleartext to an address the operator did not list: refused.
+    let p = proxy_with(
+        &plain_at,
+        &plain_at,
+        "cleartext_networks = [\"10.0.0.0/8\"]\n",
+    );
+    let r = p.connect().cmd("LOGIN dave davepw");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    assert!(p.log().contains("cleartext_networks"), "{}", p.log());
 }
