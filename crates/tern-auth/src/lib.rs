@@ -9,6 +9,7 @@ pub mod checkpassword;
 pub mod directory;
 pub mod fuzzing;
 pub mod ldap;
+pub mod oauth;
 pub mod passwd_file;
 pub mod sasl;
 pub mod scheme;

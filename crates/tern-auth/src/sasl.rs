@@ -48,12 +48,18 @@ pub enum Mechanism {
     /// EXTERNAL (RFC 4422 appendix A): the identity the TLS client
     /// certificate proved.
     External,
+    /// OAUTHBEARER (RFC 7628): an OAuth 2.0 bearer token.
+    OAuthBearer,
+    /// XOAUTH2: the same, in Google's older form.
+    XOAuth2,
 }
 
 impl Mechanism {
     /// Every mechanism, strongest first (the order they are offered in).
-    pub const ALL: [Mechanism; 8] = [
+    pub const ALL: [Mechanism; 10] = [
         Mechanism::External,
+        Mechanism::OAuthBearer,
+        Mechanism::XOAuth2,
         Mechanism::ScramSha256Plus,
         Mechanism::ScramSha256,
         Mechanism::ScramSha1Plus,
@@ -74,6 +80,8 @@ impl Mechanism {
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
             Mechanism::External => "EXTERNAL",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
+            Mechanism::XOAuth2 => "XOAUTH2",
         }
     }
 
@@ -101,7 +109,18 @@ impl Mechanism {
     /// Whether the server needs the account's stored password or keys
     /// (no use with a directory that only checks a password by binding).
     pub fn needs_stored_secret(self) -> bool {
-        !self.is_cleartext() && self != Mechanism::External
+        !self.is_cleartext()
+            && !matches!(
+                self,
+                Mechanism::External | Mechanism::OAuthBearer | Mechanism::XOAuth2
+            )
+    }
+
+    /// Whether it sends a bearer token (offered only with an OAuth
+    /// introspection endpoint configured, and where cleartext logins are
+    /// allowed: a token is as good as a password while it lives).
+    pub fn is_bearer(self) -> bool {
+        matches!(self, Mechanism::OAuthBearer | Mechanism::XOAuth2)
     }
 
     /// The SCRAM hash and whether it is the `-PLUS` form.

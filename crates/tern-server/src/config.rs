@@ -509,6 +509,65 @@ pub struct AuthConfig {
     /// What joins the user and the master in a master login's name.
     #[serde(default = "default_master_separator")]
     pub master_separator: String,
+    /// `[auth.oauth]`: the token introspection endpoint (RFC 7662) for
+    /// OAUTHBEARER and XOAUTH2.
+    #[serde(default)]
+    pub oauth: Option<OauthConfig>,
+}
+
+/// `[auth.oauth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OauthConfig {
+    /// `http://` or `https://` URL of the introspection endpoint.
+    pub introspection_url: String,
+    /// This server's client id at the endpoint (HTTP basic auth).
+    #[serde(default)]
+    pub client_id: String,
+    /// Its secret.
+    #[serde(default)]
+    pub client_secret: String,
+    /// The field of the answer that names the account.
+    #[serde(default = "default_oauth_username_field")]
+    pub username_field: String,
+    /// How long the endpoint may take, in milliseconds.
+    #[serde(default = "default_oauth_timeout")]
+    pub timeout_ms: u64,
+    /// CA certificates (PEM) for an `https://` endpoint.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+fn default_oauth_username_field() -> String {
+    "username".into()
+}
+
+fn default_oauth_timeout() -> u64 {
+    3000
+}
+
+impl OauthConfig {
+    /// The endpoint (`base` resolves `ca`).
+    ///
+    /// # Errors
+    /// A URL or CA file that cannot be used.
+    pub fn endpoint(&self, base: &Path) -> Result<tern_auth::oauth::Introspection, String> {
+        let ca = self.ca.as_ref().map(|c| {
+            if c.is_absolute() {
+                c.clone()
+            } else {
+                base.join(c)
+            }
+        });
+        tern_auth::oauth::Introspection::new(
+            &self.introspection_url,
+            &self.client_id,
+            &self.client_secret,
+            &self.username_field,
+            Duration::from_millis(self.timeout_ms.max(1)),
+            ca.as_deref(),
+        )
+    }
 }
 
 fn default_checkpassword_timeout() -> u64 {
@@ -932,6 +991,10 @@ impl Config {
         self.proxy
             .settings(&self.base_dir)
             .map_err(|e| invalid("proxy", e))?;
+        if let Some(o) = &self.auth.oauth {
+            o.endpoint(&self.base_dir)
+                .map_err(|e| invalid("auth.oauth", e))?;
+        }
         if self.auth.master_separator.is_empty() {
             return Err(invalid("auth.master_separator", "must not be empty".into()));
         }

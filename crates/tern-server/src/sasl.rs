@@ -30,6 +30,8 @@ pub struct SaslSettings {
     pub secret: [u8; 32],
     /// How a client certificate names its account (EXTERNAL).
     pub cert_field: crate::config::CertField,
+    /// The OAuth introspection endpoint (OAUTHBEARER, XOAUTH2).
+    pub oauth: Option<std::sync::Arc<tern_auth::oauth::Introspection>>,
 }
 
 impl Default for SaslSettings {
@@ -64,6 +66,7 @@ impl SaslSettings {
             end_point,
             secret,
             cert_field: Default::default(),
+            oauth: None,
         }
     }
 
@@ -102,6 +105,7 @@ pub(crate) fn offered(
         .filter(|m| !m.is_cleartext() || cleartext_ok)
         .filter(|m| !m.needs_tls() || binding.is_some())
         .filter(|m| *m != Mechanism::External || binding.is_some_and(|b| b.client_name.is_some()))
+        .filter(|m| !m.is_bearer() || (svc.sasl.oauth.is_some() && cleartext_ok))
         .filter(|m| !m.needs_stored_secret() || holds_secrets)
         .collect()
 }
@@ -342,6 +346,7 @@ pub(crate) async fn run<C: Challenger>(
             };
             Ok(Outcome::Checked(r, name, None))
         }
+        Mechanism::OAuthBearer | Mechanism::XOAuth2 => bearer(ctx, mech, initial, io).await,
         Mechanism::ScramSha1
         | Mechanism::ScramSha1Plus
         | Mechanism::ScramSha256
@@ -523,6 +528,70 @@ async fn scram_keys(
         (Some(_), Some(k)) => k,
         _ => decoy,
     }
+}
+
+/// OAUTHBEARER and XOAUTH2: the token's owner, as the introspection
+/// endpoint says, must be the user the client names (if it names one) and
+/// an account here.
+async fn bearer<C: Challenger>(
+    ctx: Context<'_>,
+    mech: Mechanism,
+    initial: Option<Vec<u8>>,
+    io: &mut C,
+) -> Result<Outcome, C::End> {
+    let msg = match initial {
+        Some(m) if !m.is_empty() => m,
+        _ => step!(io, b""),
+    };
+    let parsed = if mech == Mechanism::OAuthBearer {
+        tern_auth::oauth::parse_oauthbearer(&msg)
+    } else {
+        tern_auth::oauth::parse_xoauth2(&msg)
+    };
+    let m = match parsed {
+        Ok(m) => m,
+        Err(e) => return Ok(Outcome::Refused(Refusal::Malformed(e.to_string()))),
+    };
+    let Some(endpoint) = ctx.svc.sasl.oauth.clone() else {
+        return Ok(Outcome::Refused(Refusal::Unsupported));
+    };
+    let named = m.user.clone().unwrap_or_default();
+    if ctx.svc.login_failures.blocked(ctx.peer.map(|p| p.ip())) {
+        return Ok(Outcome::Checked(LoginResult::Blocked, named, None));
+    }
+    let owner = match endpoint.check(&m.token).await {
+        Ok(o) => o,
+        Err(e) => {
+            return Ok(Outcome::Checked(
+                LoginResult::TempFail(e.to_string()),
+                named,
+                None,
+            ))
+        }
+    };
+    let owner = owner.filter(|o| m.user.as_deref().is_none_or(|u| u == o));
+    let Some(owner) = owner else {
+        // RFC 7628 §3.2.2: the error goes out as a challenge, the client
+        // answers it (with a lone ^A), and the exchange then fails.
+        let _ = io
+            .challenge(tern_auth::oauth::failure_json().as_bytes())
+            .await?;
+        tracing::info!(user = %named, "bearer token refused");
+        return Ok(Outcome::Checked(LoginResult::Failed, named, None));
+    };
+    let id = Identity {
+        authcid: owner.clone(),
+        target: None,
+    };
+    let r = match entry_of(ctx, &id).await {
+        Ok(Some(e)) => proven(ctx, &id, &e).await,
+        Ok(None) => {
+            tracing::info!(user = %owner, "the token's owner is no account here");
+            LoginResult::Failed
+        }
+        Err(r) => r,
+    };
+    Ok(Outcome::Checked(r, owner, None))
 }
 
 async fn scram<C: Challenger>(

@@ -675,6 +675,13 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
                 .as_ref()
                 .map(|t| t.cert_username_field)
                 .unwrap_or_default(),
+            oauth: match &cfg.auth.oauth {
+                Some(o) => Some(Arc::new(
+                    o.endpoint(&cfg.base_dir)
+                        .map_err(|e| anyhow::anyhow!("auth.oauth: {e}"))?,
+                )),
+                None => None,
+            },
             ..tern_server::sasl::SaslSettings::new(
                 &tern_server::sasl::SaslSettings::parse_names(&cfg.auth.mechanisms)
                     .map_err(|e| anyhow::anyhow!(e))?,

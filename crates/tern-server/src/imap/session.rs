@@ -87,6 +87,8 @@ fn auth_capability(m: tern_auth::sasl::Mechanism) -> &'static str {
         M::ScramSha256 => "AUTH=SCRAM-SHA-256",
         M::ScramSha256Plus => "AUTH=SCRAM-SHA-256-PLUS",
         M::External => "AUTH=EXTERNAL",
+        M::OAuthBearer => "AUTH=OAUTHBEARER",
+        M::XOAuth2 => "AUTH=XOAUTH2",
     }
 }
 

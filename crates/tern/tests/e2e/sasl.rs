@@ -649,3 +649,184 @@ fn external_logs_in_as_the_name_in_a_verified_client_certificate() {
     let caps = s.connect().cmd("CAPABILITY").lines.join(" ");
     assert!(!caps.contains("EXTERNAL"), "{caps}");
 }
+
+/// A token introspection endpoint (RFC 7662) on loopback: `good-alice`
+/// and `good-bob` are active for their users, `expired` is active with a
+/// past `exp`, `slow` takes ten seconds, anything else is inactive; a
+/// request without the server's client credentials gets 401. The tokens
+/// it was asked about, in order.
+fn introspection_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let (mut len, mut auth) = (0usize, String::new());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                assert!(line.starts_with("POST /introspect "), "{line}");
+                loop {
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = l.strip_prefix("Content-Length: ") {
+                        len = v.parse().unwrap();
+                    }
+                    if let Some(v) = l.strip_prefix("Authorization: ") {
+                        auth = v.to_owned();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body).unwrap();
+                let body = String::from_utf8(body).unwrap();
+                let token = body
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("token="))
+                    .unwrap_or("")
+                    .to_owned();
+                log.lock().unwrap().push(token.clone());
+                let expected = format!("Basic {}", B64.encode("tern:tsecret"));
+                let (status, json) = if auth != expected {
+                    ("401 Unauthorized", "{}".to_owned())
+                } else {
+                    match token.as_str() {
+                        "good-alice" => {
+                            ("200 OK", r#"{"active":true,"username":"alice"}"#.to_owned())
+                        }
+                        "good-bob" => ("200 OK", r#"{"active":true,"username":"bob"}"#.to_owned()),
+                        "expired" => (
+                            "200 OK",
+                            r#"{"active":true,"username":"alice","exp":1}"#.to_owned(),
+                        ),
+                        "slow" => {
+                            std::thread::sleep(std::time::Duration::from_secs(10));
+                            ("200 OK", r#"{"active":false}"#.to_owned())
+                        }
+                        _ => ("200 OK", r#"{"active":false}"#.to_owned()),
+                    }
+                };
+                let mut w = s;
+                let _ = write!(
+                    w,
+                    "HTTP/1.0 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                    json.len()
+                );
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn oauth_server(endpoint: std::net::SocketAddr, secret: &str) -> Server {
+    server()
+        .auth(&format!(
+            "mechanisms = [\"PLAIN\", \"OAUTHBEARER\", \"XOAUTH2\"]\n\
+             [auth.oauth]\nintrospection_url = \"http://{endpoint}/introspect\"\n\
+             client_id = \"tern\"\nclient_secret = \"{secret}\"\ntimeout_ms = 1000\n"
+        ))
+        .start()
+}
+
+/// curl, a real client with OAUTHBEARER and XOAUTH2: lists the mailboxes
+/// of `user` with `token`; whether it could.
+fn curl_bearer(s: &Server, mech: &str, user: &str, token: &str) -> bool {
+    Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "20",
+            &format!("imap://127.0.0.1:{}/", s.imap.port()),
+        ])
+        .args(["--login-options", &format!("AUTH={mech}")])
+        .args(["--oauth2-bearer", token, "-u", &format!("{user}:")])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn bearer_tokens_are_checked_by_the_introspection_endpoint() {
+    let (endpoint, seen) = introspection_server();
+    let s = oauth_server(endpoint, "tsecret");
+    let caps = s.connect().cmd("CAPABILITY").lines.join(" ");
+    assert!(caps.contains("AUTH=OAUTHBEARER AUTH=XOAUTH2"), "{caps}");
+    for mech in ["OAUTHBEARER", "XOAUTH2"] {
+        assert!(curl_bearer(&s, mech, "alice", "good-alice"), "{mech}");
+        // Bob's token is no good for alice, an inactive or expired one for
+        // anyone.
+        assert!(!curl_bearer(&s, mech, "alice", "good-bob"), "{mech}");
+        assert!(!curl_bearer(&s, mech, "alice", "not-a-token"), "{mech}");
+        assert!(!curl_bearer(&s, mech, "alice", "expired"), "{mech}");
+    }
+    assert!(seen.lock().unwrap().iter().any(|t| t == "good-alice"));
+    // By hand: the failure JSON comes as a challenge, then NO.
+    let mut c = s.connect();
+    let tag = c.next_tag();
+    let ir = B64.encode("n,a=alice,\x01auth=Bearer nope\x01\x01");
+    c.send(format!("{tag} AUTHENTICATE OAUTHBEARER {ir}\r\n").as_bytes());
+    let ch = challenge(&mut c);
+    assert!(ch.contains("invalid_token"), "{ch}");
+    c.send(format!("{}\r\n", B64.encode("\x01")).as_bytes());
+    let r = c.read_until_tag(&tag);
+    assert!(r.no() && r.has("[AUTHENTICATIONFAILED]"), "{r:?}");
+    // A token naming no user logs in as its owner.
+    let r = c.cmd(&format!(
+        "AUTHENTICATE OAUTHBEARER {}",
+        B64.encode("n,,\x01auth=Bearer good-bob\x01\x01")
+    ));
+    assert!(r.ok(), "{r:?}");
+    // Malformed messages.
+    for m in ["n,,\x01auth=Basic x\x01\x01", "user=alice\x01\x01", "x"] {
+        let r = s
+            .connect()
+            .cmd(&format!("AUTHENTICATE XOAUTH2 {}", B64.encode(m)));
+        assert!(r.bad() || r.no(), "{m:?}: {r:?}");
+    }
+}
+
+#[test]
+fn an_endpoint_that_refuses_or_hangs_is_a_temporary_failure() {
+    let (endpoint, _) = introspection_server();
+    // Wrong client secret: the endpoint answers 401.
+    let s = oauth_server(endpoint, "wrong");
+    let r = s.connect().cmd(&format!(
+        "AUTHENTICATE OAUTHBEARER {}",
+        B64.encode("n,,\x01auth=Bearer good-alice\x01\x01")
+    ));
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    // A hanging endpoint: the answer within the timeout (1 s), not 10 s.
+    let s = oauth_server(endpoint, "tsecret");
+    let t = std::time::Instant::now();
+    let r = s.connect().cmd(&format!(
+        "AUTHENTICATE OAUTHBEARER {}",
+        B64.encode("n,,\x01auth=Bearer slow\x01\x01")
+    ));
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(8));
+    // Nothing listens: the same.
+    let dead = crate::differential::free_port();
+    let s = oauth_server(format!("127.0.0.1:{dead}").parse().unwrap(), "tsecret");
+    let r = s.connect().cmd(&format!(
+        "AUTHENTICATE XOAUTH2 {}",
+        B64.encode("user=alice\x01auth=Bearer good-alice\x01\x01")
+    ));
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    // Without [auth.oauth] the mechanisms are not offered.
+    let plain = server()
+        .auth("mechanisms = [\"PLAIN\", \"OAUTHBEARER\"]\n")
+        .start();
+    let caps = plain.connect().cmd("CAPABILITY").lines.join(" ");
+    assert!(!caps.contains("OAUTHBEARER"), "{caps}");
+}
