@@ -23,6 +23,8 @@ pub enum Backend {
     Ldap(LdapBackend),
     /// Courier's userdb (its text source).
     Userdb(crate::userdb::Userdb),
+    /// The system's accounts (`/etc/passwd`, `/etc/shadow`).
+    System(crate::system::SystemUsers),
     /// A checkpassword program (tried last: it answers for every name).
     Checkpassword(crate::checkpassword::Checkpassword),
 }
@@ -89,6 +91,7 @@ impl Directory {
                 Backend::Ldap(l) => l.lookup(req).await,
                 Backend::Userdb(u) => u.lookup(req),
                 Backend::Checkpassword(c) => Ok(c.lookup(req)),
+                Backend::System(s) => s.lookup(req),
             };
             match found {
                 Ok(Some(e)) => return Ok(Some(e)),

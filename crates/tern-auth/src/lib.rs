@@ -16,6 +16,7 @@ pub mod scheme;
 pub mod scram;
 pub mod secret;
 pub mod sql;
+pub mod system;
 pub mod userdb;
 
 pub use directory::{Backend, Directory};

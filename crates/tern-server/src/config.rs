@@ -458,6 +458,15 @@ pub struct AuthConfig {
     /// LDAP directories, tried in order after the SQL databases.
     #[serde(default)]
     pub ldap: Vec<LdapConfig>,
+    /// The system's accounts (`/etc/passwd` and `/etc/shadow`), tried after
+    /// the passwd-file and userdb; their Maildir is `~/Maildir`. Reading
+    /// the shadow file needs root: it requires `mail.allow_root` and no
+    /// `mail.user`.
+    #[serde(default)]
+    pub system_users: bool,
+    /// The lowest uid of a system account that may log in.
+    #[serde(default = "default_system_min_uid")]
+    pub system_min_uid: u32,
     /// A checkpassword program (the qmail interface), tried after every
     /// other backend: it answers for any name.
     #[serde(default)]
@@ -568,6 +577,10 @@ impl OauthConfig {
             ca.as_deref(),
         )
     }
+}
+
+fn default_system_min_uid() -> u32 {
+    1000
 }
 
 fn default_checkpassword_timeout() -> u64 {
@@ -991,6 +1004,13 @@ impl Config {
         self.proxy
             .settings(&self.base_dir)
             .map_err(|e| invalid("proxy", e))?;
+        if self.auth.system_users && (self.mail.user.is_some() || !self.mail.allow_root) {
+            return Err(invalid(
+                "auth.system_users",
+                "reads /etc/shadow, which only root can read: it needs mail.allow_root = true and no mail.user"
+                    .into(),
+            ));
+        }
         if let Some(o) = &self.auth.oauth {
             o.endpoint(&self.base_dir)
                 .map_err(|e| invalid("auth.oauth", e))?;
@@ -1076,6 +1096,7 @@ impl Config {
             && self.auth.sql.is_empty()
             && self.auth.ldap.is_empty()
             && self.auth.checkpassword.is_none()
+            && !self.auth.system_users
         {
             return Err(invalid(
                 "auth",

@@ -177,6 +177,13 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
             .map_err(|e| format!("reading the userdb: {e}"))?;
         backends.push(Backend::Userdb(db));
     }
+    if cfg.auth.system_users {
+        backends.push(Backend::System(tern_auth::system::SystemUsers::new(
+            "/etc/passwd".into(),
+            "/etc/shadow".into(),
+            cfg.auth.system_min_uid,
+        )));
+    }
     for q in &cfg.auth.sql {
         let b = tern_auth::sql::SqlBackend::new(
             &q.url,

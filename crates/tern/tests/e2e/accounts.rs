@@ -606,3 +606,131 @@ fn postgresql_over_tls_with_the_certificate_verified() {
     let (ok, r, _) = login(&url);
     assert!(!ok && r.has("[UNAVAILABLE]"), "{r:?}");
 }
+
+/// Real system accounts, made for the test with useradd and chpasswd and
+/// removed after it.
+struct SystemUser(String);
+
+impl SystemUser {
+    fn create(name: &str, password: &str, extra: &[&str]) -> SystemUser {
+        let _ = Command::new("userdel")
+            .args(["-r", name])
+            .stderr(Stdio::null())
+            .status();
+        let ok = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh"])
+            .args(extra)
+            .arg(name)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "useradd {name}");
+        let mut c = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut c.stdin.take().unwrap(),
+            format!("{name}:{password}\n").as_bytes(),
+        )
+        .unwrap();
+        assert!(c.wait().unwrap().success(), "chpasswd {name}");
+        SystemUser(name.to_owned())
+    }
+}
+
+impl Drop for SystemUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel")
+            .args(["-r", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn system_accounts_log_in_with_their_shadow_passwords() {
+    use std::os::unix::fs::MetadataExt;
+    let pid = std::process::id() % 100_000;
+    let (a, b, sys) = (
+        format!("ternsa{pid}"),
+        format!("ternsb{pid}"),
+        format!("ternsr{pid}"),
+    );
+    let _ua = SystemUser::create(&a, "apw one", &[]);
+    // chpasswd writes Debian's default (yescrypt); -c SHA512 for the other.
+    let _ub = SystemUser::create(&b, "bpw", &[]);
+    let mut c = Command::new("chpasswd")
+        .args(["-c", "SHA512"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut c.stdin.take().unwrap(),
+        format!("{b}:bpw\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(c.wait().unwrap().success());
+    let _ur = SystemUser::create(&sys, "rpw", &["-r"]);
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+    let hash_of = |u: &str| {
+        shadow
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{u}:")))
+            .and_then(|r| r.split(':').next())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(hash_of(&a).starts_with("$y$"), "{}", hash_of(&a));
+    assert!(hash_of(&b).starts_with("$6$"), "{}", hash_of(&b));
+    let s = server()
+        .auth("system_users = true\n")
+        .mail("maildir = \"{home}/Maildir\"\n")
+        .start();
+    let mut imap = s.connect_tls();
+    assert!(imap.cmd(&format!("LOGIN {a} \"apw one\"")).ok());
+    assert!(imap.append("INBOX", "()", &message("system", "x")).ok());
+    let md = format!("/home/{a}/Maildir");
+    let owner = std::fs::metadata(format!("/home/{a}")).unwrap().uid();
+    assert_ne!(owner, 0);
+    for d in ["", "/cur", "/new", "/tmp"] {
+        assert_eq!(
+            std::fs::metadata(format!("{md}{d}")).unwrap().uid(),
+            owner,
+            "{md}{d} belongs to the account"
+        );
+    }
+    assert!(Pop::tls(s.pop3s).login(&b, "bpw").starts_with("+OK"));
+    // Wrong passwords; an account below system_min_uid.
+    assert!(s.connect().cmd(&format!("LOGIN {a} wrong")).no());
+    assert!(s.connect().cmd(&format!("LOGIN {sys} rpw")).no());
+    // A password changed with chpasswd works at the next login.
+    let mut c = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut c.stdin.take().unwrap(),
+        format!("{a}:new pw\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(c.wait().unwrap().success());
+    assert!(s.connect().cmd(&format!("LOGIN {a} \"new pw\"")).ok());
+    assert!(s.connect().cmd(&format!("LOGIN {a} \"apw one\"")).no());
+    // Dropping to one mail user would leave /etc/shadow unreadable: such a
+    // configuration does not start.
+    let text = std::fs::read_to_string(s.path().join("tern.toml")).unwrap();
+    let bad = s.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("[mail]\n", "[mail]\nuser = \"nobody\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.system_users"));
+}

@@ -150,7 +150,7 @@ impl ServerBuilder {
             "hostname = \"test.example\"\n[imap]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n{}\
              [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n{}[auth]\npasswd_file = \"users\"\nfailure_delay_ms = 1\n{}\
-             [mail]\nmaildir = \"mail/{{user}}/Maildir\"\nallow_root = true\n{}{}",
+             [mail]\n{}allow_root = true\n{}{}",
             self.imap_extra,
             self.pop3_extra,
             self.tls_extra,
@@ -160,6 +160,12 @@ impl ServerBuilder {
                 self.auth_extra.clone()
             } else {
                 format!("block_after = 0\n{}", self.auth_extra)
+            },
+            // A test that sets its own Maildir template replaces this one.
+            if self.mail_extra.contains("maildir =") {
+                ""
+            } else {
+                "maildir = \"mail/{user}/Maildir\"\n"
             },
             self.mail_extra,
             self.extra_config
