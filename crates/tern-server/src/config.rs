@@ -3,6 +3,7 @@
 //! Relative paths are relative to the directory of the config file. Unknown
 //! keys are an error that names the key. See `docs/configuration.md`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -241,6 +242,25 @@ pub struct ProxyConfig {
     /// Where a backend may be reached without TLS (default: loopback).
     #[serde(default)]
     pub cleartext_networks: Option<Vec<String>>,
+    /// `[proxy.pools.NAME]`: backends sharing accounts, chosen per user by
+    /// a consistent hash (`mailhost = "pool:NAME"`).
+    #[serde(default)]
+    pub pools: HashMap<String, PoolConfig>,
+    /// The pool of accounts without a `mailhost`.
+    #[serde(default)]
+    pub default_pool: Option<String>,
+}
+
+/// `[proxy.pools.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// `host[:port]` of each backend.
+    pub servers: Vec<String>,
+    /// Their weights (default 1 each): a server of weight 2 gets twice the
+    /// users.
+    #[serde(default)]
+    pub weights: Vec<u32>,
 }
 
 impl Default for ProxyConfig {
@@ -257,6 +277,8 @@ impl Default for ProxyConfig {
             backend_tls: Default::default(),
             backend_ca: None,
             cleartext_networks: None,
+            pools: HashMap::new(),
+            default_pool: None,
         }
     }
 }
@@ -305,7 +327,30 @@ impl ProxyConfig {
             }
             None => None,
         };
+        let mut pools = HashMap::new();
+        for (name, p) in &self.pools {
+            if p.servers.is_empty() || (!p.weights.is_empty() && p.weights.len() != p.servers.len())
+            {
+                return Err(format!(
+                    "pools.{name}: needs servers, and one weight per server if weights are given"
+                ));
+            }
+            let servers = p
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), p.weights.get(i).copied().unwrap_or(1).max(1)))
+                .collect();
+            pools.insert(name.clone(), crate::proxy::Pool { servers });
+        }
+        if let Some(d) = &self.default_pool {
+            if !pools.contains_key(d) {
+                return Err(format!("default_pool {d:?} is not in [proxy.pools]"));
+            }
+        }
         Ok(crate::proxy::ProxySettings {
+            pools,
+            default_pool: self.default_pool.clone(),
             backend_tls: self.backend_tls,
             tls_connector,
             cleartext_networks,

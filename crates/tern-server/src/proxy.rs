@@ -51,6 +51,63 @@ pub struct ProxySettings {
     pub tls_connector: Option<tokio_rustls::TlsConnector>,
     /// Where a backend may be reached without TLS.
     pub cleartext_networks: Vec<crate::haproxy::Network>,
+    /// Pools of backends, by name: `mailhost = "pool:NAME"` (or
+    /// `default_pool` for accounts without a `mailhost`) picks one by a
+    /// consistent hash of the user name.
+    pub pools: HashMap<String, Pool>,
+    /// The pool of accounts without a `mailhost`.
+    pub default_pool: Option<String>,
+}
+
+/// Backends sharing the accounts of a pool, with weights.
+#[derive(Debug, Clone, Default)]
+pub struct Pool {
+    /// `host[:port]` and weight (at least 1).
+    pub servers: Vec<(String, u32)>,
+}
+
+/// A 64-bit FNV-1a hash with a final mix: the same on every proxy and
+/// every run (unlike std's randomly keyed hasher), so all proxies send a
+/// user to the same backend.
+fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // splitmix64's finaliser spreads the bits.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+impl Pool {
+    /// The pool's servers in the order `user` tries them: weighted
+    /// rendezvous hashing (each server scores `-weight / ln(u)` for a
+    /// uniform `u` from the hash of user and server; highest first). A
+    /// user stays on one server while it is up; a server that leaves moves
+    /// only its own users, each to its next choice; weights share users
+    /// in proportion.
+    pub fn order(&self, user: &str) -> Vec<String> {
+        let mut scored: Vec<(f64, &str)> = self
+            .servers
+            .iter()
+            .map(|(host, weight)| {
+                let h = stable_hash(&[user.as_bytes(), host.as_bytes()]);
+                // u in (0, 1): never 0 or 1.
+                let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                (-f64::from((*weight).max(1)) / u.ln(), host.as_str())
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.into_iter().map(|(_, h)| h.to_owned()).collect()
+    }
 }
 
 impl std::fmt::Debug for ProxySettings {
@@ -92,6 +149,8 @@ impl Default for ProxySettings {
                 crate::haproxy::Network::loopback_v4(),
                 crate::haproxy::Network::loopback_v6(),
             ],
+            pools: HashMap::new(),
+            default_pool: None,
         }
     }
 }
@@ -145,6 +204,46 @@ impl Health {
             d.clear();
         }
         d.insert(host.to_owned(), Instant::now());
+    }
+}
+
+/// The backends an account is served by, in the order to try them, or
+/// `None` when it is served here: its `mailhost` (hosts, or `pool:NAME`),
+/// else the default pool; a list that names this server (`hostname` or one
+/// of `self_names`) is served here.
+pub fn route_for(
+    user: &str,
+    mailhost: Option<&str>,
+    hostname: &str,
+    settings: &ProxySettings,
+) -> Option<Vec<String>> {
+    let pool = match mailhost {
+        Some(m) => m.trim().strip_prefix("pool:").map(str::to_owned),
+        None => settings.default_pool.clone(),
+    };
+    let hosts = match (pool, mailhost) {
+        (Some(name), _) => match settings.pools.get(&name) {
+            Some(p) => p.order(user),
+            None => {
+                tracing::warn!(user, pool = %name, "mailhost names no configured pool: served here");
+                return None;
+            }
+        },
+        (None, Some(m)) => return route(m, hostname, settings),
+        (None, None) => return None,
+    };
+    let is_self = |h: &str| {
+        h.eq_ignore_ascii_case(hostname)
+            || settings
+                .self_names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(h))
+    };
+    // A pool this server belongs to: served here when it is the user's
+    // first choice, else relayed.
+    match hosts.first() {
+        Some(first) if !is_self(first) => Some(hosts.into_iter().filter(|h| !is_self(h)).collect()),
+        _ => None,
     }
 }
 
@@ -631,6 +730,71 @@ mod tests {
             Some(vec!["b1:143".to_owned(), "b2".to_owned()])
         );
         assert_eq!(route("", "mx.example", &s), None);
+    }
+
+    #[test]
+    fn pools_keep_users_in_place_and_share_by_weight() {
+        let pool = Pool {
+            servers: vec![("b1".into(), 1), ("b2".into(), 1), ("b3".into(), 2)],
+        };
+        let users: Vec<String> = (0..20_000)
+            .map(|i| format!("user{i}@example.org"))
+            .collect();
+        let first = |p: &Pool, u: &str| p.order(u).remove(0);
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for u in &users {
+            *count.entry(first(&pool, u)).or_default() += 1;
+        }
+        // b3 has half of the weight: about half of the users.
+        let b3 = count["b3"] as f64 / users.len() as f64;
+        assert!((0.47..0.53).contains(&b3), "{count:?}");
+        let b1 = count["b1"] as f64 / users.len() as f64;
+        assert!((0.22..0.28).contains(&b1), "{count:?}");
+        // The same answer every time (every proxy agrees).
+        assert_eq!(
+            pool.order("user7@example.org"),
+            pool.order("user7@example.org")
+        );
+        // Without b2, only b2's users move.
+        let smaller = Pool {
+            servers: vec![("b1".into(), 1), ("b3".into(), 2)],
+        };
+        for u in &users {
+            let before = first(&pool, u);
+            if before != "b2" {
+                assert_eq!(first(&smaller, u), before, "{u} moved");
+            }
+        }
+    }
+
+    #[test]
+    fn pool_routes() {
+        let mut s = ProxySettings::default();
+        s.pools.insert(
+            "main".into(),
+            Pool {
+                servers: vec![("me".into(), 1), ("other".into(), 1)],
+            },
+        );
+        s.default_pool = Some("main".into());
+        let mut here = 0;
+        for i in 0..1000 {
+            let u = format!("u{i}");
+            match route_for(&u, None, "me", &s) {
+                None => here += 1,
+                Some(h) => assert_eq!(h, vec!["other".to_owned()]),
+            }
+            assert_eq!(
+                route_for(&u, Some("pool:main"), "me", &s),
+                route_for(&u, None, "me", &s)
+            );
+        }
+        assert!((400..600).contains(&here), "{here}");
+        assert_eq!(route_for("u1", Some("pool:nope"), "me", &s), None);
+        assert_eq!(
+            route_for("u1", Some("b9"), "me", &s),
+            Some(vec!["b9".to_owned()])
+        );
     }
 
     #[test]

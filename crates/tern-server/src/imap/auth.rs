@@ -143,9 +143,13 @@ impl Session {
                     }
                 }
                 // An account of another server has no Maildir here.
-                let elsewhere = u.mailhost.as_deref().is_some_and(|m| {
-                    crate::proxy::route(m, &self.svc.hostname, &self.svc.proxy).is_some()
-                });
+                let elsewhere = crate::proxy::route_for(
+                    &u.name,
+                    u.mailhost.as_deref(),
+                    &self.svc.hostname,
+                    &self.svc.proxy,
+                )
+                .is_some();
                 if elsewhere {
                     tracing::Span::current().record("user", u.name.as_str());
                     return Ok(LoginAnswer::Accepted(u));

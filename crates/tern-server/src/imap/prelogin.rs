@@ -47,11 +47,12 @@ impl Session {
             };
             if let Some((tag, user)) = answer {
                 let secret = self.login_secret.take();
-                if let Some(hosts) = user
-                    .mailhost
-                    .as_deref()
-                    .and_then(|m| crate::proxy::route(m, &self.svc.hostname, &self.svc.proxy))
-                {
+                if let Some(hosts) = crate::proxy::route_for(
+                    &user.name,
+                    user.mailhost.as_deref(),
+                    &self.svc.hostname,
+                    &self.svc.proxy,
+                ) {
                     match self.log_in_at_backend(&tag, &user, &hosts, secret).await? {
                         Some(backend) => return Ok(LoginEnd::Proxied(Box::new(backend))),
                         None => {

@@ -458,11 +458,12 @@ impl Pop3 {
                     return Ok(Flow::Continue);
                 }
                 let secret = self.login_secret.take();
-                if let Some(hosts) = u
-                    .mailhost
-                    .as_deref()
-                    .and_then(|m| crate::proxy::route(m, &self.svc.hostname, &self.svc.proxy))
-                {
+                if let Some(hosts) = crate::proxy::route_for(
+                    &u.name,
+                    u.mailhost.as_deref(),
+                    &self.svc.hostname,
+                    &self.svc.proxy,
+                ) {
                     return self.proxy(&u, &hosts, secret).await;
                 }
                 if let Some(slot) = self.slot.as_mut() {

@@ -240,3 +240,51 @@ fn the_backend_leg_is_tls_verified_or_cleartext_only_where_allowed() {
     assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
     assert!(p.log().contains("cleartext_networks"), "{}", p.log());
 }
+
+#[test]
+fn a_pool_keeps_each_user_on_one_backend_and_fails_over() {
+    let b1 = backend();
+    let mut b2 = backend();
+    let (a1, a2) = (
+        b1.haproxy["imap"].to_string(),
+        b2.haproxy["imap"].to_string(),
+    );
+    let p = server()
+        .users("dave:{PLAIN}davepw::::::mailhost=pool:main\nerin:{PLAIN}erinpw::::::mailhost=pool:main\n")
+        .config(&format!(
+            "[proxy]\nsend_proxy_header = true\nconnect_timeout_ms = 2000\n\
+             [proxy.pools.main]\nservers = [\"{a1}\", \"{a2}\"]\n"
+        ))
+        .log("info")
+        .start();
+    let logins = |s: &Server, u: &str| {
+        s.log()
+            .lines()
+            .filter(|l| l.contains(&format!("user=\"{u}\"")) && l.contains(": login"))
+            .count()
+    };
+    for _ in 0..3 {
+        assert!(p.connect().cmd("LOGIN dave davepw").ok());
+        assert!(p.connect().cmd("LOGIN erin erinpw").ok());
+    }
+    // Each user went to one backend, every time.
+    for u in ["dave", "erin"] {
+        let (n1, n2) = (logins(&b1, u), logins(&b2, u));
+        assert!(
+            (n1, n2) == (3, 0) || (n1, n2) == (0, 3),
+            "{u}: {n1} and {n2}"
+        );
+    }
+    // The backend of one of them goes: that user moves to the other one,
+    // at once.
+    let dave_on_b2 = logins(&b2, "dave") == 3;
+    if dave_on_b2 {
+        b2.kill9();
+        assert!(p.connect().cmd("LOGIN dave davepw").ok());
+        assert_eq!(logins(&b1, "dave"), 1);
+    } else {
+        drop(b1);
+        assert!(p.connect().cmd("LOGIN dave davepw").ok());
+        assert_eq!(logins(&b2, "dave"), 1);
+    }
+}
