@@ -249,6 +249,13 @@ pub struct ProxyConfig {
     /// The pool of accounts without a `mailhost`.
     #[serde(default)]
     pub default_pool: Option<String>,
+    /// Tell IMAP backends the client's address in ID before the login.
+    #[serde(default = "default_true")]
+    pub send_id: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[proxy.pools.NAME]`.
@@ -279,6 +286,7 @@ impl Default for ProxyConfig {
             cleartext_networks: None,
             pools: HashMap::new(),
             default_pool: None,
+            send_id: true,
         }
     }
 }
@@ -349,6 +357,7 @@ impl ProxyConfig {
             }
         }
         Ok(crate::proxy::ProxySettings {
+            send_id: self.send_id,
             pools,
             default_pool: self.default_pool.clone(),
             backend_tls: self.backend_tls,
@@ -563,6 +572,10 @@ pub struct AuthConfig {
     /// What joins the user and the master in a master login's name.
     #[serde(default = "default_master_separator")]
     pub master_separator: String,
+    /// Proxies (addresses or ranges) whose IMAP ID `x-originating-ip`
+    /// names the client (Dovecot's `login_trusted_networks`).
+    #[serde(default)]
+    pub login_trusted_networks: Vec<String>,
     /// `[auth.oauth]`: the token introspection endpoint (RFC 7662) for
     /// OAUTHBEARER and XOAUTH2.
     #[serde(default)]
@@ -1055,6 +1068,10 @@ impl Config {
                 "reads /etc/shadow, which only root can read: it needs mail.allow_root = true and no mail.user"
                     .into(),
             ));
+        }
+        for n in &self.auth.login_trusted_networks {
+            crate::haproxy::Network::parse(n)
+                .map_err(|e| invalid("auth.login_trusted_networks", e))?;
         }
         if let Some(o) = &self.auth.oauth {
             o.endpoint(&self.base_dir)

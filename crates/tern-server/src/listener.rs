@@ -387,6 +387,7 @@ impl Accepted {
             proto = protocol.name(),
             tls = self.implicit_tls,
             user = tracing::field::Empty,
+            client = tracing::field::Empty,
         );
         tokio::spawn(
             async move {

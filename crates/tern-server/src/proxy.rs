@@ -57,6 +57,11 @@ pub struct ProxySettings {
     pub pools: HashMap<String, Pool>,
     /// The pool of accounts without a `mailhost`.
     pub default_pool: Option<String>,
+    /// Tell IMAP backends the client's address in ID before the login
+    /// (`x-originating-ip`, as Dovecot's proxy does), for backends that
+    /// take it from a trusted proxy (tern's `auth.login_trusted_networks`,
+    /// Dovecot's `login_trusted_networks`).
+    pub send_id: bool,
 }
 
 /// Backends sharing the accounts of a pool, with weights.
@@ -151,6 +156,7 @@ impl Default for ProxySettings {
             ],
             pools: HashMap::new(),
             default_pool: None,
+            send_id: true,
         }
     }
 }
@@ -380,6 +386,14 @@ async fn until_tagged(
     Err("the backend sent too many lines".into())
 }
 
+/// A session id for the backend's logs: random, so it says nothing.
+fn session_id() -> String {
+    use rand::RngCore as _;
+    let mut b = [0u8; 9];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
 async fn send(r: &mut BufReader<Box<dyn AsyncStream>>, bytes: &[u8]) -> std::io::Result<()> {
     r.get_mut().write_all(bytes).await
 }
@@ -570,6 +584,21 @@ async fn login_at(
             capabilities: String::new(),
             host: host.to_owned(),
         });
+    }
+    if settings.send_id {
+        if let Some(c) = client {
+            let id = format!(
+                "P0 ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-session-id\" \"{}\")\r\n",
+                c.ip(),
+                c.port(),
+                session_id()
+            );
+            send(&mut r, id.as_bytes())
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            // Whatever it answers (BAD from a server without ID) is fine.
+            until_tagged(&mut r, "P0").await.map_err(unavailable)?;
+        }
     }
     let cmd: Vec<u8> = match creds {
         Credentials::Password(user, pass) => match (astring(user.as_bytes()), astring(pass)) {

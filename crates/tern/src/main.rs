@@ -698,6 +698,13 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             .settings(&cfg.base_dir)
             .map_err(|e| anyhow::anyhow!("[proxy]: {e}"))?,
         proxy_health: Default::default(),
+        login_trusted: cfg
+            .auth
+            .login_trusted_networks
+            .iter()
+            .map(|n| tern_server::haproxy::Network::parse(n))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("auth.login_trusted_networks: {e}"))?,
     });
     tracing::info!(hostname = %cfg.hostname, "tern started");
     tokio::spawn(async move {
@@ -769,6 +776,7 @@ fn imapd(maildir: PathBuf) -> i32 {
             haproxy: Default::default(),
             proxy: Default::default(),
             proxy_health: Default::default(),
+            login_trusted: Vec::new(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

@@ -77,6 +77,52 @@ impl Session {
         }
     }
 
+    /// A proxy in `auth.login_trusted_networks` says whose connection this
+    /// is (Dovecot's `x-originating-ip` and `x-originating-port` in ID,
+    /// before the login): from then on the client's address is that one,
+    /// for the failed-login ledger, the per-account limits and the logs
+    /// (`client=`). From anyone else it is ignored.
+    fn take_forwarded_client(
+        &mut self,
+        parameters: Option<
+            &[(
+                imap_codec::imap_types::core::IString<'_>,
+                imap_codec::imap_types::core::NString<'_>,
+            )],
+        >,
+    ) {
+        let Some(params) = parameters else {
+            return;
+        };
+        let trusted = self
+            .peer
+            .is_some_and(|p| self.svc.login_trusted.iter().any(|n| n.contains(p.ip())));
+        let value = |key: &str| {
+            params.iter().find_map(|(k, v)| {
+                (String::from_utf8_lossy(k.as_ref()).eq_ignore_ascii_case(key))
+                    .then(|| {
+                        v.0.as_ref()
+                            .map(|v| String::from_utf8_lossy(v.as_ref()).into_owned())
+                    })
+                    .flatten()
+            })
+        };
+        let Some(ip) = value("x-originating-ip").and_then(|v| v.parse::<std::net::IpAddr>().ok())
+        else {
+            return;
+        };
+        if !trusted {
+            tracing::info!(claimed = %ip, "ID x-originating-ip from an untrusted address, ignored");
+            return;
+        }
+        let port = value("x-originating-port")
+            .and_then(|v| v.parse::<u16>().ok())
+            .unwrap_or(0);
+        let client = std::net::SocketAddr::new(ip, port);
+        tracing::Span::current().record("client", tracing::field::display(client));
+        self.peer = Some(client);
+    }
+
     /// Logs in at the account's backend; the client is answered either
     /// way (the backend's capabilities on success, `NO [UNAVAILABLE]` when
     /// no backend takes the session).
@@ -145,7 +191,10 @@ impl Session {
             C::Capability => self.capability().into(),
             C::Noop => Reply::ok("NOOP completed").into(),
             C::Logout => self.logout().into(),
-            C::Id { .. } => self.id().into(),
+            C::Id { parameters } => {
+                self.take_forwarded_client(parameters.as_deref());
+                self.id().into()
+            }
             C::StartTLS => match self.starttls(&tag).await? {
                 Some(r) => r.into(),
                 None => return Ok(None),

@@ -63,6 +63,9 @@ pub struct Services {
     pub proxy: crate::proxy::ProxySettings,
     /// Backends that failed lately.
     pub proxy_health: crate::proxy::Health,
+    /// Proxies whose ID `x-originating-ip` is believed
+    /// (`auth.login_trusted_networks`).
+    pub login_trusted: Vec<crate::haproxy::Network>,
 }
 
 impl std::fmt::Debug for Services {

@@ -288,3 +288,64 @@ fn a_pool_keeps_each_user_on_one_backend_and_fails_over() {
         assert_eq!(logins(&b2, "dave"), 1);
     }
 }
+
+#[test]
+fn the_client_address_travels_in_id_to_a_backend_that_trusts_the_proxy() {
+    // A backend without PROXY listeners: the address comes in ID.
+    let b = server()
+        .users("dave:{PLAIN}davepw::::::\n")
+        .auth("login_trusted_networks = [\"127.0.0.1\"]\nblock_after = 2\nblock_secs = 60\ncleartext = \"always\"\n")
+        .log("info")
+        .start();
+    let at = b.imap.to_string();
+    let p = server()
+        .users(&format!("dave:{{PLAIN}}davepw::::::mailhost={at}\n"))
+        .config("[proxy]\nconnect_timeout_ms = 2000\n")
+        .log("info")
+        .start();
+    assert!(p.connect().cmd("LOGIN dave davepw").ok());
+    let peer = p
+        .log()
+        .lines()
+        .find(|l| l.contains("login proxied"))
+        .and_then(|l| l.split("peer=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        b.log().contains(&format!("client={peer}")),
+        "{peer}: {}",
+        b.log()
+    );
+    // A trusted proxy's word decides whose failures are counted: two
+    // failures "from" 198.51.100.7 block it (loopback never is).
+    let id = "ID (\"x-originating-ip\" \"198.51.100.7\" \"x-originating-port\" \"4000\")";
+    for _ in 0..2 {
+        let mut c = b.connect();
+        assert!(c.cmd(id).ok());
+        assert!(c.cmd("LOGIN dave wrong").no());
+    }
+    let mut c = b.connect();
+    assert!(c.cmd(id).ok());
+    let r = c.cmd("LOGIN dave davepw");
+    assert!(r.no() && r.has("Too many failed logins"), "{r:?}");
+    // Without the ID the loopback client is not blocked.
+    assert!(b.connect().cmd("LOGIN dave davepw").ok());
+    // An untrusted sender's ID is ignored.
+    let u = server()
+        .users("dave:{PLAIN}davepw::::::\n")
+        .auth("login_trusted_networks = [\"10.0.0.0/8\"]\nblock_after = 1\nblock_secs = 60\ncleartext = \"always\"\n")
+        .log("info")
+        .start();
+    for _ in 0..3 {
+        let mut c = u.connect();
+        assert!(c.cmd(id).ok());
+        assert!(c.cmd("LOGIN dave wrong").no());
+    }
+    assert!(u.connect().cmd("LOGIN dave davepw").ok());
+    assert!(
+        u.log().contains("untrusted address, ignored"),
+        "{}",
+        u.log()
+    );
+}
