@@ -698,6 +698,20 @@ pub async fn connect(
     Err(last)
 }
 
+/// A relay buffer's size when little flows, and at most.
+const SMALL: usize = 1024;
+const LARGE: usize = 16 * 1024;
+
+/// After a read of `n` bytes into `buf`: twice as large when it filled it
+/// (up to [`LARGE`]), back to [`SMALL`] when the flow fell to a trickle.
+fn resize_for(buf: &mut Vec<u8>, n: usize) {
+    if n == buf.len() && buf.len() < LARGE {
+        buf.resize(buf.len() * 2, 0);
+    } else if n < SMALL / 2 && buf.len() > SMALL {
+        *buf = vec![0; SMALL];
+    }
+}
+
 /// Relays bytes both ways until either side closes or nothing moves for
 /// `idle`: small fixed buffers, nothing parsed.
 pub async fn relay(
@@ -714,18 +728,30 @@ pub async fn relay(
     if cw.write_all(&early).await.is_err() || bw.write_all(&pipelined).await.is_err() {
         return;
     }
-    let mut up = vec![0u8; 16 * 1024];
-    let mut down = vec![0u8; 16 * 1024];
+    // Buffers that grow while data flows (to 16 KiB) and shrink back when
+    // it trickles: an idle relayed session holds about 2 KiB of them.
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    up.resize(SMALL, 0);
+    down.resize(SMALL, 0);
     loop {
         let step = async {
             tokio::select! {
                 r = cr.read(&mut up) => match r {
                     Ok(0) | Err(_) => false,
-                    Ok(n) => bw.write_all(&up[..n]).await.is_ok(),
+                    Ok(n) => {
+                        let ok = bw.write_all(&up[..n]).await.is_ok();
+                        resize_for(&mut up, n);
+                        ok
+                    }
                 },
                 r = br.read(&mut down) => match r {
                     Ok(0) | Err(_) => false,
-                    Ok(n) => cw.write_all(&down[..n]).await.is_ok() && cw.flush().await.is_ok(),
+                    Ok(n) => {
+                        let ok = cw.write_all(&down[..n]).await.is_ok() && cw.flush().await.is_ok();
+                        resize_for(&mut down, n);
+                        ok
+                    }
                 },
             }
         };
@@ -824,6 +850,22 @@ mod tests {
             route_for("u1", Some("b9"), "me", &s),
             Some(vec!["b9".to_owned()])
         );
+    }
+
+    #[test]
+    fn relay_buffers_grow_with_the_flow_and_shrink_after() {
+        let mut b = vec![0; SMALL];
+        resize_for(&mut b, SMALL);
+        assert_eq!(b.len(), 2 * SMALL);
+        for _ in 0..10 {
+            let n = b.len();
+            resize_for(&mut b, n);
+        }
+        assert_eq!(b.len(), LARGE, "never past the largest");
+        resize_for(&mut b, 1000);
+        assert_eq!(b.len(), LARGE, "a fair read keeps it");
+        resize_for(&mut b, 10);
+        assert_eq!(b.len(), SMALL, "a trickle gives it back");
     }
 
     #[test]

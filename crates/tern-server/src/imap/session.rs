@@ -623,6 +623,7 @@ impl Session {
                     // The session is the backend's now: relay until either
                     // side closes.
                     let pipelined = self.framer.take_buffered();
+                    self.give_back_buffers();
                     let idle = self.svc.limits.auth_timeout();
                     if let Some(stream) = self.conn.take_stream() {
                         crate::proxy::relay(stream, *backend, pipelined, idle).await;
