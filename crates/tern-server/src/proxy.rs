@@ -291,7 +291,27 @@ pub enum ProxyError {
     Unavailable(String),
     /// A backend answered the login with NO: its text.
     Refused(String),
+    /// A backend sent the user elsewhere (RFC 2221 `NO [REFERRAL
+    /// imap://user@HOST/]`): the host.
+    Referral(String),
 }
+
+/// The host of a login referral (`[REFERRAL imap://user;AUTH=*@HOST:PORT/]`).
+fn referral_host(answer: &str) -> Option<String> {
+    let url = answer.split_once("[REFERRAL ")?.1.split_once(']')?.0;
+    let rest = url.strip_prefix("imap://")?;
+    let authority = rest.split('/').next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+    .then(|| host.to_owned())
+}
+
+/// Referrals followed at most for one login (a loop of backends sending a
+/// user to each other ends here).
+const MAX_REFERRALS: usize = 3;
 
 /// A backend session logged in: its stream and its capabilities.
 pub struct Backend {
@@ -638,6 +658,9 @@ async fn login_at(
         if answer.contains("[UNAVAILABLE]") {
             return Err(unavailable(answer));
         }
+        if let Some(h) = referral_host(&answer) {
+            return Err(ProxyError::Referral(h));
+        }
         return Err(ProxyError::Refused(answer));
     }
     let capabilities = match caps {
@@ -672,7 +695,11 @@ pub async fn connect(
 ) -> Result<Backend, ProxyError> {
     let mut last = ProxyError::Unavailable("every backend is marked down".into());
     let deadline = Instant::now() + settings.connect_timeout;
-    for host in hosts {
+    let mut queue: std::collections::VecDeque<String> = hosts.iter().cloned().collect();
+    let mut visited: Vec<String> = Vec::new();
+    let mut referrals = 0;
+    while let Some(host) = queue.pop_front() {
+        let host = &host;
         if health.is_down(host, settings.down_for) {
             continue;
         }
@@ -680,9 +707,20 @@ pub async fn connect(
         if left.is_zero() {
             break;
         }
+        visited.push(host.clone());
         match tokio::time::timeout(left, login_at(host, settings, client, creds, leg)).await {
             Ok(Ok(b)) => return Ok(b),
             Ok(Err(ProxyError::Refused(r))) => return Err(ProxyError::Refused(r)),
+            Ok(Err(ProxyError::Referral(to))) => {
+                referrals += 1;
+                if referrals > MAX_REFERRALS || visited.iter().any(|v| v.eq_ignore_ascii_case(&to))
+                {
+                    tracing::warn!(backend = %host, referral = %to, "referral loop: not followed");
+                    return Err(ProxyError::Refused(format!("referral loop at {to}")));
+                }
+                tracing::info!(backend = %host, referral = %to, "login referred");
+                queue.push_front(to);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(backend = %host, cause = ?e, "backend failed; marked down");
                 health.mark_down(host);
@@ -866,6 +904,21 @@ mod tests {
         assert_eq!(b.len(), LARGE, "a fair read keeps it");
         resize_for(&mut b, 10);
         assert_eq!(b.len(), SMALL, "a trickle gives it back");
+    }
+
+    #[test]
+    fn referrals() {
+        assert_eq!(
+            referral_host("NO [REFERRAL imap://dave;AUTH=*@b2.example:1143/] Try b2").as_deref(),
+            Some("b2.example:1143")
+        );
+        assert_eq!(
+            referral_host("NO [REFERRAL imap://b3/] x").as_deref(),
+            Some("b3")
+        );
+        assert_eq!(referral_host("NO [REFERRAL pop://b3/] x"), None);
+        assert_eq!(referral_host("NO [REFERRAL imap://a b/] x"), None);
+        assert_eq!(referral_host("NO [AUTHENTICATIONFAILED] x"), None);
     }
 
     #[test]

@@ -167,7 +167,7 @@ impl Session {
                         Some(Code::Unavailable),
                         "The server of this account is unavailable, try again later",
                     ),
-                    ProxyError::Refused(_) => Reply::no(
+                    ProxyError::Refused(_) | ProxyError::Referral(_) => Reply::no(
                         Some(Code::Unavailable),
                         "The server of this account refused the login, try again later",
                     ),

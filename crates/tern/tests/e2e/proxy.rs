@@ -349,3 +349,63 @@ fn the_client_address_travels_in_id_to_a_backend_that_trusts_the_proxy() {
         u.log()
     );
 }
+
+/// A fake IMAP backend that greets and answers every login with the
+/// `NO [REFERRAL ...]` line `referral` makes of its own address.
+fn referring_backend(referral: impl Fn(std::net::SocketAddr) -> String) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let referral = referral(addr);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let referral = referral.clone();
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let _ = w.write_all(b"* OK fake\r\n");
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    let tag = line.split(' ').next().unwrap_or("*").to_owned();
+                    let answer = if line.contains(" ID ") {
+                        format!("{tag} OK ID done\r\n")
+                    } else {
+                        format!("{tag} {}\r\n", referral.replace("TAG ", ""))
+                    };
+                    let _ = w.write_all(answer.as_bytes());
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_login_referral_is_followed_and_a_loop_is_not() {
+    let b = backend();
+    let real = b.imap.to_string();
+    let referrer =
+        referring_backend(|_| format!("NO [REFERRAL imap://dave;AUTH=*@{real}/] Try there"));
+    // No PROXY headers here: the fake backend and the plain listener
+    // would not read them.
+    let plain_proxy = |at: String| {
+        server()
+            .users(&format!("dave:{{PLAIN}}davepw::::::mailhost={at}\n"))
+            .config("[proxy]\nconnect_timeout_ms = 2000\n")
+            .log("info")
+            .start()
+    };
+    let p = plain_proxy(referrer.to_string());
+    let mut c = p.connect();
+    assert!(c.cmd("LOGIN dave davepw").ok(), "the referral was followed");
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(p.log().contains("login referred"), "{}", p.log());
+    // A backend that refers to itself (reached by another's referral):
+    // refused, not followed forever.
+    let looping = referring_backend(|me| format!("NO [REFERRAL imap://dave@{me}/] Loop"));
+    let again = referring_backend(move |_| format!("NO [REFERRAL imap://dave@{looping}/] Loop"));
+    let p2 = plain_proxy(again.to_string());
+    let t = std::time::Instant::now();
+    let r = p2.connect().cmd("LOGIN dave davepw");
+    assert!(r.no(), "{r:?}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    assert!(p2.log().contains("referral loop"), "{}", p2.log());
+}
