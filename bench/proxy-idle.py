@@ -13,7 +13,7 @@ W=tempfile.mkdtemp(prefix="tern-proxy-idle.")
 def start(d, conf):
     os.makedirs(d, exist_ok=True)
     open(f"{d}/tern.toml","w").write(conf)
-    p=subprocess.Popen([BIN,"serve","--config",f"{d}/tern.toml"],stdout=subprocess.PIPE,stderr=subprocess.DEVNULL,text=True)
+    p=subprocess.Popen([BIN,"serve","--config",f"{d}/tern.toml"],stdout=subprocess.PIPE,stderr=open(f"{d}/stderr", "w"),text=True)
     ports={}
     while True:
         l=p.stdout.readline()
@@ -50,4 +50,4 @@ after=rss(p.pid)
 print(f"proxy RSS {before} -> {after} KiB: {(after-before)/N:.1f} KiB per idle proxied session (N={N})")
 for s,f in ss: s.close()
 p.terminate(); b.terminate()
-subprocess.run(["rm", "-rf", W])
+subprocess.run(["rm", "-rf", W]) if "KEEP" not in os.environ else print(W)

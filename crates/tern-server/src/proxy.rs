@@ -294,6 +294,8 @@ pub enum ProxyError {
     /// A backend sent the user elsewhere (RFC 2221 `NO [REFERRAL
     /// imap://user@HOST/]`): the host.
     Referral(String),
+    /// This server could not try (out of file descriptors).
+    Local(String),
 }
 
 /// The host of a login referral (`[REFERRAL imap://user;AUTH=*@HOST:PORT/]`).
@@ -506,9 +508,15 @@ async fn login_at(
 ) -> Result<Backend, ProxyError> {
     let addr = address(host, settings, leg);
     let unavailable = |why: String| ProxyError::Unavailable(format!("{host}: {why}"));
-    let mut tcp = TcpStream::connect(&addr)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    let mut tcp = TcpStream::connect(&addr).await.map_err(|e| {
+        // Out of descriptors here is this server's trouble, not the
+        // backend's: it must not be marked down for it.
+        if matches!(e.raw_os_error(), Some(23 | 24)) {
+            ProxyError::Local(e.to_string())
+        } else {
+            unavailable(e.to_string())
+        }
+    })?;
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().map_err(|e| unavailable(e.to_string()))?;
     if settings.backend_tls == BackendTls::None
@@ -711,6 +719,10 @@ pub async fn connect(
         match tokio::time::timeout(left, login_at(host, settings, client, creds, leg)).await {
             Ok(Ok(b)) => return Ok(b),
             Ok(Err(ProxyError::Refused(r))) => return Err(ProxyError::Refused(r)),
+            Ok(Err(ProxyError::Local(why))) => {
+                tracing::error!(cause = %why, "cannot connect to a backend");
+                return Err(ProxyError::Unavailable(why));
+            }
             Ok(Err(ProxyError::Referral(to))) => {
                 referrals += 1;
                 if referrals > MAX_REFERRALS || visited.iter().any(|v| v.eq_ignore_ascii_case(&to))

@@ -163,7 +163,7 @@ impl Session {
                     slot.log_out();
                 }
                 let r = match e {
-                    ProxyError::Unavailable(_) => Reply::no(
+                    ProxyError::Unavailable(_) | ProxyError::Local(_) => Reply::no(
                         Some(Code::Unavailable),
                         "The server of this account is unavailable, try again later",
                     ),
