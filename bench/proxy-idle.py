@@ -4,11 +4,14 @@ loopback (the proxy's passwd-file gives alice the backend as mailhost);
 2,000 sessions log in through the proxy, SELECT INBOX and idle; the proxy's
 RSS growth per session is printed.
 
-    python3 bench/proxy-idle.py target/release/tern [N]
+    python3 bench/proxy-idle.py target/release/tern [N] [--tls]
+
+With --tls the client leg is implicit TLS (the proxy's imaps port).
 """
-import subprocess, socket, time, os, re, sys, tempfile
+import subprocess, socket, ssl, time, os, re, sys, tempfile
 BIN=sys.argv[1]
-N=int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+N=int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 2000
+TLS="--tls" in sys.argv
 W=tempfile.mkdtemp(prefix="tern-proxy-idle.")
 def start(d, conf):
     os.makedirs(d, exist_ok=True)
@@ -25,12 +28,16 @@ common='[mail]\nmaildir = "mail/{user}/Maildir"\nallow_root = true\n[log]\nlevel
 open(f"{W}/busers","w").write("alice:{PLAIN}secret::::::\n")
 b,bp=start(f"{W}/b", '[imap]\nlisten = ["127.0.0.1:0"]\n[pop3]\nlisten = ["127.0.0.1:0"]\n[auth]\n' + f'passwd_file = "{W}/busers"\n' + common)
 open(f"{W}/pusers","w").write(f"alice:{{PLAIN}}secret::::::mailhost=127.0.0.1:{bp['imap']}\n")
-p,pp=start(f"{W}/p", '[imap]\nlisten = ["127.0.0.1:0"]\n[pop3]\nlisten = ["127.0.0.1:0"]\n[auth]\n' + f'passwd_file = "{W}/pusers"\n' + '[proxy]\nsend_id = false\n' + common)
+subprocess.run([BIN, "cert", "--out", W, "--name", "localhost"], check=True, stdout=subprocess.DEVNULL)
+p,pp=start(f"{W}/p", '[imap]\nlisten = ["127.0.0.1:0"]\ntls_listen = ["127.0.0.1:0"]\n[pop3]\nlisten = ["127.0.0.1:0"]\n[auth]\n' + f'passwd_file = "{W}/pusers"\n[tls]\ncert = "{W}/cert.pem"\nkey = "{W}/key.pem"\n' + '[proxy]\nsend_id = false\n' + common)
 def rss(pid):
     for l in open(f"/proc/{pid}/status"):
         if l.startswith("VmRSS"): return int(l.split()[1])
+CTX=ssl.create_default_context(); CTX.check_hostname=False; CTX.verify_mode=ssl.CERT_NONE
 def session(port):
-    s=socket.create_connection(("127.0.0.1",port)); f=s.makefile("rb")
+    s=socket.create_connection(("127.0.0.1",port))
+    if TLS: s=CTX.wrap_socket(s)
+    f=s.makefile("rb")
     f.readline(); s.sendall(b"a LOGIN alice secret\r\n")
     while True:
         l=f.readline()
@@ -41,13 +48,14 @@ def session(port):
         l=f.readline()
         if l.startswith(b"b "): break
     return s,f
-warm=[session(pp["imap"]) for _ in range(50)]
+PORT=pp["imaps"] if TLS else pp["imap"]
+warm=[session(PORT) for _ in range(50)]
 time.sleep(0.5)
 before=rss(p.pid)
-ss=[session(pp["imap"]) for _ in range(N)]
+ss=[session(PORT) for _ in range(N)]
 time.sleep(1)
 after=rss(p.pid)
-print(f"proxy RSS {before} -> {after} KiB: {(after-before)/N:.1f} KiB per idle proxied session (N={N})")
+print(f"proxy RSS {before} -> {after} KiB: {(after-before)/N:.1f} KiB per idle proxied session (N={N}, client leg {'TLS' if TLS else 'cleartext'})")
 for s,f in ss: s.close()
 p.terminate(); b.terminate()
 subprocess.run(["rm", "-rf", W]) if "KEEP" not in os.environ else print(W)
