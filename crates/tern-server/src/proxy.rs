@@ -345,8 +345,10 @@ fn astring(s: &[u8]) -> Result<String, Vec<u8>> {
     }
 }
 
-/// The PROXY protocol v2 header for a TCP connection from `client`.
-fn proxy_header(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+/// The PROXY protocol v2 header for a TCP connection from `client`;
+/// `client_tls`: the client's leg is TLS (said in a `PP2_TYPE_SSL` TLV, so
+/// the backend takes the connection as protected, as the proxy did).
+fn proxy_header(client: SocketAddr, local: SocketAddr, client_tls: bool) -> Vec<u8> {
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     h.push(0x21);
     match (client, local) {
@@ -370,6 +372,12 @@ fn proxy_header(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
             h.extend_from_slice(&c.port().to_be_bytes());
             h.extend_from_slice(&l.port().to_be_bytes());
         }
+    }
+    if client_tls {
+        // PP2_TYPE_SSL, length 5: client flags (PP2_CLIENT_SSL), verify 0.
+        h.extend_from_slice(&[0x20, 0, 5, 0x01, 0, 0, 0, 0]);
+        let len = u16::from_be_bytes([h[14], h[15]]) + 8;
+        h[14..16].copy_from_slice(&len.to_be_bytes());
     }
     h
 }
@@ -503,6 +511,7 @@ async fn login_at(
     host: &str,
     settings: &ProxySettings,
     client: Option<SocketAddr>,
+    client_tls: bool,
     creds: &Credentials,
     leg: Leg,
 ) -> Result<Backend, ProxyError> {
@@ -531,7 +540,7 @@ async fn login_at(
     }
     if settings.send_proxy_header {
         if let (Some(c), Ok(l)) = (client, tcp.local_addr()) {
-            tcp.write_all(&proxy_header(c, l))
+            tcp.write_all(&proxy_header(c, l, client_tls))
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
         }
@@ -698,6 +707,7 @@ pub async fn connect(
     settings: &ProxySettings,
     health: &Health,
     client: Option<SocketAddr>,
+    client_tls: bool,
     creds: &Credentials,
     leg: Leg,
 ) -> Result<Backend, ProxyError> {
@@ -716,7 +726,12 @@ pub async fn connect(
             break;
         }
         visited.push(host.clone());
-        match tokio::time::timeout(left, login_at(host, settings, client, creds, leg)).await {
+        match tokio::time::timeout(
+            left,
+            login_at(host, settings, client, client_tls, creds, leg),
+        )
+        .await
+        {
             Ok(Ok(b)) => return Ok(b),
             Ok(Err(ProxyError::Refused(r))) => return Err(ProxyError::Refused(r)),
             Ok(Err(ProxyError::Local(why))) => {
@@ -954,14 +969,20 @@ mod tests {
         let h = proxy_header(
             "203.0.113.7:5555".parse().unwrap(),
             "10.0.0.1:143".parse().unwrap(),
+            false,
         );
         let got = crate::haproxy::parse_v2(h[12], h[13], &h[16..]).unwrap();
         assert_eq!(got.client, Some("203.0.113.7:5555".parse().unwrap()));
+        assert!(!got.tls);
         let h = proxy_header(
             "[2001:db8::1]:4000".parse().unwrap(),
             "10.0.0.1:143".parse().unwrap(),
+            true,
         );
+        let len = usize::from(u16::from_be_bytes([h[14], h[15]]));
+        assert_eq!(h.len(), 16 + len);
         let got = crate::haproxy::parse_v2(h[12], h[13], &h[16..]).unwrap();
         assert_eq!(got.client, Some("[2001:db8::1]:4000".parse().unwrap()));
+        assert!(got.tls, "the client's TLS is said");
     }
 }

@@ -130,6 +130,10 @@ impl Session {
     /// What a checked login comes to: the account made ready, or the
     /// answer to a refusal (a failure counted and paused for).
     async fn conclude(&mut self, result: LoginResult, user: String) -> Result<LoginAnswer, End> {
+        if !matches!(result, LoginResult::Ok(_)) {
+            // A refused login's password is kept no longer.
+            self.login_secret = None;
+        }
         match result {
             LoginResult::Ok(u) => {
                 if let Some(slot) = self.slot.as_mut() {

@@ -121,6 +121,7 @@ impl Session {
         let client = std::net::SocketAddr::new(ip, port);
         tracing::Span::current().record("client", tracing::field::display(client));
         self.peer = Some(client);
+        self.trusted_proxy = true;
     }
 
     /// Logs in at the account's backend; the client is answered either
@@ -144,6 +145,7 @@ impl Session {
             &svc.proxy,
             &svc.proxy_health,
             self.peer,
+            self.conn.tls_active,
             &creds,
             crate::proxy::Leg::Imap,
         )

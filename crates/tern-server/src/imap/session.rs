@@ -356,6 +356,8 @@ pub(crate) struct Session {
     /// The password of the login in progress, when its mechanism revealed
     /// one: what the proxy logs in to a backend with.
     pub(crate) login_secret: Option<tern_auth::Secret<Vec<u8>>>,
+    /// A proxy of `auth.login_trusted_networks` named the client (ID).
+    pub(crate) trusted_proxy: bool,
     /// When the connection began: the login must be over
     /// `limits.preauth_timeout_secs` later.
     started: std::time::Instant,
@@ -427,6 +429,7 @@ pub async fn serve_connection(
         binary_aliases: Vec::new(),
         slot,
         login_secret: None,
+        trusted_proxy: false,
         started: std::time::Instant::now(),
     };
     s.conn.binding = binding.map(Box::new);
@@ -525,8 +528,15 @@ impl Session {
         }
     }
 
+    /// Whether a password may be sent: over TLS, from a trusted proxy
+    /// (which applied the policy to its own client, as Dovecot takes
+    /// `login_trusted_networks` as secured), or as `auth.cleartext` says.
     pub fn cleartext_allowed(&self) -> bool {
-        crate::login::cleartext_allowed(&self.svc, self.conn.tls_active, self.peer)
+        crate::login::cleartext_allowed(
+            &self.svc,
+            self.conn.tls_active || self.trusted_proxy,
+            self.peer,
+        )
     }
 
     pub fn capabilities(&self) -> String {

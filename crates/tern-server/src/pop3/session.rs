@@ -448,6 +448,10 @@ impl Pop3 {
     /// What a checked login comes to: the maildrop opened, or the answer
     /// to a refusal (a failure counted and paused for).
     async fn conclude(&mut self, result: LoginResult, user: String) -> Result<Flow, ConnEnd> {
+        if !matches!(result, LoginResult::Ok(_)) {
+            // A refused login's password is kept no longer.
+            self.login_secret = None;
+        }
         match result {
             LoginResult::Ok(u) => {
                 if !self.svc.policy.pop3_login_allowed(&u.name) {
@@ -560,6 +564,7 @@ impl Pop3 {
             &svc.proxy,
             &svc.proxy_health,
             self.peer,
+            self.conn.tls_active,
             &creds,
             crate::proxy::Leg::Pop3,
         )

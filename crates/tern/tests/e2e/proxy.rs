@@ -409,3 +409,38 @@ fn a_login_referral_is_followed_and_a_loop_is_not() {
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     assert!(p2.log().contains("referral loop"), "{}", p2.log());
 }
+
+#[test]
+fn a_backend_that_wants_tls_takes_the_proxys_word_for_the_client_leg() {
+    // The backend refuses passwords in the clear from anyone.
+    let b = server()
+        .users("dave:{PLAIN}davepw::::::\n")
+        .imap("haproxy_listen = [\"127.0.0.1:0\"]\n")
+        .auth("cleartext = \"never\"\n")
+        .config("[haproxy]\ntrusted_networks = [\"127.0.0.1\"]\n")
+        .start();
+    let at = b.haproxy["imap"].to_string();
+    let p = proxy_with(&at, &at, "");
+    // The client's leg is TLS: the PROXY header says so, the backend
+    // takes the password.
+    let r = p.connect_tls().cmd("LOGIN dave davepw");
+    assert!(r.ok(), "{r:?}");
+    // In the clear (allowed by the proxy's policy on loopback), the
+    // backend still refuses: its policy holds.
+    let r = p.connect().cmd("LOGIN dave davepw");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    // A backend that trusts the proxy by ID takes the proxy as secured,
+    // as Dovecot takes login_trusted_networks.
+    let b2 = server()
+        .users("dave:{PLAIN}davepw::::::\n")
+        .auth("cleartext = \"never\"\nlogin_trusted_networks = [\"127.0.0.1\"]\n")
+        .start();
+    let at2 = b2.imap.to_string();
+    let p2 = server()
+        .users(&format!("dave:{{PLAIN}}davepw::::::mailhost={at2}\n"))
+        .config("[proxy]\nconnect_timeout_ms = 2000\n")
+        .start();
+    assert!(p2.connect().cmd("LOGIN dave davepw").ok());
+    // Its own direct clients in the clear are still refused.
+    assert!(b2.connect().cmd("LOGIN dave davepw").no());
+}
