@@ -252,6 +252,9 @@ pub struct ProxyConfig {
     /// Tell IMAP backends the client's address in ID before the login.
     #[serde(default = "default_true")]
     pub send_id: bool,
+    /// A Unix socket for `tern proxy list` and `tern proxy kick`.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -287,6 +290,7 @@ impl Default for ProxyConfig {
             pools: HashMap::new(),
             default_pool: None,
             send_id: true,
+            control_socket: None,
         }
     }
 }

@@ -763,6 +763,139 @@ pub async fn connect(
     Err(last)
 }
 
+/// The sessions this server relays, for `tern proxy list` and `kick`.
+#[derive(Debug, Default)]
+pub struct Relayed {
+    next: std::sync::atomic::AtomicU64,
+    sessions: Mutex<HashMap<u64, RelayedSession>>,
+}
+
+/// One relayed session.
+#[derive(Debug, Clone)]
+pub struct RelayedSession {
+    /// The account.
+    pub user: String,
+    /// The backend it is relayed to.
+    pub backend: String,
+    /// The client's address.
+    pub client: Option<SocketAddr>,
+    /// When the relay began.
+    pub since: Instant,
+    kick: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// A session's place in [`Relayed`], given back when the relay ends.
+struct RelayGuard<'a> {
+    table: &'a Relayed,
+    id: u64,
+}
+
+impl Drop for RelayGuard<'_> {
+    fn drop(&mut self) {
+        self.table.lock().remove(&self.id);
+    }
+}
+
+impl Relayed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, RelayedSession>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(
+        &self,
+        user: &str,
+        backend: &str,
+        client: Option<SocketAddr>,
+    ) -> (RelayGuard<'_>, std::sync::Arc<tokio::sync::Notify>) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kick = std::sync::Arc::new(tokio::sync::Notify::new());
+        self.lock().insert(
+            id,
+            RelayedSession {
+                user: user.to_owned(),
+                backend: backend.to_owned(),
+                client,
+                since: Instant::now(),
+                kick: kick.clone(),
+            },
+        );
+        (RelayGuard { table: self, id }, kick)
+    }
+
+    /// The sessions relayed now.
+    pub fn list(&self) -> Vec<RelayedSession> {
+        let mut v: Vec<RelayedSession> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user).then(a.since.cmp(&b.since)));
+        v
+    }
+
+    /// Ends the sessions of `user` (or, with `host`, of that backend):
+    /// each client gets a BYE; how many.
+    pub fn kick(&self, user: Option<&str>, host: Option<&str>) -> usize {
+        let mut n = 0;
+        for s in self.lock().values() {
+            if user.is_some_and(|u| u == s.user)
+                || host.is_some_and(|h| h.eq_ignore_ascii_case(&s.backend))
+            {
+                s.kick.notify_one();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Serves `tern proxy list` and `tern proxy kick` on a Unix socket (mode
+/// 0600 under the server's umask): one command a connection, `LIST`,
+/// `KICK USER name` or `KICK HOST host`.
+pub async fn control(path: std::path::PathBuf, relayed: std::sync::Arc<Relayed>) {
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(path = %path.display(), cause = %e, "cannot open the proxy control socket");
+            return;
+        }
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let relayed = relayed.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = stream.into_split();
+            let mut line = String::new();
+            let mut r = BufReader::new(r.take(4096));
+            if tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut line))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let answer = match words.as_slice() {
+                ["LIST"] => {
+                    let mut out = String::new();
+                    for s in relayed.list() {
+                        out.push_str(&format!(
+                            "{}\t{}\t{}\t{}\n",
+                            s.user,
+                            s.backend,
+                            s.client.map(|c| c.to_string()).unwrap_or_default(),
+                            s.since.elapsed().as_secs()
+                        ));
+                    }
+                    out
+                }
+                ["KICK", "USER", u] => format!("OK {}\n", relayed.kick(Some(u), None)),
+                ["KICK", "HOST", h] => format!("OK {}\n", relayed.kick(None, Some(h))),
+                _ => "ERR LIST | KICK USER name | KICK HOST host\n".to_owned(),
+            };
+            let _ = w.write_all(answer.as_bytes()).await;
+        });
+    }
+}
+
 /// A relay buffer's size when little flows, and at most.
 const SMALL: usize = 1024;
 const LARGE: usize = 16 * 1024;
@@ -777,14 +910,31 @@ fn resize_for(buf: &mut Vec<u8>, n: usize) {
     }
 }
 
-/// Relays bytes both ways until either side closes or nothing moves for
-/// `idle`: small fixed buffers, nothing parsed.
+/// What ends a relayed session besides its two sides: the BYE a kicked
+/// client gets, and where the session is listed.
+#[derive(Debug)]
+pub struct RelayContext<'a> {
+    /// The sessions list.
+    pub relayed: &'a Relayed,
+    /// The account.
+    pub user: &'a str,
+    /// The client's address.
+    pub client: Option<SocketAddr>,
+    /// What a kicked client is told (`* BYE ...` or `-ERR ...`).
+    pub bye: &'static [u8],
+}
+
+/// Relays bytes both ways until either side closes, the session is kicked,
+/// or nothing moves for `idle`: buffers that grow with the flow, nothing
+/// parsed.
 pub async fn relay(
     client: Box<dyn AsyncStream>,
     backend: Backend,
     pipelined: Vec<u8>,
     idle: Duration,
+    ctx: RelayContext<'_>,
 ) {
+    let (_guard, kick) = ctx.relayed.register(ctx.user, &backend.host, ctx.client);
     let (mut cr, mut cw) = tokio::io::split(client);
     // What the backend sent after its login answer is in its reader's
     // buffer: it goes to the client first.
@@ -820,11 +970,20 @@ pub async fn relay(
                 },
             }
         };
-        match tokio::time::timeout(idle, step).await {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(_) => {
-                let _ = cw.write_all(b"* BYE Idle for too long\r\n").await;
+        let kicked = kick.notified();
+        tokio::select! {
+            r = tokio::time::timeout(idle, step) => match r {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => {
+                    let _ = cw.write_all(b"* BYE Idle for too long\r\n").await;
+                    break;
+                }
+            },
+            () = kicked => {
+                tracing::info!(user = ctx.user, "relayed session ended by tern proxy kick");
+                let _ = cw.write_all(ctx.bye).await;
+                let _ = cw.flush().await;
                 break;
             }
         }

@@ -66,6 +66,15 @@ enum Cmd {
         #[command(subcommand)]
         action: MigrateCmd,
     },
+    /// Show or end the sessions a tern proxy relays (through its
+    /// `proxy.control_socket`).
+    Proxy {
+        /// The proxy's control socket.
+        #[arg(long)]
+        socket: PathBuf,
+        #[command(subcommand)]
+        action: ProxyCmd,
+    },
     /// Read another server's account configuration and print tern's.
     Import {
         #[command(subcommand)]
@@ -130,6 +139,21 @@ enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum ProxyCmd {
+    /// One line per relayed session: user, backend, client, seconds.
+    List,
+    /// End the sessions of USER, or of every user of --host; each client
+    /// is told to log in again.
+    Kick {
+        /// The account.
+        user: Option<String>,
+        /// A backend (as its mailhost or pool names it).
+        #[arg(long)]
+        host: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ImportCmd {
     /// courier-authlib's configuration directory (authdaemonrc,
     /// authmysqlrc, authpgsqlrc, authldaprc, userdb), e.g. /etc/courier:
@@ -178,6 +202,7 @@ fn main() {
         Cmd::Migrate {
             action: MigrateCmd::Check { json, dirs },
         } => migrate::run_check(&dirs, json),
+        Cmd::Proxy { socket, action } => proxy_control(&socket, action),
         Cmd::Import {
             from: ImportCmd::CourierAuthlib { dir },
         } => match import_courier::convert(&dir) {
@@ -447,6 +472,44 @@ fn pw(scheme: &str) -> i32 {
     }
 }
 
+/// `tern proxy list|kick`: one command to the proxy's control socket.
+fn proxy_control(socket: &std::path::Path, action: ProxyCmd) -> i32 {
+    use std::io::{Read, Write};
+    let line = match action {
+        ProxyCmd::List => "LIST\n".to_owned(),
+        ProxyCmd::Kick {
+            user: Some(u),
+            host: None,
+        } => format!("KICK USER {u}\n"),
+        ProxyCmd::Kick {
+            user: None,
+            host: Some(h),
+        } => format!("KICK HOST {h}\n"),
+        ProxyCmd::Kick { .. } => {
+            eprintln!("tern proxy kick: a USER or --host HOST, one of them");
+            return EXIT_CONFIG;
+        }
+    };
+    if line.split_whitespace().count() > 3 || line.contains('\0') {
+        eprintln!("tern proxy kick: a name without spaces");
+        return EXIT_CONFIG;
+    }
+    let mut s = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tern proxy: {}: {e}", socket.display());
+            return 69;
+        }
+    };
+    let mut out = String::new();
+    if s.write_all(line.as_bytes()).is_err() || s.read_to_string(&mut out).is_err() {
+        eprintln!("tern proxy: no answer on {}", socket.display());
+        return 69;
+    }
+    print!("{out}");
+    i32::from(out.starts_with("ERR"))
+}
+
 /// Creates `./tern-data/` on first start: config, users, certificate.
 fn embedded_default() -> Result<PathBuf> {
     let dir = PathBuf::from("tern-data");
@@ -705,7 +768,14 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             .map(|n| tern_server::haproxy::Network::parse(n))
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("auth.login_trusted_networks: {e}"))?,
+        relayed: Default::default(),
     });
+    if let Some(sock) = &cfg.proxy.control_socket {
+        tokio::spawn(tern_server::proxy::control(
+            cfg.resolve(sock),
+            svc.relayed.clone(),
+        ));
+    }
     tracing::info!(hostname = %cfg.hostname, "tern started");
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -777,6 +847,7 @@ fn imapd(maildir: PathBuf) -> i32 {
             proxy: Default::default(),
             proxy_health: Default::default(),
             login_trusted: Vec::new(),
+            relayed: Default::default(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

@@ -54,7 +54,10 @@ impl Session {
                     &self.svc.proxy,
                 ) {
                     match self.log_in_at_backend(&tag, &user, &hosts, secret).await? {
-                        Some(backend) => return Ok(LoginEnd::Proxied(Box::new(backend))),
+                        Some(backend) => {
+                            self.proxied_user = Some(user.name.clone());
+                            return Ok(LoginEnd::Proxied(Box::new(backend)));
+                        }
                         None => {
                             self.after_command().await?;
                             continue;

@@ -66,6 +66,8 @@ pub struct Services {
     /// Proxies whose ID `x-originating-ip` is believed
     /// (`auth.login_trusted_networks`).
     pub login_trusted: Vec<crate::haproxy::Network>,
+    /// The sessions this server relays to backends.
+    pub relayed: Arc<crate::proxy::Relayed>,
 }
 
 impl std::fmt::Debug for Services {
@@ -358,6 +360,8 @@ pub(crate) struct Session {
     pub(crate) login_secret: Option<tern_auth::Secret<Vec<u8>>>,
     /// A proxy of `auth.login_trusted_networks` named the client (ID).
     pub(crate) trusted_proxy: bool,
+    /// The account a relayed session is for.
+    pub(crate) proxied_user: Option<String>,
     /// When the connection began: the login must be over
     /// `limits.preauth_timeout_secs` later.
     started: std::time::Instant,
@@ -430,6 +434,7 @@ pub async fn serve_connection(
         slot,
         login_secret: None,
         trusted_proxy: false,
+        proxied_user: None,
         started: std::time::Instant::now(),
     };
     s.conn.binding = binding.map(Box::new);
@@ -636,7 +641,15 @@ impl Session {
                     self.give_back_buffers();
                     let idle = self.svc.limits.auth_timeout();
                     if let Some(stream) = self.conn.take_stream() {
-                        crate::proxy::relay(stream, *backend, pipelined, idle).await;
+                        let svc = self.svc.clone();
+                        let user = self.proxied_user.take().unwrap_or_default();
+                        let ctx = crate::proxy::RelayContext {
+                            relayed: &svc.relayed,
+                            user: &user,
+                            client: self.peer,
+                            bye: b"* BYE [UNAVAILABLE] This session was ended by the administrator; log in again\r\n",
+                        };
+                        crate::proxy::relay(stream, *backend, pipelined, idle, ctx).await;
                     }
                     return Err(End::Closed);
                 }

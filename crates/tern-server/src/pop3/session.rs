@@ -583,7 +583,14 @@ impl Pop3 {
                     .auth_timeout()
                     .max(std::time::Duration::from_secs(600));
                 if let Some(stream) = self.conn.take_stream() {
-                    crate::proxy::relay(stream, backend, pipelined, idle).await;
+                    let svc = self.svc.clone();
+                    let ctx = crate::proxy::RelayContext {
+                        relayed: &svc.relayed,
+                        user: &user.name,
+                        client: self.peer,
+                        bye: b"-ERR [SYS/TEMP] This session was ended by the administrator; log in again.\r\n",
+                    };
+                    crate::proxy::relay(stream, backend, pipelined, idle, ctx).await;
                 }
                 Ok(Flow::Close)
             }

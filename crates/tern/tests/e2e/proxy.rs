@@ -444,3 +444,54 @@ fn a_backend_that_wants_tls_takes_the_proxys_word_for_the_client_leg() {
     // Its own direct clients in the clear are still refused.
     assert!(b2.connect().cmd("LOGIN dave davepw").no());
 }
+
+#[test]
+fn tern_proxy_lists_and_kicks_relayed_sessions() {
+    let b = backend();
+    let at = b.haproxy["imap"].to_string();
+    let p = proxy_with(&at, &at, "control_socket = \"control.sock\"\n");
+    let sock = p.path().join("control.sock");
+    let tern_proxy = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["proxy", "--socket"])
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let mut dave = p.connect();
+    assert!(dave.cmd("LOGIN dave davepw").ok());
+    let mut erin = p.connect();
+    assert!(erin.cmd("LOGIN erin erinpw").ok());
+    let (code, list) = tern_proxy(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&format!("dave\t{at}\t127.0.0.1:"))),
+        "{list}"
+    );
+    assert!(list.lines().any(|l| l.starts_with("erin\t")), "{list}");
+    // Kick one user: told to log in again, and closed; the other goes on.
+    assert_eq!(
+        tern_proxy(&["kick", "dave"]),
+        (Some(0), "OK 1\n".to_owned())
+    );
+    let bye = dave.read_line();
+    assert!(bye.starts_with("* BYE [UNAVAILABLE]"), "{bye}");
+    assert!(dave.closed());
+    assert!(erin.cmd("NOOP").ok());
+    // Kick every session of a backend.
+    assert_eq!(
+        tern_proxy(&["kick", "--host", &at]),
+        (Some(0), "OK 1\n".to_owned())
+    );
+    assert!(erin.read_line().starts_with("* BYE"));
+    let (_, list) = tern_proxy(&["list"]);
+    assert!(list.trim().is_empty(), "{list}");
+    // A kicked user logs in again at once.
+    assert!(p.connect().cmd("LOGIN dave davepw").ok());
+}
