@@ -5,11 +5,13 @@
 
 use crate::scram::{Exchange, ScramHash, ScramKeys};
 
-/// SASL messages: PLAIN, CRAM-MD5, and a SCRAM exchange whose first and
+/// SASL messages: PLAIN, CRAM-MD5, OAUTHBEARER, XOAUTH2, and a SCRAM exchange whose first and
 /// final messages are the two halves of `data` (split at its first NUL).
 pub fn sasl(data: &[u8]) {
     let _ = crate::sasl::decode_plain(data);
     let _ = crate::sasl::decode_cram_md5(data);
+    let _ = crate::oauth::parse_oauthbearer(data);
+    let _ = crate::oauth::parse_xoauth2(data);
     let (first, last) = match data.iter().position(|b| *b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &b""[..]),

@@ -151,7 +151,7 @@ impl Introspection {
         client_secret: &str,
         username_field: &str,
         timeout: Duration,
-        ca: Option<&std::path::Path>,
+        connector: Option<tokio_rustls::TlsConnector>,
     ) -> Result<Introspection, String> {
         let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
             (true, r)
@@ -171,25 +171,9 @@ impl Introspection {
         if host.is_empty() || path.bytes().any(|b| b <= b' ') {
             return Err(format!("{url}: not a usable URL"));
         }
-        let connector = match (tls, ca) {
-            (false, _) => None,
-            (true, None) => return Err(format!("{url}: an https:// endpoint needs oauth.ca")),
-            (true, Some(ca)) => {
-                use rustls_pki_types::pem::PemObject;
-                let mut roots = rustls::RootCertStore::empty();
-                for c in rustls_pki_types::CertificateDer::pem_file_iter(ca)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?
-                {
-                    roots
-                        .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
-                        .map_err(|e| format!("{}: {e}", ca.display()))?;
-                }
-                let cfg = rustls::ClientConfig::builder()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                Some(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
-            }
-        };
+        if tls && connector.is_none() {
+            return Err(format!("{url}: an https:// endpoint needs oauth.ca"));
+        }
         let basic = base64::engine::general_purpose::STANDARD
             .encode(format!("{client_id}:{client_secret}"));
         Ok(Introspection {
@@ -203,7 +187,7 @@ impl Introspection {
             authorization: format!("Basic {basic}"),
             username_field: username_field.to_owned(),
             timeout,
-            connector,
+            connector: if tls { connector } else { None },
             running: Arc::new(tokio::sync::Semaphore::new(32)),
         })
     }

@@ -332,7 +332,7 @@ impl ProxyConfig {
                 } else {
                     base.join(ca)
                 };
-                Some(crate::proxy::connector_for(&ca)?)
+                Some(crate::tls::connector_for(&ca)?)
             }
             None if self.backend_tls != crate::proxy::BackendTls::None => {
                 return Err("proxy.backend_tls needs proxy.backend_ca".into())
@@ -636,7 +636,7 @@ impl OauthConfig {
             &self.client_secret,
             &self.username_field,
             Duration::from_millis(self.timeout_ms.max(1)),
-            ca.as_deref(),
+            ca.map(|c| crate::tls::connector_for(&c)).transpose()?,
         )
     }
 }

@@ -98,6 +98,20 @@ fn request<'a>(user: &'a str, service: &'static str, remote: &'a str) -> Request
     }
 }
 
+/// The password a login by `user` may pass on to a backend (the proxy): the
+/// user's own, never a master user's (`user*master`).
+pub(crate) fn forwardable(
+    svc: &Services,
+    user: &str,
+    pass: &[u8],
+) -> Option<tern_auth::Secret<Vec<u8>>> {
+    let master = svc
+        .users
+        .as_ref()
+        .is_some_and(|u| u.split_master(user).is_some());
+    (!master).then(|| tern_auth::Secret::new(pass.to_vec()))
+}
+
 /// Finds the account (in the backends, on the runtime: a database query
 /// is I/O) and checks the password on one of the password threads
 /// ([`checkers`]). `service` is `imap` or `pop3`. A name of the form
@@ -114,12 +128,12 @@ pub(crate) async fn verify(
     let Some(db) = &svc.users else {
         return LoginResult::Failed;
     };
-    if svc.login_failures.blocked(peer.map(|p| p.ip())) {
-        return LoginResult::Blocked;
-    }
     if let Some((target, master)) = db.split_master(&user) {
         let (target, master) = (target.to_owned(), master.to_owned());
         return verify_master(svc, &target, &master, pass, service, peer, tls).await;
+    }
+    if svc.login_failures.blocked(peer.map(|p| p.ip())) {
+        return LoginResult::Blocked;
     }
     let remote = peer.map(|p| p.ip().to_string()).unwrap_or_default();
     let req = request(&user, service, &remote);

@@ -161,30 +161,6 @@ impl Default for ProxySettings {
     }
 }
 
-/// A TLS client config that trusts the CA certificates of a PEM file.
-///
-/// # Errors
-/// The file is unreadable or holds no certificate.
-pub fn connector_for(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, String> {
-    use rustls_pki_types::pem::PemObject;
-    crate::tls::install_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("{}: {e}", ca.display()))?
-    {
-        roots
-            .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no certificate", ca.display()));
-    }
-    let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)))
-}
-
 /// Backends that failed, and when.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -697,6 +673,37 @@ async fn login_at(
     })
 }
 
+/// Logs `user` in at the first of `hosts` for a session of this server:
+/// with the password the client's login revealed (`secret`), else as the
+/// master user.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_for(
+    svc: &crate::imap::Services,
+    user: &str,
+    hosts: &[String],
+    secret: Option<tern_auth::Secret<Vec<u8>>>,
+    client: Option<SocketAddr>,
+    client_tls: bool,
+    leg: Leg,
+) -> Result<Backend, ProxyError> {
+    let creds = match secret {
+        Some(p) => Credentials::Password(user.to_owned(), p.expose().clone()),
+        None => Credentials::Master(user.to_owned()),
+    };
+    connect(
+        hosts,
+        &svc.proxy,
+        &svc.proxy_health,
+        client,
+        client_tls,
+        &creds,
+        leg,
+    )
+    .await
+}
+
 /// Logs in at the first of `hosts` that takes the session, skipping those
 /// marked down and marking down those that fail.
 ///
@@ -920,8 +927,25 @@ pub struct RelayContext<'a> {
     pub user: &'a str,
     /// The client's address.
     pub client: Option<SocketAddr>,
-    /// What a kicked client is told (`* BYE ...` or `-ERR ...`).
-    pub bye: &'static [u8],
+    /// The protocol, for what the client is told when the proxy ends it.
+    pub leg: Leg,
+}
+
+impl Leg {
+    /// The last words to a client whose relayed session the proxy ends:
+    /// for an idle timeout (`idle`) or a kick.
+    fn farewell(self, idle: bool) -> &'static [u8] {
+        match (self, idle) {
+            (Leg::Imap, true) => b"* BYE Idle for too long\r\n",
+            (Leg::Imap, false) => {
+                b"* BYE [UNAVAILABLE] This session was ended by the administrator; log in again\r\n"
+            }
+            (Leg::Pop3, true) => b"-ERR Idle for too long.\r\n",
+            (Leg::Pop3, false) => {
+                b"-ERR [SYS/TEMP] This session was ended by the administrator; log in again.\r\n"
+            }
+        }
+    }
 }
 
 /// Relays bytes both ways until either side closes, the session is kicked,
@@ -976,13 +1000,13 @@ pub async fn relay(
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(_) => {
-                    let _ = cw.write_all(b"* BYE Idle for too long\r\n").await;
+                    let _ = cw.write_all(ctx.leg.farewell(true)).await;
                     break;
                 }
             },
             () = kicked => {
                 tracing::info!(user = ctx.user, "relayed session ended by tern proxy kick");
-                let _ = cw.write_all(ctx.bye).await;
+                let _ = cw.write_all(ctx.leg.farewell(false)).await;
                 let _ = cw.flush().await;
                 break;
             }

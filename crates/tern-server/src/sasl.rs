@@ -170,7 +170,7 @@ pub(crate) enum Outcome {
     /// A password (or proof) was checked: the login's result, the name
     /// the client gave (for the log), and the password when the mechanism
     /// sent one for the user itself (what a proxy can log in with).
-    Checked(LoginResult, String, Option<Vec<u8>>),
+    Checked(LoginResult, String, Option<tern_auth::Secret<Vec<u8>>>),
     /// Refused before any check.
     Refused(Refusal),
 }
@@ -279,9 +279,9 @@ pub(crate) async fn run<C: Challenger>(
                     ))
                 }
                 _ => Ok(Outcome::Checked(
-                    ctx.verify(c.authcid.clone(), pass.clone()).await,
+                    ctx.verify(c.authcid.clone(), pass).await,
                     c.authcid,
-                    Some(pass),
+                    Some(c.password),
                 )),
             }
         }
@@ -292,16 +292,11 @@ pub(crate) async fn run<C: Challenger>(
             };
             let pass = step!(io, b"Password:");
             let user = String::from_utf8_lossy(&user).into_owned();
-            let master = ctx
-                .svc
-                .users
-                .as_ref()
-                .and_then(|u| u.split_master(&user))
-                .is_some();
+            let secret = crate::login::forwardable(ctx.svc, &user, &pass);
             Ok(Outcome::Checked(
-                ctx.verify(user.clone(), pass.clone()).await,
+                ctx.verify(user.clone(), pass).await,
                 user,
-                (!master).then_some(pass),
+                secret,
             ))
         }
         Mechanism::CramMd5 => {

@@ -77,19 +77,14 @@ pub fn server_config_with_clients(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
+            let roots = roots_from_pem(ca).map_err(|problem| TlsError::Pem {
+                path: ca.to_owned(),
+                problem,
+            })?;
             let pem = |problem: String| TlsError::Pem {
                 path: ca.to_owned(),
                 problem,
             };
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca).map_err(|e| pem(e.to_string()))? {
-                roots
-                    .add(c.map_err(|e| pem(e.to_string()))?)
-                    .map_err(|e| pem(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(pem("no CA certificate found".into()));
-            }
             let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
                 .allow_unauthenticated()
                 .build()
@@ -99,6 +94,37 @@ pub fn server_config_with_clients(
     };
     let cfg = builder.with_single_cert(certs, key)?;
     Ok(Arc::new(cfg))
+}
+
+/// The CA certificates of a PEM file, as trust anchors.
+///
+/// # Errors
+/// The file cannot be read, or holds no usable certificate.
+pub fn roots_from_pem(ca: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate found".into());
+    }
+    Ok(roots)
+}
+
+/// A TLS client that trusts the CA certificates of a PEM file (the
+/// proxy's backends, an OAuth introspection endpoint).
+///
+/// # Errors
+/// As [`roots_from_pem`], with the file named.
+pub fn connector_for(ca: &Path) -> Result<tokio_rustls::TlsConnector, String> {
+    install_provider();
+    let roots = roots_from_pem(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }
 
 /// Writes a self-signed certificate for `names` to `cert` and `key` (PEM).

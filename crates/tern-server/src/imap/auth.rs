@@ -83,7 +83,7 @@ impl Session {
         // in every session's future for its whole life.
         match Box::pin(crate::sasl::run(ctx, &name, ir, self)).await? {
             Outcome::Checked(result, attempted, secret) => {
-                self.login_secret = secret.map(tern_auth::Secret::new);
+                self.login_secret = secret;
                 self.conclude(result, attempted).await
             }
             Outcome::Refused(r) => Ok(match r {
@@ -108,13 +108,7 @@ impl Session {
     /// Checks the credentials; on success the account is returned, not
     /// installed: the pre-login phase decides what becomes of it.
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
-        // A master login's password is the master's, never the user's.
-        let master = self
-            .svc
-            .users
-            .as_ref()
-            .is_some_and(|u| u.split_master(&user).is_some());
-        self.login_secret = (!master).then(|| tern_auth::Secret::new(pass.clone()));
+        self.login_secret = crate::login::forwardable(&self.svc, &user, &pass);
         let result = crate::login::verify(
             &self.svc,
             user.clone(),

@@ -137,19 +137,15 @@ impl Session {
         hosts: &[String],
         secret: Option<tern_auth::Secret<Vec<u8>>>,
     ) -> Result<Option<crate::proxy::Backend>, End> {
-        use crate::proxy::{Credentials, ProxyError};
-        let creds = match secret {
-            Some(p) => Credentials::Password(user.name.clone(), p.expose().clone()),
-            None => Credentials::Master(user.name.clone()),
-        };
+        use crate::proxy::ProxyError;
         let svc = self.svc.clone();
-        match crate::proxy::connect(
+        match crate::proxy::connect_for(
+            &svc,
+            &user.name,
             hosts,
-            &svc.proxy,
-            &svc.proxy_health,
+            secret,
             self.peer,
             self.conn.tls_active,
-            &creds,
             crate::proxy::Leg::Imap,
         )
         .await

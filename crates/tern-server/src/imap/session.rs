@@ -647,7 +647,7 @@ impl Session {
                             relayed: &svc.relayed,
                             user: &user,
                             client: self.peer,
-                            bye: b"* BYE [UNAVAILABLE] This session was ended by the administrator; log in again\r\n",
+                            leg: crate::proxy::Leg::Imap,
                         };
                         crate::proxy::relay(stream, *backend, pipelined, idle, ctx).await;
                     }

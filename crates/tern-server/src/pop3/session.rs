@@ -379,7 +379,7 @@ impl Pop3 {
         // Boxed: the exchange's state lives on the heap while it runs.
         match Box::pin(crate::sasl::run(ctx, mech, ir, self)).await? {
             Outcome::Checked(result, attempted, secret) => {
-                self.login_secret = secret.map(tern_auth::Secret::new);
+                self.login_secret = secret;
                 self.conclude(result, attempted).await
             }
             Outcome::Refused(r) => {
@@ -427,12 +427,7 @@ impl Pop3 {
     }
 
     async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<Flow, ConnEnd> {
-        let master = self
-            .svc
-            .users
-            .as_ref()
-            .is_some_and(|u| u.split_master(&user).is_some());
-        self.login_secret = (!master).then(|| tern_auth::Secret::new(pass.clone()));
+        self.login_secret = crate::login::forwardable(&self.svc, &user, &pass);
         let result = crate::login::verify(
             &self.svc,
             user.clone(),
@@ -553,19 +548,14 @@ impl Pop3 {
         hosts: &[String],
         secret: Option<tern_auth::Secret<Vec<u8>>>,
     ) -> Result<Flow, ConnEnd> {
-        use crate::proxy::Credentials;
-        let creds = match secret {
-            Some(p) => Credentials::Password(user.name.clone(), p.expose().clone()),
-            None => Credentials::Master(user.name.clone()),
-        };
         let svc = self.svc.clone();
-        match crate::proxy::connect(
+        match crate::proxy::connect_for(
+            &svc,
+            &user.name,
             hosts,
-            &svc.proxy,
-            &svc.proxy_health,
+            secret,
             self.peer,
             self.conn.tls_active,
-            &creds,
             crate::proxy::Leg::Pop3,
         )
         .await
@@ -588,7 +578,7 @@ impl Pop3 {
                         relayed: &svc.relayed,
                         user: &user.name,
                         client: self.peer,
-                        bye: b"-ERR [SYS/TEMP] This session was ended by the administrator; log in again.\r\n",
+                        leg: crate::proxy::Leg::Pop3,
                     };
                     crate::proxy::relay(stream, backend, pipelined, idle, ctx).await;
                 }

@@ -449,7 +449,14 @@ fn a_backend_that_wants_tls_takes_the_proxys_word_for_the_client_leg() {
 fn tern_proxy_lists_and_kicks_relayed_sessions() {
     let b = backend();
     let at = b.haproxy["imap"].to_string();
-    let p = proxy_with(&at, &at, "control_socket = \"control.sock\"\n");
+    let p = proxy_with(
+        &at,
+        &at,
+        &format!(
+            "control_socket = \"control.sock\"\npop3_port = {}\n",
+            b.haproxy["pop3"].port()
+        ),
+    );
     let sock = p.path().join("control.sock");
     let tern_proxy = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_tern"))
@@ -494,4 +501,13 @@ fn tern_proxy_lists_and_kicks_relayed_sessions() {
     assert!(list.trim().is_empty(), "{list}");
     // A kicked user logs in again at once.
     assert!(p.connect().cmd("LOGIN dave davepw").ok());
+    // A kicked POP3 session is told in POP3's words.
+    let mut pop = p.pop();
+    assert!(pop.login("erin", "erinpw").starts_with("+OK"));
+    assert_eq!(
+        tern_proxy(&["kick", "erin"]),
+        (Some(0), "OK 1\n".to_owned())
+    );
+    let l = pop.line();
+    assert!(l.starts_with("-ERR [SYS/TEMP]"), "{l}");
 }
