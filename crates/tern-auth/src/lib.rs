@@ -8,6 +8,7 @@
 pub mod checkpassword;
 pub mod directory;
 pub mod fuzzing;
+pub mod jwt;
 pub mod ldap;
 pub mod oauth;
 pub mod passwd_file;

@@ -272,6 +272,141 @@ impl Introspection {
     }
 }
 
+/// A JWKS file, re-read when it changes (providers rotate their keys), at
+/// most once a second.
+#[derive(Debug)]
+struct JwksFile {
+    settings: JwtSettings,
+    state: std::sync::Mutex<JwksState>,
+}
+
+#[derive(Debug)]
+struct JwksState {
+    validator: Arc<crate::jwt::JwtValidator>,
+    mtime: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+/// Reads the key file of `j`: the validator and the file's mtime.
+fn load_keys(
+    j: &JwtSettings,
+) -> Result<(crate::jwt::JwtValidator, Option<std::time::SystemTime>), String> {
+    let text =
+        std::fs::read_to_string(&j.keys).map_err(|e| format!("{}: {e}", j.keys.display()))?;
+    let mtime = std::fs::metadata(&j.keys).and_then(|m| m.modified()).ok();
+    let v = crate::jwt::JwtValidator::new(
+        &text,
+        j.issuer.clone(),
+        j.audience.clone(),
+        j.leeway_secs,
+        &j.username_claim,
+    )
+    .map_err(|e| format!("{}: {e}", j.keys.display()))?;
+    Ok((v, mtime))
+}
+
+impl JwksFile {
+    fn open(settings: JwtSettings) -> Result<JwksFile, String> {
+        let (v, mtime) = load_keys(&settings)?;
+        Ok(JwksFile {
+            settings,
+            state: std::sync::Mutex::new(JwksState {
+                validator: Arc::new(v),
+                mtime,
+                checked: std::time::Instant::now(),
+            }),
+        })
+    }
+
+    /// The current keys: a file that changed is read again; one that
+    /// became unusable keeps the last good keys (and says so in the log).
+    fn current(&self) -> Arc<crate::jwt::JwtValidator> {
+        let mut st = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if st.checked.elapsed() >= Duration::from_secs(1) {
+            st.checked = std::time::Instant::now();
+            let path = &self.settings.keys;
+            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            if mtime != st.mtime {
+                match load_keys(&self.settings) {
+                    Ok((v, m)) => {
+                        st.validator = Arc::new(v);
+                        st.mtime = m;
+                        tracing::info!(path = %path.display(), "JWT keys re-read");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "JWT keys not re-read, the old ones stay");
+                    }
+                }
+            }
+        }
+        st.validator.clone()
+    }
+}
+
+/// How bearer tokens are checked: a token in the form of a JWT by the
+/// configured keys when there are some, any other token (or every token,
+/// without keys) by the introspection endpoint.
+#[derive(Debug)]
+pub struct TokenCheck {
+    introspection: Option<Introspection>,
+    jwks: Option<JwksFile>,
+}
+
+/// Where `[auth.oauth]` keeps the keys of locally checked tokens.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// The JSON Web Key Set file.
+    pub keys: std::path::PathBuf,
+    /// The required `iss`.
+    pub issuer: Option<String>,
+    /// The required `aud`.
+    pub audience: Option<String>,
+    /// Clock difference forgiven on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// The claim naming the account.
+    pub username_claim: String,
+}
+
+impl TokenCheck {
+    /// Checks by `introspection`, by the keys of `jwt`, or both.
+    ///
+    /// # Errors
+    /// Neither given, or a key file that cannot be used.
+    pub fn new(
+        introspection: Option<Introspection>,
+        jwt: Option<JwtSettings>,
+    ) -> Result<TokenCheck, String> {
+        let jwks = jwt.map(JwksFile::open).transpose()?;
+        if introspection.is_none() && jwks.is_none() {
+            return Err("needs introspection_url or jwt_keys".into());
+        }
+        Ok(TokenCheck {
+            introspection,
+            jwks,
+        })
+    }
+
+    /// Whose `token` is, when it is valid; `None` when it is not.
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when the introspection endpoint cannot
+    /// say.
+    pub async fn check(&self, token: &str) -> Result<Option<String>, AuthError> {
+        if let Some(j) = &self.jwks {
+            if crate::jwt::JwtValidator::looks_like_jwt(token) {
+                return Ok(j.current().check(token));
+            }
+        }
+        match &self.introspection {
+            Some(i) => i.check(token).await,
+            None => Ok(None),
+        }
+    }
+}
+
 /// `application/x-www-form-urlencoded` of a value.
 fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -591,7 +591,8 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct OauthConfig {
     /// `http://` or `https://` URL of the introspection endpoint.
-    pub introspection_url: String,
+    #[serde(default)]
+    pub introspection_url: Option<String>,
     /// This server's client id at the endpoint (HTTP basic auth).
     #[serde(default)]
     pub client_id: String,
@@ -607,6 +608,23 @@ pub struct OauthConfig {
     /// CA certificates (PEM) for an `https://` endpoint.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// A JSON Web Key Set file: tokens in the form of a JWT are checked
+    /// here against its keys, without asking the endpoint.
+    #[serde(default)]
+    pub jwt_keys: Option<PathBuf>,
+    /// The `iss` a locally checked token must carry.
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` a locally checked token must carry.
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    /// Seconds of clock difference forgiven on `exp` and `nbf`.
+    #[serde(default = "default_jwt_leeway")]
+    pub jwt_leeway_secs: u64,
+}
+
+fn default_jwt_leeway() -> u64 {
+    30
 }
 
 fn default_oauth_username_field() -> String {
@@ -618,26 +636,43 @@ fn default_oauth_timeout() -> u64 {
 }
 
 impl OauthConfig {
-    /// The endpoint (`base` resolves `ca`).
+    /// How tokens are checked (`base` resolves `ca` and `jwt_keys`).
     ///
     /// # Errors
-    /// A URL or CA file that cannot be used.
-    pub fn endpoint(&self, base: &Path) -> Result<tern_auth::oauth::Introspection, String> {
-        let ca = self.ca.as_ref().map(|c| {
+    /// A URL, CA or key file that cannot be used, or neither a URL nor keys.
+    pub fn endpoint(&self, base: &Path) -> Result<tern_auth::oauth::TokenCheck, String> {
+        let resolve = |c: &PathBuf| {
             if c.is_absolute() {
                 c.clone()
             } else {
                 base.join(c)
             }
-        });
-        tern_auth::oauth::Introspection::new(
-            &self.introspection_url,
-            &self.client_id,
-            &self.client_secret,
-            &self.username_field,
-            Duration::from_millis(self.timeout_ms.max(1)),
-            ca.map(|c| crate::tls::connector_for(&c)).transpose()?,
-        )
+        };
+        let introspection = match &self.introspection_url {
+            None => None,
+            Some(url) => Some(tern_auth::oauth::Introspection::new(
+                url,
+                &self.client_id,
+                &self.client_secret,
+                &self.username_field,
+                Duration::from_millis(self.timeout_ms.max(1)),
+                self.ca
+                    .as_ref()
+                    .map(|c| crate::tls::connector_for(&resolve(c)))
+                    .transpose()?,
+            )?),
+        };
+        let jwt = self
+            .jwt_keys
+            .as_ref()
+            .map(|k| tern_auth::oauth::JwtSettings {
+                keys: resolve(k),
+                issuer: self.jwt_issuer.clone(),
+                audience: self.jwt_audience.clone(),
+                leeway_secs: self.jwt_leeway_secs,
+                username_claim: self.username_field.clone(),
+            });
+        tern_auth::oauth::TokenCheck::new(introspection, jwt)
     }
 }
 

@@ -30,8 +30,8 @@ pub struct SaslSettings {
     pub secret: [u8; 32],
     /// How a client certificate names its account (EXTERNAL).
     pub cert_field: crate::config::CertField,
-    /// The OAuth introspection endpoint (OAUTHBEARER, XOAUTH2).
-    pub oauth: Option<std::sync::Arc<tern_auth::oauth::Introspection>>,
+    /// How OAUTHBEARER and XOAUTH2 tokens are checked.
+    pub oauth: Option<std::sync::Arc<tern_auth::oauth::TokenCheck>>,
 }
 
 impl Default for SaslSettings {

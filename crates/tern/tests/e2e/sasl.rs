@@ -796,6 +796,106 @@ fn bearer_tokens_are_checked_by_the_introspection_endpoint() {
     }
 }
 
+/// An EC P-256 key of a pretend identity provider: its key set (JWKS text,
+/// public half only) and its signing key.
+fn idp_key(kid: &str) -> (String, jsonwebtoken::EncodingKey) {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let raw = kp.public_key_raw();
+    let jwks = format!(
+        r#"{{"keys":[{{"kty":"EC","crv":"P-256","use":"sig","kid":"{kid}","x":"{}","y":"{}"}}]}}"#,
+        b64.encode(&raw[1..33]),
+        b64.encode(&raw[33..65])
+    );
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap();
+    (jwks, key)
+}
+
+fn jwt(key: &jsonwebtoken::EncodingKey, kid: &str, claims: serde_json::Value) -> String {
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, &claims, key).unwrap()
+}
+
+#[test]
+fn jwt_bearer_tokens_are_checked_locally_against_the_configured_keys() {
+    let (endpoint, seen) = introspection_server();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("jwks.json");
+    let (set, key) = idp_key("k1");
+    std::fs::write(&keys, &set).unwrap();
+    let s = server()
+        .auth(&format!(
+            "mechanisms = [\"PLAIN\", \"OAUTHBEARER\", \"XOAUTH2\"]\n\
+             [auth.oauth]\nintrospection_url = \"http://{endpoint}/introspect\"\n\
+             client_id = \"tern\"\nclient_secret = \"tsecret\"\n\
+             jwt_keys = \"{}\"\n\
+             jwt_issuer = \"https://idp.example\"\njwt_audience = \"imap\"\njwt_leeway_secs = 0\n",
+            keys.display()
+        ))
+        .start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |email: &str, exp: u64, iss: &str, aud: &str| serde_json::json!({"username": email, "exp": exp, "iss": iss, "aud": aud, "sub": "1234"});
+    let good = jwt(
+        &key,
+        "k1",
+        claims("alice", now + 300, "https://idp.example", "imap"),
+    );
+    for mech in ["OAUTHBEARER", "XOAUTH2"] {
+        assert!(curl_bearer(&s, mech, "alice", &good), "{mech}");
+        // Alice's token is no good for bob.
+        assert!(!curl_bearer(&s, mech, "bob", &good), "{mech}");
+    }
+    for bad in [
+        jwt(
+            &key,
+            "k1",
+            claims("alice", now - 5, "https://idp.example", "imap"),
+        ),
+        jwt(
+            &key,
+            "k1",
+            claims("alice", now + 300, "https://evil.example", "imap"),
+        ),
+        jwt(
+            &key,
+            "k1",
+            claims("alice", now + 300, "https://idp.example", "web"),
+        ),
+        jwt(
+            &idp_key("k1").1,
+            "k1",
+            claims("alice", now + 300, "https://idp.example", "imap"),
+        ),
+    ] {
+        assert!(!curl_bearer(&s, "OAUTHBEARER", "alice", &bad));
+    }
+    // No JWT went to the endpoint; an opaque token still does.
+    assert!(seen.lock().unwrap().is_empty());
+    assert!(curl_bearer(&s, "OAUTHBEARER", "alice", "good-alice"));
+    // The provider rotates its key: the file is read again, the old key's
+    // tokens stop working, the new key's start.
+    let (set2, key2) = idp_key("k2");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&keys, &set2).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let new = jwt(
+        &key2,
+        "k2",
+        claims("alice", now + 300, "https://idp.example", "imap"),
+    );
+    assert!(curl_bearer(&s, "OAUTHBEARER", "alice", &new));
+    assert!(!curl_bearer(&s, "OAUTHBEARER", "alice", &good));
+    // A broken key file keeps the last good keys.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&keys, "{not json").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(curl_bearer(&s, "OAUTHBEARER", "alice", &new));
+}
+
 #[test]
 fn an_endpoint_that_refuses_or_hangs_is_a_temporary_failure() {
     let (endpoint, _) = introspection_server();
