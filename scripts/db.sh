@@ -8,9 +8,11 @@
 #   db.sh mariadb start DIR PORT       a MariaDB server in DIR; the same names
 #   db.sh postgres|mariadb sql DIR PORT  run SQL read from stdin as the admin
 #   db.sh postgres|mariadb stop DIR
-#   db.sh ldap start DIR PORT          an OpenLDAP slapd for dc=example,dc=org; admin
+#   db.sh ldap start DIR PORT [TLSPORT]  an OpenLDAP slapd for dc=example,dc=org (StartTLS
+#                                      on PORT, ldaps:// on TLSPORT, CA in DIR/ca.crt); admin
 #                                      cn=admin,dc=example,dc=org password "adminpw"
 #   db.sh ldap add DIR PORT            ldapadd the LDIF read from stdin, as the admin
+#   db.sh ldap restart DIR PORT [TLSPORT]  slapd again after a stop, same data
 #   db.sh ldap stop DIR
 #
 # Nothing system-wide is started or configured; DIR is owned by the
@@ -51,6 +53,19 @@ wait_port() {
     return 1
 }
 
+# A CA of its own (DIR/ca.crt) and a server certificate for 127.0.0.1 signed
+# by it (DIR/server.crt, DIR/server.key).
+certs() {
+    local d=$1
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=test CA" \
+        -keyout "$d/ca.key" -out "$d/ca.crt" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+        -keyout "$d/server.key" -out "$d/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$d/ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+        -CAcreateserial -days 2 -extfile "$d/ext" -out "$d/server.crt" >/dev/null 2>&1
+}
+
 postgres() {
     local action=$1 dir=$2 port=${3:-} bin
     bin=$(pgbin)
@@ -67,13 +82,7 @@ postgres() {
             # TLS on, with a certificate signed by a CA of its own
             # (DIR/data/ca.crt, for a client's sslrootcert); cleartext
             # connections are still accepted.
-            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=test CA" \
-                -keyout "$dir/data/ca.key" -out "$dir/data/ca.crt" >/dev/null 2>&1
-            openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
-                -keyout "$dir/data/server.key" -out "$dir/data/server.csr" >/dev/null 2>&1
-            printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$dir/data/ext"
-            openssl x509 -req -in "$dir/data/server.csr" -CA "$dir/data/ca.crt" -CAkey "$dir/data/ca.key" \
-                -CAcreateserial -days 2 -extfile "$dir/data/ext" -out "$dir/data/server.crt" >/dev/null 2>&1
+            certs "$dir/data"
             chown postgres:postgres "$dir/data/server.key" "$dir/data/server.crt"
             chmod 600 "$dir/data/server.key"
             runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
@@ -124,16 +133,20 @@ SQL
 }
 
 ldap() {
-    local action=$1 dir=$2 port=${3:-}
+    local action=$1 dir=$2 port=${3:-} tlsport=${4:-}
     case $action in
         start)
             mkdir -p "$dir/db"
+            certs "$dir"
             cat > "$dir/slapd.conf" <<CONF
 include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
 pidfile $dir/slapd.pid
+TLSCACertificateFile $dir/ca.crt
+TLSCertificateFile $dir/server.crt
+TLSCertificateKeyFile $dir/server.key
 moduleload back_mdb
 database mdb
 maxsize 104857600
@@ -144,7 +157,9 @@ directory $dir/db
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by * read
 CONF
-            /usr/sbin/slapd -f "$dir/slapd.conf" -h "ldap://127.0.0.1:$port/" || die "slapd did not start"
+            local urls="ldap://127.0.0.1:$port/"
+            [ -n "$tlsport" ] && urls="$urls ldaps://127.0.0.1:$tlsport/"
+            /usr/sbin/slapd -f "$dir/slapd.conf" -h "$urls" || die "slapd did not start"
             wait_port "$port" || die "slapd does not listen on $port"
             ldapadd -x -H "ldap://127.0.0.1:$port" -D cn=admin,dc=example,dc=org -w adminpw >/dev/null <<LDIF
 dn: dc=example,dc=org
@@ -161,10 +176,17 @@ LDIF
         add)
             ldapadd -x -H "ldap://127.0.0.1:$port" -D cn=admin,dc=example,dc=org -w adminpw >/dev/null
             ;;
+        restart)
+            # After a stop: the same server, data and ports again.
+            local urls="ldap://127.0.0.1:$port/"
+            [ -n "$tlsport" ] && urls="$urls ldaps://127.0.0.1:$tlsport/"
+            /usr/sbin/slapd -f "$dir/slapd.conf" -h "$urls" || die "slapd did not start"
+            wait_port "$port" || die "slapd does not listen on $port"
+            ;;
         stop)
             if [ -s "$dir/slapd.pid" ]; then kill -9 "$(cat "$dir/slapd.pid")" 2>/dev/null || true; fi
             ;;
-        *) die "ldap start|add|stop" ;;
+        *) die "ldap start|add|restart|stop" ;;
     esac
 }
 

@@ -10,13 +10,21 @@
 //! `LDAP_AUTHBIND` do. Attributes map to the account's fields by a table
 //! the operator writes (`home = "homeDirectory"`, ...).
 //!
-//! Each login opens its own connections (one to search, one to bind), to
-//! the first of the configured URIs that answers within the timeout; a
-//! server that went away is simply not used for the next login, so nothing
-//! has to notice that a kept connection died. No answer from any URI in
-//! time is a temporary failure, never "wrong password".
+//! Connections are kept in two small pools per directory: one bound as the
+//! search identity for lookups, one for the binds that check passwords
+//! (a bind there changes only that connection's identity, and the next
+//! check binds again). A new connection goes to the first of the configured
+//! URIs that answers within the timeout, over `ldaps://`, StartTLS
+//! (`starttls`) or, on a network the operator trusts, in the clear; a
+//! certificate is verified against the configured CA (or the system's
+//! roots). A kept connection the server dropped (idle timeout, restart)
+//! fails its next operation at once: that connection is thrown away and the
+//! operation, which changes nothing, is tried once more on a new one. Every
+//! operation has the timeout; no answer from any URI in time is a
+//! temporary failure, never "wrong password".
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ldap3::{ldap_escape, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
@@ -26,7 +34,7 @@ use crate::sql::Request;
 use crate::AuthError;
 
 /// What the operator configures for one directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LdapSettings {
     /// Servers, tried in order.
     pub uris: Vec<String>,
@@ -40,8 +48,45 @@ pub struct LdapSettings {
     pub bind_password: String,
     /// Account field -> LDAP attribute.
     pub attributes: HashMap<String, String>,
-    /// How long to wait for a server.
+    /// How long to wait for a server, and for each operation.
     pub timeout: Duration,
+    /// StartTLS on `ldap://` URIs.
+    pub starttls: bool,
+    /// TLS configuration (the CA that signs the servers' certificates);
+    /// `None`: the system's roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Most connections kept open in each of the two pools.
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for LdapSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapSettings")
+            .field("uris", &self.uris)
+            .field("base", &self.base)
+            .field("filter", &self.filter)
+            .field("bind_dn", &self.bind_dn)
+            .field("starttls", &self.starttls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connections of one kind, kept between logins.
+#[derive(Debug)]
+struct Pool {
+    idle: Mutex<Vec<ldap3::Ldap>>,
+    /// One permit per connection open (idle or in use).
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Whether its connections are bound as the search identity.
+    search: bool,
+}
+
+/// A connection taken from a pool; given back with [`Pool::give_back`]
+/// when it is known to be good, dropped (and closed) otherwise.
+struct Taken {
+    ldap: ldap3::Ldap,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    fresh: bool,
 }
 
 /// One configured directory.
@@ -50,6 +95,17 @@ pub struct LdapBackend {
     s: LdapSettings,
     /// This backend's place in the directory (for the bind check).
     index: usize,
+    searches: Pool,
+    binds: Pool,
+}
+
+/// Whether an ldap3 error says the connection is gone (rather than the
+/// server having answered, or being slow: a retry would only wait again).
+fn connection_lost(e: &ldap3::LdapError) -> bool {
+    !matches!(
+        e,
+        ldap3::LdapError::LdapResult { .. } | ldap3::LdapError::Timeout { .. }
+    )
 }
 
 /// The account fields an attribute may be mapped to.
@@ -102,11 +158,13 @@ impl LdapBackend {
             return Err("no LDAP server URI".into());
         }
         for u in &s.uris {
-            if !(u.starts_with("ldap://") || u.starts_with("ldapi://")) {
-                return Err(format!(
-                    "{u}: only ldap:// and ldapi:// are supported in this build"
-                ));
+            if !(u.starts_with("ldap://") || u.starts_with("ldaps://") || u.starts_with("ldapi://"))
+            {
+                return Err(format!("{u}: not an ldap://, ldaps:// or ldapi:// URI"));
             }
+        }
+        if s.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
         }
         if !s.filter.contains("%u") && !s.filter.contains("%n") {
             return Err("the filter must name the login with %u (or %n)".into());
@@ -119,20 +177,84 @@ impl LdapBackend {
                 ));
             }
         }
-        Ok(LdapBackend { s, index })
+        let pool = |search| Pool {
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(s.max_connections)),
+            search,
+        };
+        Ok(LdapBackend {
+            searches: pool(true),
+            binds: pool(false),
+            s,
+            index,
+        })
     }
 
-    /// A connection to the first server that answers.
-    async fn connect(&self) -> Result<ldap3::Ldap, AuthError> {
+    /// A connection of `pool`: a kept one, or a new one when none is idle
+    /// and the pool has room; waits (within the timeout) when it has none.
+    async fn take(&self, pool: &Pool) -> Result<Taken, AuthError> {
+        let slot = tokio::time::timeout(self.s.timeout, pool.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| AuthError::Unavailable("every LDAP connection is busy".into()))?
+            .map_err(|_| AuthError::Unavailable("LDAP pool closed".into()))?;
+        let kept = match pool.idle.lock() {
+            Ok(mut g) => g.pop(),
+            Err(p) => p.into_inner().pop(),
+        };
+        if let Some(ldap) = kept {
+            return Ok(Taken {
+                ldap,
+                _slot: slot,
+                fresh: false,
+            });
+        }
+        let ldap = self.connect(pool.search).await?;
+        Ok(Taken {
+            ldap,
+            _slot: slot,
+            fresh: true,
+        })
+    }
+
+    /// A connection that did its work goes back to the idle list.
+    fn give_back(pool: &Pool, t: Taken) {
+        let Taken { ldap, _slot, .. } = t;
+        match pool.idle.lock() {
+            Ok(mut g) => g.push(ldap),
+            Err(p) => p.into_inner().push(ldap),
+        }
+    }
+
+    /// A new connection to the first server that answers, bound as the
+    /// search identity when `search`.
+    async fn connect(&self, search: bool) -> Result<ldap3::Ldap, AuthError> {
         let mut last = String::new();
         for uri in &self.s.uris {
-            let settings = LdapConnSettings::new().set_conn_timeout(self.s.timeout);
+            let mut settings = LdapConnSettings::new()
+                .set_conn_timeout(self.s.timeout)
+                .set_starttls(self.s.starttls && uri.starts_with("ldap://"));
+            if let Some(c) = &self.s.tls {
+                settings = settings.set_config(c.clone());
+            }
             match tokio::time::timeout(self.s.timeout, LdapConnAsync::with_settings(settings, uri))
                 .await
             {
                 Ok(Ok((conn, mut ldap))) => {
                     ldap3::drive!(conn);
-                    ldap.with_timeout(self.s.timeout);
+                    if search {
+                        if let Some(dn) = &self.s.bind_dn {
+                            let r = ldap
+                                .with_timeout(self.s.timeout)
+                                .simple_bind(dn, &self.s.bind_password)
+                                .await
+                                .and_then(ldap3::LdapResult::success);
+                            if let Err(e) = r {
+                                last = format!("{uri}: search identity: {e}");
+                                tracing::warn!(server = %uri, cause = %last, "LDAP bind as the search identity failed");
+                                continue;
+                            }
+                        }
+                    }
                     return Ok(ldap);
                 }
                 Ok(Err(e)) => last = format!("{uri}: {e}"),
@@ -151,24 +273,30 @@ impl LdapBackend {
     /// [`AuthError::Unavailable`] when no server answers, or the search
     /// fails or finds more than one entry.
     pub async fn lookup(&self, req: &Request<'_>) -> Result<Option<UserEntry>, AuthError> {
-        let unavailable = |e: ldap3::LdapError| AuthError::Unavailable(format!("LDAP: {e}"));
-        let mut ldap = self.connect().await?;
-        if let Some(dn) = &self.s.bind_dn {
-            ldap.simple_bind(dn, &self.s.bind_password)
-                .await
-                .and_then(ldap3::LdapResult::success)
-                .map_err(unavailable)?;
-        }
         let filter = filter_for(&self.s.filter, req.user);
         let attrs: Vec<&str> = self.s.attributes.values().map(String::as_str).collect();
         let attrs = if attrs.is_empty() { vec!["1.1"] } else { attrs };
-        let found = ldap
-            .search(&self.s.base, Scope::Subtree, &filter, attrs)
-            .await
-            .and_then(ldap3::SearchResult::success)
-            .map_err(unavailable);
-        let _ = ldap.unbind().await;
-        let (entries, _) = found?;
+        let found = loop {
+            let mut c = self.take(&self.searches).await?;
+            let r = c
+                .ldap
+                .with_timeout(self.s.timeout)
+                .search(&self.s.base, Scope::Subtree, &filter, &attrs)
+                .await;
+            match r {
+                Ok(r) => {
+                    Self::give_back(&self.searches, c);
+                    break r
+                        .success()
+                        .map_err(|e| AuthError::Unavailable(format!("LDAP search: {e}")))?;
+                }
+                Err(e) if connection_lost(&e) && !c.fresh => {
+                    tracing::debug!(cause = %e, "a kept LDAP connection was lost, reconnecting");
+                }
+                Err(e) => return Err(AuthError::Unavailable(format!("LDAP search: {e}"))),
+            }
+        };
+        let (entries, _) = found;
         match entries.len() {
             0 => Ok(None),
             1 => {
@@ -267,9 +395,24 @@ impl LdapBackend {
         if password.is_empty() {
             return Ok(false);
         }
-        let mut ldap = self.connect().await?;
-        let r = ldap.simple_bind(dn, password).await;
-        let _ = ldap.unbind().await;
+        let r = loop {
+            let mut c = self.take(&self.binds).await?;
+            match c
+                .ldap
+                .with_timeout(self.s.timeout)
+                .simple_bind(dn, password)
+                .await
+            {
+                Ok(res) => {
+                    Self::give_back(&self.binds, c);
+                    break Ok(res);
+                }
+                Err(e) if connection_lost(&e) && !c.fresh => {
+                    tracing::debug!(cause = %e, "a kept LDAP connection was lost, reconnecting");
+                }
+                Err(e) => break Err(e),
+            }
+        };
         match r {
             Ok(res) if res.rc == 0 => Ok(true),
             // 49: invalidCredentials; 48/50/53: not allowed for this entry.

@@ -765,12 +765,47 @@ pub struct LdapConfig {
     /// How long a login waits for a server, in milliseconds.
     #[serde(default = "default_sql_timeout")]
     pub timeout_ms: u64,
+    /// StartTLS on `ldap://` URIs (`ldaps://` is TLS from the start).
+    #[serde(default)]
+    pub starttls: bool,
+    /// CA certificates (PEM) that sign the directory servers' certificates
+    /// (absent: the system's roots).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Most connections kept open in each pool (searches, binds).
+    #[serde(default = "default_ldap_connections")]
+    pub max_connections: usize,
+}
+
+fn default_ldap_connections() -> usize {
+    8
 }
 
 impl LdapConfig {
-    /// The backend's settings.
-    pub fn settings(&self) -> tern_auth::ldap::LdapSettings {
-        tern_auth::ldap::LdapSettings {
+    /// The backend's settings (`base` resolves `ca`).
+    ///
+    /// # Errors
+    /// A CA file that cannot be read.
+    pub fn settings(&self, base: &Path) -> Result<tern_auth::ldap::LdapSettings, String> {
+        let tls = match &self.ca {
+            None => None,
+            Some(ca) => {
+                let ca = if ca.is_absolute() {
+                    ca.clone()
+                } else {
+                    base.join(ca)
+                };
+                crate::tls::install_provider();
+                let roots = crate::tls::roots_from_pem(&ca)
+                    .map_err(|e| format!("ca {}: {e}", ca.display()))?;
+                Some(std::sync::Arc::new(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(roots)
+                        .with_no_client_auth(),
+                ))
+            }
+        };
+        Ok(tern_auth::ldap::LdapSettings {
             uris: self.uris.clone(),
             base: self.base.clone(),
             filter: self.filter.clone(),
@@ -778,7 +813,10 @@ impl LdapConfig {
             bind_password: self.bind_password.clone(),
             attributes: self.attributes.clone(),
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
-        }
+            starttls: self.starttls,
+            tls,
+            max_connections: self.max_connections,
+        })
     }
 }
 
@@ -1205,7 +1243,8 @@ impl Config {
             ));
         }
         for (n, l) in self.auth.ldap.iter().enumerate() {
-            tern_auth::ldap::LdapBackend::new(l.settings(), n)
+            l.settings(&self.base_dir)
+                .and_then(|st| tern_auth::ldap::LdapBackend::new(st, n))
                 .map_err(|e| invalid("auth.ldap", format!("directory {}: {e}", n + 1)))?;
         }
         for (n, q) in self.auth.sql.iter().enumerate() {

@@ -196,7 +196,7 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
         backends.push(Backend::Sql(b));
     }
     for l in &cfg.auth.ldap {
-        let b = tern_auth::ldap::LdapBackend::new(l.settings(), backends.len())?;
+        let b = tern_auth::ldap::LdapBackend::new(l.settings(&cfg.base_dir)?, backends.len())?;
         backends.push(Backend::Ldap(b));
     }
     if let Some(program) = &cfg.auth.checkpassword {

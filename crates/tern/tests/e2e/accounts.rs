@@ -286,17 +286,45 @@ fn cached_accounts_are_still_checked_and_expire() {
     assert!(login("zed@example.org", "zedpw").ok());
 }
 
-/// A private OpenLDAP slapd, stopped when dropped.
+/// A private OpenLDAP slapd (StartTLS on `port`, ldaps:// on `tls_port`,
+/// its CA in `ca()`), stopped when dropped.
 pub(crate) struct Slapd {
     dir: tempfile::TempDir,
     pub(crate) port: u16,
+    pub(crate) tls_port: u16,
 }
 
 impl Slapd {
     pub(crate) fn start() -> Slapd {
-        let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
-        db_sh_run(&["ldap", "start"], dir.path(), Some(port), "");
-        Slapd { dir, port }
+        let (port, tls_port, dir) = (free_port(), free_port(), tempfile::tempdir().unwrap());
+        let s = Slapd {
+            dir,
+            port,
+            tls_port,
+        };
+        s.run("start");
+        s
+    }
+
+    fn run(&self, action: &str) {
+        let st = Command::new("bash")
+            .arg(db_sh())
+            .args(["ldap", action])
+            .arg(self.dir.path())
+            .args([self.port.to_string(), self.tls_port.to_string()])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "db.sh ldap {action} failed");
+    }
+
+    /// Started again after a stop, with the same data and ports.
+    pub(crate) fn restart(&self) {
+        self.run("restart");
+    }
+
+    pub(crate) fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     pub(crate) fn add(&self, ldif: &str) {
@@ -403,6 +431,97 @@ fn ldap_accounts() {
     let r = s.connect().cmd("LOGIN lee@example.org leepw");
     assert!(r.no() && r.tagged().contains("[UNAVAILABLE]"), "{r:?}");
     assert!(s.connect().cmd(&format!("LOGIN alice {ALICE_PW}")).ok());
+}
+
+/// Established TCP connections from this machine to `port` (IPv4, from
+/// /proc/net/tcp).
+fn connections_to(port: u16) -> usize {
+    let t = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    t.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[3] == "01" && f[2].rsplit(':').next() == Some(&format!("{port:04X}"))
+        })
+        .count()
+}
+
+#[test]
+fn ldap_over_tls_with_kept_connections() {
+    let ldap = Slapd::start();
+    let mail = tempfile::tempdir().unwrap();
+    ldap.add(&format!(
+        "dn: uid=lee,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+         uid: lee\ncn: lee\nsn: lee\nmail: lee@example.org\nuserPassword: leepw\n\
+         description: {}/lee\n\n",
+        mail.path().display()
+    ));
+    let cfg = |uri: String, extra: &str| {
+        format!(
+            "[[auth.ldap]]\nuris = [\"{uri}\"]\n\
+             base = \"ou=people,dc=example,dc=org\"\nfilter = \"(mail=%u)\"\n\
+             bind_dn = \"cn=admin,dc=example,dc=org\"\nbind_password = \"adminpw\"\ntimeout_ms = 2000\n\
+             {extra}\n[auth.ldap.attributes]\nmaildir = \"description\"\n"
+        )
+    };
+    let ca = format!("ca = \"{}\"", ldap.ca().display());
+    // ldaps:// and StartTLS, verified against the directory's CA.
+    for (uri, extra) in [
+        (format!("ldaps://127.0.0.1:{}", ldap.tls_port), ca.clone()),
+        (
+            format!("ldap://127.0.0.1:{}", ldap.port),
+            format!("{ca}\nstarttls = true"),
+        ),
+    ] {
+        let s = server().config(&cfg(uri.clone(), &extra)).start();
+        let r = s.connect_tls().cmd("LOGIN lee@example.org leepw");
+        assert!(r.ok(), "{uri} {extra}: {r:?}");
+        assert!(s.connect().cmd("LOGIN lee@example.org wrong").no());
+    }
+    // Without the CA (the system's roots) the certificate does not verify:
+    // a temporary failure, never a login, with ldaps:// and with StartTLS
+    // (which shows StartTLS really happened).
+    for (uri, extra) in [
+        (format!("ldaps://127.0.0.1:{}", ldap.tls_port), ""),
+        (format!("ldap://127.0.0.1:{}", ldap.port), "starttls = true"),
+    ] {
+        let s = server().config(&cfg(uri.clone(), extra)).start();
+        let r = s.connect().cmd("LOGIN lee@example.org leepw");
+        assert!(r.no() && r.has("[UNAVAILABLE]"), "{uri} {extra}: {r:?}");
+    }
+    // Kept connections: ten logins in a row leave one search and one bind
+    // connection open, not twenty (nor none).
+    let s = server()
+        .config(&cfg(
+            format!("ldaps://127.0.0.1:{}", ldap.tls_port),
+            &format!("{ca}\nmax_connections = 2"),
+        ))
+        .start();
+    for _ in 0..10 {
+        assert!(s.connect().cmd("LOGIN lee@example.org leepw").ok());
+    }
+    let open = connections_to(ldap.tls_port);
+    assert_eq!(open, 2, "connections kept to the directory");
+    // Many at once never open more than the pool's two of each kind.
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let addr = s.imap;
+            std::thread::spawn(move || {
+                let mut c = Client::plain(addr);
+                c.cmd("LOGIN lee@example.org leepw").ok()
+            })
+        })
+        .collect();
+    for c in clients {
+        assert!(c.join().unwrap());
+    }
+    assert!(connections_to(ldap.tls_port) <= 4);
+    // The directory restarts: the kept connections are dead, the next
+    // login notices, reconnects and succeeds.
+    ldap.stop();
+    ldap.restart();
+    assert!(s.connect().cmd("LOGIN lee@example.org leepw").ok());
+    assert!(s.connect().cmd("LOGIN lee@example.org wrong").no());
 }
 
 #[test]
