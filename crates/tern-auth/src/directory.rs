@@ -25,6 +25,8 @@ pub enum Backend {
     Userdb(crate::userdb::Userdb),
     /// The system's accounts (`/etc/passwd`, `/etc/shadow`).
     System(crate::system::SystemUsers),
+    /// System accounts checked by PAM.
+    Pam(crate::pam::Pam),
     /// A checkpassword program (tried last: it answers for every name).
     Checkpassword(crate::checkpassword::Checkpassword),
 }
@@ -55,22 +57,27 @@ impl Directory {
     pub fn holds_secrets(&self) -> bool {
         self.backends.iter().any(|b| match b {
             Backend::Ldap(l) => !l.binds(),
-            Backend::Checkpassword(_) => false,
+            Backend::Checkpassword(_) | Backend::Pam(_) => false,
             _ => true,
         })
     }
 
     /// For a login name no backend knows, when an LDAP directory checks
-    /// passwords by binding: a bind that fails as a wrong password's does
-    /// (the time an unknown user costs is a known user's). Whether one was
-    /// made.
-    pub async fn decoy_bind(&self, password: &[u8]) -> bool {
+    /// passwords by binding or PAM checks them: a bind (or a PAM check of
+    /// the name) that fails as a wrong password's does, so the time an
+    /// unknown user costs is a known user's. Whether one was made.
+    pub async fn decoy_bind(&self, req: &Request<'_>, password: &[u8]) -> bool {
         for b in &self.backends {
-            if let Backend::Ldap(l) = b {
-                if l.binds() {
+            match b {
+                Backend::Ldap(l) if l.binds() => {
                     l.decoy_bind(password).await;
                     return true;
                 }
+                Backend::Pam(p) => {
+                    p.decoy(req, password).await;
+                    return true;
+                }
+                _ => {}
             }
         }
         false
@@ -92,6 +99,7 @@ impl Directory {
                 Backend::Userdb(u) => u.lookup(req),
                 Backend::Checkpassword(c) => Ok(c.lookup(req)),
                 Backend::System(s) => s.lookup(req),
+                Backend::Pam(p) => p.lookup(req),
             };
             match found {
                 Ok(Some(e)) => return Ok(Some(e)),
@@ -136,6 +144,10 @@ impl Directory {
                     c.check(&entry.user, password, req.service, req.remote)
                         .await
                 }
+                _ => Err(gone()),
+            }),
+            EntryAuth::Pam { backend } => Some(match self.backends.get(*backend) {
+                Some(Backend::Pam(p)) => p.check(entry, password, req.service, req.remote).await,
                 _ => Err(gone()),
             }),
         }

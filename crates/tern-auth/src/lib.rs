@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod jwt;
 pub mod ldap;
 pub mod oauth;
+pub mod pam;
 pub mod passwd_file;
 pub mod sasl;
 pub mod scheme;

@@ -48,6 +48,11 @@ pub enum EntryAuth {
         /// The backend's place in the directory.
         backend: usize,
     },
+    /// By PAM.
+    Pam {
+        /// The backend's place in the directory.
+        backend: usize,
+    },
 }
 
 /// Where each user's line is in the file's text: an index built in one

@@ -31,8 +31,16 @@ pub struct SystemUsers {
     min_uid: u32,
 }
 
+/// Whether `name` can be a system account's name (no field separator,
+/// no NIS `+`/`-` entry, no comment).
+pub(crate) fn plausible_name(name: &str) -> bool {
+    !(name.is_empty()
+        || name.contains([':', '\n', '\r', '\0'])
+        || name.starts_with(['+', '-', '#']))
+}
+
 /// The fields of `name`'s line in a colon-separated file.
-fn line_of(path: &Path, name: &str) -> Result<Option<Vec<String>>, AuthError> {
+pub(crate) fn line_of(path: &Path, name: &str) -> Result<Option<Vec<String>>, AuthError> {
     let io = |e: std::io::Error| AuthError::Io {
         path: path.to_owned(),
         source: e,
@@ -72,10 +80,7 @@ impl SystemUsers {
     /// root).
     pub fn lookup(&self, req: &Request<'_>) -> Result<Option<UserEntry>, AuthError> {
         let name = req.user;
-        if name.is_empty()
-            || name.contains([':', '\n', '\r', '\0'])
-            || name.starts_with(['+', '-', '#'])
-        {
+        if !plausible_name(name) {
             return Ok(None);
         }
         let Some(pw) = line_of(&self.passwd, name)? else {

@@ -525,6 +525,10 @@ pub struct AuthConfig {
     /// The lowest uid of a system account that may log in.
     #[serde(default = "default_system_min_uid")]
     pub system_min_uid: u32,
+    /// `[auth.pam]`: system accounts (`/etc/passwd`) whose passwords a PAM
+    /// service checks, tried after `system_users`.
+    #[serde(default)]
+    pub pam: Option<PamConfig>,
     /// A checkpassword program (the qmail interface), tried after every
     /// other backend: it answers for any name.
     #[serde(default)]
@@ -584,6 +588,36 @@ pub struct AuthConfig {
     /// OAUTHBEARER and XOAUTH2.
     #[serde(default)]
     pub oauth: Option<OauthConfig>,
+}
+
+/// `[auth.pam]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PamConfig {
+    /// The service (`/etc/pam.d/NAME`); `%s` is the protocol, `imap` or
+    /// `pop3`, as Courier names its services.
+    #[serde(default = "default_pam_service")]
+    pub service: String,
+    /// Checks running at once at most (each holds a thread while PAM
+    /// works, a failure delay included).
+    #[serde(default = "default_pam_max_running")]
+    pub max_running: usize,
+    /// How long a login waits for PAM, in milliseconds, before it is a
+    /// temporary failure.
+    #[serde(default = "default_pam_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_pam_service() -> String {
+    "tern".into()
+}
+
+fn default_pam_max_running() -> usize {
+    4
+}
+
+fn default_pam_timeout() -> u64 {
+    10_000
 }
 
 /// `[auth.oauth]`.
@@ -1146,6 +1180,13 @@ impl Config {
                     .into(),
             ));
         }
+        if self.auth.pam.is_some() && (self.mail.user.is_some() || !self.mail.allow_root) {
+            return Err(invalid(
+                "auth.pam",
+                "serves system accounts, each Maildir its owner's, and pam_unix checks other users' passwords only as root: it needs mail.allow_root = true and no mail.user"
+                    .into(),
+            ));
+        }
         for n in &self.auth.login_trusted_networks {
             crate::haproxy::Network::parse(n)
                 .map_err(|e| invalid("auth.login_trusted_networks", e))?;
@@ -1236,10 +1277,11 @@ impl Config {
             && self.auth.ldap.is_empty()
             && self.auth.checkpassword.is_none()
             && !self.auth.system_users
+            && self.auth.pam.is_none()
         {
             return Err(invalid(
                 "auth",
-                "no account backend: set passwd_file, userdb or checkpassword, or add an [[auth.sql]] or [[auth.ldap]]".into(),
+                "no account backend: set passwd_file, userdb, system_users or checkpassword, or add [auth.pam], an [[auth.sql]] or [[auth.ldap]]".into(),
             ));
         }
         for (n, l) in self.auth.ldap.iter().enumerate() {

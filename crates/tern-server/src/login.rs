@@ -155,7 +155,7 @@ pub(crate) async fn verify(
     }
     // No such account, where accounts are checked by binding: a bind that
     // fails costs what a known account's wrong password does.
-    if entry.is_none() && db.decoy_bind(&pass).await {
+    if entry.is_none() && db.decoy_bind(&req, &pass).await {
         return LoginResult::Failed;
     }
     let shared = svc.clone();

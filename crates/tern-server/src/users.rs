@@ -184,6 +184,18 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
             cfg.auth.system_min_uid,
         )));
     }
+    if let Some(p) = &cfg.auth.pam {
+        let b = tern_auth::pam::Pam::new(
+            &p.service,
+            "/etc/passwd".into(),
+            cfg.auth.system_min_uid,
+            std::time::Duration::from_millis(p.timeout_ms.max(1)),
+            p.max_running,
+            backends.len(),
+        )
+        .map_err(|e| format!("auth.pam: {e}"))?;
+        backends.push(Backend::Pam(b));
+    }
     for q in &cfg.auth.sql {
         let b = tern_auth::sql::SqlBackend::new(
             &q.url,
@@ -301,8 +313,8 @@ impl UserDb {
 
     /// A failing bind for an unknown name where LDAP checks by binding
     /// ([`Directory::decoy_bind`]); whether one was made.
-    pub async fn decoy_bind(&self, password: &[u8]) -> bool {
-        self.directory.decoy_bind(password).await
+    pub async fn decoy_bind(&self, req: &Request<'_>, password: &[u8]) -> bool {
+        self.directory.decoy_bind(req, password).await
     }
 
     /// Whether master users are configured.

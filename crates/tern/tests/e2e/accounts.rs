@@ -853,3 +853,101 @@ fn system_accounts_log_in_with_their_shadow_passwords() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth.system_users"));
 }
+
+/// A PAM service file of the test's (`/etc/pam.d/NAME`), removed after it.
+struct PamService(std::path::PathBuf);
+
+impl PamService {
+    fn create(name: &str, text: &str) -> PamService {
+        let p = std::path::Path::new("/etc/pam.d").join(name);
+        std::fs::write(&p, text).unwrap();
+        PamService(p)
+    }
+}
+
+impl Drop for PamService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn pam_checks_system_accounts_through_a_real_service() {
+    use std::os::unix::fs::MetadataExt;
+    let pid = std::process::id() % 100_000;
+    let (a, b) = (format!("ternpa{pid}"), format!("ternpb{pid}"));
+    let _ua = SystemUser::create(&a, "apw one", &[]);
+    let _ub = SystemUser::create(&b, "bpw", &[]);
+    // pam_exec records what PAM was told (service, user, client address);
+    // pam_unix checks the password and the account.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pam.log");
+    let script = dir.path().join("record.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$PAM_SERVICE $PAM_USER $PAM_RHOST\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stack = format!(
+        "auth required pam_exec.so quiet {}\nauth required pam_unix.so nodelay\naccount required pam_unix.so\n",
+        script.display()
+    );
+    let svc = format!("ternt{pid}");
+    let _imap = PamService::create(&format!("{svc}-imap"), &stack);
+    // POP3's service refuses everyone.
+    let _pop3 = PamService::create(
+        &format!("{svc}-pop3"),
+        "auth required pam_deny.so\naccount required pam_deny.so\n",
+    );
+    let s = server()
+        .config(&format!("[auth.pam]\nservice = \"{svc}-%s\"\n"))
+        .mail("maildir = \"{home}/Maildir\"\n")
+        .start();
+    let mut imap = s.connect_tls();
+    assert!(imap.cmd(&format!("LOGIN {a} \"apw one\"")).ok());
+    assert!(imap.append("INBOX", "()", &message("pam", "x")).ok());
+    let owner = std::fs::metadata(format!("/home/{a}")).unwrap().uid();
+    assert_ne!(owner, 0);
+    assert_eq!(
+        std::fs::metadata(format!("/home/{a}/Maildir/cur"))
+            .unwrap()
+            .uid(),
+        owner
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains(&format!("{svc}-imap {a} 127.0.0.1")),
+        "{logged}"
+    );
+    // SASL PLAIN goes through PAM as well.
+    let plain = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("\0{b}\0bpw"),
+    );
+    assert!(s.connect().cmd(&format!("AUTHENTICATE PLAIN {plain}")).ok());
+    // Refusals are refusals, not temporary failures.
+    for (u, p) in [(a.as_str(), "wrong"), ("nosuchuser", "x"), (a.as_str(), "")] {
+        let r = s.connect().cmd(&format!("LOGIN {u} \"{p}\""));
+        assert!(r.no() && !r.has("UNAVAILABLE"), "{u} {p}: {r:?}");
+    }
+    // The POP3 service's stack says no, whatever the password.
+    assert!(Pop::tls(s.pop3s).login(&b, "bpw").starts_with("-ERR"));
+    // pam_acct_mgmt: an expired account is refused with its right password;
+    // a locked one too.
+    assert!(Command::new("chage")
+        .args(["-E", "0", &b])
+        .status()
+        .unwrap()
+        .success());
+    assert!(s.connect().cmd(&format!("LOGIN {b} bpw")).no());
+    assert!(Command::new("usermod")
+        .args(["-L", &a])
+        .status()
+        .unwrap()
+        .success());
+    assert!(s.connect().cmd(&format!("LOGIN {a} \"apw one\"")).no());
+}
