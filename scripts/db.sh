@@ -12,6 +12,7 @@
 #                                      on PORT, ldaps:// on TLSPORT, CA in DIR/ca.crt); admin
 #                                      cn=admin,dc=example,dc=org password "adminpw"
 #   db.sh ldap add DIR PORT            ldapadd the LDIF read from stdin, as the admin
+#   db.sh ldap load DIR PORT [TLSPORT]  many entries (LDIF on stdin) with slapadd
 #   db.sh ldap restart DIR PORT [TLSPORT]  slapd again after a stop, same data
 #   db.sh ldap stop DIR
 #
@@ -149,11 +150,13 @@ TLSCertificateFile $dir/server.crt
 TLSCertificateKeyFile $dir/server.key
 moduleload back_mdb
 database mdb
-maxsize 104857600
+maxsize 4294967296
 suffix "dc=example,dc=org"
 rootdn "cn=admin,dc=example,dc=org"
 rootpw adminpw
 directory $dir/db
+index uid eq
+index mail eq
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by * read
 CONF
@@ -176,6 +179,17 @@ LDIF
         add)
             ldapadd -x -H "ldap://127.0.0.1:$port" -D cn=admin,dc=example,dc=org -w adminpw >/dev/null
             ;;
+        load)
+            # Many entries at once (LDIF on stdin): slapd stopped, slapadd
+            # in quick mode, slapd again.
+            if [ -s "$dir/slapd.pid" ]; then kill "$(cat "$dir/slapd.pid")" 2>/dev/null || true; fi
+            for _ in $(seq 1 100); do [ -s "$dir/slapd.pid" ] && kill -0 "$(cat "$dir/slapd.pid")" 2>/dev/null || break; sleep 0.1; done
+            /usr/sbin/slapadd -q -f "$dir/slapd.conf" || die "slapadd failed"
+            local urls="ldap://127.0.0.1:$port/"
+            [ -n "$tlsport" ] && urls="$urls ldaps://127.0.0.1:$tlsport/"
+            /usr/sbin/slapd -f "$dir/slapd.conf" -h "$urls" || die "slapd did not start"
+            wait_port "$port" || die "slapd does not listen on $port"
+            ;;
         restart)
             # After a stop: the same server, data and ports again.
             local urls="ldap://127.0.0.1:$port/"
@@ -186,7 +200,7 @@ LDIF
         stop)
             if [ -s "$dir/slapd.pid" ]; then kill -9 "$(cat "$dir/slapd.pid")" 2>/dev/null || true; fi
             ;;
-        *) die "ldap start|add|restart|stop" ;;
+        *) die "ldap start|add|load|restart|stop" ;;
     esac
 }
 

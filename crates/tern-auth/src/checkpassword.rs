@@ -76,6 +76,7 @@ impl Checkpassword {
             auth: EntryAuth::Checkpassword {
                 backend: self.index,
             },
+            system: false,
         })
     }
 
@@ -190,6 +191,7 @@ impl Checkpassword {
             auth: EntryAuth::Checkpassword {
                 backend: self.index,
             },
+            system: false,
         }
     }
 }

@@ -363,6 +363,7 @@ impl LdapBackend {
             mail: get("maildir"),
             extra,
             auth,
+            system: false,
         }
     }
 

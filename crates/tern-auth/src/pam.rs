@@ -92,6 +92,7 @@ impl Pam {
             auth: EntryAuth::Pam {
                 backend: self.index,
             },
+            system: true,
         }))
     }
 
@@ -110,6 +111,7 @@ impl Pam {
             auth: EntryAuth::Pam {
                 backend: self.index,
             },
+            system: true,
         };
         let _ = self.check(&entry, password, req.service, req.remote).await;
     }

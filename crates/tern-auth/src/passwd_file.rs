@@ -28,6 +28,9 @@ pub struct UserEntry {
     pub extra: HashMap<String, String>,
     /// How the password is checked.
     pub auth: EntryAuth,
+    /// A system account (`/etc/passwd`, through `system_users` or PAM):
+    /// its uid is its own and its Maildir in its home.
+    pub system: bool,
 }
 
 /// How an account's password is checked.
@@ -333,6 +336,14 @@ fn parse_line(line: &str) -> Option<UserEntry> {
             extra.insert(k.to_owned(), v.to_owned());
         }
     }
+    // Dovecot's uid and gid columns, where the extra fields do not say.
+    for (key, i) in [("uid", 2), ("gid", 3)] {
+        if let Some(v) = fields.get(i).filter(|v| !v.is_empty()) {
+            extra
+                .entry(key.to_owned())
+                .or_insert_with(|| (*v).to_owned());
+        }
+    }
     let mail = extra
         .get("mail")
         .cloned()
@@ -346,6 +357,7 @@ fn parse_line(line: &str) -> Option<UserEntry> {
         mail,
         extra,
         auth: EntryAuth::Hash,
+        system: false,
     })
 }
 

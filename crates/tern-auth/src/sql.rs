@@ -381,6 +381,7 @@ impl SqlBackend {
             mail,
             extra: fields,
             auth: crate::passwd_file::EntryAuth::Hash,
+            system: false,
         }
     }
 }

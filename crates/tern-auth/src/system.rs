@@ -113,6 +113,7 @@ impl SystemUsers {
             mail: None,
             extra,
             auth: EntryAuth::Hash,
+            system: true,
         }))
     }
 }

@@ -157,6 +157,7 @@ impl Userdb {
             mail: extra.remove("mail"),
             extra,
             auth: EntryAuth::Hash,
+            system: false,
         }))
     }
 }

@@ -907,6 +907,24 @@ pub struct MailConfig {
     /// Courier and Dovecot do.
     #[serde(default = "default_umask")]
     pub umask: String,
+    /// Which accounts' storage work runs with their own uid and gid when
+    /// tern runs as root (see `tern_server::creds`).
+    #[serde(default)]
+    pub account_uids: AccountUids,
+}
+
+/// `mail.account_uids`.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountUids {
+    /// System accounts (`auth.system_users`, `[auth.pam]`).
+    #[default]
+    System,
+    /// Every account whose entry gives a uid and a gid (other than 0).
+    All,
+    /// None: everything runs as root, and what tern creates takes the
+    /// owner of its directory.
+    None,
 }
 
 fn default_umask() -> String {
@@ -954,6 +972,7 @@ impl Default for MailConfig {
             user: None,
             allow_root: false,
             umask: default_umask(),
+            account_uids: AccountUids::default(),
         }
     }
 }

@@ -117,6 +117,9 @@ pub struct OpenFolder {
     checker: Mutex<Option<tokio::task::AbortHandle>>,
     /// When a session last opened it.
     last_used: Mutex<Instant>,
+    /// Whose credentials the work no session asks for (rescans, cache
+    /// writes) runs with: those of the session that opened it.
+    pub owner: Option<crate::creds::Creds>,
 }
 
 impl std::fmt::Debug for OpenFolder {
@@ -214,7 +217,7 @@ impl OpenFolder {
                     continue;
                 }
                 let o = open.clone();
-                let changed = tokio::task::spawn_blocking(move || {
+                let changed = crate::creds::spawn_blocking_as(open.owner, move || {
                     let before = o.folder.view();
                     o.folder
                         .refresh(MoveNew::No)
@@ -300,7 +303,7 @@ impl FolderRegistry {
             let unused = self.unused(SUMMARIES_IDLE);
             let unload = move || {
                 for f in unused {
-                    f.summaries.unload(&f.folder);
+                    crate::creds::run_as(f.owner, || f.summaries.unload(&f.folder));
                 }
             };
             match tokio::runtime::Handle::try_current() {
@@ -322,6 +325,7 @@ impl FolderRegistry {
             wds: Mutex::new(None),
             checker: Mutex::new(None),
             last_used: Mutex::new(Instant::now()),
+            owner: crate::creds::current(),
         });
         map.insert(dir.to_owned(), f.clone());
         let mut evict_at = self.evict_at.lock().unwrap_or_else(|p| p.into_inner());

@@ -7,6 +7,7 @@
 
 pub mod config;
 mod conn;
+pub mod creds;
 pub mod folders;
 pub mod haproxy;
 pub mod imap;

@@ -415,7 +415,15 @@ async fn serve(
 ) {
     let (stream, binding): (Box<dyn AsyncStream>, Option<crate::tls::ChannelBindings>) = match tls {
         Some(acceptor) => {
-            match tokio::time::timeout(svc.limits.preauth_timeout(), acceptor.accept(stream)).await
+            // Boxed, as the session below: this task's own state stays
+            // small, and the handshake's and each protocol's are each only
+            // as large as they are, and only while they last (an idle
+            // session's memory is mostly its task).
+            match tokio::time::timeout(
+                svc.limits.preauth_timeout(),
+                Box::pin(acceptor.accept(stream)),
+            )
+            .await
             {
                 Ok(Ok(s)) => {
                     let b = crate::tls::ChannelBindings::of(
@@ -446,10 +454,18 @@ async fn serve(
                 binding,
                 slot: Some(slot),
             };
-            serve_connection(svc, stream, start).await
+            Box::pin(serve_connection(svc, stream, start)).await
         }
         Protocol::Pop3 => {
-            crate::pop3::serve_pop3(svc, stream, Some(peer), tls, binding, Some(slot)).await
+            Box::pin(crate::pop3::serve_pop3(
+                svc,
+                stream,
+                Some(peer),
+                tls,
+                binding,
+                Some(slot),
+            ))
+            .await
         }
     }
 }

@@ -397,7 +397,7 @@ pub(crate) async fn failure_pause(svc: &Services, failures: u32, peer: Option<So
 pub(crate) async fn prepare(svc: &Arc<Services>, user: &User) -> Result<(), String> {
     let svc = svc.clone();
     let user = user.clone();
-    tokio::task::spawn_blocking(move || {
+    crate::creds::spawn_blocking(move || {
         user.maildir.ensure().map_err(|e| e.to_string())?;
         if !svc.policy.empty_trash.is_empty() {
             crate::trash::sweep(&svc.folders, &user.maildir, &svc.policy.empty_trash);

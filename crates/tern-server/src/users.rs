@@ -22,6 +22,9 @@ pub struct User {
     /// The server that holds the account (`mailhost`), for the proxy:
     /// one or more `host[:port]`, comma-separated.
     pub mailhost: Option<String>,
+    /// The uid and gid its storage work runs with (when tern runs as root
+    /// and `mail.account_uids` covers the account).
+    pub creds: Option<crate::creds::Creds>,
 }
 
 impl User {
@@ -33,6 +36,7 @@ impl User {
             quota: None,
             access: Access::default(),
             mailhost: None,
+            creds: None,
         }
     }
 }
@@ -243,6 +247,8 @@ pub struct UserDb {
     /// Master users (`auth.master_passwd_file`) and the separator of
     /// `user*master`.
     masters: Option<(PasswdFile, String)>,
+    /// Which accounts run their storage work as themselves.
+    account_uids: crate::config::AccountUids,
 }
 
 /// The outcome of a login attempt.
@@ -280,6 +286,7 @@ impl UserDb {
             folder_names: Default::default(),
             default_access: Access::default(),
             masters: None,
+            account_uids: Default::default(),
         }
     }
 
@@ -289,6 +296,38 @@ impl UserDb {
             .with_folder_names(cfg.mail.folder_names.setting())
             .with_default_quota(cfg.quota.default.as_deref().and_then(QuotaSpec::parse))
             .with_default_options(&cfg.auth.default_options)
+            .with_account_uids(cfg.mail.account_uids)
+    }
+
+    /// Which accounts' storage work runs with their own uid and gid.
+    pub fn with_account_uids(mut self, which: crate::config::AccountUids) -> UserDb {
+        self.account_uids = which;
+        self
+    }
+
+    /// The credentials `entry`'s storage work runs with, if any: its uid
+    /// and gid when `mail.account_uids` covers it and both are there (never
+    /// root's).
+    fn creds_of(&self, entry: &UserEntry) -> Option<crate::creds::Creds> {
+        use crate::config::AccountUids;
+        let covered = match self.account_uids {
+            AccountUids::None => false,
+            AccountUids::System => entry.system,
+            AccountUids::All => true,
+        };
+        if !covered {
+            return None;
+        }
+        let num = |k: &str| {
+            entry
+                .extra
+                .get(k)
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        };
+        match (num("uid"), num("gid")) {
+            (Some(uid), Some(gid)) if uid != 0 => Some(crate::creds::Creds { uid, gid }),
+            _ => None,
+        }
     }
 
     /// The account options every account has unless its own fields say
@@ -491,6 +530,7 @@ impl UserDb {
                 .get("mailhost")
                 .map(|m| m.trim().to_owned())
                 .filter(|m| !m.is_empty()),
+            creds: self.creds_of(entry),
         }
     }
 }

@@ -66,7 +66,12 @@ pub fn settle(mail: &MailConfig, must_read: &[&Path]) -> Result<(), String> {
     }
     let Some(user) = &mail.user else {
         if mail.allow_root {
-            tracing::warn!("serving mail as root (mail.allow_root): what tern creates in a Maildir takes the owner of its directory");
+            if mail.account_uids == tern_server::config::AccountUids::None {
+                tracing::warn!("serving mail as root (mail.allow_root): what tern creates in a Maildir takes the owner of its directory");
+            } else {
+                tern_server::creds::enable();
+                tracing::info!(accounts = ?mail.account_uids, "serving mail as root: storage work runs with each account's uid and gid where it has them (mail.account_uids)");
+            }
             return Ok(());
         }
         return Err("refusing to serve mail as root: set mail.user to the account that owns the Maildirs (e.g. \"vmail\"), or mail.allow_root = true".into());

@@ -45,14 +45,26 @@ impl Drop for Streamed {
         if let Some(p) = self.path.take() {
             // An unlink can wait on a slow disk or NFS server: on the
             // blocking pool when there is a runtime, never on its workers.
+            let creds = crate::creds::current();
             match tokio::runtime::Handle::try_current() {
-                Ok(h) => drop(h.spawn_blocking(move || std::fs::remove_file(p))),
+                Ok(h) => drop(h.spawn_blocking(move || {
+                    crate::creds::run_as(creds, || std::fs::remove_file(p))
+                })),
                 Err(_) => {
-                    let _ = std::fs::remove_file(p);
+                    let _ = crate::creds::run_as(creds, || std::fs::remove_file(p));
                 }
             }
         }
     }
+}
+
+/// Removes a file on the blocking pool with the session's account's
+/// credentials.
+async fn remove_file(p: impl Into<PathBuf>) -> std::io::Result<()> {
+    let p = p.into();
+    crate::creds::spawn_blocking(move || std::fs::remove_file(p))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
 }
 
 /// The answer when the message cannot be written to `tmp/` (disk full,
@@ -239,7 +251,7 @@ impl Streaming {
         name.push(".sent");
         let new = PathBuf::from(name);
         let (from, to) = (old.clone(), new.clone());
-        let copied = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let copied = crate::creds::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::{Read, Write};
             let mut src = std::fs::File::open(&from)?;
             let mut dst = std::fs::File::create(&to)?;
@@ -264,15 +276,18 @@ impl Streaming {
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         if let Err(e) = copied {
-            let _ = tokio::fs::remove_file(&new).await;
+            let _ = remove_file(&new).await;
             return Err(e);
         }
-        self.file = tokio::fs::OpenOptions::new()
-            .append(true)
-            .open(&new)
-            .await?;
+        let reopen = new.clone();
+        let file = crate::creds::spawn_blocking(move || {
+            std::fs::OpenOptions::new().append(true).open(&reopen)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))?;
+        self.file = tokio::fs::File::from_std(file);
         self.streamed.path = Some(new);
-        let _ = tokio::fs::remove_file(&old).await;
+        let _ = remove_file(&old).await;
         Ok(())
     }
 
@@ -307,7 +322,7 @@ impl Streaming {
     /// Removes the file: the command was refused.
     pub async fn abandon(mut self) {
         if let Some(p) = self.streamed.path.take() {
-            let _ = tokio::fs::remove_file(p).await;
+            let _ = remove_file(p).await;
         }
     }
 }
@@ -344,25 +359,27 @@ impl Session {
             return Err(Reply::no(Some(Code::TryCreate), "Mailbox does not exist"));
         }
         let path = user.maildir.new_tmp_path();
-        let file = match tokio::fs::File::create(&path).await {
-            Ok(f) => f,
+        let p = path.clone();
+        // Created (and, under root, given its directory's owner) on the
+        // blocking pool with the account's credentials, as every storage
+        // call; then written through tokio's file.
+        let created = crate::creds::spawn_blocking(move || {
+            let f = std::fs::File::create(&p)?;
+            if let Err(e) = tern_maildir::owner::inherit(&p) {
+                let _ = std::fs::remove_file(&p);
+                return Err(e);
+            }
+            Ok(f)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let file = match created {
+            Ok(f) => tokio::fs::File::from_std(f),
             Err(e) => {
                 tracing::error!(path = %path.display(), cause = %e, "cannot create file in tmp/");
                 return Err(store_failed());
             }
         };
-        if tern_maildir::owner::running_as_root() {
-            let p = path.clone();
-            if let Err(r) = blocking(move || {
-                tern_maildir::owner::inherit(&p)
-                    .map_err(|e| tern_maildir::MaildirError::io("chown", &p, e))
-            })
-            .await
-            {
-                let _ = tokio::fs::remove_file(&path).await;
-                return Err(r);
-            }
-        }
         Ok(Streaming {
             file,
             streamed: Streamed {
@@ -464,7 +481,7 @@ impl Session {
                 Reply::ok_code(Code::AppendUid { uidvalidity, uid }, "APPEND completed")
             }
             Err(r) => {
-                let _ = tokio::fs::remove_file(&path).await;
+                let _ = remove_file(&path).await;
                 if r.code == Some(Code::Nonexistent) {
                     // RFC 3501 §6.3.11: the client may CREATE and retry.
                     return Reply::no(Some(Code::TryCreate), "Mailbox does not exist");

@@ -844,7 +844,7 @@ impl Session {
             let o = open.clone();
             let its = items.clone();
             let at_least = self.svc.limits.stream_literal_bytes;
-            let job = tokio::task::spawn_blocking(move || {
+            let job = crate::creds::spawn_blocking(move || {
                 let mut files = FileLiterals {
                     list: Vec::new(),
                     at_least,
@@ -994,7 +994,7 @@ impl Session {
         if items.iter().any(uses_summary) {
             let o = open.clone();
             // Its own blocking job: choosing what to write walks the folder.
-            let _ = tokio::task::spawn_blocking(move || o.summaries.save_if_due(&o.folder)).await;
+            let _ = crate::creds::spawn_blocking(move || o.summaries.save_if_due(&o.folder)).await;
         }
         if missing > 0 {
             return Ok(Reply::no(
@@ -1084,7 +1084,7 @@ impl Session {
         self.flush().await?;
         let o = open.clone();
         let entry = f.entry.clone();
-        let mut file = match tokio::task::spawn_blocking(move || o.folder.open(&entry)).await {
+        let mut file = match crate::creds::spawn_blocking(move || o.folder.open(&entry)).await {
             Ok(Ok(file)) => Some(file),
             Ok(Err(e)) => {
                 tracing::error!(cause = %e, uid = f.entry.uid, "cannot open message to send");
@@ -1104,7 +1104,7 @@ impl Session {
                 let (mut conv, mut skip) = state;
                 let mut buf = std::mem::take(&mut piece);
                 let as_stored = f.as_stored;
-                let job = tokio::task::spawn_blocking(move || {
+                let job = crate::creds::spawn_blocking(move || {
                     let got = read_piece(&fh, as_stored, &mut conv, &mut skip, want, &mut buf);
                     (fh, conv, skip, buf, got)
                 });

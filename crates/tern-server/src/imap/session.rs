@@ -285,7 +285,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
+    crate::creds::spawn_blocking(f).await.map_err(|e| {
         tracing::error!(cause = %e, "blocking task failed");
         Reply::no(Some(Code::ServerBug), "Internal error, see the server log")
     })
@@ -309,7 +309,7 @@ where
     F: FnOnce() -> Result<T, MaildirError> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
+    match crate::creds::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(storage_reply(&e)),
         Err(e) => {
@@ -418,7 +418,10 @@ pub async fn serve_connection(
             binding,
             slot,
         ),
-        SessionStart::Preauth(user) => (State::Authenticated { user }, None, false, None, None),
+        SessionStart::Preauth(user) => {
+            // Outside the scope below: `tern imapd` runs as its account.
+            (State::Authenticated { user }, None, false, None, None)
+        }
     };
     let shutdown = svc.shutdown.clone();
     let svc_limits = svc.limits.framer();
@@ -438,7 +441,7 @@ pub async fn serve_connection(
         started: std::time::Instant::now(),
     };
     s.conn.binding = binding.map(Box::new);
-    match s.run().await {
+    match crate::creds::scope(s.run()).await {
         Ok(()) | Err(End::Closed) => {}
         Err(End::Io(e)) => tracing::debug!(cause = %e, "connection ended"),
     }
@@ -629,8 +632,12 @@ impl Session {
         self.untagged(&greeting);
         self.flush().await?;
         if matches!(self.state, State::NotAuthenticated { .. }) {
-            match self.pre_login().await? {
+            // Boxed: the login phase's state (a directory lookup's, a SASL
+            // exchange's) is freed once it ends, instead of sizing every
+            // session's task for the rest of its life.
+            match Box::pin(self.pre_login()).await? {
                 super::prelogin::LoginEnd::LoggedIn(user) => {
+                    crate::creds::set(user.creds);
                     self.state = State::Authenticated { user };
                 }
                 super::prelogin::LoginEnd::Closed => return Err(End::Closed),
@@ -649,19 +656,23 @@ impl Session {
                             client: self.peer,
                             leg: crate::proxy::Leg::Imap,
                         };
-                        crate::proxy::relay(stream, *backend, pipelined, idle, ctx).await;
+                        Box::pin(crate::proxy::relay(stream, *backend, pipelined, idle, ctx)).await;
                     }
                     return Err(End::Closed);
                 }
             }
         }
         loop {
+            // Each command's future is boxed: its state (a FETCH's, an
+            // APPEND's, IDLE's) is as large as the largest command's and
+            // lives only while the command runs, so an idle session's task
+            // is the size of its reader, not of its biggest command.
             match self.next_incoming().await? {
                 None => continue,
                 Some(Incoming::Answered) => {}
-                Some(Incoming::Command(bytes)) => self.execute(&bytes, None).await?,
+                Some(Incoming::Command(bytes)) => Box::pin(self.execute(&bytes, None)).await?,
                 Some(Incoming::Append(bytes, streamed)) => {
-                    self.execute(&bytes, Some(streamed)).await?
+                    Box::pin(self.execute(&bytes, Some(streamed))).await?
                 }
             }
             self.after_command().await?;
@@ -721,6 +732,9 @@ impl Session {
         // APPEND's message, so later ones are never parsed for it (a
         // command of thousands of small literals costs one pass).
         let mut literals = 0usize;
+        // What only an APPEND's literal awaits (its file's creation,
+        // writes, sync) is boxed: an idle session waits in this function,
+        // so its task is as large as this future's largest state.
         loop {
             match self.framer.next_event() {
                 Event::NeedInput => self.fill().await?,
@@ -736,14 +750,14 @@ impl Session {
                     };
                     self.answer_refused(tag.as_deref(), &Reply::bad_code(Code::Limit, text));
                     if let Some(s) = streaming.take() {
-                        s.abandon().await;
+                        Box::pin(s.abandon()).await;
                     }
                     return Ok(Incoming::Answered);
                 }
                 Event::Command(bytes) => {
                     return Ok(match streaming.take() {
                         None => Incoming::Command(bytes),
-                        Some(s) => match s.finish().await {
+                        Some(s) => match Box::pin(s.finish()).await {
                             Ok(streamed) => Incoming::Append(bytes, streamed),
                             Err(r) => {
                                 let tag = framing::tag_of(&bytes).map(str::to_owned);
@@ -756,7 +770,7 @@ impl Session {
                 Event::Chunk(bytes) => {
                     if let Some(s) = streaming.as_mut() {
                         s.push(bytes);
-                        s.write_out().await;
+                        Box::pin(s.write_out()).await;
                     }
                 }
                 Event::Literal { info, prefix } => {
@@ -771,14 +785,15 @@ impl Session {
                         LiteralUse::Inline
                     };
                     let decision = match decision {
-                        LiteralUse::Stream(mailbox) => match self.start_append(mailbox, info).await
-                        {
-                            Ok(s) => {
-                                streaming = Some(s);
-                                LiteralUse::Stream(None)
+                        LiteralUse::Stream(mailbox) => {
+                            match Box::pin(self.start_append(mailbox, info)).await {
+                                Ok(s) => {
+                                    streaming = Some(s);
+                                    LiteralUse::Stream(None)
+                                }
+                                Err(r) => LiteralUse::Refuse(r),
                             }
-                            Err(r) => LiteralUse::Refuse(r),
-                        },
+                        }
                         other => other,
                     };
                     let plus = match decision {
@@ -786,7 +801,7 @@ impl Session {
                             self.framer.refuse();
                             self.answer_refused(tag.as_deref(), &r);
                             if let Some(s) = streaming.take() {
-                                s.abandon().await;
+                                Box::pin(s.abandon()).await;
                             }
                             return Ok(Incoming::Answered);
                         }

@@ -86,7 +86,7 @@ pub async fn serve_pop3(
             failures: 0,
         },
     };
-    match s.run().await {
+    match crate::creds::scope(s.run()).await {
         Ok(()) | Err(ConnEnd::Closed) | Err(ConnEnd::TimedOut) => {}
         Err(ConnEnd::Io(e)) => tracing::debug!(cause = %e, "POP3 connection ended"),
     }
@@ -230,9 +230,12 @@ impl Pop3 {
             C::Quit => return self.quit().await,
             C::Noop => self.reply("+OK"),
             C::User(name) => self.user(name.as_deref()),
-            C::Pass(pass) => return self.pass(pass).await,
+            // Boxed, as AUTH: a login's state (a directory lookup's, a
+            // proxy connection's) is freed once it ends, instead of sizing
+            // the session's task for the rest of its life.
+            C::Pass(pass) => return Box::pin(self.pass(pass)).await,
             C::Auth { mechanism, initial } => {
-                return self.auth(mechanism.as_deref(), initial.as_deref()).await;
+                return Box::pin(self.auth(mechanism.as_deref(), initial.as_deref())).await;
             }
             C::Stls => return self.stls().await,
             // RFC 6856: mail is sent as stored, so there is nothing to switch.
@@ -476,6 +479,7 @@ impl Pop3 {
                         return Ok(Flow::Continue);
                     }
                 }
+                crate::creds::set(u.creds);
                 match open_maildrop(self.svc.clone(), u).await {
                     Ok(drop) => {
                         tracing::Span::current().record("user", drop.user.name.as_str());
@@ -618,7 +622,7 @@ async fn open_maildrop(svc: Arc<Services>, user: User) -> Result<Maildrop, Strin
     let o = open.clone();
     let root = user.maildir.root().to_owned();
     let svc2 = svc.clone();
-    let messages = tokio::task::spawn_blocking(move || {
+    let messages = crate::creds::spawn_blocking(move || {
         let view = o.folder.refresh_exact(MoveNew::Yes)?;
         let format = svc2.policy.pop3_uidl_format.as_ref();
         o.pop3
@@ -726,7 +730,7 @@ impl Pop3 {
         let open = d.open.clone();
         let o = open.clone();
         let entry = msg.entry.clone();
-        let data = match tokio::task::spawn_blocking(move || o.folder.read(&entry)).await {
+        let data = match crate::creds::spawn_blocking(move || o.folder.read(&entry)).await {
             Ok(Ok(data)) => data,
             Ok(Err(MaildirError::MessageGone)) => {
                 self.reply("-ERR Message was removed by another session.");
@@ -793,7 +797,7 @@ impl Pop3 {
         let open = d.open.clone();
         let o = open.clone();
         let wanted = doomed.len();
-        let result = tokio::task::spawn_blocking(move || o.folder.expunge(&doomed)).await;
+        let result = crate::creds::spawn_blocking(move || o.folder.expunge(&doomed)).await;
         open.changed.notify_waiters();
         match result {
             Ok(Ok(removed)) => {
@@ -817,7 +821,7 @@ impl Pop3 {
 /// its flags as they are now, not as they were at login.
 async fn mark_seen(open: &Arc<OpenFolder>, uid: u32) {
     let o = open.clone();
-    let changed = tokio::task::spawn_blocking(move || -> Result<bool, MaildirError> {
+    let changed = crate::creds::spawn_blocking(move || -> Result<bool, MaildirError> {
         let view = o.folder.view();
         let Some(cur) = view.find(uid) else {
             return Ok(false);

@@ -728,10 +728,10 @@ fn postgresql_over_tls_with_the_certificate_verified() {
 
 /// Real system accounts, made for the test with useradd and chpasswd and
 /// removed after it.
-struct SystemUser(String);
+pub(crate) struct SystemUser(String);
 
 impl SystemUser {
-    fn create(name: &str, password: &str, extra: &[&str]) -> SystemUser {
+    pub(crate) fn create(name: &str, password: &str, extra: &[&str]) -> SystemUser {
         let _ = Command::new("userdel")
             .args(["-r", name])
             .stderr(Stdio::null())

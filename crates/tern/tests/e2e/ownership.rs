@@ -50,10 +50,14 @@ fn exercise(c: &mut Client) {
 }
 
 fn assert_private_and_owned(md: &Path, uid: u32) {
+    assert_private_and_owned_by(md, uid, uid);
+}
+
+fn assert_private_and_owned_by(md: &Path, uid: u32, gid: u32) {
     let all = entries(md);
     assert!(all.len() > 10, "{all:?}");
     for (p, u, g, mode) in all {
-        assert_eq!((u, g), (uid, uid), "{p} has owner {u}:{g}");
+        assert_eq!((u, g), (uid, gid), "{p} has owner {u}:{g}");
         let is_dir = Path::new(&p).is_dir();
         assert_eq!(
             mode,
@@ -114,16 +118,25 @@ fn allowed_to_run_as_root_tern_gives_what_it_creates_to_the_maildirs_owner() {
     assert_private_and_owned(&md, NOBODY);
     // Courier's imapd, run as the account (nobody), keeps serving it: it
     // reads tern's UIDs and can rewrite its own files to add a message.
-    let msg = message("courier as nobody", "z");
+    courier_keeps_serving(&md, NOBODY, NOBODY, &tern_uids);
+}
+
+/// Courier's imapd, run as the account (`uid`:`gid`), keeps serving `md`:
+/// it reads tern's UIDs of INBOX.Work and can rewrite its own files to add
+/// a message.
+fn courier_keeps_serving(md: &Path, uid: u32, gid: u32, tern_uids: &[u64]) {
+    let msg = message("courier as the account", "z");
     let mut script = b"a SELECT INBOX.Work\r\nb UID FETCH 1:* (FLAGS)\r\n".to_vec();
     script.extend_from_slice(format!("c APPEND INBOX.Work {{{}}}\r\n", msg.len()).as_bytes());
     script.extend_from_slice(&msg);
     script.extend_from_slice(b"\r\nz LOGOUT\r\n");
     let mut child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"])
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .args(["--clear-groups", "bash"])
         .arg(crate::compat::oracle("courier.sh"))
         .arg("imapd")
-        .arg(&md)
+        .arg(md)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -142,6 +155,83 @@ fn allowed_to_run_as_root_tern_gives_what_it_creates_to_the_maildirs_owner() {
         out.contains("c OK [APPENDUID"),
         "Courier, as the account, could not append: {out}"
     );
+}
+
+#[test]
+fn as_root_each_account_works_with_its_own_uid_and_a_planted_link_leads_nowhere() {
+    assert!(is_root(), "the ownership tests run as root, as CI does");
+    let pid = std::process::id() % 100_000;
+    let (a, b) = (format!("ternua{pid}"), format!("ternub{pid}"));
+    let _ua = crate::accounts::SystemUser::create(&a, "apw", &[]);
+    let _ub = crate::accounts::SystemUser::create(&b, "bpw", &[]);
+    let ids = |u: &str| {
+        let m = std::fs::metadata(format!("/home/{u}")).unwrap();
+        (m.uid(), m.gid())
+    };
+    let ((ua, ga), (ub, _)) = (ids(&a), ids(&b));
+    assert!(ua != 0 && ub != 0 && ua != ub);
+    for u in [&a, &b] {
+        std::fs::set_permissions(format!("/home/{u}"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+    }
+    let s = server()
+        .auth("system_users = true\n")
+        .mail("maildir = \"{home}/Maildir\"\n")
+        .start();
+    // Everything a's sessions create is a's, private, though tern is root.
+    let mut c = s.connect();
+    assert!(c.cmd(&format!("LOGIN {a} apw")).ok());
+    exercise(&mut c);
+    let r = c.cmd("UID FETCH 1:* (FLAGS)");
+    let tern_uids: Vec<u64> = r
+        .untagged("")
+        .iter()
+        .filter_map(|l| number_after(l, "UID "))
+        .collect();
+    drop(c);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
+        "tern itself stays root: {status}"
+    );
+    let amd = Path::new("/home").join(&a).join("Maildir");
+    assert_private_and_owned_by(&amd, ua, ga);
+    // b has mail of his own.
+    let mut c = s.connect();
+    assert!(c.cmd(&format!("LOGIN {b} bpw")).ok());
+    assert!(c
+        .append("INBOX", "()", &message("for b", "B-SECRET body"))
+        .ok());
+    drop(c);
+    let bmd = Path::new("/home").join(&b).join("Maildir");
+    // a (who has a shell) plants links in his own Maildir: a folder whose
+    // cur/ and new/ are b's, where every path tern opens is a's own folder
+    // and a plain file name. Only the kernel, seeing a's credentials, can
+    // tell that the way there crosses b's 0700 home.
+    let deep = amd.join(".Deep");
+    std::fs::create_dir_all(deep.join("tmp")).unwrap();
+    std::fs::write(deep.join("maildirfolder"), "").unwrap();
+    std::os::unix::fs::symlink(bmd.join("cur"), deep.join("cur")).unwrap();
+    std::os::unix::fs::symlink(bmd.join("new"), deep.join("new")).unwrap();
+    std::os::unix::fs::symlink(&bmd, amd.join(".Stolen")).unwrap();
+    let mut c = s.connect();
+    assert!(c.cmd(&format!("LOGIN {a} apw")).ok());
+    for folder in ["INBOX.Deep", "INBOX.Stolen"] {
+        let r = c.cmd(&format!("SELECT {folder}"));
+        assert!(!r.has(" 1 EXISTS"), "b's mail seen from {folder}: {r:?}");
+        let r = c.cmd("FETCH 1:* BODY.PEEK[]");
+        assert!(!r.has("B-SECRET"), "b's mail read through {folder}: {r:?}");
+        let r = c.cmd(&format!("STATUS {folder} (MESSAGES)"));
+        assert!(!r.has("MESSAGES 1"), "{r:?}");
+    }
+    assert!(c.cmd("NOOP").ok(), "a's session goes on");
+    drop(c);
+    std::fs::remove_dir_all(&deep).unwrap();
+    std::fs::remove_file(amd.join(".Stolen")).unwrap();
+    // Courier's imapd as a keeps serving what tern served as a.
+    courier_keeps_serving(&amd, ua, ga, &tern_uids);
 }
 
 #[test]

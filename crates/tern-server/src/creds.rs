@@ -1,0 +1,166 @@
+//! Storage work done with the account's own credentials.
+//!
+//! Where accounts have uids of their own (system accounts, PAM, or any
+//! account whose entry gives a uid and gid when `mail.account_uids = "all"`),
+//! tern runs as root and each storage operation runs with the account's
+//! uid, gid and only that group, so that the kernel, not only tern's own
+//! path checks, keeps one account out of another's Maildir (a symbolic
+//! link an account planted in its own Maildir leads nowhere it could not
+//! go itself).
+//!
+//! How: Linux keeps credentials per thread, and the raw `setresuid`,
+//! `setresgid` and `setgroups` system calls (rustix's `set_thread_*`; not
+//! glibc's wrappers, which change every thread) change only the calling
+//! one. Every storage operation already runs on the blocking pool
+//! ([`spawn_blocking`]); there the thread takes the session's account's
+//! effective uid and gid for the closure's run and gives them back after
+//! (in a guard, so a panic gives them back too; a thread that cannot is
+//! not allowed to go on: the process aborts). The real and saved uid stay
+//! 0, which is what lets the thread return to root. Threads a closure
+//! starts (parallel searches, a cache writer) inherit its credentials.
+//! The session's account is a task-local the session sets at login.
+//!
+//! Why not a worker process per account (Dovecot's way, with a fork per
+//! login): a thread's switch costs four system calls per operation against
+//! a process and an IPC hop per command, and tern's shared folder state
+//! (one view per folder for every session) would have to be split per
+//! process. The price: the async workers themselves stay root, so nothing
+//! may touch a Maildir there (all storage calls go through the blocking
+//! pool, as they must anyway so that a slow disk never stalls the runtime).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::process::{Gid, Uid};
+
+/// An account's uid and gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Creds {
+    /// The uid.
+    pub uid: u32,
+    /// The primary (and only) group.
+    pub gid: u32,
+}
+
+/// Whether this process switches credentials at all (it runs as root and
+/// `mail.account_uids` is not `none`).
+static SWITCHING: AtomicBool = AtomicBool::new(false);
+
+tokio::task_local! {
+    static SESSION: Cell<Option<Creds>>;
+}
+
+/// Turns switching on: called once at start, when running as root.
+pub fn enable() {
+    SWITCHING.store(true, Ordering::Release);
+}
+
+/// Whether switching is on.
+pub fn enabled() -> bool {
+    SWITCHING.load(Ordering::Acquire)
+}
+
+/// Runs a session's future with a place for its account's credentials.
+pub async fn scope<F: Future>(f: F) -> F::Output {
+    SESSION.scope(Cell::new(None), f).await
+}
+
+/// Sets the session's account's credentials (at login).
+pub fn set(c: Option<Creds>) {
+    let _ = SESSION.try_with(|s| s.set(c));
+}
+
+/// The session's account's credentials, if the caller is in a session
+/// whose account has them.
+pub fn current() -> Option<Creds> {
+    SESSION.try_with(Cell::get).ok().flatten()
+}
+
+/// [`tokio::task::spawn_blocking`] with the session's account's
+/// credentials: what every storage operation of a session goes through.
+pub fn spawn_blocking<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    spawn_blocking_as(current(), f)
+}
+
+/// [`tokio::task::spawn_blocking`] with the credentials `c` (a folder's
+/// owner, for work no session asked for).
+pub fn spawn_blocking_as<F, R>(c: Option<Creds>, f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || run_as(c, f))
+}
+
+/// Runs `f` on this thread with the credentials `c` (root's for `None`),
+/// then gives root's back.
+///
+/// # Panics
+/// When the thread cannot take `c`: the work must not run as root instead.
+pub fn run_as<R>(c: Option<Creds>, f: impl FnOnce() -> R) -> R {
+    if !enabled() {
+        return f();
+    }
+    let guard = Switched::to(c);
+    if let Err(e) = &guard.result {
+        // The guard has put the thread back to root; the work is refused.
+        panic!("cannot take the account's credentials {c:?}: {e}");
+    }
+    let r = f();
+    drop(guard);
+    r
+}
+
+/// Credentials taken by this thread, given back (to root) when dropped.
+struct Switched {
+    result: std::io::Result<()>,
+}
+
+/// Back to root's effective ids and no supplementary groups; a thread that
+/// cannot get there aborts the process rather than go on with an
+/// account's credentials.
+fn back_to_root() {
+    let r = rustix::thread::set_thread_res_uid(None, Some(Uid::ROOT), None)
+        .and_then(|()| rustix::thread::set_thread_res_gid(None, Some(Gid::ROOT), None))
+        .and_then(|()| rustix::thread::set_thread_groups(&[]));
+    if let Err(e) = r {
+        tracing::error!(cause = %e, "a thread cannot return to root's credentials; stopping");
+        std::process::abort();
+    }
+}
+
+impl Switched {
+    fn to(c: Option<Creds>) -> Switched {
+        // Whatever the thread held before (a thread may have been started
+        // by one that held an account's), it starts from root's.
+        back_to_root();
+        let result = match c {
+            None => Ok(()),
+            Some(c) => {
+                let gid = Gid::from_raw(c.gid);
+                let r = rustix::thread::set_thread_groups(&[gid])
+                    .and_then(|()| rustix::thread::set_thread_res_gid(None, Some(gid), None))
+                    .and_then(|()| {
+                        rustix::thread::set_thread_res_uid(None, Some(Uid::from_raw(c.uid)), None)
+                    })
+                    .map_err(std::io::Error::from);
+                if r.is_err() {
+                    back_to_root();
+                }
+                r
+            }
+        };
+        Switched { result }
+    }
+}
+
+impl Drop for Switched {
+    fn drop(&mut self) {
+        back_to_root();
+    }
+}
