@@ -20,7 +20,7 @@ pub enum Backend {
     /// An SQL database.
     Sql(SqlBackend),
     /// An LDAP directory.
-    Ldap(LdapBackend),
+    Ldap(Box<LdapBackend>),
     /// Courier's userdb (its text source).
     Userdb(crate::userdb::Userdb),
     /// The system's accounts (`/etc/passwd`, `/etc/shadow`).

@@ -57,6 +57,12 @@ pub struct LdapSettings {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Most connections kept open in each of the two pools.
     pub max_connections: usize,
+    /// How long a search's answer (an account or none) is reused; zero
+    /// keeps none. The password is checked (bound) at every login all the
+    /// same.
+    pub cache_ttl: Duration,
+    /// Answers kept at most.
+    pub cache_size: usize,
 }
 
 impl std::fmt::Debug for LdapSettings {
@@ -97,6 +103,8 @@ pub struct LdapBackend {
     index: usize,
     searches: Pool,
     binds: Pool,
+    /// Answers of searches kept a short while (`cache_secs`).
+    cache: Option<crate::cache::AnswerCache>,
 }
 
 /// Whether an ldap3 error says the connection is gone (rather than the
@@ -185,6 +193,7 @@ impl LdapBackend {
         Ok(LdapBackend {
             searches: pool(true),
             binds: pool(false),
+            cache: crate::cache::AnswerCache::new(s.cache_ttl, s.cache_size),
             s,
             index,
         })
@@ -273,6 +282,19 @@ impl LdapBackend {
     /// [`AuthError::Unavailable`] when no server answers, or the search
     /// fails or finds more than one entry.
     pub async fn lookup(&self, req: &Request<'_>) -> Result<Option<UserEntry>, AuthError> {
+        // The filter's placeholders are all the login name's: it is the key.
+        let key = vec![req.user.to_owned()];
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+            return Ok(hit);
+        }
+        let found = self.search(req).await?;
+        if let Some(c) = &self.cache {
+            c.put(key, found.clone());
+        }
+        Ok(found)
+    }
+
+    async fn search(&self, req: &Request<'_>) -> Result<Option<UserEntry>, AuthError> {
         let filter = filter_for(&self.s.filter, req.user);
         let attrs: Vec<&str> = self.s.attributes.values().map(String::as_str).collect();
         let attrs = if attrs.is_empty() { vec!["1.1"] } else { attrs };

@@ -5,6 +5,7 @@
 //! Password verification is CPU-heavy by design (Argon2, yescrypt); the
 //! server runs it on a blocking thread, never on the async runtime.
 
+mod cache;
 pub mod checkpassword;
 pub mod directory;
 pub mod fuzzing;

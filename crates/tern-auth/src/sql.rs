@@ -24,6 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Column, Row};
 
+use crate::cache::AnswerCache;
 use crate::passwd_file::UserEntry;
 use crate::AuthError;
 
@@ -161,51 +162,6 @@ impl Request<'_> {
     }
 }
 
-/// An answer and when it was had.
-type Cached = (std::time::Instant, Option<UserEntry>);
-
-/// Answers of a database kept for a short while: found accounts and
-/// unknown names alike. The key is every value the query is given, so two
-/// logins share an entry only when the database would be asked the very
-/// same question; the stored hash is still checked against the password at
-/// every login (a hit only spares the query), and an entry is never used
-/// past its lifetime, so a changed password stops working by then.
-#[derive(Debug)]
-struct Cache {
-    ttl: Duration,
-    max: usize,
-    entries: std::sync::Mutex<HashMap<Vec<String>, Cached>>,
-}
-
-impl Cache {
-    fn get(&self, key: &[String]) -> Option<Option<UserEntry>> {
-        let map = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match map.get(key) {
-            Some((at, e)) if at.elapsed() < self.ttl => Some(e.clone()),
-            _ => None,
-        }
-    }
-
-    fn put(&self, key: Vec<String>, value: Option<UserEntry>) {
-        let mut map = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= self.max {
-            let ttl = self.ttl;
-            map.retain(|_, (at, _)| at.elapsed() < ttl);
-            if map.len() >= self.max {
-                // Still full of live entries: start over rather than grow.
-                map.clear();
-            }
-        }
-        map.insert(key, (std::time::Instant::now(), value));
-    }
-}
-
 /// One configured database.
 #[derive(Debug)]
 pub struct SqlBackend {
@@ -213,7 +169,7 @@ pub struct SqlBackend {
     query: Prepared,
     timeout: Duration,
     name: String,
-    cache: Option<Cache>,
+    cache: Option<AnswerCache>,
     courier_columns: bool,
 }
 
@@ -276,11 +232,7 @@ impl SqlBackend {
     /// Keeps answers for `ttl` (nothing is kept when it is zero), at most
     /// `max` of them.
     pub fn with_cache(mut self, ttl: Duration, max: usize) -> SqlBackend {
-        self.cache = (!ttl.is_zero() && max > 0).then(|| Cache {
-            ttl,
-            max,
-            entries: std::sync::Mutex::new(HashMap::new()),
-        });
+        self.cache = AnswerCache::new(ttl, max);
         self
     }
 

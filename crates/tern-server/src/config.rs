@@ -809,6 +809,13 @@ pub struct LdapConfig {
     /// Most connections kept open in each pool (searches, binds).
     #[serde(default = "default_ldap_connections")]
     pub max_connections: usize,
+    /// Seconds a search's answer (an account, or none) is reused; 0 keeps
+    /// none. Passwords are bound at every login all the same.
+    #[serde(default)]
+    pub cache_secs: u64,
+    /// Answers kept at most.
+    #[serde(default = "default_sql_cache_size")]
+    pub cache_size: usize,
 }
 
 fn default_ldap_connections() -> usize {
@@ -850,6 +857,8 @@ impl LdapConfig {
             starttls: self.starttls,
             tls,
             max_connections: self.max_connections,
+            cache_ttl: Duration::from_secs(self.cache_secs),
+            cache_size: self.cache_size,
         })
     }
 }

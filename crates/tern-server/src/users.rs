@@ -213,7 +213,7 @@ pub fn open_directory(cfg: &crate::config::Config) -> Result<Directory, String> 
     }
     for l in &cfg.auth.ldap {
         let b = tern_auth::ldap::LdapBackend::new(l.settings(&cfg.base_dir)?, backends.len())?;
-        backends.push(Backend::Ldap(b));
+        backends.push(Backend::Ldap(Box::new(b)));
     }
     if let Some(program) = &cfg.auth.checkpassword {
         let program = cfg.resolve(program);

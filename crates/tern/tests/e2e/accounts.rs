@@ -524,6 +524,84 @@ fn ldap_over_tls_with_kept_connections() {
     assert!(s.connect().cmd("LOGIN lee@example.org wrong").no());
 }
 
+fn ldapmodify(ldap: &Slapd, ldif: &str) {
+    let mut c = Command::new("ldapmodify")
+        .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", ldap.port)])
+        .args(["-D", "cn=admin,dc=example,dc=org", "-w", "adminpw"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut c.stdin.take().unwrap(), ldif.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success(), "ldapmodify {ldif}");
+}
+
+#[test]
+fn ldap_answers_are_kept_for_their_lifetime_and_passwords_bound_every_time() {
+    let ldap = Slapd::start();
+    let mail = tempfile::tempdir().unwrap();
+    let person = |uid: &str, pw: &str, md: &str| {
+        format!(
+            "dn: uid={uid},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+             uid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@example.org\nuserPassword: {pw}\n\
+             description: {}/{md}\n\n",
+            mail.path().display()
+        )
+    };
+    ldap.add(&person("lee", "leepw", "one"));
+    let ttl = 2;
+    let s = server()
+        .config(&format!(
+            "[[auth.ldap]]\nuris = [\"ldap://127.0.0.1:{}\"]\n\
+             base = \"ou=people,dc=example,dc=org\"\nfilter = \"(mail=%u)\"\n\
+             bind_dn = \"cn=admin,dc=example,dc=org\"\nbind_password = \"adminpw\"\n\
+             cache_secs = {ttl}\n[auth.ldap.attributes]\nmaildir = \"description\"\n",
+            ldap.port
+        ))
+        .start();
+    let login = |u: &str, p: &str| s.connect().cmd(&format!("LOGIN {u} {p}"));
+    let append_as = |u: &str, p: &str| {
+        let mut c = s.connect();
+        assert!(c.cmd(&format!("LOGIN {u} {p}")).ok());
+        assert!(c.append("INBOX", "()", &message("cached", "x")).ok());
+    };
+    append_as("lee@example.org", "leepw");
+    assert!(login("ann@example.org", "annpw").no(), "no ann yet");
+    // The directory changes: lee's Maildir and password, and ann appears.
+    ldapmodify(
+        &ldap,
+        &format!(
+            "dn: uid=lee,ou=people,dc=example,dc=org\nchangetype: modify\n\
+             replace: description\ndescription: {}/two\n-\nreplace: userPassword\nuserPassword: newpw\n",
+            mail.path().display()
+        ),
+    );
+    ldap.add(&person("ann", "annpw", "ann"));
+    // The password is bound at every login: the old one fails at once, the
+    // new one works, while the search's answer (the Maildir) is the kept one.
+    assert!(login("lee@example.org", "leepw").no());
+    append_as("lee@example.org", "newpw");
+    let count = |d: &str| {
+        ["new", "cur"]
+            .iter()
+            .map(|sub| {
+                std::fs::read_dir(mail.path().join(d).join(sub))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
+            .sum::<usize>()
+    };
+    assert_eq!(count("one"), 2, "the kept answer's Maildir");
+    assert_eq!(count("two"), 0);
+    // The kept "no such account" for ann, too.
+    assert!(login("ann@example.org", "annpw").no());
+    // Past the lifetime, the directory is asked again.
+    std::thread::sleep(std::time::Duration::from_millis(ttl * 1000 + 500));
+    append_as("lee@example.org", "newpw");
+    assert_eq!(count("two"), 1, "the directory's new answer");
+    assert!(login("ann@example.org", "annpw").ok());
+}
+
 #[test]
 fn courier_userdb_accounts() {
     let sha = tern_auth::scheme::hash_sha512_crypt("syspw").unwrap();
