@@ -13,8 +13,9 @@
 # runs tern-bench's login mode against both: the first login after a start,
 # logins/s and p50/p99 latency with 20 and 100 clients, as a Markdown table.
 # Both servers store mail under a scratch directory (each login's Maildir is
-# created at its first login, by both). Figures go to docs/BENCHMARKS.md by
-# hand, with this command.
+# created at its first login, by both; with TERN_BENCH_ONE_MAILDIR=1 every
+# account shares one, so that the figure is the directory lookup's alone).
+# Figures go to docs/BENCHMARKS.md by hand, with this command.
 set -euo pipefail
 BACKEND=${1:?pgsql or ldap}
 N=${2:-1000}
@@ -107,6 +108,15 @@ CONF
 *) echo "login-backends.sh: pgsql or ldap" >&2; exit 64 ;;
 esac
 
+TMAIL='mail/{user}/Maildir'
+DMAIL='%u/Maildir'
+if [ "${TERN_BENCH_ONE_MAILDIR:-0}" = 1 ]; then
+    # {domain} is empty for these names: one Maildir (tern refuses a
+    # template that names no per-user part).
+    TMAIL='mail/shared{domain}/Maildir'
+    DMAIL='shared/Maildir'
+fi
+
 # tern.
 T="$WORK/tern"
 mkdir -p "$T"
@@ -116,7 +126,7 @@ listen = ["127.0.0.1:0"]
 [auth]
 $TERN_AUTH
 [mail]
-maildir = "mail/{user}/Maildir"
+maildir = "$TMAIL"
 allow_root = true
 [limits]
 max_connections = 20000
@@ -145,7 +155,7 @@ log_path = $D/log
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 ssl = no
-mail_location = maildir:$D/mail/%u/Maildir
+mail_location = maildir:$D/mail/$DMAIL
 mail_uid = benchmail
 mail_gid = benchmail
 first_valid_uid = 1

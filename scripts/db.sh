@@ -155,6 +155,7 @@ suffix "dc=example,dc=org"
 rootdn "cn=admin,dc=example,dc=org"
 rootpw adminpw
 directory $dir/db
+index objectClass eq
 index uid eq
 index mail eq
 access to attrs=userPassword by self write by anonymous auth by * none
