@@ -7,7 +7,8 @@
 #                                    10,000 sessions idling on 1,000 folders
 #   bench/run.sh 10 --mode login     logins/s and latency with 20 and 100 clients;
 #                                    TERN_ACCOUNTS accounts (default 1000) in both
-#                                    servers' passwd-files
+#                                    servers' passwd-files, TERN_LOGIN_SCHEME their
+#                                    hashes (PLAIN, SHA512-CRYPT, ARGON2ID)
 #
 # Builds tern and tern-bench (release), writes N messages with
 # shared/corpus/make_big_maildir.py, starts Dovecot from Debian's packages
@@ -65,13 +66,21 @@ EXTRA=()
 if [[ " ${*:2} " == *" --mode login "* ]]; then
     ACCOUNTS=${TERN_ACCOUNTS:-1000}
     echo "bench: $ACCOUNTS accounts in both passwd-files" >&2
-    python3 - "$ACCOUNTS" "$T/users" <<'PY'
-import sys
-n, path = int(sys.argv[1]), sys.argv[2]
+    # TERN_LOGIN_SCHEME=ARGON2ID or SHA512-CRYPT: each account's password
+    # hashed so (by `tern pw`, which both servers read), to measure what a
+    # hash costs; {PLAIN} otherwise, to measure the servers.
+    python3 - "$ACCOUNTS" "$T/users" "${TERN_LOGIN_SCHEME:-PLAIN}" "${TERN_BIN:-$ROOT/target/release/tern}" <<'PY'
+import subprocess, sys
+n, path, scheme, tern = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+def hashed(pw):
+    if scheme == "PLAIN":
+        return "{PLAIN}" + pw
+    return subprocess.run([tern, "pw", "--scheme", scheme], input=pw.encode(),
+                          capture_output=True, check=True).stdout.decode().strip()
 with open(path, "w") as f:
     f.write("alice:{PLAIN}secret::::::\n")
     for i in range(n):
-        f.write("u%d:{PLAIN}pw%d::::::\n" % (i, i))
+        f.write("u%d:%s::::::\n" % (i, hashed("pw%d" % i)))
 PY
     cp "$T/users" /tmp/clients/users
     chmod 644 /tmp/clients/users

@@ -255,6 +255,21 @@ pub struct ProxyConfig {
     /// A Unix socket for `tern proxy list` and `tern proxy kick`.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
+    /// Every this many seconds, backends marked down are checked and those
+    /// that answer are up again at once; 0 turns the check off.
+    #[serde(default = "default_proxy_check_secs")]
+    pub check_secs: u64,
+    /// The account a health check logs in as (absent: it waits for the
+    /// greeting only).
+    #[serde(default)]
+    pub check_user: Option<String>,
+    /// Its password.
+    #[serde(default)]
+    pub check_password: Option<String>,
+}
+
+fn default_proxy_check_secs() -> u64 {
+    5
 }
 
 fn default_true() -> bool {
@@ -291,6 +306,9 @@ impl Default for ProxyConfig {
             default_pool: None,
             send_id: true,
             control_socket: None,
+            check_secs: default_proxy_check_secs(),
+            check_user: None,
+            check_password: None,
         }
     }
 }
@@ -373,6 +391,11 @@ impl ProxyConfig {
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
             down_for: Duration::from_secs(self.down_secs),
             send_proxy_header: self.send_proxy_header,
+            check_every: (self.check_secs > 0).then(|| Duration::from_secs(self.check_secs)),
+            check_login: self
+                .check_user
+                .clone()
+                .map(|u| (u, self.check_password.clone().unwrap_or_default())),
             master: self
                 .master_user
                 .clone()

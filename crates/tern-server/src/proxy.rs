@@ -62,6 +62,12 @@ pub struct ProxySettings {
     /// take it from a trusted proxy (tern's `auth.login_trusted_networks`,
     /// Dovecot's `login_trusted_networks`).
     pub send_id: bool,
+    /// How often backends marked down are checked (`None`: never, they
+    /// come back after `down_for`).
+    pub check_every: Option<Duration>,
+    /// The account a health check logs in as (else it only waits for the
+    /// greeting).
+    pub check_login: Option<(String, String)>,
 }
 
 /// Backends sharing the accounts of a pool, with weights.
@@ -157,6 +163,8 @@ impl Default for ProxySettings {
             pools: HashMap::new(),
             default_pool: None,
             send_id: true,
+            check_every: None,
+            check_login: None,
         }
     }
 }
@@ -178,6 +186,17 @@ impl Health {
             }
             None => false,
         }
+    }
+
+    /// The backends marked down now.
+    fn down_now(&self) -> Vec<String> {
+        let d = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        d.keys().cloned().collect()
+    }
+
+    fn mark_up(&self, host: &str) {
+        let mut d = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        d.remove(host);
     }
 
     fn mark_down(&self, host: &str) {
@@ -258,6 +277,9 @@ pub enum Credentials {
     Password(String, Vec<u8>),
     /// As the master user, for this user.
     Master(String),
+    /// No login: a health check that stops after the greeting (and the
+    /// STARTTLS the leg needs).
+    GreetingOnly,
 }
 
 /// Why no backend took the session.
@@ -447,6 +469,7 @@ async fn pop3_login(
             lines.push(format!("USER {user}\r\n").into_bytes());
             lines.push(format!("PASS {pass}\r\n").into_bytes());
         }
+        Credentials::GreetingOnly => return Ok(()),
         Credentials::Master(user) => {
             let Some((master, mpw)) = &settings.master else {
                 return Err(ProxyError::Refused(
@@ -590,6 +613,13 @@ async fn login_at(
         let plain = r.into_inner();
         r = BufReader::new(start_tls(plain).await.map_err(unavailable)?);
     }
+    if matches!(creds, Credentials::GreetingOnly) {
+        return Ok(Backend {
+            stream: r,
+            capabilities: String::new(),
+            host: host.to_owned(),
+        });
+    }
     if leg == Leg::Pop3 {
         pop3_login(&mut r, settings, creds, unavailable).await?;
         return Ok(Backend {
@@ -629,6 +659,11 @@ async fn login_at(
                 .into_bytes()
             }
         },
+        Credentials::GreetingOnly => {
+            return Err(ProxyError::Local(
+                "a health check logs in to nothing".into(),
+            ))
+        }
         Credentials::Master(user) => {
             let Some((master, mpw)) = &settings.master else {
                 return Err(ProxyError::Refused(
@@ -768,6 +803,52 @@ pub async fn connect(
         }
     }
     Err(last)
+}
+
+/// One health check of `host`: a connection and its greeting (with the
+/// configured PROXY header and TLS), or, with `proxy.check_user`, a whole
+/// login as that account; whether it passed.
+async fn probe(host: &str, settings: &ProxySettings) -> bool {
+    let creds = match &settings.check_login {
+        Some((u, p)) => Credentials::Password(u.clone(), p.as_bytes().to_vec()),
+        None => Credentials::GreetingOnly,
+    };
+    let local: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let attempt = login_at(host, settings, Some(local), true, &creds, Leg::Imap);
+    match tokio::time::timeout(settings.connect_timeout, attempt).await {
+        Ok(Ok(b)) => {
+            let mut stream = b.stream.into_inner();
+            let _ = stream.write_all(b"P9 LOGOUT\r\n").await;
+            let _ = stream.shutdown().await;
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(backend = %host, cause = ?e, "health check failed");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// The active health check: every `proxy.check_secs`, each backend marked
+/// down is probed ([`probe`]); one that passes is up again at once, one
+/// that fails stays down (its time restarts), so no client's login pays
+/// for trying a backend that is still gone. Runs until the process ends.
+pub async fn check_health(settings: ProxySettings, health: std::sync::Arc<Health>) {
+    let Some(every) = settings.check_every else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        for host in health.down_now() {
+            if probe(&host, &settings).await {
+                tracing::info!(backend = %host, "backend answers again: up");
+                health.mark_up(&host);
+            } else {
+                health.mark_down(&host);
+            }
+        }
+    }
 }
 
 /// The sessions this server relays, for `tern proxy list` and `kick`.

@@ -770,6 +770,10 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("auth.login_trusted_networks: {e}"))?,
         relayed: Default::default(),
     });
+    tokio::spawn(tern_server::proxy::check_health(
+        svc.proxy.clone(),
+        svc.proxy_health.clone(),
+    ));
     if let Some(sock) = &cfg.proxy.control_socket {
         tokio::spawn(tern_server::proxy::control(
             cfg.resolve(sock),

@@ -62,7 +62,7 @@ pub struct Services {
     /// Where accounts of other servers are relayed, and how.
     pub proxy: crate::proxy::ProxySettings,
     /// Backends that failed lately.
-    pub proxy_health: crate::proxy::Health,
+    pub proxy_health: std::sync::Arc<crate::proxy::Health>,
     /// Proxies whose ID `x-originating-ip` is believed
     /// (`auth.login_trusted_networks`).
     pub login_trusted: Vec<crate::haproxy::Network>,

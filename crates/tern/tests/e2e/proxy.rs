@@ -11,9 +11,16 @@ use crate::harness::*;
 /// A backend with a PROXY protocol listener that trusts loopback, a
 /// master user for the proxy, and its own APPENDLIMIT to be told apart.
 fn backend() -> Server {
+    backend_on(0)
+}
+
+/// [`backend`] with its PROXY listener on `port` (0: any).
+fn backend_on(port: u16) -> Server {
     server()
         .users("dave:{PLAIN}davepw::::::\nerin:{PLAIN}erinpw::::::\n")
-        .imap("haproxy_listen = [\"127.0.0.1:0\"]\nhaproxy_tls_listen = [\"127.0.0.1:0\"]\n")
+        .imap(&format!(
+            "haproxy_listen = [\"127.0.0.1:{port}\"]\nhaproxy_tls_listen = [\"127.0.0.1:0\"]\n"
+        ))
         .pop3("haproxy_listen = [\"127.0.0.1:0\"]\n")
         .auth("master_passwd_file = \"masters\"\n")
         .before_start(|dir| {
@@ -148,6 +155,45 @@ fn a_backend_that_is_gone_gives_unavailable_at_once() {
     assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
     let mut c = p2.connect();
     assert!(c.cmd("NOOP").ok(), "the session survives");
+}
+
+#[test]
+fn a_backend_marked_down_is_brought_back_by_the_health_check() {
+    let port = free_port();
+    let at = format!("127.0.0.1:{port}");
+    // Three proxies, each with down_secs = 60: one checks by greeting every
+    // second, one by a login that the backend refuses, one does not check.
+    let checked = proxy_with(&at, &at, "check_secs = 1\n");
+    let bad_login = proxy_with(
+        &at,
+        &at,
+        "check_secs = 1\ncheck_user = \"dave\"\ncheck_password = \"wrong\"\n",
+    );
+    let unchecked = proxy_with(&at, &at, "check_secs = 0\n");
+    // The backend is not there: each proxy marks it down.
+    for p in [&checked, &bad_login, &unchecked] {
+        let r = p.connect().cmd("LOGIN dave davepw");
+        assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    }
+    let _b = backend_on(port);
+    let t = std::time::Instant::now();
+    let mut back = false;
+    while t.elapsed() < std::time::Duration::from_secs(15) {
+        if checked.connect().cmd("LOGIN dave davepw").ok() {
+            back = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(back, "the checked proxy never brought the backend back");
+    assert!(t.elapsed() < std::time::Duration::from_secs(15));
+    assert!(checked.log().contains("backend answers again"));
+    // The others still skip it: one's login check fails, the other waits
+    // out its 60 s.
+    for p in [&bad_login, &unchecked] {
+        let r = p.connect().cmd("LOGIN dave davepw");
+        assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    }
 }
 
 #[test]
