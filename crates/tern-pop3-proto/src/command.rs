@@ -39,6 +39,9 @@ pub enum Command {
     Retr(Option<String>),
     /// TOP msg n.
     Top(Option<String>, Option<String>),
+    /// XCLIENT key=value... (Dovecot's, from a trusted proxy before the
+    /// login: whose connection this is). At most 16 pairs are kept.
+    Xclient(Vec<(String, String)>),
     /// Anything else (its name, upper-cased, at most 40 characters).
     Unknown(String),
 }
@@ -57,6 +60,7 @@ impl std::fmt::Debug for Command {
             Command::Dele(a) => write!(f, "Dele({a:?})"),
             Command::Retr(a) => write!(f, "Retr({a:?})"),
             Command::Top(a, b) => write!(f, "Top({a:?}, {b:?})"),
+            Command::Xclient(kv) => write!(f, "Xclient({kv:?})"),
             Command::Unknown(n) => write!(f, "Unknown({n:?})"),
             Command::Stls => f.write_str("Stls"),
             Command::Utf8 => f.write_str("Utf8"),
@@ -103,6 +107,14 @@ pub fn parse(line: &[u8]) -> Command {
         "RSET" => Command::Rset,
         "RETR" => Command::Retr(a1),
         "TOP" => Command::Top(a1, a2),
+        "XCLIENT" => Command::Xclient(
+            rest.into_iter()
+                .flat_map(|r| r.split(' '))
+                .filter_map(|kv| kv.split_once('='))
+                .take(16)
+                .map(|(k, v)| (k.to_ascii_uppercase(), v.to_owned()))
+                .collect(),
+        ),
         _ => Command::Unknown(name.chars().take(40).collect()),
     }
 }
@@ -135,7 +147,7 @@ pub fn allowed(cmd: &Command, phase: Phase) -> Allowed {
     use Command as C;
     let logs_in = matches!(
         cmd,
-        C::User(_) | C::Pass(_) | C::Auth { .. } | C::Stls | C::Utf8
+        C::User(_) | C::Pass(_) | C::Auth { .. } | C::Stls | C::Utf8 | C::Xclient(_)
     );
     match (cmd, phase) {
         (C::Unknown(_), _) => Allowed::Unknown,
@@ -164,6 +176,13 @@ mod tests {
             Command::Top(Some("1".into()), Some("10".into()))
         );
         assert_eq!(parse(b"list"), Command::List(None));
+        assert_eq!(
+            parse(b"XCLIENT addr=192.0.2.7 PORT=4242 junk"),
+            Command::Xclient(vec![
+                ("ADDR".into(), "192.0.2.7".into()),
+                ("PORT".into(), "4242".into())
+            ])
+        );
         assert_eq!(
             parse(b"AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
             Command::Auth {

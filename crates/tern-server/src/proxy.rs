@@ -621,6 +621,31 @@ async fn login_at(
         });
     }
     if leg == Leg::Pop3 {
+        if settings.send_id {
+            if let Some(c) = client {
+                // Dovecot's XCLIENT: whose connection this is, for a backend
+                // that trusts this server (`login_trusted_networks`).
+                // Whatever it answers (-ERR from one without it) is fine.
+                let x = format!(
+                    "XCLIENT ADDR={} PORT={} SESSION={}\r\n",
+                    c.ip(),
+                    c.port(),
+                    session_id()
+                );
+                send(&mut r, x.as_bytes())
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                let mut answer = String::new();
+                (&mut r)
+                    .take(4096)
+                    .read_line(&mut answer)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                if answer.is_empty() {
+                    return Err(unavailable("closed after XCLIENT".into()));
+                }
+            }
+        }
         pop3_login(&mut r, settings, creds, unavailable).await?;
         return Ok(Backend {
             stream: r,

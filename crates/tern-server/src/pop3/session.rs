@@ -55,6 +55,8 @@ struct Pop3 {
     /// The password of the login in progress, when the client sent one for
     /// the user itself (what the proxy logs in to a backend with).
     login_secret: Option<tern_auth::Secret<Vec<u8>>>,
+    /// A proxy of `auth.login_trusted_networks` named the client (XCLIENT).
+    trusted_proxy: bool,
 }
 
 /// What the command loop does next.
@@ -81,6 +83,7 @@ pub async fn serve_pop3(
         slot,
         started: std::time::Instant::now(),
         login_secret: None,
+        trusted_proxy: false,
         state: State::Authorization {
             user: None,
             failures: 0,
@@ -238,6 +241,7 @@ impl Pop3 {
                 return Box::pin(self.auth(mechanism.as_deref(), initial.as_deref())).await;
             }
             C::Stls => return self.stls().await,
+            C::Xclient(pairs) => self.xclient(&pairs),
             // RFC 6856: mail is sent as stored, so there is nothing to switch.
             C::Utf8 => self.reply("+OK UTF8 enabled."),
             C::Stat => self.stat(),
@@ -261,8 +265,51 @@ impl Pop3 {
         Ok(Flow::Continue)
     }
 
+    /// Whether cleartext logins are taken here: over TLS, from a trusted
+    /// proxy that named the client (it holds the client leg, as Dovecot
+    /// treats `login_trusted_networks`), or as `auth.cleartext` says.
     fn cleartext_allowed(&self) -> bool {
-        crate::login::cleartext_allowed(&self.svc, self.conn.tls_active, self.peer)
+        crate::login::cleartext_allowed(
+            &self.svc,
+            self.conn.tls_active || self.trusted_proxy,
+            self.peer,
+        )
+    }
+
+    /// Whether the connection comes from a proxy of
+    /// `auth.login_trusted_networks` that has not named its client yet.
+    fn from_trusted_proxy(&self) -> bool {
+        !self.trusted_proxy
+            && self
+                .peer
+                .is_some_and(|p| self.svc.login_trusted.iter().any(|n| n.contains(p.ip())))
+    }
+
+    /// XCLIENT from a trusted proxy (Dovecot's): the client's address and
+    /// port, for the failed-login ledger, the limits and the logs. From
+    /// anyone else it is refused.
+    fn xclient(&mut self, pairs: &[(String, String)]) {
+        if !self.from_trusted_proxy() {
+            tracing::info!("XCLIENT from an untrusted address, refused");
+            self.reply("-ERR You are not from a trusted address.");
+            return;
+        }
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let Some(ip) = get("ADDR").and_then(|a| a.parse::<std::net::IpAddr>().ok()) else {
+            self.reply("-ERR XCLIENT needs ADDR=address.");
+            return;
+        };
+        let port = get("PORT").and_then(|p| p.parse::<u16>().ok()).unwrap_or(0);
+        let client = SocketAddr::new(ip, port);
+        tracing::Span::current().record("client", tracing::field::display(client));
+        self.peer = Some(client);
+        self.trusted_proxy = true;
+        self.reply("+OK");
     }
 
     fn capa(&mut self) {
@@ -287,6 +334,9 @@ impl Pop3 {
                 caps.push("STLS".into());
             }
             caps.push("UTF8".into());
+            if self.from_trusted_proxy() {
+                caps.push("XCLIENT".into());
+            }
         }
         let delay = self.svc.policy.pop3_login_delay.as_secs();
         if delay > 0 {

@@ -336,6 +336,80 @@ fn a_pool_keeps_each_user_on_one_backend_and_fails_over() {
 }
 
 #[test]
+fn the_client_address_travels_in_pop3_xclient_to_a_backend_that_trusts_the_proxy() {
+    let b = server()
+        .users("dave:{PLAIN}davepw::::::\n")
+        .auth("login_trusted_networks = [\"127.0.0.1\"]\nblock_after = 2\nblock_secs = 60\ncleartext = \"always\"\n")
+        .log("info")
+        .start();
+    let p = server()
+        .users(&format!("dave:{{PLAIN}}davepw::::::mailhost={}\n", b.imap))
+        .config(&format!(
+            "[proxy]\nconnect_timeout_ms = 2000\npop3_port = {}\n",
+            b.pop3.port()
+        ))
+        .log("info")
+        .start();
+    let mut c = Pop::plain(p.pop3);
+    assert!(c.login("dave", "davepw").starts_with("+OK"));
+    assert!(c.cmd("STAT").starts_with("+OK"));
+    drop(c);
+    // The proxy's client port is the one the backend logs as the client.
+    let peer = p
+        .log()
+        .lines()
+        .filter(|l| l.contains("proto=\"pop3\""))
+        .find_map(|l| l.split("peer=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        b.log().contains(&format!("client={peer}")),
+        "{peer}: {}",
+        b.log()
+    );
+    // A trusted proxy is offered XCLIENT and its word decides whose
+    // failures count: two failures "from" 198.51.100.7 block it.
+    let mut c = Pop::plain(b.pop3);
+    let (capa, body) = c.multi("CAPA");
+    assert!(capa.starts_with("+OK") && String::from_utf8_lossy(&body).contains("XCLIENT"));
+    for _ in 0..2 {
+        let mut c = Pop::plain(b.pop3);
+        assert!(c
+            .cmd("XCLIENT ADDR=198.51.100.7 PORT=4000")
+            .starts_with("+OK"));
+        assert!(c.login("dave", "wrong").starts_with("-ERR"));
+    }
+    let mut c = Pop::plain(b.pop3);
+    assert!(c
+        .cmd("XCLIENT ADDR=198.51.100.7 PORT=4001")
+        .starts_with("+OK"));
+    let r = c.login("dave", "davepw");
+    assert!(
+        r.starts_with("-ERR") && r.contains("Too many failed logins"),
+        "{r}"
+    );
+    // Once named, the client cannot be renamed; a bad ADDR is refused.
+    let mut c = Pop::plain(b.pop3);
+    assert!(c.cmd("XCLIENT PORT=1").starts_with("-ERR"));
+    assert!(c.cmd("XCLIENT ADDR=192.0.2.1").starts_with("+OK"));
+    assert!(c.cmd("XCLIENT ADDR=127.0.0.1").starts_with("-ERR"));
+    // Without XCLIENT the loopback client is not blocked.
+    assert!(Pop::plain(b.pop3)
+        .login("dave", "davepw")
+        .starts_with("+OK"));
+    // An untrusted sender is refused XCLIENT, and not offered it.
+    let u = server()
+        .users("dave:{PLAIN}davepw::::::\n")
+        .auth("login_trusted_networks = [\"10.0.0.0/8\"]\n")
+        .start();
+    let mut c = Pop::plain(u.pop3);
+    let (_, body) = c.multi("CAPA");
+    assert!(!String::from_utf8_lossy(&body).contains("XCLIENT"));
+    assert!(c.cmd("XCLIENT ADDR=198.51.100.7").starts_with("-ERR"));
+}
+
+#[test]
 fn the_client_address_travels_in_id_to_a_backend_that_trusts_the_proxy() {
     // A backend without PROXY listeners: the address comes in ID.
     let b = server()
