@@ -278,7 +278,7 @@ impl Pop3 {
 
     /// Whether the connection comes from a proxy of
     /// `auth.login_trusted_networks` that has not named its client yet.
-    fn from_trusted_proxy(&self) -> bool {
+    fn proxy_may_name_client(&self) -> bool {
         !self.trusted_proxy
             && self
                 .peer
@@ -289,7 +289,7 @@ impl Pop3 {
     /// port, for the failed-login ledger, the limits and the logs. From
     /// anyone else it is refused.
     fn xclient(&mut self, pairs: &[(String, String)]) {
-        if !self.from_trusted_proxy() {
+        if !self.proxy_may_name_client() {
             tracing::info!("XCLIENT from an untrusted address, refused");
             self.reply("-ERR You are not from a trusted address.");
             return;
@@ -334,7 +334,7 @@ impl Pop3 {
                 caps.push("STLS".into());
             }
             caps.push("UTF8".into());
-            if self.from_trusted_proxy() {
+            if self.proxy_may_name_client() {
                 caps.push("XCLIENT".into());
             }
         }
