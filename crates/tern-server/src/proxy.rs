@@ -208,6 +208,21 @@ impl Health {
     }
 }
 
+/// [`route_for`], unless `tern proxy move` moved the user: then the host
+/// it was moved to (or here, when that names this server).
+pub fn route_of(
+    user: &str,
+    mailhost: Option<&str>,
+    hostname: &str,
+    settings: &ProxySettings,
+    relayed: &Relayed,
+) -> Option<Vec<String>> {
+    match relayed.moved(user) {
+        Some((host, _)) => route(&host, hostname, settings),
+        None => route_for(user, mailhost, hostname, settings),
+    }
+}
+
 /// The backends an account is served by, in the order to try them, or
 /// `None` when it is served here: its `mailhost` (hosts, or `pool:NAME`),
 /// else the default pool; a list that names this server (`hostname` or one
@@ -881,7 +896,14 @@ pub async fn check_health(settings: ProxySettings, health: std::sync::Arc<Health
 pub struct Relayed {
     next: std::sync::atomic::AtomicU64,
     sessions: Mutex<HashMap<u64, RelayedSession>>,
+    /// Users moved by `tern proxy move`: where they are served now (over
+    /// their `mailhost`, until the process ends), and until when their new
+    /// logins wait.
+    moves: Mutex<HashMap<String, (String, Instant)>>,
 }
+
+/// Most a move may hold a user's logins.
+pub const MAX_MOVE_HOLD: Duration = Duration::from_secs(30);
 
 /// One relayed session.
 #[derive(Debug, Clone)]
@@ -922,7 +944,17 @@ impl Relayed {
     ) -> (RelayGuard<'_>, std::sync::Arc<tokio::sync::Notify>) {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let kick = std::sync::Arc::new(tokio::sync::Notify::new());
-        self.lock().insert(
+        let mut sessions = self.lock();
+        // One backend at a time: a user whose logins now go elsewhere (a
+        // move, a changed mailhost, a failover) keeps no session on the
+        // old one, where it would see another copy of its mail.
+        for s in sessions.values() {
+            if s.user == user && !s.backend.eq_ignore_ascii_case(backend) {
+                tracing::info!(user, old = %s.backend, new = %backend, "session on another backend ended");
+                s.kick.notify_one();
+            }
+        }
+        sessions.insert(
             id,
             RelayedSession {
                 user: user.to_owned(),
@@ -933,6 +965,39 @@ impl Relayed {
             },
         );
         (RelayGuard { table: self, id }, kick)
+    }
+
+    /// Moves `user` to `host`: new logins wait `hold` (at most
+    /// [`MAX_MOVE_HOLD`]) and then go to `host`; the user's relayed
+    /// sessions end now (BYE). How many ended.
+    pub fn move_user(&self, user: &str, host: &str, hold: Duration) -> usize {
+        let until = Instant::now() + hold.min(MAX_MOVE_HOLD);
+        {
+            let mut m = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+            if m.len() > 100_000 {
+                m.clear();
+            }
+            m.insert(user.to_owned(), (host.to_owned(), until));
+        }
+        tracing::info!(user, host, "user moved");
+        self.kick(Some(user), None)
+    }
+
+    /// Where `user` was moved, and until when its logins wait.
+    pub fn moved(&self, user: &str) -> Option<(String, Instant)> {
+        let m = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(user).cloned()
+    }
+
+    /// Waits out a move's hold for `user`, if one is running.
+    pub async fn hold(&self, user: &str) {
+        if let Some((_, until)) = self.moved(user) {
+            let now = Instant::now();
+            if until > now {
+                tracing::info!(user, "login held while the user is moved");
+                tokio::time::sleep(until - now).await;
+            }
+        }
     }
 
     /// The sessions relayed now.
@@ -958,9 +1023,9 @@ impl Relayed {
     }
 }
 
-/// Serves `tern proxy list` and `tern proxy kick` on a Unix socket (mode
+/// Serves `tern proxy list`, `kick` and `move` on a Unix socket (mode
 /// 0600 under the server's umask): one command a connection, `LIST`,
-/// `KICK USER name` or `KICK HOST host`.
+/// `KICK USER name`, `KICK HOST host` or `MOVE user host seconds`.
 pub async fn control(path: std::path::PathBuf, relayed: std::sync::Arc<Relayed>) {
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
@@ -1001,8 +1066,13 @@ pub async fn control(path: std::path::PathBuf, relayed: std::sync::Arc<Relayed>)
                     out
                 }
                 ["KICK", "USER", u] => format!("OK {}\n", relayed.kick(Some(u), None)),
+                ["MOVE", u, h, secs] => match secs.parse::<u64>() {
+                    Ok(n) => format!("OK {}\n", relayed.move_user(u, h, Duration::from_secs(n))),
+                    Err(_) => "ERR MOVE user host seconds\n".to_owned(),
+                },
                 ["KICK", "HOST", h] => format!("OK {}\n", relayed.kick(None, Some(h))),
-                _ => "ERR LIST | KICK USER name | KICK HOST host\n".to_owned(),
+                _ => "ERR LIST | KICK USER name | KICK HOST host | MOVE user host seconds\n"
+                    .to_owned(),
             };
             let _ = w.write_all(answer.as_bytes()).await;
         });

@@ -151,6 +151,20 @@ enum ProxyCmd {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Move USER to HOST on this proxy: its new logins wait --hold-secs,
+    /// its relayed sessions end now, and from then on it is served by HOST
+    /// (over its mailhost, until the proxy restarts; change the directory
+    /// too). Run it on every proxy of the pool.
+    Move {
+        /// The account.
+        user: String,
+        /// Where it is served from now on (`host[:port]`, or this server's
+        /// name to serve it here).
+        host: String,
+        /// How long new logins wait (at most 30).
+        #[arg(long, default_value_t = 5)]
+        hold_secs: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -489,8 +503,13 @@ fn proxy_control(socket: &std::path::Path, action: ProxyCmd) -> i32 {
             eprintln!("tern proxy kick: a USER or --host HOST, one of them");
             return EXIT_CONFIG;
         }
+        ProxyCmd::Move {
+            user,
+            host,
+            hold_secs,
+        } => format!("MOVE {user} {host} {hold_secs}\n"),
     };
-    if line.split_whitespace().count() > 3 || line.contains('\0') {
+    if line.split_whitespace().count() > 4 || line.contains('\0') {
         eprintln!("tern proxy kick: a name without spaces");
         return EXIT_CONFIG;
     }

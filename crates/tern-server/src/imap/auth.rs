@@ -141,11 +141,12 @@ impl Session {
                     }
                 }
                 // An account of another server has no Maildir here.
-                let elsewhere = crate::proxy::route_for(
+                let elsewhere = crate::proxy::route_of(
                     &u.name,
                     u.mailhost.as_deref(),
                     &self.svc.hostname,
                     &self.svc.proxy,
+                    &self.svc.relayed,
                 )
                 .is_some();
                 if elsewhere {

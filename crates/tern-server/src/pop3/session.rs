@@ -510,12 +510,22 @@ impl Pop3 {
                     return Ok(Flow::Continue);
                 }
                 let secret = self.login_secret.take();
-                if let Some(hosts) = crate::proxy::route_for(
+                if let Some(hosts) = crate::proxy::route_of(
                     &u.name,
                     u.mailhost.as_deref(),
                     &self.svc.hostname,
                     &self.svc.proxy,
+                    &self.svc.relayed,
                 ) {
+                    self.svc.relayed.hold(&u.name).await;
+                    let hosts = crate::proxy::route_of(
+                        &u.name,
+                        u.mailhost.as_deref(),
+                        &self.svc.hostname,
+                        &self.svc.proxy,
+                        &self.svc.relayed,
+                    )
+                    .unwrap_or(hosts);
                     return self.proxy(&u, &hosts, secret).await;
                 }
                 if let Some(slot) = self.slot.as_mut() {

@@ -631,3 +631,105 @@ fn tern_proxy_lists_and_kicks_relayed_sessions() {
     let l = pop.line();
     assert!(l.starts_with("-ERR [SYS/TEMP]"), "{l}");
 }
+
+#[test]
+fn tern_proxy_move_holds_logins_ends_sessions_and_routes_to_the_new_backend() {
+    let (b1, b2) = (backend(), backend());
+    let (at1, at2) = (
+        b1.haproxy["imap"].to_string(),
+        b2.haproxy["imap"].to_string(),
+    );
+    // dave's mail on b1: one message; b2 has none.
+    let mut c = b1.connect();
+    assert!(c.cmd("LOGIN dave davepw").ok());
+    assert!(c.append("INBOX", "()", &message("on b1", "x")).ok());
+    drop(c);
+    let p = proxy_with(&at1, &at1, "control_socket = \"control.sock\"\n");
+    let sock = p.path().join("control.sock");
+    let tern_proxy = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["proxy", "--socket"])
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let exists = |c: &mut Client| {
+        let r = c.cmd("SELECT INBOX");
+        assert!(r.ok(), "{r:?}");
+        r.lines
+            .iter()
+            .find_map(|l| l.strip_suffix(" EXISTS"))
+            .and_then(|l| l.strip_prefix("* "))
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap()
+    };
+    let (mut s1, mut s2) = (p.connect(), p.connect());
+    for s in [&mut s1, &mut s2] {
+        assert!(s.cmd("LOGIN dave davepw").ok());
+        assert_eq!(exists(s), 1, "on b1");
+    }
+    // The move: both sessions end at once, told why.
+    let (code, out) = tern_proxy(&["move", "dave", &at2, "--hold-secs", "2"]);
+    assert_eq!((code, out.as_str()), (Some(0), "OK 2\n"));
+    for s in [&mut s1, &mut s2] {
+        let bye = s.read_line();
+        assert!(bye.starts_with("* BYE [UNAVAILABLE]"), "{bye}");
+        assert!(s.closed());
+    }
+    // A login during the hold waits it out, then lands on b2.
+    let t = std::time::Instant::now();
+    let mut c = p.connect();
+    assert!(c.cmd("LOGIN dave davepw").ok());
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(1500),
+        "the login was not held: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(exists(&mut c), 0, "on b2 now");
+    let (_, list) = tern_proxy(&["list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&format!("dave\t{at2}\t"))),
+        "{list}"
+    );
+    // erin is not moved.
+    let mut e = p.connect();
+    assert!(e.cmd("LOGIN erin erinpw").ok());
+    let (_, list) = tern_proxy(&["list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&format!("erin\t{at1}\t"))),
+        "{list}"
+    );
+    // A bad request is refused.
+    let (code, out) = tern_proxy(&["move", "dave", "b3", "--hold-secs", "x"]);
+    assert_ne!(code, Some(0), "{out}");
+    // The directory moves erin instead (her mailhost changes): her next
+    // login goes to b2, and her session on b1 ends, so that she is never
+    // on both at once.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(
+        p.path().join("users"),
+        format!(
+            "dave:{{PLAIN}}davepw::::::mailhost={at1}\nerin:{{PLAIN}}erinpw::::::mailhost={at2}\n"
+        ),
+    )
+    .unwrap();
+    let mut e2 = p.connect();
+    assert!(e2.cmd("LOGIN erin erinpw").ok());
+    let bye = e.read_line();
+    assert!(bye.starts_with("* BYE [UNAVAILABLE]"), "{bye}");
+    assert!(e2.cmd("NOOP").ok());
+    let (_, list) = tern_proxy(&["list"]);
+    assert!(
+        !list
+            .lines()
+            .any(|l| l.starts_with(&format!("erin\t{at1}\t"))),
+        "{list}"
+    );
+}
