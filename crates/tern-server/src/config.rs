@@ -255,6 +255,16 @@ pub struct ProxyConfig {
     /// A Unix socket for `tern proxy list` and `tern proxy kick`.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
+    /// Where the other proxies of the pool reach this one's control
+    /// (`tern proxy --pool ...`), e.g. `10.0.0.2:1144`.
+    #[serde(default)]
+    pub control_listen: Option<String>,
+    /// The secret the proxies of a pool share for it.
+    #[serde(default)]
+    pub control_secret: Option<String>,
+    /// The other proxies' `control_listen` addresses.
+    #[serde(default)]
+    pub peers: Vec<String>,
     /// Every this many seconds, backends marked down are checked and those
     /// that answer are up again at once; 0 turns the check off.
     #[serde(default = "default_proxy_check_secs")]
@@ -306,6 +316,9 @@ impl Default for ProxyConfig {
             default_pool: None,
             send_id: true,
             control_socket: None,
+            control_listen: None,
+            control_secret: None,
+            peers: Vec::new(),
             check_secs: default_proxy_check_secs(),
             check_user: None,
             check_password: None,
@@ -1224,6 +1237,18 @@ impl Config {
         self.proxy
             .settings(&self.base_dir)
             .map_err(|e| invalid("proxy", e))?;
+        if (self.proxy.control_listen.is_some() || !self.proxy.peers.is_empty())
+            && self
+                .proxy
+                .control_secret
+                .as_deref()
+                .is_none_or(|s| s.len() < 16)
+        {
+            return Err(invalid(
+                "proxy.control_secret",
+                "control_listen and peers need a shared secret of at least 16 characters".into(),
+            ));
+        }
         if self.auth.system_users && (self.mail.user.is_some() || !self.mail.allow_root) {
             return Err(invalid(
                 "auth.system_users",

@@ -1023,10 +1023,113 @@ impl Relayed {
     }
 }
 
+/// How this proxy's control reaches the other proxies of its pool.
+#[derive(Debug, Clone, Default)]
+pub struct ControlPeers {
+    /// The other proxies' `proxy.control_listen` addresses.
+    pub peers: Vec<String>,
+    /// The secret every proxy of the pool shares (`proxy.control_secret`).
+    pub secret: Option<String>,
+}
+
+/// Runs one control command here: the answer text.
+fn run_control(words: &[&str], relayed: &Relayed) -> String {
+    match words {
+        ["LIST"] => {
+            let mut out = String::new();
+            for s in relayed.list() {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\n",
+                    s.user,
+                    s.backend,
+                    s.client.map(|c| c.to_string()).unwrap_or_default(),
+                    s.since.elapsed().as_secs()
+                ));
+            }
+            out
+        }
+        ["KICK", "USER", u] => format!("OK {}\n", relayed.kick(Some(u), None)),
+        ["KICK", "HOST", h] => format!("OK {}\n", relayed.kick(None, Some(h))),
+        ["MOVE", u, h, secs] => match secs.parse::<u64>() {
+            Ok(n) => format!("OK {}\n", relayed.move_user(u, h, Duration::from_secs(n))),
+            Err(_) => "ERR MOVE user host seconds\n".to_owned(),
+        },
+        _ => "ERR LIST | KICK USER name | KICK HOST host | MOVE user host seconds\n".to_owned(),
+    }
+}
+
+/// Sends `command` to the peer proxy at `addr` (its control listener,
+/// with the pool's secret); its answer.
+async fn ask_peer(addr: &str, secret: &str, command: &str) -> Result<String, String> {
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        s.write_all(format!("SECRET {secret}\n{command}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.take(1 << 20)
+            .read_to_string(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<String, String>(out)
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| "no answer in time".to_owned())?
+}
+
+/// `POOL ...`: the command here and on every peer. LIST lines get the
+/// proxy's name first (`here` or the peer's address); KICK and MOVE answer
+/// `OK total`, after a line for each peer that could not be asked.
+async fn run_pooled(words: &[&str], relayed: &Relayed, peers: &ControlPeers) -> String {
+    let command = words.join(" ");
+    let here = run_control(words, relayed);
+    if here.starts_with("ERR") {
+        return here;
+    }
+    let mut answers = vec![("here".to_owned(), Ok(here))];
+    for p in &peers.peers {
+        let a = match &peers.secret {
+            Some(secret) => ask_peer(p, secret, &command).await,
+            None => Err("no proxy.control_secret".to_owned()),
+        };
+        answers.push((p.clone(), a));
+    }
+    let mut out = String::new();
+    let mut total = 0u64;
+    for (name, a) in answers {
+        match a {
+            Ok(text) if words.first() == Some(&"LIST") => {
+                for l in text.lines() {
+                    out.push_str(&format!("{name}\t{l}\n"));
+                }
+            }
+            Ok(text) => match text
+                .trim()
+                .strip_prefix("OK ")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                Some(n) => total += n,
+                None => out.push_str(&format!("ERR {name}: {}\n", text.trim())),
+            },
+            Err(e) => out.push_str(&format!("ERR {name}: {e}\n")),
+        }
+    }
+    if words.first() != Some(&"LIST") {
+        out.push_str(&format!("OK {total}\n"));
+    }
+    out
+}
+
 /// Serves `tern proxy list`, `kick` and `move` on a Unix socket (mode
 /// 0600 under the server's umask): one command a connection, `LIST`,
-/// `KICK USER name`, `KICK HOST host` or `MOVE user host seconds`.
-pub async fn control(path: std::path::PathBuf, relayed: std::sync::Arc<Relayed>) {
+/// `KICK USER name`, `KICK HOST host` or `MOVE user host seconds`, each
+/// optionally after `POOL ` to run it on every peer proxy as well.
+pub async fn control(
+    path: std::path::PathBuf,
+    relayed: std::sync::Arc<Relayed>,
+    peers: std::sync::Arc<ControlPeers>,
+) {
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
         Ok(l) => l,
@@ -1039,7 +1142,7 @@ pub async fn control(path: std::path::PathBuf, relayed: std::sync::Arc<Relayed>)
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let relayed = relayed.clone();
+        let (relayed, peers) = (relayed.clone(), peers.clone());
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
             let mut line = String::new();
@@ -1051,28 +1154,68 @@ pub async fn control(path: std::path::PathBuf, relayed: std::sync::Arc<Relayed>)
                 return;
             }
             let words: Vec<&str> = line.split_whitespace().collect();
-            let answer = match words.as_slice() {
-                ["LIST"] => {
-                    let mut out = String::new();
-                    for s in relayed.list() {
-                        out.push_str(&format!(
-                            "{}\t{}\t{}\t{}\n",
-                            s.user,
-                            s.backend,
-                            s.client.map(|c| c.to_string()).unwrap_or_default(),
-                            s.since.elapsed().as_secs()
-                        ));
-                    }
-                    out
+            let answer = match words.split_first() {
+                Some((&"POOL", rest)) => run_pooled(rest, &relayed, &peers).await,
+                _ => run_control(&words, &relayed),
+            };
+            let _ = w.write_all(answer.as_bytes()).await;
+        });
+    }
+}
+
+/// Whether two secrets are equal, in time that does not depend on where
+/// they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The pool's control listener (`proxy.control_listen`): the other
+/// proxies send `SECRET s` and one command (never `POOL`: no command goes
+/// round the pool twice), run here. At most 16 at once, 4 KiB and 5 s each.
+pub async fn control_tcp(
+    listener: tokio::net::TcpListener,
+    relayed: std::sync::Arc<Relayed>,
+    secret: String,
+) {
+    let running = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    let secret = std::sync::Arc::new(secret);
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = running.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (relayed, secret) = (relayed.clone(), secret.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (r, mut w) = stream.into_split();
+            let mut r = BufReader::new(r.take(4096));
+            let (mut first, mut line) = (String::new(), String::new());
+            let wait = Duration::from_secs(5);
+            if tokio::time::timeout(wait, r.read_line(&mut first))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let given = first.trim_end().strip_prefix("SECRET ").unwrap_or("");
+            let answer = if !same_secret(given, &secret) {
+                tracing::warn!(%peer, "proxy control: wrong secret");
+                "ERR not allowed\n".to_owned()
+            } else if tokio::time::timeout(wait, r.read_line(&mut line))
+                .await
+                .is_err()
+            {
+                return;
+            } else {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if words.first() == Some(&"POOL") {
+                    "ERR POOL is not forwarded\n".to_owned()
+                } else {
+                    run_control(&words, &relayed)
                 }
-                ["KICK", "USER", u] => format!("OK {}\n", relayed.kick(Some(u), None)),
-                ["MOVE", u, h, secs] => match secs.parse::<u64>() {
-                    Ok(n) => format!("OK {}\n", relayed.move_user(u, h, Duration::from_secs(n))),
-                    Err(_) => "ERR MOVE user host seconds\n".to_owned(),
-                },
-                ["KICK", "HOST", h] => format!("OK {}\n", relayed.kick(None, Some(h))),
-                _ => "ERR LIST | KICK USER name | KICK HOST host | MOVE user host seconds\n"
-                    .to_owned(),
             };
             let _ = w.write_all(answer.as_bytes()).await;
         });

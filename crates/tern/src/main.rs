@@ -72,6 +72,9 @@ enum Cmd {
         /// The proxy's control socket.
         #[arg(long)]
         socket: PathBuf,
+        /// On every proxy of the pool (`proxy.peers`), not only this one.
+        #[arg(long)]
+        pool: bool,
         #[command(subcommand)]
         action: ProxyCmd,
     },
@@ -216,7 +219,11 @@ fn main() {
         Cmd::Migrate {
             action: MigrateCmd::Check { json, dirs },
         } => migrate::run_check(&dirs, json),
-        Cmd::Proxy { socket, action } => proxy_control(&socket, action),
+        Cmd::Proxy {
+            socket,
+            pool,
+            action,
+        } => proxy_control(&socket, pool, action),
         Cmd::Import {
             from: ImportCmd::CourierAuthlib { dir },
         } => match import_courier::convert(&dir) {
@@ -487,7 +494,7 @@ fn pw(scheme: &str) -> i32 {
 }
 
 /// `tern proxy list|kick`: one command to the proxy's control socket.
-fn proxy_control(socket: &std::path::Path, action: ProxyCmd) -> i32 {
+fn proxy_control(socket: &std::path::Path, pool: bool, action: ProxyCmd) -> i32 {
     use std::io::{Read, Write};
     let line = match action {
         ProxyCmd::List => "LIST\n".to_owned(),
@@ -510,9 +517,10 @@ fn proxy_control(socket: &std::path::Path, action: ProxyCmd) -> i32 {
         } => format!("MOVE {user} {host} {hold_secs}\n"),
     };
     if line.split_whitespace().count() > 4 || line.contains('\0') {
-        eprintln!("tern proxy kick: a name without spaces");
+        eprintln!("tern proxy: a name without spaces");
         return EXIT_CONFIG;
     }
+    let line = if pool { format!("POOL {line}") } else { line };
     let mut s = match std::os::unix::net::UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => {
@@ -793,10 +801,29 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
         svc.proxy.clone(),
         svc.proxy_health.clone(),
     ));
+    let peers = Arc::new(tern_server::proxy::ControlPeers {
+        peers: cfg.proxy.peers.clone(),
+        secret: cfg.proxy.control_secret.clone(),
+    });
     if let Some(sock) = &cfg.proxy.control_socket {
         tokio::spawn(tern_server::proxy::control(
             cfg.resolve(sock),
             svc.relayed.clone(),
+            peers.clone(),
+        ));
+    }
+    if let (Some(addr), Some(secret)) = (&cfg.proxy.control_listen, &cfg.proxy.control_secret) {
+        let l = tokio::net::TcpListener::bind(addr.as_str())
+            .await
+            .map_err(|e| anyhow::anyhow!("proxy.control_listen {addr}: {e}"))?;
+        println!(
+            "tern: listening proxy-control {}",
+            l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        );
+        tokio::spawn(tern_server::proxy::control_tcp(
+            l,
+            svc.relayed.clone(),
+            secret.clone(),
         ));
     }
     tracing::info!(hostname = %cfg.hostname, "tern started");

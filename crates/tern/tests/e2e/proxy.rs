@@ -733,3 +733,102 @@ fn tern_proxy_move_holds_logins_ends_sessions_and_routes_to_the_new_backend() {
         "{list}"
     );
 }
+
+#[test]
+fn tern_proxy_pool_lists_kicks_and_moves_on_every_proxy() {
+    let (b1, b2) = (backend(), backend());
+    let (at1, at2) = (
+        b1.haproxy["imap"].to_string(),
+        b2.haproxy["imap"].to_string(),
+    );
+    let (c1, c2) = (free_port(), free_port());
+    let secret = "a-pool-secret-of-some-length";
+    let proxy = |me: u16, peer: u16| {
+        proxy_with(
+            &at1,
+            &at1,
+            &format!(
+                "control_socket = \"control.sock\"\ncontrol_listen = \"127.0.0.1:{me}\"\n\
+                 control_secret = \"{secret}\"\npeers = [\"127.0.0.1:{peer}\"]\n"
+            ),
+        )
+    };
+    let (p1, p2) = (proxy(c1, c2), proxy(c2, c1));
+    let tern_proxy = |p: &Server, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["proxy", "--pool", "--socket"])
+            .arg(p.path().join("control.sock"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (mut d1, mut d2) = (p1.connect(), p2.connect());
+    assert!(d1.cmd("LOGIN dave davepw").ok());
+    assert!(d2.cmd("LOGIN dave davepw").ok());
+    // One list of the pool: each line says which proxy relays it.
+    let (code, list) = tern_proxy(&p1, &["list"]);
+    assert_eq!(code, Some(0), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&format!("here\tdave\t{at1}\t"))),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&format!("127.0.0.1:{c2}\tdave\t{at1}\t"))),
+        "{list}"
+    );
+    // Moved on every proxy: both sessions end, and both proxies route the
+    // next logins to b2.
+    let (code, out) = tern_proxy(&p1, &["move", "dave", &at2, "--hold-secs", "0"]);
+    assert_eq!((code, out.as_str()), (Some(0), "OK 2\n"));
+    for d in [&mut d1, &mut d2] {
+        assert!(d.read_line().starts_with("* BYE [UNAVAILABLE]"));
+    }
+    let mut kept = Vec::new();
+    for p in [&p1, &p2] {
+        let mut c = p.connect();
+        assert!(c.cmd("LOGIN dave davepw").ok());
+        assert!(c.cmd("NOOP").ok());
+        kept.push(c);
+    }
+    let (_, list) = tern_proxy(&p2, &["list"]);
+    assert_eq!(
+        list.lines()
+            .filter(|l| l.contains(&format!("\tdave\t{at2}\t")))
+            .count(),
+        2,
+        "{list}"
+    );
+    // Kicked on every proxy.
+    assert_eq!(
+        tern_proxy(&p2, &["kick", "dave"]),
+        (Some(0), "OK 2\n".to_owned())
+    );
+    // The control listener wants the secret, and never forwards.
+    let ask = |text: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", c1)).unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out
+    };
+    assert!(ask("SECRET wrong\nLIST\n").starts_with("ERR"));
+    assert!(ask("LIST\n").starts_with("ERR"));
+    assert!(ask(&format!("SECRET {secret}\nPOOL KICK USER dave\n")).starts_with("ERR"));
+    assert_eq!(
+        ask(&format!("SECRET {secret}\nKICK USER nobody\n")),
+        "OK 0\n"
+    );
+    // A peer that is gone is named; the rest is done.
+    drop(p2);
+    let (_, out) = tern_proxy(&p1, &["kick", "dave"]);
+    assert!(
+        out.contains(&format!("ERR 127.0.0.1:{c2}")) && out.ends_with("OK 0\n"),
+        "{out}"
+    );
+}
