@@ -51,6 +51,13 @@ tokio::task_local! {
     static SESSION: Cell<Option<Creds>>;
 }
 
+thread_local! {
+    /// The credentials the closure this thread runs took ([`run_as`]):
+    /// what [`current`] answers there, where the session's task-local is
+    /// out of reach (a folder opened from the blocking pool).
+    static THREAD: Cell<Option<Creds>> = const { Cell::new(None) };
+}
+
 /// Turns switching on: called once at start, when running as root.
 pub fn enable() {
     SWITCHING.store(true, Ordering::Release);
@@ -72,9 +79,14 @@ pub fn set(c: Option<Creds>) {
 }
 
 /// The session's account's credentials, if the caller is in a session
-/// whose account has them.
+/// whose account has them, or on a thread running storage work with an
+/// account's credentials.
 pub fn current() -> Option<Creds> {
-    SESSION.try_with(Cell::get).ok().flatten()
+    SESSION
+        .try_with(Cell::get)
+        .ok()
+        .flatten()
+        .or_else(|| THREAD.with(Cell::get))
 }
 
 /// [`tokio::task::spawn_blocking`] with the session's account's
@@ -116,9 +128,11 @@ pub fn run_as<R>(c: Option<Creds>, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Credentials taken by this thread, given back (to root) when dropped.
+/// Credentials taken by this thread, given back (to root) when dropped,
+/// with what [`current`] said on this thread before.
 struct Switched {
     result: std::io::Result<()>,
+    before: Option<Creds>,
 }
 
 /// Back to root's effective ids and no supplementary groups; a thread that
@@ -155,12 +169,14 @@ impl Switched {
                 r
             }
         };
-        Switched { result }
+        let before = THREAD.with(|t| t.replace(if result.is_ok() { c } else { None }));
+        Switched { result, before }
     }
 }
 
 impl Drop for Switched {
     fn drop(&mut self) {
         back_to_root();
+        THREAD.with(|t| t.set(self.before));
     }
 }

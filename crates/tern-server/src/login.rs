@@ -397,7 +397,9 @@ pub(crate) async fn failure_pause(svc: &Services, failures: u32, peer: Option<So
 pub(crate) async fn prepare(svc: &Arc<Services>, user: &User) -> Result<(), String> {
     let svc = svc.clone();
     let user = user.clone();
-    crate::creds::spawn_blocking(move || {
+    // With the account's credentials, whether or not the session has taken
+    // them yet: a ~/Maildir the account pointed elsewhere leads nowhere.
+    crate::creds::spawn_blocking_as(user.creds, move || {
         user.maildir.ensure().map_err(|e| e.to_string())?;
         if !svc.policy.empty_trash.is_empty() {
             crate::trash::sweep(&svc.folders, &user.maildir, &svc.policy.empty_trash);

@@ -284,3 +284,44 @@ fn with_a_mail_user_tern_drops_root_and_the_kernel_keeps_accounts_apart() {
     // And alice's session goes on.
     assert!(c.cmd("NOOP").ok());
 }
+
+#[test]
+fn the_login_time_work_runs_as_the_account_too() {
+    assert!(is_root(), "the ownership tests run as root, as CI does");
+    let pid = std::process::id() % 100_000;
+    let (a, b) = (format!("terntla{pid}"), format!("terntlb{pid}"));
+    let _ua = crate::accounts::SystemUser::create(&a, "apw", &[]);
+    let _ub = crate::accounts::SystemUser::create(&b, "bpw", &[]);
+    for u in [&a, &b] {
+        std::fs::set_permissions(format!("/home/{u}"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+    }
+    let s = server()
+        .auth("system_users = true\n")
+        .mail("maildir = \"{home}/Maildir\"\nempty_trash = \"Trash:0\"\n")
+        .start();
+    // b keeps a message in his Trash (the login-time sweep empties
+    // messages older than 0 days: b's own logins would).
+    let bmd = Path::new("/home").join(&b).join("Maildir");
+    let mut c = s.connect();
+    assert!(c.cmd(&format!("LOGIN {b} bpw")).ok());
+    assert!(c.cmd("CREATE INBOX.Trash").ok());
+    assert!(c
+        .append("INBOX.Trash", "()", &message("b's trash", "x"))
+        .ok());
+    drop(c);
+    let in_trash = || {
+        ["cur", "new"]
+            .iter()
+            .map(|d| std::fs::read_dir(bmd.join(".Trash").join(d)).map_or(0, |r| r.count()))
+            .sum::<usize>()
+    };
+    assert_eq!(in_trash(), 1);
+    // a points his ~/Maildir at b's: his login's Maildir check and trash
+    // sweep run as a, so they cannot reach b's files.
+    std::os::unix::fs::symlink(&bmd, Path::new("/home").join(&a).join("Maildir")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = s.connect().cmd(&format!("LOGIN {a} apw"));
+    assert!(!r.ok(), "a logged in to b's Maildir: {r:?}");
+    assert_eq!(in_trash(), 1, "a's login swept b's trash");
+}
