@@ -148,6 +148,15 @@ fn back_to_root() {
     }
 }
 
+/// From root's, this thread takes `c`'s effective ids and only its group.
+fn take(c: Creds) -> std::io::Result<()> {
+    let gid = Gid::from_raw(c.gid);
+    rustix::thread::set_thread_groups(&[gid])
+        .and_then(|()| rustix::thread::set_thread_res_gid(None, Some(gid), None))
+        .and_then(|()| rustix::thread::set_thread_res_uid(None, Some(Uid::from_raw(c.uid)), None))
+        .map_err(std::io::Error::from)
+}
+
 impl Switched {
     fn to(c: Option<Creds>) -> Switched {
         // Whatever the thread held before (a thread may have been started
@@ -156,13 +165,7 @@ impl Switched {
         let result = match c {
             None => Ok(()),
             Some(c) => {
-                let gid = Gid::from_raw(c.gid);
-                let r = rustix::thread::set_thread_groups(&[gid])
-                    .and_then(|()| rustix::thread::set_thread_res_gid(None, Some(gid), None))
-                    .and_then(|()| {
-                        rustix::thread::set_thread_res_uid(None, Some(Uid::from_raw(c.uid)), None)
-                    })
-                    .map_err(std::io::Error::from);
+                let r = take(c);
                 if r.is_err() {
                     back_to_root();
                 }
@@ -175,8 +178,76 @@ impl Switched {
 }
 
 impl Drop for Switched {
+    /// Back to what the thread held before: root's, or, for work nested in
+    /// an account's, that account's again.
     fn drop(&mut self) {
         back_to_root();
+        if let Some(p) = self.before {
+            if let Err(e) = take(p) {
+                tracing::error!(cause = %e, "a thread cannot take back its account's credentials; stopping");
+                std::process::abort();
+            }
+        }
         THREAD.with(|t| t.set(self.before));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn euid() -> u32 {
+        rustix::process::geteuid().as_raw()
+    }
+
+    #[test]
+    fn a_thread_takes_an_accounts_credentials_and_gives_them_back_nested_or_not() {
+        assert_eq!(euid(), 0, "the credential tests run as root, as CI does");
+        enable();
+        let (a, b) = (
+            Creds {
+                uid: 4001,
+                gid: 4001,
+            },
+            Creds {
+                uid: 4002,
+                gid: 4003,
+            },
+        );
+        let seen = run_as(Some(a), || {
+            let outer = (euid(), rustix::process::getegid().as_raw(), current());
+            let inner = run_as(Some(b), || {
+                (euid(), rustix::process::getegid().as_raw(), current())
+            });
+            (outer, inner, (euid(), current()))
+        });
+        assert_eq!(seen.0, (4001, 4001, Some(a)));
+        assert_eq!(seen.1, (4002, 4003, Some(b)));
+        assert_eq!(seen.2, (4001, Some(a)), "back to the outer account");
+        assert_eq!((euid(), current()), (0, None), "back to root");
+        // The real and saved uids stayed root's all along, and a panic in
+        // the work gives the credentials back too.
+        let r = std::panic::catch_unwind(|| run_as(Some(a), || panic!("in the work")));
+        assert!(r.is_err());
+        assert_eq!((euid(), current()), (0, None));
+        // A file the work creates is the account's.
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(4001), Some(4001)).unwrap();
+        let f = dir.path().join("f");
+        run_as(Some(a), || std::fs::write(&f, "x")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&f).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4001, 4001));
+        // And the account cannot reach root's 0700 directory.
+        let private = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            private.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        std::fs::write(private.path().join("secret"), "s").unwrap();
+        let p = private.path().join("secret");
+        assert!(run_as(Some(b), || std::fs::read(&p)).is_err());
+        assert!(std::fs::read(&p).is_ok());
     }
 }
