@@ -1,0 +1,121 @@
+#!/bin/bash
+# The IMAP figures of tern-bench through a login proxy, against the same
+# tern backend: through a tern proxy, direct, and through Dovecot 2.3 as a
+# proxy (`proxy=y` in its passdb), side by side in one run.
+#
+#   bench/proxy-throughput.sh [N]     N messages in alice's INBOX (default 2000)
+#
+# One tern backend serves a copy of an N-message Maildir. A tern proxy
+# (`mailhost` = the backend) and Dovecot (shared/oracle/dovecot.sh, its
+# passwd-file rewritten to `proxy=y host=... port=...`) relay to it; both log
+# in with alice's own password. tern-bench's IMAP mode runs twice: tern proxy
+# against direct, then tern proxy against Dovecot's proxy (its "Dovecot"
+# column is the second server of each run). The CPU time the proxies spent
+# in each run (tern: the proxy process; Dovecot: its imap-login processes,
+# where it relays) is printed after each. Figures go to docs/BENCHMARKS.md by
+# hand, with this command.
+set -euo pipefail
+N=${1:-2000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${TERN_SHARED:-$ROOT/../shared}
+WORK=${TERN_BENCH_DIR:-/tmp/tern-bench}/proxy-throughput
+cd "$ROOT"
+cargo build --release -q -p tern -p tern-bench
+MASTER="${TERN_BENCH_DIR:-/tmp/tern-bench}/master-$N"
+if [ ! -d "$MASTER/cur" ]; then
+    python3 "$SHARED/corpus/make_big_maildir.py" "$MASTER" "$N"
+fi
+rm -rf "$WORK"; mkdir -p "$WORK"
+
+start_tern() { # dir: writes its tern.toml first; prints the IMAP address
+    local d=$1
+    "$ROOT/target/release/tern" serve --config "$d/tern.toml" > "$d/stdout" 2> "$d/stderr" &
+    echo $! > "$d/pid"
+    for _ in $(seq 100); do grep -q 'listening imap' "$d/stdout" && break; sleep 0.1; done
+    sed -n 's/^tern: listening imap \(.*\)$/\1/p' "$d/stdout"
+}
+limits='[limits]
+max_connections = 20000
+max_connections_per_ip = 20000
+max_connections_per_user_ip = 20000
+max_connections_per_user = 20000
+[log]
+level = "warn"'
+
+B="$WORK/backend"
+mkdir -p "$B/mail/alice"
+cp -r "$MASTER" "$B/mail/alice/Maildir"
+printf 'alice:{PLAIN}secret::::::\n' > "$B/users"
+cat > "$B/tern.toml" <<CONF
+[imap]
+listen = ["127.0.0.1:0"]
+[auth]
+passwd_file = "users"
+[mail]
+maildir = "mail/{user}/Maildir"
+allow_root = true
+$limits
+CONF
+BADDR=$(start_tern "$B")
+
+P="$WORK/proxy"
+mkdir -p "$P"
+printf 'alice:{PLAIN}secret::::::mailhost=%s\n' "$BADDR" > "$P/users"
+cat > "$P/tern.toml" <<CONF
+[imap]
+listen = ["127.0.0.1:0"]
+[auth]
+passwd_file = "users"
+[mail]
+maildir = "mail/{user}/Maildir"
+allow_root = true
+[proxy]
+send_id = false
+check_secs = 0
+$limits
+CONF
+PADDR=$(start_tern "$P")
+PPID_=$(cat "$P/pid")
+
+bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1 || true
+bash "$SHARED/oracle/dovecot.sh" start plain >&2
+printf 'alice:{PLAIN}secret::::::proxy=y host=%s port=%s\n' "${BADDR%:*}" "${BADDR##*:}" > /tmp/clients/users
+chmod 644 /tmp/clients/users
+trap 'kill $(cat "$B/pid") $(cat "$P/pid") 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1' EXIT
+
+# CPU seconds (user + system) of a process; with "tree", also of its
+# children, reaped (Dovecot's imap-login processes end with their
+# connection) or alive.
+cpu_of() {
+    local tck total=0 f pid=$1 tree=${2:-}
+    tck=$(getconf CLK_TCK)
+    f=$(cat "/proc/$pid/stat") && f=${f##*) }
+    # shellcheck disable=SC2086
+    set -- $f
+    total=$((${12} + ${13}))
+    if [ "$tree" = tree ]; then
+        total=$((total + ${14} + ${15}))
+        for c in $(pgrep -P "$pid"); do
+            f=$(cat "/proc/$c/stat" 2>/dev/null) || continue
+            f=${f##*) }
+            # shellcheck disable=SC2086
+            set -- $f
+            total=$((total + ${12} + ${13} + ${14} + ${15}))
+        done
+    fi
+    echo "scale=2; $total / $tck" | bc
+}
+DMASTER=$(cat /tmp/clients/dovecot-ref.pid)
+
+echo "bench: $N messages; backend $BADDR, tern proxy $PADDR (pid $PPID_), Dovecot proxy 127.0.0.1:11143; $(nproc) cores" >&2
+echo "## tern proxy (tern column) against direct to the backend (Dovecot column)"
+t0=$(cpu_of "$PPID_")
+"$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot "$BADDR" --tern-pid "$PPID_" --mode imap
+echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
+echo
+echo "## tern proxy (tern column) against Dovecot's proxy (Dovecot column)"
+t0=$(cpu_of "$PPID_")
+d0=$(cpu_of "$DMASTER" tree)
+"$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot 127.0.0.1:11143 --tern-pid "$PPID_" --mode imap
+echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
+echo "Dovecot CPU in this run (master and its children): $(echo "$(cpu_of "$DMASTER" tree) - $d0" | bc) s"
