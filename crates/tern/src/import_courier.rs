@@ -327,8 +327,10 @@ fn ldap_backend(rc: &HashMap<String, String>, notes: &mut Vec<String>) -> String
                 .collect()
         })
         .unwrap_or_else(|| vec!["ldap://localhost".to_owned()]);
-    if uris.iter().any(|u| u.starts_with("ldaps://")) || get("LDAP_TLS").is_some_and(|t| t != "0") {
-        notes.push("LDAP_URI ldaps:// / LDAP_TLS=1: this build speaks LDAP without TLS; keep the directory on loopback or a private network, or use a stunnel".to_owned());
+    // LDAP_TLS=1 is StartTLS on ldap:// URIs; ldaps:// is TLS already.
+    let starttls = get("LDAP_TLS").is_some_and(|t| t != "0");
+    if starttls || uris.iter().any(|u| u.starts_with("ldaps://")) {
+        notes.push("LDAP TLS: the servers' certificates are verified against the system's roots; set ca = \"...\" in [[auth.ldap]] for a CA of the site's own".to_owned());
     }
     let mail = get("LDAP_MAIL").map_or("mail", String::as_str);
     let filter = match get("LDAP_FILTER") {
@@ -366,6 +368,9 @@ fn ldap_backend(rc: &HashMap<String, String>, notes: &mut Vec<String>) -> String
     }
     if let Some(t) = get("LDAP_TIMEOUT").and_then(|t| t.parse::<u64>().ok()) {
         let _ = writeln!(out, "timeout_ms = {}", t * 1000);
+    }
+    if starttls {
+        out.push_str("starttls = true\n");
     }
     out.push_str("[auth.ldap.attributes]\n");
     let authbind = get("LDAP_AUTHBIND").is_some_and(|v| v != "0");
@@ -418,6 +423,13 @@ fn ldap_backend(rc: &HashMap<String, String>, notes: &mut Vec<String>) -> String
     out
 }
 
+/// What a system-account module needs besides its `[auth]` lines.
+fn system_note(module: &str) -> String {
+    format!(
+        "{module}: system accounts need [mail] allow_root = true, no mail.user, and maildir = \"{{home}}/Maildir\" for ~/Maildir"
+    )
+}
+
 /// Converts the configuration in `dir`: the TOML text.
 ///
 /// # Errors
@@ -454,9 +466,16 @@ pub fn convert(dir: &Path) -> Result<String, String> {
                 Some(t) => sections.push(ldap_backend(&parse_rc(&t), &mut notes)),
                 None => notes.push(format!("authldap: no authldaprc in {}", dir.display())),
             },
-            "authpam" | "authshadow" | "authpwd" => notes.push(format!(
-                "{m}: system accounts are not read by this build of tern"
-            )),
+            // System accounts: Courier's authpam asks the PAM service named
+            // after the program (imap, pop3), which is tern's "%s".
+            "authpam" => {
+                sections.push("[auth.pam]\nservice = \"%s\"\n".to_owned());
+                notes.push(system_note(m));
+            }
+            "authshadow" | "authpwd" => {
+                let _ = writeln!(auth, "system_users = true");
+                notes.push(system_note(m));
+            }
             "authsqlite" => notes.push("authsqlite: write an [[auth.sql]] with url = \"sqlite:/path\" and a password_query by hand".to_owned()),
             other => notes.push(format!("{other}: no equivalent in tern")),
         }

@@ -225,7 +225,46 @@ fn a_substitution_that_cannot_be_bound_is_reported_not_pasted() {
         "{toml}"
     );
     assert!(toml.contains("password_query = \"-- rewrite:"), "{toml}");
-    assert!(toml.contains("#   authpam: system accounts"), "{toml}");
+    // authpam becomes PAM with Courier's service names, and says what the
+    // [mail] section needs; the TOML is well formed.
+    assert!(toml.contains("[auth.pam]\nservice = \"%s\""), "{toml}");
+    assert!(
+        toml.contains("#   authpam: system accounts need [mail] allow_root = true"),
+        "{toml}"
+    );
+    let parsed: toml::Value = toml::from_str(&toml).unwrap();
+    assert_eq!(parsed["auth"]["pam"]["service"].as_str(), Some("%s"));
+    // authshadow (and authpwd) become system_users.
+    std::fs::write(
+        dir.path().join("authdaemonrc"),
+        "authmodulelist=\"authshadow\"\n",
+    )
+    .unwrap();
+    let toml = import(dir.path());
+    let parsed: toml::Value = toml::from_str(&toml).unwrap();
+    assert_eq!(
+        parsed["auth"]["system_users"].as_bool(),
+        Some(true),
+        "{toml}"
+    );
+    // LDAP_TLS=1 is StartTLS.
+    std::fs::write(
+        dir.path().join("authdaemonrc"),
+        "authmodulelist=\"authldap\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("authldaprc"),
+        "LDAP_URI ldap://ldap.example.org\nLDAP_TLS 1\nLDAP_BASEDN ou=people, dc=example, dc=org\n",
+    )
+    .unwrap();
+    let toml = import(dir.path());
+    let parsed: toml::Value = toml::from_str(&toml).unwrap();
+    assert_eq!(
+        parsed["auth"]["ldap"][0]["starttls"].as_bool(),
+        Some(true),
+        "{toml}"
+    );
     // Without an authdaemonrc there is nothing to convert.
     let empty = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tern"))
