@@ -437,6 +437,13 @@ fn session_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// One POP3 answer line of a backend (at most 4 KiB).
+async fn pop3_answer(r: &mut BufReader<Box<dyn AsyncStream>>) -> std::io::Result<String> {
+    let mut l = String::new();
+    (&mut *r).take(4096).read_line(&mut l).await?;
+    Ok(l)
+}
+
 async fn send(r: &mut BufReader<Box<dyn AsyncStream>>, bytes: &[u8]) -> std::io::Result<()> {
     r.get_mut().write_all(bytes).await
 }
@@ -503,10 +510,7 @@ async fn pop3_login(
     }
     for l in lines {
         send(r, &l).await.map_err(|e| unavailable(e.to_string()))?;
-        let mut answer = String::new();
-        (&mut *r)
-            .take(4096)
-            .read_line(&mut answer)
+        let answer = pop3_answer(r)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         if answer.starts_with("+OK") {
@@ -609,15 +613,9 @@ async fn login_at(
                 .await
                 .map(|(a, _)| format!("P0 {a}"))
                 .map_err(unavailable)?,
-            Leg::Pop3 => {
-                let mut l = String::new();
-                (&mut r)
-                    .take(4096)
-                    .read_line(&mut l)
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?;
-                l
-            }
+            Leg::Pop3 => pop3_answer(&mut r)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?,
         };
         if !ok(&answer) || !r.buffer().is_empty() {
             return Err(unavailable(format!(
@@ -628,12 +626,13 @@ async fn login_at(
         let plain = r.into_inner();
         r = BufReader::new(start_tls(plain).await.map_err(unavailable)?);
     }
+    let without_capabilities = |stream| Backend {
+        stream,
+        capabilities: String::new(),
+        host: host.to_owned(),
+    };
     if matches!(creds, Credentials::GreetingOnly) {
-        return Ok(Backend {
-            stream: r,
-            capabilities: String::new(),
-            host: host.to_owned(),
-        });
+        return Ok(without_capabilities(r));
     }
     if leg == Leg::Pop3 {
         if settings.send_id {
@@ -650,10 +649,7 @@ async fn login_at(
                 send(&mut r, x.as_bytes())
                     .await
                     .map_err(|e| unavailable(e.to_string()))?;
-                let mut answer = String::new();
-                (&mut r)
-                    .take(4096)
-                    .read_line(&mut answer)
+                let answer = pop3_answer(&mut r)
                     .await
                     .map_err(|e| unavailable(e.to_string()))?;
                 if answer.is_empty() {
@@ -662,11 +658,7 @@ async fn login_at(
             }
         }
         pop3_login(&mut r, settings, creds, unavailable).await?;
-        return Ok(Backend {
-            stream: r,
-            capabilities: String::new(),
-            host: host.to_owned(),
-        });
+        return Ok(without_capabilities(r));
     }
     if settings.send_id {
         if let Some(c) = client {
@@ -989,15 +981,20 @@ impl Relayed {
         m.get(user).cloned()
     }
 
-    /// Waits out a move's hold for `user`, if one is running.
-    pub async fn hold(&self, user: &str) {
-        if let Some((_, until)) = self.moved(user) {
-            let now = Instant::now();
-            if until > now {
-                tracing::info!(user, "login held while the user is moved");
-                tokio::time::sleep(until - now).await;
-            }
+    /// Waits out a move's hold for `user`, if one is running; whether a
+    /// hold was waited for (then the route is to be taken again: the move
+    /// may have come after it was).
+    pub async fn hold(&self, user: &str) -> bool {
+        let Some((_, until)) = self.moved(user) else {
+            return false;
+        };
+        let now = Instant::now();
+        if until <= now {
+            return false;
         }
+        tracing::info!(user, "login held while the user is moved");
+        tokio::time::sleep(until - now).await;
+        true
     }
 
     /// The sessions relayed now.

@@ -56,15 +56,18 @@ impl Session {
                 ) {
                     // A user being moved waits out the hold, then goes to
                     // where it was moved (the route is taken again).
-                    self.svc.relayed.hold(&user.name).await;
-                    let hosts = crate::proxy::route_of(
-                        &user.name,
-                        user.mailhost.as_deref(),
-                        &self.svc.hostname,
-                        &self.svc.proxy,
-                        &self.svc.relayed,
-                    )
-                    .unwrap_or(hosts);
+                    let hosts = if self.svc.relayed.hold(&user.name).await {
+                        crate::proxy::route_of(
+                            &user.name,
+                            user.mailhost.as_deref(),
+                            &self.svc.hostname,
+                            &self.svc.proxy,
+                            &self.svc.relayed,
+                        )
+                        .unwrap_or(hosts)
+                    } else {
+                        hosts
+                    };
                     match self.log_in_at_backend(&tag, &user, &hosts, secret).await? {
                         Some(backend) => {
                             self.proxied_user = Some(user.name.clone());

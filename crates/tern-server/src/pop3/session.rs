@@ -517,15 +517,18 @@ impl Pop3 {
                     &self.svc.proxy,
                     &self.svc.relayed,
                 ) {
-                    self.svc.relayed.hold(&u.name).await;
-                    let hosts = crate::proxy::route_of(
-                        &u.name,
-                        u.mailhost.as_deref(),
-                        &self.svc.hostname,
-                        &self.svc.proxy,
-                        &self.svc.relayed,
-                    )
-                    .unwrap_or(hosts);
+                    let hosts = if self.svc.relayed.hold(&u.name).await {
+                        crate::proxy::route_of(
+                            &u.name,
+                            u.mailhost.as_deref(),
+                            &self.svc.hostname,
+                            &self.svc.proxy,
+                            &self.svc.relayed,
+                        )
+                        .unwrap_or(hosts)
+                    } else {
+                        hosts
+                    };
                     return self.proxy(&u, &hosts, secret).await;
                 }
                 if let Some(slot) = self.slot.as_mut() {
