@@ -31,6 +31,22 @@ fn backend_on(port: u16) -> Server {
         .start()
 }
 
+/// `tern proxy [flags] --socket SOCK ARGS...`: its exit code and output.
+fn tern_proxy_at(sock: &std::path::Path, flags: &[&str], args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("proxy")
+        .args(flags)
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn proxy_for(mailhost_dave: &str, mailhost_erin: &str) -> Server {
     proxy_with(mailhost_dave, mailhost_erin, "")
 }
@@ -578,18 +594,7 @@ fn tern_proxy_lists_and_kicks_relayed_sessions() {
         ),
     );
     let sock = p.path().join("control.sock");
-    let tern_proxy = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args(["proxy", "--socket"])
-            .arg(&sock)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let tern_proxy = |args: &[&str]| tern_proxy_at(&sock, &[], args);
     let mut dave = p.connect();
     assert!(dave.cmd("LOGIN dave davepw").ok());
     let mut erin = p.connect();
@@ -646,18 +651,7 @@ fn tern_proxy_move_holds_logins_ends_sessions_and_routes_to_the_new_backend() {
     drop(c);
     let p = proxy_with(&at1, &at1, "control_socket = \"control.sock\"\n");
     let sock = p.path().join("control.sock");
-    let tern_proxy = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args(["proxy", "--socket"])
-            .arg(&sock)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let tern_proxy = |args: &[&str]| tern_proxy_at(&sock, &[], args);
     let exists = |c: &mut Client| {
         let r = c.cmd("SELECT INBOX");
         assert!(r.ok(), "{r:?}");
@@ -755,16 +749,7 @@ fn tern_proxy_pool_lists_kicks_and_moves_on_every_proxy() {
     };
     let (p1, p2) = (proxy(c1, c2), proxy(c2, c1));
     let tern_proxy = |p: &Server, args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args(["proxy", "--pool", "--socket"])
-            .arg(p.path().join("control.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        tern_proxy_at(&p.path().join("control.sock"), &["--pool"], args)
     };
     let (mut d1, mut d2) = (p1.connect(), p2.connect());
     assert!(d1.cmd("LOGIN dave davepw").ok());
