@@ -63,4 +63,66 @@ pub fn command(data: &[u8]) {
     let _ = crate::lexer::saved_result_uses(data);
     let (pattern, name) = data.split_at(data.len() / 2);
     let _ = crate::command::list_match(pattern, name, b'.');
+    criteria(data);
+}
+
+/// The criteria parser against imap-codec's: where both read a SEARCH,
+/// they must agree on what matches, for a few ways of deciding its keys.
+/// Panics when they disagree.
+fn criteria(data: &[u8]) {
+    use imap_codec::imap_types::command::CommandBody;
+    use imap_codec::imap_types::search::SearchKey;
+    let Ok(Some((_, ours))) = crate::criteria::split_command(data, 500) else {
+        return;
+    };
+    let Ok(cmd) = crate::command::parse(data) else {
+        return;
+    };
+    let CommandBody::Search { criteria, .. } = cmd.body else {
+        return;
+    };
+    // A key's truth: a hash of its text and the round.
+    let truth = |k: &SearchKey<'_>, round: u64| -> bool {
+        let mut h = round.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for b in format!("{k:?}").bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h >> 63 == 1
+    };
+    // The codec's tree is at most nine deep: a recursive walk is bounded.
+    fn reference(k: &SearchKey<'_>, leaf: &dyn Fn(&SearchKey<'_>) -> bool) -> bool {
+        match k {
+            SearchKey::And(ks) => ks.as_ref().iter().all(|k| reference(k, leaf)),
+            SearchKey::Or(a, b) => reference(a, leaf) || reference(b, leaf),
+            SearchKey::Not(k) => !reference(k, leaf),
+            k => leaf(k),
+        }
+    }
+    let mut scratch = Vec::new();
+    for round in 0..4 {
+        let theirs = criteria
+            .as_ref()
+            .iter()
+            .all(|k| reference(k, &|k| truth(k, round)));
+        let mine = ours.eval(&mut scratch, |k| truth(k, round));
+        assert_eq!(mine, theirs, "criteria disagree with imap-codec");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_criteria_seed_reaches_both_parsers() {
+        let seed = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/seeds/command/search-criteria"
+        ))
+        .unwrap_or_default();
+        assert!(matches!(
+            crate::criteria::split_command(&seed, 500),
+            Ok(Some(_))
+        ));
+        assert!(crate::command::parse(&seed).is_ok());
+        super::criteria(&seed);
+    }
 }

@@ -116,31 +116,6 @@ impl SavedUse {
     }
 }
 
-/// Search keys followed by one argument (RFC 3501 §6.4.4, RFC 4551 MODSEQ
-/// without its entry, RFC 5032 OLDER/YOUNGER).
-const ONE_ARG: &[&str] = &[
-    "BCC",
-    "BEFORE",
-    "BODY",
-    "CC",
-    "FROM",
-    "KEYWORD",
-    "LARGER",
-    "ON",
-    "SENTBEFORE",
-    "SENTON",
-    "SENTSINCE",
-    "SINCE",
-    "SMALLER",
-    "SUBJECT",
-    "TEXT",
-    "TO",
-    "UNKEYWORD",
-    "OLDER",
-    "YOUNGER",
-    "CHARSET",
-];
-
 /// Every `$` of `bytes` that the grammar reads as a saved result: the
 /// sequence set of FETCH, STORE, COPY, MOVE and UID EXPUNGE, and a search
 /// key (or the set of the key `UID`) of SEARCH, SORT and THREAD. A `$`
@@ -211,7 +186,7 @@ pub fn saved_result_uses(bytes: &[u8]) -> Vec<SavedUse> {
                     1
                 }
             }
-            k if ONE_ARG.contains(&k) => i += 1,
+            k if crate::criteria::ONE_ARG.contains(&k) || k == "CHARSET" => i += 1,
             _ => {}
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod binary_sections;
 pub mod command;
+pub mod criteria;
 pub mod esearch;
 pub mod framer;
 pub mod framing;

@@ -34,6 +34,10 @@ pub const DEFAULT_FETCH_JOB_BYTES: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_STREAM_LITERAL_BYTES: u64 = 1024 * 1024;
 /// Keywords one mailbox may hold.
 pub const DEFAULT_MAX_KEYWORDS: usize = 1000;
+/// Keys one SEARCH, SORT or THREAD may hold: far above what clients send
+/// (a long Thunderbird filter is tens), low enough that a hostile
+/// 64 KiB line cannot make each message cost twenty thousand checks.
+pub const DEFAULT_MAX_SEARCH_KEYS: usize = 2000;
 /// Idle timeout before login.
 pub const DEFAULT_PREAUTH_TIMEOUT_SECS: u64 = 60;
 /// Idle timeout after login: RFC 3501 §5.4 asks for at least 30 minutes.
@@ -1067,6 +1071,9 @@ pub struct Limits {
     /// Keywords one mailbox may hold; a STORE or APPEND that would add
     /// more gets NO [LIMIT].
     pub max_keywords: usize,
+    /// Keys (of any nesting) one SEARCH, SORT or THREAD may hold; more get
+    /// BAD [LIMIT].
+    pub max_search_keys: usize,
     /// Idle timeout before login, seconds.
     pub preauth_timeout_secs: u64,
     /// Idle timeout after login, seconds.
@@ -1096,6 +1103,7 @@ impl Default for Limits {
             fetch_job_bytes: DEFAULT_FETCH_JOB_BYTES,
             stream_literal_bytes: DEFAULT_STREAM_LITERAL_BYTES,
             max_keywords: DEFAULT_MAX_KEYWORDS,
+            max_search_keys: DEFAULT_MAX_SEARCH_KEYS,
             preauth_timeout_secs: DEFAULT_PREAUTH_TIMEOUT_SECS,
             auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,

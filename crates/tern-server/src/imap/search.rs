@@ -8,8 +8,9 @@
 use rustc_hash::FxHashSet as HashSet;
 use std::fmt::Write as _;
 
-use imap_codec::imap_types::core::{Charset, Vec1};
+use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
+use tern_imap_proto::criteria::{Criteria, Node, NodeId};
 use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, seqset};
 use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
@@ -209,53 +210,103 @@ fn state_key(key: &SearchKey<'_>, seq: u32, k: &Known, recent: bool, ctx: &Ctx) 
     })
 }
 
-/// [`matches`] for a key that needs no message ([`reads_messages`] is
+/// [`matches`] for criteria that need no message ([`reads_messages`] is
 /// false), for every message at once: one tight loop per key rather than
-/// a walk of the key per message (SEARCH UNSEEN or FLAGGED over 100,000
-/// messages).
-fn matches_state(
-    key: &SearchKey<'_>,
-    known: &[Known],
-    recent: &HashSet<u32>,
-    ctx: &Ctx,
-) -> Vec<bool> {
-    use SearchKey as K;
-    match key {
-        K::And(keys) => {
-            let mut all = vec![true; known.len()];
-            for x in keys.as_ref() {
-                for (a, b) in all.iter_mut().zip(matches_state(x, known, recent, ctx)) {
-                    *a &= b;
-                }
-            }
-            all
-        }
-        K::Or(x, y) => {
-            let mut a = matches_state(x, known, recent, ctx);
-            for (a, b) in a.iter_mut().zip(matches_state(y, known, recent, ctx)) {
-                *a |= b;
-            }
-            a
-        }
-        K::Not(x) => {
-            let mut a = matches_state(x, known, recent, ctx);
-            for v in &mut a {
-                *v = !*v;
-            }
-            a
-        }
-        _ => known
+/// a walk of the criteria per message (SEARCH UNSEEN or FLAGGED over
+/// 100,000 messages). A walk with an explicit stack holding one vector per
+/// open operator, so only used for shallow criteria ([`VECTOR_DEPTH`]).
+fn matches_state(c: &Criteria, known: &[Known], recent: &HashSet<u32>, ctx: &Ctx) -> Vec<bool> {
+    let leaf = |key: &SearchKey<'_>| -> Vec<bool> {
+        known
             .iter()
             .enumerate()
             .map(|(i, k)| {
                 let r = !recent.is_empty() && recent.contains(&k.uid);
                 state_key(key, i as u32 + 1, k, r, ctx).unwrap_or(false)
             })
-            .collect(),
+            .collect()
+    };
+    let mut stack: Vec<(NodeId, usize, Option<Vec<bool>>)> = Vec::new();
+    let mut node = c.root();
+    loop {
+        let mut value = loop {
+            match c.node(node) {
+                Node::Key(k) => break leaf(k),
+                Node::And(ch) | Node::Or(ch) => match ch.first() {
+                    Some(&first) => {
+                        stack.push((node, 1, None));
+                        node = first;
+                    }
+                    None => break vec![matches!(c.node(node), Node::And(_)); known.len()],
+                },
+                Node::Not(x) => {
+                    stack.push((node, 0, None));
+                    node = *x;
+                }
+            }
+        };
+        loop {
+            let Some((op, next, acc)) = stack.last_mut() else {
+                return value;
+            };
+            match c.node(*op) {
+                Node::Not(_) => {
+                    for v in &mut value {
+                        *v = !*v;
+                    }
+                    stack.pop();
+                }
+                Node::And(ch) | Node::Or(ch) => {
+                    let or = matches!(c.node(*op), Node::Or(_));
+                    let merged = match acc.take() {
+                        None => std::mem::take(&mut value),
+                        Some(mut a) => {
+                            for (x, y) in a.iter_mut().zip(&value) {
+                                if or {
+                                    *x |= *y;
+                                } else {
+                                    *x &= *y;
+                                }
+                            }
+                            a
+                        }
+                    };
+                    if *next >= ch.len() {
+                        value = merged;
+                        stack.pop();
+                    } else {
+                        *acc = Some(merged);
+                        node = ch[*next];
+                        *next += 1;
+                        break;
+                    }
+                }
+                Node::Key(_) => {
+                    stack.pop();
+                }
+            }
+        }
     }
 }
 
-fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
+/// Criteria at most this deep are decided for all messages at once
+/// ([`matches_state`], one vector per level); deeper ones message by
+/// message.
+const VECTOR_DEPTH: usize = 16;
+
+/// Whether one message matches the criteria.
+fn matches(
+    criteria: &Criteria,
+    scratch: &mut Vec<(NodeId, usize)>,
+    c: &mut Candidate<'_>,
+    ctx: &Ctx,
+) -> bool {
+    criteria.eval(scratch, |k| matches_key(k, c, ctx))
+}
+
+/// Whether one message matches one key (never a list, OR or NOT:
+/// [`Criteria`] holds those as nodes).
+fn matches_key(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
     use SearchKey as K;
     let text =
         |s: &imap_codec::imap_types::core::AString<'_>| fold(&decode_in(s.as_ref(), ctx.charset));
@@ -263,9 +314,6 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, ctx: &Ctx) -> bool {
         return v;
     }
     match key {
-        K::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, ctx)),
-        K::Or(a, b) => matches(a, c, ctx) || matches(b, c, ctx),
-        K::Not(k) => !matches(k, c, ctx),
         K::Larger(n) => c.folder.crlf_size(c.entry).unwrap_or(0) > *n as u64,
         K::Smaller(n) => c.folder.crlf_size(c.entry).unwrap_or(0) < *n as u64,
         K::Before(d) => c.internal_date().is_some_and(|x| x < *d.as_ref()),
@@ -381,43 +429,33 @@ pub(super) fn check_charset(
 }
 
 /// Whether any key asks about \Recent (RECENT, NEW, OLD).
-fn uses_recent(keys: &Vec1<SearchKey<'_>>) -> bool {
-    fn walk(k: &SearchKey<'_>) -> bool {
-        match k {
-            SearchKey::Recent | SearchKey::New | SearchKey::Old => true,
-            SearchKey::And(ks) => ks.as_ref().iter().any(walk),
-            SearchKey::Or(a, b) => walk(a) || walk(b),
-            SearchKey::Not(k) => walk(k),
-            _ => false,
-        }
-    }
-    keys.as_ref().iter().any(walk)
+fn uses_recent(criteria: &Criteria) -> bool {
+    criteria
+        .leaves()
+        .any(|k| matches!(k, SearchKey::Recent | SearchKey::New | SearchKey::Old))
 }
 
-/// Whether a key may read message files (or their summaries): such a
-/// search over many messages is spread over the cores. A key reads none
-/// exactly when [`state_key`] can answer it.
-fn reads_messages(k: &SearchKey<'_>) -> bool {
-    use SearchKey as K;
-    match k {
-        K::And(ks) => ks.as_ref().iter().any(reads_messages),
-        K::Or(a, b) => reads_messages(a) || reads_messages(b),
-        K::Not(k) => reads_messages(k),
-        leaf => {
-            let probe = Known {
-                uid: 0,
-                flags: Default::default(),
-                keywords: Arc::from(Vec::new()),
-            };
-            let ctx = Ctx {
-                exists: 0,
-                max_uid: 0,
-                charset: None,
-                unreadable: AtomicU32::new(0),
-            };
-            state_key(leaf, 0, &probe, false, &ctx).is_none()
-        }
-    }
+/// Whether the criteria may read message files (or their summaries): such
+/// a search over many messages is spread over the cores.
+fn reads_messages(criteria: &Criteria) -> bool {
+    criteria.leaves().any(key_reads_messages)
+}
+
+/// Whether one key reads the message: exactly when [`state_key`] cannot
+/// answer it.
+fn key_reads_messages(k: &SearchKey<'_>) -> bool {
+    let probe = Known {
+        uid: 0,
+        flags: Default::default(),
+        keywords: Arc::from(Vec::new()),
+    };
+    let ctx = Ctx {
+        exists: 0,
+        max_uid: 0,
+        charset: None,
+        unreadable: AtomicU32::new(0),
+    };
+    state_key(k, 0, &probe, false, &ctx).is_none()
 }
 
 /// Messages below this are searched on one thread.
@@ -428,7 +466,7 @@ const PARALLEL_FROM: usize = 512;
 /// machine's cores (reading and decoding 100,000 files is most of a
 /// `SEARCH TEXT`).
 pub(super) fn evaluate(
-    key: &SearchKey<'_>,
+    key: &Criteria,
     charset: Option<&'static encoding_rs::Encoding>,
     known: &[Known],
     recent: &HashSet<u32>,
@@ -450,7 +488,7 @@ pub(super) fn evaluate(
 
 /// [`evaluate`] once the context is set up.
 fn evaluate_all(
-    key: &SearchKey<'_>,
+    key: &Criteria,
     ctx: &Ctx,
     known: &[Known],
     recent: &HashSet<u32>,
@@ -461,7 +499,7 @@ fn evaluate_all(
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
-    if !reads_messages(key) {
+    if !reads_messages(key) && key.depth() <= VECTOR_DEPTH {
         return matches_state(key, known, recent, ctx)
             .into_iter()
             .enumerate()
@@ -494,7 +532,7 @@ fn evaluate_all(
 
 /// [`evaluate`] over `part`, the messages of `known` from position `first`.
 fn evaluate_range(
-    key: &SearchKey<'_>,
+    key: &Criteria,
     ctx: &Ctx,
     part: &[Known],
     first: usize,
@@ -511,6 +549,7 @@ fn evaluate_range(
         .map(|k| messages.partition_point(|e| e.uid < k.uid))
         .unwrap_or(0);
     let mut entries = messages.iter().enumerate().skip(start).peekable();
+    let mut scratch = Vec::new();
     for (n, k) in part.iter().enumerate() {
         while entries.next_if(|(_, e)| e.uid < k.uid).is_some() {}
         let Some((pos, entry)) = entries.next_if(|(_, e)| e.uid == k.uid) else {
@@ -530,7 +569,7 @@ fn evaluate_range(
             body: None,
             unreadable: &ctx.unreadable,
         };
-        if matches(key, &mut c, ctx) {
+        if matches(key, &mut scratch, &mut c, ctx) {
             hits.push(i);
         }
     }
@@ -542,7 +581,7 @@ pub(super) struct SearchJob {
     pub known: Arc<Vec<Known>>,
     pub open: Arc<OpenFolder>,
     recent: HashSet<u32>,
-    key: SearchKey<'static>,
+    key: Criteria,
     charset: Option<&'static encoding_rs::Encoding>,
 }
 
@@ -584,7 +623,7 @@ impl Session {
     pub(super) fn search_job(
         &self,
         charset: Option<&Charset<'_>>,
-        criteria: Vec1<SearchKey<'static>>,
+        criteria: Criteria,
     ) -> Result<SearchJob, Reply> {
         let charset = check_charset(charset)?;
         let State::Selected { mailbox, .. } = &self.state else {
@@ -599,7 +638,7 @@ impl Session {
             } else {
                 HashSet::default()
             },
-            key: SearchKey::And(criteria),
+            key: criteria,
             charset,
         })
     }
@@ -607,7 +646,7 @@ impl Session {
     pub(crate) async fn search(
         &mut self,
         charset: Option<Charset<'static>>,
-        criteria: Vec1<SearchKey<'static>>,
+        criteria: Criteria,
         uid: bool,
     ) -> Reply {
         let job = match self.search_job(charset.as_ref(), criteria) {

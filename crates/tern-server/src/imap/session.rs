@@ -349,6 +349,10 @@ pub(crate) struct Session {
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// The tag and RETURN options of the extended SEARCH being run.
     pub esearch: Option<(String, tern_imap_proto::esearch::ReturnOptions)>,
+    /// The criteria of the SEARCH, SORT or THREAD being run, parsed by
+    /// [`tern_imap_proto::criteria`] (which allows any depth) rather than
+    /// by the grammar crate.
+    pub criteria: Option<tern_imap_proto::criteria::Criteria>,
     /// The BODY sections of the FETCH being run that stand for BINARY
     /// items with a text specifier (see tern_imap_proto::binary_sections).
     pub binary_aliases: Vec<tern_imap_proto::binary_sections::BinaryAlias>,
@@ -433,6 +437,7 @@ pub async fn serve_connection(
         peer,
         shutdown,
         esearch: None,
+        criteria: None,
         binary_aliases: Vec::new(),
         slot,
         login_secret: None,
@@ -912,6 +917,31 @@ impl Session {
                 bytes = &replaced;
             }
         }
+        // Search criteria are read here, at any depth; the grammar crate
+        // parses the rest of the command with `ALL` in their place.
+        self.criteria = None;
+        let split;
+        match tern_imap_proto::criteria::split_command(bytes, self.svc.limits.max_search_keys) {
+            Ok(Some((head, criteria))) => {
+                split = head;
+                bytes = &split;
+                self.criteria = Some(criteria);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if let Some(s) = streamed {
+                    s.discard();
+                }
+                match e {
+                    tern_imap_proto::criteria::Error::Syntax => self.answer_unparsable(bytes),
+                    e @ tern_imap_proto::criteria::Error::TooManyKeys(_) => {
+                        let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
+                        self.tagged(&tag, &Reply::bad_code(Code::Limit, e.to_string()));
+                    }
+                }
+                return Ok(());
+            }
+        }
         self.binary_aliases.clear();
         let parsed = cmdparse::parse(bytes).or_else(|e| -> Result<_, cmdparse::ParseError> {
             // BINARY[1.MIME] and the like, which only Dovecot's leniency
@@ -1077,11 +1107,10 @@ impl Session {
             C::Unselect => self.close(false).await,
             C::Expunge => self.expunge(None).await?,
             C::ExpungeUid { sequence_set } => self.expunge(Some(sequence_set)).await?,
-            C::Search {
-                charset,
-                criteria,
-                uid,
-            } => self.search(charset, criteria, uid).await,
+            C::Search { charset, uid, .. } => match self.criteria.take() {
+                Some(criteria) => self.search(charset, criteria, uid).await,
+                None => Reply::bad("Missing search criteria"),
+            },
             C::Fetch {
                 sequence_set,
                 macro_or_item_names,
@@ -1110,18 +1139,21 @@ impl Session {
             C::Sort {
                 sort_criteria,
                 charset,
-                search_criteria,
                 uid,
-            } => {
-                self.sort(sort_criteria, charset, search_criteria, uid)
-                    .await
-            }
+                ..
+            } => match self.criteria.take() {
+                Some(search) => self.sort(sort_criteria, charset, search, uid).await,
+                None => Reply::bad("Missing search criteria"),
+            },
             C::Thread {
                 algorithm,
                 charset,
-                search_criteria,
                 uid,
-            } => self.thread(algorithm, charset, search_criteria, uid).await,
+                ..
+            } => match self.criteria.take() {
+                Some(search) => self.thread(algorithm, charset, search, uid).await,
+                None => Reply::bad("Missing search criteria"),
+            },
             C::GetQuotaRoot { mailbox } => self.getquotaroot(mailbox).await,
             C::GetQuota { root } => self.getquota(root).await,
             C::SetQuota { root, quotas } => self.setquota(root, quotas).await,

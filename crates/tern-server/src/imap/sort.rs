@@ -11,7 +11,7 @@ use std::sync::Arc;
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
-use imap_codec::imap_types::search::SearchKey;
+use tern_imap_proto::criteria::Criteria;
 use tern_imap_proto::imap_codec;
 use tern_maildir::{Folder, MessageEntry};
 
@@ -209,7 +209,7 @@ impl Session {
         &mut self,
         criteria: Vec1<SortCriterion>,
         charset: Charset<'static>,
-        search: Vec1<SearchKey<'static>>,
+        search: Criteria,
         uid: bool,
     ) -> Reply {
         let job = match self.search_job(Some(&charset), search) {
@@ -245,7 +245,7 @@ impl Session {
         &mut self,
         algorithm: ThreadingAlgorithm<'static>,
         charset: Charset<'static>,
-        search: Vec1<SearchKey<'static>>,
+        search: Criteria,
         uid: bool,
     ) -> Reply {
         let references = match &algorithm {

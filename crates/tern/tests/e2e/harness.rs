@@ -369,7 +369,7 @@ impl<T: Read + Write + Send> Stream for T {}
 /// A simple blocking IMAP client.
 pub struct Client {
     stream: BufReader<Box<dyn Stream>>,
-    tag: u32,
+    pub tag: u32,
     pub greeting: String,
 }
 

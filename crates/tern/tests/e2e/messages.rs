@@ -412,6 +412,85 @@ fn search_keys() {
     );
 }
 
+/// Long OR chains (a Thunderbird quick filter, a webmail "any of these
+/// senders") and deep nesting are answered, not refused: imap-codec alone
+/// refused more than nine levels, and a recursive evaluation would let a
+/// client choose the stack depth.
+#[test]
+fn long_or_chains_and_deep_nesting_are_answered() {
+    let s = server().config("[limits]\nmax_search_keys = 3000").start();
+    let mut c = s.alice();
+    for i in 0..30 {
+        let flags = if i % 3 == 0 { "(\\Seen)" } else { "()" };
+        c.append("INBOX", flags, &message(&format!("topic{i}"), "text"));
+    }
+    c.cmd("SELECT INBOX");
+    let q = |c: &mut Client, q: &str| -> String {
+        let r = c.cmd(q);
+        assert!(r.ok(), "{}: {r:?}", &q[..q.len().min(80)]);
+        r.untagged("SEARCH")
+            .first()
+            .map(|l| l.to_string())
+            .or_else(|| r.untagged("SORT").first().map(|l| l.to_string()))
+            .or_else(|| r.untagged("THREAD").first().map(|l| l.to_string()))
+            .or_else(|| r.untagged("ESEARCH").first().map(|l| l.to_string()))
+            .unwrap_or_default()
+    };
+    // Twelve subjects in one OR chain (was BAD).
+    let chain = |subjects: &[usize]| -> String {
+        let mut q = String::new();
+        for &n in &subjects[..subjects.len() - 1] {
+            q.push_str(&format!("OR SUBJECT topic{n} "));
+        }
+        q.push_str(&format!("SUBJECT topic{}", subjects[subjects.len() - 1]));
+        q
+    };
+    // SUBJECT topic1 also matches topic10..topic19: ask for 20..29 only.
+    let twelve: Vec<usize> = (20..30).chain([2, 3]).collect();
+    assert_eq!(
+        q(&mut c, &format!("SEARCH {}", chain(&twelve))),
+        "SEARCH 3 4 21 22 23 24 25 26 27 28 29 30"
+    );
+    // A 1,000-key chain of sequence numbers, in UID SEARCH, SORT and THREAD.
+    let mut long = "OR UID 1000 ".repeat(999);
+    long.push('5');
+    assert_eq!(q(&mut c, &format!("UID SEARCH {long}")), "SEARCH 5");
+    assert_eq!(q(&mut c, &format!("SORT (SUBJECT) UTF-8 {long}")), "SORT 5");
+    assert_eq!(
+        q(&mut c, &format!("THREAD ORDEREDSUBJECT UTF-8 {long}")),
+        "THREAD (5)"
+    );
+    assert_eq!(
+        q(&mut c, &format!("SEARCH RETURN (COUNT) {long}")),
+        format!("ESEARCH (TAG \"t{}\") COUNT 1", c.tag)
+    );
+    // Parentheses 500 deep, and NOT and OR alternating 300 deep (which no
+    // flattening removes): NOT (OR 1 NOT (OR 1 ... SEEN)), an even number
+    // of NOTs, so it is SEEN without message 1.
+    let deep = format!("{}UNSEEN{}", "(".repeat(500), ")".repeat(500));
+    assert_eq!(q(&mut c, &format!("SEARCH {deep} 1:4")), "SEARCH 2 3");
+    let alternating = format!("{}SEEN{}", "NOT (OR 1 ".repeat(300), ")".repeat(300));
+    assert_eq!(
+        q(&mut c, &format!("SEARCH {alternating}")),
+        "SEARCH 4 7 10 13 16 19 22 25 28"
+    );
+    // Over the limit: BAD [LIMIT], and the session goes on.
+    let mut too_many = "OR SEEN ".repeat(3000);
+    too_many.push_str("SEEN");
+    let r = c.cmd(&format!("SEARCH {too_many}"));
+    assert!(r.bad() && r.has("[LIMIT]"), "{:?}", r.tagged());
+    // 30,000 open parentheses in one 64 KiB line: refused, the server lives.
+    let r = c.cmd(&format!("SEARCH {}SEEN", "(".repeat(30_000)));
+    assert!(r.bad() && r.has("[CLIENTBUG]"), "{:?}", r.tagged());
+    let r = c.cmd(&format!(
+        "SEARCH {}SEEN{}",
+        "(".repeat(30_000),
+        ")".repeat(30_000)
+    ));
+    assert!(r.ok(), "{:?}", r.tagged());
+    assert_eq!(q(&mut c, "SEARCH OR 1 2"), "SEARCH 1 2");
+}
+
 #[test]
 fn uid_star_and_ranges() {
     let s = server().start();
