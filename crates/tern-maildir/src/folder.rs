@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::changelog::ChangeLog;
+use crate::dirs::{Dirs, FileStat};
 use crate::dovecot_keywords::DovecotKeywords;
 use crate::error::{MaildirError, Result};
 use crate::flags::{name_field, split_name, stored_as_sent, Flags};
@@ -35,26 +36,6 @@ use crate::keywords::{KeywordDb, KeywordSet};
 use crate::lock::DotLock;
 use crate::uiddb::UidDb;
 use crate::unique::new_base_with_sizes;
-
-/// Opens a message file for reading without following a symbolic link: a
-/// link planted in `cur/` must not make tern (which may serve every user
-/// from one account) read another file.
-fn open_message(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // O_NONBLOCK: a FIFO another program left in cur/ must not block the
-    // open until some writer appears (it has no effect on a regular file).
-    let f = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
-    }
-    Ok(f)
-}
 
 /// Name of the dot-lock that serialises writers of the UID and keyword lists.
 pub const LOCK_NAME: &str = "courierimapuiddb.lock";
@@ -163,7 +144,16 @@ pub enum AppendSource {
     /// A finished file in the same Maildir's `tmp/`; it is renamed into place.
     TmpFile(PathBuf),
     /// An existing message (COPY): hard-linked, or copied when linking fails.
-    Existing(PathBuf),
+    Existing(ExistingMessage),
+}
+
+/// A message of a folder, reached through that folder's checked
+/// directories ([`crate::dirs`]): the source of a COPY.
+#[derive(Debug, Clone)]
+pub struct ExistingMessage {
+    dirs: Arc<Dirs>,
+    in_new: bool,
+    name: Arc<str>,
 }
 
 /// One message to add to a folder.
@@ -327,6 +317,8 @@ impl Inner {
 pub struct Folder {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    /// `cur/` and `new/` as the last scan opened them ([`crate::dirs`]).
+    dirs: Mutex<Option<Arc<Dirs>>>,
 }
 
 impl Folder {
@@ -335,6 +327,7 @@ impl Folder {
         Folder {
             dir,
             inner: Mutex::new(Inner::default()),
+            dirs: Mutex::new(None),
         }
     }
 
@@ -348,9 +341,90 @@ impl Folder {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// True if the folder's directory looks like a Maildir.
+    /// True if the folder's directory looks like a Maildir (its `cur/` a
+    /// directory of its own, not a link).
     pub fn exists(&self) -> bool {
-        self.dir.join("cur").is_dir()
+        std::fs::symlink_metadata(self.dir.join("cur")).is_ok_and(|m| m.is_dir())
+    }
+
+    /// Opens `cur/` and `new/` again, refusing links ([`crate::dirs`]),
+    /// for the operations until the next scan.
+    ///
+    /// # Errors
+    /// [`MaildirError::NoSuchFolder`] when they are missing or links.
+    ///
+    /// With `keep` the new ones are kept; without, they replace kept ones
+    /// only: a folder only listed (STATUS of a thousand folders) holds no
+    /// descriptors.
+    fn open_dirs(&self, keep: bool) -> Result<Arc<Dirs>> {
+        let is_root = !self
+            .dir
+            .file_name()
+            .is_some_and(|n| crate::FolderName::is_folder_dir(&n.to_string_lossy()));
+        let dirs = match Dirs::open(&self.dir, is_root) {
+            Ok(d) => Arc::new(d),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(MaildirError::NoSuchFolder)
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EMLINK)
+                ) =>
+            {
+                tracing::warn!(dir = %self.dir.display(), "refusing a folder whose directory, cur/ or new/ is a symbolic link");
+                return Err(MaildirError::NoSuchFolder);
+            }
+            Err(e) => return Err(MaildirError::io("open", self.dir.clone(), e)),
+        };
+        let mut kept = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if keep || kept.is_some() {
+            *kept = Some(dirs.clone());
+        }
+        Ok(dirs)
+    }
+
+    /// The directories the last scan opened (opened now before any).
+    fn dirs(&self) -> Result<Arc<Dirs>> {
+        let cached = self.dirs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match cached {
+            Some(d) => Ok(d),
+            None => self.open_dirs(true),
+        }
+    }
+
+    /// The directories to change messages in: the cached ones while they
+    /// are still what `cur/` and `new/` name (`stamps`, just taken), else
+    /// opened again (a folder deleted and created again, or a link swapped
+    /// in, which is then refused).
+    fn dirs_to_write(&self, stamps: &Stamps) -> Result<Arc<Dirs>> {
+        let cached = self.dirs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match (cached, stamps.cur, stamps.new) {
+            (Some(d), Some(c), Some(n)) if d.are(c.ino, n.ino) => Ok(d),
+            _ => self.open_dirs(true),
+        }
+    }
+
+    /// A message of this folder as the source of a COPY into another.
+    ///
+    /// # Errors
+    /// As [`Folder::open_dirs`].
+    pub fn existing(&self, entry: &MessageEntry) -> Result<ExistingMessage> {
+        Ok(ExistingMessage {
+            dirs: self.dirs()?,
+            in_new: entry.in_new,
+            name: entry.file_name.clone(),
+        })
+    }
+
+    /// A stat of a message file (never through a link).
+    ///
+    /// # Errors
+    /// I/O errors; a file renamed by another program is not followed.
+    pub fn stat(&self, entry: &MessageEntry) -> Result<FileStat> {
+        self.dirs()?
+            .stat(entry.in_new, &entry.file_name)
+            .map_err(|e| MaildirError::io("stat", entry.path(&self.dir), e))
     }
 
     /// The UIDs whose entries changed between view generations `from` and
@@ -435,45 +509,41 @@ impl Folder {
         }
     }
 
-    /// Calls `each` with every file name in `sub` (dot files skipped).
-    fn list(&self, sub: &str, mut each: impl FnMut(&str)) -> Result<()> {
-        let path = self.dir.join(sub);
-        let rd = match std::fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(MaildirError::NoSuchFolder)
-            }
-            Err(e) => return Err(MaildirError::io("readdir", path, e)),
-        };
-        for ent in rd {
-            let ent = ent.map_err(|e| MaildirError::io("readdir", &path, e))?;
-            let name = ent.file_name();
-            let Some(name) = name.to_str() else { continue };
+    /// Calls `each` with every file name in `new/` or `cur/` (dot files
+    /// skipped).
+    fn list(&self, dirs: &Dirs, in_new: bool, mut each: impl FnMut(&str)) -> Result<()> {
+        let path = || self.dir.join(if in_new { "new" } else { "cur" });
+        dirs.list(in_new, |name| {
+            let Some(name) = name.to_str() else { return };
             if name.starts_with('.') {
-                continue;
+                return;
             }
             // Courier's UID list is one name per line: a name holding a
             // line end cannot be written there without injecting a line.
             if name.contains(['\n', '\r']) {
-                tracing::warn!(dir = %path.display(), name = %name.escape_debug(), "ignoring a message file whose name holds a line end");
-                continue;
+                tracing::warn!(dir = %path().display(), name = %name.escape_debug(), "ignoring a message file whose name holds a line end");
+                return;
             }
             each(name);
-        }
-        Ok(())
+        })
+        .map_err(|e| MaildirError::io("readdir", path(), e))
     }
 
     /// Lists new/ then cur/ (in that order: a message moved from new/ to cur/
     /// between the two reads is then seen at least once).
-    fn list_both(&self, found: &mut HashMap<Arc<str>, (Arc<str>, bool)>) -> Result<()> {
-        self.list("new", |name| {
+    fn list_both(&self, found: &mut HashMap<Arc<str>, (Arc<str>, bool)>) -> Result<Arc<Dirs>> {
+        // Every listing opens the directories again (and replaces those
+        // kept, if any): what it finds is reached through what it listed.
+        let dirs = self.open_dirs(false)?;
+        self.list(&dirs, true, |name| {
             let base: Arc<str> = Arc::from(split_name(name).0);
             found.entry(base).or_insert_with(|| (Arc::from(name), true));
         })?;
-        self.list("cur", |name| {
+        self.list(&dirs, false, |name| {
             let base: Arc<str> = Arc::from(split_name(name).0);
             found.insert(base, (Arc::from(name), false));
-        })
+        })?;
+        Ok(dirs)
     }
 
     fn current_stamps(&self) -> Stamps {
@@ -528,7 +598,7 @@ impl Folder {
         let prune_below = g.uiddb.as_ref().map(|d| d.next_uid).unwrap_or(1);
         let mut found: HashMap<Arc<str>, (Arc<str>, bool)> =
             HashMap::with_capacity_and_hasher(g.view.messages.len() + 16, Default::default());
-        self.list_both(&mut found)?;
+        let dirs = self.list_both(&mut found)?;
 
         let mut moved: Vec<Arc<str>> = Vec::new();
         if move_new == MoveNew::Yes {
@@ -542,10 +612,7 @@ impl Folder {
                 } else {
                     format!("{file}:2,")
                 };
-                match std::fs::rename(
-                    self.dir.join("new").join(&**file),
-                    self.dir.join("cur").join(&target),
-                ) {
+                match dirs.rename(true, file, false, &target) {
                     Ok(()) => {
                         *file = Arc::from(target);
                         *in_new = false;
@@ -817,12 +884,9 @@ impl Folder {
         // cannot race them.
         let current = {
             let g = self.lock_inner();
-            let path = g
-                .view
-                .find(entry.uid)
-                .map(|m| m.path(&self.dir))
-                .unwrap_or_else(|| entry.path(&self.dir));
-            match open_message(&path) {
+            let e = g.view.find(entry.uid).unwrap_or(entry);
+            let path = e.path(&self.dir);
+            match self.dirs()?.open_file(e.in_new, &e.file_name) {
                 Ok(f) => return Ok(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => path,
                 Err(e) => return Err(MaildirError::io("open", path, e)),
@@ -837,7 +901,8 @@ impl Folder {
                     .dir
                     .join(if in_new { "new" } else { "cur" })
                     .join(&*file);
-                match open_message(&path) {
+                // locate() listed through freshly opened directories.
+                match self.dirs()?.open_file(in_new, &file) {
                     Ok(f) => return Ok(f),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = path,
                     Err(e) => return Err(MaildirError::io("open", path, e)),
@@ -855,7 +920,7 @@ impl Folder {
     /// content. Only when it was renamed away does the locked lookup of
     /// [`Folder::open`] run.
     fn open_unlocked(&self, entry: &MessageEntry) -> Result<File> {
-        match open_message(&entry.path(&self.dir)) {
+        match self.dirs()?.open_file(entry.in_new, &entry.file_name) {
             Ok(f) => Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.open(entry),
             Err(e) => Err(MaildirError::io("open", entry.path(&self.dir), e)),
@@ -897,8 +962,8 @@ impl Folder {
         }
         // A stat of the name the view knows; the locked lookup only when
         // another program renamed the file meanwhile.
-        let t = match std::fs::symlink_metadata(entry.path(&self.dir)).and_then(|m| m.modified()) {
-            Ok(t) => t,
+        let t = match self.stat(entry) {
+            Ok(st) => st.modified(),
             Err(_) => self
                 .open(entry)?
                 .metadata()
@@ -1003,8 +1068,12 @@ impl Folder {
                 let mut attempt = 0;
                 loop {
                     let from = entry.path(&self.dir);
-                    let to = self.dir.join("cur").join(&new_name);
-                    match std::fs::rename(&from, &to) {
+                    match self.dirs_to_write(&before)?.rename(
+                        entry.in_new,
+                        &entry.file_name,
+                        false,
+                        &new_name,
+                    ) {
                         Ok(()) => {
                             entry.file_name = Arc::from(new_name.as_str());
                             entry.in_new = false;
@@ -1045,11 +1114,7 @@ impl Folder {
             let counted = crate::quota::counts_file(&entry.file_name);
             if counted != was_counted {
                 let size = name_field(&entry.base, 'S')
-                    .or_else(|| {
-                        std::fs::metadata(entry.path(&self.dir))
-                            .ok()
-                            .map(|m| m.len())
-                    })
+                    .or_else(|| self.stat(entry).ok().map(|m| m.len))
                     .unwrap_or(0);
                 let sign = if counted { 1 } else { -1 };
                 delta.0 += sign * i64::try_from(size).unwrap_or(0);
@@ -1121,20 +1186,27 @@ impl Folder {
             m.flags = m.flags.with_keyword_letters(&letters);
             let base = new_base_with_sizes(m.size, m.crlf_size);
             let final_name = format!("{}:2,{}", base, m.flags.to_info());
-            let dest = self.dir.join("cur").join(&final_name);
             let tmp = self.dir.join("tmp").join(&base);
+            let dirs = self.dirs_to_write(&before)?;
             match m.source {
                 AppendSource::TmpFile(src) => {
                     set_mtime(&src, m.internal_date)?;
-                    std::fs::rename(&src, &dest)
+                    dirs.rename_in(&src, &final_name)
                         .map_err(|e| MaildirError::io("rename", &src, e))?;
                 }
                 AppendSource::Existing(src) => {
-                    if std::fs::hard_link(&src, &tmp).is_err() {
+                    // Only a regular file is linked: the name itself is
+                    // linked, and a link planted in place of a message must
+                    // not become a message here.
+                    let regular = src
+                        .dirs
+                        .stat(src.in_new, &src.name)
+                        .is_ok_and(|st| st.regular);
+                    if !regular || src.dirs.link_out(src.in_new, &src.name, &tmp).is_err() {
                         copy_synced(&src, &tmp)?;
                         set_mtime(&tmp, m.internal_date)?;
                     }
-                    std::fs::rename(&tmp, &dest).map_err(|e| {
+                    dirs.rename_in(&tmp, &final_name).map_err(|e| {
                         let _ = std::fs::remove_file(&tmp);
                         MaildirError::io("rename", &tmp, e)
                     })?;
@@ -1245,13 +1317,15 @@ impl Folder {
             };
             let mut path = entry.path(&self.dir);
             let mut name = entry.file_name.clone();
-            let size_of = |p: &Path| {
+            let mut in_new = entry.in_new;
+            let dirs = self.dirs_to_write(&before)?;
+            let size_of = |dirs: &Dirs, in_new: bool, name: &str| {
                 name_field(&entry.base, 'S')
-                    .or_else(|| std::fs::symlink_metadata(p).ok().map(|m| m.len()))
+                    .or_else(|| dirs.stat(in_new, name).ok().map(|m| m.len))
                     .unwrap_or(0)
             };
-            let mut size = size_of(&path);
-            let mut result = std::fs::remove_file(&path);
+            let mut size = size_of(&dirs, in_new, &name);
+            let mut result = dirs.unlink(in_new, &name);
             // Another program may rename the file (a flag change) between
             // our look and our unlink, more than once: follow it a few
             // times; only when no name is left is it gone.
@@ -1259,16 +1333,19 @@ impl Folder {
                 if !matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
                     break;
                 }
-                let Some((file, in_new)) = self.locate(&entry.base)? else {
+                let Some((file, file_in_new)) = self.locate(&entry.base)? else {
                     break;
                 };
+                in_new = file_in_new;
                 path = self
                     .dir
                     .join(if in_new { "new" } else { "cur" })
                     .join(&*file);
                 name = file;
-                size = size_of(&path);
-                result = std::fs::remove_file(&path);
+                // locate() opened the directories again.
+                let dirs = self.dirs()?;
+                size = size_of(&dirs, in_new, &name);
+                result = dirs.unlink(in_new, &name);
             }
             match result {
                 Ok(()) => {
@@ -1379,9 +1456,9 @@ fn set_mtime(path: &Path, when: Option<SystemTime>) -> Result<()> {
     Ok(())
 }
 
-fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
+fn copy_synced(src: &ExistingMessage, dst: &Path) -> Result<()> {
     let res = (|| {
-        let mut from = open_message(src)?;
+        let mut from = src.dirs.open_file(src.in_new, &src.name)?;
         let mut to = File::create(dst)?;
         crate::owner::inherit(dst)?;
         std::io::copy(&mut from, &mut to)?;
@@ -1390,7 +1467,7 @@ fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
     })();
     res.map_err(|e| {
         let _ = std::fs::remove_file(dst);
-        MaildirError::io("copy", src, e)
+        MaildirError::io("copy", dst, e)
     })
 }
 

@@ -16,6 +16,7 @@
 mod changelog;
 pub mod convert_utf8;
 pub mod deliver;
+pub mod dirs;
 pub mod dovecot_keywords;
 pub mod dovecot_uidlist;
 pub mod flags;

@@ -365,11 +365,9 @@ impl Maildir {
         let target = Folder::new(self.folder_dir(Some(to)));
         let mut batch = Vec::with_capacity(view.messages.len());
         for m in &view.messages {
-            let size = std::fs::metadata(m.path(inbox.dir()))
-                .map(|md| md.len())
-                .unwrap_or(0);
+            let size = inbox.stat(m).map(|st| st.len).unwrap_or(0);
             batch.push(NewMessage {
-                source: AppendSource::Existing(m.path(inbox.dir())),
+                source: AppendSource::Existing(inbox.existing(m)?),
                 size,
                 crlf_size: inbox.crlf_size(m).unwrap_or(size),
                 flags: m.flags.clone(),

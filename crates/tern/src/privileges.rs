@@ -53,6 +53,24 @@ pub fn private_umask() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
+/// Raises the soft limit of open files to the hard one (systemd and most
+/// shells give 1024): each connection holds a socket and each selected
+/// folder two directories (tern_maildir::dirs), so a server of thousands
+/// of sessions needs more. Done before any drop of root, as Dovecot's
+/// master asks for in its unit file.
+fn raise_open_files() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let from = lim.current;
+        lim.current = lim.maximum;
+        match setrlimit(Resource::Nofile, lim) {
+            Ok(()) => tracing::debug!(from, to = lim.current, "open files limit raised"),
+            Err(e) => tracing::warn!(cause = %e, "cannot raise the open files limit"),
+        }
+    }
+}
+
 /// Sets the umask and, when running as root, becomes `mail.user` or
 /// refuses. `must_read` are files the server reads again later (the
 /// passwd-file): the mail user must be able to.
@@ -61,6 +79,7 @@ pub fn private_umask() {
 /// A text for the operator.
 pub fn settle(mail: &MailConfig, must_read: &[&Path]) -> Result<(), String> {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(mail.umask()));
+    raise_open_files();
     if !rustix::process::geteuid().is_root() {
         return Ok(());
     }

@@ -277,11 +277,13 @@ impl Session {
             let mut src_uids = Vec::new();
             for u in &uids {
                 let Some(e) = view.find(*u) else { continue };
-                let path = e.path(s.folder.dir());
+                let Ok(source) = s.folder.existing(e) else {
+                    continue;
+                };
                 let size = match tern_maildir::flags::name_field(&e.base, 'S') {
                     Some(sz) => sz,
-                    None => match std::fs::metadata(&path) {
-                        Ok(m) => m.len(),
+                    None => match s.folder.stat(e) {
+                        Ok(m) => m.len,
                         Err(_) => continue,
                     },
                 };
@@ -290,7 +292,7 @@ impl Session {
                     Err(_) => continue,
                 };
                 batch.push(NewMessage {
-                    source: AppendSource::Existing(path),
+                    source: AppendSource::Existing(source),
                     size,
                     crlf_size,
                     flags: e.flags.clone(),

@@ -207,3 +207,24 @@ fn bad_or_missing_headers_and_untrusted_balancers_are_turned_away() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("haproxy.trusted_networks"));
 }
+
+/// Each session holds a socket and each selected folder two directories:
+/// the server takes the hard limit of open files, not the 1024 a shell or
+/// systemd gives as the soft one.
+#[test]
+fn the_server_raises_its_open_files_limit_to_the_hard_one() {
+    // Started with a soft limit below the hard one (prlimit execs tern,
+    // so the pid is tern's).
+    let s = server()
+        .under(&["prlimit", "--nofile=1024:4096", "--"])
+        .start();
+    assert!(s.alice().cmd("NOOP").ok());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let v: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files  <soft>  <hard>  files"
+    assert_eq!((v[3], v[4]), ("4096", "4096"), "{line}");
+}

@@ -34,7 +34,9 @@ fn find(lines: &[String], from: usize, needles: &[&str]) -> Option<usize> {
 /// the UID list into place, then fsync of `<dir>`.
 fn assert_durable_order(lines: &[String], dir: &str) {
     let cur = format!("{dir}/cur");
+    // A path into cur/, or (renameat) the descriptor of cur/ itself.
     let moved = find(lines, 0, &["rename", &format!("{cur}/")])
+        .or_else(|| find(lines, 0, &["rename", &format!("<{cur}>")]))
         .unwrap_or_else(|| panic!("no rename into {cur}: {lines:#?}"));
     let synced = find(lines, moved, &["fsync(", &format!("<{cur}>")])
         .unwrap_or_else(|| panic!("{cur} not synced after the rename: {lines:#?}"));

@@ -234,6 +234,98 @@ fn a_symlinked_message_file_is_not_followed() {
     assert!(c.cmd("NOOP").ok());
 }
 
+/// Virtual users share one system account, so the kernel cannot keep
+/// them apart: a user who can write into her Maildir (a shell, FTP, an
+/// upload) plants `cur/` and `new/` links to another's. tern reaches
+/// messages only through the directories a scan opened without following
+/// links, so neither a planted link nor one swapped in under an open
+/// folder reads, flags or removes the other user's mail.
+#[test]
+fn planted_links_to_another_users_cur_reach_nothing() {
+    let s = server().start();
+    let mut bob = s.login("bob", "bobpw");
+    bob.append("INBOX", "()", &message("bob's", "B-SECRET body"));
+    drop(bob);
+    let bmd = s.maildir("bob");
+    let snapshot = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = ["cur", "new"]
+            .iter()
+            .flat_map(|sub| std::fs::read_dir(d.join(sub)).unwrap())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot(&bmd);
+    assert_eq!(before.len(), 1);
+    let mut c = s.alice();
+    let amd = s.maildir("alice");
+    // A folder whose cur/ and new/ are bob's from the start.
+    let deep = amd.join(".Deep");
+    std::fs::create_dir_all(deep.join("tmp")).unwrap();
+    std::fs::write(deep.join("maildirfolder"), "").unwrap();
+    std::os::unix::fs::symlink(bmd.join("cur"), deep.join("cur")).unwrap();
+    std::os::unix::fs::symlink(bmd.join("new"), deep.join("new")).unwrap();
+    let r = c.cmd("SELECT INBOX.Deep");
+    assert!(!r.has(" 1 EXISTS"), "{r:?}");
+    let r = c.cmd("FETCH 1:* BODY.PEEK[]");
+    assert!(!r.has("B-SECRET"), "{r:?}");
+    let r = c.cmd("STATUS INBOX.Deep (MESSAGES)");
+    assert!(!r.has("MESSAGES 1"), "{r:?}");
+    // A folder of her own, open in three sessions, whose cur/ is swapped
+    // for a link to bob's while they have it selected. The first command
+    // of each after the swap still works on the directory they opened
+    // (hers); the look at the disk after it finds the link and ends the
+    // session as for a deleted folder.
+    assert!(c.cmd("CREATE INBOX.Swap").ok());
+    assert!(c
+        .append("INBOX.Swap", "()", &message("hers", "A-OWN body"))
+        .ok());
+    let mut sessions: Vec<Client> = (0..3).map(|_| s.alice()).collect();
+    for x in &mut sessions {
+        assert!(x.cmd("SELECT INBOX.Swap").ok());
+    }
+    assert!(sessions[2].cmd("STORE 1 +FLAGS (\\Deleted)").ok());
+    let swap = amd.join(".Swap");
+    std::fs::rename(swap.join("cur"), swap.join("cur.old")).unwrap();
+    std::os::unix::fs::symlink(bmd.join("cur"), swap.join("cur")).unwrap();
+    let r = sessions[0].cmd("FETCH 1 BODY.PEEK[]");
+    assert!(r.has("A-OWN") && !r.has("B-SECRET"), "{r:?}");
+    assert!(r.has("* BYE"), "the folder is no longer one: {r:?}");
+    let r = sessions[1].cmd("STORE 1 +FLAGS (\\Seen \\Flagged)");
+    assert!(!r.has("B-SECRET"), "{r:?}");
+    let r = sessions[2].cmd("EXPUNGE");
+    assert!(!r.has("B-SECRET"), "{r:?}");
+    // The STORE and EXPUNGE found the link before they changed anything
+    // (writers look at what cur/ names first): her message is still in the
+    // directory she moved aside, as it was.
+    let old: Vec<String> = std::fs::read_dir(swap.join("cur.old"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        old.len() == 1 && old[0].ends_with(":2,T"),
+        "her message as it was: {old:?}"
+    );
+    assert!(
+        c.cmd("SELECT INBOX.Swap").no(),
+        "a folder with a linked cur/"
+    );
+    assert!(c.cmd("SELECT INBOX").ok());
+    let r = c.cmd("FETCH 1:* BODY.PEEK[]");
+    assert!(!r.has("B-SECRET"), "{r:?}");
+    assert_eq!(
+        snapshot(&bmd),
+        before,
+        "bob's files were renamed or removed"
+    );
+    let mut bob = s.login("bob", "bobpw");
+    bob.cmd("SELECT INBOX");
+    let r = bob.cmd("FETCH 1 (FLAGS BODY.PEEK[])");
+    assert!(r.has("B-SECRET") && !r.has("\\Deleted"), "{r:?}");
+    assert!(c.cmd("NOOP").ok(), "alice's session goes on");
+}
+
 #[test]
 fn hostile_list_patterns_neither_crash_nor_stall() {
     // 30,000 wildcards overflowed the recursive matcher's stack and aborted
