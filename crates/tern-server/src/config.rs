@@ -38,6 +38,16 @@ pub const DEFAULT_MAX_KEYWORDS: usize = 1000;
 /// (a long Thunderbird filter is tens), low enough that a hostile
 /// 64 KiB line cannot make each message cost twenty thousand checks.
 pub const DEFAULT_MAX_SEARCH_KEYS: usize = 2000;
+/// Threads for storage calls (tokio's default).
+pub const DEFAULT_BLOCKING_THREADS: usize = 512;
+/// Storage calls one account may have running at once: a few per session
+/// of a client that opens several (Thunderbird opens five), far below
+/// [`DEFAULT_BLOCKING_THREADS`].
+pub const DEFAULT_MAX_STORAGE_JOBS_PER_ACCOUNT: usize = 16;
+/// How long a session waits for one storage call: far above any working
+/// disk's (a SEARCH TEXT of 100,000 messages takes seconds), well below a
+/// client's patience with a dead NFS server.
+pub const DEFAULT_STORAGE_TIMEOUT_SECS: u64 = 120;
 /// Idle timeout before login.
 pub const DEFAULT_PREAUTH_TIMEOUT_SECS: u64 = 60;
 /// Idle timeout after login: RFC 3501 §5.4 asks for at least 30 minutes.
@@ -1074,6 +1084,15 @@ pub struct Limits {
     /// Keys (of any nesting) one SEARCH, SORT or THREAD may hold; more get
     /// BAD [LIMIT].
     pub max_search_keys: usize,
+    /// Threads of the pool every storage call runs on.
+    pub blocking_threads: usize,
+    /// Storage calls one account may have on that pool at once; more wait
+    /// (on no thread), so one account's stuck storage cannot take every
+    /// thread.
+    pub max_storage_jobs_per_account: usize,
+    /// Seconds a session waits for a storage call before it answers NO
+    /// [UNAVAILABLE] (0: no limit).
+    pub storage_timeout_secs: u64,
     /// Idle timeout before login, seconds.
     pub preauth_timeout_secs: u64,
     /// Idle timeout after login, seconds.
@@ -1104,6 +1123,9 @@ impl Default for Limits {
             stream_literal_bytes: DEFAULT_STREAM_LITERAL_BYTES,
             max_keywords: DEFAULT_MAX_KEYWORDS,
             max_search_keys: DEFAULT_MAX_SEARCH_KEYS,
+            blocking_threads: DEFAULT_BLOCKING_THREADS,
+            max_storage_jobs_per_account: DEFAULT_MAX_STORAGE_JOBS_PER_ACCOUNT,
+            storage_timeout_secs: DEFAULT_STORAGE_TIMEOUT_SECS,
             preauth_timeout_secs: DEFAULT_PREAUTH_TIMEOUT_SECS,
             auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -49,6 +49,9 @@ static SWITCHING: AtomicBool = AtomicBool::new(false);
 
 tokio::task_local! {
     static SESSION: Cell<Option<Creds>>;
+    /// The session's account's bound on storage work
+    /// ([`crate::storage_gate`]).
+    static GATE: std::cell::RefCell<Option<std::sync::Arc<tokio::sync::Semaphore>>>;
 }
 
 thread_local! {
@@ -70,7 +73,18 @@ pub fn enabled() -> bool {
 
 /// Runs a session's future with a place for its account's credentials.
 pub async fn scope<F: Future>(f: F) -> F::Output {
-    SESSION.scope(Cell::new(None), f).await
+    SESSION
+        .scope(
+            Cell::new(None),
+            GATE.scope(std::cell::RefCell::new(None), f),
+        )
+        .await
+}
+
+/// Puts the session's storage calls under its account's bound (at login).
+pub fn set_account(account: &str) {
+    let gate = crate::storage_gate::for_account(account);
+    let _ = GATE.try_with(|g| *g.borrow_mut() = gate);
 }
 
 /// Sets the session's account's credentials (at login).
@@ -90,23 +104,27 @@ pub fn current() -> Option<Creds> {
 }
 
 /// [`tokio::task::spawn_blocking`] with the session's account's
-/// credentials: what every storage operation of a session goes through.
-pub fn spawn_blocking<F, R>(f: F) -> tokio::task::JoinHandle<R>
+/// credentials, under its account's bound on storage work
+/// ([`crate::storage_gate`]): what every storage operation of a session
+/// goes through.
+pub fn spawn_blocking<F, R>(f: F) -> crate::storage_gate::Blocking<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    spawn_blocking_as(current(), f)
+    let c = current();
+    let gate = GATE.try_with(|g| g.borrow().clone()).ok().flatten();
+    crate::storage_gate::spawn(gate, move || run_as(c, f))
 }
 
 /// [`tokio::task::spawn_blocking`] with the credentials `c` (a folder's
 /// owner, for work no session asked for).
-pub fn spawn_blocking_as<F, R>(c: Option<Creds>, f: F) -> tokio::task::JoinHandle<R>
+pub fn spawn_blocking_as<F, R>(c: Option<Creds>, f: F) -> crate::storage_gate::Blocking<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    tokio::task::spawn_blocking(move || run_as(c, f))
+    crate::storage_gate::spawn(None, move || run_as(c, f))
 }
 
 /// Runs `f` on this thread with the credentials `c` (root's for `None`),

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod pop3;
 pub mod proxy;
 pub mod sasl;
+pub mod storage_gate;
 pub mod summaries;
 pub mod tls;
 pub mod trash;

@@ -617,8 +617,13 @@ fn serve(config: Option<PathBuf>) -> i32 {
         eprintln!("tern: {e}");
         return EXIT_CONFIG;
     }
+    tern_server::storage_gate::configure(
+        cfg.limits.max_storage_jobs_per_account,
+        std::time::Duration::from_secs(cfg.limits.storage_timeout_secs),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(cfg.limits.blocking_threads.max(2))
         .build()
     {
         Ok(rt) => rt,
@@ -627,13 +632,19 @@ fn serve(config: Option<PathBuf>) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run_server(cfg, ready)) {
+    let code = match rt.block_on(run_server(cfg, ready)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tern: {e:#}");
             EXIT_CONFIG
         }
-    }
+    };
+    // Storage calls stuck in the kernel (a dead NFS server, a lock held by
+    // another program) are not waited for: dropping the runtime would wait
+    // for every blocking thread, and SIGTERM must end the process within
+    // its documented 10 s.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// What the server takes from the system while it may still be root.

@@ -810,7 +810,7 @@ impl Session {
         // changes); with it, one job at a time, so that applying a job's
         // flag changes never copies the list another job still reads.
         let ahead = usize::from(!set_seen);
-        let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<JobOutput>> =
+        let mut pending: std::collections::VecDeque<crate::storage_gate::Blocking<JobOutput>> =
             Default::default();
         // Jobs that read messages are cut by bytes too: 128 messages of
         // 50 MB must not be read at once.
@@ -1011,7 +1011,7 @@ impl Session {
     async fn finish_fetch_job(
         &mut self,
         open: &Arc<crate::folders::OpenFolder>,
-        job: tokio::task::JoinHandle<JobOutput>,
+        job: crate::storage_gate::Blocking<JobOutput>,
         missing: &mut usize,
         any_flag_change: &mut bool,
     ) -> Result<Option<Reply>, End> {

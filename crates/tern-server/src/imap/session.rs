@@ -285,10 +285,22 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    crate::creds::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(cause = %e, "blocking task failed");
-        Reply::no(Some(Code::ServerBug), "Internal error, see the server log")
-    })
+    crate::creds::spawn_blocking(f)
+        .await
+        .map_err(|e| blocking_failure(&e))
+}
+
+/// The answer when a storage call gave none: too slow, or a failure of
+/// tern's own.
+pub(crate) fn blocking_failure(e: &crate::storage_gate::BlockingError) -> Reply {
+    if e.timed_out() {
+        return Reply::no(
+            Some(Code::Unavailable),
+            "The mail storage is not answering; try again later",
+        );
+    }
+    tracing::error!(cause = %e, "blocking task failed");
+    Reply::no(Some(Code::ServerBug), "Internal error, see the server log")
 }
 
 /// Whether a folder exists, asked on the blocking pool: a stat that a slow
@@ -312,13 +324,7 @@ where
     match crate::creds::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(storage_reply(&e)),
-        Err(e) => {
-            tracing::error!(cause = %e, "blocking task failed");
-            Err(Reply::no(
-                Some(Code::ServerBug),
-                "Internal error, see the server log",
-            ))
-        }
+        Err(e) => Err(blocking_failure(&e)),
     }
 }
 
@@ -643,6 +649,7 @@ impl Session {
             match Box::pin(self.pre_login()).await? {
                 super::prelogin::LoginEnd::LoggedIn(user) => {
                     crate::creds::set(user.creds);
+                    crate::creds::set_account(&user.name);
                     self.state = State::Authenticated { user };
                 }
                 super::prelogin::LoginEnd::Closed => return Err(End::Closed),

@@ -543,6 +543,7 @@ impl Pop3 {
                     }
                 }
                 crate::creds::set(u.creds);
+                crate::creds::set_account(&u.name);
                 match open_maildrop(self.svc.clone(), u).await {
                     Ok(drop) => {
                         tracing::Span::current().record("user", drop.user.name.as_str());

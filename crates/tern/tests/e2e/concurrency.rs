@@ -549,3 +549,62 @@ fn clients_that_log_out_and_reconnect_at_once_find_their_places_free() {
         "{log}"
     );
 }
+
+/// One account's storage stuck (here: a lock another program holds on its
+/// INBOX, which tern waits up to 45 s for) takes at most its share of the
+/// storage threads: another account logs in and works at once, the stuck
+/// account's sessions get `NO [UNAVAILABLE]` after the configured wait,
+/// and SIGTERM still ends the process within its documented time. With 4
+/// threads and 6 stuck APPENDs, without the per-account bound bob's login
+/// would wait for a thread until the lock waits gave up.
+#[test]
+fn one_accounts_stuck_storage_leaves_the_others_served() {
+    let mut s = server()
+        .config(
+            "[limits]\nblocking_threads = 4\nmax_storage_jobs_per_account = 2\nstorage_timeout_secs = 3",
+        )
+        .start();
+    let mut alices: Vec<Client> = (0..6).map(|_| s.alice()).collect();
+    // Courier's lock of alice's INBOX, held by a live process (this one).
+    let lock = s.maildir("alice").join("tmp/courier.lock");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(&lock, format!("{}:{}", std::process::id(), host.trim())).unwrap();
+    let stuck_since = Instant::now();
+    let msg = message("stuck", "x");
+    for a in &mut alices {
+        let tag = a.next_tag();
+        let mut cmd = format!("{tag} APPEND INBOX {{{}+}}\r\n", msg.len()).into_bytes();
+        cmd.extend_from_slice(&msg);
+        cmd.extend_from_slice(b"\r\n");
+        a.send(&cmd);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // bob is served while alice's storage is stuck.
+    let mut bob = s.login("bob", "bobpw");
+    assert!(bob.cmd("SELECT INBOX").ok());
+    assert!(bob.append("INBOX", "()", &message("fine", "y")).ok());
+    let r = bob.cmd("FETCH 1 BODY.PEEK[TEXT]");
+    assert!(r.ok() && r.has("y"), "{r:?}");
+    assert!(
+        stuck_since.elapsed() < Duration::from_secs(40),
+        "bob was served only after alice's lock waits ended"
+    );
+    // alice's APPENDs end with NO [UNAVAILABLE], none with OK (the lock is
+    // still held), and her sessions go on.
+    for a in &mut alices {
+        let tag = format!("t{}", a.tag);
+        let r = a.read_until_tag(&tag);
+        assert!(r.no() && r.tagged().contains("[UNAVAILABLE]"), "{r:?}");
+    }
+    assert!(alices[0].cmd("NOOP").ok());
+    // SIGTERM while alice's calls are still stuck in their lock waits.
+    let asked = Instant::now();
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "SIGTERM took {:?}: the process waited for stuck storage calls",
+        asked.elapsed()
+    );
+    std::fs::remove_file(&lock).unwrap();
+}
