@@ -81,7 +81,7 @@ bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1 || true
 bash "$SHARED/oracle/dovecot.sh" start plain >&2
 printf 'alice:{PLAIN}secret::::::proxy=y host=%s port=%s\n' "${BADDR%:*}" "${BADDR##*:}" > /tmp/clients/users
 chmod 644 /tmp/clients/users
-trap 'kill $(cat "$B/pid") $(cat "$P/pid") 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1' EXIT
+trap 'kill $(cat "$B/pid") $(cat "$P/pid") 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1; [ -n "${TERN_BENCH_KEEP:-}" ] || rm -rf "$WORK"' EXIT
 
 # CPU seconds (user + system) of a process; with "tree", also of its
 # children, reaped (Dovecot's imap-login processes end with their

@@ -88,7 +88,9 @@ PY
 fi
 "${TERN_BIN:-$ROOT/target/release/tern}" serve --config "$T/tern.toml" > "$T/stdout" 2> "$T/stderr" &
 TPID=$!
-trap 'kill $TPID 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1' EXIT
+# The servers' copies go at the end (the generated master stays, to be
+# copied again by the next run); TERN_BENCH_KEEP=1 keeps them.
+trap 'kill $TPID 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1; [ -n "${TERN_BENCH_KEEP:-}" ] || rm -rf "$T" "$DMD"' EXIT
 for _ in $(seq 100); do grep -q 'listening pop3' "$T/stdout" && break; sleep 0.1; done
 TADDR=$(sed -n 's/^tern: listening imap \(.*\)$/\1/p' "$T/stdout")
 TPOP3=$(sed -n 's/^tern: listening pop3 \(.*\)$/\1/p' "$T/stdout")
