@@ -44,6 +44,12 @@ pub enum MaildirError {
 }
 
 impl MaildirError {
+    /// Whether the filesystem had no room (ENOSPC, or the user's EDQUOT).
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, MaildirError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+    }
+
     /// Wraps an I/O error with the operation and path it concerns.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         MaildirError::Io {

@@ -274,6 +274,9 @@ struct Inner {
     /// `courierimapuiddb` at its next rewrite, so a folder only IMAP
     /// writes (Sent, Trash) does not keep a line per message it ever held.
     unlinked: Vec<u32>,
+    /// The last scan found messages it could not number (no room on the
+    /// disk for the lock or the UID list): they are not in the view yet.
+    numbering_held: bool,
 }
 
 impl Inner {
@@ -463,6 +466,12 @@ impl Folder {
         Ok(g.view.clone())
     }
 
+    /// Whether the last look found new messages it could not number for
+    /// lack of room on the disk (they are shown once there is room).
+    pub fn numbering_held(&self) -> bool {
+        self.lock_inner().numbering_held
+    }
+
     /// Takes every message that arrived since the last SELECT as this
     /// session's \Recent (RFC 3501 §2.3.2: exactly one session sees it).
     pub fn claim_recent(&self) -> BTreeSet<u32> {
@@ -647,9 +656,22 @@ impl Folder {
             None => true,
             Some(db) => found.keys().any(|b| !db.uids.contains_key(b)),
         };
+        let mut held = false;
         if needs_uids {
-            self.assign_uids(g, &found, prune_below)?;
+            match self.assign_uids(g, &found, prune_below) {
+                Ok(()) => {}
+                // No room for the lock or the new UID list: show what has
+                // UIDs already (the rest waits for room; nothing is lost),
+                // rather than refuse the folder (issue: a full disk made
+                // an INBOX with new mail impossible to open at all).
+                Err(e) if e.is_out_of_space() && g.uiddb.is_some() => {
+                    tracing::warn!(dir = %self.dir.display(), cause = %e, "new messages not numbered: no room on the disk");
+                    held = true;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        g.numbering_held = held;
         if kw_stamp != g.kw_stamp {
             g.keywords = KeywordDb::load(&self.dir)?;
             g.kw_stamp = kw_stamp;
@@ -725,6 +747,10 @@ impl Folder {
         } else {
             stamps
         };
+        if held {
+            // Try again at the next look, whatever the stamps say.
+            g.last_scan = None;
+        }
         Ok(())
     }
 

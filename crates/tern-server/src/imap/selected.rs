@@ -122,10 +122,10 @@ impl Session {
             } else {
                 o.folder.claim_recent().into_iter().collect()
             };
-            Ok((view, recent))
+            Ok((view, recent, o.folder.numbering_held()))
         })
         .await;
-        let (view, recent) = match res {
+        let (view, recent, held) = match res {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -154,6 +154,11 @@ impl Session {
             "OK [UIDNEXT {}] Predicted next UID",
             view.next_uid
         ));
+        if held {
+            self.untagged(
+                "NO [ALERT] The disk is full: new messages are not shown until there is room again",
+            );
+        }
         tracing::debug!(mailbox = %self.svc.namespace.wire_name(&target), read_only, "selected");
         self.state = State::Selected {
             user,

@@ -1492,4 +1492,32 @@ fn a_full_disk_is_told_as_such_and_the_session_goes_on() {
         .unwrap()
         .count();
     assert_eq!(left, 0);
+    // A delivery arrives, then the disk fills up: INBOX still opens, with
+    // what has UIDs and a warning (before, the lock file could not be
+    // written and SELECT failed); once there is room the new mail shows.
+    assert!(c.cmd("UNSELECT").ok());
+    std::fs::write(
+        s.maildir("alice").join("new/1700000100.M1P1.mta"),
+        message("while full", "z"),
+    )
+    .unwrap();
+    let filler = s.path().join("mail/alice/filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let r = c.cmd("SELECT INBOX");
+    assert!(r.ok(), "{r:?}");
+    assert!(r.has("* 1 EXISTS"), "{r:?}");
+    assert!(r.has("* NO [ALERT]") && r.has("disk is full"), "{r:?}");
+    std::fs::remove_file(&filler).unwrap();
+    let r = c.cmd("NOOP");
+    assert!(
+        r.has("* 2 EXISTS"),
+        "the new message once there is room: {r:?}"
+    );
+    let r = c.cmd("FETCH 2 BODY.PEEK[TEXT]");
+    assert!(r.has("z"), "{r:?}");
 }
