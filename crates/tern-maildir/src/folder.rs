@@ -351,19 +351,24 @@ impl Folder {
     }
 
     /// Opens `cur/` and `new/` again, refusing links ([`crate::dirs`]),
-    /// for the operations until the next scan.
+    /// for the operations until the next scan. With `keep` the new ones are
+    /// kept; without, they replace kept ones only: a folder only listed
+    /// (STATUS of a thousand folders) holds no descriptors.
     ///
     /// # Errors
     /// [`MaildirError::NoSuchFolder`] when they are missing or links.
-    ///
-    /// With `keep` the new ones are kept; without, they replace kept ones
-    /// only: a folder only listed (STATUS of a thousand folders) holds no
-    /// descriptors.
     fn open_dirs(&self, keep: bool) -> Result<Arc<Dirs>> {
-        let is_root = !self
+        // A Maildir++ folder is a dot-directory inside a Maildir; anything
+        // else is a Maildir root (which may be `~/.maildir`), and only a
+        // root may be a link the operator made.
+        let is_folder = self
             .dir
             .file_name()
-            .is_some_and(|n| crate::FolderName::is_folder_dir(&n.to_string_lossy()));
+            .is_some_and(|n| crate::FolderName::is_folder_dir(&n.to_string_lossy()))
+            && self.dir.parent().is_some_and(|p| {
+                std::fs::symlink_metadata(p.join("cur")).is_ok_and(|m| m.is_dir())
+            });
+        let is_root = !is_folder;
         let dirs = match Dirs::open(&self.dir, is_root) {
             Ok(d) => Arc::new(d),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1500,6 +1505,28 @@ fn copy_synced(src: &ExistingMessage, dst: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_linked_maildir_root_is_served_and_a_linked_folder_is_not() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        for sub in ["cur", "new", "tmp", ".x/cur", ".x/new", ".x/tmp"] {
+            std::fs::create_dir_all(real.join(sub)).unwrap();
+        }
+        std::fs::write(real.join("new/1.M1.h"), "Subject: a\n\nb\n").unwrap();
+        // The operator's link to a root named like a folder (~/.maildir).
+        let link = t.path().join(".maildir");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let view = Folder::new(link.clone()).refresh(MoveNew::No).unwrap();
+        assert_eq!(view.messages.len(), 1);
+        // A folder inside it that is a link is refused.
+        std::os::unix::fs::symlink(real.join(".x"), real.join(".y")).unwrap();
+        assert!(Folder::new(link.join(".x")).refresh(MoveNew::No).is_ok());
+        assert!(matches!(
+            Folder::new(link.join(".y")).refresh(MoveNew::No),
+            Err(MaildirError::NoSuchFolder)
+        ));
+    }
 
     #[test]
     fn a_flag_change_keeps_what_another_writer_changed() {
