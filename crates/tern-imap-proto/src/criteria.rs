@@ -448,6 +448,12 @@ impl Criteria {
 /// # Errors
 /// [`Error`] for criteria that do not parse or hold too many keys.
 pub fn split_command(bytes: &[u8], max_keys: usize) -> Result<Option<(Vec<u8>, Criteria)>, Error> {
+    // Every command passes here: the others are told apart by their name
+    // before any tokenising.
+    let name = crate::framing::command_name(bytes).unwrap_or_default();
+    if !["SEARCH", "SORT", "THREAD"].iter().any(|n| name.ends_with(n)) {
+        return Ok(None);
+    }
     let toks = tokens(bytes);
     let word = |i: usize| -> Option<String> {
         toks.get(i)
