@@ -451,7 +451,10 @@ pub fn split_command(bytes: &[u8], max_keys: usize) -> Result<Option<(Vec<u8>, C
     // Every command passes here: the others are told apart by their name
     // before any tokenising.
     let name = crate::framing::command_name(bytes).unwrap_or_default();
-    if !["SEARCH", "SORT", "THREAD"].iter().any(|n| name.ends_with(n)) {
+    if !["SEARCH", "SORT", "THREAD"]
+        .iter()
+        .any(|n| name.ends_with(n))
+    {
         return Ok(None);
     }
     let toks = tokens(bytes);

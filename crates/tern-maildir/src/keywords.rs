@@ -119,6 +119,10 @@ impl KeywordDb {
     /// I/O errors other than a missing file.
     pub fn load(dir: &Path) -> Result<KeywordDb> {
         let kdir = dir.join(DIR_NAME);
+        if is_link(&kdir) {
+            tracing::warn!(dir = %kdir.display(), "ignoring a keyword directory that is a symbolic link");
+            return Ok(KeywordDb::default());
+        }
         let path = kdir.join(LIST_NAME);
         let mut db = match crate::unique::read_nofollow(&path) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
@@ -183,6 +187,13 @@ impl KeywordDb {
             Ok(()) => {
                 crate::owner::inherit(&kdir).map_err(|e| MaildirError::io("chown", &kdir, e))?
             }
+            // Planted as a link to another account's (one system account
+            // may serve them all): its list must not be replaced.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && is_link(&kdir) => {
+                return Err(MaildirError::NotAllowed(
+                    "the keyword directory is a symbolic link",
+                ))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(MaildirError::io("mkdir", kdir, e)),
         }
@@ -194,9 +205,33 @@ impl KeywordDb {
     }
 }
 
+/// Whether `path` is a symbolic link (checked before each use: the
+/// directory is reached by path, see docs/design.md).
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyword_directory_that_is_a_link_is_neither_read_nor_written() {
+        let t = tempfile::tempdir().unwrap();
+        let (mine, theirs) = (t.path().join("mine"), t.path().join("theirs"));
+        std::fs::create_dir_all(theirs.join(DIR_NAME)).unwrap();
+        std::fs::create_dir_all(&mine).unwrap();
+        let list = theirs.join(DIR_NAME).join(LIST_NAME);
+        std::fs::write(&list, "Secret\n\nb.M2.h:0\n").unwrap();
+        std::os::unix::fs::symlink(theirs.join(DIR_NAME), mine.join(DIR_NAME)).unwrap();
+        let db = KeywordDb::load(&mine).unwrap();
+        assert!(db.by_base.is_empty());
+        assert!(KeywordDb::default().store(&mine).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&list).unwrap(),
+            "Secret\n\nb.M2.h:0\n"
+        );
+    }
 
     #[test]
     fn roundtrip() {
