@@ -385,27 +385,57 @@ impl Criteria {
     /// evaluation would, but on `scratch` instead of the call stack.
     pub fn eval(
         &self,
-        scratch: &mut Vec<(NodeId, usize)>,
-        mut key: impl FnMut(&SearchKey<'static>) -> bool,
+        scratch: &mut Frames<bool>,
+        key: impl FnMut(&SearchKey<'static>) -> bool,
     ) -> bool {
-        scratch.clear();
+        self.fold(
+            scratch,
+            key,
+            |and| and,
+            |a, v, or| {
+                if or {
+                    *a |= v
+                } else {
+                    *a &= v
+                }
+            },
+            |v| *v = !*v,
+            |v, or| *v == or,
+        )
+    }
+
+    /// Walks the criteria bottom-up with an explicit stack (`frames`), no
+    /// recursion: `leaf` gives a key's value, `identity(is_and)` that of an
+    /// empty list, `join(acc, child, is_or)` folds a child into its list,
+    /// `negate` applies a NOT, and a list stops at the first child after
+    /// which `decided(acc, is_or)` holds. [`Criteria::eval`] is this on one
+    /// message; the server also folds vectors of all messages at once.
+    pub fn fold<T>(
+        &self,
+        frames: &mut Frames<T>,
+        mut leaf: impl FnMut(&SearchKey<'static>) -> T,
+        identity: impl Fn(bool) -> T,
+        mut join: impl FnMut(&mut T, T, bool),
+        mut negate: impl FnMut(&mut T),
+        decided: impl Fn(&T, bool) -> bool,
+    ) -> T {
+        frames.clear();
         let mut node = self.root;
         loop {
             // Down to a key, remembering each operator passed.
             let mut value = loop {
                 match &self.nodes[node] {
-                    Node::Key(k) => break key(k),
+                    Node::Key(k) => break leaf(k),
                     Node::And(ch) | Node::Or(ch) => match ch.first() {
                         Some(&c) => {
-                            scratch.push((node, 1));
+                            frames.push((node, 1, None));
                             node = c;
                         }
-                        // An empty list (never parsed; merged away) is true
-                        // for AND, false for OR.
-                        None => break matches!(self.nodes[node], Node::And(_)),
+                        // An empty list (never parsed; merged away).
+                        None => break identity(matches!(self.nodes[node], Node::And(_))),
                     },
                     Node::Not(c) => {
-                        scratch.push((node, 0));
+                        frames.push((node, 0, None));
                         node = *c;
                     }
                 }
@@ -413,32 +443,42 @@ impl Criteria {
             // Up while operators are decided; down again into the next
             // child of the first that is not.
             loop {
-                let Some((op, next)) = scratch.last_mut() else {
+                let Some((op, next, acc)) = frames.last_mut() else {
                     return value;
                 };
                 match &self.nodes[*op] {
                     Node::Not(_) => {
-                        value = !value;
-                        scratch.pop();
+                        negate(&mut value);
+                        frames.pop();
                     }
                     Node::And(ch) | Node::Or(ch) => {
                         let or = matches!(self.nodes[*op], Node::Or(_));
-                        if value == or || *next >= ch.len() {
-                            scratch.pop();
+                        if let Some(mut a) = acc.take() {
+                            join(&mut a, value, or);
+                            value = a;
+                        }
+                        if *next >= ch.len() || decided(&value, or) {
+                            frames.pop();
                         } else {
                             node = ch[*next];
                             *next += 1;
+                            *acc = Some(value);
                             break;
                         }
                     }
                     Node::Key(_) => {
-                        scratch.pop();
+                        frames.pop();
                     }
                 }
             }
         }
     }
 }
+
+/// The stack of [`Criteria::fold`]: each open operator, the next child to
+/// visit and what its children folded to so far. Kept by the caller so a
+/// search of many messages allocates it once.
+pub type Frames<T> = Vec<(NodeId, usize, Option<T>)>;
 
 /// A SEARCH, SORT or THREAD command split where its criteria begin: the
 /// command with its criteria replaced by `ALL` (for imap-codec to parse the

@@ -208,6 +208,24 @@ impl Health {
     }
 }
 
+/// Where a login that just succeeded goes: `None` to be served here, else
+/// the backends to relay it to. A user being moved waits out the move's
+/// hold first and then takes the route again (the move may have ended or
+/// changed meanwhile), for IMAP and POP3 alike.
+pub async fn login_route(
+    svc: &crate::imap::Services,
+    user: &str,
+    mailhost: Option<&str>,
+) -> Option<Vec<String>> {
+    let route = || route_of(user, mailhost, &svc.hostname, &svc.proxy, &svc.relayed);
+    let hosts = route()?;
+    if svc.relayed.hold(user).await {
+        route()
+    } else {
+        Some(hosts)
+    }
+}
+
 /// [`route_for`], unless `tern proxy move` moved the user: then the host
 /// it was moved to (or here, when that names this server).
 pub fn route_of(

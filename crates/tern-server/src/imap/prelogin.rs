@@ -47,27 +47,9 @@ impl Session {
             };
             if let Some((tag, user)) = answer {
                 let secret = self.login_secret.take();
-                if let Some(hosts) = crate::proxy::route_of(
-                    &user.name,
-                    user.mailhost.as_deref(),
-                    &self.svc.hostname,
-                    &self.svc.proxy,
-                    &self.svc.relayed,
-                ) {
-                    // A user being moved waits out the hold, then goes to
-                    // where it was moved (the route is taken again).
-                    let hosts = if self.svc.relayed.hold(&user.name).await {
-                        crate::proxy::route_of(
-                            &user.name,
-                            user.mailhost.as_deref(),
-                            &self.svc.hostname,
-                            &self.svc.proxy,
-                            &self.svc.relayed,
-                        )
-                        .unwrap_or(hosts)
-                    } else {
-                        hosts
-                    };
+                if let Some(hosts) =
+                    crate::proxy::login_route(&self.svc, &user.name, user.mailhost.as_deref()).await
+                {
                     match self.log_in_at_backend(&tag, &user, &hosts, secret).await? {
                         Some(backend) => {
                             self.proxied_user = Some(user.name.clone());

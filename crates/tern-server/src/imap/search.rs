@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
-use tern_imap_proto::criteria::{Criteria, Node, NodeId};
+use tern_imap_proto::criteria::{Criteria, Frames};
 use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, seqset};
 use tern_maildir::{Flag, Folder, MaildirError, MessageEntry};
@@ -213,8 +213,8 @@ fn state_key(key: &SearchKey<'_>, seq: u32, k: &Known, recent: bool, ctx: &Ctx) 
 /// [`matches`] for criteria that need no message ([`reads_messages`] is
 /// false), for every message at once: one tight loop per key rather than
 /// a walk of the criteria per message (SEARCH UNSEEN or FLAGGED over
-/// 100,000 messages). A walk with an explicit stack holding one vector per
-/// open operator, so only used for shallow criteria ([`VECTOR_DEPTH`]).
+/// 100,000 messages). The fold holds one vector per open operator, so it
+/// is only used for shallow criteria ([`VECTOR_DEPTH`]).
 fn matches_state(c: &Criteria, known: &[Known], recent: &HashSet<u32>, ctx: &Ctx) -> Vec<bool> {
     let leaf = |key: &SearchKey<'_>| -> Vec<bool> {
         known
@@ -226,67 +226,27 @@ fn matches_state(c: &Criteria, known: &[Known], recent: &HashSet<u32>, ctx: &Ctx
             })
             .collect()
     };
-    let mut stack: Vec<(NodeId, usize, Option<Vec<bool>>)> = Vec::new();
-    let mut node = c.root();
-    loop {
-        let mut value = loop {
-            match c.node(node) {
-                Node::Key(k) => break leaf(k),
-                Node::And(ch) | Node::Or(ch) => match ch.first() {
-                    Some(&first) => {
-                        stack.push((node, 1, None));
-                        node = first;
-                    }
-                    None => break vec![matches!(c.node(node), Node::And(_)); known.len()],
-                },
-                Node::Not(x) => {
-                    stack.push((node, 0, None));
-                    node = *x;
+    c.fold(
+        &mut Vec::new(),
+        leaf,
+        |and| vec![and; known.len()],
+        |acc, v, or| {
+            for (x, y) in acc.iter_mut().zip(v) {
+                if or {
+                    *x |= y;
+                } else {
+                    *x &= y;
                 }
             }
-        };
-        loop {
-            let Some((op, next, acc)) = stack.last_mut() else {
-                return value;
-            };
-            match c.node(*op) {
-                Node::Not(_) => {
-                    for v in &mut value {
-                        *v = !*v;
-                    }
-                    stack.pop();
-                }
-                Node::And(ch) | Node::Or(ch) => {
-                    let or = matches!(c.node(*op), Node::Or(_));
-                    let merged = match acc.take() {
-                        None => std::mem::take(&mut value),
-                        Some(mut a) => {
-                            for (x, y) in a.iter_mut().zip(&value) {
-                                if or {
-                                    *x |= *y;
-                                } else {
-                                    *x &= *y;
-                                }
-                            }
-                            a
-                        }
-                    };
-                    if *next >= ch.len() {
-                        value = merged;
-                        stack.pop();
-                    } else {
-                        *acc = Some(merged);
-                        node = ch[*next];
-                        *next += 1;
-                        break;
-                    }
-                }
-                Node::Key(_) => {
-                    stack.pop();
-                }
+        },
+        |v| {
+            for x in v.iter_mut() {
+                *x = !*x;
             }
-        }
-    }
+        },
+        // Every child counts for some message: no list stops early.
+        |_, _| false,
+    )
 }
 
 /// Criteria at most this deep are decided for all messages at once
@@ -297,7 +257,7 @@ const VECTOR_DEPTH: usize = 16;
 /// Whether one message matches the criteria.
 fn matches(
     criteria: &Criteria,
-    scratch: &mut Vec<(NodeId, usize)>,
+    scratch: &mut Frames<bool>,
     c: &mut Candidate<'_>,
     ctx: &Ctx,
 ) -> bool {

@@ -510,25 +510,9 @@ impl Pop3 {
                     return Ok(Flow::Continue);
                 }
                 let secret = self.login_secret.take();
-                if let Some(hosts) = crate::proxy::route_of(
-                    &u.name,
-                    u.mailhost.as_deref(),
-                    &self.svc.hostname,
-                    &self.svc.proxy,
-                    &self.svc.relayed,
-                ) {
-                    let hosts = if self.svc.relayed.hold(&u.name).await {
-                        crate::proxy::route_of(
-                            &u.name,
-                            u.mailhost.as_deref(),
-                            &self.svc.hostname,
-                            &self.svc.proxy,
-                            &self.svc.relayed,
-                        )
-                        .unwrap_or(hosts)
-                    } else {
-                        hosts
-                    };
+                if let Some(hosts) =
+                    crate::proxy::login_route(&self.svc, &u.name, u.mailhost.as_deref()).await
+                {
                     return self.proxy(&u, &hosts, secret).await;
                 }
                 if let Some(slot) = self.slot.as_mut() {

@@ -371,19 +371,7 @@ fn the_client_address_travels_in_pop3_xclient_to_a_backend_that_trusts_the_proxy
     assert!(c.cmd("STAT").starts_with("+OK"));
     drop(c);
     // The proxy's client port is the one the backend logs as the client.
-    let peer = p
-        .log()
-        .lines()
-        .filter(|l| l.contains("proto=\"pop3\""))
-        .find_map(|l| l.split("peer=").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_owned();
-    assert!(
-        b.log().contains(&format!("client={peer}")),
-        "{peer}: {}",
-        b.log()
-    );
+    backend_logged_the_proxys_port(&p.log(), "proto=\"pop3\"", &b.log());
     // A trusted proxy is offered XCLIENT and its word decides whose
     // failures count: two failures "from" 198.51.100.7 block it.
     let mut c = Pop::plain(b.pop3);
@@ -440,19 +428,7 @@ fn the_client_address_travels_in_id_to_a_backend_that_trusts_the_proxy() {
         .log("info")
         .start();
     assert!(p.connect().cmd("LOGIN dave davepw").ok());
-    let peer = p
-        .log()
-        .lines()
-        .find(|l| l.contains("login proxied"))
-        .and_then(|l| l.split("peer=").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_owned();
-    assert!(
-        b.log().contains(&format!("client={peer}")),
-        "{peer}: {}",
-        b.log()
-    );
+    backend_logged_the_proxys_port(&p.log(), "login proxied", &b.log());
     // A trusted proxy's word decides whose failures are counted: two
     // failures "from" 198.51.100.7 block it (loopback never is).
     let id = "ID (\"x-originating-ip\" \"198.51.100.7\" \"x-originating-port\" \"4000\")";
@@ -815,5 +791,22 @@ fn tern_proxy_pool_lists_kicks_and_moves_on_every_proxy() {
     assert!(
         out.contains(&format!("ERR 127.0.0.1:{c2}")) && out.ends_with("OK 0\n"),
         "{out}"
+    );
+}
+
+/// The proxy's port towards the client, from the `peer=` of the first
+/// line of its log holding `marker`, is what the backend logs as the
+/// client (`client=`): the address travelled in the proxy's ID or XCLIENT.
+fn backend_logged_the_proxys_port(proxy_log: &str, marker: &str, backend_log: &str) {
+    let peer = proxy_log
+        .lines()
+        .filter(|l| l.contains(marker))
+        .find_map(|l| l.split("peer=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        backend_log.contains(&format!("client={peer}")),
+        "{peer}: {backend_log}"
     );
 }
