@@ -9,6 +9,12 @@
 #                                    TERN_ACCOUNTS accounts (default 1000) in both
 #                                    servers' passwd-files, TERN_LOGIN_SCHEME their
 #                                    hashes (PLAIN, SHA512-CRYPT, ARGON2ID)
+#   bench/run.sh N --mode stress [--mailboxes M] [--per-box S] [--seconds T]
+#                                    M accounts s0.. (default 5), each an INBOX of
+#                                    N messages, S persistent sessions on each
+#                                    (default 10) in a loop of STATUS, LIST,
+#                                    SELECT, FETCH, STORE, APPEND, EXPUNGE for
+#                                    T seconds per server: operations/s
 #
 # Builds tern and tern-bench (release), writes N messages with
 # shared/corpus/make_big_maildir.py, starts Dovecot from Debian's packages
@@ -86,11 +92,30 @@ PY
     chmod 644 /tmp/clients/users
     EXTRA=(--accounts "$ACCOUNTS")
 fi
+if [[ " ${*:2} " == *" --mode stress "* ]]; then
+    BOXES=5
+    ARGS=("${@:2}")
+    for i in "${!ARGS[@]}"; do
+        [ "${ARGS[$i]}" = --mailboxes ] && BOXES=${ARGS[$((i+1))]}
+    done
+    echo "bench: $BOXES accounts s0.. of $N messages each on both servers" >&2
+    printf 'alice:{PLAIN}secret::::::\n' > "$T/users"
+    for i in $(seq 0 $((BOXES-1))); do
+        printf 's%d:{PLAIN}pw::::::\n' "$i" >> "$T/users"
+        mkdir -p "$T/mail/s$i"; cp -r "$MASTER" "$T/mail/s$i/Maildir"
+        rm -rf "/tmp/clients/mail/s$i"; mkdir -p "/tmp/clients/mail/s$i"
+        cp -r "$MASTER" "/tmp/clients/mail/s$i/Maildir"
+    done
+    chown -R hxmail:hxmail /tmp/clients/mail
+    cp "$T/users" /tmp/clients/users
+    chmod 644 /tmp/clients/users
+    STRESS_CLEAN="/tmp/clients/mail/s*"
+fi
 "${TERN_BIN:-$ROOT/target/release/tern}" serve --config "$T/tern.toml" > "$T/stdout" 2> "$T/stderr" &
 TPID=$!
 # The servers' copies go at the end (the generated master stays, to be
 # copied again by the next run); TERN_BENCH_KEEP=1 keeps them.
-trap 'kill $TPID 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1; [ -n "${TERN_BENCH_KEEP:-}" ] || rm -rf "$T" "$DMD"' EXIT
+trap 'kill $TPID 2>/dev/null; bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1; [ -n "${TERN_BENCH_KEEP:-}" ] || rm -rf "$T" "$DMD" ${STRESS_CLEAN:-}' EXIT
 for _ in $(seq 100); do grep -q 'listening pop3' "$T/stdout" && break; sleep 0.1; done
 TADDR=$(sed -n 's/^tern: listening imap \(.*\)$/\1/p' "$T/stdout")
 TPOP3=$(sed -n 's/^tern: listening pop3 \(.*\)$/\1/p' "$T/stdout")

@@ -15,6 +15,7 @@ mod content;
 mod login;
 mod push;
 mod shared;
+mod stress;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,6 +30,8 @@ enum Mode {
     Shared,
     /// Logins per second and their latency, many accounts.
     Login,
+    /// Persistent sessions on a few mailboxes, each a busy client in a loop.
+    Stress,
 }
 
 #[derive(Parser, Debug)]
@@ -96,9 +99,19 @@ struct Args {
     /// Accounts `u0..` in both passwd-files (login mode).
     #[arg(long, default_value_t = 1000)]
     accounts: usize,
-    /// Seconds each login storm lasts (login mode).
+    /// Seconds each login storm lasts (login mode); seconds of the run
+    /// (stress mode).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Mailboxes, one per account `s0..` (stress mode).
+    #[arg(long, default_value_t = 5)]
+    mailboxes: usize,
+    /// Sessions on each mailbox (stress mode).
+    #[arg(long, default_value_t = 10)]
+    per_box: usize,
+    /// Seconds per throughput interval (stress mode).
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
 }
 
 /// A minimal blocking IMAP client, one file descriptor per connection (the
@@ -154,7 +167,22 @@ impl Conn {
         self.read_to(&tag)
     }
 
+    /// Sends a command and returns the text of its answer (literals left
+    /// out).
+    fn cmd_text(&mut self, text: &str) -> Result<String> {
+        self.n += 1;
+        let tag = format!("b{}", self.n);
+        self.send(format!("{tag} {text}\r\n").as_bytes())?;
+        let mut out = String::new();
+        self.read_into(&tag, Some(&mut out))?;
+        Ok(out)
+    }
+
     fn read_to(&mut self, tag: &str) -> Result<usize> {
+        self.read_into(tag, None)
+    }
+
+    fn read_into(&mut self, tag: &str, mut text: Option<&mut String>) -> Result<usize> {
         let mut total = 0;
         let mut line = Vec::new();
         loop {
@@ -164,7 +192,9 @@ impl Conn {
                 bail!("connection closed");
             }
             total += n;
-            // Skip literals.
+            if let Some(t) = text.as_deref_mut() {
+                t.push_str(&String::from_utf8_lossy(&line));
+            }
             // Skip literals inside the read buffer, without copying them:
             // the client must cost as little as it can, or it, not the
             // server, sets the pace of large FETCHes.
@@ -443,7 +473,71 @@ fn main() -> Result<()> {
         Mode::Content => content_figures(&args),
         Mode::Shared => shared_figures(&args),
         Mode::Login => login_figures(&args),
+        Mode::Stress => stress_figures(&args),
     }
+}
+
+fn stress_figures(args: &Args) -> Result<()> {
+    let interval = Duration::from_secs(args.interval.max(1));
+    let (m, s, secs) = (args.mailboxes, args.per_box, args.seconds);
+    let t = stress::measure(args.tern, m, s, secs, interval)?;
+    let d = stress::measure(args.dovecot, m, s, secs, interval)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| figure | tern | Dovecot | tern/Dovecot |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| operations per second | {:.0} | {:.0} | {:.2} |",
+        t.ops_per_s,
+        d.ops_per_s,
+        t.ops_per_s / d.ops_per_s
+    );
+    let (tf, df) = (first_last(&t.intervals), first_last(&d.intervals));
+    println!(
+        "| ops/s, first interval / last interval | {:.0} / {:.0} | {:.0} / {:.0} | |",
+        tf.0, tf.1, df.0, df.1
+    );
+    for (i, name) in stress::COMMANDS.iter().enumerate() {
+        let (a, b) = (t.latency[i], d.latency[i]);
+        println!(
+            "| {name} latency p50 / p95, ms | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
+            ms(a.0),
+            ms(a.1),
+            ms(b.0),
+            ms(b.1),
+            ms(a.0) / ms(b.0)
+        );
+    }
+    println!(
+        "| commands not answered OK | {} | {} | |",
+        t.refused, d.refused
+    );
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "\ntern ops/s per {}-s interval: {}",
+        interval.as_secs(),
+        fmt(&t.intervals)
+    );
+    println!(
+        "Dovecot ops/s per {}-s interval: {}",
+        interval.as_secs(),
+        fmt(&d.intervals)
+    );
+    println!(
+        "\n{m} mailboxes x {s} persistent sessions, {secs} s each server; a loop of STATUS, LIST, SELECT, FETCH 10 (UID FLAGS RFC822.SIZE ENVELOPE), STORE a flag, APPEND, UID STORE \\Deleted, EXPUNGE"
+    );
+    Ok(())
+}
+
+fn first_last(v: &[f64]) -> (f64, f64) {
+    (
+        v.first().copied().unwrap_or(0.0),
+        v.last().copied().unwrap_or(0.0),
+    )
 }
 
 fn shared_figures(args: &Args) -> Result<()> {
