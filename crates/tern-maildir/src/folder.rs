@@ -663,15 +663,19 @@ impl Folder {
         };
         let mut held = false;
         if needs_uids {
+            let had_list = g.uiddb.is_some();
             match self.assign_uids(g, &found, prune_below) {
                 Ok(()) => {}
                 // No room for the lock or the new UID list: show what has
                 // UIDs already (the rest waits for room; nothing is lost),
                 // rather than refuse the folder (issue: a full disk made
                 // an INBOX with new mail impossible to open at all).
-                Err(e) if e.is_out_of_space() && g.uiddb.is_some() => {
+                Err(e) if e.is_out_of_space() && had_list => {
                     tracing::warn!(dir = %self.dir.display(), cause = %e, "new messages not numbered: no room on the disk");
                     held = true;
+                    // What numbering left in memory was never written.
+                    g.uiddb = UidDb::load(&self.dir)?;
+                    g.uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
                 }
                 Err(e) => return Err(e),
             }
@@ -773,7 +777,7 @@ impl Folder {
     ) -> Result<()> {
         let _lock = lock_folder(&self.dir)?;
         // Another process may have assigned them while we waited.
-        let mut db = self.load_or_new_uiddb()?;
+        let mut db = self.current_uiddb(g)?;
         g.forget_uids_of_another_validity(db.uidvalidity);
         g.prune_unlinked(&mut db);
         // New messages are numbered in the order of their names: Maildir
@@ -799,7 +803,8 @@ impl Folder {
             numbered.push((db.next_uid, base.clone()));
             db.next_uid = db.next_uid.saturating_add(1);
         }
-        for (uid, base) in numbered {
+        for (uid, base) in &numbered {
+            let (uid, base) = (*uid, base.clone());
             db.uids.insert(base.clone(), uid);
             // A message another program put straight into cur/ that no
             // session has numbered yet is new to every session: \Recent for
@@ -809,11 +814,21 @@ impl Folder {
                 g.unclaimed_recent.insert(uid);
             }
         }
-        db.store(&self.dir)?;
+        db.commit(&self.dir, &numbered)?;
         crate::dovecot_uidlist::follow(&self.dir, &db)?;
         g.uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
         g.uiddb = Some(db);
         Ok(())
+    }
+
+    /// The UID list, under the folder's lock: the one in memory when the
+    /// file is still as this process last read or wrote it (an APPEND to a
+    /// folder of 100,000 messages then reads no 6 MB file), else read again.
+    fn current_uiddb(&self, g: &mut Inner) -> Result<UidDb> {
+        match g.uiddb.take() {
+            Some(db) if db.is_on_disk(&self.dir) => Ok(db),
+            _ => self.load_or_new_uiddb(),
+        }
     }
 
     /// Makes room for `wanted` new UIDs. When the next UID would pass
@@ -838,6 +853,8 @@ impl Folder {
         );
         db.uidvalidity = uidvalidity;
         db.next_uid = 1;
+        // Every line changes: the list is written whole.
+        db.layout = None;
         for (_, base) in entries {
             db.uids.insert(base, db.next_uid);
             db.next_uid = db.next_uid.saturating_add(1);
@@ -1271,12 +1288,12 @@ impl Folder {
         }
         // Lock order everywhere: the in-memory state, then the dot-lock.
         let lock = lock_folder(&self.dir)?;
-        let mut db = self.load_or_new_uiddb()?;
+        let mut db = self.current_uiddb(&mut g)?;
         g.forget_uids_of_another_validity(db.uidvalidity);
         g.prune_unlinked(&mut db);
         let renumbered = self.make_room(&mut g, &mut db, placed.len())?;
         // UIDs Dovecot gave meanwhile are not given again.
-        crate::dovecot_uidlist::adopt(&self.dir, &mut db)?;
+        let mut added = crate::dovecot_uidlist::adopt(&self.dir, &mut db)?;
         let mut uids = Vec::with_capacity(placed.len());
         for (base, _) in &placed {
             // A concurrent scan by another process may have numbered it already.
@@ -1286,12 +1303,13 @@ impl Folder {
                     let u = db.next_uid;
                     db.uids.insert(base.clone(), u);
                     db.next_uid = db.next_uid.saturating_add(1);
+                    added.push((u, base.clone()));
                     u
                 }
             };
             uids.push(uid);
         }
-        db.store(&self.dir)?;
+        db.commit(&self.dir, &added)?;
         crate::dovecot_uidlist::follow(&self.dir, &db)?;
         if placed.iter().any(|(_, k)| !k.is_empty()) {
             let mut kdb = KeywordDb::load(&self.dir)?;

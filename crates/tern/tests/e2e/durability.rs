@@ -62,7 +62,7 @@ fn append_and_copy_sync_their_directories_before_answering() {
             "-qq",
             "-yy",
             "-e",
-            "trace=rename,renameat,renameat2,fsync,fdatasync",
+            "trace=rename,renameat,renameat2,fsync,fdatasync,pwrite64",
             "-o",
             &log_s,
         ])
@@ -86,4 +86,45 @@ fn append_and_copy_sync_their_directories_before_answering() {
         find(l, before, &["fsync(", &format!("<{archive}>")]).is_some()
     });
     assert_durable_order(&lines[before..], &archive);
+
+    // The next APPEND to INBOX adds a line to the list tern wrote: the
+    // header's next UID rewritten in place and synced before the line is
+    // written and synced (Courier numbers from the header alone); the
+    // list is not written again whole.
+    let before = lines.len();
+    let r = c.append("INBOX", "()", &message("appended in place", "body"));
+    assert!(r.ok() && r.tagged().contains("APPENDUID"), "{r:?}");
+    let db = format!("{inbox}/courierimapuiddb>");
+    let lines = trace(&log, |l| {
+        l.len() > before
+            && find(l, before, &["pwrite64(", &db]).is_some_and(|h| {
+                find(l, h + 1, &["fdatasync(", &db])
+                    .and_then(|s| find(l, s + 1, &["fdatasync(", &db]))
+                    .is_some()
+            })
+    });
+    let lines = &lines[before..];
+    let cur = format!("{inbox}/cur");
+    let moved = find(lines, 0, &["rename", &format!("<{cur}>")])
+        .unwrap_or_else(|| panic!("no rename into {cur}: {lines:#?}"));
+    let synced = find(lines, moved, &["fsync(", &format!("<{cur}>")])
+        .unwrap_or_else(|| panic!("{cur} not synced: {lines:#?}"));
+    let header = find(lines, synced, &["pwrite64(", &db, ", 0)"])
+        .unwrap_or_else(|| panic!("no header rewritten at offset 0: {lines:#?}"));
+    let header_synced = find(lines, header, &["fdatasync(", &db])
+        .unwrap_or_else(|| panic!("header not synced: {lines:#?}"));
+    let line = find(lines, header_synced, &["pwrite64(", &db])
+        .unwrap_or_else(|| panic!("no line appended after the header's sync: {lines:#?}"));
+    assert!(!lines[line].ends_with(", 0) = 24"), "{lines:#?}");
+    find(lines, line, &["fdatasync(", &db])
+        .unwrap_or_else(|| panic!("the line not synced: {lines:#?}"));
+    assert!(
+        find(
+            lines,
+            0,
+            &["rename", &format!("{inbox}/courierimapuiddb\"")]
+        )
+        .is_none(),
+        "the list was written whole: {lines:#?}"
+    );
 }
