@@ -649,6 +649,27 @@ impl Folder {
         if g.view.messages.iter().any(|m| !found.contains_key(&m.base)) {
             self.list_both(&mut found)?;
         }
+        // The listing is the view's own (every file where the view has it,
+        // no other): when the lists the view was made from are unchanged
+        // too, the view stands as it is. The common case of a folder that
+        // only this process changes, scanned again because its mtimes are
+        // too recent to be trusted: no new view to build, publish and diff.
+        let unchanged = !moved_any
+            && found.len() == g.view.messages.len()
+            && uiddb_stamp == g.uiddb_stamp
+            && kw_stamp == g.kw_stamp
+            && dkw_stamp == g.dkw_stamp
+            && g.uiddb.is_some()
+            && !g.numbering_held
+            && g.view.messages.iter().all(|m| {
+                found
+                    .get(&m.base)
+                    .is_some_and(|(f, n)| *n == m.in_new && *f == m.file_name)
+            });
+        if unchanged {
+            g.stamps = stamps;
+            return Ok(());
+        }
 
         if uiddb_stamp != g.uiddb_stamp || g.uiddb.is_none() {
             g.uiddb = UidDb::load(&self.dir)?;
