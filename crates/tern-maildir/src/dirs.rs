@@ -19,7 +19,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+
+use crate::watch::WatchState;
 
 /// The open `cur/` and `new/` of one folder.
 #[derive(Debug)]
@@ -30,6 +34,9 @@ pub struct Dirs {
     /// what the paths name now, and opens again when a folder was deleted
     /// and created again under the same name.
     inodes: (u64, u64),
+    /// Where each change made through these is announced, so that the
+    /// folder's inotify watch tells it from someone else's ([`crate::watch`]).
+    watch: Option<Arc<WatchState>>,
 }
 
 /// What [`Dirs::stat`] tells of a message file.
@@ -65,7 +72,19 @@ impl Dirs {
             rustix::fs::fstat(&cur)?.st_ino,
             rustix::fs::fstat(&new)?.st_ino,
         );
-        Ok(Dirs { cur, new, inodes })
+        Ok(Dirs {
+            cur,
+            new,
+            inodes,
+            watch: None,
+        })
+    }
+
+    /// These directories, with each change made through them announced to
+    /// `watch`.
+    pub fn announcing_to(mut self, watch: Arc<WatchState>) -> Dirs {
+        self.watch = Some(watch);
+        self
     }
 
     /// Whether these are the directories with inode numbers `cur` and
@@ -135,6 +154,10 @@ impl Dirs {
         to_new: bool,
         to: &str,
     ) -> std::io::Result<()> {
+        if let Some(w) = &self.watch {
+            w.expect_departure(from_new, from);
+            w.expect_arrival(to_new, to);
+        }
         Ok(rustix::fs::renameat(
             self.sub(from_new),
             from,
@@ -148,6 +171,9 @@ impl Dirs {
     /// # Errors
     /// I/O errors of the rename.
     pub fn rename_in(&self, path: &Path, name: &str) -> std::io::Result<()> {
+        if let Some(w) = &self.watch {
+            w.expect_arrival(false, name);
+        }
         Ok(rustix::fs::renameat(CWD, path, self.sub(false), name)?)
     }
 
@@ -171,6 +197,9 @@ impl Dirs {
     /// # Errors
     /// I/O errors of the unlink.
     pub fn unlink(&self, in_new: bool, name: &str) -> std::io::Result<()> {
+        if let Some(w) = &self.watch {
+            w.expect_departure(in_new, name);
+        }
         Ok(rustix::fs::unlinkat(
             self.sub(in_new),
             name,

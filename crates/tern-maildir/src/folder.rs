@@ -322,6 +322,10 @@ pub struct Folder {
     inner: Mutex<Inner>,
     /// `cur/` and `new/` as the last scan opened them ([`crate::dirs`]).
     dirs: Mutex<Option<Arc<Dirs>>>,
+    /// Whether someone else changed them since ([`crate::watch`]).
+    watch: Arc<crate::watch::WatchState>,
+    /// Full listings made so far (for tests and measurements).
+    scans: std::sync::atomic::AtomicU64,
 }
 
 impl Folder {
@@ -331,6 +335,8 @@ impl Folder {
             dir,
             inner: Mutex::new(Inner::default()),
             dirs: Mutex::new(None),
+            watch: Arc::default(),
+            scans: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -342,6 +348,11 @@ impl Folder {
     fn lock_inner(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data behind; go on.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many full listings of the folder this object has made.
+    pub fn scans(&self) -> u64 {
+        self.scans.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// True if the folder's directory looks like a Maildir (its `cur/` a
@@ -370,7 +381,7 @@ impl Folder {
             });
         let is_root = !is_folder;
         let dirs = match Dirs::open(&self.dir, is_root) {
-            Ok(d) => Arc::new(d),
+            Ok(d) => Arc::new(d.announcing_to(self.watch.clone())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(MaildirError::NoSuchFolder)
             }
@@ -545,10 +556,29 @@ impl Folder {
 
     /// Lists new/ then cur/ (in that order: a message moved from new/ to cur/
     /// between the two reads is then seen at least once).
-    fn list_both(&self, found: &mut HashMap<Arc<str>, (Arc<str>, bool)>) -> Result<Arc<Dirs>> {
+    ///
+    /// `scan`: the listing the view is made from. The folder's directories
+    /// are then watched from before it is read (while the folder keeps its
+    /// directories open: it is selected, not only listed), and what the
+    /// watch saw until now is forgotten.
+    fn list_both(
+        &self,
+        found: &mut HashMap<Arc<str>, (Arc<str>, bool)>,
+        scan: bool,
+    ) -> Result<Arc<Dirs>> {
         // Every listing opens the directories again (and replaces those
         // kept, if any): what it finds is reached through what it listed.
         let dirs = self.open_dirs(false)?;
+        if scan {
+            self.scans
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let kept = self
+                .dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+            self.watch.begin_scan(&dirs, kept);
+        }
         self.list(&dirs, true, |name| {
             let base: Arc<str> = Arc::from(split_name(name).0);
             found.entry(base).or_insert_with(|| (Arc::from(name), true));
@@ -596,8 +626,21 @@ impl Folder {
                 .duration_since(last)
                 .map(|a| a < DIRTY_RESCAN_EVERY)
                 .unwrap_or(true);
+            // Mtimes too recent to trust, but an inotify watch that saw only
+            // this process's own changes since the last scan, a moment ago:
+            // nobody else changed a name. (The UID list and Dovecot's keyword
+            // file are replaced or grown by every writer, which their inode
+            // and size reveal; Courier's keyword directory is left to its
+            // mtime.)
+            let watched = || {
+                scanned_lately
+                    && stamps
+                        .keywords
+                        .is_none_or(|s| s.mtime + dirty_window(s.mtime) <= last)
+                    && self.watch.clean()
+            };
             if stamps == g.stamps
-                && (trusted || (scanned_lately && !exact))
+                && (trusted || (scanned_lately && !exact) || watched())
                 && (move_new == MoveNew::No || !g.view_has_new)
             {
                 return Ok(());
@@ -612,7 +655,7 @@ impl Folder {
         let prune_below = g.uiddb.as_ref().map(|d| d.next_uid).unwrap_or(1);
         let mut found: HashMap<Arc<str>, (Arc<str>, bool)> =
             HashMap::with_capacity_and_hasher(g.view.messages.len() + 16, Default::default());
-        let dirs = self.list_both(&mut found)?;
+        let dirs = self.list_both(&mut found, true)?;
 
         let mut moved: Vec<Arc<str>> = Vec::new();
         if move_new == MoveNew::Yes {
@@ -639,7 +682,7 @@ impl Folder {
                 }
             }
             if raced {
-                self.list_both(&mut found)?;
+                self.list_both(&mut found, true)?;
             }
         }
         let moved_any = !moved.is_empty();
@@ -647,7 +690,7 @@ impl Folder {
         // A message we knew that is missing now may be in the middle of a
         // rename by another program: look once more before calling it gone.
         if g.view.messages.iter().any(|m| !found.contains_key(&m.base)) {
-            self.list_both(&mut found)?;
+            self.list_both(&mut found, true)?;
         }
         // The listing is the view's own (every file where the view has it,
         // no other): when the lists the view was made from are unchanged
@@ -887,7 +930,7 @@ impl Folder {
     /// Finds the current file of a message another program may have renamed.
     fn locate(&self, base: &str) -> Result<Option<(Arc<str>, bool)>> {
         let mut found = HashMap::default();
-        self.list_both(&mut found)?;
+        self.list_both(&mut found, false)?;
         Ok(found.remove(base))
     }
 
@@ -1565,6 +1608,67 @@ mod tests {
             Folder::new(link.join(".y")).refresh(MoveNew::No),
             Err(MaildirError::NoSuchFolder)
         ));
+    }
+
+    /// A folder only this process changes is not listed again at each
+    /// exact refresh while its mtimes are too recent to trust; a change by
+    /// anyone else is still seen at once, even one that leaves the
+    /// directory's mtime as it was (a change in the same clock tick).
+    #[test]
+    fn own_changes_need_no_listing_and_anothers_change_is_seen_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::maildir::make_maildir_dirs(dir.path()).unwrap();
+        for i in 1..=3 {
+            std::fs::write(
+                dir.path().join(format!("cur/170000000{i}.M{i}P1.h:2,")),
+                "Subject: x\n\nx\n",
+            )
+            .unwrap();
+        }
+        let folder = Folder::new(dir.path().to_owned());
+        let view = folder.refresh_exact(MoveNew::No).unwrap();
+        // Reading a message keeps the directories open (a selected folder);
+        // the next listing then watches them.
+        drop(folder.open(&view.messages[0]).unwrap());
+        folder.refresh(MoveNew::No).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let view = folder.refresh_exact(MoveNew::No).unwrap();
+        let scans = folder.scans();
+        for i in 0..5 {
+            let e = view.messages[0].clone();
+            let flags = Flags::from_info(if i % 2 == 0 { "S" } else { "" });
+            folder
+                .set_flags(&[FlagChange::of(&e, flags, e.keywords.clone())])
+                .unwrap();
+            let v = folder.refresh_exact(MoveNew::No).unwrap();
+            assert_eq!(v.messages.len(), 3);
+        }
+        let own = folder.scans() - scans;
+        if !crate::watch::available() {
+            panic!("inotify is not available on this machine");
+        }
+        assert_eq!(own, 0, "own flag changes made the folder be listed again");
+        // Another program sets \Flagged on the third message and puts the
+        // directory's mtime back: the mtimes say nothing changed.
+        let cur = dir.path().join("cur");
+        let before = std::fs::metadata(&cur).unwrap().modified().unwrap();
+        let third = &view.messages[2];
+        std::fs::rename(
+            cur.join(&*third.file_name),
+            cur.join(format!("{}:2,F", third.base)),
+        )
+        .unwrap();
+        std::fs::File::open(&cur)
+            .unwrap()
+            .set_modified(before)
+            .unwrap();
+        let v = folder.refresh_exact(MoveNew::No).unwrap();
+        assert!(v
+            .find(third.uid)
+            .unwrap()
+            .flags
+            .contains(crate::Flag::Flagged));
+        assert_eq!(folder.scans(), scans + 1);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod uiddb;
 pub mod uidl_format;
 pub mod uidvalidity;
 pub mod unique;
+pub mod watch;
 
 mod error;
 
