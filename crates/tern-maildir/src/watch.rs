@@ -189,6 +189,16 @@ impl WatchState {
             }
             return false;
         }
+        // inotify reports only this kernel's changes: on a file system that
+        // other hosts write (NFS, CIFS, a cluster file system) it would
+        // call a folder clean that another host changed.
+        if !on_local_file_system(dirs) {
+            if let Some((c, n)) = s.wds.take() {
+                forget(&mut h, self, c);
+                forget(&mut h, self, n);
+            }
+            return false;
+        }
         // The watches go on the very directories the scan reads (their
         // descriptors, not their paths, which a link could redirect).
         let mut add = |fd: i32, in_new: bool| -> Option<WatchDescriptor> {
@@ -255,6 +265,25 @@ impl WatchState {
         hub.lock().unwrap_or_else(|p| p.into_inner()).drain();
         let s = self.lock();
         s.wds.is_some() && !s.foreign
+    }
+}
+
+/// Whether `dirs` lie on a file system only this machine writes: one of
+/// the local kinds by its magic number (`statfs(2)`); anything else
+/// (NFS, CIFS, FUSE, Ceph, GFS2, OCFS2, Lustre, 9P...) is left to the mtimes.
+fn on_local_file_system(dirs: &Dirs) -> bool {
+    const LOCAL: [i64; 7] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x2FC1_2FC1, // zfs
+        0xF2F5_2010, // f2fs
+        0x794C_7630, // overlayfs
+    ];
+    match rustix::fs::fstatfs(dirs.sub(false)) {
+        Ok(st) => LOCAL.contains(&i64::from(st.f_type)),
+        Err(_) => false,
     }
 }
 
