@@ -282,6 +282,8 @@ fn on_local_file_system(dirs: &Dirs) -> bool {
         0x794C_7630, // overlayfs
     ];
     match rustix::fs::fstatfs(dirs.sub(false)) {
+        // `f_type` is an i64 here and narrower on other targets.
+        #[allow(clippy::useless_conversion)]
         Ok(st) => LOCAL.contains(&i64::from(st.f_type)),
         Err(_) => false,
     }
