@@ -111,12 +111,33 @@ pub(crate) struct Dovecot {
     namespace: &'static str,
 }
 
+/// A port nothing listens on now, for a server a test starts on a port it
+/// must know beforehand (a database, Dovecot, a proxy's control port).
+///
+/// Taken from below the kernel's ephemeral range: a port that `bind(0)`
+/// handed out and that was released again can be handed out once more to
+/// the next listener on port 0 (tern's own listeners among them), which
+/// then made the server that was to bind it exit ("address in use"; seen
+/// in CI as a proxy refusing connections).
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(12_000, 65_000);
+    let span = low - 10_000;
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + (seed.wrapping_add(n.wrapping_mul(104_729)) % span);
+        let port = u16::try_from(port).unwrap();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 impl Dovecot {
