@@ -688,8 +688,13 @@ impl Folder {
         let moved_any = !moved.is_empty();
 
         // A message we knew that is missing now may be in the middle of a
-        // rename by another program: look once more before calling it gone.
-        if g.view.messages.iter().any(|m| !found.contains_key(&m.base)) {
+        // rename by another program (a directory read can pass over a file
+        // renamed while it runs): look again, twice at most, before calling
+        // it gone. What any listing found counts.
+        for _ in 0..2 {
+            if !g.view.messages.iter().any(|m| !found.contains_key(&m.base)) {
+                break;
+            }
             self.list_both(&mut found, true)?;
         }
         // The listing is the view's own (every file where the view has it,

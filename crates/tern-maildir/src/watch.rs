@@ -111,6 +111,7 @@ impl Hub {
             };
             let mut any = false;
             let mut overflow = false;
+            let mut lost = Vec::new();
             for ev in events {
                 any = true;
                 if ev.mask.contains(EventMask::Q_OVERFLOW) {
@@ -135,7 +136,10 @@ impl Hub {
                     // The directory itself removed or moved, the watch
                     // dropped: nothing can be told any more.
                     s.foreign = true;
-                    s.wds = None;
+                    lost.push(ev.wd.clone());
+                    if let Some((c, n)) = s.wds.take() {
+                        lost.extend([c, n]);
+                    }
                     continue;
                 };
                 let name = ev.name.map(|n| n.to_string_lossy()).unwrap_or_default();
@@ -146,6 +150,14 @@ impl Hub {
                         s.expected.remove(&key);
                     }
                     None => s.foreign = true,
+                }
+            }
+            // The kernel may give a dropped watch's number to the next
+            // directory watched: it must not still name this folder.
+            for wd in lost {
+                if self.by_wd.remove(&wd).is_some() {
+                    // The other directory's watch is still live.
+                    let _ = self.watches.remove(wd);
                 }
             }
             if overflow {
