@@ -110,6 +110,8 @@ if [[ " ${*:2} " == *" --mode stress "* ]]; then
     cp "$T/users" /tmp/clients/users
     chmod 644 /tmp/clients/users
     STRESS_CLEAN="/tmp/clients/mail/s*"
+    # tern prints its folder locks' figures when it stops.
+    export TERN_LOCK_STATS=1
 fi
 "${TERN_BIN:-$ROOT/target/release/tern}" serve --config "$T/tern.toml" > "$T/stdout" 2> "$T/stderr" &
 TPID=$!
@@ -124,3 +126,8 @@ echo "bench: $N messages; tern $TADDR (pid $TPID), Dovecot 127.0.0.1:11143; $(np
 "$ROOT/target/release/tern-bench" --tern "$TADDR" --dovecot 127.0.0.1:11143 --tern-pid "$TPID" \
     --tern-pop3 "$TPOP3" --dovecot-pop3 127.0.0.1:11110 \
     --tern-maildir "$T/mail/alice/Maildir" --dovecot-maildir "$DMD" "${EXTRA[@]}" "${@:2}"
+if [ -n "${TERN_LOCK_STATS:-}" ]; then
+    kill $TPID; wait $TPID 2>/dev/null || true
+    echo; echo "tern's folder locks over the run (all folders; ms):"
+    sed -n '/^tern: folder locks$/,$p' "$T/stdout" | tail -n +2
+fi

@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 use rustc_hash::FxHashMap as HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -315,6 +316,106 @@ impl Inner {
     }
 }
 
+/// What a folder's in-memory lock was taken for.
+#[derive(Debug, Clone, Copy)]
+enum LockUse {
+    Refresh,
+    Append,
+    SetFlags,
+    Expunge,
+    Other,
+}
+
+const LOCK_USES: [&str; 5] = ["refresh", "append", "store", "expunge", "other"];
+
+/// How often, and how long, folders' in-memory locks were waited for and
+/// held, by what for, over the whole process: the figures of the lock
+/// contention profile (docs/BENCHMARKS.md), a few atomic additions a lock.
+struct LockCounter {
+    taken: AtomicU64,
+    wait_ns: AtomicU64,
+    hold_ns: AtomicU64,
+    hold_max_ns: AtomicU64,
+}
+
+impl LockCounter {
+    const fn new() -> LockCounter {
+        LockCounter {
+            taken: AtomicU64::new(0),
+            wait_ns: AtomicU64::new(0),
+            hold_ns: AtomicU64::new(0),
+            hold_max_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn waited(&self, d: Duration) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        self.wait_ns.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn held(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.hold_ns.fetch_add(ns, Ordering::Relaxed);
+        self.hold_max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+}
+
+static LOCK_STATS: [LockCounter; 5] = [
+    LockCounter::new(),
+    LockCounter::new(),
+    LockCounter::new(),
+    LockCounter::new(),
+    LockCounter::new(),
+];
+
+/// The folder locks' figures so far, one line per use: times taken, mean
+/// wait, mean and longest hold (milliseconds).
+pub fn lock_stats() -> String {
+    let mut out = String::new();
+    for (i, name) in LOCK_USES.iter().enumerate() {
+        let c = &LOCK_STATS[i];
+        let n = c.taken.load(Ordering::Relaxed);
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let mean = |ns: u64| if n == 0 { 0.0 } else { ms(ns) / n as f64 };
+        out.push_str(&format!(
+            "{name}\ttaken {n}\twait mean {:.3} ms\thold mean {:.3} ms\thold max {:.1} ms\n",
+            mean(c.wait_ns.load(Ordering::Relaxed)),
+            mean(c.hold_ns.load(Ordering::Relaxed)),
+            ms(c.hold_max_ns.load(Ordering::Relaxed)),
+        ));
+    }
+    out
+}
+
+/// A folder's in-memory lock, held; its hold is counted when it drops.
+struct Held<'a> {
+    g: MutexGuard<'a, Inner>,
+    what: LockUse,
+    since: std::time::Instant,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.g
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.g
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        LOCK_STATS[self.what as usize].held(self.since.elapsed());
+    }
+}
+
 /// A Maildir folder shared by every session of this process that opens it.
 #[derive(Debug)]
 pub struct Folder {
@@ -345,9 +446,19 @@ impl Folder {
         &self.dir
     }
 
-    fn lock_inner(&self) -> MutexGuard<'_, Inner> {
+    fn lock_inner(&self) -> Held<'_> {
+        self.lock_for(LockUse::Other)
+    }
+
+    /// The in-memory lock, for `what` (its wait and hold are counted:
+    /// [`lock_stats`]).
+    fn lock_for(&self, what: LockUse) -> Held<'_> {
+        let asked = std::time::Instant::now();
         // A panic while holding the lock leaves plain data behind; go on.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let since = std::time::Instant::now();
+        LOCK_STATS[what as usize].waited(since - asked);
+        Held { g, what, since }
     }
 
     /// How many full listings of the folder this object has made.
@@ -463,7 +574,7 @@ impl Folder {
     /// # Errors
     /// [`MaildirError::NoSuchFolder`] if the folder is gone; I/O errors.
     pub fn refresh(&self, move_new: MoveNew) -> Result<Arc<FolderView>> {
-        let mut g = self.lock_inner();
+        let mut g = self.lock_for(LockUse::Refresh);
         self.refresh_locked(&mut g, move_new, false)?;
         Ok(g.view.clone())
     }
@@ -477,7 +588,7 @@ impl Folder {
     /// # Errors
     /// As [`Folder::refresh`].
     pub fn refresh_exact(&self, move_new: MoveNew) -> Result<Arc<FolderView>> {
-        let mut g = self.lock_inner();
+        let mut g = self.lock_for(LockUse::Refresh);
         self.refresh_locked(&mut g, move_new, true)?;
         Ok(g.view.clone())
     }
@@ -1124,7 +1235,7 @@ impl Folder {
     /// # Errors
     /// I/O errors (a message that vanished is not an error).
     pub fn set_flags(&self, changes: &[FlagChange]) -> Result<Vec<MessageEntry>> {
-        let mut g = self.lock_inner();
+        let mut g = self.lock_for(LockUse::SetFlags);
         let before = self.current_stamps();
         let mut view = (*g.view).clone();
         let mut done = Vec::with_capacity(changes.len());
@@ -1280,7 +1391,7 @@ impl Folder {
         // The whole append holds the folder's lock, so that no other change
         // made through this object interleaves between the stamps taken
         // before and after (the view must learn every message it adds).
-        let mut g = self.lock_inner();
+        let mut g = self.lock_for(LockUse::Append);
         let before = self.current_stamps();
         let mut placed: Vec<(Arc<str>, KeywordSet)> = Vec::with_capacity(messages.len());
         let mut entries: Vec<MessageEntry> = Vec::with_capacity(messages.len());
@@ -1424,7 +1535,7 @@ impl Folder {
     /// # Errors
     /// I/O errors other than a missing file.
     pub fn expunge(&self, uids: &[u32]) -> Result<Vec<u32>> {
-        let mut g = self.lock_inner();
+        let mut g = self.lock_for(LockUse::Expunge);
         let before = self.current_stamps();
         let mut view = (*g.view).clone();
         let mut removed = Vec::new();
@@ -1674,6 +1785,28 @@ mod tests {
             .flags
             .contains(crate::Flag::Flagged));
         assert_eq!(folder.scans(), scans + 1);
+    }
+
+    #[test]
+    fn the_lock_figures_count_each_use() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::maildir::make_maildir_dirs(dir.path()).unwrap();
+        let folder = Folder::new(dir.path().to_owned());
+        let taken = |use_: &str| -> u64 {
+            let stats = lock_stats();
+            let line = stats
+                .lines()
+                .find(|l| l.starts_with(use_))
+                .unwrap()
+                .to_owned();
+            line.split('\t').nth(1).unwrap()["taken ".len()..]
+                .parse()
+                .unwrap()
+        };
+        let before = taken("refresh\t");
+        folder.refresh(MoveNew::No).unwrap();
+        folder.refresh_exact(MoveNew::No).unwrap();
+        assert!(taken("refresh\t") >= before + 2, "{}", lock_stats());
     }
 
     #[test]

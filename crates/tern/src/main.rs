@@ -644,6 +644,11 @@ fn serve(config: Option<PathBuf>) -> i32 {
     // for every blocking thread, and SIGTERM must end the process within
     // its documented 10 s.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    // The lock contention profile of the benchmarks (bench/run.sh --mode
+    // stress sets it): how the folders' locks were waited for and held.
+    if std::env::var_os("TERN_LOCK_STATS").is_some() {
+        print!("tern: folder locks\n{}", tern_maildir::folder::lock_stats());
+    }
     code
 }
 
