@@ -426,7 +426,7 @@ pub struct Folder {
     /// Whether someone else changed them since ([`crate::watch`]).
     watch: Arc<crate::watch::WatchState>,
     /// Full listings made so far (for tests and measurements).
-    scans: std::sync::atomic::AtomicU64,
+    scans: AtomicU64,
 }
 
 impl Folder {
@@ -437,7 +437,7 @@ impl Folder {
             inner: Mutex::new(Inner::default()),
             dirs: Mutex::new(None),
             watch: Arc::default(),
-            scans: std::sync::atomic::AtomicU64::new(0),
+            scans: AtomicU64::new(0),
         }
     }
 
@@ -463,7 +463,7 @@ impl Folder {
 
     /// How many full listings of the folder this object has made.
     pub fn scans(&self) -> u64 {
-        self.scans.load(std::sync::atomic::Ordering::Relaxed)
+        self.scans.load(Ordering::Relaxed)
     }
 
     /// True if the folder's directory looks like a Maildir (its `cur/` a
@@ -681,8 +681,7 @@ impl Folder {
         // kept, if any): what it finds is reached through what it listed.
         let dirs = self.open_dirs(false)?;
         if scan {
-            self.scans
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.scans.fetch_add(1, Ordering::Relaxed);
             let kept = self
                 .dirs
                 .lock()

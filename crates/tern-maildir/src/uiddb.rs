@@ -266,15 +266,7 @@ impl UidDb {
         let mut out = self.header(NEXT_WIDTH);
         out.reserve(entries.len() * 48);
         for (uid, name) in entries {
-            // A name that would inject a line is never written (listing
-            // skips such files; this is the last guard).
-            if name.is_empty() || name.contains(['\n', '\r']) {
-                continue;
-            }
-            out.push_str(&uid.to_string());
-            out.push(' ');
-            out.push_str(name);
-            out.push('\n');
+            push_entry(&mut out, *uid, name);
         }
         out
     }
@@ -395,23 +387,18 @@ impl UidDb {
     /// Any I/O error; an append cut short is cut off the file again.
     pub fn commit(&mut self, dir: &Path, added: &[(u32, Arc<str>)]) -> Result<()> {
         if let Some(l) = self.layout {
-            let lines = l.lines + added.len();
+            let mut added = added.to_vec();
+            added.sort_unstable();
+            let mut text = String::with_capacity(added.len() * 48);
+            let written = added
+                .iter()
+                .filter(|(uid, base)| push_entry(&mut text, *uid, base))
+                .count();
+            let lines = l.lines + written;
             let dead = lines.saturating_sub(self.uids.len());
             let header = self.header(l.next_width);
-            let fits = header.len() == l.header_len
-                && added
-                    .iter()
-                    .all(|(_, b)| !b.is_empty() && !b.contains(['\n', '\r']));
-            if fits && dead <= DEAD_LINES_AT_LEAST.max(self.uids.len() / 4) {
-                let mut added = added.to_vec();
-                added.sort_unstable();
-                let mut text = String::with_capacity(added.len() * 48);
-                for (uid, base) in &added {
-                    text.push_str(&uid.to_string());
-                    text.push(' ');
-                    text.push_str(base);
-                    text.push('\n');
-                }
+            if header.len() == l.header_len && dead <= DEAD_LINES_AT_LEAST.max(self.uids.len() / 4)
+            {
                 if let Some(layout) = append_in_place(&dir.join(FILE_NAME), &l, &header, &text)? {
                     self.layout = Some(Layout { lines, ..layout });
                     return Ok(());
@@ -426,6 +413,18 @@ impl UidDb {
         }
         self.store(dir)
     }
+}
+
+/// Adds the line of one entry; false (nothing added) for a name that
+/// would inject a line or name nothing: listing skips such files, and this
+/// is the last guard.
+fn push_entry(out: &mut String, uid: u32, name: &str) -> bool {
+    use std::fmt::Write as _;
+    if name.is_empty() || name.contains(['\n', '\r']) {
+        return false;
+    }
+    let _ = writeln!(out, "{uid} {name}");
+    true
 }
 
 /// A file's bytes and its identity ([`Layout`]), read through one open.
