@@ -188,23 +188,23 @@ impl WatchState {
     /// forgotten; the directories are watched from here on (`watch`), or
     /// no longer. Returns whether they are watched.
     pub fn begin_scan(self: &Arc<Self>, dirs: &Dirs, watch: bool) -> bool {
+        // A folder only listed that was never watched has nothing to
+        // forget: no process-wide lock, no read (STATUS of a thousand
+        // folders).
+        if !watch && self.lock().wds.is_none() {
+            return false;
+        }
         let Some(hub) = hub() else { return false };
         let mut h = hub.lock().unwrap_or_else(|p| p.into_inner());
         h.drain();
         let mut s = self.lock();
         s.expected.clear();
         s.foreign = false;
-        if !watch {
-            if let Some((c, n)) = s.wds.take() {
-                forget(&mut h, self, c);
-                forget(&mut h, self, n);
-            }
-            return false;
-        }
-        // inotify reports only this kernel's changes: on a file system that
-        // other hosts write (NFS, CIFS, a cluster file system) it would
-        // call a folder clean that another host changed.
-        if !on_local_file_system(dirs) {
+        // No watch for a folder only listed; nor where inotify reports
+        // only this kernel's changes, on a file system other hosts write
+        // (NFS, CIFS, a cluster file system): it would call a folder clean
+        // that another host changed.
+        if !watch || !on_local_file_system(dirs) {
             if let Some((c, n)) = s.wds.take() {
                 forget(&mut h, self, c);
                 forget(&mut h, self, n);
