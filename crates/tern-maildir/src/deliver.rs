@@ -8,18 +8,20 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::dirs::Dirs;
 use crate::error::{MaildirError, Result};
 use crate::quota::{self, QuotaSpec};
+use crate::tmp::{TmpDir, TmpFile};
 use crate::unique::{new_base, new_base_with_sizes};
 use crate::{FolderName, Maildir};
 
 /// Removes the temporary file unless the delivery completed.
-struct TmpGuard(Option<PathBuf>);
+struct TmpGuard(Option<TmpFile>);
 
 impl Drop for TmpGuard {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
+        if let Some(f) = self.0.take() {
+            let _ = f.remove();
         }
     }
 }
@@ -38,17 +40,31 @@ pub fn deliver(
     input: &mut dyn Read,
 ) -> Result<PathBuf> {
     let dir = maildir.folder_dir(folder);
-    let tmp = dir.join("tmp").join(format!("{}.deliver", new_base()));
+    // tmp/ and new/ are reached without following links ([`crate::tmp`]);
+    // only the root may be one, where the operator allows it.
+    let may_be_link = folder.is_none() && crate::dirs::linked_roots_allowed();
+    let open_err = |e: std::io::Error| {
+        if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+            MaildirError::NoSuchFolder
+        } else {
+            MaildirError::io("open", &dir, e)
+        }
+    };
+    let tmp_dir = TmpDir::open(&dir, may_be_link).map_err(open_err)?;
+    let dirs = Dirs::open(&dir, may_be_link).map_err(open_err)?;
+    let (file, tmp) = tmp_dir
+        .create(&format!("{}.deliver", new_base()))
+        .map_err(|e| MaildirError::io("create", tmp_dir.path(), e))?;
     let mut guard = TmpGuard(Some(tmp.clone()));
-    let (size, crlf_size) = write_tmp(&tmp, input)?;
+    let (size, crlf_size) = write_tmp(file, &tmp.path(), input)?;
     quota::ensure_room(maildir.root(), quota, folder, size, 1)?;
-    let dest = dir.join("new").join(new_base_with_sizes(size, crlf_size));
-    std::fs::rename(&tmp, &dest).map_err(|e| MaildirError::io("rename", &tmp, e))?;
+    let name = new_base_with_sizes(size, crlf_size);
+    tmp.rename_to(dirs.sub(true), &name)
+        .map_err(|e| MaildirError::io("rename", tmp.path(), e))?;
     guard.0 = None;
+    let dest = dir.join("new").join(name);
     // The rename is durable once the directory is synced.
-    if let Ok(d) = std::fs::File::open(dir.join("new")) {
-        let _ = d.sync_all();
-    }
+    let _ = rustix::fs::fsync(dirs.sub(true));
     if folder.is_none_or(FolderName::counts_toward_quota) {
         quota::add(maildir.root(), i64::try_from(size).unwrap_or(i64::MAX), 1)?;
     }
@@ -57,14 +73,8 @@ pub fn deliver(
 
 /// Copies `input` to a new file at `path`, synced; returns its size and
 /// its size with every bare LF counted as CRLF.
-fn write_tmp(path: &Path, input: &mut dyn Read) -> Result<(u64, u64)> {
+fn write_tmp(mut f: std::fs::File, path: &Path, input: &mut dyn Read) -> Result<(u64, u64)> {
     let io = |e| MaildirError::io("write", path, e);
-    let mut f = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io)?;
-    crate::owner::inherit(path).map_err(io)?;
     let mut buf = vec![0u8; 64 * 1024];
     let (mut size, mut extra) = (0u64, 0u64);
     let mut prev = 0u8;
@@ -108,5 +118,24 @@ mod tests {
         assert!(matches!(err, MaildirError::OverQuota));
         assert_eq!(std::fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(md.root().join("new")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_tmp_or_new_that_is_a_link_gets_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let (md, other) = (Maildir::new(t.path().join("m")), t.path().join("other"));
+        md.ensure().unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        for sub in ["tmp", "new"] {
+            let real = md.root().join(sub);
+            std::fs::rename(&real, t.path().join(format!("{sub}.aside"))).unwrap();
+            std::os::unix::fs::symlink(&other, &real).unwrap();
+            let err = deliver(&md, None, None, &mut &b"Subject: x\n\nhi\n"[..]).unwrap_err();
+            assert!(matches!(err, MaildirError::NoSuchFolder), "{sub}: {err}");
+            assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0, "{sub}");
+            std::fs::remove_file(&real).unwrap();
+            std::fs::rename(t.path().join(format!("{sub}.aside")), &real).unwrap();
+        }
+        assert!(deliver(&md, None, None, &mut &b"Subject: x\n\nhi\n"[..]).is_ok());
     }
 }

@@ -19,11 +19,28 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 
 use crate::watch::WatchState;
+
+/// Whether a Maildir root may be a symbolic link (`mail.linked_maildir`).
+static LINKED_ROOTS: AtomicBool = AtomicBool::new(false);
+
+/// Lets Maildir roots be symbolic links (`~/Maildir -> /srv/mail/alice`),
+/// or not. Off by default: a user who can write their home directory could
+/// otherwise point `~/Maildir` at another account's. Set once at startup
+/// from the configuration; folders below a root are never links.
+pub fn allow_linked_roots(yes: bool) {
+    LINKED_ROOTS.store(yes, Ordering::Relaxed);
+}
+
+/// Whether [`allow_linked_roots`] was given `true`.
+pub fn linked_roots_allowed() -> bool {
+    LINKED_ROOTS.load(Ordering::Relaxed)
+}
 
 /// The open `cur/` and `new/` of one folder.
 #[derive(Debug)]
@@ -50,7 +67,9 @@ pub struct FileStat {
     pub regular: bool,
 }
 
-fn open_dir(at: impl AsFd, name: &Path, nofollow: bool) -> std::io::Result<OwnedFd> {
+/// Opens the directory `name` (relative to `at`), refusing a link there
+/// with `nofollow`.
+pub(crate) fn open_dir(at: impl AsFd, name: &Path, nofollow: bool) -> std::io::Result<OwnedFd> {
     let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     if nofollow {
         flags |= OFlags::NOFOLLOW;
@@ -166,28 +185,33 @@ impl Dirs {
         )?)
     }
 
-    /// Moves `path` (a finished file in a `tmp/`) to `cur/name`.
+    /// Moves `src` (a finished file in a `tmp/`) to `cur/name`.
     ///
     /// # Errors
     /// I/O errors of the rename.
-    pub fn rename_in(&self, path: &Path, name: &str) -> std::io::Result<()> {
+    pub fn rename_in(&self, src: &crate::tmp::TmpFile, name: &str) -> std::io::Result<()> {
         if let Some(w) = &self.watch {
             w.expect_arrival(false, name);
         }
-        Ok(rustix::fs::renameat(CWD, path, self.sub(false), name)?)
+        src.rename_to(self.sub(false), name)
     }
 
-    /// Hard-links a message file of this folder to `to` (a path in another
+    /// Hard-links a message file of this folder to `to` (a name in another
     /// folder's `tmp/`). The name itself is linked, never a link's target.
     ///
     /// # Errors
     /// I/O errors of the link.
-    pub fn link_out(&self, in_new: bool, name: &str, to: &Path) -> std::io::Result<()> {
+    pub fn link_out(
+        &self,
+        in_new: bool,
+        name: &str,
+        to: &crate::tmp::TmpFile,
+    ) -> std::io::Result<()> {
         Ok(rustix::fs::linkat(
             self.sub(in_new),
             name,
-            CWD,
-            to,
+            to.dir().fd(),
+            to.name(),
             AtFlags::empty(),
         )?)
     }

@@ -38,6 +38,10 @@ pub enum MaildirError {
     /// Adding the message(s) would exceed the Maildir++ quota.
     #[error("quota exceeded")]
     OverQuota,
+    /// The Maildir root is a symbolic link and the configuration does not
+    /// allow that (`mail.linked_maildir`).
+    #[error("the Maildir {0} is a symbolic link (set mail.linked_maildir = true to serve it)")]
+    LinkedRoot(PathBuf),
     /// The mailbox would hold more keywords than allowed.
     #[error("more than {0} keywords in one mailbox")]
     TooManyKeywords(usize),

@@ -143,7 +143,7 @@ pub enum MoveNew {
 #[derive(Debug)]
 pub enum AppendSource {
     /// A finished file in the same Maildir's `tmp/`; it is renamed into place.
-    TmpFile(PathBuf),
+    TmpFile(crate::tmp::TmpFile),
     /// An existing message (COPY): hard-linked, or copied when linking fails.
     Existing(ExistingMessage),
 }
@@ -427,7 +427,15 @@ pub struct Folder {
     watch: Arc<crate::watch::WatchState>,
     /// Full listings made so far (for tests and measurements).
     scans: AtomicU64,
+    /// When `tmp/` was last swept of crashed writers' leftovers.
+    tmp_swept: Mutex<Option<std::time::Instant>>,
+    /// How old a file in `tmp/` must be to go ([`crate::tmp::LEFTOVER_AGE`];
+    /// tests shorten it).
+    leftover_age: Duration,
 }
+
+/// How often one folder's `tmp/` is swept: Dovecot's figure.
+const TMP_SWEEP_EVERY: Duration = Duration::from_secs(8 * 3600);
 
 impl Folder {
     /// A folder at `dir` (INBOX is the Maildir root). Nothing is read yet.
@@ -438,6 +446,26 @@ impl Folder {
             dirs: Mutex::new(None),
             watch: Arc::default(),
             scans: AtomicU64::new(0),
+            tmp_swept: Mutex::new(None),
+            leftover_age: crate::tmp::LEFTOVER_AGE,
+        }
+    }
+
+    /// Removes what writers killed mid-write left in `tmp/` (files older
+    /// than 36 hours, [`crate::tmp::TmpDir::sweep`]), at most every 8 hours
+    /// per folder, as Courier-IMAP and Dovecot do when a folder is opened
+    /// for writing; else an APPEND cut off by a crash would hold its bytes
+    /// for ever.
+    fn sweep_tmp_if_due(&self) {
+        {
+            let mut last = self.tmp_swept.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < TMP_SWEEP_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        if let Ok(tmp) = self.tmp_dir() {
+            tmp.sweep_older_than(SystemTime::now(), self.leftover_age);
         }
     }
 
@@ -480,18 +508,7 @@ impl Folder {
     /// # Errors
     /// [`MaildirError::NoSuchFolder`] when they are missing or links.
     fn open_dirs(&self, keep: bool) -> Result<Arc<Dirs>> {
-        // A Maildir++ folder is a dot-directory inside a Maildir; anything
-        // else is a Maildir root (which may be `~/.maildir`), and only a
-        // root may be a link the operator made.
-        let is_folder = self
-            .dir
-            .file_name()
-            .is_some_and(|n| crate::FolderName::is_folder_dir(&n.to_string_lossy()))
-            && self.dir.parent().is_some_and(|p| {
-                std::fs::symlink_metadata(p.join("cur")).is_ok_and(|m| m.is_dir())
-            });
-        let is_root = !is_folder;
-        let dirs = match Dirs::open(&self.dir, is_root) {
+        let dirs = match Dirs::open(&self.dir, self.may_be_link()) {
             Ok(d) => Arc::new(d.announcing_to(self.watch.clone())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(MaildirError::NoSuchFolder)
@@ -512,6 +529,38 @@ impl Folder {
             *kept = Some(dirs.clone());
         }
         Ok(dirs)
+    }
+
+    /// Whether this folder's directory may be a link: a Maildir++ folder is
+    /// a dot-directory inside a Maildir; anything else is a Maildir root
+    /// (which may be `~/.maildir`), and only a root may be a link, one the
+    /// operator made and allowed ([`crate::dirs::allow_linked_roots`]).
+    fn may_be_link(&self) -> bool {
+        let is_folder = self
+            .dir
+            .file_name()
+            .is_some_and(|n| crate::FolderName::is_folder_dir(&n.to_string_lossy()))
+            && self.dir.parent().is_some_and(|p| {
+                std::fs::symlink_metadata(p.join("cur")).is_ok_and(|m| m.is_dir())
+            });
+        !is_folder && crate::dirs::linked_roots_allowed()
+    }
+
+    /// This folder's `tmp/`, opened without following links
+    /// ([`crate::tmp`]).
+    ///
+    /// # Errors
+    /// [`MaildirError::NoSuchFolder`] when the folder or its `tmp/` is a
+    /// link; I/O errors.
+    pub fn tmp_dir(&self) -> Result<Arc<crate::tmp::TmpDir>> {
+        crate::tmp::TmpDir::open(&self.dir, self.may_be_link()).map_err(|e| {
+            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+                tracing::warn!(dir = %self.dir.display(), "refusing a folder whose directory or tmp/ is a symbolic link");
+                MaildirError::NoSuchFolder
+            } else {
+                MaildirError::io("open", self.dir.join("tmp"), e)
+            }
+        })
     }
 
     /// The directories the last scan opened (opened now before any).
@@ -588,6 +637,9 @@ impl Folder {
     /// # Errors
     /// As [`Folder::refresh`].
     pub fn refresh_exact(&self, move_new: MoveNew) -> Result<Arc<FolderView>> {
+        if move_new == MoveNew::Yes {
+            self.sweep_tmp_if_due();
+        }
         let mut g = self.lock_for(LockUse::Refresh);
         self.refresh_locked(&mut g, move_new, true)?;
         Ok(g.view.clone())
@@ -1403,6 +1455,9 @@ impl Folder {
         } else {
             None
         };
+        // This folder's tmp/, opened (never through a link) for the first
+        // message copied in.
+        let mut tmp_dir: Option<Arc<crate::tmp::TmpDir>> = None;
         for mut m in messages {
             // Letters of the folder a message is copied from mean nothing
             // here: this folder's own letters, or none.
@@ -1413,15 +1468,22 @@ impl Folder {
             m.flags = m.flags.with_keyword_letters(&letters);
             let base = new_base_with_sizes(m.size, m.crlf_size);
             let final_name = format!("{}:2,{}", base, m.flags.to_info());
-            let tmp = self.dir.join("tmp").join(&base);
             let dirs = self.dirs_to_write(&before)?;
             match m.source {
                 AppendSource::TmpFile(src) => {
-                    set_mtime(&src, m.internal_date)?;
+                    if let Some(t) = m.internal_date {
+                        src.set_modified(t)
+                            .map_err(|e| MaildirError::io("utime", src.path(), e))?;
+                    }
                     dirs.rename_in(&src, &final_name)
-                        .map_err(|e| MaildirError::io("rename", &src, e))?;
+                        .map_err(|e| MaildirError::io("rename", src.path(), e))?;
                 }
                 AppendSource::Existing(src) => {
+                    let td = match &tmp_dir {
+                        Some(t) => t.clone(),
+                        None => tmp_dir.insert(self.tmp_dir()?).clone(),
+                    };
+                    let tmp = td.file(&base);
                     // Only a regular file is linked: the name itself is
                     // linked, and a link planted in place of a message must
                     // not become a message here.
@@ -1430,12 +1492,15 @@ impl Folder {
                         .stat(src.in_new, &src.name)
                         .is_ok_and(|st| st.regular);
                     if !regular || src.dirs.link_out(src.in_new, &src.name, &tmp).is_err() {
-                        copy_synced(&src, &tmp)?;
-                        set_mtime(&tmp, m.internal_date)?;
+                        copy_synced(&src, &td, &base)?;
+                        if let Some(t) = m.internal_date {
+                            tmp.set_modified(t)
+                                .map_err(|e| MaildirError::io("utime", tmp.path(), e))?;
+                        }
                     }
                     dirs.rename_in(&tmp, &final_name).map_err(|e| {
-                        let _ = std::fs::remove_file(&tmp);
-                        MaildirError::io("rename", &tmp, e)
+                        let _ = tmp.remove();
+                        MaildirError::io("rename", tmp.path(), e)
                     })?;
                 }
             }
@@ -1672,36 +1737,47 @@ pub fn crlf_len(data: &[u8]) -> u64 {
     n
 }
 
-fn set_mtime(path: &Path, when: Option<SystemTime>) -> Result<()> {
-    if let Some(t) = when {
-        let f = File::options()
-            .write(true)
-            .open(path)
-            .map_err(|e| MaildirError::io("open", path, e))?;
-        f.set_modified(t)
-            .map_err(|e| MaildirError::io("utime", path, e))?;
-    }
-    Ok(())
-}
-
-fn copy_synced(src: &ExistingMessage, dst: &Path) -> Result<()> {
+fn copy_synced(src: &ExistingMessage, tmp: &Arc<crate::tmp::TmpDir>, name: &str) -> Result<()> {
+    let mut made = None;
     let res = (|| {
         let mut from = src.dirs.open_file(src.in_new, &src.name)?;
-        let mut to = File::create(dst)?;
-        crate::owner::inherit(dst)?;
+        let (mut to, file) = tmp.create(name)?;
+        made = Some(file);
         std::io::copy(&mut from, &mut to)?;
         to.set_modified(from.metadata()?.modified()?)?;
         to.sync_all()
     })();
     res.map_err(|e| {
-        let _ = std::fs::remove_file(dst);
-        MaildirError::io("copy", dst, e)
+        if let Some(f) = &made {
+            let _ = f.remove();
+        }
+        MaildirError::io("copy", tmp.path().join(name), e)
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_a_folder_for_writing_sweeps_its_tmp_at_most_every_8_hours() {
+        let t = tempfile::tempdir().unwrap();
+        crate::maildir::make_maildir_dirs(t.path()).unwrap();
+        std::fs::write(t.path().join("tmp/leftover"), "x").unwrap();
+        let mut f = Folder::new(t.path().to_owned());
+        f.leftover_age = Duration::ZERO;
+        std::thread::sleep(Duration::from_millis(1100));
+        // EXAMINE and STATUS leave it.
+        f.refresh_exact(MoveNew::No).unwrap();
+        assert!(t.path().join("tmp/leftover").exists());
+        f.refresh_exact(MoveNew::Yes).unwrap();
+        assert!(!t.path().join("tmp/leftover").exists());
+        // Not again within 8 hours.
+        std::fs::write(t.path().join("tmp/second"), "x").unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        f.refresh_exact(MoveNew::Yes).unwrap();
+        assert!(t.path().join("tmp/second").exists());
+    }
 
     #[test]
     fn a_linked_maildir_root_is_served_and_a_linked_folder_is_not() {
@@ -1714,6 +1790,18 @@ mod tests {
         // The operator's link to a root named like a folder (~/.maildir).
         let link = t.path().join(".maildir");
         std::os::unix::fs::symlink(&real, &link).unwrap();
+        // Only where the operator allows it (the one test of this crate
+        // that changes the process-wide setting).
+        crate::dirs::allow_linked_roots(false);
+        assert!(matches!(
+            Folder::new(link.clone()).refresh(MoveNew::No),
+            Err(MaildirError::NoSuchFolder)
+        ));
+        assert!(matches!(
+            crate::Maildir::new(&link).ensure(),
+            Err(MaildirError::LinkedRoot(_))
+        ));
+        crate::dirs::allow_linked_roots(true);
         let view = Folder::new(link.clone()).refresh(MoveNew::No).unwrap();
         assert_eq!(view.messages.len(), 1);
         // A folder inside it that is a link is refused.

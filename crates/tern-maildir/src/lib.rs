@@ -33,6 +33,7 @@ pub mod owner;
 pub mod pop3list;
 pub mod quota;
 pub mod subscriptions;
+pub mod tmp;
 pub mod uiddb;
 pub mod uidl_format;
 pub mod uidvalidity;

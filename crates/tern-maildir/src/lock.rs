@@ -61,13 +61,17 @@ impl DotLock {
     /// As [`DotLock::acquire`].
     pub fn acquire_courier(dir: &Path) -> Result<DotLock> {
         let path = dir.join(COURIER_LOCK);
-        // A folder some other program made without tmp/ (Courier would
-        // fail here; tern makes the directory and goes on).
-        if let Some(tmp) = path.parent().filter(|t| !t.is_dir()) {
-            std::fs::create_dir_all(tmp)
-                .and_then(|()| crate::owner::inherit(tmp))
-                .map_err(|e| MaildirError::io("create", tmp, e))?;
-        }
+        // tmp/ is opened as every use of it is (never through a link), and
+        // made when some other program made the folder without it (Courier
+        // would fail here; tern goes on). The folder directory itself was
+        // checked by whoever holds it. A link swapped in after this check
+        // could take only the lock file elsewhere, never a message.
+        crate::tmp::TmpDir::open(dir, true).map_err(|e| {
+            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+                tracing::warn!(dir = %dir.display(), "refusing to lock a folder whose tmp/ is a symbolic link");
+            }
+            MaildirError::io("open", dir.join("tmp"), e)
+        })?;
         Self::acquire_styled(&path, Style::Courier)
     }
 

@@ -8,6 +8,7 @@ use crate::error::{MaildirError, Result};
 use crate::folder::{AppendSource, Folder, MoveNew, NewMessage};
 use crate::name::FolderName;
 use crate::name_form::{self, NameForm, NameSetting};
+use crate::tmp::TmpDir;
 use crate::unique::new_base;
 
 /// Courier-IMAP's subscription list: one full name a line.
@@ -97,6 +98,11 @@ impl Maildir {
     /// # Errors
     /// I/O errors.
     pub fn ensure(&self) -> Result<()> {
+        if !crate::dirs::linked_roots_allowed()
+            && std::fs::symlink_metadata(&self.root).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(MaildirError::LinkedRoot(self.root.clone()));
+        }
         make_maildir_dirs(&self.root)
     }
 
@@ -145,14 +151,24 @@ impl Maildir {
             ))
     }
 
-    /// The root's `tmp/`, where incoming literals are streamed.
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    /// A fresh file name in the root's `tmp/`.
-    pub fn new_tmp_path(&self) -> PathBuf {
-        self.tmp_dir().join(new_base())
+    /// The root's `tmp/`, where incoming literals are streamed, opened
+    /// without following links ([`crate::tmp`]).
+    ///
+    /// # Errors
+    /// [`MaildirError::LinkedRoot`] for a root that is a link the
+    /// configuration does not allow; [`MaildirError::NoSuchFolder`] for a
+    /// `tmp/` that is a link; I/O errors.
+    pub fn tmp_dir(&self) -> Result<Arc<TmpDir>> {
+        TmpDir::open(&self.root, crate::dirs::linked_roots_allowed()).map_err(|e| {
+            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+                if std::fs::symlink_metadata(&self.root).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return MaildirError::LinkedRoot(self.root.clone());
+                }
+                tracing::warn!(dir = %self.root.display(), "refusing a Maildir whose tmp/ is a symbolic link");
+                return MaildirError::NoSuchFolder;
+            }
+            MaildirError::io("open", self.root.join("tmp"), e)
+        })
     }
 
     /// True if the folder exists (INBOX always does once created). A folder
@@ -267,17 +283,19 @@ impl Maildir {
         }
         let dir = self.new_folder_dir(name)?;
         // Build it under tmp/ and rename into place, so that no other process
-        // sees a half-made folder.
-        let staging = self.tmp_dir().join(format!("{}.newfolder", new_base()));
-        make_maildir_dirs(&staging)?;
-        let marker = staging.join("maildirfolder");
-        std::fs::File::create(&marker)
-            .and_then(|_| crate::owner::inherit(&marker))
-            .map_err(|e| MaildirError::io("create", &marker, e))?;
-        match std::fs::rename(&staging, &dir) {
+        // sees a half-made folder. Both ends are reached through the
+        // directories as opened: a link swapped in leads nowhere.
+        let tmp = self.tmp_dir()?;
+        let staging = tmp
+            .make_folder(&format!("{}.newfolder", new_base()))
+            .map_err(|e| MaildirError::io("mkdir", tmp.path(), e))?;
+        let Some(leaf) = dir.file_name() else {
+            return Err(MaildirError::InvalidName("empty"));
+        };
+        match staging.rename_to(tmp.base(), leaf) {
             Ok(()) => Ok(()),
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
+                let _ = staging.remove_tree();
                 if e.kind() == std::io::ErrorKind::AlreadyExists
                     || e.raw_os_error() == Some(libc::ENOTEMPTY)
                 {
@@ -298,17 +316,23 @@ impl Maildir {
         if !self.folder_exists(Some(name)) {
             return Err(MaildirError::NoSuchFolder);
         }
-        // Atomically out of sight first, then removed at leisure.
-        let graveyard = self.tmp_dir().join(format!("{}.deleted", new_base()));
-        std::fs::rename(&dir, &graveyard).map_err(|e| MaildirError::io("rename", &dir, e))?;
+        // Atomically out of sight first, then removed at leisure; both
+        // through the directories as opened, never a link swapped in.
+        let tmp = self.tmp_dir()?;
+        let graveyard = tmp.file(&format!("{}.deleted", new_base()));
+        let Some(leaf) = dir.file_name() else {
+            return Err(MaildirError::NoSuchFolder);
+        };
+        rustix::fs::renameat(tmp.base(), leaf, tmp.fd(), graveyard.name())
+            .map_err(|e| MaildirError::io("rename", &dir, e.into()))?;
         // The quota usage drops by what the folder held, as Courier's
         // deletefolder does, rather than waiting for a recalculation.
         if name.counts_toward_quota() {
-            let (bytes, messages) = counted_messages(&graveyard);
+            let (bytes, messages) = counted_messages(&graveyard.path());
             crate::quota::add(&self.root, -bytes, -messages)?;
         }
-        if let Err(e) = std::fs::remove_dir_all(&graveyard) {
-            tracing::warn!(dir = %graveyard.display(), cause = %e, "could not remove deleted folder");
+        if let Err(e) = graveyard.remove_tree() {
+            tracing::warn!(dir = %graveyard.path().display(), cause = %e, "could not remove deleted folder");
         }
         Ok(())
     }

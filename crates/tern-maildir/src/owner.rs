@@ -45,6 +45,30 @@ pub fn inherit(path: &Path) -> std::io::Result<()> {
     std::os::unix::fs::lchown(path, Some(p.uid()), Some(p.gid()))
 }
 
+/// As [`inherit`], for `file` (just created) in the open directory `dir`:
+/// for what is made relative to a descriptor, never by path.
+///
+/// # Errors
+/// I/O errors of the stats or the chown.
+pub fn inherit_fd(
+    dir: std::os::fd::BorrowedFd<'_>,
+    file: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<()> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let (d, f) = (rustix::fs::fstat(dir)?, rustix::fs::fstat(file)?);
+    if (d.st_uid, d.st_gid) == (f.st_uid, f.st_gid) {
+        return Ok(());
+    }
+    rustix::fs::fchown(
+        file,
+        Some(rustix::fs::Uid::from_raw(d.st_uid)),
+        Some(rustix::fs::Gid::from_raw(d.st_gid)),
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

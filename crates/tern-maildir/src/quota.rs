@@ -306,23 +306,23 @@ pub fn recalculate(root: &Path, spec: QuotaSpec) -> Result<Usage> {
 
 fn write_file(root: &Path, spec: QuotaSpec, usage: Usage) -> Result<()> {
     let text = format!("{spec}\n{:>12} {:>12}\n", usage.bytes, usage.messages);
-    let tmp = root
-        .join("tmp")
-        .join(format!("{}_NeWmAiLdIrSiZe", crate::unique::new_base()));
     let dest = file_path(root);
+    let mut made = None;
     let res = (|| {
-        let mut f = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        crate::owner::inherit(&tmp)?;
+        let tmp = crate::tmp::TmpDir::open(root, crate::dirs::linked_roots_allowed())?;
+        let (mut f, file) = tmp.create_mode(
+            &format!("{}_NeWmAiLdIrSiZe", crate::unique::new_base()),
+            0o644,
+        )?;
+        made = Some(file.clone());
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, &dest)
+        file.rename_to(tmp.base(), MAILDIRSIZE)
     })();
     if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
+        if let Some(f) = made {
+            let _ = f.remove();
+        }
         return Err(MaildirError::io("write", dest, e));
     }
     Ok(())

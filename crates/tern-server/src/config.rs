@@ -970,6 +970,12 @@ pub struct MailConfig {
     /// tern runs as root (see `tern_server::creds`).
     #[serde(default)]
     pub account_uids: AccountUids,
+    /// Serve a Maildir root that is a symbolic link (`~/Maildir ->
+    /// /srv/mail/alice`). Off: a user who can write their home directory
+    /// could point it at another account's Maildir. Folders and `cur/`,
+    /// `new/`, `tmp/` are never followed as links, whatever this says.
+    #[serde(default)]
+    pub linked_maildir: bool,
 }
 
 /// `mail.account_uids`.
@@ -1032,6 +1038,7 @@ impl Default for MailConfig {
             allow_root: false,
             umask: default_umask(),
             account_uids: AccountUids::default(),
+            linked_maildir: false,
         }
     }
 }

@@ -341,6 +341,8 @@ fn deliver(
     // Private modes for what it creates, as Courier's deliverquota.
     privileges::private_umask();
     let (md, quota, who) = if let Some(dir) = maildir {
+        // A path the operator gives on the command line may be a link.
+        tern_maildir::dirs::allow_linked_roots(true);
         (tern_maildir::Maildir::new(dir), None, "maildir".to_owned())
     } else {
         let Some(name) = user else {
@@ -359,6 +361,7 @@ fn deliver(
                 return sysexits::TEMPFAIL;
             }
         };
+        tern_maildir::dirs::allow_linked_roots(cfg.mail.linked_maildir);
         // A database lookup is asynchronous (and its pool wants a
         // runtime from the start): one small runtime for it.
         let found = tokio::runtime::Builder::new_current_thread()
@@ -871,6 +874,10 @@ async fn wait_for_signal() {
 fn imapd(maildir: PathBuf) -> i32 {
     init_logging(Some("warn"));
     privileges::private_umask();
+    // Run as the user by a login program, on the Maildir it names (as
+    // Courier's imapd): the kernel keeps the user out of other accounts',
+    // and the path given may be a link.
+    tern_maildir::dirs::allow_linked_roots(true);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

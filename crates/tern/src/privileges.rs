@@ -79,6 +79,7 @@ fn raise_open_files() {
 /// A text for the operator.
 pub fn settle(mail: &MailConfig, must_read: &[&Path]) -> Result<(), String> {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(mail.umask()));
+    tern_maildir::dirs::allow_linked_roots(mail.linked_maildir);
     raise_open_files();
     if !rustix::process::geteuid().is_root() {
         return Ok(());

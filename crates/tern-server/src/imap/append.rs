@@ -6,8 +6,6 @@
 //! `{0}`. A literal above the size limit is refused before the client sends
 //! it (sync literal) or skipped (non-sync), with `NO [TOOBIG]`.
 
-use std::path::PathBuf;
-
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::flag::Flag as ImapFlag;
@@ -16,6 +14,7 @@ use tern_imap_proto::framer::LiteralInfo;
 use tern_imap_proto::response::Code;
 use tern_imap_proto::{framing, imap_codec};
 use tern_maildir::folder::{AppendSource, MoveNew, NewMessage};
+use tern_maildir::tmp::TmpFile;
 use tern_maildir::Flags;
 use tokio::io::AsyncWriteExt;
 
@@ -26,7 +25,9 @@ use super::store::convert_flags;
 /// file unless it was delivered.
 #[derive(Debug)]
 pub(crate) struct Streamed {
-    path: Option<PathBuf>,
+    /// The file in the root's `tmp/`, reached through the directory as
+    /// opened (never a link swapped in later).
+    path: Option<TmpFile>,
     /// Size as stored (LF line ends).
     size: u64,
     /// Size with CRLF line ends.
@@ -47,11 +48,9 @@ impl Drop for Streamed {
             // blocking pool when there is a runtime, never on its workers.
             let creds = crate::creds::current();
             match tokio::runtime::Handle::try_current() {
-                Ok(h) => drop(h.spawn_blocking(move || {
-                    crate::creds::run_as(creds, || std::fs::remove_file(p))
-                })),
+                Ok(h) => drop(h.spawn_blocking(move || crate::creds::run_as(creds, || p.remove()))),
                 Err(_) => {
-                    let _ = crate::creds::run_as(creds, || std::fs::remove_file(p));
+                    let _ = crate::creds::run_as(creds, || p.remove());
                 }
             }
         }
@@ -60,9 +59,9 @@ impl Drop for Streamed {
 
 /// Removes a file on the blocking pool with the session's account's
 /// credentials.
-async fn remove_file(p: impl Into<PathBuf>) -> std::io::Result<()> {
-    let p = p.into();
-    crate::creds::spawn_blocking(move || std::fs::remove_file(p))
+async fn remove_file(p: &TmpFile) -> std::io::Result<()> {
+    let p = p.clone();
+    crate::creds::spawn_blocking(move || p.remove())
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
 }
@@ -247,44 +246,41 @@ impl Streaming {
         let Some(old) = self.streamed.path.clone() else {
             return Ok(());
         };
-        let mut name = old.clone().into_os_string();
-        name.push(".sent");
-        let new = PathBuf::from(name);
-        let (from, to) = (old.clone(), new.clone());
-        let copied = crate::creds::spawn_blocking(move || -> std::io::Result<()> {
+        let from = old.clone();
+        // The new file is written from its start and stays open at its end
+        // for the rest of the literal.
+        let copied = crate::creds::spawn_blocking(move || {
             use std::io::{Read, Write};
-            let mut src = std::fs::File::open(&from)?;
-            let mut dst = std::fs::File::create(&to)?;
-            tern_maildir::owner::inherit(&to)?;
-            let (mut conv, mut piece) =
-                (tern_message::crlf::ToCrlf::default(), vec![0u8; 64 * 1024]);
-            let mut out = Vec::with_capacity(80 * 1024);
-            loop {
-                let n = match src.read(&mut piece) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                out.clear();
-                conv.push(&piece[..n], &mut out);
-                dst.write_all(&out)?;
+            let (mut dst, to) = from.dir().create(&format!("{}.sent", from.name()))?;
+            let res = (|| -> std::io::Result<()> {
+                let mut src = from.open_read()?;
+                let (mut conv, mut piece) =
+                    (tern_message::crlf::ToCrlf::default(), vec![0u8; 64 * 1024]);
+                let mut out = Vec::with_capacity(80 * 1024);
+                loop {
+                    let n = match src.read(&mut piece) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    out.clear();
+                    conv.push(&piece[..n], &mut out);
+                    dst.write_all(&out)?;
+                }
+                dst.write_all(&rest)
+            })();
+            match res {
+                Ok(()) => Ok((dst, to)),
+                Err(e) => {
+                    let _ = to.remove();
+                    Err(e)
+                }
             }
-            dst.write_all(&rest)?;
-            Ok(())
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-        if let Err(e) = copied {
-            let _ = remove_file(&new).await;
-            return Err(e);
-        }
-        let reopen = new.clone();
-        let file = crate::creds::spawn_blocking(move || {
-            std::fs::OpenOptions::new().append(true).open(&reopen)
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))?;
+        let (file, new) = copied?;
         self.file = tokio::fs::File::from_std(file);
         self.streamed.path = Some(new);
         let _ = remove_file(&old).await;
@@ -322,7 +318,7 @@ impl Streaming {
     /// Removes the file: the command was refused.
     pub async fn abandon(mut self) {
         if let Some(p) = self.streamed.path.take() {
-            let _ = remove_file(p).await;
+            let _ = remove_file(&p).await;
         }
     }
 }
@@ -358,25 +354,28 @@ impl Session {
         if !super::session::folder_exists(&user.maildir, target.folder()).await? {
             return Err(Reply::no(Some(Code::TryCreate), "Mailbox does not exist"));
         }
-        let path = user.maildir.new_tmp_path();
-        let p = path.clone();
         // Created (and, under root, given its directory's owner) on the
         // blocking pool with the account's credentials, as every storage
-        // call; then written through tokio's file.
+        // call, in tmp/ as opened without following links; then written
+        // through tokio's file.
+        let md = user.maildir.clone();
         let created = crate::creds::spawn_blocking(move || {
-            let f = std::fs::File::create(&p)?;
-            if let Err(e) = tern_maildir::owner::inherit(&p) {
-                let _ = std::fs::remove_file(&p);
-                return Err(e);
-            }
-            Ok(f)
+            let tmp = md.tmp_dir()?;
+            tmp.create_unique()
+                .map_err(|e| tern_maildir::MaildirError::io("create", tmp.path(), e))
         })
         .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-        let file = match created {
-            Ok(f) => tokio::fs::File::from_std(f),
+        .unwrap_or_else(|e| {
+            Err(tern_maildir::MaildirError::io(
+                "create",
+                "tmp",
+                std::io::Error::other(e.to_string()),
+            ))
+        });
+        let (file, path) = match created {
+            Ok((f, p)) => (tokio::fs::File::from_std(f), p),
             Err(e) => {
-                tracing::error!(path = %path.display(), cause = %e, "cannot create file in tmp/");
+                tracing::error!(cause = %e, "cannot create file in tmp/");
                 return Err(store_failed());
             }
         };

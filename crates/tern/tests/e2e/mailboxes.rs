@@ -326,6 +326,122 @@ fn planted_links_to_another_users_cur_reach_nothing() {
     assert!(c.cmd("NOOP").ok(), "alice's session goes on");
 }
 
+/// Everything of a directory tree, names and contents, to compare.
+fn tree(d: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![d.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let m = p.symlink_metadata().unwrap();
+            if m.is_dir() {
+                todo.push(p.clone());
+                out.push((p.display().to_string(), Vec::new()));
+            } else {
+                out.push((
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_tmp_that_is_a_link_leads_nowhere() {
+    // tmp/ is where APPEND, COPY, a new maildirsize and CREATE/DELETE
+    // write: alice makes hers a link to bob's Maildir, which must stay
+    // byte for byte as it was.
+    let s = server().start();
+    let mut bob = s.login("bob", "bobpw");
+    bob.append("INBOX", "()", &message("bob's", "B-SECRET body"));
+    assert!(bob.cmd("CREATE INBOX.Bobs").ok());
+    drop(bob);
+    let (amd, bmd) = (s.maildir("alice"), s.maildir("bob"));
+    let mut c = s.alice();
+    assert!(c.cmd("CREATE INBOX.Work").ok());
+    assert!(c.append("INBOX", "()", &message("hers", "A-OWN body")).ok());
+    let before = tree(&bmd);
+    // The Work folder's tmp/ first: a COPY into it is refused.
+    let work = amd.join(".Work");
+    std::fs::remove_dir(work.join("tmp")).unwrap();
+    std::os::unix::fs::symlink(bmd.join("tmp"), work.join("tmp")).unwrap();
+    assert!(c.cmd("SELECT INBOX").ok());
+    let r = c.cmd("COPY 1 INBOX.Work");
+    assert!(r.no(), "{r:?}");
+    // Then the root's: APPEND, CREATE and DELETE are refused.
+    std::fs::rename(amd.join("tmp"), amd.join("tmp.old")).unwrap();
+    std::os::unix::fs::symlink(&bmd, amd.join("tmp")).unwrap();
+    // Refused before the continuation request, and as a LITERAL+ APPEND
+    // after the literal.
+    let tag = "ap1";
+    let msg = message("more", "A-MORE body");
+    c.send(format!("{tag} APPEND INBOX () {{{}}}\r\n", msg.len()).as_bytes());
+    let r = c.read_line();
+    assert!(r.starts_with(&format!("{tag} NO")), "{r}");
+    let r = c.cmd(&format!(
+        "APPEND INBOX () {{{}+}}\r\n{}",
+        msg.len(),
+        String::from_utf8_lossy(&msg)
+    ));
+    assert!(r.no(), "{r:?}");
+    assert!(c.cmd("CREATE INBOX.New").no());
+    assert!(c.cmd("DELETE INBOX.Work").no());
+    assert_eq!(tree(&bmd), before, "bob's Maildir changed");
+    // The session goes on, and with tmp/ back all works again.
+    std::fs::remove_file(amd.join("tmp")).unwrap();
+    std::fs::rename(amd.join("tmp.old"), amd.join("tmp")).unwrap();
+    assert!(c
+        .append("INBOX", "()", &message("more", "A-MORE body"))
+        .ok());
+    assert!(c.cmd("CREATE INBOX.New").ok());
+    assert!(c.cmd("DELETE INBOX.New").ok());
+    let mut bob = s.login("bob", "bobpw");
+    assert!(bob.cmd("SELECT INBOX").ok());
+    let r = bob.cmd("FETCH 1:* BODY.PEEK[]");
+    assert!(
+        r.has("B-SECRET") && !r.has("A-OWN") && !r.has("A-MORE"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_linked_maildir_is_served_only_where_the_operator_allows() {
+    // alice's Maildir is a link to a directory elsewhere.
+    for allowed in [false, true] {
+        let mut b = server();
+        if allowed {
+            b = b.mail("linked_maildir = true");
+        }
+        let s = b.start();
+        let amd = s.maildir("alice");
+        let real = s.path().join("elsewhere");
+        std::fs::create_dir_all(amd.parent().unwrap()).unwrap();
+        if amd.exists() {
+            std::fs::rename(&amd, &real).unwrap();
+        } else {
+            std::fs::create_dir_all(&real).unwrap();
+        }
+        std::os::unix::fs::symlink(&real, &amd).unwrap();
+        let mut c = s.connect();
+        let r = c.cmd(&format!("LOGIN alice {ALICE_PW}"));
+        if allowed {
+            assert!(r.ok(), "{r:?}");
+            assert!(c
+                .append("INBOX", "()", &message("m", "through the link"))
+                .ok());
+            assert!(c.cmd("SELECT INBOX").ok());
+            let r = c.cmd("FETCH 1 BODY.PEEK[TEXT]");
+            assert!(r.has("through the link"), "{r:?}");
+        } else {
+            assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+        }
+    }
+}
+
 #[test]
 fn hostile_list_patterns_neither_crash_nor_stall() {
     // 30,000 wildcards overflowed the recursive matcher's stack and aborted
