@@ -9,6 +9,7 @@ pub mod config;
 mod conn;
 pub mod creds;
 pub mod folders;
+pub mod fuzzing;
 pub mod haproxy;
 pub mod imap;
 pub mod listener;

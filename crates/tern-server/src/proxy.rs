@@ -1047,10 +1047,92 @@ pub struct ControlPeers {
     pub secret: Option<String>,
 }
 
+/// What the control socket and listener answer to a line they cannot read.
+const CONTROL_USAGE: &str = "ERR LIST | KICK USER name | KICK HOST host | MOVE user host seconds\n";
+
+/// A command of the proxy control socket (`tern proxy ...`) and of the
+/// pool's control listener, parsed once from its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlCommand {
+    /// The sessions relayed here.
+    List,
+    /// End a user's relayed sessions.
+    KickUser(String),
+    /// End the sessions relayed to a backend.
+    KickHost(String),
+    /// Move a user to a host, holding its new logins meanwhile.
+    Move {
+        /// The account.
+        user: String,
+        /// Its new server.
+        host: String,
+        /// How long new logins wait (capped by [`MAX_MOVE_HOLD`] when run).
+        hold: Duration,
+    },
+}
+
+/// A control line: a command, and whether it is to run on every proxy of
+/// the pool (`POOL ` before it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlLine {
+    /// `POOL` was given.
+    pub pooled: bool,
+    /// The command.
+    pub command: ControlCommand,
+}
+
+impl ControlLine {
+    /// Reads one line (words separated by white space).
+    ///
+    /// # Errors
+    /// The answer to give, for a line that is no command.
+    pub fn parse(line: &str) -> Result<ControlLine, &'static str> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (pooled, words) = match words.split_first() {
+            Some((&"POOL", rest)) => (true, rest),
+            _ => (false, &words[..]),
+        };
+        let command = match words {
+            ["LIST"] => ControlCommand::List,
+            ["KICK", "USER", u] => ControlCommand::KickUser((*u).to_owned()),
+            ["KICK", "HOST", h] => ControlCommand::KickHost((*h).to_owned()),
+            ["MOVE", u, h, secs] => match secs.parse::<u64>() {
+                Ok(n) => ControlCommand::Move {
+                    user: (*u).to_owned(),
+                    host: (*h).to_owned(),
+                    hold: Duration::from_secs(n),
+                },
+                Err(_) => return Err("ERR MOVE user host seconds\n"),
+            },
+            _ => return Err(CONTROL_USAGE),
+        };
+        Ok(ControlLine { pooled, command })
+    }
+}
+
+impl ControlCommand {
+    /// The line that asks a peer proxy for this command.
+    pub fn to_line(&self) -> String {
+        match self {
+            ControlCommand::List => "LIST".to_owned(),
+            ControlCommand::KickUser(u) => format!("KICK USER {u}"),
+            ControlCommand::KickHost(h) => format!("KICK HOST {h}"),
+            ControlCommand::Move { user, host, hold } => {
+                format!("MOVE {user} {host} {}", hold.as_secs())
+            }
+        }
+    }
+}
+
+/// Runs one control command here: the answer text (for the fuzz target).
+pub fn run_control_here(command: &ControlCommand, relayed: &Relayed) -> String {
+    run_control(command, relayed)
+}
+
 /// Runs one control command here: the answer text.
-fn run_control(words: &[&str], relayed: &Relayed) -> String {
-    match words {
-        ["LIST"] => {
+fn run_control(command: &ControlCommand, relayed: &Relayed) -> String {
+    match command {
+        ControlCommand::List => {
             let mut out = String::new();
             for s in relayed.list() {
                 out.push_str(&format!(
@@ -1063,13 +1145,11 @@ fn run_control(words: &[&str], relayed: &Relayed) -> String {
             }
             out
         }
-        ["KICK", "USER", u] => format!("OK {}\n", relayed.kick(Some(u), None)),
-        ["KICK", "HOST", h] => format!("OK {}\n", relayed.kick(None, Some(h))),
-        ["MOVE", u, h, secs] => match secs.parse::<u64>() {
-            Ok(n) => format!("OK {}\n", relayed.move_user(u, h, Duration::from_secs(n))),
-            Err(_) => "ERR MOVE user host seconds\n".to_owned(),
-        },
-        _ => "ERR LIST | KICK USER name | KICK HOST host | MOVE user host seconds\n".to_owned(),
+        ControlCommand::KickUser(u) => format!("OK {}\n", relayed.kick(Some(u), None)),
+        ControlCommand::KickHost(h) => format!("OK {}\n", relayed.kick(None, Some(h))),
+        ControlCommand::Move { user, host, hold } => {
+            format!("OK {}\n", relayed.move_user(user, host, *hold))
+        }
     }
 }
 
@@ -1096,12 +1176,10 @@ async fn ask_peer(addr: &str, secret: &str, command: &str) -> Result<String, Str
 /// `POOL ...`: the command here and on every peer. LIST lines get the
 /// proxy's name first (`here` or the peer's address); KICK and MOVE answer
 /// `OK total`, after a line for each peer that could not be asked.
-async fn run_pooled(words: &[&str], relayed: &Relayed, peers: &ControlPeers) -> String {
-    let command = words.join(" ");
-    let here = run_control(words, relayed);
-    if here.starts_with("ERR") {
-        return here;
-    }
+async fn run_pooled(cmd: &ControlCommand, relayed: &Relayed, peers: &ControlPeers) -> String {
+    let command = cmd.to_line();
+    let here = run_control(cmd, relayed);
+    let listing = matches!(cmd, ControlCommand::List);
     let mut answers = vec![("here".to_owned(), Ok(here))];
     for p in &peers.peers {
         let a = match &peers.secret {
@@ -1114,7 +1192,7 @@ async fn run_pooled(words: &[&str], relayed: &Relayed, peers: &ControlPeers) -> 
     let mut total = 0u64;
     for (name, a) in answers {
         match a {
-            Ok(text) if words.first() == Some(&"LIST") => {
+            Ok(text) if listing => {
                 for l in text.lines() {
                     out.push_str(&format!("{name}\t{l}\n"));
                 }
@@ -1130,7 +1208,7 @@ async fn run_pooled(words: &[&str], relayed: &Relayed, peers: &ControlPeers) -> 
             Err(e) => out.push_str(&format!("ERR {name}: {e}\n")),
         }
     }
-    if words.first() != Some(&"LIST") {
+    if !listing {
         out.push_str(&format!("OK {total}\n"));
     }
     out
@@ -1168,10 +1246,13 @@ pub async fn control(
             {
                 return;
             }
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let answer = match words.split_first() {
-                Some((&"POOL", rest)) => run_pooled(rest, &relayed, &peers).await,
-                _ => run_control(&words, &relayed),
+            let answer = match ControlLine::parse(&line) {
+                Ok(ControlLine {
+                    pooled: true,
+                    command,
+                }) => run_pooled(&command, &relayed, &peers).await,
+                Ok(ControlLine { command, .. }) => run_control(&command, &relayed),
+                Err(usage) => usage.to_owned(),
             };
             let _ = w.write_all(answer.as_bytes()).await;
         });
@@ -1225,11 +1306,12 @@ pub async fn control_tcp(
             {
                 return;
             } else {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                if words.first() == Some(&"POOL") {
-                    "ERR POOL is not forwarded\n".to_owned()
-                } else {
-                    run_control(&words, &relayed)
+                match ControlLine::parse(&line) {
+                    Ok(ControlLine { pooled: true, .. }) => {
+                        "ERR POOL is not forwarded\n".to_owned()
+                    }
+                    Ok(ControlLine { command, .. }) => run_control(&command, &relayed),
+                    Err(usage) => usage.to_owned(),
                 }
             };
             let _ = w.write_all(answer.as_bytes()).await;
