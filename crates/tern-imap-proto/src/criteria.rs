@@ -34,6 +34,11 @@ pub enum Node {
     Or(Vec<NodeId>),
     /// The child does not match.
     Not(NodeId),
+    /// `$` or `UID $` (RFC 5182): the messages of the session's saved
+    /// search result, which the server writes in with
+    /// [`Criteria::resolve_saved`] before evaluating (unresolved, it
+    /// matches nothing).
+    Saved,
 }
 
 /// Parsed criteria: nodes in an arena, the root last written.
@@ -209,6 +214,15 @@ fn leaf(bytes: &[u8]) -> Result<SearchKey<'static>, Error> {
     }
 }
 
+/// Whether a key's text is `$` or `UID $`: the saved result (RFC 5182
+/// §2.1), a key of its own here, which the codec does not know.
+fn is_saved_key(text: &[u8]) -> bool {
+    if text == b"$" {
+        return true;
+    }
+    text.len() == 5 && text[..4].eq_ignore_ascii_case(b"UID ") && text[4] == b'$'
+}
+
 /// How many argument tokens follow the key at `toks[i]`; `None` for a word
 /// that is no key.
 fn arity(bytes: &[u8], toks: &[Token], i: usize) -> Option<usize> {
@@ -301,9 +315,13 @@ impl Criteria {
                     if keys > max_keys {
                         return Err(Error::TooManyKeys(max_keys));
                     }
-                    let key = leaf(&bytes[t.range.start..last.range.end])?;
+                    let text = &bytes[t.range.start..last.range.end];
                     i += n + 1;
-                    b.push(Node::Key(key), 1)
+                    if is_saved_key(text) {
+                        b.push(Node::Saved, 1)
+                    } else {
+                        b.push(Node::Key(leaf(text)?), 1)
+                    }
                 }
             };
             // Hand the finished node to what waits for it, finishing
@@ -354,6 +372,35 @@ impl Criteria {
             nodes: vec![Node::Key(key)],
             root: 0,
             depth: 1,
+        }
+    }
+
+    /// Whether `$` is among the keys.
+    pub fn uses_saved(&self) -> bool {
+        self.nodes.iter().any(|n| matches!(n, Node::Saved))
+    }
+
+    /// Writes the session's saved result in place of every `$`: `set`, the
+    /// key that matches its messages (`UID 4:7,9`), or, for an empty saved
+    /// result, a key matching nothing (RFC 5182 §2.1).
+    pub fn resolve_saved(&mut self, set: Option<SearchKey<'static>>) {
+        let saved: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|&i| matches!(self.nodes[i], Node::Saved))
+            .collect();
+        if saved.is_empty() {
+            return;
+        }
+        let replacement = match set {
+            Some(key) => Node::Key(key),
+            None => {
+                self.nodes.push(Node::Key(SearchKey::All));
+                // One level more below each `$`.
+                self.depth += 1;
+                Node::Not(self.nodes.len() - 1)
+            }
+        };
+        for i in saved {
+            self.nodes[i] = replacement.clone();
         }
     }
 
@@ -426,6 +473,8 @@ impl Criteria {
             let mut value = loop {
                 match &self.nodes[node] {
                     Node::Key(k) => break leaf(k),
+                    // Not resolved: no message is in it.
+                    Node::Saved => break identity(false),
                     Node::And(ch) | Node::Or(ch) => match ch.first() {
                         Some(&c) => {
                             frames.push((node, 1, None));
@@ -466,7 +515,7 @@ impl Criteria {
                             break;
                         }
                     }
-                    Node::Key(_) => {
+                    Node::Key(_) | Node::Saved => {
                         frames.pop();
                     }
                 }
@@ -597,6 +646,36 @@ mod tests {
         assert!(keys[5].contains("ModSequence"));
         let c = Criteria::parse(b"MODSEQ \"/flags/\\\\draft\" all 620162338", 100).unwrap();
         assert_eq!(c.leaves().count(), 1);
+    }
+
+    #[test]
+    fn the_saved_result_is_a_key_of_its_own() {
+        let mut c = Criteria::parse(b"OR $ SEEN NOT (UID $ FLAGGED)", 10).unwrap();
+        assert!(c.uses_saved());
+        // Unresolved, `$` matches nothing.
+        assert!(!matches(&c, false, false, 7));
+        assert!(matches(&c, true, false, 7));
+        let set = imap_codec::imap_types::sequence::SequenceSet::try_from("7").unwrap();
+        let mut empty = c.clone();
+        c.resolve_saved(Some(SearchKey::Uid(set)));
+        assert!(!c.uses_saved());
+        assert_eq!(
+            c.leaves()
+                .filter(|k| matches!(k, SearchKey::Uid(_)))
+                .count(),
+            2
+        );
+        // An empty saved result: a key that matches nothing.
+        empty.resolve_saved(None);
+        assert!(!empty.uses_saved());
+        assert!(!matches(&empty, false, false, 7));
+        assert!(
+            matches(&empty, true, true, 7),
+            "NOT (nothing AND FLAGGED) holds"
+        );
+        // `$` quoted or as another key's argument is text.
+        let q = Criteria::parse(b"SUBJECT $ BODY \"$\"", 10).unwrap();
+        assert!(!q.uses_saved());
     }
 
     #[test]

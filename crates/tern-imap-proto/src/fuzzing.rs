@@ -60,7 +60,13 @@ pub fn command(data: &[u8]) {
     let _ = crate::command::parse(data);
     let _ = crate::esearch::split_return(data);
     let _ = crate::binary_sections::rewrite(data);
-    let _ = crate::lexer::saved_result_uses(data);
+    let _ = crate::lexer::saved_set_argument(data);
+    if let Ok(mut p) = crate::parsed::parse(data, 500) {
+        if let Some(c) = p.criteria.as_mut() {
+            c.resolve_saved(None);
+            assert!(!c.uses_saved(), "a `$` left after resolving");
+        }
+    }
     let (pattern, name) = data.split_at(data.len() / 2);
     let _ = crate::command::list_match(pattern, name, b'.');
     criteria(data);

@@ -1,7 +1,7 @@
 //! The tokens of a whole command (lines and literals as the framer hands
 //! them out), for the grammar tern adds around imap-codec: where `$`
-//! (RFC 5182) stands as a sequence set, and which bytes are quoted strings
-//! or literal data that no rewriting may touch.
+//! (RFC 5182) stands as a sequence set, where search criteria begin, and
+//! which bytes are quoted strings or literal data.
 //!
 //! One pass, no recursion; parentheses are tokens, not nesting.
 
@@ -97,100 +97,29 @@ fn literal_end(bytes: &[u8], at: usize) -> Option<usize> {
     usize::try_from(info.len).ok()?.checked_add(lf + 1)
 }
 
-/// How a `$` stands in a command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SavedUse {
-    /// As the sequence set of FETCH, STORE, COPY, MOVE or UID EXPUNGE, or as
-    /// a search key of its own: the bytes of the `$`.
-    Set(Range<usize>),
-    /// As the argument of the search key `UID`: the bytes of `UID $`.
-    UidKey(Range<usize>),
-}
-
-impl SavedUse {
-    /// The bytes it stands for.
-    pub fn range(&self) -> Range<usize> {
-        match self {
-            SavedUse::Set(r) | SavedUse::UidKey(r) => r.clone(),
-        }
-    }
-}
-
-/// Every `$` of `bytes` that the grammar reads as a saved result: the
-/// sequence set of FETCH, STORE, COPY, MOVE and UID EXPUNGE, and a search
-/// key (or the set of the key `UID`) of SEARCH, SORT and THREAD. A `$`
-/// anywhere else (a mailbox named `$`, `SUBJECT $`, quoted, in a literal) is
-/// not one.
-pub fn saved_result_uses(bytes: &[u8]) -> Vec<SavedUse> {
+/// Where the sequence-set argument of FETCH, STORE, COPY, MOVE or UID
+/// EXPUNGE is `$` (RFC 5182): the bytes of the `$`. A `$` anywhere else (a
+/// mailbox named `$`, quoted, in a literal) is not one; in search criteria
+/// `$` is a key ([`crate::criteria`]).
+pub fn saved_set_argument(bytes: &[u8]) -> Option<Range<usize>> {
     let toks = tokens(bytes);
     let word = |t: &Token| -> Option<String> {
         (t.kind == TokenKind::Atom)
             .then(|| String::from_utf8_lossy(&bytes[t.range.clone()]).to_ascii_uppercase())
     };
-    let is_dollar = |t: &Token| t.kind == TokenKind::Atom && &bytes[t.range.clone()] == b"$";
-    let mut uses = Vec::new();
     // Tag, then the command name, after UID when it is one.
     let mut i = 1;
-    let mut name = toks.get(i).and_then(word).unwrap_or_default();
+    let mut name = toks.get(i).and_then(word)?;
     if name == "UID" {
         i += 1;
-        name = toks.get(i).and_then(word).unwrap_or_default();
+        name = toks.get(i).and_then(word)?;
     }
-    i += 1;
-    match name.as_str() {
-        "FETCH" | "STORE" | "COPY" | "MOVE" | "EXPUNGE" => {
-            if let Some(t) = toks.get(i).filter(|t| is_dollar(t)) {
-                uses.push(SavedUse::Set(t.range.clone()));
-            }
-            return uses;
-        }
-        "SEARCH" => {}
-        "SORT" => {
-            // The sort criteria in parentheses, then the charset.
-            if toks.get(i).map(|t| t.kind) == Some(TokenKind::Open) {
-                while toks.get(i).is_some_and(|t| t.kind != TokenKind::Close) {
-                    i += 1;
-                }
-                i += 1;
-            }
-            i += 1;
-        }
-        // The algorithm, then the charset.
-        "THREAD" => i += 2,
-        _ => return uses,
+    if !["FETCH", "STORE", "COPY", "MOVE", "EXPUNGE"].contains(&name.as_str()) {
+        return None;
     }
-    while let Some(t) = toks.get(i) {
-        i += 1;
-        if is_dollar(t) {
-            uses.push(SavedUse::Set(t.range.clone()));
-            continue;
-        }
-        let Some(key) = word(t) else {
-            continue;
-        };
-        match key.as_str() {
-            "UID" => {
-                if let Some(arg) = toks.get(i) {
-                    if is_dollar(arg) {
-                        uses.push(SavedUse::UidKey(t.range.start..arg.range.end));
-                    }
-                    i += 1;
-                }
-            }
-            "HEADER" => i += 2,
-            // MODSEQ "/flags/\\draft" all 620162338 or MODSEQ 620162338.
-            "MODSEQ" => {
-                i += if toks.get(i).map(|t| t.kind) == Some(TokenKind::Quoted) {
-                    3
-                } else {
-                    1
-                }
-            }
-            k if crate::criteria::ONE_ARG.contains(&k) || k == "CHARSET" => i += 1,
-            _ => {}
-        }
-    }
-    uses
+    toks.get(i + 1)
+        .filter(|t| t.kind == TokenKind::Atom && &bytes[t.range.clone()] == b"$")
+        .map(|t| t.range.clone())
 }
 
 /// Whether `at` is inside a quoted string or a literal of `toks` (where no
@@ -206,38 +135,26 @@ pub fn is_protected(toks: &[Token], at: usize) -> bool {
 mod tests {
     use super::*;
 
-    fn sets(cmd: &[u8]) -> Vec<String> {
-        saved_result_uses(cmd)
-            .into_iter()
-            .map(|u| match u {
-                SavedUse::Set(r) => String::from_utf8_lossy(&cmd[r]).into_owned(),
-                SavedUse::UidKey(r) => format!("key:{}", String::from_utf8_lossy(&cmd[r])),
-            })
-            .collect()
+    fn set(cmd: &[u8]) -> Option<String> {
+        saved_set_argument(cmd).map(|r| String::from_utf8_lossy(&cmd[r]).into_owned())
     }
 
     #[test]
     fn dollar_where_the_grammar_has_a_set() {
-        assert_eq!(sets(b"a FETCH $ (FLAGS)\r\n"), ["$"]);
-        assert_eq!(sets(b"a UID COPY $ Trash\r\n"), ["$"]);
-        assert_eq!(sets(b"a UID EXPUNGE $\r\n"), ["$"]);
-        assert_eq!(sets(b"a STORE $ +FLAGS (x)\r\n"), ["$"]);
-        assert_eq!(
-            sets(b"a SEARCH $ SUBJECT $ OR (UID $) NOT $\r\n"),
-            ["$", "key:UID $", "$"]
-        );
-        assert_eq!(sets(b"a UID SORT (DATE SUBJECT) UTF-8 $\r\n"), ["$"]);
-        assert_eq!(sets(b"a THREAD REFERENCES UTF-8 HEADER $ $ $\r\n"), ["$"]);
+        assert_eq!(set(b"a FETCH $ (FLAGS)\r\n").as_deref(), Some("$"));
+        assert_eq!(set(b"a UID COPY $ Trash\r\n").as_deref(), Some("$"));
+        assert_eq!(set(b"a UID EXPUNGE $\r\n").as_deref(), Some("$"));
+        assert_eq!(set(b"a STORE $ +FLAGS (x)\r\n").as_deref(), Some("$"));
     }
 
     #[test]
     fn dollar_elsewhere_is_not_a_set() {
-        assert!(sets(b"a CREATE $\r\n").is_empty());
-        assert!(sets(b"a COPY 1 $\r\n").is_empty());
-        assert!(sets(b"a SELECT $\r\n").is_empty());
-        assert!(sets(b"a SEARCH SUBJECT \"$\" BODY {1}\r\n$ TEXT $\r\n").is_empty());
-        assert!(sets(b"a SEARCH CHARSET $ ALL\r\n").is_empty());
-        assert!(sets(b"a FETCH 1 (BODY[HEADER.FIELDS ($)])\r\n").is_empty());
+        assert!(set(b"a CREATE $\r\n").is_none());
+        assert!(set(b"a COPY 1 $\r\n").is_none());
+        assert!(set(b"a SELECT $\r\n").is_none());
+        assert!(set(b"a FETCH \"$\" FLAGS\r\n").is_none());
+        assert!(set(b"a SEARCH $\r\n").is_none());
+        assert!(set(b"a FETCH 1 (BODY[HEADER.FIELDS ($)])\r\n").is_none());
     }
 
     #[test]

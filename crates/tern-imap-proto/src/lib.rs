@@ -1,6 +1,8 @@
 //! The IMAP protocol layer of tern, free of I/O.
 //!
-//! Commands are parsed by imap-codec ([`command`]); this crate adds what the
+//! Commands are parsed once ([`parsed`]): by imap-codec ([`command`]), with
+//! the grammar it lacks typed beside it (ESEARCH, SEARCHRES `$`, criteria
+//! at any depth, BINARY text sections). This crate also holds what the
 //! codec leaves to the server: framing of command lines and literals
 //! ([`framing`]), sequence-set
 //! resolution against a mailbox ([`seqset`]) and the formatting of response
@@ -15,6 +17,7 @@ pub mod framer;
 pub mod framing;
 pub mod fuzzing;
 pub mod lexer;
+pub mod parsed;
 pub mod response;
 pub mod seqset;
 pub mod wire;

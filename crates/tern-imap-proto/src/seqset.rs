@@ -106,6 +106,16 @@ pub fn format_compact(nums: &[u32]) -> String {
     out
 }
 
+/// The numbers `nums` as a sequence set (compact: runs become ranges);
+/// `None` when there are none (an empty set has no form in IMAP) or one is
+/// zero.
+pub fn to_sequence_set(nums: &[u32]) -> Option<SequenceSet> {
+    if nums.is_empty() || nums.contains(&0) {
+        return None;
+    }
+    SequenceSet::try_from(format_compact(nums).as_str()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +148,8 @@ mod tests {
     fn compact() {
         assert_eq!(format_compact(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(format_compact(&[5]), "5");
+        assert_eq!(to_sequence_set(&[4, 5, 6, 9]), Some(set("4:6,9")));
+        assert_eq!(to_sequence_set(&[]), None);
+        assert_eq!(to_sequence_set(&[0, 1]), None);
     }
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
-use tern_imap_proto::esearch;
 use tern_imap_proto::framer::{Continuation, Event, Framer, TooLong};
+use tern_imap_proto::framing;
+use tern_imap_proto::parsed::{self, Parsed, Refusal};
 use tern_imap_proto::response::Code;
 use tern_imap_proto::seqset;
 use tern_imap_proto::{command as cmdparse, imap_codec};
-use tern_imap_proto::{framing, lexer};
 use tern_maildir::keywords::KeywordSet;
 use tern_maildir::{Flags, MaildirError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -850,126 +850,88 @@ impl Session {
         bytes: &[u8],
         streamed: Option<super::append::Streamed>,
     ) -> Result<(), End> {
-        // Extended SEARCH and saved results are rewritten into what the
-        // grammar crate parses (see tern_imap_proto::esearch).
-        let rewritten;
-        let mut bytes = bytes;
+        // One parse into the typed command and the parts imap-codec lacks
+        // (tern_imap_proto::parsed).
         self.esearch = None;
-        match esearch::split_return(bytes) {
-            Ok(Some((cmd, opts))) => {
-                rewritten = cmd;
-                bytes = &rewritten;
-                let tag = framing::tag_of(bytes).unwrap_or_default().to_owned();
-                self.esearch = Some((tag, opts));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
-                self.tagged(&tag, &Reply::bad(e.to_string()));
-                return Ok(());
-            }
-        }
-        // `$` (RFC 5182) where the grammar reads a sequence set, found by the
-        // lexer (never in a quoted string, a literal, a mailbox name or a
-        // search string), written as the saved set for the parser.
-        let replaced;
-        if let State::Selected { mailbox, .. } = &self.state {
-            let uses = lexer::saved_result_uses(bytes);
-            if !uses.is_empty() {
-                let name = framing::command_name(bytes).unwrap_or_default();
-                let searching = ["SEARCH", "SORT", "THREAD"]
-                    .iter()
-                    .any(|n| name.ends_with(n));
-                let seqs: Vec<u32> = mailbox
-                    .saved
-                    .iter()
-                    .filter_map(|u| mailbox.seq_of(*u).map(|i| i as u32 + 1))
-                    .collect();
-                // An empty saved result matches no message (RFC 5182 §2.1):
-                // in a search it is a key that matches nothing; other
-                // commands have nothing to do.
-                if seqs.is_empty() && !searching {
-                    let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
-                    if let Some(s) = streamed {
-                        s.discard();
-                    }
-                    self.tagged(&tag, &Reply::ok("Nothing to do: the saved result is empty"));
-                    return Ok(());
-                }
-                // FETCH, STORE, COPY, MOVE: UIDs after UID; a search key is
-                // message numbers even in UID SEARCH, the key UID takes UIDs.
-                let uids: Vec<u32> = mailbox
-                    .saved
-                    .iter()
-                    .copied()
-                    .filter(|u| mailbox.seq_of(*u).is_some())
-                    .collect();
-                let set_text = if name.starts_with("UID ") && !searching {
-                    seqset::format_compact(&uids)
-                } else {
-                    seqset::format_compact(&seqs)
-                };
-                let mut out = bytes.to_vec();
-                for u in uses.iter().rev() {
-                    let (range, text) = match u {
-                        _ if seqs.is_empty() => (u.range(), "(NOT ALL)".to_owned()),
-                        lexer::SavedUse::Set(r) => (r.clone(), set_text.clone()),
-                        lexer::SavedUse::UidKey(r) => {
-                            (r.clone(), format!("UID {}", seqset::format_compact(&uids)))
-                        }
-                    };
-                    out.splice(range, text.into_bytes());
-                }
-                replaced = out;
-                bytes = &replaced;
-            }
-        }
-        // Search criteria are read here, at any depth; the grammar crate
-        // parses the rest of the command with `ALL` in their place.
         self.criteria = None;
-        let split;
-        match tern_imap_proto::criteria::split_command(bytes, self.svc.limits.max_search_keys) {
-            Ok(Some((head, criteria))) => {
-                split = head;
-                bytes = &split;
-                self.criteria = Some(criteria);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                if let Some(s) = streamed {
-                    s.discard();
-                }
-                match e {
-                    tern_imap_proto::criteria::Error::Syntax => self.answer_unparsable(bytes),
-                    e @ tern_imap_proto::criteria::Error::TooManyKeys(_) => {
-                        let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
-                        self.tagged(&tag, &Reply::bad_code(Code::Limit, e.to_string()));
-                    }
-                }
-                return Ok(());
-            }
-        }
         self.binary_aliases.clear();
-        let parsed = cmdparse::parse(bytes).or_else(|e| -> Result<_, cmdparse::ParseError> {
-            // BINARY[1.MIME] and the like, which only Dovecot's leniency
-            // allows, are parsed as BODY sections and answered as BINARY.
-            let (cmd, aliases) = tern_imap_proto::binary_sections::rewrite(bytes).ok_or(e)?;
-            let parsed = cmdparse::parse(&cmd)?;
-            self.binary_aliases = aliases;
-            Ok(parsed)
-        });
-        let cmd = match parsed {
-            Ok(c) => c,
-            Err(_) => {
+        let parsed = match parsed::parse(bytes, self.svc.limits.max_search_keys) {
+            Ok(p) => p,
+            Err(refusal) => {
                 if let Some(s) = streamed {
                     s.discard();
                 }
-                self.answer_unparsable(bytes);
+                let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
+                match refusal {
+                    Refusal::Return(e) => self.tagged(&tag, &Reply::bad(e.to_string())),
+                    Refusal::Criteria(e @ tern_imap_proto::criteria::Error::TooManyKeys(_)) => {
+                        self.tagged(&tag, &Reply::bad_code(Code::Limit, e.to_string()))
+                    }
+                    Refusal::Criteria(_) | Refusal::Syntax(_) => self.answer_unparsable(bytes),
+                }
                 return Ok(());
             }
         };
-        let Command { tag, body } = cmd;
+        let Parsed {
+            command: Command { tag, mut body },
+            esearch,
+            mut criteria,
+            saved_set,
+            binary_aliases,
+        } = parsed;
         let tag = tag.as_ref().to_owned();
+        // `$` (RFC 5182): the saved result, written into the typed command.
+        if let State::Selected { mailbox, .. } = &self.state {
+            let uids: Vec<u32> = mailbox
+                .saved
+                .iter()
+                .copied()
+                .filter(|u| mailbox.seq_of(*u).is_some())
+                .collect();
+            if let Some(c) = criteria.as_mut().filter(|c| c.uses_saved()) {
+                // A search key matches messages, whichever numbers name
+                // them: the key UID with the saved UIDs; an empty saved
+                // result matches nothing.
+                c.resolve_saved(
+                    seqset::to_sequence_set(&uids)
+                        .map(imap_codec::imap_types::search::SearchKey::Uid),
+                );
+            }
+            if saved_set {
+                // FETCH, STORE, COPY, MOVE: UIDs after UID, else message
+                // numbers. An empty saved result leaves nothing to do.
+                let uid = matches!(
+                    body,
+                    CommandBody::Fetch { uid: true, .. }
+                        | CommandBody::Store { uid: true, .. }
+                        | CommandBody::Copy { uid: true, .. }
+                        | CommandBody::Move { uid: true, .. }
+                        | CommandBody::ExpungeUid { .. }
+                );
+                let numbers: Vec<u32> = if uid {
+                    uids
+                } else {
+                    uids.iter()
+                        .filter_map(|u| mailbox.seq_of(*u).map(|i| i as u32 + 1))
+                        .collect()
+                };
+                match seqset::to_sequence_set(&numbers) {
+                    Some(set) => {
+                        parsed::set_sequence_set(&mut body, set);
+                    }
+                    None => {
+                        if let Some(s) = streamed {
+                            s.discard();
+                        }
+                        self.tagged(&tag, &Reply::ok("Nothing to do: the saved result is empty"));
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.esearch = esearch.map(|o| (tag.clone(), o));
+        self.criteria = criteria;
+        self.binary_aliases = binary_aliases;
         if let Some(reply) = self.dispatch(body, streamed).await? {
             self.tagged(&tag, &reply);
         }
