@@ -12,10 +12,13 @@
 //! imap-codec parse each command, runs it, and writes the responses it built.
 //! Handlers never write to the socket themselves; they append to the
 //! session's output buffer, which the driver flushes (also part-way through
-//! a long FETCH, so memory stays bounded).
+//! a long FETCH, so memory stays bounded). Each command's handler is a
+//! file of its own in `cmd/`; the session's states, framing, parse and
+//! dispatch are in `session`.
 
 mod append;
 mod auth;
+mod cmd;
 mod fetch;
 mod mailboxes;
 pub mod namespace;

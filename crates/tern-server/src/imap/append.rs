@@ -7,19 +7,14 @@
 //! it (sync literal) or skipped (non-sync), with `NO [TOOBIG]`.
 
 use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::datetime::DateTime;
-use imap_codec::imap_types::flag::Flag as ImapFlag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use tern_imap_proto::framer::LiteralInfo;
 use tern_imap_proto::response::Code;
 use tern_imap_proto::{framing, imap_codec};
-use tern_maildir::folder::{AppendSource, MoveNew, NewMessage};
 use tern_maildir::tmp::TmpFile;
-use tern_maildir::Flags;
 use tokio::io::AsyncWriteExt;
 
-use super::session::{blocking, LiteralUse, Reply, Session};
-use super::store::convert_flags;
+use super::session::{LiteralUse, Reply};
 
 /// A message literal streamed to a file in `tmp/`. Dropping it removes the
 /// file unless it was delivered.
@@ -27,11 +22,11 @@ use super::store::convert_flags;
 pub(crate) struct Streamed {
     /// The file in the root's `tmp/`, reached through the directory as
     /// opened (never a link swapped in later).
-    path: Option<TmpFile>,
+    pub(super) path: Option<TmpFile>,
     /// Size as stored (LF line ends).
-    size: u64,
+    pub(super) size: u64,
     /// Size with CRLF line ends.
-    crlf_size: u64,
+    pub(super) crlf_size: u64,
 }
 
 impl Streamed {
@@ -59,7 +54,7 @@ impl Drop for Streamed {
 
 /// Removes a file on the blocking pool with the session's account's
 /// credentials.
-async fn remove_file(p: &TmpFile) -> std::io::Result<()> {
+pub(super) async fn remove_file(p: &TmpFile) -> std::io::Result<()> {
     let p = p.clone();
     crate::creds::spawn_blocking(move || p.remove())
         .await
@@ -68,7 +63,7 @@ async fn remove_file(p: &TmpFile) -> std::io::Result<()> {
 
 /// The answer when the message cannot be written to `tmp/` (disk full,
 /// permissions): the cause goes to the log, not to the client.
-fn store_failed() -> Reply {
+pub(super) fn store_failed() -> Reply {
     Reply::no(
         Some(Code::ServerBug),
         "Cannot store the message, see the server log",
@@ -77,7 +72,7 @@ fn store_failed() -> Reply {
 
 /// CRLF → LF conversion across chunk boundaries, counting both sizes.
 #[derive(Debug, Default)]
-struct ToLf {
+pub(super) struct ToLf {
     /// Whether the first line end was CRLF (unknown before it).
     crlf_style: Option<bool>,
     pending_cr: bool,
@@ -180,20 +175,20 @@ fn append_probe(prefix: &[u8]) -> Option<Mailbox<'static>> {
 /// An APPEND message being streamed to `tmp/` as the framer hands it out.
 #[derive(Debug)]
 pub(crate) struct Streaming {
-    file: tokio::fs::File,
-    streamed: Streamed,
-    conv: ToLf,
+    pub(super) file: tokio::fs::File,
+    pub(super) streamed: Streamed,
+    pub(super) conv: ToLf,
     /// Converted bytes not yet written. Invariant: at most one framer
     /// chunk (one socket read) long.
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     /// The first write error; the literal is still read to its end.
-    failed: Option<std::io::Error>,
+    pub(super) failed: Option<std::io::Error>,
     /// Set once the message cannot be stored with LF line ends: it is
     /// then kept byte for byte as sent; the bytes so far.
-    as_sent: Option<u64>,
+    pub(super) as_sent: Option<u64>,
     /// The bytes from the first that LF storage would lose, to write after
     /// the file is turned back into its CRLF form.
-    switch: Option<Vec<u8>>,
+    pub(super) switch: Option<Vec<u8>>,
 }
 
 impl Streaming {
@@ -319,174 +314,6 @@ impl Streaming {
     pub async fn abandon(mut self) {
         if let Some(p) = self.streamed.path.take() {
             let _ = remove_file(&p).await;
-        }
-    }
-}
-
-impl Session {
-    /// Checks an APPEND before its message is read (as Dovecot does: size,
-    /// target folder) and opens its file in `tmp/`.
-    ///
-    /// # Errors
-    /// The answer refusing the command.
-    pub(crate) async fn start_append(
-        &mut self,
-        mailbox: Option<Mailbox<'static>>,
-        info: LiteralInfo,
-    ) -> Result<Streaming, Reply> {
-        let max = self.svc.limits.max_message_size;
-        if info.len > max {
-            return Err(Reply::no(
-                Some(Code::TooBig),
-                format!("Message is larger than the limit of {max} octets"),
-            ));
-        }
-        let Some(user) = self.user().cloned() else {
-            return Err(Reply::bad("Not logged in"));
-        };
-        let Some(mailbox) = mailbox else {
-            return Err(Reply::bad_code(
-                Code::ClientBug,
-                "Error in IMAP command APPEND: invalid arguments",
-            ));
-        };
-        let target = self.svc.namespace.resolve_mailbox(&mailbox)?;
-        if !super::session::folder_exists(&user.maildir, target.folder()).await? {
-            return Err(Reply::no(Some(Code::TryCreate), "Mailbox does not exist"));
-        }
-        // Created (and, under root, given its directory's owner) on the
-        // blocking pool with the account's credentials, as every storage
-        // call, in tmp/ as opened without following links; then written
-        // through tokio's file.
-        let md = user.maildir.clone();
-        let created = crate::creds::spawn_blocking(move || {
-            let tmp = md.tmp_dir()?;
-            tmp.create_unique()
-                .map_err(|e| tern_maildir::MaildirError::io("create", tmp.path(), e))
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(tern_maildir::MaildirError::io(
-                "create",
-                "tmp",
-                std::io::Error::other(e.to_string()),
-            ))
-        });
-        let (file, path) = match created {
-            Ok((f, p)) => (tokio::fs::File::from_std(f), p),
-            Err(e) => {
-                tracing::error!(cause = %e, "cannot create file in tmp/");
-                return Err(store_failed());
-            }
-        };
-        Ok(Streaming {
-            file,
-            streamed: Streamed {
-                path: Some(path),
-                size: 0,
-                crlf_size: 0,
-            },
-            conv: ToLf::default(),
-            buf: Vec::with_capacity(16 * 1024),
-            failed: None,
-            as_sent: None,
-            switch: None,
-        })
-    }
-
-    pub(crate) async fn append(
-        &mut self,
-        mailbox: Mailbox<'static>,
-        flags: Vec<ImapFlag<'static>>,
-        date: Option<DateTime>,
-        mut streamed: Streamed,
-    ) -> Reply {
-        let target = match self.svc.namespace.resolve_mailbox(&mailbox) {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
-        let Some(user) = self.user().cloned() else {
-            return Reply::bad("Not logged in");
-        };
-        if streamed.size == 0 {
-            return Reply::no(Some(Code::Cannot), "Cannot save an empty message");
-        }
-        let set = match convert_flags(&flags) {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-        let mut f = Flags::empty();
-        for fl in &set.system {
-            f.set(*fl, true);
-        }
-        let internal_date = date.map(|d| {
-            let ts = d.as_ref().timestamp();
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts.max(0) as u64)
-        });
-        let Some(path) = streamed.path.take() else {
-            return Reply::no(Some(Code::ServerBug), "Message lost");
-        };
-        let dest = self
-            .svc
-            .folders
-            .get(&user.maildir.folder_dir(target.folder()));
-        let msg = NewMessage {
-            source: AppendSource::TmpFile(path.clone()),
-            size: streamed.size,
-            crlf_size: streamed.crlf_size,
-            flags: f,
-            keywords: set.keywords.into_iter().collect::<Vec<_>>().into(),
-            internal_date,
-        };
-        let d = dest.clone();
-        let folder = target.folder().cloned();
-        let max_keywords = self.svc.limits.max_keywords;
-        let res = blocking(move || {
-            // The same cap on keywords per mailbox as STORE's.
-            if !msg.keywords.is_empty() {
-                let view = d.folder.refresh(MoveNew::No)?;
-                let mut all: std::collections::BTreeSet<String> = view
-                    .messages
-                    .iter()
-                    .flat_map(|m| m.keywords.iter().map(|k| k.to_ascii_lowercase()))
-                    .collect();
-                all.extend(msg.keywords.iter().map(|k| k.to_ascii_lowercase()));
-                if all.len() > max_keywords {
-                    return Err(tern_maildir::MaildirError::TooManyKeywords(max_keywords));
-                }
-            }
-            // Checked before the message was read (`start_append`); again
-            // here, in the same trip to the blocking pool, for a folder
-            // deleted while it arrived.
-            if !user.maildir.folder_exists(folder.as_ref()) {
-                return Err(tern_maildir::MaildirError::NoSuchFolder);
-            }
-            tern_maildir::quota::ensure_room(
-                user.maildir.root(),
-                user.quota,
-                folder.as_ref(),
-                msg.size,
-                1,
-            )?;
-            let uids = d.folder.append(vec![msg])?;
-            let view = d.folder.refresh(MoveNew::No)?;
-            Ok((uids, view.uidvalidity))
-        })
-        .await;
-        match res {
-            Ok((uids, uidvalidity)) => {
-                dest.changed.notify_waiters();
-                let uid = uids.first().copied().unwrap_or(0);
-                Reply::ok_code(Code::AppendUid { uidvalidity, uid }, "APPEND completed")
-            }
-            Err(r) => {
-                let _ = remove_file(&path).await;
-                if r.code == Some(Code::Nonexistent) {
-                    // RFC 3501 §6.3.11: the client may CREATE and retry.
-                    return Reply::no(Some(Code::TryCreate), "Mailbox does not exist");
-                }
-                r
-            }
         }
     }
 }

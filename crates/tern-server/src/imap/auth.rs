@@ -1,15 +1,14 @@
-//! LOGIN and AUTHENTICATE (the mechanisms of [`crate::sasl`]; SASL-IR,
-//! RFC 4959).
+//! The credential check that LOGIN and AUTHENTICATE (handlers in
+//! [`super::cmd`]; the mechanisms of [`crate::sasl`], SASL-IR RFC 4959)
+//! share.
 
 use base64::Engine as _;
-use imap_codec::imap_types::auth::AuthMechanism;
 use tern_imap_proto::framing;
-use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 
 use super::session::{End, Reply, Session, State};
 use crate::listener::Protocol;
-use crate::sasl::{Answer, Outcome, Refusal};
+use crate::sasl::Answer;
 use crate::users::{Denied, LoginResult, User};
 
 /// What a LOGIN or AUTHENTICATE comes to.
@@ -28,7 +27,7 @@ impl From<Reply> for LoginAnswer {
 }
 
 /// The answer to a password sent where cleartext logins are not allowed.
-fn privacy_required() -> Reply {
+pub(super) fn privacy_required() -> Reply {
     Reply::no(
         Some(Code::PrivacyRequired),
         "Plaintext login is disabled: use STARTTLS or the TLS port",
@@ -55,59 +54,13 @@ impl crate::sasl::Challenger for Session {
 }
 
 impl Session {
-    pub(crate) async fn login(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
-        if !self.cleartext_allowed() {
-            return Ok(privacy_required().into());
-        }
-        self.check_credentials(user, pass).await
-    }
-
-    pub(crate) async fn authenticate(
-        &mut self,
-        mechanism: AuthMechanism<'static>,
-        ir: Option<Vec<u8>>,
-    ) -> Result<LoginAnswer, End> {
-        let svc = self.svc.clone();
-        // The exchange borrows the connection to talk; the context has a
-        // copy of what it needs of it.
-        let binding = self.conn.binding.clone();
-        let ctx = crate::sasl::Context::of(
-            &svc,
-            "imap",
-            self.peer,
-            self.conn.tls_active,
-            binding.as_deref(),
-        );
-        let name = mechanism.to_string();
-        // Boxed: the exchange's state lives on the heap while it runs, not
-        // in every session's future for its whole life.
-        match Box::pin(crate::sasl::run(ctx, &name, ir, self)).await? {
-            Outcome::Checked(result, attempted, secret) => {
-                self.login_secret = secret;
-                self.conclude(result, attempted).await
-            }
-            Outcome::Refused(r) => Ok(match r {
-                Refusal::Unsupported => Reply::no(
-                    Some(Code::Cannot),
-                    format!("Unsupported authentication mechanism {name}"),
-                ),
-                Refusal::PrivacyRequired => privacy_required(),
-                Refusal::Cancelled => Reply::bad("Authentication cancelled"),
-                Refusal::TooLong => Reply::bad_code(Code::Limit, "SASL response too long"),
-                Refusal::BadBase64 => Reply::bad("Invalid base64 in SASL response"),
-                Refusal::Malformed(e) => Reply::bad(format!("Invalid SASL message: {e}")),
-                Refusal::ActAsOther => Reply::no(
-                    Some(Code::AuthorizationFailed),
-                    "Acting as another user is not allowed",
-                ),
-            }
-            .into()),
-        }
-    }
-
     /// Checks the credentials; on success the account is returned, not
     /// installed: the pre-login phase decides what becomes of it.
-    async fn check_credentials(&mut self, user: String, pass: Vec<u8>) -> Result<LoginAnswer, End> {
+    pub(super) async fn check_credentials(
+        &mut self,
+        user: String,
+        pass: Vec<u8>,
+    ) -> Result<LoginAnswer, End> {
         self.login_secret = crate::login::forwardable(&self.svc, &user, &pass);
         let result = crate::login::verify(
             &self.svc,
@@ -123,7 +76,11 @@ impl Session {
 
     /// What a checked login comes to: the account made ready, or the
     /// answer to a refusal (a failure counted and paused for).
-    async fn conclude(&mut self, result: LoginResult, user: String) -> Result<LoginAnswer, End> {
+    pub(super) async fn conclude(
+        &mut self,
+        result: LoginResult,
+        user: String,
+    ) -> Result<LoginAnswer, End> {
         if !matches!(result, LoginResult::Ok(_)) {
             // A refused login's password is kept no longer.
             self.login_secret = None;

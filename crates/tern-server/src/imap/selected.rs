@@ -1,5 +1,6 @@
-//! SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE, IDLE, and the untagged
-//! updates that keep a client's view of the selected mailbox current.
+//! The untagged updates that keep a client's view of the selected mailbox
+//! current, and what SELECT, CLOSE, EXPUNGE and IDLE (their handlers in
+//! [`super::cmd`]) share.
 //!
 //! Changes found on disk (other sessions, other programs) are announced
 //! after each command, but EXPUNGE only where RFC 3501 §7.4.1 allows it:
@@ -11,14 +12,11 @@ use std::collections::BTreeSet;
 use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;
 
-use imap_codec::imap_types::mailbox::Mailbox;
-use imap_codec::imap_types::sequence::SequenceSet;
 use tern_imap_proto::response::Code;
-use tern_imap_proto::{framing, imap_codec, seqset};
 use tern_maildir::folder::MoveNew;
 use tern_maildir::Flag;
 
-use super::session::{blocking, End, Known, Reply, Selected, Session, State};
+use super::session::{blocking, Known, Reply, Session, State};
 
 /// The FLAGS/PERMANENTFLAGS list: system flags and keywords in use.
 pub(crate) fn flag_list(keywords: &BTreeSet<Arc<str>>) -> String {
@@ -62,7 +60,7 @@ pub(crate) fn write_flags(out: &mut Vec<u8>, k: &Known, recent: bool) {
 /// Removes the messages of `allowed` that have \Deleted now (looked up on
 /// disk, not in the session's possibly older view) and wakes the folder's
 /// other sessions.
-async fn expunge_deleted(
+pub(super) async fn expunge_deleted(
     open: Arc<crate::folders::OpenFolder>,
     allowed: HashSet<u32>,
 ) -> Result<(), Reply> {
@@ -83,146 +81,13 @@ async fn expunge_deleted(
 }
 
 impl Session {
-    fn take_user(&mut self) -> Option<crate::users::User> {
+    pub(super) fn take_user(&mut self) -> Option<crate::users::User> {
         match std::mem::replace(&mut self.state, State::Logout) {
             State::Authenticated { user } | State::Selected { user, .. } => Some(user),
             other => {
                 self.state = other;
                 None
             }
-        }
-    }
-
-    pub(crate) async fn select(&mut self, mailbox: Mailbox<'static>, read_only: bool) -> Reply {
-        // Any selected mailbox is deselected first, even if this fails.
-        let Some(user) = self.take_user() else {
-            return Reply::bad("Not logged in");
-        };
-        self.state = State::Authenticated { user: user.clone() };
-        let target = match self.svc.namespace.resolve_mailbox(&mailbox) {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
-        let dir = user.maildir.folder_dir(target.folder());
-        match super::session::folder_exists(&user.maildir, target.folder()).await {
-            Ok(true) => {}
-            Ok(false) => return Reply::no(Some(Code::Nonexistent), "Mailbox does not exist"),
-            Err(r) => return r,
-        }
-        let open = self.svc.folders.get(&dir);
-        let o = open.clone();
-        let res = blocking(move || {
-            let view =
-                o.folder
-                    .refresh_exact(if read_only { MoveNew::No } else { MoveNew::Yes })?;
-            // EXAMINE reports the \Recent messages as SELECT and STATUS
-            // would, but leaves them to the next SELECT.
-            let recent: HashSet<u32> = if read_only {
-                o.folder.peek_recent().into_iter().collect()
-            } else {
-                o.folder.claim_recent().into_iter().collect()
-            };
-            Ok((view, recent, o.folder.numbering_held()))
-        })
-        .await;
-        let (view, recent, held) = match res {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
-        let known: Vec<Known> = view.messages.iter().map(Known::of).collect();
-        let keywords: BTreeSet<Arc<str>> = known
-            .iter()
-            .flat_map(|k| k.keywords.iter().cloned())
-            .collect();
-        let flags = flag_list(&keywords);
-        self.untagged(&format!("FLAGS ({flags})"));
-        if read_only {
-            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
-        } else {
-            self.untagged(&format!(
-                "OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted"
-            ));
-        }
-        self.untagged(&format!("{} EXISTS", known.len()));
-        let recent_count = known.iter().filter(|k| recent.contains(&k.uid)).count();
-        self.untagged(&format!("{recent_count} RECENT"));
-        if let Some(first) = known.iter().position(|k| !k.flags.contains(Flag::Seen)) {
-            self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
-        }
-        self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", view.uidvalidity));
-        self.untagged(&format!(
-            "OK [UIDNEXT {}] Predicted next UID",
-            view.next_uid
-        ));
-        if held {
-            self.untagged(
-                "NO [ALERT] The disk is full: new messages are not shown until there is room again",
-            );
-        }
-        tracing::debug!(mailbox = %self.svc.namespace.wire_name(&target), read_only, "selected");
-        self.state = State::Selected {
-            user,
-            mailbox: Box::new(Selected {
-                open,
-                read_only,
-                uidvalidity: view.uidvalidity,
-                known: Arc::new(known),
-                recent,
-                keywords,
-                synced: view,
-                in_step: true,
-                saved: Vec::new(),
-            }),
-        };
-        if read_only {
-            Reply::ok_code(Code::ReadOnly, "EXAMINE completed")
-        } else {
-            Reply::ok_code(Code::ReadWrite, "SELECT completed")
-        }
-    }
-
-    pub(crate) async fn close(&mut self, expunge: bool) -> Reply {
-        let State::Selected { mailbox, .. } = &self.state else {
-            return Reply::bad("No mailbox selected");
-        };
-        if expunge && !mailbox.read_only {
-            let open = mailbox.open.clone();
-            let known: HashSet<u32> = mailbox.known.iter().map(|k| k.uid).collect();
-            if let Err(r) = expunge_deleted(open, known).await {
-                return r;
-            }
-        }
-        if let Some(user) = self.take_user() {
-            self.state = State::Authenticated { user };
-        }
-        Reply::ok(if expunge {
-            "CLOSE completed"
-        } else {
-            "UNSELECT completed"
-        })
-    }
-
-    pub(crate) async fn expunge(&mut self, only: Option<SequenceSet>) -> Result<Reply, End> {
-        let State::Selected { mailbox, .. } = &self.state else {
-            return Ok(Reply::bad("No mailbox selected"));
-        };
-        if mailbox.read_only {
-            return Ok(Reply::no(Some(Code::ReadOnly), "Mailbox is read-only"));
-        }
-        let open = mailbox.open.clone();
-        let allowed: HashSet<u32> = match &only {
-            Some(set) => {
-                let uids = mailbox.uids();
-                seqset::resolve_uids(set, &uids)
-                    .into_iter()
-                    .map(|i| uids[i])
-                    .collect()
-            }
-            None => mailbox.known.iter().map(|k| k.uid).collect(),
-        };
-        match expunge_deleted(open, allowed).await {
-            Ok(()) => Ok(Reply::ok("EXPUNGE completed")),
-            Err(r) => Ok(r),
         }
     }
 
@@ -329,72 +194,5 @@ impl Session {
         }
         mailbox.known = Arc::new(synced.known);
         self.conn.out.extend_from_slice(synced.responses.as_bytes());
-    }
-
-    /// IDLE (RFC 2177): updates are pushed until the client sends DONE.
-    pub(crate) async fn idle(&mut self) -> Result<Option<Reply>, End> {
-        if let State::Selected { mailbox, .. } = &self.state {
-            mailbox.open.watch();
-        }
-        self.conn.out.extend_from_slice(b"+ idling\r\n");
-        let mut shutdown = self.svc.shutdown.clone();
-        loop {
-            let open = match &self.state {
-                State::Selected { mailbox, .. } => Some(mailbox.open.clone()),
-                _ => None,
-            };
-            enum Woke {
-                Line(Option<Vec<u8>>),
-                Change,
-                Shutdown,
-            }
-            // The session has no timer of its own: the folder's change
-            // signal carries in-process changes, inotify events and the
-            // folder's safety-net rescan (see crate::folders).
-            let notified = async {
-                match &open {
-                    Some(o) => o.changed.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::pin!(notified);
-            // Listening starts before the folder is looked at, so that a
-            // change in between still wakes the session.
-            let already = futures_util::FutureExt::now_or_never(notified.as_mut()).is_some();
-            self.announce(true).await;
-            self.flush().await?;
-            if matches!(self.state, State::Logout) {
-                return Err(End::Closed);
-            }
-            if already {
-                continue;
-            }
-            let woke = tokio::select! {
-                line = self.read_line() => Woke::Line(line?),
-                _ = &mut notified => Woke::Change,
-                _ = shutdown.changed() => Woke::Shutdown,
-            };
-            match woke {
-                Woke::Shutdown => {
-                    self.conn
-                        .out
-                        .extend_from_slice(b"* BYE Server shutting down\r\n");
-                    self.flush().await?;
-                    return Err(End::Closed);
-                }
-                Woke::Line(line) => {
-                    let ok = line
-                        .as_deref()
-                        .map(framing::strip_eol)
-                        .is_some_and(|l| l.eq_ignore_ascii_case(b"DONE"));
-                    return Ok(Some(if ok {
-                        Reply::ok("IDLE terminated")
-                    } else {
-                        Reply::bad("Expected DONE")
-                    }));
-                }
-                Woke::Change => {}
-            }
-        }
     }
 }

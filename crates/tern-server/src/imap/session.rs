@@ -1133,46 +1133,4 @@ impl Session {
         }
         Ok(Some(reply))
     }
-
-    /// CAPABILITY, in any state.
-    pub(crate) fn capability(&mut self) -> Reply {
-        let caps = self.capabilities();
-        self.untagged(&format!("CAPABILITY {caps}"));
-        Reply::ok("Capability completed")
-    }
-
-    /// ID (RFC 2971), in any state.
-    pub(crate) fn id(&mut self) -> Reply {
-        self.untagged(&format!(
-            "ID (\"name\" \"tern\" \"version\" \"{}\")",
-            env!("CARGO_PKG_VERSION")
-        ));
-        Reply::ok("ID completed")
-    }
-
-    /// LOGOUT, in any state.
-    pub(crate) fn logout(&mut self) -> Reply {
-        self.untagged("BYE Logging out");
-        self.state = State::Logout;
-        Reply::ok("Logout completed")
-    }
-
-    pub(crate) async fn starttls(&mut self, tag: &str) -> Result<Option<Reply>, End> {
-        let Some(acceptor) = self.svc.tls.clone() else {
-            return Ok(Some(Reply::bad("STARTTLS not available")));
-        };
-        if self.conn.tls_active {
-            return Ok(Some(Reply::bad("TLS is already active")));
-        }
-        self.tagged(tag, &Reply::ok("Begin TLS negotiation now"));
-        self.framer.discard_buffered();
-        match self.conn.start_tls(&acceptor, &self.svc.sasl).await {
-            Ok(()) => {
-                tracing::Span::current().record("tls", true);
-                Ok(None)
-            }
-            Err(ConnEnd::Io(e)) => Err(End::Io(e)),
-            Err(_) => Err(End::Closed),
-        }
-    }
 }

@@ -1,27 +1,23 @@
-//! SORT and THREAD (RFC 5256), with DISPLAYFROM and DISPLAYTO (RFC 5957).
+//! The ordering of SORT and the threading of THREAD (RFC 5256), with
+//! DISPLAYFROM and DISPLAYTO (RFC 5957); their handlers are in
+//! [`super::cmd`].
 //!
 //! The messages are chosen as SEARCH chooses them; their sort keys and
 //! thread fields come from the folder's summary cache
 //! ([`crate::summaries`]), which reads a message only the first time. Ties
 //! keep the mailbox order, as RFC 5256 asks.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
-use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
-use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
-use tern_imap_proto::criteria::Criteria;
 use tern_imap_proto::imap_codec;
 use tern_maildir::{Folder, MessageEntry};
 
 use crate::summaries::{ranks_of, RankKey};
 use tern_message::search_text::{decode_header_value, fold};
 use tern_message::summary::{Address, Summary};
-use tern_message::thread::{self, ThreadMessage};
 
 use super::search::SearchJob;
-use super::session::{compute, Reply, Session};
 
 fn internal_date(folder: &Folder, entry: &MessageEntry) -> i64 {
     folder
@@ -82,7 +78,11 @@ fn needs_header(key: &SortKey) -> bool {
 /// ranks), so that the sort itself compares numbers only. When the hits
 /// are most of the folder, the ranks over the whole view are used, which
 /// the view keeps for the next SORT.
-fn sort_positions(hits: Vec<usize>, criteria: &[SortCriterion], job: &SearchJob) -> Vec<usize> {
+pub(super) fn sort_positions(
+    hits: Vec<usize>,
+    criteria: &[SortCriterion],
+    job: &SearchJob,
+) -> Vec<usize> {
     let (known, folder, cache) = (&job.known, &job.open.folder, &job.open.summaries);
     let aligned = cache.for_view(&folder.view());
     let view = &aligned.view;
@@ -182,7 +182,11 @@ fn sort_positions(hits: Vec<usize>, criteria: &[SortCriterion], job: &SearchJob)
 
 /// The summaries of the hits, for THREAD (a message gone meanwhile is
 /// left out).
-fn thread_summaries(hits: &[usize], job: &SearchJob, uid: bool) -> Vec<(u32, i64, Arc<Summary>)> {
+pub(super) fn thread_summaries(
+    hits: &[usize],
+    job: &SearchJob,
+    uid: bool,
+) -> Vec<(u32, i64, Arc<Summary>)> {
     let (known, folder, cache) = (&job.known, &job.open.folder, &job.open.summaries);
     let aligned = cache.for_view(&folder.view());
     // (position in known, position in the view).
@@ -202,95 +206,4 @@ fn thread_summaries(hits: &[usize], job: &SearchJob, uid: bool) -> Vec<(u32, i64
             Some((job.id(i, uid), sent, s))
         })
         .collect()
-}
-
-impl Session {
-    pub(crate) async fn sort(
-        &mut self,
-        criteria: Vec1<SortCriterion>,
-        charset: Charset<'static>,
-        search: Criteria,
-        uid: bool,
-    ) -> Reply {
-        let job = match self.search_job(Some(&charset), search) {
-            Ok(j) => j,
-            Err(r) => return r,
-        };
-        let criteria: Vec<SortCriterion> = criteria.into_inner();
-        let ids = compute(move || {
-            let ids = job.run().map(|hits| {
-                sort_positions(hits, &criteria, &job)
-                    .into_iter()
-                    .map(|i| job.id(i, uid))
-                    .collect::<Vec<u32>>()
-            });
-            job.open.summaries.save_if_due(&job.open.folder);
-            ids
-        })
-        .await;
-        let ids = match ids {
-            Ok(Ok(v)) => v,
-            Ok(Err(r)) | Err(r) => return r,
-        };
-        let mut line = String::with_capacity(5 + ids.len() * 7);
-        line.push_str("SORT");
-        for id in ids {
-            let _ = write!(line, " {id}");
-        }
-        self.untagged(&line);
-        Reply::ok("SORT completed")
-    }
-
-    pub(crate) async fn thread(
-        &mut self,
-        algorithm: ThreadingAlgorithm<'static>,
-        charset: Charset<'static>,
-        search: Criteria,
-        uid: bool,
-    ) -> Reply {
-        let references = match &algorithm {
-            ThreadingAlgorithm::References => true,
-            ThreadingAlgorithm::OrderedSubject => false,
-            other @ ThreadingAlgorithm::Other(_) => {
-                return Reply::bad(format!("Unknown threading algorithm {other}"));
-            }
-        };
-        let job = match self.search_job(Some(&charset), search) {
-            Ok(j) => j,
-            Err(r) => return r,
-        };
-        let text = compute(move || {
-            let hits = job.run()?;
-            let summaries = thread_summaries(&hits, &job, uid);
-            job.open.summaries.save_if_due(&job.open.folder);
-            let msgs: Vec<ThreadMessage<'_>> = summaries
-                .iter()
-                .map(|(id, sent, s)| ThreadMessage {
-                    id: *id,
-                    message_id: s.message_id(),
-                    references: s.references(),
-                    subject_key: s.subject_key(),
-                    is_reply: s.is_reply,
-                    sent: *sent,
-                })
-                .collect();
-            let threads = if references {
-                thread::references(&msgs)
-            } else {
-                thread::ordered_subject(&msgs)
-            };
-            Ok(thread::format(&threads, &msgs))
-        })
-        .await;
-        let text = match text {
-            Ok(Ok(v)) => v,
-            Ok(Err(r)) | Err(r) => return r,
-        };
-        if text.is_empty() {
-            self.untagged("THREAD");
-        } else {
-            self.untagged(&format!("THREAD {text}"));
-        }
-        Reply::ok("THREAD completed")
-    }
 }

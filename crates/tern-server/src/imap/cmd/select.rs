@@ -1,0 +1,102 @@
+//! SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2).
+
+use crate::imap::selected::flag_list;
+use crate::imap::session::{blocking, Known, Reply, Selected, Session, State};
+use imap_codec::imap_types::mailbox::Mailbox;
+use rustc_hash::FxHashSet as HashSet;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tern_imap_proto::imap_codec;
+use tern_imap_proto::response::Code;
+use tern_maildir::folder::MoveNew;
+use tern_maildir::Flag;
+
+impl Session {
+    pub(crate) async fn select(&mut self, mailbox: Mailbox<'static>, read_only: bool) -> Reply {
+        // Any selected mailbox is deselected first, even if this fails.
+        let Some(user) = self.take_user() else {
+            return Reply::bad("Not logged in");
+        };
+        self.state = State::Authenticated { user: user.clone() };
+        let target = match self.svc.namespace.resolve_mailbox(&mailbox) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        let dir = user.maildir.folder_dir(target.folder());
+        match crate::imap::session::folder_exists(&user.maildir, target.folder()).await {
+            Ok(true) => {}
+            Ok(false) => return Reply::no(Some(Code::Nonexistent), "Mailbox does not exist"),
+            Err(r) => return r,
+        }
+        let open = self.svc.folders.get(&dir);
+        let o = open.clone();
+        let res = blocking(move || {
+            let view =
+                o.folder
+                    .refresh_exact(if read_only { MoveNew::No } else { MoveNew::Yes })?;
+            // EXAMINE reports the \Recent messages as SELECT and STATUS
+            // would, but leaves them to the next SELECT.
+            let recent: HashSet<u32> = if read_only {
+                o.folder.peek_recent().into_iter().collect()
+            } else {
+                o.folder.claim_recent().into_iter().collect()
+            };
+            Ok((view, recent, o.folder.numbering_held()))
+        })
+        .await;
+        let (view, recent, held) = match res {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let known: Vec<Known> = view.messages.iter().map(Known::of).collect();
+        let keywords: BTreeSet<Arc<str>> = known
+            .iter()
+            .flat_map(|k| k.keywords.iter().cloned())
+            .collect();
+        let flags = flag_list(&keywords);
+        self.untagged(&format!("FLAGS ({flags})"));
+        if read_only {
+            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            self.untagged(&format!(
+                "OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted"
+            ));
+        }
+        self.untagged(&format!("{} EXISTS", known.len()));
+        let recent_count = known.iter().filter(|k| recent.contains(&k.uid)).count();
+        self.untagged(&format!("{recent_count} RECENT"));
+        if let Some(first) = known.iter().position(|k| !k.flags.contains(Flag::Seen)) {
+            self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
+        }
+        self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", view.uidvalidity));
+        self.untagged(&format!(
+            "OK [UIDNEXT {}] Predicted next UID",
+            view.next_uid
+        ));
+        if held {
+            self.untagged(
+                "NO [ALERT] The disk is full: new messages are not shown until there is room again",
+            );
+        }
+        tracing::debug!(mailbox = %self.svc.namespace.wire_name(&target), read_only, "selected");
+        self.state = State::Selected {
+            user,
+            mailbox: Box::new(Selected {
+                open,
+                read_only,
+                uidvalidity: view.uidvalidity,
+                known: Arc::new(known),
+                recent,
+                keywords,
+                synced: view,
+                in_step: true,
+                saved: Vec::new(),
+            }),
+        };
+        if read_only {
+            Reply::ok_code(Code::ReadOnly, "EXAMINE completed")
+        } else {
+            Reply::ok_code(Code::ReadWrite, "SELECT completed")
+        }
+    }
+}
