@@ -3,8 +3,10 @@
 //!
 //! A command line (its CRLF already taken off by the driver) is parsed once
 //! into a [`Command`]; [`allowed`] says whether the session's [`Phase`]
-//! takes it. The server crate reads the socket, runs the maildrop and
-//! authentication calls and writes the answers.
+//! takes it; in TRANSACTION, the [`Maildrop`] state machine answers it or
+//! says which message to send, and [`stuff::Stuffer`] turns a message read
+//! in pieces into its wire form. The server crate reads the socket, runs
+//! the Maildir and authentication calls and writes the answers.
 //!
 //! ```text
 //!   AUTHORIZATION ──USER+PASS / AUTH──▶ TRANSACTION ──QUIT──▶ UPDATE (deletions done)
@@ -13,5 +15,9 @@
 //! ```
 
 pub mod command;
+pub mod fuzzing;
+pub mod maildrop;
+pub mod stuff;
 
 pub use command::{allowed, parse, Allowed, Command, Phase};
+pub use maildrop::{Action, Listed, Maildrop};

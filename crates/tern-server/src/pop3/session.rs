@@ -22,15 +22,33 @@ const MAX_LINE: usize = 8 * 1024;
 /// message), so a session's memory stays bounded.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// How much of a message file RETR reads at a time.
+const READ_PIECE: usize = 64 * 1024;
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// The messages of a POP3 session, fixed at login (RFC 1939 §5).
+/// The messages of a POP3 session, fixed at login (RFC 1939 §5), shared
+/// with other sessions that logged in to the same state.
+struct Messages(Arc<Vec<Pop3Message>>);
+
+impl tern_pop3_proto::Listed for Messages {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    fn size(&self, i: usize) -> u64 {
+        self.0[i].size
+    }
+    fn uidl(&self, i: usize) -> &str {
+        &self.0[i].uidl
+    }
+}
+
+/// A logged-in session's folder and its TRANSACTION state machine
+/// ([`tern_pop3_proto::Maildrop`]).
 struct Maildrop {
     user: User,
     open: Arc<OpenFolder>,
-    /// Shared with other sessions that logged in to the same state.
-    messages: Arc<Vec<Pop3Message>>,
-    deleted: Vec<bool>,
+    engine: tern_pop3_proto::Maildrop<Messages>,
 }
 
 enum State {
@@ -92,54 +110,6 @@ pub async fn serve_pop3(
     match crate::creds::scope(s.run()).await {
         Ok(()) | Err(ConnEnd::Closed) | Err(ConnEnd::TimedOut) => {}
         Err(ConnEnd::Io(e)) => tracing::debug!(cause = %e, "POP3 connection ended"),
-    }
-}
-
-/// A message number argument: digits only, 1 to the count, not deleted.
-fn message_index(drop: &Maildrop, arg: Option<&str>) -> Result<usize, &'static str> {
-    let Some(arg) = arg else {
-        return Err("-ERR Message number required.");
-    };
-    if arg.is_empty() || arg.len() > 10 || !arg.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("-ERR Invalid message number.");
-    }
-    let n: usize = arg.parse().map_err(|_| "-ERR Invalid message number.")?;
-    if n == 0 || n > drop.messages.len() {
-        return Err("-ERR There is no such message.");
-    }
-    if drop.deleted[n - 1] {
-        return Err("-ERR Message is deleted.");
-    }
-    Ok(n - 1)
-}
-
-/// Writes a message for RETR (`body_lines` None) or TOP: CRLF line ends,
-/// lines starting with "." doubled, ended by the ".\r\n" line.
-struct Stuffer {
-    in_header: bool,
-    body_lines: Option<u64>,
-}
-
-impl Stuffer {
-    /// Appends one line (without its LF); false once TOP has enough lines.
-    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) -> bool {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if self.in_header {
-            if line.is_empty() {
-                self.in_header = false;
-            }
-        } else if let Some(n) = &mut self.body_lines {
-            if *n == 0 {
-                return false;
-            }
-            *n -= 1;
-        }
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\r\n");
-        true
     }
 }
 
@@ -244,21 +214,8 @@ impl Pop3 {
             C::Xclient(pairs) => self.xclient(&pairs),
             // RFC 6856: mail is sent as stored, so there is nothing to switch.
             C::Utf8 => self.reply("+OK UTF8 enabled."),
-            C::Stat => self.stat(),
-            C::List(a) => self.list(a.as_deref()),
-            C::Uidl(a) => self.uidl(a.as_deref()),
-            C::Dele(a) => self.dele(a.as_deref()),
-            C::Rset => self.rset(),
-            C::Retr(a) => return self.retr(a.as_deref(), None).await,
-            C::Top(a, n) => {
-                let lines = match n.as_deref().map(|n| (n, n.parse::<u64>())) {
-                    Some((n, Ok(v))) if n.bytes().all(|b| b.is_ascii_digit()) => v,
-                    _ => {
-                        self.reply("-ERR TOP needs a message number and a line count.");
-                        return Ok(Flow::Continue);
-                    }
-                };
-                return self.retr(a.as_deref(), Some(lines)).await;
+            C::Stat | C::List(_) | C::Uidl(_) | C::Dele(_) | C::Rset | C::Retr(_) | C::Top(..) => {
+                return self.transaction(&cmd).await
             }
             C::Unknown(_) => self.reply("-ERR Unknown command."),
         }
@@ -533,7 +490,7 @@ impl Pop3 {
                         tracing::Span::current().record("user", drop.user.name.as_str());
                         tracing::info!(
                             tls = self.conn.tls_active,
-                            messages = drop.messages.len(),
+                            messages = drop.engine.messages().0.len(),
                             "POP3 login"
                         );
                         self.state = State::Transaction(Box::new(drop));
@@ -685,12 +642,10 @@ async fn open_maildrop(svc: Arc<Services>, user: User) -> Result<Maildrop, Strin
     .map_err(|e| e.to_string())?;
     // Moving new/ to cur/ is a change other sessions should see.
     open.changed.notify_waiters();
-    let deleted = vec![false; messages.len()];
     Ok(Maildrop {
         user,
         open,
-        messages,
-        deleted,
+        engine: tern_pop3_proto::Maildrop::new(Messages(messages)),
     })
 }
 
@@ -702,84 +657,34 @@ impl Pop3 {
         }
     }
 
-    fn stat(&mut self) {
-        let Some(d) = self.maildrop() else { return };
-        let (mut n, mut size) = (0u64, 0u64);
-        for (m, del) in d.messages.iter().zip(&d.deleted) {
-            if !del {
-                n += 1;
-                size += m.size;
-            }
-        }
-        self.reply(&format!("+OK {n} {size}"));
-    }
-
-    /// LIST and UIDL: one message, or all that are not deleted.
-    fn listing(&mut self, arg: Option<&str>, item: impl Fn(&Pop3Message) -> String) {
-        let Some(d) = self.maildrop() else { return };
-        if arg.is_some() {
-            let line = match message_index(d, arg) {
-                Ok(i) => format!("+OK {} {}", i + 1, item(&d.messages[i])),
-                Err(e) => e.to_owned(),
-            };
-            return self.reply(&line);
-        }
-        let mut out = String::with_capacity(16 + d.messages.len() * 24);
-        out.push_str("+OK\r\n");
-        for (i, (m, del)) in d.messages.iter().zip(&d.deleted).enumerate() {
-            if !del {
-                out.push_str(&format!("{} {}\r\n", i + 1, item(m)));
-            }
-        }
-        out.push('.');
-        self.reply(&out);
-    }
-
-    fn list(&mut self, arg: Option<&str>) {
-        self.listing(arg, |m| m.size.to_string());
-    }
-
-    fn uidl(&mut self, arg: Option<&str>) {
-        self.listing(arg, |m| m.uidl.clone());
-    }
-
-    fn dele(&mut self, arg: Option<&str>) {
-        let Some(d) = self.maildrop() else { return };
-        let line = match message_index(d, arg) {
-            Ok(i) => {
-                d.deleted[i] = true;
-                "+OK Marked to be deleted."
-            }
-            Err(e) => e,
-        };
-        self.reply(line);
-    }
-
-    fn rset(&mut self) {
-        let Some(d) = self.maildrop() else { return };
-        d.deleted.iter_mut().for_each(|x| *x = false);
-        let n = d.messages.len();
-        let size: u64 = d.messages.iter().map(|m| m.size).sum();
-        self.reply(&format!("+OK {n} messages ({size} octets)."));
-    }
-
-    async fn retr(&mut self, arg: Option<&str>, top: Option<u64>) -> Result<Flow, ConnEnd> {
+    /// A TRANSACTION command: the engine answers, or names the message
+    /// to send.
+    async fn transaction(&mut self, cmd: &tern_pop3_proto::Command) -> Result<Flow, ConnEnd> {
         let Some(d) = self.maildrop() else {
             return Ok(Flow::Continue);
         };
-        let i = match message_index(d, arg) {
-            Ok(i) => i,
-            Err(e) => {
-                self.reply(e);
-                return Ok(Flow::Continue);
-            }
+        match d.engine.handle(cmd) {
+            tern_pop3_proto::Action::Reply(r) => self.reply(&r),
+            tern_pop3_proto::Action::Send { index, top } => return self.send(index, top).await,
+            tern_pop3_proto::Action::NotMine => self.reply("-ERR Unknown command."),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// RETR and TOP: the message read from its file in pieces and sent as
+    /// it is read (memory does not grow with the message, however long
+    /// its lines), dot-stuffed ([`tern_pop3_proto::stuff`]).
+    async fn send(&mut self, index: usize, top: Option<u64>) -> Result<Flow, ConnEnd> {
+        use tokio::io::AsyncReadExt;
+        let Some(d) = self.maildrop() else {
+            return Ok(Flow::Continue);
         };
-        let msg = d.messages[i].clone();
+        let msg = d.engine.messages().0[index].clone();
         let open = d.open.clone();
         let o = open.clone();
         let entry = msg.entry.clone();
-        let data = match crate::creds::spawn_blocking(move || o.folder.read(&entry)).await {
-            Ok(Ok(data)) => data,
+        let file = match crate::creds::spawn_blocking(move || o.folder.open(&entry)).await {
+            Ok(Ok(f)) => f,
             Ok(Err(MaildirError::MessageGone)) => {
                 self.reply("-ERR Message was removed by another session.");
                 return Ok(Flow::Continue);
@@ -800,26 +705,31 @@ impl Pop3 {
         } else {
             self.reply(&format!("+OK {} octets", msg.size));
         }
-        let mut st = Stuffer {
-            in_header: true,
-            body_lines: top,
-        };
-        let mut rest: &[u8] = &data;
-        while !rest.is_empty() {
-            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-                Some(p) => (&rest[..p], &rest[p + 1..]),
-                None => (rest, &rest[rest.len()..]),
+        let mut file = tokio::fs::File::from_std(file);
+        let mut st = tern_pop3_proto::stuff::Stuffer::new(top);
+        let mut piece = vec![0u8; READ_PIECE];
+        loop {
+            let n = match file.read(&mut piece).await {
+                Ok(0) => {
+                    st.finish(&mut self.conn.out);
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The +OK is out: the answer can only be cut short.
+                    tracing::error!(cause = %e, "RETR read failed part-way");
+                    return Err(ConnEnd::Io(e));
+                }
             };
-            if !st.line(line, &mut self.conn.out) {
+            if !st.push(&piece[..n], &mut self.conn.out) {
                 break;
             }
-            rest = next;
             if self.conn.out.len() >= FLUSH_AT {
                 self.conn.flush().await?;
             }
         }
         self.reply(".");
-        drop(data);
         if top.is_none() {
             mark_seen(&open, msg.entry.uid).await;
         }
@@ -831,13 +741,8 @@ impl Pop3 {
             self.reply("+OK Bye.");
             return Ok(Flow::Close);
         };
-        let doomed: Vec<u32> = d
-            .messages
-            .iter()
-            .zip(&d.deleted)
-            .filter(|(_, del)| **del)
-            .map(|(m, _)| m.entry.uid)
-            .collect();
+        let all = &d.engine.messages().0;
+        let doomed: Vec<u32> = d.engine.marked().map(|i| all[i].entry.uid).collect();
         if doomed.is_empty() {
             self.reply("+OK Logging out.");
             return Ok(Flow::Close);
@@ -889,51 +794,5 @@ async fn mark_seen(open: &Arc<OpenFolder>, uid: u32) {
         Ok(Ok(false)) => {}
         Ok(Err(e)) => tracing::warn!(cause = %e, "RETR could not mark the message seen"),
         Err(e) => tracing::warn!(cause = %e, "RETR flag task failed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stuff(data: &[u8], top: Option<u64>) -> Vec<u8> {
-        let mut st = Stuffer {
-            in_header: true,
-            body_lines: top,
-        };
-        let mut out = Vec::new();
-        let mut rest = data;
-        while !rest.is_empty() {
-            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-                Some(p) => (&rest[..p], &rest[p + 1..]),
-                None => (rest, &rest[rest.len()..]),
-            };
-            if !st.line(line, &mut out) {
-                break;
-            }
-            rest = next;
-        }
-        out
-    }
-
-    #[test]
-    fn dots_are_doubled_and_lines_end_in_crlf() {
-        assert_eq!(
-            stuff(b"A: b\n\n.x\n..\nend", None),
-            b"A: b\r\n\r\n..x\r\n...\r\nend\r\n"
-        );
-        assert_eq!(stuff(b"A: b\r\n\r\nx\r\n", None), b"A: b\r\n\r\nx\r\n");
-    }
-
-    #[test]
-    fn top_counts_body_lines() {
-        assert_eq!(
-            stuff(b"A: b\nC: d\n\n1\n2\n3\n", Some(0)),
-            b"A: b\r\nC: d\r\n\r\n"
-        );
-        assert_eq!(
-            stuff(b"A: b\n\n1\n2\n3\n", Some(2)),
-            b"A: b\r\n\r\n1\r\n2\r\n"
-        );
     }
 }
