@@ -16,6 +16,7 @@ pub mod esearch;
 pub mod framer;
 pub mod framing;
 pub mod fuzzing;
+pub mod ids;
 pub mod lexer;
 pub mod parsed;
 pub mod response;

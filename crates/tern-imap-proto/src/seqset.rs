@@ -7,6 +7,8 @@
 
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
+use crate::ids::Seq;
+
 /// A sequence set that does not fit the mailbox.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SeqSetError {
@@ -39,13 +41,13 @@ fn ranges(set: &SequenceSet, star: u32) -> impl Iterator<Item = (u32, u32)> + '_
     })
 }
 
-/// Resolves message sequence numbers: sorted, without duplicates, 1-based.
+/// Resolves message sequence numbers: sorted, without duplicates.
 ///
 /// # Errors
 /// [`SeqSetError`] when a number is beyond `exists` (RFC 3501 §9: such a
 /// set is invalid), or `*` is used in an empty mailbox.
-pub fn resolve_seqs(set: &SequenceSet, exists: u32) -> Result<Vec<u32>, SeqSetError> {
-    let mut out: Vec<u32> = Vec::new();
+pub fn resolve_seqs(set: &SequenceSet, exists: u32) -> Result<Vec<Seq>, SeqSetError> {
+    let mut out: Vec<Seq> = Vec::new();
     for (lo, hi) in ranges(set, exists) {
         if lo == 0 {
             return Err(SeqSetError::EmptyStar);
@@ -53,7 +55,7 @@ pub fn resolve_seqs(set: &SequenceSet, exists: u32) -> Result<Vec<u32>, SeqSetEr
         if hi > exists {
             return Err(SeqSetError::OutOfRange(hi, exists));
         }
-        out.extend(lo..=hi);
+        out.extend((lo..=hi).filter_map(Seq::new));
     }
     out.sort_unstable();
     out.dedup();
@@ -127,9 +129,16 @@ mod tests {
 
     #[test]
     fn seqs() {
-        assert_eq!(resolve_seqs(&set("3:1"), 5).unwrap(), vec![1, 2, 3]);
-        assert_eq!(resolve_seqs(&set("*:4"), 5).unwrap(), vec![4, 5]);
-        assert_eq!(resolve_seqs(&set("2,2,1"), 5).unwrap(), vec![1, 2]);
+        let n = |s: &str| -> Vec<u32> {
+            resolve_seqs(&set(s), 5)
+                .unwrap()
+                .into_iter()
+                .map(Seq::get)
+                .collect()
+        };
+        assert_eq!(n("3:1"), vec![1, 2, 3]);
+        assert_eq!(n("*:4"), vec![4, 5]);
+        assert_eq!(n("2,2,1"), vec![1, 2]);
         assert!(resolve_seqs(&set("6"), 5).is_err());
         assert!(resolve_seqs(&set("*"), 0).is_err());
     }

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use tern_imap_proto::ids::Seq;
 
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{
@@ -421,7 +422,7 @@ pub(crate) fn build(
     aligned: &ViewSummaries,
     pos: usize,
     entry: &MessageEntry,
-    seq: usize,
+    seq: Seq,
     known: &Known,
     recent: bool,
     items: &[Item],
@@ -431,7 +432,7 @@ pub(crate) fn build(
     // leaves nothing behind.
     let start = out.len();
     out.extend_from_slice(b"* ");
-    wire::decimal(out, seq as u64);
+    wire::decimal(out, u64::from(seq.get()));
     out.extend_from_slice(b" FETCH (");
     let res = build_items(out, open, aligned, pos, entry, known, recent, items, files);
     match res {

@@ -6,6 +6,7 @@
 //! case-insensitively.
 
 use rustc_hash::FxHashSet as HashSet;
+use tern_imap_proto::ids::Seq;
 
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
@@ -221,7 +222,7 @@ fn matches_state(c: &Criteria, known: &[Known], recent: &HashSet<u32>, ctx: &Ctx
             .enumerate()
             .map(|(i, k)| {
                 let r = !recent.is_empty() && recent.contains(&k.uid);
-                state_key(key, i as u32 + 1, k, r, ctx).unwrap_or(false)
+                state_key(key, Seq::at(i).get(), k, r, ctx).unwrap_or(false)
             })
             .collect()
     };
@@ -516,7 +517,7 @@ fn evaluate_range(
         };
         let i = first + n;
         let mut c = Candidate {
-            seq: i as u32 + 1,
+            seq: Seq::at(i).get(),
             known: k,
             recent: !recent.is_empty() && recent.contains(&k.uid),
             entry,
@@ -572,7 +573,7 @@ impl SearchJob {
         if uid {
             self.known[i].uid
         } else {
-            i as u32 + 1
+            Seq::at(i).get()
         }
     }
 }

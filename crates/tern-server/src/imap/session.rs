@@ -163,8 +163,15 @@ impl Selected {
     pub fn uids(&self) -> Vec<u32> {
         self.known.iter().map(|k| k.uid).collect()
     }
-    pub fn seq_of(&self, uid: u32) -> Option<usize> {
+    /// The 0-based position of the message with UID `uid` in the
+    /// client's numbering.
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
         self.known.binary_search_by_key(&uid, |k| k.uid).ok()
+    }
+    /// The sequence number of the message with UID `uid`.
+    pub fn seq_of(&self, uid: u32) -> Option<tern_imap_proto::ids::Seq> {
+        self.index_of(uid)
+            .and_then(tern_imap_proto::ids::Seq::from_index)
     }
 }
 
@@ -886,7 +893,7 @@ impl Session {
                 .saved
                 .iter()
                 .copied()
-                .filter(|u| mailbox.seq_of(*u).is_some())
+                .filter(|u| mailbox.index_of(*u).is_some())
                 .collect();
             if let Some(c) = criteria.as_mut().filter(|c| c.uses_saved()) {
                 // A search key matches messages, whichever numbers name
@@ -912,7 +919,7 @@ impl Session {
                     uids
                 } else {
                     uids.iter()
-                        .filter_map(|u| mailbox.seq_of(*u).map(|i| i as u32 + 1))
+                        .filter_map(|u| mailbox.seq_of(*u).map(|s| s.get()))
                         .collect()
                 };
                 match seqset::to_sequence_set(&numbers) {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use imap_codec::imap_types::flag::{Flag as ImapFlag, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
+use tern_imap_proto::ids::Seq;
 use tern_imap_proto::{imap_codec, seqset};
 use tern_maildir::keywords::KeywordSet;
 use tern_maildir::{Flag, Flags};
@@ -89,7 +90,7 @@ impl Session {
             Ok(seqset::resolve_uids(set, &mailbox.uids()))
         } else {
             seqset::resolve_seqs(set, mailbox.known.len() as u32)
-                .map(|s| s.into_iter().map(|n| n as usize - 1).collect())
+                .map(|s| s.into_iter().map(Seq::index).collect())
                 .map_err(|e| Reply::bad(e.to_string()))
         }
     }

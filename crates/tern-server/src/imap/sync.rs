@@ -30,6 +30,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use rustc_hash::FxHashSet as HashSet;
+use tern_imap_proto::ids::Seq;
 use tern_maildir::FolderView;
 
 use super::selected::{flag_list, message_flags};
@@ -78,7 +79,7 @@ pub(crate) fn synchronize(
 ) -> Synced {
     let old_len = old.len();
     let mut known: Vec<Known> = Vec::with_capacity(view.messages.len());
-    let mut expunged: Vec<usize> = Vec::new();
+    let mut expunged: Vec<Seq> = Vec::new();
     let mut changed: Vec<usize> = Vec::new();
     let mut held_back = false;
     // A \Recent message of this session was expunged: the count changed.
@@ -100,7 +101,7 @@ pub(crate) fn synchronize(
             }
             _ if expunges == Expunges::Allowed => {
                 recent_gone |= recent.contains(&k.uid);
-                expunged.push(i + 1)
+                expunged.extend(Seq::from_index(i))
             }
             _ => {
                 held_back = true;
@@ -150,7 +151,7 @@ pub(crate) fn synchronize(
         let _ = write!(
             out,
             "* {} FETCH (UID {} FLAGS ({flags}))\r\n",
-            idx + 1,
+            Seq::at(idx),
             k.uid
         );
     }
@@ -245,8 +246,8 @@ pub(crate) fn synchronize_changes(
     let added_any = !added.is_empty();
     known.extend(added);
     let mut out = String::new();
-    for i in expunged.iter().rev() {
-        let _ = write!(out, "* {} EXPUNGE\r\n", i + 1);
+    for seq in expunged.iter().rev().filter_map(|&i| Seq::from_index(i)) {
+        let _ = write!(out, "* {seq} EXPUNGE\r\n");
     }
     if new_keywords {
         keywords.extend(known.iter().flat_map(|k| k.keywords.iter().cloned()));
@@ -275,7 +276,12 @@ pub(crate) fn synchronize_changes(
         if let Ok(i) = known.binary_search_by_key(&uid, |k| k.uid) {
             let k = &known[i];
             let flags = message_flags(k, recent.contains(&k.uid));
-            let _ = write!(out, "* {} FETCH (UID {} FLAGS ({flags}))\r\n", i + 1, k.uid);
+            let _ = write!(
+                out,
+                "* {} FETCH (UID {} FLAGS ({flags}))\r\n",
+                Seq::at(i),
+                k.uid
+            );
         }
     }
     Ok(Synced {

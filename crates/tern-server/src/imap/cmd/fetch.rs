@@ -10,6 +10,7 @@ use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
 use imap_codec::imap_types::sequence::SequenceSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use tern_imap_proto::ids::Seq;
 use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, seqset, wire};
 use tern_maildir::folder::FlagChange;
@@ -29,7 +30,7 @@ impl Session {
             seqset::resolve_uids(&set, &mailbox.uids())
         } else {
             match seqset::resolve_seqs(&set, mailbox.known.len() as u32) {
-                Ok(seqs) => seqs.into_iter().map(|s| s as usize - 1).collect(),
+                Ok(seqs) => seqs.into_iter().map(Seq::index).collect(),
                 Err(e) => return Ok(Reply::bad(e.to_string())),
             }
         };
@@ -45,7 +46,7 @@ impl Session {
                     let Some(k) = mailbox.known.get(i) else {
                         continue;
                     };
-                    let _ = write!(wire::Bytes(&mut out), "* {} FETCH (", i + 1);
+                    let _ = write!(wire::Bytes(&mut out), "* {} FETCH (", Seq::at(i));
                     for (n, item) in items.iter().enumerate() {
                         if n > 0 {
                             out.push(b' ');
@@ -218,7 +219,7 @@ impl Session {
                         &aligned,
                         pos,
                         e,
-                        i + 1,
+                        Seq::at(i),
                         k,
                         r,
                         use_items,

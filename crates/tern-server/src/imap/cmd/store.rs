@@ -6,6 +6,7 @@ use crate::imap::store::{apply, convert_flags};
 use imap_codec::imap_types::flag::{Flag as ImapFlag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
 use std::fmt::Write as _;
+use tern_imap_proto::ids::Seq;
 use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 use tern_maildir::folder::FlagChange;
@@ -90,7 +91,7 @@ impl Session {
         let mut out = String::new();
         let mut announce = false;
         for e in done {
-            let Some(i) = mailbox.seq_of(e.uid) else {
+            let Some(i) = mailbox.index_of(e.uid) else {
                 continue;
             };
             let k = Known {
@@ -110,12 +111,12 @@ impl Session {
                     let _ = write!(
                         out,
                         "* {} FETCH (UID {} FLAGS ({}))\r\n",
-                        i + 1,
+                        Seq::at(i),
                         k.uid,
                         flags
                     );
                 } else {
-                    let _ = write!(out, "* {} FETCH (FLAGS ({}))\r\n", i + 1, flags);
+                    let _ = write!(out, "* {} FETCH (FLAGS ({}))\r\n", Seq::at(i), flags);
                 }
             }
             std::sync::Arc::make_mut(&mut mailbox.known)[i] = k;
