@@ -10,6 +10,7 @@ use std::time::Duration;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use tern_imap_proto::framer::{Continuation, Event, Framer, TooLong};
 use tern_imap_proto::framing;
+use tern_imap_proto::ids::Uid;
 use tern_imap_proto::parsed::{self, Parsed, Refusal};
 use tern_imap_proto::response::Code;
 use tern_imap_proto::seqset;
@@ -165,11 +166,11 @@ impl Selected {
     }
     /// The 0-based position of the message with UID `uid` in the
     /// client's numbering.
-    pub fn index_of(&self, uid: u32) -> Option<usize> {
-        self.known.binary_search_by_key(&uid, |k| k.uid).ok()
+    pub fn index_of(&self, uid: Uid) -> Option<usize> {
+        self.known.binary_search_by_key(&uid.0, |k| k.uid).ok()
     }
     /// The sequence number of the message with UID `uid`.
-    pub fn seq_of(&self, uid: u32) -> Option<tern_imap_proto::ids::Seq> {
+    pub fn seq_of(&self, uid: Uid) -> Option<tern_imap_proto::ids::Seq> {
         self.index_of(uid)
             .and_then(tern_imap_proto::ids::Seq::from_index)
     }
@@ -893,7 +894,7 @@ impl Session {
                 .saved
                 .iter()
                 .copied()
-                .filter(|u| mailbox.index_of(*u).is_some())
+                .filter(|u| mailbox.index_of(Uid(*u)).is_some())
                 .collect();
             if let Some(c) = criteria.as_mut().filter(|c| c.uses_saved()) {
                 // A search key matches messages, whichever numbers name
@@ -919,7 +920,7 @@ impl Session {
                     uids
                 } else {
                     uids.iter()
-                        .filter_map(|u| mailbox.seq_of(*u).map(|s| s.get()))
+                        .filter_map(|u| mailbox.seq_of(Uid(*u)).map(|s| s.get()))
                         .collect()
                 };
                 match seqset::to_sequence_set(&numbers) {

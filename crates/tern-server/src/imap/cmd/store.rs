@@ -7,6 +7,7 @@ use imap_codec::imap_types::flag::{Flag as ImapFlag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
 use std::fmt::Write as _;
 use tern_imap_proto::ids::Seq;
+use tern_imap_proto::ids::Uid;
 use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 use tern_maildir::folder::FlagChange;
@@ -91,7 +92,7 @@ impl Session {
         let mut out = String::new();
         let mut announce = false;
         for e in done {
-            let Some(i) = mailbox.index_of(e.uid) else {
+            let Some(i) = mailbox.index_of(Uid(e.uid)) else {
                 continue;
             };
             let k = Known {
