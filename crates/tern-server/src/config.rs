@@ -156,6 +156,9 @@ pub struct Config {
     /// `[proxy]`: relaying accounts whose `mailhost` is another server.
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// `[lmtp]`: deliveries from the MTA.
+    #[serde(default)]
+    pub lmtp: LmtpConfig,
     /// Directory of the config file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -502,6 +505,21 @@ pub struct Pop3Config {
     /// Courier's UIDLs from `courierpop3dsizelist`.
     #[serde(default)]
     pub uidl_format: Option<String>,
+}
+
+/// `[lmtp]`: the LMTP listener (RFC 2033) the MTA delivers through.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmtpConfig {
+    /// Listeners (`127.0.0.1:24`). LMTP has no authentication: loopback or
+    /// a private network only.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Look recipients up by the local part alone (`alice@example.org` is
+    /// the account `alice`), for a directory of bare names; else by the
+    /// whole address.
+    #[serde(default)]
+    pub local_part_only: bool,
 }
 
 /// `[quota]`.

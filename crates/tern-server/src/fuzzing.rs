@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets of this crate's parsers of what
 //! comes over the network outside IMAP and POP3 (`fuzz/`): the PROXY
-//! protocol header and the proxy control line. Each must never panic,
+//! protocol header, the proxy control line, and LMTP's command lines and
+//! message data. Each must never panic,
 //! whatever the bytes.
 
 use crate::proxy::{ControlLine, Relayed};
@@ -29,4 +30,36 @@ pub fn control(data: &[u8]) {
         Ok(&parsed.command),
         "a command sent to a peer reads back as another"
     );
+}
+
+/// LMTP: each line parsed as a command, and the whole input read as the
+/// data after DATA in pieces (the first byte picks their size): the data
+/// never grows, and read whole or in pieces gives the same message and the
+/// same end. (A CRLF may stay: a bare CR of the data before a line end.)
+pub fn lmtp(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n') {
+        let _ = crate::lmtp::Command::parse(&String::from_utf8_lossy(line));
+    }
+    let cut = usize::from(data.first().copied().unwrap_or(1) % 13) + 1;
+    let whole = {
+        let mut r = crate::lmtp::DataReader::new();
+        let mut out = Vec::new();
+        let end = r.push(data, &mut out, u64::MAX);
+        (out, end)
+    };
+    let mut r = crate::lmtp::DataReader::new();
+    let mut out = Vec::new();
+    let mut end = None;
+    let mut at = 0;
+    for piece in data.chunks(cut) {
+        if let Some(n) = r.push(piece, &mut out, u64::MAX) {
+            end = Some(at + n);
+            break;
+        }
+        at += piece.len();
+    }
+    assert!(out.len() <= data.len(), "the data grew");
+    if end.is_some() {
+        assert_eq!((out, end), whole, "pieces read otherwise than the whole");
+    }
 }

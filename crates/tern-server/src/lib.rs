@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod haproxy;
 pub mod imap;
 pub mod listener;
+pub mod lmtp;
 pub mod login;
 pub mod policy;
 pub mod pop3;

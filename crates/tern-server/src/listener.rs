@@ -28,6 +28,8 @@ pub enum Protocol {
     Imap,
     /// POP3.
     Pop3,
+    /// LMTP (deliveries from the MTA).
+    Lmtp,
 }
 
 impl Protocol {
@@ -36,6 +38,7 @@ impl Protocol {
         match self {
             Protocol::Imap => "imap",
             Protocol::Pop3 => "pop3",
+            Protocol::Lmtp => "lmtp",
         }
     }
 
@@ -44,6 +47,7 @@ impl Protocol {
         match self {
             Protocol::Imap => format!("* BYE {why}\r\n"),
             Protocol::Pop3 => format!("-ERR [SYS/TEMP] {why}\r\n"),
+            Protocol::Lmtp => format!("421 4.3.2 {why}\r\n"),
         }
     }
 }
@@ -466,6 +470,9 @@ async fn serve(
                 Some(slot),
             ))
             .await
+        }
+        Protocol::Lmtp => {
+            Box::pin(crate::lmtp::serve_lmtp(svc, stream, Some(peer), Some(slot))).await
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Replays the fuzz corpora of this crate's network parsers
-//! (`fuzz/seeds/haproxy`, `fuzz/seeds/control`) and random inputs through
+//! (`fuzz/seeds/haproxy`, `fuzz/seeds/control`, `fuzz/seeds/lmtp`) and random inputs through
 //! the fuzz entry points: none may panic. The targets themselves run with
 //! `cargo +nightly fuzz run <target>`.
 
@@ -35,6 +35,9 @@ fn network_like() -> impl Strategy<Value = Vec<u8>> {
         Just(b"KICK USER ".to_vec()),
         Just(b"KICK HOST ".to_vec()),
         Just(b"MOVE a b ".to_vec()),
+        Just(b"\r\n.\r\n".to_vec()),
+        Just(b"RCPT TO:<".to_vec()),
+        Just(b"MAIL FROM:<a> SIZE=".to_vec()),
         Just(b"99999999999999999999".to_vec()),
         Just(b" \t\n".to_vec()),
         prop::collection::vec(any::<u8>(), 0..20),

@@ -698,6 +698,7 @@ fn prepare(cfg: &Config) -> Result<Prepared> {
         (&cfg.imap.haproxy_tls_listen, true, Protocol::Imap, true),
         (&cfg.pop3.haproxy_listen, false, Protocol::Pop3, true),
         (&cfg.pop3.haproxy_tls_listen, true, Protocol::Pop3, true),
+        (&cfg.lmtp.listen, false, Protocol::Lmtp, false),
     ] {
         for a in addrs {
             let l = bind(a).with_context(|| format!("cannot listen on {a}"))?;
@@ -705,6 +706,7 @@ fn prepare(cfg: &Config) -> Result<Prepared> {
             let name = match protocol {
                 Protocol::Imap => "imap",
                 Protocol::Pop3 => "pop3",
+                Protocol::Lmtp => "lmtp",
             };
             println!(
                 "tern: listening {name}{}{} {local}",
@@ -815,6 +817,9 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("auth.login_trusted_networks: {e}"))?,
         relayed: Default::default(),
+        lmtp: tern_server::lmtp::LmtpSettings {
+            local_part_only: cfg.lmtp.local_part_only,
+        },
     });
     tokio::spawn(tern_server::proxy::check_health(
         svc.proxy.clone(),
@@ -921,6 +926,7 @@ fn imapd(maildir: PathBuf) -> i32 {
             proxy_health: Default::default(),
             login_trusted: Vec::new(),
             relayed: Default::default(),
+            lmtp: Default::default(),
         });
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;

@@ -69,6 +69,8 @@ pub struct Services {
     pub login_trusted: Vec<crate::haproxy::Network>,
     /// The sessions this server relays to backends.
     pub relayed: Arc<crate::proxy::Relayed>,
+    /// What LMTP deliveries need ([`crate::lmtp`]).
+    pub lmtp: crate::lmtp::LmtpSettings,
 }
 
 impl std::fmt::Debug for Services {

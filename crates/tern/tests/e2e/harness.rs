@@ -22,6 +22,9 @@ pub struct Server {
     pub haproxy: std::collections::HashMap<String, SocketAddr>,
     /// How many PROXY protocol listeners the configuration has.
     expect_haproxy: usize,
+    /// The LMTP listener, when the configuration has an `[lmtp]` table.
+    pub lmtp: Option<SocketAddr>,
+    expect_lmtp: bool,
     /// A program the binary runs under (strace), with its arguments.
     wrapper: Vec<String>,
     /// The log filter, when the log goes to `server.log` in the directory.
@@ -184,6 +187,8 @@ impl ServerBuilder {
             haproxy: Default::default(),
             expect_haproxy: cfg.matches("haproxy_listen = [\"").count()
                 + cfg.matches("haproxy_tls_listen = [\"").count(),
+            lmtp: None,
+            expect_lmtp: cfg.contains("[lmtp]"),
             wrapper: self.wrapper,
             log: self.log,
         };
@@ -223,11 +228,13 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let (mut imap, mut imaps, mut pop3, mut pop3s) = (None, None, None, None);
         self.haproxy.clear();
+        self.lmtp = None;
         while imap.is_none()
             || imaps.is_none()
             || pop3.is_none()
             || pop3s.is_none()
             || self.haproxy.len() < self.expect_haproxy
+            || (self.expect_lmtp && self.lmtp.is_none())
         {
             let line = lines.next().expect("tern exited before listening").unwrap();
             let Some(rest) = line.strip_prefix("tern: listening ") else {
@@ -244,6 +251,7 @@ impl Server {
                 "imaps" => imaps = Some(addr),
                 "pop3" => pop3 = Some(addr),
                 "pop3s" => pop3s = Some(addr),
+                "lmtp" => self.lmtp = Some(addr),
                 other => panic!("unknown listener {other}"),
             }
         }

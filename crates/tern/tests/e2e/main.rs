@@ -15,6 +15,7 @@ mod delivery;
 mod differential;
 mod durability;
 mod framing;
+mod lmtp;
 mod mailboxes;
 mod messages;
 mod migration;

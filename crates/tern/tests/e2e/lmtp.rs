@@ -1,0 +1,186 @@
+//! LMTP (RFC 2033): deliveries from the MTA into the recipients' INBOXes,
+//! one answer per recipient, the quota honoured, IDLE sessions told.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// dave has Courier's quota field: 20 KiB, 3 messages.
+const DAVE: &str = "dave:{PLAIN}davepw::::::quota=20480S,3C";
+
+struct Lmtp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Lmtp {
+    fn connect(s: &Server) -> (Lmtp, String) {
+        let tcp = TcpStream::connect(s.lmtp.expect("an LMTP listener")).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut l = Lmtp {
+            r: BufReader::new(tcp.try_clone().unwrap()),
+            w: tcp,
+        };
+        let greeting = l.reply();
+        (l, greeting)
+    }
+
+    /// One reply, its continuation lines joined with `\n`.
+    fn reply(&mut self) -> String {
+        let mut all = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.r.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_owned();
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            all.push(line);
+            if !more {
+                return all.join("\n");
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+}
+
+fn server_with_lmtp(extra: &str) -> Server {
+    server()
+        .users(DAVE)
+        .config(&format!("[lmtp]\nlisten = [\"127.0.0.1:0\"]\n{extra}"))
+        .start()
+}
+
+#[test]
+fn a_message_reaches_every_recipient_with_one_answer_each() {
+    let s = server_with_lmtp("");
+    // alice waits in IDLE: the delivery is announced at once.
+    let mut idle = s.alice();
+    assert!(idle.cmd("SELECT INBOX").ok());
+    idle.send(b"i1 IDLE\r\n");
+    assert!(idle.read_line().starts_with('+'));
+    let (mut l, greeting) = Lmtp::connect(&s);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let caps = l.cmd("LHLO mx.example.org");
+    assert!(
+        caps.starts_with("250-")
+            && caps.contains("PIPELINING")
+            && caps.contains("ENHANCEDSTATUSCODES"),
+        "{caps}"
+    );
+    assert!(caps.contains("SIZE "), "{caps}");
+    assert_eq!(
+        l.cmd("MAIL FROM:<sender@example.net> BODY=8BITMIME"),
+        "250 2.1.0 OK"
+    );
+    assert_eq!(l.cmd("RCPT TO:<alice>"), "250 2.1.5 OK");
+    assert!(l
+        .cmd("RCPT TO:<nobody@example.org>")
+        .starts_with("550 5.1.1"));
+    assert_eq!(l.cmd("RCPT TO:<carol@example.org>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: via lmtp\r\nFrom: s@example.net\r\n\r\n..a line with a dot\r\nbody\r\n.\r\n");
+    // One answer per accepted recipient, in order (RFC 2033 4.2).
+    let a = l.reply();
+    let c = l.reply();
+    assert!(a.starts_with("250 2.0.0 <alice>"), "{a}");
+    assert!(c.starts_with("250 2.0.0 <carol@example.org>"), "{c}");
+    // The IDLE session sees it.
+    let line = idle.read_line();
+    assert!(line.contains("EXISTS"), "{line}");
+    idle.send(b"DONE\r\n");
+    idle.read_until_tag("i1");
+    let r = idle.cmd("FETCH 1 BODY.PEEK[]");
+    assert!(r.has("Return-Path: <sender@example.net>"), "{r:?}");
+    assert!(r.has("Delivered-To: alice"), "{r:?}");
+    assert!(
+        r.has("\r\n.a line with a dot\r\nbody"),
+        "unstuffed, CRLF: {r:?}"
+    );
+    let mut carol = s.login("carol@example.org", "c");
+    assert!(carol.cmd("SELECT INBOX").ok());
+    assert!(carol
+        .cmd("FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+        .has("via lmtp"));
+    // Stored with LF line ends, as every Maildir program writes them.
+    let cur = s.maildir("alice").join("cur");
+    let new = s.maildir("alice").join("new");
+    let file = std::fs::read_dir(&cur)
+        .unwrap()
+        .chain(std::fs::read_dir(&new).unwrap())
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let stored = std::fs::read(file).unwrap();
+    assert!(!stored.contains(&b'\r'), "CR kept on disk");
+    // A second message on the same connection, then QUIT.
+    assert_eq!(l.cmd("MAIL FROM:<>"), "250 2.1.0 OK");
+    assert_eq!(l.cmd("RCPT TO:<alice>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: bounce\r\n\r\nx\r\n.\r\n");
+    assert!(l.reply().starts_with("250 2.0.0"));
+    assert!(l.cmd("QUIT").starts_with("221"));
+    let r = idle.cmd("STATUS INBOX (MESSAGES)");
+    assert!(r.has("MESSAGES 2"), "{r:?}");
+}
+
+#[test]
+fn the_sequence_and_the_limits_are_enforced() {
+    let s = server_with_lmtp("");
+    let (mut l, _) = Lmtp::connect(&s);
+    assert!(l.cmd("HELO x").starts_with("500"), "LMTP takes LHLO only");
+    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("503"), "before LHLO");
+    assert!(l.cmd("LHLO").starts_with("501"));
+    assert!(l.cmd("LHLO x").starts_with("250"));
+    assert!(l.cmd("RCPT TO:<alice>").starts_with("503"), "before MAIL");
+    assert!(l
+        .cmd("MAIL FROM:<a@b> SIZE=999999999999")
+        .starts_with("552 5.3.4"));
+    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("250"));
+    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("503"), "twice");
+    assert!(l.cmd("DATA").starts_with("503"), "no recipient");
+    assert!(l.cmd("RCPT TO:").starts_with("501"));
+    assert!(l.cmd("BDAT 10 LAST").starts_with("500"));
+    assert!(l.cmd("VRFY alice").starts_with("252"));
+    assert!(l.cmd("RSET").starts_with("250"));
+    assert!(l.cmd("NOOP").starts_with("250"));
+    // A command line over the limit ends the connection, nothing more.
+    l.send(&vec![b'x'; 10_000]);
+    l.send(b"\r\n");
+    let mut rest = String::new();
+    let _ = l.r.read_line(&mut rest);
+    assert!(rest.is_empty(), "{rest}");
+    // The server goes on.
+    let (mut again, greeting) = Lmtp::connect(&s);
+    assert!(greeting.starts_with("220"));
+    assert!(again.cmd("QUIT").starts_with("221"));
+}
+
+#[test]
+fn over_quota_is_a_permanent_answer_and_other_recipients_still_get_it() {
+    let s = server_with_lmtp("local_part_only = true");
+    let (mut l, _) = Lmtp::connect(&s);
+    assert!(l.cmd("LHLO x").starts_with("250"));
+    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("250"));
+    // local_part_only: the domain is not part of the account name.
+    assert_eq!(l.cmd("RCPT TO:<dave@example.org>"), "250 2.1.5 OK");
+    assert_eq!(l.cmd("RCPT TO:<alice@example.org>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    let body = "y".repeat(30_000);
+    l.send(format!("Subject: big\r\n\r\n{body}\r\n.\r\n").as_bytes());
+    let d = l.reply();
+    let a = l.reply();
+    assert!(d.starts_with("552 5.2.2 <dave@example.org>"), "{d}");
+    assert!(a.starts_with("250 2.0.0 <alice@example.org>"), "{a}");
+    let mut dave = s.login("dave", "davepw");
+    assert!(dave.cmd("SELECT INBOX").has("0 EXISTS"));
+}
