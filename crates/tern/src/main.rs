@@ -279,6 +279,9 @@ fn main() {
 
 fn maildirmake(quota: Option<&str>, folder: Option<&str>, dir: &std::path::Path) -> i32 {
     use tern_maildir::{make, MaildirError};
+    // The operator names the Maildir: it may be a link (its folders and
+    // tmp/ never are).
+    tern_maildir::dirs::allow_linked_roots(true);
     let fail = |what: &std::path::Path, e: MaildirError| {
         let text = match e {
             MaildirError::FolderExists => "File exists".to_owned(),
