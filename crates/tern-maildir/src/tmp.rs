@@ -28,7 +28,8 @@ use crate::dirs::open_dir;
 pub const LEFTOVER_AGE: Duration = Duration::from_secs(36 * 3600);
 
 /// How many names one sweep looks at: a `tmp/` someone filled with a
-/// million files is swept over many sessions, never in one long call.
+/// million files costs a sweep this many, never one long call (the rest
+/// of such a `tmp/` may then wait; only leftovers of crashes are at stake).
 const SWEEP_AT_MOST: usize = 10_000;
 
 /// An open `tmp/` of one folder.

@@ -890,8 +890,10 @@ impl Session {
             binary_aliases,
         } = parsed;
         let tag = tag.as_ref().to_owned();
-        // `$` (RFC 5182): the saved result, written into the typed command.
-        if let State::Selected { mailbox, .. } = &self.state {
+        // `$` (RFC 5182): the saved result, written into the typed command
+        // (looked at only by a command that names it).
+        let names_saved = saved_set || criteria.as_ref().is_some_and(|c| c.uses_saved());
+        if let (true, State::Selected { mailbox, .. }) = (names_saved, &self.state) {
             let uids: Vec<u32> = mailbox
                 .saved
                 .iter()
