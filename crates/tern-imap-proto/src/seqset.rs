@@ -65,13 +65,19 @@ pub fn resolve_seqs(set: &SequenceSet, exists: u32) -> Result<Vec<Seq>, SeqSetEr
 /// Resolves UIDs against the sorted UIDs of a mailbox; returns the 0-based
 /// indices of the messages named, sorted, without duplicates.
 pub fn resolve_uids(set: &SequenceSet, uids: &[u32]) -> Vec<usize> {
-    let Some(&max) = uids.last() else {
+    resolve_uids_by(set, uids, |u| *u)
+}
+
+/// As [`resolve_uids`], over the mailbox's own entries (sorted by UID),
+/// `uid` reading each one's: no list of UIDs is built per command.
+pub fn resolve_uids_by<T>(set: &SequenceSet, items: &[T], uid: impl Fn(&T) -> u32) -> Vec<usize> {
+    let Some(max) = items.last().map(&uid) else {
         return Vec::new();
     };
     let mut out: Vec<usize> = Vec::new();
     for (lo, hi) in ranges(set, max) {
-        let start = uids.partition_point(|u| *u < lo);
-        let end = uids.partition_point(|u| *u <= hi);
+        let start = items.partition_point(|m| uid(m) < lo);
+        let end = items.partition_point(|m| uid(m) <= hi);
         out.extend(start..end);
     }
     out.sort_unstable();
@@ -151,6 +157,8 @@ mod tests {
         assert_eq!(resolve_uids(&set("100"), &u), Vec::<usize>::new());
         assert_eq!(resolve_uids(&set("*"), &[]), Vec::<usize>::new());
         assert_eq!(resolve_uids(&set("9:1"), &u), vec![0, 1, 2]);
+        let entries = [(3, 'a'), (5, 'b'), (9, 'c')];
+        assert_eq!(resolve_uids_by(&set("4:*"), &entries, |e| e.0), vec![1, 2]);
     }
 
     #[test]

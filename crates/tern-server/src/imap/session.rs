@@ -163,9 +163,6 @@ pub(crate) struct Selected {
 }
 
 impl Selected {
-    pub fn uids(&self) -> Vec<u32> {
-        self.known.iter().map(|k| k.uid).collect()
-    }
     /// The 0-based position of the message with UID `uid` in the
     /// client's numbering.
     pub fn index_of(&self, uid: Uid) -> Option<usize> {

@@ -87,7 +87,7 @@ impl Session {
             return Err(Reply::bad("No mailbox selected"));
         };
         if uid {
-            Ok(seqset::resolve_uids(set, &mailbox.uids()))
+            Ok(seqset::resolve_uids_by(set, &mailbox.known, |k| k.uid))
         } else {
             seqset::resolve_seqs(set, mailbox.known.len() as u32)
                 .map(|s| s.into_iter().map(Seq::index).collect())

@@ -17,13 +17,10 @@ impl Session {
         }
         let open = mailbox.open.clone();
         let allowed: HashSet<u32> = match &only {
-            Some(set) => {
-                let uids = mailbox.uids();
-                seqset::resolve_uids(set, &uids)
-                    .into_iter()
-                    .map(|i| uids[i])
-                    .collect()
-            }
+            Some(set) => seqset::resolve_uids_by(set, &mailbox.known, |k| k.uid)
+                .into_iter()
+                .map(|i| mailbox.known[i].uid)
+                .collect(),
             None => mailbox.known.iter().map(|k| k.uid).collect(),
         };
         match expunge_deleted(open, allowed).await {

@@ -27,7 +27,7 @@ impl Session {
             return Ok(Reply::bad("No mailbox selected"));
         };
         let indices: Vec<usize> = if uid {
-            seqset::resolve_uids(&set, &mailbox.uids())
+            seqset::resolve_uids_by(&set, &mailbox.known, |k| k.uid)
         } else {
             match seqset::resolve_seqs(&set, mailbox.known.len() as u32) {
                 Ok(seqs) => seqs.into_iter().map(Seq::index).collect(),
