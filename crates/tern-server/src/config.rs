@@ -508,18 +508,60 @@ pub struct Pop3Config {
 }
 
 /// `[lmtp]`: the LMTP listener (RFC 2033) the MTA delivers through.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LmtpConfig {
     /// Listeners (`127.0.0.1:24`). LMTP has no authentication: loopback or
     /// a private network only.
     #[serde(default)]
     pub listen: Vec<String>,
+    /// A Unix socket to serve as well (Postfix `lmtp:unix:PATH`), made
+    /// after privileges are dropped: its directory must be writable by
+    /// `mail.user`.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// The socket's mode, in octal (`0660`: the MTA's group must be the
+    /// socket's; `0666` for anyone on the host).
+    #[serde(default = "default_lmtp_socket_mode")]
+    pub socket_mode: String,
     /// Look recipients up by the local part alone (`alice@example.org` is
     /// the account `alice`), for a directory of bare names; else by the
     /// whole address.
     #[serde(default)]
     pub local_part_only: bool,
+}
+
+fn default_lmtp_socket_mode() -> String {
+    "0666".to_owned()
+}
+
+impl Default for LmtpConfig {
+    fn default() -> Self {
+        LmtpConfig {
+            listen: Vec::new(),
+            socket: None,
+            socket_mode: default_lmtp_socket_mode(),
+            local_part_only: false,
+        }
+    }
+}
+
+impl LmtpConfig {
+    /// The socket's mode bits, or why the setting is wrong.
+    ///
+    /// # Errors
+    /// Not an octal mode.
+    pub fn socket_mode(&self) -> Result<u32, String> {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                format!(
+                    "lmtp.socket_mode {:?} is not an octal mode",
+                    self.socket_mode
+                )
+            })
+    }
 }
 
 /// `[quota]`.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
 
 use crate::imap::{AsyncStream, Services};
 use crate::users::User;
@@ -243,6 +244,62 @@ pub async fn serve_lmtp(
     if let Err(e) = res {
         tracing::debug!(cause = %e, "LMTP connection ended");
     }
+}
+
+/// Serves LMTP on the Unix socket `path` (Postfix `lmtp:unix:...`),
+/// made with `mode` and at most `limits.max_connections` at once. A stale
+/// socket at the path is replaced; any other file there is left alone and
+/// the listener not started.
+///
+/// # Errors
+/// The socket cannot be made.
+pub async fn serve_unix(
+    svc: Arc<Services>,
+    path: std::path::PathBuf,
+    mode: u32,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(m) = std::fs::symlink_metadata(&path) {
+        if !m.file_type().is_socket() {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a socket",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    let running = Arc::new(tokio::sync::Semaphore::new(
+        svc.limits.max_connections.max(1),
+    ));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let Ok(permit) = running.clone().try_acquire_owned() else {
+                let _ = stream
+                    .write_all(b"421 4.3.2 Too many connections\r\n")
+                    .await;
+                continue;
+            };
+            let svc = svc.clone();
+            tokio::spawn(
+                async move {
+                    let _permit = permit;
+                    serve_lmtp(svc, Box::new(stream), None, None).await;
+                }
+                .instrument(tracing::info_span!(
+                    "session",
+                    proto = "lmtp",
+                    peer = "unix"
+                )),
+            );
+        }
+    });
+    Ok(())
 }
 
 async fn reply(stream: &mut Box<dyn AsyncStream>, text: &str) -> std::io::Result<()> {

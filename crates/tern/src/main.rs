@@ -853,6 +853,14 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             secret.clone(),
         ));
     }
+    if let Some(sock) = &cfg.lmtp.socket {
+        let path = cfg.resolve(sock);
+        let mode = cfg.lmtp.socket_mode().map_err(|e| anyhow::anyhow!(e))?;
+        tern_server::lmtp::serve_unix(svc.clone(), path.clone(), mode)
+            .await
+            .map_err(|e| anyhow::anyhow!("lmtp.socket {}: {e}", path.display()))?;
+        println!("tern: listening lmtp-unix {}", path.display());
+    }
     tracing::info!(hostname = %cfg.hostname, "tern started");
     tokio::spawn(async move {
         wait_for_signal().await;

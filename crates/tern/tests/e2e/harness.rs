@@ -241,6 +241,9 @@ impl Server {
                 continue;
             };
             let (proto, addr) = rest.split_once(' ').unwrap();
+            if proto == "lmtp-unix" {
+                continue;
+            }
             let addr: SocketAddr = addr.parse().unwrap();
             if let Some(p) = proto.strip_suffix("+haproxy") {
                 self.haproxy.insert(p.to_owned(), addr);

@@ -184,3 +184,51 @@ fn over_quota_is_a_permanent_answer_and_other_recipients_still_get_it() {
     let mut dave = s.login("dave", "davepw");
     assert!(dave.cmd("SELECT INBOX").has("0 EXISTS"));
 }
+
+#[test]
+fn deliveries_come_over_a_unix_socket_too() {
+    // Postfix's `lmtp:unix:private/tern-lmtp`, as Dovecot's socket is used.
+    let s = server()
+        .config(
+            "[lmtp]\nlisten = [\"127.0.0.1:0\"]\nsocket = \"lmtp.sock\"\nsocket_mode = \"0660\"",
+        )
+        .start();
+    let path = s.path().join("lmtp.sock");
+    let mut tries = 0;
+    while !path.exists() && tries < 100 {
+        std::thread::sleep(Duration::from_millis(20));
+        tries += 1;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let sock = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut r = BufReader::new(sock.try_clone().unwrap());
+    let mut w = sock;
+    let mut line = String::new();
+    let mut ask = |cmd: &str, r: &mut BufReader<std::os::unix::net::UnixStream>| -> String {
+        w.write_all(cmd.as_bytes()).unwrap();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return l.trim_end().to_owned();
+            }
+        }
+    };
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220"), "{line}");
+    assert!(ask("LHLO mx\r\n", &mut r).starts_with("250 "));
+    assert!(ask("MAIL FROM:<a@b>\r\n", &mut r).starts_with("250"));
+    assert!(ask("RCPT TO:<alice>\r\n", &mut r).starts_with("250"));
+    assert!(ask("DATA\r\n", &mut r).starts_with("354"));
+    let done = ask("Subject: over the socket\r\n\r\nx\r\n.\r\n", &mut r);
+    assert!(done.starts_with("250 2.0.0 <alice>"), "{done}");
+    let mut c = s.alice();
+    assert!(c.cmd("SELECT INBOX").ok());
+    assert!(c
+        .cmd("FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+        .has("over the socket"));
+}
