@@ -470,6 +470,13 @@ async fn read_data(
         if let Some(used) = reader.push(&pending, data, max) {
             return Ok(pending.split_off(used));
         }
+        // Past the limit the rest is only counted, to answer 552 at its
+        // end; a client that never ends it is cut off at twice the limit.
+        if reader.size > max.saturating_mul(2).max(1 << 20) {
+            return Err(std::io::Error::other(
+                "message data far beyond the size limit",
+            ));
+        }
         pending.clear();
         pending.resize(64 * 1024, 0);
         let n = tokio::time::timeout(IDLE, stream.read(&mut pending))

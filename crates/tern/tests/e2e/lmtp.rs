@@ -166,6 +166,51 @@ fn the_sequence_and_the_limits_are_enforced() {
 }
 
 #[test]
+fn a_message_over_the_size_limit_is_refused_and_endless_data_cut_off() {
+    let s = server()
+        .config("[lmtp]\nlisten = [\"127.0.0.1:0\"]\n[limits]\nmax_message_size = 1048576")
+        .start();
+    let (mut l, _) = Lmtp::connect(&s);
+    assert!(l.cmd("LHLO x").starts_with("250"));
+    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("250"));
+    assert!(l.cmd("RCPT TO:<alice>").starts_with("250"));
+    assert!(l.cmd("DATA").starts_with("354"));
+    let line = format!("{}\r\n", "z".repeat(998));
+    for _ in 0..1100 {
+        l.send(line.as_bytes());
+    }
+    l.send(b".\r\n");
+    let r = l.reply();
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    assert!(l.cmd("NOOP").starts_with("250"), "the session goes on");
+    // Data that never ends is cut off past twice the limit.
+    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("250"));
+    assert!(l.cmd("RCPT TO:<alice>").starts_with("250"));
+    assert!(l.cmd("DATA").starts_with("354"));
+    let mut cut = false;
+    for _ in 0..4000 {
+        if l.w.write_all(line.as_bytes()).is_err() {
+            cut = true;
+            break;
+        }
+    }
+    // Closed: the end of the stream or a reset, not a read that times out
+    // while the server still reads.
+    let mut rest = String::new();
+    let closed = match l.r.read_line(&mut rest) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(cut || closed, "still reading after 4 MB: {rest}");
+    let mut c = s.alice();
+    assert!(c.cmd("SELECT INBOX").has("0 EXISTS"));
+}
+
+#[test]
 fn over_quota_is_a_permanent_answer_and_other_recipients_still_get_it() {
     let s = server_with_lmtp("local_part_only = true");
     let (mut l, _) = Lmtp::connect(&s);
