@@ -44,7 +44,7 @@ pub fn deliver(
     // only the root may be one, where the operator allows it.
     let may_be_link = folder.is_none() && crate::dirs::linked_roots_allowed();
     let open_err = |e: std::io::Error| {
-        if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+        if crate::dirs::is_link_refusal(&e) {
             MaildirError::NoSuchFolder
         } else {
             MaildirError::io("open", &dir, e)

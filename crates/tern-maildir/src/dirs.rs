@@ -67,6 +67,16 @@ pub struct FileStat {
     pub regular: bool,
 }
 
+/// Whether an open with `O_NOFOLLOW` (and `O_DIRECTORY`) failed because
+/// the name is a symbolic link: `ELOOP`, `ENOTDIR` for a directory open,
+/// `EMLINK` on some BSD-derived systems.
+pub fn is_link_refusal(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EMLINK)
+    )
+}
+
 /// Opens the directory `name` (relative to `at`), refusing a link there
 /// with `nofollow`.
 pub(crate) fn open_dir(at: impl AsFd, name: &Path, nofollow: bool) -> std::io::Result<OwnedFd> {

@@ -513,12 +513,7 @@ impl Folder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(MaildirError::NoSuchFolder)
             }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EMLINK)
-                ) =>
-            {
+            Err(e) if crate::dirs::is_link_refusal(&e) => {
                 tracing::warn!(dir = %self.dir.display(), "refusing a folder whose directory, cur/ or new/ is a symbolic link");
                 return Err(MaildirError::NoSuchFolder);
             }
@@ -554,7 +549,7 @@ impl Folder {
     /// link; I/O errors.
     pub fn tmp_dir(&self) -> Result<Arc<crate::tmp::TmpDir>> {
         crate::tmp::TmpDir::open(&self.dir, self.may_be_link()).map_err(|e| {
-            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+            if crate::dirs::is_link_refusal(&e) {
                 tracing::warn!(dir = %self.dir.display(), "refusing a folder whose directory or tmp/ is a symbolic link");
                 MaildirError::NoSuchFolder
             } else {

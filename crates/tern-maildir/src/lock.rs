@@ -67,7 +67,7 @@ impl DotLock {
         // checked by whoever holds it. A link swapped in after this check
         // could take only the lock file elsewhere, never a message.
         crate::tmp::TmpDir::open(dir, true).map_err(|e| {
-            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+            if crate::dirs::is_link_refusal(&e) {
                 tracing::warn!(dir = %dir.display(), "refusing to lock a folder whose tmp/ is a symbolic link");
             }
             MaildirError::io("open", dir.join("tmp"), e)

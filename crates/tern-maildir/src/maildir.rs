@@ -160,7 +160,7 @@ impl Maildir {
     /// `tmp/` that is a link; I/O errors.
     pub fn tmp_dir(&self) -> Result<Arc<TmpDir>> {
         TmpDir::open(&self.root, crate::dirs::linked_roots_allowed()).map_err(|e| {
-            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+            if crate::dirs::is_link_refusal(&e) {
                 if std::fs::symlink_metadata(&self.root).is_ok_and(|m| m.file_type().is_symlink()) {
                     return MaildirError::LinkedRoot(self.root.clone());
                 }
