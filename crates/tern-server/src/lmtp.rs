@@ -434,6 +434,8 @@ async fn session(
                         .await?;
                     }
                 } else {
+                    // One copy of the message for all its recipients.
+                    let data = Arc::new(data);
                     for r in std::mem::take(&mut rcpts) {
                         let answer = deliver_one(svc, &r, &sender, &data, peer).await;
                         reply(stream, &answer).await?;
@@ -532,22 +534,23 @@ async fn deliver_one(
     svc: &Arc<Services>,
     r: &Recipient,
     sender: &str,
-    data: &[u8],
+    data: &Arc<Vec<u8>>,
     peer: Option<SocketAddr>,
 ) -> String {
     let user = match &r.target {
         Ok(u) => u.clone(),
         Err(answer) => return answer.clone(),
     };
-    let mut message =
-        format!("Return-Path: <{sender}>\nDelivered-To: {}\n", r.address).into_bytes();
-    message.extend_from_slice(data);
+    // The added lines, then the message, read as one without a copy.
+    let head = format!("Return-Path: <{sender}>\nDelivered-To: {}\n", r.address).into_bytes();
+    let data = data.clone();
     let address = r.address.clone();
     let name = user.name.clone();
     let root = user.maildir.root().to_owned();
     let res = crate::creds::spawn_blocking_as(user.creds, move || {
         user.maildir.ensure()?;
-        tern_maildir::deliver::deliver(&user.maildir, None, user.quota, &mut &message[..])
+        let mut message = std::io::Read::chain(&head[..], &data[..]);
+        tern_maildir::deliver::deliver(&user.maildir, None, user.quota, &mut message)
     })
     .await;
     match res {
