@@ -277,3 +277,28 @@ fn deliveries_come_over_a_unix_socket_too() {
         .cmd("FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
         .has("over the socket"));
 }
+
+#[test]
+fn a_recipient_another_server_holds_gets_a_temporary_answer_naming_it() {
+    // Relaying to the backend is not built: the MTA must keep the mail,
+    // and the answer says where the account lives.
+    let s = server()
+        .users("frank:{PLAIN}fpw::::::mailhost=192.0.2.9:143")
+        .config("[lmtp]\nlisten = [\"127.0.0.1:0\"]")
+        .start();
+    let (mut l, _) = Lmtp::connect(&s);
+    assert!(l.cmd("LHLO x").starts_with("250"));
+    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("250"));
+    assert_eq!(l.cmd("RCPT TO:<frank>"), "250 2.1.5 OK");
+    assert_eq!(l.cmd("RCPT TO:<alice>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: routed\r\n\r\nx\r\n.\r\n");
+    let f = l.reply();
+    let a = l.reply();
+    assert!(f.starts_with("451 4.3.0") && f.contains("192.0.2.9"), "{f}");
+    assert!(a.starts_with("250 2.0.0 <alice>"), "{a}");
+    assert!(
+        !s.path().join("mail/frank").exists(),
+        "written here for another server"
+    );
+}
