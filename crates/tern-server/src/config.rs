@@ -229,6 +229,9 @@ pub struct ProxyConfig {
     /// The backends' POP3 port (a port in `mailhost` is the IMAP one).
     #[serde(default = "default_proxy_pop3_port")]
     pub pop3_port: u16,
+    /// The backends' LMTP port, for deliveries relayed to them.
+    #[serde(default = "default_proxy_lmtp_port")]
+    pub lmtp_port: u16,
     /// Connecting and logging in to a backend, in milliseconds, all
     /// backends of one login together.
     #[serde(default = "default_proxy_connect_timeout")]
@@ -321,6 +324,7 @@ impl Default for ProxyConfig {
             self_names: Vec::new(),
             imap_port: default_proxy_imap_port(),
             pop3_port: default_proxy_pop3_port(),
+            lmtp_port: default_proxy_lmtp_port(),
             connect_timeout_ms: default_proxy_connect_timeout(),
             down_secs: default_proxy_down_secs(),
             send_proxy_header: false,
@@ -345,6 +349,10 @@ impl Default for ProxyConfig {
 
 fn default_proxy_imap_port() -> u16 {
     143
+}
+
+fn default_proxy_lmtp_port() -> u16 {
+    24
 }
 
 fn default_proxy_pop3_port() -> u16 {
@@ -418,6 +426,7 @@ impl ProxyConfig {
             self_names: self.self_names.clone(),
             imap_port: self.imap_port,
             pop3_port: self.pop3_port,
+            lmtp_port: self.lmtp_port,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
             down_for: Duration::from_secs(self.down_secs),
             send_proxy_header: self.send_proxy_header,

@@ -7,15 +7,16 @@
 //! recipient `550 5.1.1` at RCPT (the MTA bounces); over quota `552 5.2.2`
 //! after DATA (bounced, as deliverquota's 77); a storage or directory
 //! failure `451 4.3.0` (the MTA keeps the message and retries). A
-//! recipient whose account another server holds (`mailhost`) gets
-//! `451 4.3.0` too, with the server named: relaying deliveries to it is
-//! not built yet, so the MTA must send there itself.
+//! recipient whose account another server holds (`mailhost`) is relayed
+//! to that server's LMTP ([`relay`]), and its answer passed on.
 //!
 //! LMTP has no authentication: listen on loopback or a private network
 //! only. What a client can make the server hold is bounded: a command line
 //! ([`MAX_LINE`]), recipients per message ([`MAX_RECIPIENTS`]), the message
 //! (`limits.max_message_size`), and the connection limits of every
 //! listener.
+
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub struct LmtpSettings {
     /// Look accounts up by the local part of the address alone
     /// (`alice@example.org` is the account `alice`).
     pub local_part_only: bool,
+    /// Backends whose LMTP failed lately (apart from the IMAP and POP3
+    /// logins' record: a backend may serve those and not LMTP).
+    pub health: Arc<crate::proxy::Health>,
 }
 
 /// A command line of LMTP, parsed.
@@ -68,6 +72,14 @@ pub enum Command {
     Quit,
     /// VRFY (answered 252, as RFC 5321 allows).
     Vrfy,
+    /// XCLIENT (Postfix's, as Dovecot's LMTP takes it from a trusted
+    /// relay): the hops left and whose connection brought the mail.
+    Xclient {
+        /// `TTL=`.
+        ttl: Option<u32>,
+        /// `ADDR=` and `PORT=`.
+        client: Option<SocketAddr>,
+    },
     /// HELO/EHLO, which LMTP does not take (RFC 2033 §4.1).
     Helo,
     /// A known command with bad arguments.
@@ -90,6 +102,42 @@ fn path_after<'a>(line: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
 }
 
 impl Command {
+    /// `XCLIENT name=value...`: TTL, ADDR and PORT are used, other names
+    /// (LOGIN, HELO, PROTO...) are ignored, `[UNAVAILABLE]` values too.
+    fn parse_xclient(line: &str) -> Command {
+        let (mut ttl, mut ip, mut port) = (None, None, None);
+        for p in line.split(' ').skip(1).filter(|p| !p.is_empty()) {
+            let Some((k, v)) = p.split_once('=') else {
+                return Command::Syntax("501 5.5.4 Syntax: XCLIENT name=value ...");
+            };
+            let bad = || Command::Syntax("501 5.5.4 Bad XCLIENT value");
+            match k.to_ascii_uppercase().as_str() {
+                "TTL" => match v.parse::<u32>() {
+                    Ok(n) => ttl = Some(n),
+                    Err(_) => return bad(),
+                },
+                "ADDR" => {
+                    let v = v.strip_prefix("IPV6:").unwrap_or(v);
+                    match v.parse::<std::net::IpAddr>() {
+                        Ok(a) => ip = Some(a),
+                        Err(_) if v.eq_ignore_ascii_case("[UNAVAILABLE]") => {}
+                        Err(_) => return bad(),
+                    }
+                }
+                "PORT" => match v.parse::<u16>() {
+                    Ok(n) => port = Some(n),
+                    Err(_) if v.eq_ignore_ascii_case("[UNAVAILABLE]") => {}
+                    Err(_) => return bad(),
+                },
+                _ => {}
+            }
+        }
+        Command::Xclient {
+            ttl,
+            client: ip.map(|ip| SocketAddr::new(ip, port.unwrap_or(0))),
+        }
+    }
+
     /// Parses one command line (without its CRLF).
     pub fn parse(line: &str) -> Command {
         let word = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
@@ -129,6 +177,7 @@ impl Command {
             "NOOP" => Command::Noop,
             "QUIT" => Command::Quit,
             "VRFY" => Command::Vrfy,
+            "XCLIENT" => Command::parse_xclient(line),
             _ => Command::Unknown,
         }
     }
@@ -228,8 +277,15 @@ impl DataReader {
 /// One accepted recipient.
 struct Recipient {
     address: String,
-    /// The account, or why it cannot be delivered to here.
-    target: Result<User, String>,
+    target: Target,
+}
+
+/// Where a recipient's copy goes.
+enum Target {
+    /// Into this account's INBOX here.
+    Local(User),
+    /// To the LMTP of the first of these servers that takes it.
+    Relay(Vec<String>),
 }
 
 /// Serves one LMTP connection to its end.
@@ -341,7 +397,12 @@ async fn session(
     peer: Option<SocketAddr>,
 ) -> std::io::Result<()> {
     let host = svc.hostname.clone();
-    reply(stream, &format!("220 {host} tern LMTP ready")).await?;
+    let greeting = format!("220 {host} tern LMTP ready");
+    reply(stream, &greeting).await?;
+    // A relay of `auth.login_trusted_networks` may say, by XCLIENT, how
+    // many hops the mail has left and whose connection brought it.
+    let trusted = peer.is_some_and(|p| svc.login_trusted.iter().any(|n| n.contains(p.ip())));
+    let (mut ttl, mut client) = (relay::MAX_HOPS, peer);
     let mut buf = Vec::new();
     let (mut greeted, mut from): (bool, Option<String>) = (false, None);
     let mut rcpts: Vec<Recipient> = Vec::new();
@@ -354,15 +415,37 @@ async fn session(
             Command::Lhlo => {
                 greeted = true;
                 (from, rcpts) = (None, Vec::new());
+                let xclient = if trusted {
+                    "250-XCLIENT ADDR PORT TTL\r\n"
+                } else {
+                    ""
+                };
                 reply(
                     stream,
                     &format!(
-                        "250-{host}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE {max}"
+                        "250-{host}\r\n{xclient}250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE {max}"
                     ),
                 )
                 .await?;
             }
             Command::Helo => reply(stream, "500 5.5.1 This is LMTP: say LHLO").await?,
+            Command::Xclient { .. } if !trusted => {
+                reply(stream, "550 5.7.0 XCLIENT is for trusted relays only").await?;
+            }
+            Command::Xclient { .. } if from.is_some() => {
+                reply(stream, "503 5.5.1 XCLIENT not inside a transaction").await?;
+            }
+            Command::Xclient { ttl: t, client: c } => {
+                // As after Postfix's XCLIENT: a new greeting, LHLO again.
+                if let Some(t) = t {
+                    ttl = t.min(relay::MAX_HOPS);
+                }
+                if c.is_some() {
+                    client = c;
+                }
+                (greeted, rcpts) = (false, Vec::new());
+                reply(stream, &greeting).await?;
+            }
             Command::Mail { .. } if !greeted => {
                 reply(stream, "503 5.5.1 LHLO first").await?;
             }
@@ -384,37 +467,44 @@ async fn session(
             Command::Rcpt(_) if rcpts.len() >= MAX_RECIPIENTS => {
                 reply(stream, "452 4.5.3 Too many recipients").await?;
             }
-            Command::Rcpt(address) => match look_up(svc, &address).await {
-                Lookup::Found(u) => {
-                    rcpts.push(Recipient {
-                        address,
-                        target: Ok(u),
-                    });
-                    reply(stream, "250 2.1.5 OK").await?;
-                }
-                Lookup::Elsewhere(host) => {
-                    // Taken, to answer after DATA as a temporary failure:
-                    // the MTA then tries again (and its operator learns
-                    // where this account lives).
-                    rcpts.push(Recipient {
-                        address,
-                        target: Err(format!(
-                            "451 4.3.0 This account is served by {host}; deliver there"
-                        )),
-                    });
-                    reply(stream, "250 2.1.5 OK").await?;
-                }
-                Lookup::Unknown => {
-                    reply(stream, &format!("550 5.1.1 <{address}> User unknown")).await?;
-                }
-                Lookup::TempFail => {
-                    reply(
+            Command::Rcpt(address) => {
+                match look_up(svc, &address).await {
+                    Lookup::Found(u) => {
+                        rcpts.push(Recipient {
+                            address,
+                            target: Target::Local(u),
+                        });
+                        reply(stream, "250 2.1.5 OK").await?;
+                    }
+                    Lookup::Elsewhere(_) if ttl <= 1 => {
+                        // Temporary: two directories that disagree (a move
+                        // half done) must not bounce the mail.
+                        tracing::warn!(%address, "LMTP: relay loop (no hops left)");
+                        reply(
                         stream,
-                        "451 4.3.0 User database unavailable, try again later",
+                        &format!("451 4.4.6 <{address}> Too many hops between relays (a routing loop?)"),
                     )
                     .await?;
+                    }
+                    Lookup::Elsewhere(hosts) => {
+                        rcpts.push(Recipient {
+                            address,
+                            target: Target::Relay(hosts),
+                        });
+                        reply(stream, "250 2.1.5 OK").await?;
+                    }
+                    Lookup::Unknown => {
+                        reply(stream, &format!("550 5.1.1 <{address}> User unknown")).await?;
+                    }
+                    Lookup::TempFail => {
+                        reply(
+                            stream,
+                            "451 4.3.0 User database unavailable, try again later",
+                        )
+                        .await?;
+                    }
                 }
-            },
+            }
             Command::Data if rcpts.is_empty() => {
                 reply(stream, "503 5.5.1 No valid recipients").await?;
             }
@@ -436,8 +526,14 @@ async fn session(
                 } else {
                     // One copy of the message for all its recipients.
                     let data = Arc::new(data);
-                    for r in std::mem::take(&mut rcpts) {
-                        let answer = deliver_one(svc, &r, &sender, &data, peer).await;
+                    let message = relay::Relay {
+                        sender: &sender,
+                        data: &data,
+                        client,
+                        ttl: ttl.saturating_sub(1),
+                    };
+                    let answers = deliver_all(svc, std::mem::take(&mut rcpts), &message).await;
+                    for answer in answers {
                         reply(stream, &answer).await?;
                     }
                 }
@@ -457,6 +553,36 @@ async fn session(
             Command::Unknown => reply(stream, "500 5.5.2 Unknown command").await?,
         }
     }
+}
+
+/// Every recipient's answer, in their order: local ones stored here, the
+/// others relayed, one connection for the recipients of each route.
+async fn deliver_all(
+    svc: &Arc<Services>,
+    rcpts: Vec<Recipient>,
+    message: &relay::Relay<'_>,
+) -> Vec<String> {
+    let mut answers = vec![String::new(); rcpts.len()];
+    let mut routes: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    for (i, r) in rcpts.iter().enumerate() {
+        match &r.target {
+            Target::Local(u) => {
+                answers[i] = deliver_one(svc, u, &r.address, message).await;
+            }
+            Target::Relay(hosts) => match routes.iter_mut().find(|(h, _)| h == hosts) {
+                Some((_, ids)) => ids.push(i),
+                None => routes.push((hosts.clone(), vec![i])),
+            },
+        }
+    }
+    for (hosts, ids) in routes {
+        let to: Vec<String> = ids.iter().map(|&i| rcpts[i].address.clone()).collect();
+        let got = relay::relay(svc, &hosts, message, &to).await;
+        for (i, a) in ids.into_iter().zip(got) {
+            answers[i] = a;
+        }
+    }
+    answers
 }
 
 /// Reads the data to its end line; what followed it in the buffer.
@@ -493,7 +619,7 @@ async fn read_data(
 
 enum Lookup {
     Found(User),
-    Elsewhere(String),
+    Elsewhere(Vec<String>),
     Unknown,
     TempFail,
 }
@@ -515,9 +641,9 @@ async fn look_up(svc: &Arc<Services>, address: &str) -> Lookup {
                 &svc.proxy,
                 &svc.relayed,
             );
-            match elsewhere.and_then(|r| r.into_iter().next()) {
-                Some(host) => Lookup::Elsewhere(host),
-                None => Lookup::Found(u),
+            match elsewhere {
+                Some(hosts) if !hosts.is_empty() => Lookup::Elsewhere(hosts),
+                _ => Lookup::Found(u),
             }
         }
         Ok(None) => Lookup::Unknown,
@@ -532,19 +658,15 @@ async fn look_up(svc: &Arc<Services>, address: &str) -> Lookup {
 /// first, as Dovecot's LMTP writes them; the answer line.
 async fn deliver_one(
     svc: &Arc<Services>,
-    r: &Recipient,
-    sender: &str,
-    data: &Arc<Vec<u8>>,
-    peer: Option<SocketAddr>,
+    user: &User,
+    address: &str,
+    message: &relay::Relay<'_>,
 ) -> String {
-    let user = match &r.target {
-        Ok(u) => u.clone(),
-        Err(answer) => return answer.clone(),
-    };
+    let user = user.clone();
+    let (sender, peer) = (message.sender, message.client);
     // The added lines, then the message, read as one without a copy.
-    let head = format!("Return-Path: <{sender}>\nDelivered-To: {}\n", r.address).into_bytes();
-    let data = data.clone();
-    let address = r.address.clone();
+    let head = format!("Return-Path: <{sender}>\nDelivered-To: {address}\n").into_bytes();
+    let data = message.data.clone();
     let name = user.name.clone();
     let root = user.maildir.root().to_owned();
     let res = crate::creds::spawn_blocking_as(user.creds, move || {

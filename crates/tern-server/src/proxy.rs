@@ -36,6 +36,8 @@ pub struct ProxySettings {
     pub imap_port: u16,
     /// The POP3 port of a backend; a `mailhost` port is an IMAP one.
     pub pop3_port: u16,
+    /// The LMTP port of a backend, for deliveries relayed to it.
+    pub lmtp_port: u16,
     /// How long connecting and logging in to a backend may take.
     pub connect_timeout: Duration,
     /// How long a backend that failed is skipped.
@@ -150,6 +152,7 @@ impl Default for ProxySettings {
             self_names: Vec::new(),
             imap_port: 143,
             pop3_port: 110,
+            lmtp_port: 24,
             connect_timeout: Duration::from_secs(5),
             down_for: Duration::from_secs(30),
             send_proxy_header: false,
@@ -176,7 +179,7 @@ pub struct Health {
 }
 
 impl Health {
-    fn is_down(&self, host: &str, down_for: Duration) -> bool {
+    pub(crate) fn is_down(&self, host: &str, down_for: Duration) -> bool {
         let mut d = self.down.lock().unwrap_or_else(|p| p.into_inner());
         match d.get(host) {
             Some(t) if t.elapsed() < down_for => true,
@@ -199,7 +202,7 @@ impl Health {
         d.remove(host);
     }
 
-    fn mark_down(&self, host: &str) {
+    pub(crate) fn mark_down(&self, host: &str) {
         let mut d = self.down.lock().unwrap_or_else(|p| p.into_inner());
         if d.len() > 10_000 {
             d.clear();

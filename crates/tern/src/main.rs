@@ -822,6 +822,7 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
         relayed: Default::default(),
         lmtp: tern_server::lmtp::LmtpSettings {
             local_part_only: cfg.lmtp.local_part_only,
+            health: Default::default(),
         },
     });
     tokio::spawn(tern_server::proxy::check_health(

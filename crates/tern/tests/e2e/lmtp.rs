@@ -278,27 +278,158 @@ fn deliveries_come_over_a_unix_socket_too() {
         .has("over the socket"));
 }
 
-#[test]
-fn a_recipient_another_server_holds_gets_a_temporary_answer_naming_it() {
-    // Relaying to the backend is not built: the MTA must keep the mail,
-    // and the answer says where the account lives.
-    let s = server()
-        .users("frank:{PLAIN}fpw::::::mailhost=192.0.2.9:143")
-        .config("[lmtp]\nlisten = [\"127.0.0.1:0\"]")
+/// A backend with an LMTP listener that takes XCLIENT from loopback, and a
+/// server in front whose passwd-file sends dave there.
+fn backend_and_front(dave_on_backend: &str) -> (Server, Server) {
+    let backend = server()
+        .users(dave_on_backend)
+        .auth("login_trusted_networks = [\"127.0.0.0/8\"]\n")
+        .config("[lmtp]\nlisten = [\"127.0.0.1:0\"]\n")
+        .log("info")
         .start();
-    let (mut l, _) = Lmtp::connect(&s);
-    assert!(l.cmd("LHLO x").starts_with("250"));
-    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("250"));
-    assert_eq!(l.cmd("RCPT TO:<frank>"), "250 2.1.5 OK");
+    let front = server()
+        .users(&format!(
+            "dave:{{PLAIN}}davepw::::::mailhost={}\n",
+            backend.imap
+        ))
+        .config(&format!(
+            "[lmtp]\nlisten = [\"127.0.0.1:0\"]\n[proxy]\nlmtp_port = {}\nconnect_timeout_ms = 2000\n",
+            backend.lmtp.expect("the backend's LMTP").port()
+        ))
+        .start();
+    (backend, front)
+}
+
+#[test]
+fn a_recipient_another_server_holds_is_relayed_to_its_lmtp() {
+    let (mut backend, front) = backend_and_front("dave:{PLAIN}davepw::::::quota=20480S,1C\n");
+    // dave waits in IDLE on the backend: the relayed delivery reaches him.
+    let mut idle = backend.login("dave", "davepw");
+    assert!(idle.cmd("SELECT INBOX").ok());
+    idle.send(b"i1 IDLE\r\n");
+    assert!(idle.read_line().starts_with('+'));
+    let (mut l, _) = Lmtp::connect(&front);
+    let mta = l.w.local_addr().unwrap();
+    assert!(l.cmd("LHLO mx").starts_with("250"));
+    assert_eq!(l.cmd("MAIL FROM:<s@example.net>"), "250 2.1.0 OK");
+    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
     assert_eq!(l.cmd("RCPT TO:<alice>"), "250 2.1.5 OK");
     assert!(l.cmd("DATA").starts_with("354"));
-    l.send(b"Subject: routed\r\n\r\nx\r\n.\r\n");
-    let f = l.reply();
+    l.send(b"Subject: routed\r\n\r\n..dotted\r\nlast\r\n.\r\n");
+    let d = l.reply();
     let a = l.reply();
-    assert!(f.starts_with("451 4.3.0") && f.contains("192.0.2.9"), "{f}");
+    assert!(d.starts_with("250 2.0.0 <dave> Delivered"), "{d}");
+    assert!(a.starts_with("250 2.0.0 <alice>"), "{a}");
+    let line = idle.read_line();
+    assert!(line.contains("EXISTS"), "{line}");
+    idle.send(b"DONE\r\n");
+    idle.read_until_tag("i1");
+    let r = idle.cmd("FETCH 1 BODY.PEEK[]");
+    assert!(r.has("Return-Path: <s@example.net>"), "{r:?}");
+    assert!(r.has("Delivered-To: dave\r\n"), "{r:?}");
+    assert!(
+        r.has("\r\n\r\n.dotted\r\nlast\r\n"),
+        "stuffing undone once: {r:?}"
+    );
+    assert!(
+        !front.path().join("mail/dave").exists(),
+        "written on the front server too"
+    );
+    // The backend logged the MTA's address (XCLIENT), not the front's.
+    let log = backend.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("LMTP delivered") && l.contains(&mta.to_string())),
+        "{mta}: {log}"
+    );
+    // The backend's answers are passed on: dave is now over his quota.
+    assert_eq!(l.cmd("MAIL FROM:<s@example.net>"), "250 2.1.0 OK");
+    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: second\r\n\r\nx\r\n.\r\n");
+    let d = l.reply();
+    assert!(d.starts_with("552 5.2.2"), "{d}");
+    // The backend gone: dave's copy is kept by the MTA (451), alice's is
+    // stored.
+    drop(idle);
+    backend.terminate();
+    assert_eq!(l.cmd("MAIL FROM:<s@example.net>"), "250 2.1.0 OK");
+    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
+    assert_eq!(l.cmd("RCPT TO:<alice>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: third\r\n\r\nx\r\n.\r\n");
+    let d = l.reply();
+    let a = l.reply();
+    assert!(d.starts_with("451 4.4.1 <dave>"), "{d}");
     assert!(a.starts_with("250 2.0.0 <alice>"), "{a}");
     assert!(
-        !s.path().join("mail/frank").exists(),
-        "written here for another server"
+        !front.path().join("mail/dave").exists(),
+        "written here when the backend was gone"
     );
+}
+
+#[test]
+fn a_relay_loop_ends_with_a_temporary_answer() {
+    // A server whose directory sends dave to 127.0.0.2, whose LMTP port
+    // is this server's own: each hop relays to itself, XCLIENT TTL counts
+    // down, and the last hop answers 451 4.4.6, passed back up.
+    let mut s = server()
+        .users("dave:{PLAIN}davepw::::::mailhost=127.0.0.2:143\n")
+        .auth("login_trusted_networks = [\"127.0.0.0/8\"]\n")
+        .config("[lmtp]\nlisten = [\"127.0.0.1:0\"]\n")
+        .start();
+    let port = s.lmtp.expect("LMTP").port();
+    let cfg_path = s.path().join("tern.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        "[lmtp]\nlisten = [\"127.0.0.1:0\"]",
+        &format!("[lmtp]\nlisten = [\"0.0.0.0:{port}\"]\n[proxy]\nlmtp_port = {port}"),
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    s.restart();
+    let (mut l, _) = Lmtp::connect(&s);
+    assert!(l.cmd("LHLO mx").starts_with("250"));
+    assert_eq!(l.cmd("MAIL FROM:<s@example.net>"), "250 2.1.0 OK");
+    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: loop\r\n\r\nx\r\n.\r\n");
+    let d = l.reply();
+    assert!(d.starts_with("451 4.4.6"), "{d}");
+    assert!(!s.path().join("mail/dave").exists());
+}
+
+#[test]
+fn xclient_is_taken_from_trusted_relays_only() {
+    // Not offered, and refused, to an address outside
+    // auth.login_trusted_networks (the default: none).
+    let s = server_with_lmtp("");
+    let (mut l, _) = Lmtp::connect(&s);
+    let caps = l.cmd("LHLO mx");
+    assert!(!caps.contains("XCLIENT"), "{caps}");
+    assert!(l.cmd("XCLIENT TTL=1").starts_with("550 5.7.0"));
+    // A trusted relay says no hops are left: a recipient that would be
+    // relayed gets 451 4.4.6 at RCPT; a local one is still delivered.
+    let s = server()
+        .users("frank:{PLAIN}fpw::::::mailhost=192.0.2.9:143\n")
+        .auth("login_trusted_networks = [\"127.0.0.0/8\"]\n")
+        .config("[lmtp]\nlisten = [\"127.0.0.1:0\"]\n")
+        .start();
+    let (mut l, _) = Lmtp::connect(&s);
+    assert!(l.cmd("LHLO mx").contains("XCLIENT"));
+    assert!(l.cmd("XCLIENT ADDR=bogus").starts_with("501"));
+    // Answered with a new greeting; LHLO again before MAIL.
+    assert!(l
+        .cmd("XCLIENT TTL=1 ADDR=192.0.2.7 PORT=2525")
+        .starts_with("220 "));
+    assert!(l.cmd("MAIL FROM:<a@b>").starts_with("503"));
+    assert!(l.cmd("LHLO mx").starts_with("250"));
+    assert_eq!(l.cmd("MAIL FROM:<a@b>"), "250 2.1.0 OK");
+    assert!(
+        l.cmd("XCLIENT TTL=5").starts_with("503"),
+        "inside a transaction"
+    );
+    assert!(l.cmd("RCPT TO:<frank>").starts_with("451 4.4.6"));
+    assert_eq!(l.cmd("RCPT TO:<alice>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: x\r\n\r\nx\r\n.\r\n");
+    assert!(l.reply().starts_with("250 2.0.0 <alice>"));
 }

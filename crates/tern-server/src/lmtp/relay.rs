@@ -1,0 +1,384 @@
+//! Relaying a delivery to the server that holds the account: a recipient
+//! whose `mailhost` routes elsewhere is handed to that server's LMTP
+//! listener (`proxy.lmtp_port`), so the MTA can give any host of a pool
+//! any message, and each is written by the host that serves the user
+//! (whose IDLE sessions then see it at once; inotify does not see another
+//! host's writes over NFS).
+//!
+//! One connection per backend per message, carrying all the recipients it
+//! holds; the backends are tried in the route's order, a backend that
+//! refuses, does not greet, or does not answer within
+//! `proxy.connect_timeout_ms` before DATA is marked down for
+//! `proxy.down_secs` (for LMTP only: its IMAP may still be up) and the
+//! next is tried. Once the data has been sent nothing is retried
+//! elsewhere: a recipient whose answer did not come gets `451`, and the
+//! MTA tries again, so a message is never stored twice by this relay.
+//!
+//! Loops (two servers whose directories send a user to each other) end
+//! after [`MAX_HOPS`]: each relay tells the next, by `XCLIENT TTL=` (as
+//! Dovecot's LMTP proxy does, to servers that offer XCLIENT to it), how
+//! many hops are left, and a server with none left answers `451 4.4.6`.
+//!
+//! LMTP carries mail in the clear: a backend outside
+//! `proxy.cleartext_networks` is not relayed to.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::imap::Services;
+
+/// Hops a delivery may take between relays (Dovecot's `proxy_ttl` is 5).
+pub const MAX_HOPS: u32 = 5;
+
+/// How long the backend may take over the data and its answers (RFC 5321
+/// §4.5.3.2.6 gives 10 minutes for the answer after the data).
+const DATA_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Longest answer line taken from a backend.
+const MAX_ANSWER: u64 = 4096;
+
+/// One delivery to relay.
+#[derive(Debug)]
+pub struct Relay<'a> {
+    /// The reverse path (empty for a bounce).
+    pub sender: &'a str,
+    /// The message, as stored here (LF line ends, unstuffed).
+    pub data: &'a Arc<Vec<u8>>,
+    /// Whose connection brought it (for the backend's logs).
+    pub client: Option<SocketAddr>,
+    /// Hops left after this one ([`MAX_HOPS`] at the first relay).
+    pub ttl: u32,
+}
+
+/// Why a backend did not take the delivery before its data was sent.
+enum Failed {
+    /// Try the next backend (and mark this one down).
+    Down(String),
+    /// The backend answered MAIL with a failure: every recipient gets it.
+    Refused(String),
+}
+
+/// The host part of `host[:port]` (a `mailhost` port is the IMAP one) at
+/// `port`.
+fn at_port(host: &str, port: u16) -> String {
+    let name = match host.rsplit_once(':') {
+        Some((n, p)) if p.parse::<u16>().is_ok() && !n.ends_with(':') => n,
+        _ => host,
+    };
+    format!("{name}:{port}")
+}
+
+/// One LMTP reply of the backend: its code and its last line, whole.
+async fn answer(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, String)> {
+    let (code, mut lines) = answer_lines(r).await?;
+    let last = lines.pop().unwrap_or_default();
+    Ok((code, format!("{code} {last}")))
+}
+
+/// The reply lines of one multi-line answer (for LHLO's extensions).
+async fn answer_lines(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<String>)> {
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        let mut line = String::new();
+        let n = (&mut *r).take(MAX_ANSWER).read_line(&mut line).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("the backend closed the connection"));
+        }
+        let l = line.trim_end().to_owned();
+        let Some(code) = l.get(..3).and_then(|c| c.parse::<u16>().ok()) else {
+            return Err(std::io::Error::other(format!("not an LMTP reply: {l:?}")));
+        };
+        let last = l.as_bytes().get(3) != Some(&b'-');
+        lines.push(l.get(4..).unwrap_or("").to_owned());
+        if last {
+            return Ok((code, lines));
+        }
+    }
+    Err(std::io::Error::other(
+        "the backend sent too many reply lines",
+    ))
+}
+
+/// The greeting (220), then LHLO: the extensions offered.
+async fn greet(r: &mut BufReader<TcpStream>, name: &str) -> std::io::Result<Vec<String>> {
+    let (code, text) = answer(r).await?;
+    if code != 220 {
+        return Err(std::io::Error::other(format!("greeting {text:?}")));
+    }
+    send(r, &format!("LHLO {name}")).await?;
+    let (code, lines) = answer_lines(r).await?;
+    if code != 250 {
+        return Err(std::io::Error::other(format!("LHLO answered {code}")));
+    }
+    Ok(lines)
+}
+
+async fn send(r: &mut BufReader<TcpStream>, line: &str) -> std::io::Result<()> {
+    r.get_mut().write_all(line.as_bytes()).await?;
+    r.get_mut().write_all(b"\r\n").await
+}
+
+/// The message on the wire: LF as CRLF, a dot that starts a line doubled
+/// (RFC 5321 §4.5.2), then the end line; written in 64 KiB pieces.
+async fn send_data(w: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(64 * 1024 + 2);
+    let mut at_start = true;
+    for &b in data {
+        if at_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' {
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.push(b);
+        }
+        at_start = b == b'\n';
+        if out.len() >= 64 * 1024 {
+            w.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    if !at_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    w.write_all(&out).await?;
+    w.flush().await
+}
+
+/// Connects to `host`'s LMTP and gives it the envelope: the connection and
+/// each recipient's RCPT answer.
+async fn envelope(
+    svc: &Services,
+    host: &str,
+    relay: &Relay<'_>,
+    recipients: &[String],
+) -> Result<(BufReader<TcpStream>, Vec<(u16, String)>), Failed> {
+    let down = |e: std::io::Error| Failed::Down(e.to_string());
+    let addr = at_port(host, svc.proxy.lmtp_port);
+    let tcp = TcpStream::connect(&addr).await.map_err(down)?;
+    let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().map_err(down)?;
+    if !svc
+        .proxy
+        .cleartext_networks
+        .iter()
+        .any(|n| n.contains(peer.ip()))
+    {
+        return Err(Failed::Down(format!(
+            "{peer} is not in proxy.cleartext_networks (LMTP is relayed in the clear)"
+        )));
+    }
+    let mut r = BufReader::new(tcp);
+    let mut extensions = greet(&mut r, &svc.hostname).await.map_err(down)?;
+    let offers = |ext: &[String], word: &str| {
+        ext.iter().any(|l| {
+            l.split(' ')
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case(word))
+        })
+    };
+    if offers(&extensions, "XCLIENT") {
+        // The hops left, and whose connection this is; the backend greets
+        // again and wants LHLO again (as after Postfix's XCLIENT).
+        let mut x = format!("XCLIENT TTL={}", relay.ttl);
+        if let Some(c) = relay.client {
+            x.push_str(&format!(" ADDR={} PORT={}", c.ip(), c.port()));
+        }
+        send(&mut r, &x).await.map_err(down)?;
+        extensions = greet(&mut r, &svc.hostname).await.map_err(down)?;
+    }
+    let mut mail = format!("MAIL FROM:<{}>", relay.sender);
+    if offers(&extensions, "SIZE") {
+        mail.push_str(&format!(" SIZE={}", relay.data.len()));
+    }
+    if offers(&extensions, "8BITMIME") {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    send(&mut r, &mail).await.map_err(down)?;
+    let (code, text) = answer(&mut r).await.map_err(down)?;
+    match code {
+        250 => {}
+        421 => return Err(Failed::Down(text)),
+        _ => return Err(Failed::Refused(text)),
+    }
+    let mut answers = Vec::with_capacity(recipients.len());
+    for to in recipients {
+        send(&mut r, &format!("RCPT TO:<{to}>"))
+            .await
+            .map_err(down)?;
+        answers.push(answer(&mut r).await.map_err(down)?);
+    }
+    Ok((r, answers))
+}
+
+/// Relays the message for `recipients` to the first of `hosts` that takes
+/// it; one answer line per recipient, in their order.
+pub async fn relay(
+    svc: &Services,
+    hosts: &[String],
+    relay: &Relay<'_>,
+    recipients: &[String],
+) -> Vec<String> {
+    let health = &svc.lmtp.health;
+    let settings = &svc.proxy;
+    let deadline = Instant::now() + settings.connect_timeout;
+    let temporary = |why: &str| {
+        recipients
+            .iter()
+            .map(|to| format!("451 4.4.1 <{to}> {why}, try again later"))
+            .collect::<Vec<_>>()
+    };
+    for host in hosts {
+        if health.is_down(host, settings.down_for) {
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let (mut r, rcpt) = match tokio::time::timeout(left, envelope(svc, host, relay, recipients))
+            .await
+        {
+            Ok(Ok(got)) => got,
+            Ok(Err(Failed::Refused(text))) => {
+                tracing::warn!(backend = %host, answer = %text, "LMTP relay: MAIL refused");
+                return recipients
+                    .iter()
+                    .map(|to| relayed_answer(to, &text))
+                    .collect();
+            }
+            Ok(Err(Failed::Down(why))) => {
+                tracing::warn!(backend = %host, cause = %why, "LMTP relay: backend failed; marked down");
+                health.mark_down(host);
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(backend = %host, "LMTP relay: backend did not answer in time; marked down");
+                health.mark_down(host);
+                continue;
+            }
+        };
+        let accepted: Vec<usize> = (0..recipients.len())
+            .filter(|&i| rcpt[i].0 / 100 == 2)
+            .collect();
+        let mut answers: Vec<String> = recipients
+            .iter()
+            .zip(&rcpt)
+            .map(|(to, (_, text))| relayed_answer(to, text))
+            .collect();
+        if accepted.is_empty() {
+            let _ = send(&mut r, "QUIT").await;
+            return answers;
+        }
+        let lost = "Connection to the server holding this account lost";
+        let after = tokio::time::timeout(DATA_TIMEOUT, async {
+            send(&mut r, "DATA").await?;
+            let (code, text) = answer(&mut r).await?;
+            if code != 354 {
+                return Ok(Err(text));
+            }
+            send_data(r.get_mut(), relay.data).await?;
+            let mut got = Vec::with_capacity(accepted.len());
+            for _ in &accepted {
+                got.push(answer(&mut r).await?.1);
+            }
+            let _ = send(&mut r, "QUIT").await;
+            Ok::<_, std::io::Error>(Ok(got))
+        })
+        .await;
+        match after {
+            Ok(Ok(Ok(got))) => {
+                for (&i, text) in accepted.iter().zip(&got) {
+                    answers[i] = relayed_answer(&recipients[i], text);
+                }
+                tracing::info!(backend = %host, recipients = accepted.len(), "LMTP relayed");
+            }
+            Ok(Ok(Err(text))) => {
+                tracing::warn!(backend = %host, answer = %text, "LMTP relay: DATA refused");
+                for &i in &accepted {
+                    answers[i] = relayed_answer(&recipients[i], &text);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(backend = %host, cause = %e, "LMTP relay: lost during the data");
+                for &i in &accepted {
+                    answers[i] = format!("451 4.4.2 <{}> {lost}, try again later", recipients[i]);
+                }
+            }
+            Err(_) => {
+                tracing::warn!(backend = %host, "LMTP relay: no answer to the data in time");
+                for &i in &accepted {
+                    answers[i] = format!("451 4.4.2 <{}> {lost}, try again later", recipients[i]);
+                }
+            }
+        }
+        return answers;
+    }
+    temporary("The server holding this account is unavailable")
+}
+
+/// A backend's answer for `to`, passed on as the answer here: its code
+/// and text (a reply that is not a delivery status becomes `451`).
+fn relayed_answer(to: &str, text: &str) -> String {
+    let code = text.get(..3).and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(c) if (200..600).contains(&c) && text.is_char_boundary(3) => {
+            let rest = text[3..].trim_start_matches(['-', ' ']);
+            format!("{c} {rest}")
+        }
+        _ => format!("451 4.3.0 <{to}> The server holding this account answered oddly"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mailhost_port_is_replaced_by_the_lmtp_port() {
+        assert_eq!(at_port("mail2", 24), "mail2:24");
+        assert_eq!(at_port("mail2:143", 24), "mail2:24");
+        assert_eq!(at_port("10.0.0.2:1143", 2424), "10.0.0.2:2424");
+        assert_eq!(at_port("[::1]:143", 24), "[::1]:24");
+    }
+
+    #[test]
+    fn answers_pass_on_and_odd_ones_become_temporary() {
+        assert_eq!(
+            relayed_answer("a@b", "250 2.0.0 <a@b> Delivered"),
+            "250 2.0.0 <a@b> Delivered"
+        );
+        assert_eq!(relayed_answer("a@b", "552-5.2.2 full"), "552 5.2.2 full");
+        assert!(relayed_answer("a@b", "hello").starts_with("451 4.3.0"));
+        assert!(relayed_answer("a@b", "999 x").starts_with("451 4.3.0"));
+    }
+
+    #[tokio::test]
+    async fn the_data_is_stuffed_with_crlf_and_ends_with_the_dot_line() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut w = TcpStream::connect(at).await.unwrap();
+        send_data(&mut w, b"Subject: x\n\n.dot\nc\rd\nlast")
+            .await
+            .unwrap();
+        drop(w);
+        let got = reader.await.unwrap();
+        assert_eq!(got, b"Subject: x\r\n\r\n..dot\r\nc\rd\r\nlast\r\n.\r\n");
+        // What the reader here makes of it is the message again.
+        let mut r = super::super::DataReader::new();
+        let mut out = Vec::new();
+        assert_eq!(r.push(&got, &mut out, u64::MAX), Some(got.len()));
+        assert_eq!(out, b"Subject: x\n\n.dot\nc\rd\nlast\n");
+    }
+}
