@@ -192,6 +192,10 @@ enum MigrateCmd {
         /// Print JSON (an array, one object per Maildir).
         #[arg(long)]
         json: bool,
+        /// The tern configuration the switch will run with: verdicts say
+        /// what it keeps, settings it has are not asked for again.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Maildirs, or directories holding them.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -217,8 +221,15 @@ fn main() {
         Cmd::Imapd { maildir } => imapd(maildir),
         Cmd::Pw { scheme } => pw(&scheme),
         Cmd::Migrate {
-            action: MigrateCmd::Check { json, dirs },
-        } => migrate::run_check(&dirs, json),
+            action: MigrateCmd::Check { json, config, dirs },
+        } => match config.map(|c| Config::load(&c)) {
+            None => migrate::run_check(&dirs, json, None),
+            Some(Ok(cfg)) => migrate::run_check(&dirs, json, Some(&migrate::Planned::of(&cfg))),
+            Some(Err(e)) => {
+                eprintln!("tern migrate check: {e}");
+                3
+            }
+        },
         Cmd::Proxy {
             socket,
             pool,

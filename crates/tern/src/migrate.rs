@@ -420,10 +420,71 @@ fn print_text(r: &Report) {
     }
 }
 
+/// The settings of a tern configuration the verdicts depend on.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// `imap.namespace_prefix`.
+    pub namespace_prefix: String,
+    /// `pop3.uidl_format`.
+    pub uidl_format: Option<String>,
+}
+
+impl Planned {
+    /// From the configuration tern will run with.
+    pub fn of(cfg: &tern_server::config::Config) -> Planned {
+        Planned {
+            namespace_prefix: cfg.imap.namespace_prefix.clone(),
+            uidl_format: cfg.pop3.uidl_format.clone(),
+        }
+    }
+}
+
+/// The verdicts of `r` for the configuration tern will run with: a
+/// setting it already has is kept; one it contradicts (Courier's clients
+/// know `INBOX.Work`, a configuration without the prefix shows `Work`) is
+/// named.
+fn against(r: &mut Report, planned: &Planned) {
+    let dovecot_only =
+        !r.dovecot_files.is_empty() && !r.courier_files.iter().any(|f| f != "maildirsize");
+    let pop3_computed = r.pop3_uidls == "computed by Dovecot";
+    for v in &mut r.verdicts {
+        match v.item.as_str() {
+            "folder names" => {
+                let needed = if dovecot_only { "" } else { "INBOX." };
+                if planned.namespace_prefix == needed {
+                    v.verdict = "kept";
+                    v.detail = format!(
+                        "the configuration's imap.namespace_prefix {needed:?} is the one its clients know"
+                    );
+                    v.setting = None;
+                } else {
+                    v.verdict = "needs a setting";
+                    v.detail = format!(
+                        "its clients know the prefix {needed:?}; the configuration has {:?}, so they would see other folder names",
+                        planned.namespace_prefix
+                    );
+                    v.setting = Some(format!("imap.namespace_prefix = {needed:?}"));
+                }
+            }
+            "POP3 UIDLs" if pop3_computed => {
+                if let Some(f) = &planned.uidl_format {
+                    v.verdict = "kept";
+                    v.detail = format!(
+                        "Dovecot computed them; the configuration's pop3.uidl_format {f:?} must be Dovecot's pop3_uidl_format"
+                    );
+                    v.setting = None;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `tern migrate check`: exit 0 when everything is kept, 1 when something
 /// needs a setting or attention or would be downloaded again, 2 when no
-/// Maildir was found.
-pub fn run_check(dirs: &[PathBuf], json: bool) -> i32 {
+/// Maildir was found. With `planned`, the verdicts are for that
+/// configuration (`--config`), else for one that has no setting yet.
+pub fn run_check(dirs: &[PathBuf], json: bool, planned: Option<&Planned>) -> i32 {
     let mut maildirs = Vec::new();
     for d in dirs {
         maildirs.extend(find_maildirs(d));
@@ -441,7 +502,10 @@ pub fn run_check(dirs: &[PathBuf], json: bool) -> i32 {
         println!("[");
     }
     for (i, m) in maildirs.iter().enumerate() {
-        let r = check(m);
+        let mut r = check(m);
+        if let Some(p) = planned {
+            against(&mut r, p);
+        }
         all_kept &= r.verdicts.iter().all(|v| v.verdict == "kept");
         if json {
             match serde_json::to_string_pretty(&r) {

@@ -519,8 +519,13 @@ fn checkutf8_and_convutf8_do_what_courier_does() {
 }
 
 fn migrate_check(dirs: &[&Path]) -> (i32, serde_json::Value) {
+    migrate_check_with(&[], dirs)
+}
+
+fn migrate_check_with(flags: &[&str], dirs: &[&Path]) -> (i32, serde_json::Value) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(["migrate", "check", "--json"])
+        .args(flags)
         .args(dirs)
         .output()
         .unwrap();
@@ -587,6 +592,43 @@ fn migrate_check_says_what_a_switch_keeps() {
     assert_eq!(verdict_of(cid, "POP3 UIDLs"), "needs a setting");
     assert_eq!(verdict_of(cid, "UIDs of INBOX"), "kept");
     assert_eq!(cid["folders"][0]["uidvalidity"], 9);
+    // Against the configuration the switch will run with: what it sets is
+    // kept, what it contradicts is named.
+    let cfg = dir.path().join("tern.toml");
+    std::fs::write(dir.path().join("passwd"), "").unwrap();
+    std::fs::write(
+        &cfg,
+        "[imap]\nlisten = [\"127.0.0.1:143\"]\nnamespace_prefix = \"\"\n[pop3]\nuidl_format = \"%08Xu%08Xv\"\n[auth]\npasswd_file = \"passwd\"\n",
+    )
+    .unwrap();
+    let flags = ["--config", cfg.to_str().unwrap()];
+    let (code, json) = migrate_check_with(&flags, &[&dove]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(verdict_of(&json[0], "folder names"), "kept");
+    assert_eq!(verdict_of(&json[0], "POP3 UIDLs"), "kept");
+    let (code, json) = migrate_check_with(&flags, &[&courier]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(verdict_of(&json[0], "folder names"), "needs a setting");
+    assert!(
+        json[0]
+            .to_string()
+            .contains(r#"imap.namespace_prefix = \"INBOX.\""#),
+        "{json}"
+    );
+    std::fs::write(&cfg, "not toml [").unwrap();
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["migrate", "check"])
+        .args(flags)
+        .arg(&dove)
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(3),
+        "a configuration that does not load"
+    );
+    std::fs::remove_file(&cfg).unwrap();
+    std::fs::remove_file(dir.path().join("passwd")).unwrap();
     assert_eq!(
         crate::compat::tree(dir.path()),
         before,
