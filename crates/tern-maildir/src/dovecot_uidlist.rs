@@ -41,31 +41,77 @@ pub fn read(dir: &Path) -> Result<Option<UidDb>> {
     }
 }
 
-/// Takes into `db` the UIDs Dovecot gave that tern has not seen: each
-/// message Dovecot numbered at or above `db`'s next UID keeps its UID, and
-/// the next UID passes Dovecot's. Nothing happens when the folder has no
-/// Dovecot list of the same UIDVALIDITY. Returns what was taken, in UID
-/// order.
+/// The folder's Dovecot list, read once under Dovecot's own lock, held
+/// from before tern gives UIDs until it has written them in: Dovecot can
+/// give none meanwhile, so no UID is given twice, and the list is read
+/// once per assignment, not once to adopt and again to follow.
+#[derive(Debug)]
+pub struct Locked {
+    path: std::path::PathBuf,
+    text: String,
+    _lock: DotLock,
+}
+
+/// Locks and reads the folder's Dovecot list; `None` when it has none.
 ///
 /// # Errors
-/// I/O errors reading the list.
-pub fn adopt(dir: &Path, db: &mut UidDb) -> Result<Vec<(u32, Arc<str>)>> {
-    let Some(dovecot) = read(dir)?.filter(|d| d.uidvalidity == db.uidvalidity) else {
-        return Ok(Vec::new());
-    };
-    let mut taken: Vec<(u32, Arc<str>)> = dovecot
-        .uids
-        .iter()
-        .filter(|(b, u)| **u >= db.next_uid && **u < u32::MAX && !db.uids.contains_key(*b))
-        .map(|(b, u)| (*u, b.clone()))
-        .collect();
-    taken.sort_unstable();
-    for (u, b) in &taken {
-        db.uids.insert(b.clone(), *u);
-        db.next_uid = db.next_uid.max(u + 1);
+/// I/O errors other than a missing file, or Dovecot's lock that could not
+/// be had.
+pub fn lock(dir: &Path) -> Result<Option<Locked>> {
+    let path = dir.join(DOVECOT_FILE_NAME);
+    if !path.exists() {
+        return Ok(None);
     }
-    db.next_uid = db.next_uid.max(dovecot.next_uid);
-    Ok(taken)
+    let lock = DotLock::acquire_dovecot(&dir.join(LOCK_NAME))?;
+    match read_nofollow(&path) {
+        Ok(b) => Ok(Some(Locked {
+            path,
+            text: String::from_utf8_lossy(&b).into_owned(),
+            _lock: lock,
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(MaildirError::io("read", path, e)),
+    }
+}
+
+impl Locked {
+    /// Takes into `db` the UIDs Dovecot gave that tern has not seen: each
+    /// message Dovecot numbered at or above `db`'s next UID keeps its UID,
+    /// and the next UID passes Dovecot's. Nothing happens when the list is
+    /// of another UIDVALIDITY or does not parse. Returns what was taken, in
+    /// UID order.
+    pub fn adopt(&self, db: &mut UidDb) -> Vec<(u32, Arc<str>)> {
+        let ParseOutcome::Ok(dovecot) = UidDb::parse_dovecot(&self.text) else {
+            return Vec::new();
+        };
+        if dovecot.uidvalidity != db.uidvalidity {
+            return Vec::new();
+        }
+        let mut taken: Vec<(u32, Arc<str>)> = dovecot
+            .uids
+            .iter()
+            .filter(|(b, u)| **u >= db.next_uid && **u < u32::MAX && !db.uids.contains_key(*b))
+            .map(|(b, u)| (*u, b.clone()))
+            .collect();
+        taken.sort_unstable();
+        for (u, b) in &taken {
+            db.uids.insert(b.clone(), *u);
+            db.next_uid = db.next_uid.max(u + 1);
+        }
+        db.next_uid = db.next_uid.max(dovecot.next_uid);
+        taken
+    }
+
+    /// Writes `db`'s UIDs into the list, then lets Dovecot's lock go.
+    ///
+    /// # Errors
+    /// I/O errors writing it.
+    pub fn follow(self, db: &UidDb) -> Result<()> {
+        if let Some(new) = merged(&self.text, db) {
+            write_atomic(&self.path, new.as_bytes())?;
+        }
+        Ok(())
+    }
 }
 
 /// The list's text with `db`'s UIDs in it: lines for the messages it does
@@ -154,30 +200,40 @@ pub fn merged(text: &str, db: &UidDb) -> Option<String> {
     Some(out)
 }
 
-/// Writes `db`'s UIDs into the folder's Dovecot list, if it has one.
-///
-/// # Errors
-/// I/O errors, or Dovecot's lock that could not be had.
-pub fn follow(dir: &Path, db: &UidDb) -> Result<()> {
-    let path = dir.join(DOVECOT_FILE_NAME);
-    if !path.exists() {
-        return Ok(());
-    }
-    let _lock = DotLock::acquire_dovecot(&dir.join(LOCK_NAME))?;
-    let text = match read_nofollow(&path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(MaildirError::io("read", path, e)),
-    };
-    if let Some(new) = merged(&text, db) {
-        write_atomic(&path, new.as_bytes())?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dovecots_lock_is_held_from_the_adoption_to_the_write() {
+        let t = tempfile::tempdir().unwrap();
+        let list = t.path().join(DOVECOT_FILE_NAME);
+        std::fs::write(&list, "3 V7 N5\n4 :4.M4.h\n").unwrap();
+        let held = lock(t.path()).unwrap().expect("a list");
+        assert!(t.path().join(LOCK_NAME).exists(), "Dovecot's lock taken");
+        let mut d = db(7, 1, &[]);
+        assert_eq!(held.adopt(&mut d), vec![(4, Arc::from("4.M4.h"))]);
+        d.uids.insert(Arc::from("5.M5.h"), 5);
+        d.next_uid = 6;
+        // Dovecot, wanting to number a message now, waits for the lock.
+        let dir = t.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dovecot = std::thread::spawn(move || {
+            let _l = DotLock::acquire_dovecot(&dir.join(LOCK_NAME)).unwrap();
+            tx.send(std::fs::read_to_string(dir.join(DOVECOT_FILE_NAME)).unwrap())
+                .unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(rx.try_recv().is_err(), "Dovecot got in between");
+        held.follow(&d).unwrap();
+        let seen = rx.recv().unwrap();
+        dovecot.join().unwrap();
+        assert!(
+            seen.contains(" :5.M5.h"),
+            "Dovecot reads tern's UID 5: {seen}"
+        );
+        assert!(lock(&t.path().join("none")).unwrap().is_none());
+    }
 
     fn db(validity: u32, next: u32, entries: &[(&str, u32)]) -> UidDb {
         let mut d = UidDb::with_validity(validity);
@@ -236,7 +292,8 @@ mod tests {
         )
         .unwrap();
         let mut d = db(7, 25, &[("a.M1.h", 1), ("x.M9.h", 24)]);
-        let taken = adopt(t.path(), &mut d).unwrap();
+        let held = lock(t.path()).unwrap().unwrap();
+        let taken = held.adopt(&mut d);
         assert_eq!(
             taken,
             [(30, Arc::from("e.M5.h"))],
@@ -244,17 +301,18 @@ mod tests {
         );
         assert_eq!(d.next_uid, 40);
         let mut other = db(8, 2, &[]);
-        assert!(adopt(t.path(), &mut other).unwrap().is_empty());
+        assert!(held.adopt(&mut other).is_empty());
         assert_eq!(other.next_uid, 2);
     }
 
     #[test]
-    fn follow_leaves_a_folder_without_dovecot_alone() {
+    fn a_folder_without_dovecot_is_left_alone() {
         let t = tempfile::tempdir().unwrap();
-        follow(t.path(), &db(1, 2, &[("a", 1)])).unwrap();
+        assert!(lock(t.path()).unwrap().is_none());
         assert!(!t.path().join(DOVECOT_FILE_NAME).exists());
         std::fs::write(t.path().join(DOVECOT_FILE_NAME), "3 V1 N1\n").unwrap();
-        follow(t.path(), &db(1, 2, &[("a", 1)])).unwrap();
+        let held = lock(t.path()).unwrap().unwrap();
+        held.follow(&db(1, 2, &[("a", 1)])).unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join(DOVECOT_FILE_NAME)).unwrap(),
             "3 V1 N2\n1 :a\n"

@@ -1023,7 +1023,11 @@ impl Folder {
         // A message Dovecot numbered (it serves this Maildir too, or did
         // since tern took its list over) keeps Dovecot's UID when that is
         // still free; the others follow.
-        let mut numbered: Vec<(u32, Arc<str>)> = crate::dovecot_uidlist::adopt(&self.dir, &mut db)?;
+        let dovecot = crate::dovecot_uidlist::lock(&self.dir)?;
+        let mut numbered: Vec<(u32, Arc<str>)> = dovecot
+            .as_ref()
+            .map(|d| d.adopt(&mut db))
+            .unwrap_or_default();
         fresh.retain(|(_, b)| !db.uids.contains_key(*b));
         for (_, base) in fresh {
             numbered.push((db.next_uid, base.clone()));
@@ -1041,7 +1045,9 @@ impl Folder {
             }
         }
         db.commit(&self.dir, &numbered)?;
-        crate::dovecot_uidlist::follow(&self.dir, &db)?;
+        if let Some(d) = dovecot {
+            d.follow(&db)?;
+        }
         g.uiddb_stamp = stamp(&self.dir.join(crate::uiddb::FILE_NAME));
         g.uiddb = Some(db);
         Ok(())
@@ -1532,7 +1538,11 @@ impl Folder {
         g.prune_unlinked(&mut db);
         let renumbered = self.make_room(&mut g, &mut db, placed.len())?;
         // UIDs Dovecot gave meanwhile are not given again.
-        let mut added = crate::dovecot_uidlist::adopt(&self.dir, &mut db)?;
+        let dovecot = crate::dovecot_uidlist::lock(&self.dir)?;
+        let mut added = dovecot
+            .as_ref()
+            .map(|d| d.adopt(&mut db))
+            .unwrap_or_default();
         let mut uids = Vec::with_capacity(placed.len());
         for (base, _) in &placed {
             // A concurrent scan by another process may have numbered it already.
@@ -1549,7 +1559,9 @@ impl Folder {
             uids.push(uid);
         }
         db.commit(&self.dir, &added)?;
-        crate::dovecot_uidlist::follow(&self.dir, &db)?;
+        if let Some(d) = dovecot {
+            d.follow(&db)?;
+        }
         if placed.iter().any(|(_, k)| !k.is_empty()) {
             let mut kdb = KeywordDb::load(&self.dir)?;
             for (base, k) in &placed {
