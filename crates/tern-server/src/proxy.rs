@@ -214,14 +214,17 @@ impl Health {
 /// Where a login that just succeeded goes: `None` to be served here, else
 /// the backends to relay it to. A user being moved waits out the move's
 /// hold first and then takes the route again (the move may have ended or
-/// changed meanwhile), for IMAP and POP3 alike.
+/// changed meanwhile), for IMAP and POP3 alike. `known`: the route the
+/// login already took (IMAP's login step needs it to know whether to make
+/// a Maildir here), else it is taken now.
 pub async fn login_route(
     svc: &crate::imap::Services,
     user: &str,
     mailhost: Option<&str>,
+    known: Option<Option<Vec<String>>>,
 ) -> Option<Vec<String>> {
     let route = || route_of(user, mailhost, &svc.hostname, &svc.proxy, &svc.relayed);
-    let hosts = route()?;
+    let hosts = known.unwrap_or_else(route)?;
     if svc.relayed.hold(user).await {
         route()
     } else {

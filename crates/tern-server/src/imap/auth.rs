@@ -98,14 +98,16 @@ impl Session {
                     }
                 }
                 // An account of another server has no Maildir here.
-                let elsewhere = crate::proxy::route_of(
+                let route = crate::proxy::route_of(
                     &u.name,
                     u.mailhost.as_deref(),
                     &self.svc.hostname,
                     &self.svc.proxy,
                     &self.svc.relayed,
-                )
-                .is_some();
+                );
+                let elsewhere = route.is_some();
+                // Taken once: the pre-login step relays by it.
+                self.login_route = Some(route);
                 if elsewhere {
                     tracing::Span::current().record("user", u.name.as_str());
                     return Ok(LoginAnswer::Accepted(u));

@@ -47,8 +47,14 @@ impl Session {
             };
             if let Some((tag, user)) = answer {
                 let secret = self.login_secret.take();
-                if let Some(hosts) =
-                    crate::proxy::login_route(&self.svc, &user.name, user.mailhost.as_deref()).await
+                let known = self.login_route.take();
+                if let Some(hosts) = crate::proxy::login_route(
+                    &self.svc,
+                    &user.name,
+                    user.mailhost.as_deref(),
+                    known,
+                )
+                .await
                 {
                     match self.log_in_at_backend(&tag, &user, &hosts, secret).await? {
                         Some(backend) => {

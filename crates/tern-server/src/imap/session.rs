@@ -375,6 +375,9 @@ pub(crate) struct Session {
     /// The password of the login in progress, when its mechanism revealed
     /// one: what the proxy logs in to a backend with.
     pub(crate) login_secret: Option<tern_auth::Secret<Vec<u8>>>,
+    /// The route the last accepted login took (`Some(None)`: served
+    /// here), taken once for the login step and the relay.
+    pub(crate) login_route: Option<Option<Vec<String>>>,
     /// A proxy of `auth.login_trusted_networks` named the client (ID).
     pub(crate) trusted_proxy: bool,
     /// The account a relayed session is for.
@@ -454,6 +457,7 @@ pub async fn serve_connection(
         binary_aliases: Vec::new(),
         slot,
         login_secret: None,
+        login_route: None,
         trusted_proxy: false,
         proxied_user: None,
         started: std::time::Instant::now(),

@@ -468,7 +468,7 @@ impl Pop3 {
                 }
                 let secret = self.login_secret.take();
                 if let Some(hosts) =
-                    crate::proxy::login_route(&self.svc, &u.name, u.mailhost.as_deref()).await
+                    crate::proxy::login_route(&self.svc, &u.name, u.mailhost.as_deref(), None).await
                 {
                     return self.proxy(&u, &hosts, secret).await;
                 }
