@@ -433,3 +433,48 @@ fn xclient_is_taken_from_trusted_relays_only() {
     l.send(b"Subject: x\r\n\r\nx\r\n.\r\n");
     assert!(l.reply().starts_with("250 2.0.0 <alice>"));
 }
+
+#[test]
+fn an_unreachable_directory_is_a_temporary_answer_at_rcpt() {
+    // The passwd-file knows alice; anyone else is asked of an LDAP server
+    // that is not there: 451, so the MTA keeps the mail (never 550).
+    let s = server()
+        .config(
+            "[[auth.ldap]]\nuris = [\"ldap://127.0.0.1:1\"]\nbase = \"dc=x\"\nfilter = \"(uid=%u)\"\ntimeout_ms = 1000\n\
+             [auth.ldap.attributes]\nmaildir = \"description\"\n\
+             [lmtp]\nlisten = [\"127.0.0.1:0\"]\n",
+        )
+        .start();
+    let (mut l, _) = Lmtp::connect(&s);
+    assert!(l.cmd("LHLO mx").starts_with("250"));
+    assert_eq!(l.cmd("MAIL FROM:<a@b>"), "250 2.1.0 OK");
+    let r = l.cmd("RCPT TO:<zed@example.org>");
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+    assert_eq!(l.cmd("RCPT TO:<alice>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: x\r\n\r\nx\r\n.\r\n");
+    assert!(l.reply().starts_with("250 2.0.0 <alice>"));
+}
+
+#[test]
+fn a_file_at_the_socket_path_refuses_the_start() {
+    // Not a stale socket: an operator's file, left alone, and no start.
+    let s = server_with_lmtp("socket = \"lmtp.sock\"\n");
+    let text = std::fs::read_to_string(s.path().join("tern.toml")).unwrap();
+    assert!(text.contains("socket = \"lmtp.sock\""));
+    std::fs::write(s.path().join("other.sock"), "keep me").unwrap();
+    let bad = s.path().join("bad.toml");
+    std::fs::write(&bad, text.replace("lmtp.sock", "other.sock")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("other.sock")).unwrap(),
+        "keep me"
+    );
+}
