@@ -47,6 +47,26 @@ pub fn lmtp(data: &[u8]) {
         let end = r.push(data, &mut out, u64::MAX);
         (out, end)
     };
+    // What a relay sends on of the message reads back as it.
+    {
+        let mut wire = Vec::new();
+        let mut at_start = true;
+        for piece in whole.0.chunks(cut) {
+            crate::lmtp::relay::stuff(piece, &mut at_start, &mut wire);
+        }
+        crate::lmtp::relay::stuff_end(at_start, &mut wire);
+        let mut r = crate::lmtp::DataReader::new();
+        let mut back = Vec::new();
+        assert_eq!(r.push(&wire, &mut back, u64::MAX), Some(wire.len()));
+        let mut expected = whole.0.clone();
+        if !expected.is_empty() && !expected.ends_with(b"\n") {
+            expected.push(b'\n');
+        }
+        assert_eq!(
+            back, expected,
+            "the relayed form reads back as another message"
+        );
+    }
     let mut r = crate::lmtp::DataReader::new();
     let mut out = Vec::new();
     let mut end = None;

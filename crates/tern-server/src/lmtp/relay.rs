@@ -122,13 +122,12 @@ async fn send(r: &mut BufReader<TcpStream>, line: &str) -> std::io::Result<()> {
     r.get_mut().write_all(b"\r\n").await
 }
 
-/// The message on the wire: LF as CRLF, a dot that starts a line doubled
-/// (RFC 5321 §4.5.2), then the end line; written in 64 KiB pieces.
-async fn send_data(w: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(64 * 1024 + 2);
-    let mut at_start = true;
-    for &b in data {
-        if at_start && b == b'.' {
+/// `piece` of a stored message in its wire form, appended to `out`: LF as
+/// CRLF, a dot that starts a line doubled (RFC 5321 §4.5.2); `at_start`
+/// carries whether the next byte starts a line from piece to piece.
+pub fn stuff(piece: &[u8], at_start: &mut bool, out: &mut Vec<u8>) {
+    for &b in piece {
+        if *at_start && b == b'.' {
             out.push(b'.');
         }
         if b == b'\n' {
@@ -136,16 +135,29 @@ async fn send_data(w: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
         } else {
             out.push(b);
         }
-        at_start = b == b'\n';
-        if out.len() >= 64 * 1024 {
-            w.write_all(&out).await?;
-            out.clear();
-        }
+        *at_start = b == b'\n';
     }
+}
+
+/// The end of the wire form: a last line end if the message lacks one,
+/// then the `.` line.
+pub fn stuff_end(at_start: bool, out: &mut Vec<u8>) {
     if !at_start {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
+}
+
+/// The message on the wire ([`stuff`]), written in 64 KiB pieces.
+async fn send_data(w: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(128 * 1024 + 8);
+    let mut at_start = true;
+    for piece in data.chunks(64 * 1024) {
+        stuff(piece, &mut at_start, &mut out);
+        w.write_all(&out).await?;
+        out.clear();
+    }
+    stuff_end(at_start, &mut out);
     w.write_all(&out).await?;
     w.flush().await
 }
