@@ -481,13 +481,29 @@ pub enum Leg {
     Pop3,
 }
 
+/// `host[:port]` as the name and the port, if one is given (`[::1]:143`
+/// is `[::1]` and 143; a bare IPv6 address has none).
+pub(crate) fn split_port(host: &str) -> (&str, Option<u16>) {
+    match host.rsplit_once(':') {
+        Some((n, p)) if !n.ends_with(':') => match p.parse::<u16>() {
+            Ok(port) => (n, Some(port)),
+            Err(_) => (host, None),
+        },
+        _ => (host, None),
+    }
+}
+
+impl ProxySettings {
+    /// Whether a backend at `ip` may be reached in the clear.
+    pub(crate) fn cleartext_allowed(&self, ip: std::net::IpAddr) -> bool {
+        self.cleartext_networks.iter().any(|n| n.contains(ip))
+    }
+}
+
 /// Where `host` is for `leg`: a port in a `mailhost` is the IMAP port; a
 /// POP3 session goes to the same host's POP3 port.
 fn address(host: &str, settings: &ProxySettings, leg: Leg) -> String {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) if p.parse::<u16>().is_ok() && !n.ends_with(':') => (n, p.parse().ok()),
-        _ => (host, None),
-    };
+    let (name, port) = split_port(host);
     match leg {
         Leg::Imap => format!("{name}:{}", port.unwrap_or(settings.imap_port)),
         Leg::Pop3 => format!("{name}:{}", settings.pop3_port),
@@ -570,12 +586,7 @@ async fn login_at(
     })?;
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().map_err(|e| unavailable(e.to_string()))?;
-    if settings.backend_tls == BackendTls::None
-        && !settings
-            .cleartext_networks
-            .iter()
-            .any(|n| n.contains(peer.ip()))
-    {
+    if settings.backend_tls == BackendTls::None && !settings.cleartext_allowed(peer.ip()) {
         return Err(unavailable(format!(
             "{peer} is not in proxy.cleartext_networks and proxy.backend_tls is none"
         )));

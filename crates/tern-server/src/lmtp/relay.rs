@@ -65,11 +65,7 @@ enum Failed {
 /// The host part of `host[:port]` (a `mailhost` port is the IMAP one) at
 /// `port`.
 fn at_port(host: &str, port: u16) -> String {
-    let name = match host.rsplit_once(':') {
-        Some((n, p)) if p.parse::<u16>().is_ok() && !n.ends_with(':') => n,
-        _ => host,
-    };
-    format!("{name}:{port}")
+    format!("{}:{port}", crate::proxy::split_port(host).0)
 }
 
 /// One LMTP reply of the backend: its code and its last line, whole.
@@ -175,12 +171,7 @@ async fn envelope(
     let tcp = TcpStream::connect(&addr).await.map_err(down)?;
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().map_err(down)?;
-    if !svc
-        .proxy
-        .cleartext_networks
-        .iter()
-        .any(|n| n.contains(peer.ip()))
-    {
+    if !svc.proxy.cleartext_allowed(peer.ip()) {
         return Err(Failed::Down(format!(
             "{peer} is not in proxy.cleartext_networks (LMTP is relayed in the clear)"
         )));
@@ -239,12 +230,6 @@ pub async fn relay(
     let health = &svc.lmtp.health;
     let settings = &svc.proxy;
     let deadline = Instant::now() + settings.connect_timeout;
-    let temporary = |why: &str| {
-        recipients
-            .iter()
-            .map(|to| format!("451 4.4.1 <{to}> {why}, try again later"))
-            .collect::<Vec<_>>()
-    };
     for host in hosts {
         if health.is_down(host, settings.down_for) {
             continue;
@@ -287,7 +272,6 @@ pub async fn relay(
             let _ = send(&mut r, "QUIT").await;
             return answers;
         }
-        let lost = "Connection to the server holding this account lost";
         let after = tokio::time::timeout(DATA_TIMEOUT, async {
             send(&mut r, "DATA").await?;
             let (code, text) = answer(&mut r).await?;
@@ -302,36 +286,42 @@ pub async fn relay(
             let _ = send(&mut r, "QUIT").await;
             Ok::<_, std::io::Error>(Ok(got))
         })
-        .await;
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("no answer to the data in time")));
         match after {
-            Ok(Ok(Ok(got))) => {
+            Ok(Ok(got)) => {
                 for (&i, text) in accepted.iter().zip(&got) {
                     answers[i] = relayed_answer(&recipients[i], text);
                 }
                 tracing::info!(backend = %host, recipients = accepted.len(), "LMTP relayed");
             }
-            Ok(Ok(Err(text))) => {
+            Ok(Err(text)) => {
                 tracing::warn!(backend = %host, answer = %text, "LMTP relay: DATA refused");
                 for &i in &accepted {
                     answers[i] = relayed_answer(&recipients[i], &text);
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
+                // Not retried elsewhere: the backend may have stored it.
                 tracing::warn!(backend = %host, cause = %e, "LMTP relay: lost during the data");
                 for &i in &accepted {
-                    answers[i] = format!("451 4.4.2 <{}> {lost}, try again later", recipients[i]);
-                }
-            }
-            Err(_) => {
-                tracing::warn!(backend = %host, "LMTP relay: no answer to the data in time");
-                for &i in &accepted {
-                    answers[i] = format!("451 4.4.2 <{}> {lost}, try again later", recipients[i]);
+                    answers[i] = format!(
+                        "451 4.4.2 <{}> Connection to the server holding this account lost, try again later",
+                        recipients[i]
+                    );
                 }
             }
         }
         return answers;
     }
-    temporary("The server holding this account is unavailable")
+    recipients
+        .iter()
+        .map(|to| {
+            format!(
+                "451 4.4.1 <{to}> The server holding this account is unavailable, try again later"
+            )
+        })
+        .collect()
 }
 
 /// A backend's answer for `to`, passed on as the answer here: its code

@@ -281,6 +281,12 @@ fn deliveries_come_over_a_unix_socket_too() {
 /// A backend with an LMTP listener that takes XCLIENT from loopback, and a
 /// server in front whose passwd-file sends dave there.
 fn backend_and_front(dave_on_backend: &str) -> (Server, Server) {
+    backend_and_front_with(dave_on_backend, "", "")
+}
+
+/// As [`backend_and_front`]; `before`: hosts dave's `mailhost` lists
+/// ahead of the backend; `proxy`: more `[proxy]` settings of the front.
+fn backend_and_front_with(dave_on_backend: &str, before: &str, proxy: &str) -> (Server, Server) {
     let backend = server()
         .users(dave_on_backend)
         .auth("login_trusted_networks = [\"127.0.0.0/8\"]\n")
@@ -289,11 +295,11 @@ fn backend_and_front(dave_on_backend: &str) -> (Server, Server) {
         .start();
     let front = server()
         .users(&format!(
-            "dave:{{PLAIN}}davepw::::::mailhost={}\n",
+            "dave:{{PLAIN}}davepw::::::mailhost={before}{}\n",
             backend.imap
         ))
         .config(&format!(
-            "[lmtp]\nlisten = [\"127.0.0.1:0\"]\n[proxy]\nlmtp_port = {}\nconnect_timeout_ms = 2000\n",
+            "[lmtp]\nlisten = [\"127.0.0.1:0\"]\n[proxy]\nlmtp_port = {}\nconnect_timeout_ms = 2000\n{proxy}",
             backend.lmtp.expect("the backend's LMTP").port()
         ))
         .start();
@@ -368,6 +374,40 @@ fn a_recipient_another_server_holds_is_relayed_to_its_lmtp() {
     );
 }
 
+/// dave's answer for one message given to `front`.
+fn deliver_to_dave(front: &Server) -> String {
+    let (mut l, _) = Lmtp::connect(front);
+    assert!(l.cmd("LHLO mx").starts_with("250"));
+    assert_eq!(l.cmd("MAIL FROM:<s@example.net>"), "250 2.1.0 OK");
+    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: x\r\n\r\nx\r\n.\r\n");
+    l.reply()
+}
+
+#[test]
+fn a_relay_fails_over_to_the_next_host_and_only_in_the_clear_where_allowed() {
+    // dave's first mailhost, 127.0.0.2, has no LMTP listening: the next,
+    // the backend, takes the message.
+    let (backend, front) =
+        backend_and_front_with("dave:{PLAIN}davepw::::::\n", "127.0.0.2:143,", "");
+    let d = deliver_to_dave(&front);
+    assert!(d.starts_with("250 2.0.0 <dave>"), "{d}");
+    let mut c = backend.login("dave", "davepw");
+    assert!(c.cmd("STATUS INBOX (MESSAGES)").has("MESSAGES 1"));
+    // A backend outside proxy.cleartext_networks gets no mail in the
+    // clear: the MTA keeps it.
+    let (backend, front) = backend_and_front_with(
+        "dave:{PLAIN}davepw::::::\n",
+        "",
+        "cleartext_networks = [\"10.0.0.0/8\"]\n",
+    );
+    let d = deliver_to_dave(&front);
+    assert!(d.starts_with("451 4.4.1 <dave>"), "{d}");
+    let mut c = backend.login("dave", "davepw");
+    assert!(c.cmd("STATUS INBOX (MESSAGES)").has("MESSAGES 0"));
+}
+
 #[test]
 fn a_relay_loop_ends_with_a_temporary_answer() {
     // A server whose directory sends dave to 127.0.0.2, whose LMTP port
@@ -386,13 +426,7 @@ fn a_relay_loop_ends_with_a_temporary_answer() {
     );
     std::fs::write(&cfg_path, cfg).unwrap();
     s.restart();
-    let (mut l, _) = Lmtp::connect(&s);
-    assert!(l.cmd("LHLO mx").starts_with("250"));
-    assert_eq!(l.cmd("MAIL FROM:<s@example.net>"), "250 2.1.0 OK");
-    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
-    assert!(l.cmd("DATA").starts_with("354"));
-    l.send(b"Subject: loop\r\n\r\nx\r\n.\r\n");
-    let d = l.reply();
+    let d = deliver_to_dave(&s);
     assert!(d.starts_with("451 4.4.6"), "{d}");
     assert!(!s.path().join("mail/dave").exists());
 }
