@@ -263,8 +263,7 @@ pub fn check(root: &Path) -> Report {
             _ => {}
         }
     }
-    let dovecot_only =
-        !dovecot_files.is_empty() && !courier_files.iter().any(|f| f != "maildirsize");
+    let dovecot_only = dovecot_only(&courier_files, &dovecot_files);
     if dovecot_only {
         verdicts.push(verdict(
             "folder names",
@@ -420,6 +419,12 @@ fn print_text(r: &Report) {
     }
 }
 
+/// A Maildir only Dovecot served (Courier's `maildirsize` is shared by
+/// both): its clients know Dovecot's namespace.
+fn dovecot_only(courier_files: &[String], dovecot_files: &[String]) -> bool {
+    !dovecot_files.is_empty() && !courier_files.iter().any(|f| f != "maildirsize")
+}
+
 /// The settings of a tern configuration the verdicts depend on.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -444,8 +449,7 @@ impl Planned {
 /// know `INBOX.Work`, a configuration without the prefix shows `Work`) is
 /// named.
 fn against(r: &mut Report, planned: &Planned) {
-    let dovecot_only =
-        !r.dovecot_files.is_empty() && !r.courier_files.iter().any(|f| f != "maildirsize");
+    let dovecot_only = dovecot_only(&r.courier_files, &r.dovecot_files);
     let pop3_computed = r.pop3_uidls == "computed by Dovecot";
     for v in &mut r.verdicts {
         match v.item.as_str() {
