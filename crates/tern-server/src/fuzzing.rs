@@ -4,6 +4,10 @@
 //! message data. Each must never panic,
 //! whatever the bytes.
 
+mod imap_session;
+
+pub use imap_session::imap_session;
+
 use crate::proxy::{ControlLine, Relayed};
 
 /// The PROXY protocol v1 and v2 header parsers.

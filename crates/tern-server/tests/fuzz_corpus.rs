@@ -1,6 +1,8 @@
 //! Replays the fuzz corpora of this crate's network parsers
-//! (`fuzz/seeds/haproxy`, `fuzz/seeds/control`, `fuzz/seeds/lmtp`) and random inputs through
-//! the fuzz entry points: none may panic. The targets themselves run with
+//! (`fuzz/seeds/haproxy`, `fuzz/seeds/control`, `fuzz/seeds/lmtp`) and of
+//! the whole IMAP session (`fuzz/seeds/imap_session`), and random inputs
+//! through the fuzz entry points: none may panic (the session's entry
+//! point checks its own invariants and panics when one fails). The targets themselves run with
 //! `cargo +nightly fuzz run <target>`.
 
 #![allow(clippy::unwrap_used)]
@@ -11,7 +13,11 @@ use proptest::prelude::*;
 use tern_server::fuzzing;
 
 type Target = (&'static str, fn(&[u8]));
-const TARGETS: [Target; 2] = [("haproxy", fuzzing::haproxy), ("control", fuzzing::control)];
+const TARGETS: [Target; 3] = [
+    ("haproxy", fuzzing::haproxy),
+    ("control", fuzzing::control),
+    ("imap_session", fuzzing::imap_session),
+];
 
 #[test]
 fn saved_corpora_replay() {
@@ -45,13 +51,47 @@ fn network_like() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
 }
 
+/// Client input of commands, arguments and literals mixed at random.
+fn imap_like() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"a1 LOGIN fuzz pw\r\n".to_vec()),
+        Just(b"a2 SELECT INBOX\r\n".to_vec()),
+        Just(b"a3 FETCH 1:* (FLAGS BODY[] BODYSTRUCTURE ENVELOPE)\r\n".to_vec()),
+        Just(b"a4 UID STORE 1:* +FLAGS (\\Seen kw)\r\n".to_vec()),
+        Just(b"a5 SEARCH RETURN (SAVE) OR SEEN TEXT x\r\n".to_vec()),
+        Just(b"a6 APPEND INBOX {5+}\r\nhello\r\n".to_vec()),
+        Just(b"a7 IDLE\r\n".to_vec()),
+        Just(b"DONE\r\n".to_vec()),
+        Just(b"a8 COPY $ INBOX.Work\r\n".to_vec()),
+        Just(b"a9 LIST \"\" *\r\n".to_vec()),
+        Just(b"{3}\r\n".to_vec()),
+        Just(b"{99999999+}\r\n".to_vec()),
+        Just(b"(".to_vec()),
+        Just(b" \"".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..20),
+    ];
+    (any::<u8>(), prop::collection::vec(piece, 0..10)).prop_map(|(first, v)| {
+        let mut data = vec![first];
+        data.extend(v.concat());
+        data
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
     #[test]
     fn random_lines_do_not_panic(data in network_like()) {
-        for (_, run) in TARGETS {
+        for (_, run) in &TARGETS[..2] {
             run(&data);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+    #[test]
+    fn random_sessions_keep_the_invariants(data in imap_like()) {
+        fuzzing::imap_session(&data);
     }
 }
 

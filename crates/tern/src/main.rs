@@ -929,28 +929,7 @@ fn imapd(maildir: PathBuf) -> i32 {
     );
     rt.block_on(async move {
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let svc = Arc::new(Services {
-            hostname: "localhost".into(),
-            limits: Default::default(),
-            cleartext: Default::default(),
-            max_auth_failures: 1,
-            failure_delay: Duration::ZERO,
-            users: None,
-            tls: None,
-            folders: FolderRegistry::default(),
-            shutdown: rx,
-            policy: Policy::default(),
-            namespace: Namespace::default(),
-            login_failures: Default::default(),
-            sasl: Default::default(),
-            user_connections: Default::default(),
-            haproxy: Default::default(),
-            proxy: Default::default(),
-            proxy_health: Default::default(),
-            login_trusted: Vec::new(),
-            relayed: Default::default(),
-            lmtp: Default::default(),
-        });
+        let svc = Arc::new(Services::standalone("localhost", None, rx));
         let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         serve_connection(svc, Box::new(stdio), SessionStart::Preauth(user)).await;
     });

@@ -73,6 +73,42 @@ pub struct Services {
     pub lmtp: crate::lmtp::LmtpSettings,
 }
 
+impl Services {
+    /// The services of a server with no listeners of its own: `tern
+    /// imapd` (one pre-authenticated session on stdin/stdout) and the
+    /// whole-session fuzz target. Every setting is its default; `users`
+    /// is the directory logins go to (none: only pre-authenticated
+    /// sessions).
+    pub fn standalone(
+        hostname: &str,
+        users: Option<UserDb>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Services {
+        Services {
+            hostname: hostname.to_owned(),
+            limits: Default::default(),
+            cleartext: Default::default(),
+            max_auth_failures: 1,
+            failure_delay: Duration::ZERO,
+            users,
+            tls: None,
+            folders: FolderRegistry::default(),
+            shutdown,
+            policy: crate::policy::Policy::default(),
+            namespace: super::namespace::Namespace::default(),
+            login_failures: Default::default(),
+            sasl: Default::default(),
+            user_connections: Default::default(),
+            haproxy: Default::default(),
+            proxy: Default::default(),
+            proxy_health: Default::default(),
+            login_trusted: Vec::new(),
+            relayed: Default::default(),
+            lmtp: Default::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Services")
