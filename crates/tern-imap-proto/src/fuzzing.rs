@@ -132,3 +132,135 @@ mod tests {
         super::criteria(&seed);
     }
 }
+
+/// What a driver of the command engine saw: each step with its bytes (the
+/// chunks of one streamed message joined), and the output.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EngineTrace {
+    /// One entry per step that matters.
+    pub steps: Vec<String>,
+    /// What the engine wrote.
+    pub out: Vec<u8>,
+}
+
+/// Drives the command engine ([`crate::engine`]) over `pieces` as the
+/// server does: every APPEND message streamed (or refused, when
+/// `refuse_appends`), every command prepared; starting in `phase`, moved on
+/// as the commands would (LOGIN logs in, SELECT selects, CLOSE closes,
+/// LOGOUT ends), with a saved result of the messages 1 and 2.
+pub fn drive_engine(
+    pieces: &[&[u8]],
+    mut phase: crate::engine::Phase,
+    refuse_appends: bool,
+) -> EngineTrace {
+    use crate::engine::{prepare, Phase, Prepared, Reader, SavedResult, Step};
+    use crate::ids::{Seq, Uid};
+    use imap_codec::imap_types::command::CommandBody as C;
+    struct Two;
+    impl SavedResult for Two {
+        fn saved_uids(&self) -> Vec<u32> {
+            vec![1, 2]
+        }
+        fn seq_of(&self, uid: Uid) -> Option<Seq> {
+            Seq::from_index(uid.0.checked_sub(1)? as usize)
+        }
+    }
+    let mut r = Reader::new(FramerLimits {
+        max_line: 1000,
+        max_command: 2000,
+        max_discard: 100_000,
+    });
+    let mut t = EngineTrace::default();
+    let mut next = pieces.iter();
+    let mut message = Vec::new();
+    loop {
+        match r.next(phase, &mut t.out) {
+            Step::NeedInput => match next.next() {
+                Some(p) => r.feed(p),
+                None => return t,
+            },
+            Step::Flush => {}
+            Step::AppendMessage { tag, mailbox, .. } => {
+                assert_ne!(phase, Phase::NotAuthenticated, "a message before login");
+                t.steps.push(format!("append-message {tag:?} {mailbox:?}"));
+                if refuse_appends {
+                    let no = crate::response::Reply::no(None, "cannot");
+                    r.refuse(tag.as_deref(), &no, &mut t.out);
+                } else {
+                    let _ = r.stream(&mut t.out);
+                }
+            }
+            Step::Chunk(bytes) => message.extend_from_slice(&bytes),
+            Step::Command(bytes) => {
+                if !message.is_empty() {
+                    t.steps
+                        .push(format!("message {}", String::from_utf8_lossy(&message)));
+                    message.clear();
+                }
+                let saved = (phase == Phase::Selected).then_some(&Two as &dyn SavedResult);
+                match prepare(&bytes, phase, 100, saved, &mut t.out) {
+                    Prepared::Run(ready) => {
+                        assert!(
+                            phase.allows(&ready.body).is_ok(),
+                            "ran what the state refuses"
+                        );
+                        t.steps.push(format!("run {}", ready.tag));
+                        phase = match (&ready.body, phase) {
+                            (C::Login { .. } | C::Authenticate { .. }, _) => Phase::Authenticated,
+                            (C::Select { .. } | C::Examine { .. }, _) => Phase::Selected,
+                            (C::Close | C::Unselect, _) => Phase::Authenticated,
+                            (C::Logout, _) => Phase::Logout,
+                            (_, p) => p,
+                        };
+                        if phase == Phase::Logout {
+                            return t;
+                        }
+                    }
+                    Prepared::Answered { unparsable } => {
+                        t.steps.push(format!("answered unparsable={unparsable}"))
+                    }
+                }
+            }
+            Step::Answered => {
+                message.clear();
+                t.steps.push("dropped".into());
+            }
+            Step::Close => {
+                t.steps.push("close".into());
+                return t;
+            }
+        }
+    }
+}
+
+/// The command engine over arbitrary bytes: the first byte picks the
+/// starting state, whether APPENDs are refused and where the input is
+/// cut; fed whole and fed in pieces it takes the same steps and writes
+/// the same bytes, and every line it writes ends with CRLF.
+pub fn engine(data: &[u8]) {
+    use crate::engine::Phase;
+    let Some((&first, input)) = data.split_first() else {
+        return;
+    };
+    let phase = match first % 3 {
+        0 => Phase::NotAuthenticated,
+        1 => Phase::Authenticated,
+        _ => Phase::Selected,
+    };
+    let refuse = first & 0x80 != 0;
+    let whole = drive_engine(&[input], phase, refuse);
+    let cut = usize::from(first >> 2 & 0x1f) + 1;
+    let pieces: Vec<&[u8]> = input.chunks(cut).collect();
+    assert_eq!(
+        drive_engine(&pieces, phase, refuse),
+        whole,
+        "cut in pieces of {cut}"
+    );
+    assert!(
+        whole.out.is_empty() || whole.out.ends_with(b"\r\n"),
+        "an unterminated line"
+    );
+    for line in whole.out.split(|&b| b == b'\n') {
+        assert!(!line.contains(&b'\r') || line.ends_with(b"\r"), "a bare CR");
+    }
+}

@@ -12,6 +12,7 @@
 pub mod binary_sections;
 pub mod command;
 pub mod criteria;
+pub mod engine;
 pub mod esearch;
 pub mod framer;
 pub mod framing;

@@ -120,6 +120,91 @@ impl fmt::Display for Code {
     }
 }
 
+/// Tagged response status (RFC 3501 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The command succeeded.
+    Ok,
+    /// The command failed.
+    No,
+    /// The command was not understood or not allowed.
+    Bad,
+}
+
+/// A command's final answer: status, optional RFC 5530 code, text.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// OK, NO or BAD.
+    pub status: Status,
+    /// The bracketed response code.
+    pub code: Option<Code>,
+    /// The human-readable text.
+    pub text: String,
+}
+
+impl Reply {
+    /// OK with a text.
+    pub fn ok(text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::Ok,
+            code: None,
+            text: text.into(),
+        }
+    }
+    /// OK with a code and a text.
+    pub fn ok_code(code: Code, text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::Ok,
+            code: Some(code),
+            text: text.into(),
+        }
+    }
+    /// NO, with or without a code.
+    pub fn no(code: Option<Code>, text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::No,
+            code,
+            text: text.into(),
+        }
+    }
+    /// BAD with a text.
+    pub fn bad(text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::Bad,
+            code: None,
+            text: text.into(),
+        }
+    }
+    /// BAD with a code and a text.
+    pub fn bad_code(code: Code, text: impl Into<String>) -> Reply {
+        Reply {
+            status: Status::Bad,
+            code: Some(code),
+            text: text.into(),
+        }
+    }
+
+    /// Appends the answer as the tagged line of `tag` (RFC 3501 §7.1).
+    pub fn write_tagged(&self, tag: &str, out: &mut Vec<u8>) {
+        let status = match self.status {
+            Status::Ok => "OK",
+            Status::No => "NO",
+            Status::Bad => "BAD",
+        };
+        out.extend_from_slice(tag.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.as_bytes());
+        out.push(b' ');
+        if let Some(c) = &self.code {
+            out.push(b'[');
+            out.extend_from_slice(c.to_string().as_bytes());
+            out.extend_from_slice(b"] ");
+        }
+        out.extend_from_slice(self.text.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +229,13 @@ mod tests {
             }
             .to_string(),
             "COPYUID 7 1:2 5:6"
+        );
+        let mut out = Vec::new();
+        Reply::no(Some(Code::Nonexistent), "No such mailbox").write_tagged("a1", &mut out);
+        Reply::ok("done").write_tagged("a2", &mut out);
+        assert_eq!(
+            out,
+            b"a1 NO [NONEXISTENT] No such mailbox\r\na2 OK done\r\n"
         );
     }
 }

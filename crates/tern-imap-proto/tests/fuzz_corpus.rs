@@ -1,4 +1,5 @@
-//! Replays the fuzz corpora (`fuzz/seeds/framer`, `fuzz/seeds/command`) and
+//! Replays the fuzz corpora (`fuzz/seeds/framer`, `fuzz/seeds/command`,
+//! `fuzz/seeds/engine`) and
 //! random inputs through the fuzz entry points: none may panic. The targets
 //! themselves run with `cargo +nightly fuzz run <target>` (docs/design.md).
 
@@ -13,7 +14,11 @@ use tern_imap_proto::fuzzing;
 fn saved_corpora_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
     type Target = (&'static str, fn(&[u8]));
-    let targets: [Target; 2] = [("framer", fuzzing::framer), ("command", fuzzing::command)];
+    let targets: [Target; 3] = [
+        ("framer", fuzzing::framer),
+        ("command", fuzzing::command),
+        ("engine", fuzzing::engine),
+    ];
     for (name, run) in targets {
         let dir = root.join(name);
         let mut n = 0;
@@ -35,6 +40,10 @@ fn imap_like() -> impl Strategy<Value = Vec<u8>> {
         Just(b"\n".to_vec()),
         Just(b"{99999999999999999999999+}\r\n".to_vec()),
         Just(vec![b'x'; 90]),
+        Just(b"a3 SELECT INBOX\r\n".to_vec()),
+        Just(b"a4 FETCH $ (FLAGS)\r\n".to_vec()),
+        Just(b"a5 SEARCH RETURN (SAVE) $ TEXT {3+}\r\nabc\r\n".to_vec()),
+        Just(b"a6 CLOSE\r\n".to_vec()),
         prop::collection::vec(any::<u8>(), 0..20),
     ];
     (any::<[u8; 2]>(), prop::collection::vec(piece, 0..30))
@@ -47,5 +56,6 @@ proptest! {
     fn random_inputs_keep_the_invariants(data in imap_like()) {
         fuzzing::framer(&data);
         fuzzing::command(&data[2..]);
+        fuzzing::engine(&data[1..]);
     }
 }

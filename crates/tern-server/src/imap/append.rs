@@ -6,15 +6,11 @@
 //! `{0}`. A literal above the size limit is refused before the client sends
 //! it (sync literal) or skipped (non-sync), with `NO [TOOBIG]`.
 
-use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::mailbox::Mailbox;
-use tern_imap_proto::framer::LiteralInfo;
 use tern_imap_proto::response::Code;
-use tern_imap_proto::{framing, imap_codec};
 use tern_maildir::tmp::TmpFile;
 use tokio::io::AsyncWriteExt;
 
-use super::session::{LiteralUse, Reply};
+use super::session::Reply;
 
 /// A message literal streamed to a file in `tmp/`. Dropping it removes the
 /// file unless it was delivered.
@@ -131,44 +127,6 @@ impl ToLf {
             self.pending_cr = false;
             self.emit(out, b'\r');
         }
-    }
-}
-
-/// Longest mailbox-name literal of an APPEND whose arguments do not parse:
-/// a longer literal there is taken for a message and refused at once rather
-/// than read into memory.
-const MAX_APPEND_ARG_LITERAL: u64 = 1024;
-
-/// An APPEND's message literal is its first or second literal (after a
-/// mailbox name sent as a literal; flags and date are never literals).
-pub(crate) const MESSAGE_LITERAL_AT_MOST: usize = 2;
-
-/// Whether a literal announced in an APPEND is its message: it is when the
-/// command so far parses as an APPEND with this literal as its message.
-pub(crate) fn literal_use(prefix: &[u8], info: LiteralInfo) -> LiteralUse {
-    if framing::command_name(prefix).as_deref() != Some("APPEND") {
-        return LiteralUse::Inline;
-    }
-    if let Some(mailbox) = append_probe(prefix) {
-        return LiteralUse::Stream(Some(mailbox));
-    }
-    if info.len > MAX_APPEND_ARG_LITERAL {
-        return LiteralUse::Refuse(Reply::bad_code(
-            Code::ClientBug,
-            "Error in IMAP command APPEND: invalid arguments",
-        ));
-    }
-    LiteralUse::Inline
-}
-
-/// The mailbox of an APPEND whose message literal is announced after
-/// `prefix`, found by parsing the command with an empty message.
-fn append_probe(prefix: &[u8]) -> Option<Mailbox<'static>> {
-    let mut probe = prefix.to_vec();
-    probe.extend_from_slice(b"{0}\r\n\r\n");
-    match tern_imap_proto::command::parse(&probe).map(|c| c.body) {
-        Ok(CommandBody::Append { mailbox, .. }) => Some(mailbox),
-        _ => None,
     }
 }
 

@@ -12,6 +12,7 @@
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use tern_imap_proto::command as cmdparse;
+use tern_imap_proto::engine::Phase;
 use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 
@@ -215,7 +216,11 @@ impl Session {
                 let ir = initial_response.map(|r| r.declassify().to_vec());
                 self.authenticate(mechanism, ir).await?
             }
-            _ => Reply::bad("Command not allowed before login").into(),
+            // What Phase::allows refuses before a login.
+            other => match Phase::NotAuthenticated.allows(&other) {
+                Err(text) => Reply::bad(text).into(),
+                Ok(()) => Reply::bad("Command not supported").into(),
+            },
         };
         match answer {
             LoginAnswer::Accepted(user) => Ok(Some((tag, user))),

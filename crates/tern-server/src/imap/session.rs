@@ -7,14 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imap_codec::imap_types::command::{Command, CommandBody};
-use tern_imap_proto::framer::{Continuation, Event, Framer, TooLong};
+use imap_codec::imap_types::command::CommandBody;
+use tern_imap_proto::engine::{self, Phase, Prepared, Reader, Ready, SavedResult, Step};
 use tern_imap_proto::framing;
 use tern_imap_proto::ids::Uid;
-use tern_imap_proto::parsed::{self, Parsed, Refusal};
-use tern_imap_proto::response::Code;
-use tern_imap_proto::seqset;
-use tern_imap_proto::{command as cmdparse, imap_codec};
+use tern_imap_proto::imap_codec;
+pub(crate) use tern_imap_proto::response::{Code, Reply};
 use tern_maildir::keywords::KeywordSet;
 use tern_maildir::{Flags, MaildirError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -211,6 +209,28 @@ impl Selected {
     }
 }
 
+/// `$` of this session's mailbox (RFC 5182).
+impl SavedResult for Selected {
+    fn saved_uids(&self) -> Vec<u32> {
+        self.saved
+            .iter()
+            .copied()
+            .filter(|u| self.index_of(Uid(*u)).is_some())
+            .collect()
+    }
+    fn seq_of(&self, uid: Uid) -> Option<tern_imap_proto::ids::Seq> {
+        Selected::seq_of(self, uid)
+    }
+}
+
+/// One line of a command the grammar refused, for the debug log.
+fn log_unparsable(bytes: &[u8]) {
+    let line = String::from_utf8_lossy(framing::strip_eol(
+        bytes.split(|b| *b == b'\n').next().unwrap_or(b""),
+    ));
+    tracing::debug!(line = %line.chars().take(200).collect::<String>(), "unparsable command");
+}
+
 /// Session state (RFC 3501 §3).
 #[derive(Debug)]
 pub(crate) enum State {
@@ -218,60 +238,6 @@ pub(crate) enum State {
     Authenticated { user: User },
     Selected { user: User, mailbox: Box<Selected> },
     Logout,
-}
-
-/// Tagged response status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    Ok,
-    No,
-    Bad,
-}
-
-/// A command's final answer: status, optional RFC 5530 code, text.
-#[derive(Debug, Clone)]
-pub(crate) struct Reply {
-    pub status: Status,
-    pub code: Option<Code>,
-    pub text: String,
-}
-
-impl Reply {
-    pub fn ok(text: impl Into<String>) -> Reply {
-        Reply {
-            status: Status::Ok,
-            code: None,
-            text: text.into(),
-        }
-    }
-    pub fn ok_code(code: Code, text: impl Into<String>) -> Reply {
-        Reply {
-            status: Status::Ok,
-            code: Some(code),
-            text: text.into(),
-        }
-    }
-    pub fn no(code: Option<Code>, text: impl Into<String>) -> Reply {
-        Reply {
-            status: Status::No,
-            code,
-            text: text.into(),
-        }
-    }
-    pub fn bad(text: impl Into<String>) -> Reply {
-        Reply {
-            status: Status::Bad,
-            code: None,
-            text: text.into(),
-        }
-    }
-    pub fn bad_code(code: Code, text: impl Into<String>) -> Reply {
-        Reply {
-            status: Status::Bad,
-            code: Some(code),
-            text: text.into(),
-        }
-    }
 }
 
 /// Maps a storage error to the client's answer (and logs the unexpected).
@@ -392,7 +358,7 @@ pub(crate) struct Session {
     pub conn: Conn,
     /// Cuts the client's bytes into commands; it holds what was read and
     /// not yet used (the connection's own buffer only passes bytes on).
-    pub framer: Framer,
+    pub reader: Reader,
     pub state: State,
     pub peer: Option<SocketAddr>,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -430,18 +396,6 @@ impl std::fmt::Debug for Session {
             .field("tls", &self.conn.tls_active)
             .finish()
     }
-}
-
-/// What becomes of a literal the client announces.
-#[derive(Debug)]
-pub(crate) enum LiteralUse {
-    /// Part of the command, held in memory.
-    Inline,
-    /// The message of an APPEND to this mailbox, streamed to a file
-    /// (`None` once the stream is open).
-    Stream(Option<imap_codec::imap_types::mailbox::Mailbox<'static>>),
-    /// Refused with this answer.
-    Refuse(Reply),
 }
 
 /// One complete command as read from the wire.
@@ -484,7 +438,7 @@ pub async fn serve_connection(
     let mut s = Session {
         svc,
         conn: Conn::new(stream, tls),
-        framer: Framer::new(svc_limits),
+        reader: Reader::new(svc_limits),
         state,
         peer,
         shutdown,
@@ -526,22 +480,7 @@ impl Session {
     }
 
     pub fn tagged(&mut self, tag: &str, r: &Reply) {
-        let status = match r.status {
-            Status::Ok => "OK",
-            Status::No => "NO",
-            Status::Bad => "BAD",
-        };
-        self.conn.out.extend_from_slice(tag.as_bytes());
-        self.conn.out.push(b' ');
-        self.conn.out.extend_from_slice(status.as_bytes());
-        self.conn.out.push(b' ');
-        if let Some(c) = &r.code {
-            self.conn.out.push(b'[');
-            self.conn.out.extend_from_slice(c.to_string().as_bytes());
-            self.conn.out.extend_from_slice(b"] ");
-        }
-        self.conn.out.extend_from_slice(r.text.as_bytes());
-        self.conn.out.extend_from_slice(b"\r\n");
+        r.write_tagged(tag, &mut self.conn.out);
     }
 
     fn timeout(&self) -> Duration {
@@ -573,7 +512,7 @@ impl Session {
         let timeout = self.timeout();
         match self.conn.fill(timeout).await {
             Ok(()) => {
-                self.framer.feed(&self.conn.inbuf);
+                self.reader.framer().feed(&self.conn.inbuf);
                 self.conn.inbuf.clear();
                 Ok(())
             }
@@ -586,7 +525,7 @@ impl Session {
     /// and reported as `None`.
     pub async fn read_line(&mut self) -> Result<Option<Vec<u8>>, End> {
         loop {
-            match self.framer.next_line() {
+            match self.reader.framer().next_line() {
                 Ok(Some(line)) => return Ok(Some(line)),
                 Ok(None) => self.fill().await?,
                 Err(_) => return Ok(None),
@@ -703,7 +642,7 @@ impl Session {
                 super::prelogin::LoginEnd::Proxied(backend) => {
                     // The session is the backend's now: relay until either
                     // side closes.
-                    let pipelined = self.framer.take_buffered();
+                    let pipelined = self.reader.framer().take_buffered();
                     self.give_back_buffers();
                     let idle = self.svc.limits.auth_timeout();
                     if let Some(stream) = self.conn.take_stream() {
@@ -764,7 +703,7 @@ impl Session {
     /// idle session stays small (about 5 KiB; see docs/BENCHMARKS.md).
     pub(crate) fn give_back_buffers(&mut self) {
         self.conn.shrink();
-        self.framer.shrink();
+        self.reader.framer().shrink();
     }
 
     /// After each command: its answer out, buffers given back, the end
@@ -782,113 +721,79 @@ impl Session {
         Ok(())
     }
 
-    /// Reads a whole command through the framer: its lines and literals,
-    /// the message of an APPEND streamed to `tmp/` (see [`super::append`]).
+    /// Reads a whole command through the engine's reader: its lines and
+    /// literals, the message of an APPEND streamed to `tmp/` (see
+    /// [`super::append`]).
     async fn read_command(&mut self) -> Result<Incoming, End> {
-        let authenticated = !matches!(self.state, State::NotAuthenticated { .. });
+        let phase = self.phase();
         let mut streaming: Option<super::append::Streaming> = None;
-        // Literals of this command so far: only the first ones can be an
-        // APPEND's message, so later ones are never parsed for it (a
-        // command of thousands of small literals costs one pass).
-        let mut literals = 0usize;
         // What only an APPEND's literal awaits (its file's creation,
         // writes, sync) is boxed: an idle session waits in this function,
         // so its task is as large as this future's largest state.
         loop {
-            match self.framer.next_event() {
-                Event::NeedInput => self.fill().await?,
-                Event::Fatal => {
-                    self.untagged("BYE [LIMIT] Literal too large to skip, closing");
+            match self.reader.next(phase, &mut self.conn.out) {
+                Step::NeedInput => self.fill().await?,
+                Step::Flush => {
+                    if !self.conn.out.is_empty() {
+                        self.flush().await?;
+                    }
+                }
+                Step::Close => {
                     self.flush().await?;
                     return Err(End::Closed);
                 }
-                Event::TooLong { what, tag } => {
-                    let text = match what {
-                        TooLong::Line => "Command line too long",
-                        TooLong::Command => "Command too long",
-                    };
-                    self.answer_refused(tag.as_deref(), &Reply::bad_code(Code::Limit, text));
+                Step::Answered => {
                     if let Some(s) = streaming.take() {
                         Box::pin(s.abandon()).await;
                     }
                     return Ok(Incoming::Answered);
                 }
-                Event::Command(bytes) => {
+                Step::Command(bytes) => {
                     return Ok(match streaming.take() {
                         None => Incoming::Command(bytes),
                         Some(s) => match Box::pin(s.finish()).await {
                             Ok(streamed) => Incoming::Append(bytes, streamed),
                             Err(r) => {
-                                let tag = framing::tag_of(&bytes).map(str::to_owned);
-                                self.answer_refused(tag.as_deref(), &r);
+                                let tag = framing::tag_of(&bytes).unwrap_or("*").to_owned();
+                                self.tagged(&tag, &r);
                                 Incoming::Answered
                             }
                         },
                     });
                 }
-                Event::Chunk(bytes) => {
+                Step::Chunk(bytes) => {
                     if let Some(s) = streaming.as_mut() {
-                        s.push(bytes);
+                        s.push(&bytes);
                         Box::pin(s.write_out()).await;
                     }
                 }
-                Event::Literal { info, prefix } => {
-                    literals += 1;
-                    let tag = framing::tag_of(prefix).map(str::to_owned);
-                    let decision = if streaming.is_some() {
-                        // MULTIAPPEND and CATENATE are not offered.
-                        LiteralUse::Refuse(Reply::bad("Only one message per APPEND is supported"))
-                    } else if authenticated && literals <= super::append::MESSAGE_LITERAL_AT_MOST {
-                        super::append::literal_use(prefix, info)
-                    } else {
-                        LiteralUse::Inline
-                    };
-                    let decision = match decision {
-                        LiteralUse::Stream(mailbox) => {
-                            match Box::pin(self.start_append(mailbox, info)).await {
-                                Ok(s) => {
-                                    streaming = Some(s);
-                                    LiteralUse::Stream(None)
-                                }
-                                Err(r) => LiteralUse::Refuse(r),
+                Step::AppendMessage { tag, info, mailbox } => {
+                    match Box::pin(self.start_append(mailbox, info)).await {
+                        Ok(s) => {
+                            streaming = Some(s);
+                            self.reader.stream(&mut self.conn.out);
+                            if !self.conn.out.is_empty() {
+                                self.flush().await?;
                             }
                         }
-                        other => other,
-                    };
-                    let plus = match decision {
-                        LiteralUse::Refuse(r) => {
-                            self.framer.refuse();
-                            self.answer_refused(tag.as_deref(), &r);
-                            if let Some(s) = streaming.take() {
-                                Box::pin(s.abandon()).await;
-                            }
+                        Err(r) => {
+                            self.reader.refuse(tag.as_deref(), &r, &mut self.conn.out);
                             return Ok(Incoming::Answered);
                         }
-                        LiteralUse::Stream(_) => self.framer.stream(),
-                        LiteralUse::Inline => match self.framer.inline() {
-                            Ok(plus) => plus,
-                            Err(_) => {
-                                let r = Reply::bad_code(Code::Limit, "Command too long");
-                                self.answer_refused(tag.as_deref(), &r);
-                                return Ok(Incoming::Answered);
-                            }
-                        },
-                    };
-                    if plus == Continuation::Send {
-                        self.conn
-                            .out
-                            .extend_from_slice(b"+ Ready for literal data\r\n");
-                        self.flush().await?;
                     }
                 }
             }
         }
     }
 
-    /// Answers a command the framer dropped or a refused literal: tagged
-    /// when the tag could be read, else untagged.
-    fn answer_refused(&mut self, tag: Option<&str>, r: &Reply) {
-        self.tagged(tag.unwrap_or("*"), r);
+    /// The state as the protocol engine knows it.
+    pub(crate) fn phase(&self) -> Phase {
+        match self.state {
+            State::NotAuthenticated { .. } => Phase::NotAuthenticated,
+            State::Authenticated { .. } => Phase::Authenticated,
+            State::Selected { .. } => Phase::Selected,
+            State::Logout => Phase::Logout,
+        }
     }
 
     /// Parses and runs one command.
@@ -897,87 +802,36 @@ impl Session {
         bytes: &[u8],
         streamed: Option<super::append::Streamed>,
     ) -> Result<(), End> {
-        // One parse into the typed command and the parts imap-codec lacks
-        // (tern_imap_proto::parsed).
+        // One parse into the typed command and the parts imap-codec lacks,
+        // checked against the state, `$` resolved (tern_imap_proto::engine).
         self.esearch = None;
         self.criteria = None;
         self.binary_aliases.clear();
-        let parsed = match parsed::parse(bytes, self.svc.limits.max_search_keys) {
-            Ok(p) => p,
-            Err(refusal) => {
+        let phase = self.phase();
+        let saved = match &self.state {
+            State::Selected { mailbox, .. } => Some(mailbox.as_ref() as &dyn SavedResult),
+            _ => None,
+        };
+        let keys = self.svc.limits.max_search_keys;
+        let ready = match engine::prepare(bytes, phase, keys, saved, &mut self.conn.out) {
+            Prepared::Run(ready) => ready,
+            Prepared::Answered { unparsable } => {
                 if let Some(s) = streamed {
                     s.discard();
                 }
-                let tag = framing::tag_of(bytes).unwrap_or("*").to_owned();
-                match refusal {
-                    Refusal::Return(e) => self.tagged(&tag, &Reply::bad(e.to_string())),
-                    Refusal::Criteria(e @ tern_imap_proto::criteria::Error::TooManyKeys(_)) => {
-                        self.tagged(&tag, &Reply::bad_code(Code::Limit, e.to_string()))
-                    }
-                    Refusal::Criteria(_) | Refusal::Syntax(_) => self.answer_unparsable(bytes),
+                if unparsable {
+                    log_unparsable(bytes);
                 }
                 return Ok(());
             }
         };
-        let Parsed {
-            command: Command { tag, mut body },
+        let Ready {
+            tag,
+            body,
             esearch,
-            mut criteria,
-            saved_set,
+            criteria,
             binary_aliases,
-        } = parsed;
-        let tag = tag.as_ref().to_owned();
-        // `$` (RFC 5182): the saved result, written into the typed command
-        // (looked at only by a command that names it).
-        let names_saved = saved_set || criteria.as_ref().is_some_and(|c| c.uses_saved());
-        if let (true, State::Selected { mailbox, .. }) = (names_saved, &self.state) {
-            let uids: Vec<u32> = mailbox
-                .saved
-                .iter()
-                .copied()
-                .filter(|u| mailbox.index_of(Uid(*u)).is_some())
-                .collect();
-            if let Some(c) = criteria.as_mut().filter(|c| c.uses_saved()) {
-                // A search key matches messages, whichever numbers name
-                // them: the key UID with the saved UIDs; an empty saved
-                // result matches nothing.
-                c.resolve_saved(
-                    seqset::to_sequence_set(&uids)
-                        .map(imap_codec::imap_types::search::SearchKey::Uid),
-                );
-            }
-            if saved_set {
-                // FETCH, STORE, COPY, MOVE: UIDs after UID, else message
-                // numbers. An empty saved result leaves nothing to do.
-                let uid = matches!(
-                    body,
-                    CommandBody::Fetch { uid: true, .. }
-                        | CommandBody::Store { uid: true, .. }
-                        | CommandBody::Copy { uid: true, .. }
-                        | CommandBody::Move { uid: true, .. }
-                        | CommandBody::ExpungeUid { .. }
-                );
-                let numbers: Vec<u32> = if uid {
-                    uids
-                } else {
-                    uids.iter()
-                        .filter_map(|u| mailbox.seq_of(Uid(*u)).map(|s| s.get()))
-                        .collect()
-                };
-                match seqset::to_sequence_set(&numbers) {
-                    Some(set) => {
-                        parsed::set_sequence_set(&mut body, set);
-                    }
-                    None => {
-                        if let Some(s) = streamed {
-                            s.discard();
-                        }
-                        self.tagged(&tag, &Reply::ok("Nothing to do: the saved result is empty"));
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        } = *ready;
         self.esearch = esearch.map(|o| (tag.clone(), o));
         self.criteria = criteria;
         self.binary_aliases = binary_aliases;
@@ -990,63 +844,8 @@ impl Session {
     /// Answers a command the grammar refuses: BAD with what was wrong (a
     /// known command's arguments, an unknown name, no tag).
     pub(crate) fn answer_unparsable(&mut self, bytes: &[u8]) {
-        let line = String::from_utf8_lossy(framing::strip_eol(
-            bytes.split(|b| *b == b'\n').next().unwrap_or(b""),
-        ));
-        match framing::tag_of(bytes) {
-            Some(tag) => {
-                let name = framing::command_name(bytes).unwrap_or_default();
-                let text = if name.is_empty() {
-                    "Missing command".to_owned()
-                } else if cmdparse::is_command_name(&name) {
-                    format!("Error in IMAP command {name}: invalid arguments")
-                } else {
-                    format!(
-                        "Unknown command {}",
-                        name.chars().take(40).collect::<String>()
-                    )
-                };
-                tracing::debug!(line = %line.chars().take(200).collect::<String>(), "unparsable command");
-                let tag = tag.to_owned();
-                self.tagged(&tag, &Reply::bad_code(Code::ClientBug, text));
-            }
-            None => self.untagged("BAD Error in IMAP command: missing or invalid tag"),
-        }
-    }
-
-    fn allowed(&self, body: &CommandBody<'_>) -> bool {
-        use CommandBody as C;
-        let any = matches!(body, C::Capability | C::Noop | C::Logout | C::Id { .. });
-        if any {
-            return true;
-        }
-        match &self.state {
-            State::NotAuthenticated { .. } => {
-                matches!(body, C::StartTLS | C::Authenticate { .. } | C::Login { .. })
-            }
-            State::Authenticated { .. } => !matches!(
-                body,
-                C::StartTLS
-                    | C::Authenticate { .. }
-                    | C::Login { .. }
-                    | C::Check
-                    | C::Close
-                    | C::Unselect
-                    | C::Expunge
-                    | C::ExpungeUid { .. }
-                    | C::Search { .. }
-                    | C::Fetch { .. }
-                    | C::Store { .. }
-                    | C::Copy { .. }
-                    | C::Move { .. }
-                    | C::Sort { .. }
-                    | C::Thread { .. }
-            ),
-            State::Selected { .. } => {
-                !matches!(body, C::StartTLS | C::Authenticate { .. } | C::Login { .. })
-            }
-            State::Logout => false,
-        }
+        log_unparsable(bytes);
+        engine::answer_unparsable(bytes, &mut self.conn.out);
     }
 
     /// Runs a command; `None` when the handler sent the tagged reply itself.
@@ -1056,20 +855,6 @@ impl Session {
         streamed: Option<super::append::Streamed>,
     ) -> Result<Option<Reply>, End> {
         use CommandBody as C;
-        if !self.allowed(&body) {
-            if let Some(s) = streamed {
-                s.discard();
-            }
-            let logged_in_again =
-                matches!(body, C::Login { .. } | C::Authenticate { .. } | C::StartTLS);
-            let text = match self.state {
-                State::NotAuthenticated { .. } => "Command not allowed before login",
-                _ if logged_in_again => "Command not allowed after login",
-                State::Authenticated { .. } => "No mailbox selected",
-                _ => "Command not allowed in this state",
-            };
-            return Ok(Some(Reply::bad(text)));
-        }
         // Commands that may not be followed by EXPUNGE responses (§7.4.1).
         let expunge_ok = !matches!(
             &body,

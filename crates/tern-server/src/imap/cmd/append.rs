@@ -21,7 +21,7 @@ impl Session {
     /// The answer refusing the command.
     pub(crate) async fn start_append(
         &mut self,
-        mailbox: Option<Mailbox<'static>>,
+        mailbox: Mailbox<'static>,
         info: LiteralInfo,
     ) -> Result<Streaming, Reply> {
         let max = self.svc.limits.max_message_size;
@@ -33,12 +33,6 @@ impl Session {
         }
         let Some(user) = self.user().cloned() else {
             return Err(Reply::bad("Not logged in"));
-        };
-        let Some(mailbox) = mailbox else {
-            return Err(Reply::bad_code(
-                Code::ClientBug,
-                "Error in IMAP command APPEND: invalid arguments",
-            ));
         };
         let target = self.svc.namespace.resolve_mailbox(&mailbox)?;
         if !crate::imap::session::folder_exists(&user.maildir, target.folder()).await? {

@@ -14,7 +14,7 @@ impl Session {
             return Ok(Some(Reply::bad("TLS is already active")));
         }
         self.tagged(tag, &Reply::ok("Begin TLS negotiation now"));
-        self.framer.discard_buffered();
+        self.reader.framer().discard_buffered();
         match self.conn.start_tls(&acceptor, &self.svc.sasl).await {
             Ok(()) => {
                 tracing::Span::current().record("tls", true);
