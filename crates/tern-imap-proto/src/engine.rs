@@ -422,10 +422,13 @@ pub fn answer_unparsable(bytes: &[u8], out: &mut Vec<u8>) {
             } else if cmdparse::is_command_name(&name) {
                 format!("Error in IMAP command {name}: invalid arguments")
             } else {
-                format!(
-                    "Unknown command {}",
-                    name.chars().take(40).collect::<String>()
-                )
+                // Echoed as 7-bit text only (RFC 3501 TEXT-CHAR).
+                let shown: String = name
+                    .chars()
+                    .take(40)
+                    .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                    .collect();
+                format!("Unknown command {shown}")
             };
             Reply::bad_code(Code::ClientBug, text).write_tagged(tag, out);
         }

@@ -29,15 +29,16 @@ pub fn tag_of(line: &[u8]) -> Option<&str> {
 /// The command name (second word) of a line, upper-cased, for routing
 /// decisions made before the parser runs (APPEND literal streaming).
 pub fn command_name(line: &[u8]) -> Option<String> {
-    let mut words = line.split(|b| *b == b' ');
+    // A word ends at a space or a line end: the name never takes in a
+    // literal's bytes (which may hold CRLF) from the lines after it.
+    let mut words = line.split(|b| matches!(b, b' ' | b'\r' | b'\n'));
     words.next()?;
     let name = words.next()?;
-    let name = strip_eol(name);
     let mut s = std::str::from_utf8(name).ok()?.to_ascii_uppercase();
     if s == "UID" {
         if let Some(n) = words.next() {
             s.push(' ');
-            s.push_str(&String::from_utf8_lossy(strip_eol(n)).to_ascii_uppercase());
+            s.push_str(&String::from_utf8_lossy(n).to_ascii_uppercase());
         }
     }
     Some(s)
@@ -53,5 +54,12 @@ mod tests {
         assert_eq!(tag_of(b"* NOOP\r\n"), None);
         assert_eq!(command_name(b"a1 uid fetch 1 x"), Some("UID FETCH".into()));
         assert_eq!(command_name(b"a1 append x {3}\r\n"), Some("APPEND".into()));
+        assert_eq!(command_name(b"a1 \r\n"), Some(String::new()));
+        // Found by the imap_session fuzz target: the name of a command
+        // whose literal held a line was answered with that line in it.
+        assert_eq!(
+            command_name(b"INBOX {23+}\r\nx9 CREATE INBOX.pwned\r\n\r\n"),
+            Some("{23+}".into())
+        );
     }
 }

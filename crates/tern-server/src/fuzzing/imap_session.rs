@@ -363,3 +363,16 @@ mod tests {
         }
     }
 }
+/// Prints what the server sent for the input in `$FUZZ_INPUT` (a fuzz
+/// artifact): `FUZZ_INPUT=... cargo test -p tern-server --lib
+/// fuzzing::imap_session::show -- --ignored --nocapture`.
+#[cfg(test)]
+#[test]
+#[ignore]
+#[allow(clippy::unwrap_used)]
+fn show() {
+    let data = std::fs::read(std::env::var("FUZZ_INPUT").unwrap()).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (out, _) = run(data[0], &data[1..], home.path());
+    println!("{}", String::from_utf8_lossy(&out));
+}
