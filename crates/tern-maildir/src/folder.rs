@@ -846,9 +846,12 @@ impl Folder {
 
         // A message we knew that is missing now may be in the middle of a
         // rename by another program (a directory read can pass over a file
-        // renamed while it runs): look again, twice at most, before calling
-        // it gone. What any listing found counts.
-        for _ in 0..2 {
+        // renamed while it runs): look again, four times at most, before
+        // calling it gone. What any listing found counts. (Twice was seen
+        // to miss a message three listings in a row on a loaded machine,
+        // with another program renaming every file in a loop; the extra
+        // listings cost only when a message is missing.)
+        for _ in 0..4 {
             if !g.view.messages.iter().any(|m| !found.contains_key(&m.base)) {
                 break;
             }
