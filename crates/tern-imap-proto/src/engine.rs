@@ -422,11 +422,16 @@ pub fn answer_unparsable(bytes: &[u8], out: &mut Vec<u8>) {
             } else if cmdparse::is_command_name(&name) {
                 format!("Error in IMAP command {name}: invalid arguments")
             } else {
-                // Echoed as 7-bit text only (RFC 3501 TEXT-CHAR).
+                // Echoed as letters, digits and `-._` only: 7-bit text
+                // (RFC 3501 TEXT-CHAR) that cannot end the line as a
+                // literal announcement (`{3}`) a client would wait on.
                 let shown: String = name
                     .chars()
                     .take(40)
-                    .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                    .map(|c| match c {
+                        'A'..='Z' | '0'..='9' | '-' | '.' | '_' => c,
+                        _ => '?',
+                    })
                     .collect();
                 format!("Unknown command {shown}")
             };

@@ -236,6 +236,22 @@ fn bad_arguments_of_a_known_command_are_named() {
             b"\r\n",
             "* BAD Error in IMAP command: missing or invalid tag\r\n",
         ),
+        // Found by the imap_session fuzz target: the name ends at the line
+        // end, so no line of a literal is echoed...
+        (
+            b"INBOX {23+}\r\nx9 CREATE INBOX.pwned\r\n\r\n",
+            "INBOX BAD [CLIENTBUG] Unknown command ?23??\r\n",
+        ),
+        // ...and it is shown as letters, digits and -._ only: no 8-bit or
+        // control bytes, and no `{3}` at the end a client would wait on.
+        (
+            b"a \x01\xc3\xa9\r\n",
+            "a BAD [CLIENTBUG] Unknown command ??\r\n",
+        ),
+        (
+            b"a1 CCAScloseXT{350T{3}\r\x1a\n",
+            "a1 BAD [CLIENTBUG] Unknown command CCASCLOSEXT?350T?3?\r\n",
+        ),
     ] {
         let mut out = Vec::new();
         let p = prepare(line, Phase::Selected, 100, None, &mut out);
