@@ -272,6 +272,11 @@ pub async fn relay(
             let _ = send(&mut r, "QUIT").await;
             return answers;
         }
+        // The backend's answers after the data, as far as they came: each
+        // stands, whatever happens after it (a recipient the backend
+        // answered 250 for is delivered; telling the MTA 451 would make it
+        // deliver again).
+        let mut got: Vec<String> = Vec::with_capacity(accepted.len());
         let after = tokio::time::timeout(DATA_TIMEOUT, async {
             send(&mut r, "DATA").await?;
             let (code, text) = answer(&mut r).await?;
@@ -279,20 +284,19 @@ pub async fn relay(
                 return Ok(Err(text));
             }
             send_data(r.get_mut(), relay.data).await?;
-            let mut got = Vec::with_capacity(accepted.len());
             for _ in &accepted {
                 got.push(answer(&mut r).await?.1);
             }
             let _ = send(&mut r, "QUIT").await;
-            Ok::<_, std::io::Error>(Ok(got))
+            Ok::<_, std::io::Error>(Ok(()))
         })
         .await
         .unwrap_or_else(|_| Err(std::io::Error::other("no answer to the data in time")));
+        for (&i, text) in accepted.iter().zip(&got) {
+            answers[i] = relayed_answer(&recipients[i], text);
+        }
         match after {
-            Ok(Ok(got)) => {
-                for (&i, text) in accepted.iter().zip(&got) {
-                    answers[i] = relayed_answer(&recipients[i], text);
-                }
+            Ok(Ok(())) => {
                 tracing::info!(backend = %host, recipients = accepted.len(), "LMTP relayed");
             }
             Ok(Err(text)) => {
@@ -303,8 +307,8 @@ pub async fn relay(
             }
             Err(e) => {
                 // Not retried elsewhere: the backend may have stored it.
-                tracing::warn!(backend = %host, cause = %e, "LMTP relay: lost during the data");
-                for &i in &accepted {
+                tracing::warn!(backend = %host, cause = %e, answered = got.len(), "LMTP relay: lost during the data");
+                for &i in accepted.iter().skip(got.len()) {
                     answers[i] = format!(
                         "451 4.4.2 <{}> Connection to the server holding this account lost, try again later",
                         recipients[i]
