@@ -284,8 +284,9 @@ struct Recipient {
 enum Target {
     /// Into this account's INBOX here.
     Local(User),
-    /// To the LMTP of the first of these servers that takes it.
-    Relay(Vec<String>),
+    /// To the backend at this place in the transaction's relays (`None`
+    /// there: its connection was lost after it took the recipient).
+    Relay(usize),
 }
 
 /// Serves one LMTP connection to its end.
@@ -405,7 +406,10 @@ async fn session(
     let (mut ttl, mut client) = (relay::MAX_HOPS, peer);
     let mut buf = Vec::new();
     let (mut greeted, mut from): (bool, Option<String>) = (false, None);
+    let mut mail_size: Option<u64> = None;
     let mut rcpts: Vec<Recipient> = Vec::new();
+    // The backends taking part in the transaction ([`relay::Open`]).
+    let mut relays: Vec<Option<relay::Open>> = Vec::new();
     let max = svc.limits.max_message_size;
     loop {
         let Some(line) = read_line(stream, &mut buf).await? else {
@@ -415,6 +419,7 @@ async fn session(
             Command::Lhlo => {
                 greeted = true;
                 (from, rcpts) = (None, Vec::new());
+                relays.clear();
                 let xclient = if trusted {
                     "250-XCLIENT ADDR PORT TTL\r\n"
                 } else {
@@ -444,6 +449,7 @@ async fn session(
                     client = c;
                 }
                 (greeted, rcpts) = (false, Vec::new());
+                relays.clear();
                 reply(stream, &greeting).await?;
             }
             Command::Mail { .. } if !greeted => {
@@ -459,8 +465,8 @@ async fn session(
                 )
                 .await?;
             }
-            Command::Mail { from: f, .. } => {
-                from = Some(f);
+            Command::Mail { from: f, size } => {
+                (from, mail_size) = (Some(f), size);
                 reply(stream, "250 2.1.0 OK").await?;
             }
             Command::Rcpt(_) if from.is_none() => reply(stream, "503 5.5.1 MAIL first").await?,
@@ -486,12 +492,25 @@ async fn session(
                     )
                     .await?;
                     }
-                    Lookup::Elsewhere(hosts) => {
-                        rcpts.push(Recipient {
-                            address,
-                            target: Target::Relay(hosts),
-                        });
-                        reply(stream, "250 2.1.5 OK").await?;
+                    Lookup::Elsewhere(route) => {
+                        // The backend's own answer, at RCPT.
+                        let env = relay::Envelope {
+                            sender: from.clone().unwrap_or_default(),
+                            size: mail_size,
+                            client,
+                            ttl: ttl.saturating_sub(1),
+                        };
+                        let answer = relay_rcpt(svc, &mut relays, route, &env, &address).await;
+                        match answer {
+                            Ok((answer, Some(at))) => {
+                                rcpts.push(Recipient {
+                                    address,
+                                    target: Target::Relay(at),
+                                });
+                                reply(stream, &answer).await?;
+                            }
+                            Ok((answer, None)) | Err(answer) => reply(stream, &answer).await?,
+                        }
                     }
                     Lookup::Unknown => {
                         reply(stream, &format!("550 5.1.1 <{address}> User unknown")).await?;
@@ -516,6 +535,7 @@ async fn session(
                 buf = rest;
                 let sender = from.take().unwrap_or_default();
                 if reader.size > max {
+                    relays.clear();
                     for _ in &rcpts {
                         reply(
                             stream,
@@ -526,13 +546,18 @@ async fn session(
                 } else {
                     // One copy of the message for all its recipients.
                     let data = Arc::new(data);
-                    let message = relay::Relay {
+                    let message = Message {
                         sender: &sender,
                         data: &data,
                         client,
-                        ttl: ttl.saturating_sub(1),
                     };
-                    let answers = deliver_all(svc, std::mem::take(&mut rcpts), &message).await;
+                    let answers = deliver_all(
+                        svc,
+                        std::mem::take(&mut rcpts),
+                        &message,
+                        std::mem::take(&mut relays),
+                    )
+                    .await;
                     for answer in answers {
                         reply(stream, &answer).await?;
                     }
@@ -541,6 +566,7 @@ async fn session(
             }
             Command::Rset => {
                 (from, rcpts) = (None, Vec::new());
+                relays.clear();
                 reply(stream, "250 2.0.0 OK").await?;
             }
             Command::Noop => reply(stream, "250 2.0.0 OK").await?,
@@ -555,29 +581,82 @@ async fn session(
     }
 }
 
+/// A message read, for the local recipients.
+struct Message<'a> {
+    /// The reverse path (empty for a bounce).
+    sender: &'a str,
+    /// As stored here (LF line ends, unstuffed).
+    data: &'a Arc<Vec<u8>>,
+    /// Whose connection brought it.
+    client: Option<SocketAddr>,
+}
+
+/// A relayed recipient given to its route's backend in this transaction
+/// (joined at the route's first recipient): the answer, and the place of
+/// the backend in `relays` when it accepted the recipient.
+async fn relay_rcpt(
+    svc: &Arc<Services>,
+    relays: &mut Vec<Option<relay::Open>>,
+    route: Vec<String>,
+    env: &relay::Envelope,
+    to: &str,
+) -> Result<(String, Option<usize>), String> {
+    let at = match relays
+        .iter()
+        .position(|o| o.as_ref().is_some_and(|o| o.route == route))
+    {
+        Some(at) => at,
+        None => {
+            relays.push(Some(relay::open(svc, &route, env, to).await?));
+            relays.len() - 1
+        }
+    };
+    let Some(open) = relays.get_mut(at).and_then(Option::as_mut) else {
+        return Err(format!(
+            "451 4.3.0 <{to}> Temporary failure, try again later"
+        ));
+    };
+    match open.rcpt(svc, to).await {
+        Ok((answer, accepted)) => Ok((answer, accepted.then_some(at))),
+        Err(answer) => {
+            // Lost: recipients it took already get 451 after the data.
+            relays[at] = None;
+            Err(answer)
+        }
+    }
+}
+
 /// Every recipient's answer, in their order: local ones stored here, the
-/// others relayed, one connection for the recipients of each route.
+/// others sent to the backends that took them at RCPT.
 async fn deliver_all(
     svc: &Arc<Services>,
     rcpts: Vec<Recipient>,
-    message: &relay::Relay<'_>,
+    message: &Message<'_>,
+    relays: Vec<Option<relay::Open>>,
 ) -> Vec<String> {
     let mut answers = vec![String::new(); rcpts.len()];
-    let mut routes: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    let mut routed: Vec<Vec<usize>> = vec![Vec::new(); relays.len()];
     for (i, r) in rcpts.iter().enumerate() {
         match &r.target {
             Target::Local(u) => {
                 answers[i] = deliver_one(svc, u, &r.address, message).await;
             }
-            Target::Relay(hosts) => match routes.iter_mut().find(|(h, _)| h == hosts) {
-                Some((_, ids)) => ids.push(i),
-                None => routes.push((hosts.clone(), vec![i])),
-            },
+            Target::Relay(at) => {
+                if let Some(ids) = routed.get_mut(*at) {
+                    ids.push(i);
+                }
+            }
         }
     }
-    for (hosts, ids) in routes {
+    for (open, ids) in relays.into_iter().zip(routed) {
         let to: Vec<String> = ids.iter().map(|&i| rcpts[i].address.clone()).collect();
-        let got = relay::relay(svc, &hosts, message, &to).await;
+        let got = match open {
+            Some(open) if !to.is_empty() => open.data(message.data, &to).await,
+            _ => to
+                .iter()
+                .map(|to| format!("451 4.4.2 <{to}> Connection to the server holding this account lost, try again later"))
+                .collect(),
+        };
         for (i, a) in ids.into_iter().zip(got) {
             answers[i] = a;
         }
@@ -660,7 +739,7 @@ async fn deliver_one(
     svc: &Arc<Services>,
     user: &User,
     address: &str,
-    message: &relay::Relay<'_>,
+    message: &Message<'_>,
 ) -> String {
     let user = user.clone();
     let (sender, peer) = (message.sender, message.client);

@@ -5,14 +5,20 @@
 //! (whose IDLE sessions then see it at once; inotify does not see another
 //! host's writes over NFS).
 //!
-//! One connection per backend per message, carrying all the recipients it
-//! holds; the backends are tried in the route's order, a backend that
-//! refuses, does not greet, or does not answer within
-//! `proxy.connect_timeout_ms` before DATA is marked down for
-//! `proxy.down_secs` (for LMTP only: its IMAP may still be up) and the
-//! next is tried. Once the data has been sent nothing is retried
-//! elsewhere: a recipient whose answer did not come gets `451`, and the
-//! MTA tries again, so a message is never stored twice by this relay.
+//! The backend takes part in the transaction as it is read, as Dovecot's
+//! LMTP proxy does: at the first RCPT of a route the relay connects (the
+//! route's backends in order), sends the envelope (MAIL, with the MTA's
+//! SIZE), and each recipient's RCPT goes to the backend at once, so its
+//! answer (a 550 of the backend's directory too) is the MTA's answer at
+//! RCPT; after the data only DATA, the message and the answers are left,
+//! one round trip more than a local delivery. One connection per route per
+//! message carries all of its recipients. A backend that refuses, does not
+//! greet, or does not answer within `proxy.connect_timeout_ms` before DATA
+//! is marked down for `proxy.down_secs` (for LMTP only: its IMAP may still
+//! be up) and the next is tried. Once the data has been sent nothing is
+//! retried elsewhere: an answer the backend gave stands, a recipient whose
+//! answer did not come gets `451`, and the MTA tries again, so a message
+//! is never stored twice by this relay.
 //!
 //! Loops (two servers whose directories send a user to each other) end
 //! after [`MAX_HOPS`]: each relay tells the next, by `XCLIENT TTL=` (as
@@ -23,7 +29,6 @@
 //! `proxy.cleartext_networks` is not relayed to.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -41,17 +46,27 @@ const DATA_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest answer line taken from a backend.
 const MAX_ANSWER: u64 = 4096;
 
-/// One delivery to relay.
-#[derive(Debug)]
-pub struct Relay<'a> {
+/// The envelope of the transaction a relay joins.
+#[derive(Debug, Clone)]
+pub struct Envelope {
     /// The reverse path (empty for a bounce).
-    pub sender: &'a str,
-    /// The message, as stored here (LF line ends, unstuffed).
-    pub data: &'a Arc<Vec<u8>>,
+    pub sender: String,
+    /// The MTA's `SIZE=`, passed on.
+    pub size: Option<u64>,
     /// Whose connection brought it (for the backend's logs).
     pub client: Option<SocketAddr>,
     /// Hops left after this one ([`MAX_HOPS`] at the first relay).
     pub ttl: u32,
+}
+
+/// A backend taking part in the transaction being read: its connection,
+/// after MAIL was accepted.
+#[derive(Debug)]
+pub struct Open {
+    /// The route it was chosen for (the recipients of one route share it).
+    pub route: Vec<String>,
+    host: String,
+    r: BufReader<TcpStream>,
 }
 
 /// Why a backend did not take the delivery before its data was sent.
@@ -158,14 +173,12 @@ async fn send_data(w: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
     w.flush().await
 }
 
-/// Connects to `host`'s LMTP and gives it the envelope: the connection and
-/// each recipient's RCPT answer.
-async fn envelope(
+/// Connects to `host`'s LMTP and gives it the envelope up to MAIL.
+async fn connect(
     svc: &Services,
     host: &str,
-    relay: &Relay<'_>,
-    recipients: &[String],
-) -> Result<(BufReader<TcpStream>, Vec<(u16, String)>), Failed> {
+    env: &Envelope,
+) -> Result<BufReader<TcpStream>, Failed> {
     let down = |e: std::io::Error| Failed::Down(e.to_string());
     let addr = at_port(host, svc.proxy.lmtp_port);
     let tcp = TcpStream::connect(&addr).await.map_err(down)?;
@@ -188,16 +201,16 @@ async fn envelope(
     if offers(&extensions, "XCLIENT") {
         // The hops left, and whose connection this is; the backend greets
         // again and wants LHLO again (as after Postfix's XCLIENT).
-        let mut x = format!("XCLIENT TTL={}", relay.ttl);
-        if let Some(c) = relay.client {
+        let mut x = format!("XCLIENT TTL={}", env.ttl);
+        if let Some(c) = env.client {
             x.push_str(&format!(" ADDR={} PORT={}", c.ip(), c.port()));
         }
         send(&mut r, &x).await.map_err(down)?;
         extensions = greet(&mut r, &svc.hostname).await.map_err(down)?;
     }
-    let mut mail = format!("MAIL FROM:<{}>", relay.sender);
-    if offers(&extensions, "SIZE") {
-        mail.push_str(&format!(" SIZE={}", relay.data.len()));
+    let mut mail = format!("MAIL FROM:<{}>", env.sender);
+    if let (Some(n), true) = (env.size, offers(&extensions, "SIZE")) {
+        mail.push_str(&format!(" SIZE={n}"));
     }
     if offers(&extensions, "8BITMIME") {
         mail.push_str(" BODY=8BITMIME");
@@ -205,32 +218,24 @@ async fn envelope(
     send(&mut r, &mail).await.map_err(down)?;
     let (code, text) = answer(&mut r).await.map_err(down)?;
     match code {
-        250 => {}
-        421 => return Err(Failed::Down(text)),
-        _ => return Err(Failed::Refused(text)),
+        250 => Ok(r),
+        421 => Err(Failed::Down(text)),
+        _ => Err(Failed::Refused(text)),
     }
-    let mut answers = Vec::with_capacity(recipients.len());
-    for to in recipients {
-        send(&mut r, &format!("RCPT TO:<{to}>"))
-            .await
-            .map_err(down)?;
-        answers.push(answer(&mut r).await.map_err(down)?);
-    }
-    Ok((r, answers))
 }
 
-/// Relays the message for `recipients` to the first of `hosts` that takes
-/// it; one answer line per recipient, in their order.
-pub async fn relay(
+/// Joins the transaction at the first of `route`'s backends that takes
+/// its envelope; the answer for the recipient `to` when none does.
+pub async fn open(
     svc: &Services,
-    hosts: &[String],
-    relay: &Relay<'_>,
-    recipients: &[String],
-) -> Vec<String> {
+    route: &[String],
+    env: &Envelope,
+    to: &str,
+) -> Result<Open, String> {
     let health = &svc.lmtp.health;
     let settings = &svc.proxy;
     let deadline = Instant::now() + settings.connect_timeout;
-    for host in hosts {
+    for host in route {
         if health.is_down(host, settings.down_for) {
             continue;
         }
@@ -238,94 +243,109 @@ pub async fn relay(
         if left.is_zero() {
             break;
         }
-        let (mut r, rcpt) = match tokio::time::timeout(left, envelope(svc, host, relay, recipients))
-            .await
-        {
-            Ok(Ok(got)) => got,
+        match tokio::time::timeout(left, connect(svc, host, env)).await {
+            Ok(Ok(r)) => {
+                return Ok(Open {
+                    route: route.to_vec(),
+                    host: host.clone(),
+                    r,
+                })
+            }
             Ok(Err(Failed::Refused(text))) => {
                 tracing::warn!(backend = %host, answer = %text, "LMTP relay: MAIL refused");
-                return recipients
-                    .iter()
-                    .map(|to| relayed_answer(to, &text))
-                    .collect();
+                return Err(relayed_answer(to, &text));
             }
             Ok(Err(Failed::Down(why))) => {
                 tracing::warn!(backend = %host, cause = %why, "LMTP relay: backend failed; marked down");
                 health.mark_down(host);
-                continue;
             }
             Err(_) => {
                 tracing::warn!(backend = %host, "LMTP relay: backend did not answer in time; marked down");
                 health.mark_down(host);
-                continue;
             }
-        };
-        let accepted: Vec<usize> = (0..recipients.len())
-            .filter(|&i| rcpt[i].0 / 100 == 2)
-            .collect();
-        let mut answers: Vec<String> = recipients
-            .iter()
-            .zip(&rcpt)
-            .map(|(to, (_, text))| relayed_answer(to, text))
-            .collect();
-        if accepted.is_empty() {
-            let _ = send(&mut r, "QUIT").await;
-            return answers;
         }
+    }
+    Err(format!(
+        "451 4.4.1 <{to}> The server holding this account is unavailable, try again later"
+    ))
+}
+
+impl Open {
+    /// Gives the backend the recipient `to`: its answer, passed on as the
+    /// answer here, and whether it was accepted. A backend that fails here
+    /// is lost to the transaction (`Err`: the answer for `to`).
+    pub async fn rcpt(&mut self, svc: &Services, to: &str) -> Result<(String, bool), String> {
+        let got = tokio::time::timeout(svc.proxy.connect_timeout, async {
+            send(&mut self.r, &format!("RCPT TO:<{to}>")).await?;
+            answer(&mut self.r).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("no answer to RCPT in time")));
+        match got {
+            Ok((code, text)) => Ok((relayed_answer(to, &text), code / 100 == 2)),
+            Err(e) => {
+                tracing::warn!(backend = %self.host, cause = %e, "LMTP relay: lost at RCPT; marked down");
+                svc.lmtp.health.mark_down(&self.host);
+                Err(format!(
+                    "451 4.4.2 <{to}> Connection to the server holding this account lost, try again later"
+                ))
+            }
+        }
+    }
+
+    /// Sends the message for the recipients the backend accepted
+    /// (`recipients`, in RCPT order): one answer each, in that order.
+    pub async fn data(mut self, data: &[u8], recipients: &[String]) -> Vec<String> {
+        let host = self.host.clone();
+        let r = &mut self.r;
         // The backend's answers after the data, as far as they came: each
         // stands, whatever happens after it (a recipient the backend
         // answered 250 for is delivered; telling the MTA 451 would make it
         // deliver again).
-        let mut got: Vec<String> = Vec::with_capacity(accepted.len());
+        let mut got: Vec<String> = Vec::with_capacity(recipients.len());
         let after = tokio::time::timeout(DATA_TIMEOUT, async {
-            send(&mut r, "DATA").await?;
-            let (code, text) = answer(&mut r).await?;
+            send(r, "DATA").await?;
+            let (code, text) = answer(r).await?;
             if code != 354 {
                 return Ok(Err(text));
             }
-            send_data(r.get_mut(), relay.data).await?;
-            for _ in &accepted {
-                got.push(answer(&mut r).await?.1);
+            send_data(r.get_mut(), data).await?;
+            for _ in recipients {
+                got.push(answer(r).await?.1);
             }
-            let _ = send(&mut r, "QUIT").await;
+            let _ = send(r, "QUIT").await;
             Ok::<_, std::io::Error>(Ok(()))
         })
         .await
         .unwrap_or_else(|_| Err(std::io::Error::other("no answer to the data in time")));
-        for (&i, text) in accepted.iter().zip(&got) {
-            answers[i] = relayed_answer(&recipients[i], text);
-        }
+        let mut answers: Vec<String> = recipients
+            .iter()
+            .zip(&got)
+            .map(|(to, text)| relayed_answer(to, text))
+            .collect();
         match after {
             Ok(Ok(())) => {
-                tracing::info!(backend = %host, recipients = accepted.len(), "LMTP relayed");
+                tracing::info!(backend = %host, recipients = recipients.len(), "LMTP relayed");
             }
             Ok(Err(text)) => {
                 tracing::warn!(backend = %host, answer = %text, "LMTP relay: DATA refused");
-                for &i in &accepted {
-                    answers[i] = relayed_answer(&recipients[i], &text);
-                }
+                answers = recipients
+                    .iter()
+                    .map(|to| relayed_answer(to, &text))
+                    .collect();
             }
             Err(e) => {
                 // Not retried elsewhere: the backend may have stored it.
                 tracing::warn!(backend = %host, cause = %e, answered = got.len(), "LMTP relay: lost during the data");
-                for &i in accepted.iter().skip(got.len()) {
-                    answers[i] = format!(
-                        "451 4.4.2 <{}> Connection to the server holding this account lost, try again later",
-                        recipients[i]
-                    );
+                for to in &recipients[answers.len()..] {
+                    answers.push(format!(
+                        "451 4.4.2 <{to}> Connection to the server holding this account lost, try again later"
+                    ));
                 }
             }
         }
-        return answers;
+        answers
     }
-    recipients
-        .iter()
-        .map(|to| {
-            format!(
-                "451 4.4.1 <{to}> The server holding this account is unavailable, try again later"
-            )
-        })
-        .collect()
 }
 
 /// A backend's answer for `to`, passed on as the answer here: its code

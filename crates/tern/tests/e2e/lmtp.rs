@@ -357,18 +357,17 @@ fn a_recipient_another_server_holds_is_relayed_to_its_lmtp() {
     l.send(b"Subject: second\r\n\r\nx\r\n.\r\n");
     let d = l.reply();
     assert!(d.starts_with("552 5.2.2"), "{d}");
-    // The backend gone: dave's copy is kept by the MTA (451), alice's is
-    // stored.
+    // The backend gone: dave's copy is kept by the MTA (451, at RCPT, as
+    // the backend is asked then), alice's is stored.
     drop(idle);
     backend.terminate();
     assert_eq!(l.cmd("MAIL FROM:<s@example.net>"), "250 2.1.0 OK");
-    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
+    let d = l.cmd("RCPT TO:<dave>");
+    assert!(d.starts_with("451 4.4.1 <dave>"), "{d}");
     assert_eq!(l.cmd("RCPT TO:<alice>"), "250 2.1.5 OK");
     assert!(l.cmd("DATA").starts_with("354"));
     l.send(b"Subject: third\r\n\r\nx\r\n.\r\n");
-    let d = l.reply();
     let a = l.reply();
-    assert!(d.starts_with("451 4.4.1 <dave>"), "{d}");
     assert!(a.starts_with("250 2.0.0 <alice>"), "{a}");
     assert!(
         !front.path().join("mail/dave").exists(),
@@ -376,12 +375,16 @@ fn a_recipient_another_server_holds_is_relayed_to_its_lmtp() {
     );
 }
 
-/// dave's answer for one message given to `front`.
+/// dave's answer for one message given to `front`: at RCPT when it
+/// refused him there, else after the data.
 fn deliver_to_dave(front: &Server) -> String {
     let (mut l, _) = Lmtp::connect(front);
     assert!(l.cmd("LHLO mx").starts_with("250"));
     assert_eq!(l.cmd("MAIL FROM:<s@example.net>"), "250 2.1.0 OK");
-    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
+    let rcpt = l.cmd("RCPT TO:<dave>");
+    if rcpt != "250 2.1.5 OK" {
+        return rcpt;
+    }
     assert!(l.cmd("DATA").starts_with("354"));
     l.send(b"Subject: x\r\n\r\nx\r\n.\r\n");
     l.reply()
@@ -522,6 +525,8 @@ enum Fake {
     RefusesData,
     /// Takes the data, answers for the first recipient, then hangs up.
     HangsUpAfterOneAnswer,
+    /// Refuses erin at RCPT (its directory lacks her), stores dave's.
+    KnowsOnlyDave,
 }
 
 /// A backend LMTP server of a few lines on 127.0.0.2 that takes one
@@ -545,11 +550,24 @@ fn fake_backend(how: Fake) -> (u16, std::thread::JoinHandle<Vec<String>>) {
             let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
             seen.push(line.trim_end().to_owned());
             let reply: &[u8] = match verb.as_str() {
-                "LHLO" => b"250-fake\r\n250 PIPELINING\r\n",
+                "LHLO" => b"250-fake\r\n250-SIZE\r\n250 PIPELINING\r\n",
                 "MAIL" => b"250 2.1.0 OK\r\n",
+                "RCPT" if matches!(how, Fake::KnowsOnlyDave) && line.contains("<erin>") => {
+                    b"550 5.1.1 <erin> User unknown here\r\n"
+                }
                 "RCPT" => b"250 2.1.5 OK\r\n",
                 "DATA" => match how {
                     Fake::RefusesData => b"554 5.3.4 No data today\r\n",
+                    Fake::KnowsOnlyDave => {
+                        w.write_all(b"354 go\r\n").unwrap();
+                        loop {
+                            let mut l = String::new();
+                            if r.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                                break;
+                            }
+                        }
+                        b"250 2.0.0 <dave> stored\r\n"
+                    }
                     Fake::HangsUpAfterOneAnswer => {
                         w.write_all(b"354 go\r\n").unwrap();
                         loop {
@@ -624,4 +642,33 @@ fn a_backend_lost_during_the_data_keeps_the_answers_it_gave() {
     assert!(e.starts_with("451 4.4.2 <erin>"), "{e}");
     let seen = fake.join().unwrap();
     assert_eq!(seen.iter().filter(|l| *l == "DATA").count(), 1, "{seen:?}");
+}
+
+#[test]
+fn a_backends_refusal_of_a_recipient_comes_at_rcpt() {
+    // The front's directory has erin on the backend; the backend's does
+    // not: its 550 is the MTA's answer at RCPT (as Dovecot's LMTP proxy
+    // gives it), so the MTA bounces her copy at once and sends the data
+    // for dave alone.
+    let (port, fake) = fake_backend(Fake::KnowsOnlyDave);
+    let front = front_to_fake(port);
+    let (mut l, _) = Lmtp::connect(&front);
+    assert!(l.cmd("LHLO mx").starts_with("250"));
+    assert_eq!(l.cmd("MAIL FROM:<s@example.net> SIZE=30"), "250 2.1.0 OK");
+    assert_eq!(l.cmd("RCPT TO:<dave>"), "250 2.1.5 OK");
+    assert_eq!(
+        l.cmd("RCPT TO:<erin>"),
+        "550 5.1.1 <erin> User unknown here"
+    );
+    assert!(l.cmd("DATA").starts_with("354"));
+    l.send(b"Subject: x\r\n\r\nx\r\n.\r\n");
+    assert_eq!(l.reply(), "250 2.0.0 <dave> stored");
+    assert!(l.cmd("QUIT").starts_with("221"));
+    let seen = fake.join().unwrap();
+    // One connection for both, the MTA's SIZE passed on.
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("MAIL FROM:<s@example.net> SIZE=30")),
+        "{seen:?}"
+    );
 }
