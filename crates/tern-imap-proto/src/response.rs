@@ -200,8 +200,23 @@ impl Reply {
             out.extend_from_slice(c.to_string().as_bytes());
             out.extend_from_slice(b"] ");
         }
-        out.extend_from_slice(self.text.as_bytes());
+        write_text(&self.text, out);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The human-readable text of a response as it may go on the wire: a
+/// text may quote what the client sent (an option's name, a command's), so
+/// a control byte (a CR or LF that would end the line early) is sent as
+/// `?`, and a text that would end the line as a literal announcement
+/// (`{3}`, which a client would wait on) gets a `.` after it.
+fn write_text(text: &str, out: &mut Vec<u8>) {
+    out.extend(
+        text.bytes()
+            .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
+    );
+    if text.ends_with('}') {
+        out.push(b'.');
     }
 }
 
