@@ -606,6 +606,11 @@ async fn relay_rcpt(
         .position(|o| o.as_ref().is_some_and(|o| o.route == route))
     {
         Some(at) => at,
+        // Each route's backend holds a connection for the transaction: as
+        // many as the recipients at most, whatever the backends refuse.
+        None if relays.len() >= MAX_RECIPIENTS => {
+            return Err("452 4.5.3 Too many servers for one message".to_owned());
+        }
         None => {
             relays.push(Some(relay::open(svc, &route, env, to).await?));
             relays.len() - 1
