@@ -657,10 +657,7 @@ async fn deliver_all(
         let to: Vec<String> = ids.iter().map(|&i| rcpts[i].address.clone()).collect();
         let got = match open {
             Some(open) if !to.is_empty() => open.data(message.data, &to).await,
-            _ => to
-                .iter()
-                .map(|to| format!("451 4.4.2 <{to}> Connection to the server holding this account lost, try again later"))
-                .collect(),
+            _ => to.iter().map(|to| relay::lost(to)).collect(),
         };
         for (i, a) in ids.into_iter().zip(got) {
             answers[i] = a;

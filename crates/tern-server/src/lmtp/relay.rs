@@ -286,9 +286,7 @@ impl Open {
             Err(e) => {
                 tracing::warn!(backend = %self.host, cause = %e, "LMTP relay: lost at RCPT; marked down");
                 svc.lmtp.health.mark_down(&self.host);
-                Err(format!(
-                    "451 4.4.2 <{to}> Connection to the server holding this account lost, try again later"
-                ))
+                Err(lost(to))
             }
         }
     }
@@ -338,14 +336,18 @@ impl Open {
                 // Not retried elsewhere: the backend may have stored it.
                 tracing::warn!(backend = %host, cause = %e, answered = got.len(), "LMTP relay: lost during the data");
                 for to in &recipients[answers.len()..] {
-                    answers.push(format!(
-                        "451 4.4.2 <{to}> Connection to the server holding this account lost, try again later"
-                    ));
+                    answers.push(lost(to));
                 }
             }
         }
         answers
     }
+}
+
+/// The answer for `to` when its backend's connection was lost after it
+/// took the recipient: temporary, so the MTA tries again.
+pub fn lost(to: &str) -> String {
+    format!("451 4.4.2 <{to}> Connection to the server holding this account lost, try again later")
 }
 
 /// A backend's answer for `to`, passed on as the answer here: its code

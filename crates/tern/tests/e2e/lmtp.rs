@@ -559,23 +559,11 @@ fn fake_backend(how: Fake) -> (u16, std::thread::JoinHandle<Vec<String>>) {
                 "DATA" => match how {
                     Fake::RefusesData => b"554 5.3.4 No data today\r\n",
                     Fake::KnowsOnlyDave => {
-                        w.write_all(b"354 go\r\n").unwrap();
-                        loop {
-                            let mut l = String::new();
-                            if r.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
-                                break;
-                            }
-                        }
+                        take_data(&mut w, &mut r);
                         b"250 2.0.0 <dave> stored\r\n"
                     }
                     Fake::HangsUpAfterOneAnswer => {
-                        w.write_all(b"354 go\r\n").unwrap();
-                        loop {
-                            let mut l = String::new();
-                            if r.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
-                                break;
-                            }
-                        }
+                        take_data(&mut w, &mut r);
                         w.write_all(b"250 2.0.0 first one stored\r\n").unwrap();
                         return seen;
                     }
@@ -590,6 +578,18 @@ fn fake_backend(how: Fake) -> (u16, std::thread::JoinHandle<Vec<String>>) {
         }
     });
     (port, t)
+}
+
+/// The fake backend's side of DATA: `354`, then the message read to its
+/// end line.
+fn take_data(w: &mut TcpStream, r: &mut BufReader<TcpStream>) {
+    w.write_all(b"354 go\r\n").unwrap();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+            return;
+        }
+    }
 }
 
 /// A front whose dave and erin live on the fake backend at `port`.
