@@ -100,8 +100,8 @@ const MESSAGE_LITERAL_AT_MOST: usize = 2;
 pub enum Step {
     /// Read more bytes and [`Reader::feed`] them.
     NeedInput,
-    /// Write out the output buffer and ask again (a continuation request
-    /// the client waits for was appended).
+    /// Write out the output buffer if it holds anything (a continuation
+    /// request the client waits for) and ask again.
     Flush,
     /// The message literal of an APPEND to `mailbox` is announced: the
     /// driver opens its file and calls [`Reader::stream`], or
@@ -220,10 +220,11 @@ impl Reader {
     }
 
     /// Streams the announced message literal to the driver as
-    /// [`Step::Chunk`]s.
-    pub fn stream(&mut self, out: &mut Vec<u8>) -> Step {
+    /// [`Step::Chunk`]s; the `+` the client may wait for is appended to
+    /// `out`, which the driver writes out.
+    pub fn stream(&mut self, out: &mut Vec<u8>) {
         self.streaming = true;
-        continuation(self.framer.stream(), out)
+        continuation(self.framer.stream(), out);
     }
 
     /// Refuses the announced literal with `reply` (for a synchronising
@@ -241,15 +242,13 @@ impl Reader {
     }
 }
 
-/// `+` when the client waits for one; otherwise read on.
+/// `+` when the client waits for one; either way the driver flushes what
+/// is there and reads on.
 fn continuation(plus: Continuation, out: &mut Vec<u8>) -> Step {
-    match plus {
-        Continuation::Send => {
-            out.extend_from_slice(b"+ Ready for literal data\r\n");
-            Step::Flush
-        }
-        Continuation::None => Step::Flush,
+    if plus == Continuation::Send {
+        out.extend_from_slice(b"+ Ready for literal data\r\n");
     }
+    Step::Flush
 }
 
 /// Answers a dropped command: tagged when its tag could be read, else

@@ -187,7 +187,7 @@ pub fn drive_engine(
                     let no = crate::response::Reply::no(None, "cannot");
                     r.refuse(tag.as_deref(), &no, &mut t.out);
                 } else {
-                    let _ = r.stream(&mut t.out);
+                    r.stream(&mut t.out);
                 }
             }
             Step::Chunk(bytes) => message.extend_from_slice(&bytes),
