@@ -2,17 +2,17 @@
 //! greeting to a successful LOGIN or AUTHENTICATE.
 //!
 //! It serves CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN and AUTHENTICATE
-//! and nothing else, with its own dispatch: no command of a logged-in
-//! session is parsed for SEARCHRES or extended SEARCH here, and no Maildir
-//! is opened. What it gives back is the authenticated account
+//! and nothing else, with its own dispatch; every command is parsed and
+//! checked against the state by the engine (`engine::prepare` in
+//! `NotAuthenticated`, with no mailbox, so `$` means nothing here), and no
+//! Maildir is opened. What it gives back is the authenticated account
 //! ([`LoginEnd::LoggedIn`]); the caller decides what becomes of the
 //! connection, today serving the account locally, and for the proxy
 //! handing the socket (with any bytes the client already pipelined) to a
 //! relay to the account's server.
 
-use imap_codec::imap_types::command::{Command, CommandBody};
-use tern_imap_proto::command as cmdparse;
-use tern_imap_proto::engine::Phase;
+use imap_codec::imap_types::command::CommandBody;
+use tern_imap_proto::engine::{self, Phase, Prepared, Ready};
 use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 
@@ -186,11 +186,20 @@ impl Session {
     /// Parses and runs one pre-login command; `Some` with its tag when it
     /// logged in (the tagged OK is the caller's to send).
     async fn pre_login_command(&mut self, bytes: &[u8]) -> Result<Option<(String, User)>, End> {
-        let Ok(Command { tag, body }) = cmdparse::parse(bytes) else {
-            self.answer_unparsable(bytes);
-            return Ok(None);
-        };
-        let tag = tag.as_ref().to_owned();
+        // The one parse and state check of every command (the engine's):
+        // what may not run before a login is answered there.
+        let keys = self.svc.limits.max_search_keys;
+        let phase = Phase::NotAuthenticated;
+        let Ready { tag, body, .. } =
+            match engine::prepare(bytes, phase, keys, None, &mut self.conn.out) {
+                Prepared::Run(ready) => *ready,
+                Prepared::Answered { unparsable } => {
+                    if unparsable {
+                        super::session::log_unparsable(bytes);
+                    }
+                    return Ok(None);
+                }
+            };
         use CommandBody as C;
         let answer = match body {
             C::Capability => self.capability().into(),
@@ -216,11 +225,8 @@ impl Session {
                 let ir = initial_response.map(|r| r.declassify().to_vec());
                 self.authenticate(mechanism, ir).await?
             }
-            // What Phase::allows refuses before a login.
-            other => match Phase::NotAuthenticated.allows(&other) {
-                Err(text) => Reply::bad(text).into(),
-                Ok(()) => Reply::bad("Command not supported").into(),
-            },
+            // Phase::allows lets nothing else through before a login.
+            _ => Reply::bad("Command not supported").into(),
         };
         match answer {
             LoginAnswer::Accepted(user) => Ok(Some((tag, user))),

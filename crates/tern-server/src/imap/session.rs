@@ -224,7 +224,7 @@ impl SavedResult for Selected {
 }
 
 /// One line of a command the grammar refused, for the debug log.
-fn log_unparsable(bytes: &[u8]) {
+pub(crate) fn log_unparsable(bytes: &[u8]) {
     let line = String::from_utf8_lossy(framing::strip_eol(
         bytes.split(|b| *b == b'\n').next().unwrap_or(b""),
     ));
@@ -839,13 +839,6 @@ impl Session {
             self.tagged(&tag, &reply);
         }
         Ok(())
-    }
-
-    /// Answers a command the grammar refuses: BAD with what was wrong (a
-    /// known command's arguments, an unknown name, no tag).
-    pub(crate) fn answer_unparsable(&mut self, bytes: &[u8]) {
-        log_unparsable(bytes);
-        engine::answer_unparsable(bytes, &mut self.conn.out);
     }
 
     /// Runs a command; `None` when the handler sent the tagged reply itself.
