@@ -487,6 +487,7 @@ mod tests {
             next_uid: 1001,
             messages: msgs,
             generation: 0,
+            digest: Default::default(),
         });
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let size = |e: &MessageEntry| {

@@ -13,8 +13,7 @@ use tern_imap_proto::framing;
 use tern_imap_proto::ids::Uid;
 use tern_imap_proto::imap_codec;
 pub(crate) use tern_imap_proto::response::{Code, Reply};
-use tern_maildir::keywords::KeywordSet;
-use tern_maildir::{Flags, MaildirError};
+use tern_maildir::MaildirError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::{Cleartext, Limits};
@@ -154,23 +153,7 @@ pub enum SessionStart {
 }
 
 /// A message as this session last told the client about it.
-#[derive(Debug, Clone)]
-pub(crate) struct Known {
-    pub uid: u32,
-    pub flags: Flags,
-    pub keywords: KeywordSet,
-}
-
-impl Known {
-    /// The message as the folder's entry has it now.
-    pub fn of(m: &tern_maildir::MessageEntry) -> Known {
-        Known {
-            uid: m.uid,
-            flags: m.flags.clone(),
-            keywords: m.keywords.clone(),
-        }
-    }
-}
+pub(crate) use tern_maildir::folder::MessageState as Known;
 
 /// The selected mailbox.
 #[derive(Debug)]

@@ -1,15 +1,12 @@
 //! SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2).
 
 use crate::imap::selected::flag_list;
-use crate::imap::session::{blocking, Known, Reply, Selected, Session, State};
+use crate::imap::session::{blocking, Reply, Selected, Session, State};
 use imap_codec::imap_types::mailbox::Mailbox;
 use rustc_hash::FxHashSet as HashSet;
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
 use tern_maildir::folder::MoveNew;
-use tern_maildir::Flag;
 
 impl Session {
     pub(crate) async fn select(&mut self, mailbox: Mailbox<'static>, read_only: bool) -> Reply {
@@ -41,6 +38,9 @@ impl Session {
             } else {
                 o.folder.claim_recent().into_iter().collect()
             };
+            // Worked out here, off the runtime, once per view: the next
+            // SELECT of the unchanged folder shares it.
+            view.digest();
             Ok((view, recent, o.folder.numbering_held()))
         })
         .await;
@@ -48,11 +48,9 @@ impl Session {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let known: Vec<Known> = view.messages.iter().map(Known::of).collect();
-        let keywords: BTreeSet<Arc<str>> = known
-            .iter()
-            .flat_map(|k| k.keywords.iter().cloned())
-            .collect();
+        let digest = view.digest();
+        let known = digest.states.clone();
+        let keywords = digest.keywords.clone();
         let flags = flag_list(&keywords);
         self.untagged(&format!("FLAGS ({flags})"));
         if read_only {
@@ -63,9 +61,13 @@ impl Session {
             ));
         }
         self.untagged(&format!("{} EXISTS", known.len()));
-        let recent_count = known.iter().filter(|k| recent.contains(&k.uid)).count();
+        let recent_count = if recent.is_empty() {
+            0
+        } else {
+            known.iter().filter(|k| recent.contains(&k.uid)).count()
+        };
         self.untagged(&format!("{recent_count} RECENT"));
-        if let Some(first) = known.iter().position(|k| !k.flags.contains(Flag::Seen)) {
+        if let Some(first) = digest.first_unseen {
             self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
         }
         self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", view.uidvalidity));
@@ -85,7 +87,7 @@ impl Session {
                 open,
                 read_only,
                 uidvalidity: view.uidvalidity,
-                known: Arc::new(known),
+                known,
                 recent,
                 keywords,
                 synced: view,

@@ -37,6 +37,7 @@ fn view(entries: Vec<MessageEntry>) -> FolderView {
         next_uid: entries.last().map(|e| e.uid + 1).unwrap_or(1),
         messages: entries,
         generation: 0,
+        digest: Default::default(),
     }
 }
 
