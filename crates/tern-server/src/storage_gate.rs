@@ -41,6 +41,20 @@ impl BlockingError {
     }
 }
 
+/// As an I/O error, for the paths that carry one: a timeout keeps its kind
+/// ([`std::io::ErrorKind::TimedOut`]), which
+/// [`crate::imap::session::io_reply`] answers `NO [UNAVAILABLE]`.
+impl From<BlockingError> for std::io::Error {
+    fn from(e: BlockingError) -> Self {
+        let kind = if e.timed_out() {
+            std::io::ErrorKind::TimedOut
+        } else {
+            std::io::ErrorKind::Other
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
 /// The per-account semaphores and the time limit.
 struct Gates {
     per_account: usize,

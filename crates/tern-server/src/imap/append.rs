@@ -54,7 +54,7 @@ pub(super) async fn remove_file(p: &TmpFile) -> std::io::Result<()> {
     let p = p.clone();
     crate::creds::spawn_blocking(move || p.remove())
         .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        .unwrap_or_else(|e| Err(e.into()))
 }
 
 /// The answer when the message cannot be written to `tmp/` (disk full,
@@ -232,7 +232,7 @@ impl Streaming {
             }
         })
         .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        .unwrap_or_else(|e| Err(e.into()));
         let (file, new) = copied?;
         self.file = tokio::fs::File::from_std(file);
         self.streamed.path = Some(new);

@@ -255,9 +255,16 @@ pub(crate) fn storage_reply(e: &MaildirError) -> Reply {
 }
 
 /// The answer to a write that failed because the disk or the user's
-/// filesystem quota is full (RFC 5530): the client is told why, not
-/// "internal error". `None` for other errors.
+/// filesystem quota is full, or because the storage did not answer in time
+/// (RFC 5530): the client is told why, not "internal error". `None` for
+/// other errors.
 pub(crate) fn io_reply(e: &std::io::Error) -> Option<Reply> {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        return Some(Reply::no(
+            Some(Code::Unavailable),
+            "The mail storage is not answering; try again later",
+        ));
+    }
     match e.raw_os_error() {
         Some(libc::ENOSPC) => Some(Reply::no(
             Some(Code::Limit),

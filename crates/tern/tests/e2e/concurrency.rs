@@ -571,14 +571,43 @@ fn one_accounts_stuck_storage_leaves_the_others_served() {
     std::fs::write(&lock, format!("{}:{}", std::process::id(), host.trim())).unwrap();
     let stuck_since = Instant::now();
     let msg = message("stuck", "x");
-    for a in &mut alices {
+    // One more session has begun an APPEND while the storage answers: its
+    // message is being written to tmp/ when the storage gets stuck.
+    let mut late = s.alice();
+    let (head, tail) = (
+        &b"Subject: late\r\n\r\nfirst\r\n"[..],
+        &b"then a bare\nLF\r\n"[..],
+    );
+    let late_tag = late.next_tag();
+    late.send(
+        format!(
+            "{late_tag} APPEND INBOX {{{}}}\r\n",
+            head.len() + tail.len()
+        )
+        .as_bytes(),
+    );
+    assert!(late.read_line().starts_with('+'));
+    late.send(head);
+    // Two APPENDs first, which take alice's two storage permits and stay in
+    // the lock wait; the four after them wait for a permit from their very
+    // first storage call (the message's file in tmp/), and must get the
+    // same `UNAVAILABLE` from there.
+    for (i, a) in alices.iter_mut().enumerate() {
         let tag = a.next_tag();
         let mut cmd = format!("{tag} APPEND INBOX {{{}+}}\r\n", msg.len()).into_bytes();
         cmd.extend_from_slice(&msg);
         cmd.extend_from_slice(b"\r\n");
         a.send(&cmd);
+        if i == 1 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
     std::thread::sleep(Duration::from_millis(300));
+    // The rest of the late message has a bare LF after CRLFs: what it has
+    // written so far is copied to a file kept as sent, a storage call that
+    // waits for one of the permits the stuck APPENDs hold.
+    late.send(tail);
+    late.send(b"\r\n");
     // bob is served while alice's storage is stuck.
     let mut bob = s.login("bob", "bobpw");
     assert!(bob.cmd("SELECT INBOX").ok());
@@ -596,6 +625,8 @@ fn one_accounts_stuck_storage_leaves_the_others_served() {
         let r = a.read_until_tag(&tag);
         assert!(r.no() && r.tagged().contains("[UNAVAILABLE]"), "{r:?}");
     }
+    let r = late.read_until_tag(&late_tag);
+    assert!(r.no() && r.tagged().contains("[UNAVAILABLE]"), "{r:?}");
     assert!(alices[0].cmd("NOOP").ok());
     // SIGTERM while alice's calls are still stuck in their lock waits.
     let asked = Instant::now();

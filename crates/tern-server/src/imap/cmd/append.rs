@@ -49,13 +49,10 @@ impl Session {
                 .map_err(|e| tern_maildir::MaildirError::io("create", tmp.path(), e))
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(tern_maildir::MaildirError::io(
-                "create",
-                "tmp",
-                std::io::Error::other(e.to_string()),
-            ))
-        });
+        // A call that got no thread in time (the account's other storage
+        // calls stuck) is the storage's slowness, not a failure: the same
+        // `NO [UNAVAILABLE]` as every storage call's.
+        .map_err(|e| crate::imap::session::blocking_failure(&e))?;
         let (file, path) = match created {
             Ok((f, p)) => (tokio::fs::File::from_std(f), p),
             Err(e) => {
