@@ -37,6 +37,9 @@ pub(crate) struct Conn {
     /// Its channel bindings, once it is (SCRAM-...-PLUS, EXTERNAL); boxed,
     /// so that a cleartext connection pays one pointer for them.
     pub binding: Option<Box<crate::tls::ChannelBindings>>,
+    /// The last read filled the input buffer: the client sends more than
+    /// it holds, so the next read gets a larger one.
+    filled: bool,
 }
 
 impl Conn {
@@ -47,6 +50,7 @@ impl Conn {
             out: Vec::new(),
             tls_active,
             binding: None,
+            filled: false,
         }
     }
 
@@ -80,15 +84,23 @@ impl Conn {
         // Read straight into the input buffer: an idle connection holds no
         // read buffer beyond what is pending (see the idle-memory figure in
         // docs/BENCHMARKS.md); busy ones grow it.
+        // It grows to 16 KiB only once a read has filled it (a client
+        // sending a large literal), not because little is left: a session
+        // waiting in IDLE after a small command keeps its 512 bytes.
+        let spare = self.inbuf.capacity() - self.inbuf.len();
         if self.inbuf.capacity() == 0 {
             self.inbuf.reserve(512);
-        } else if self.inbuf.capacity() - self.inbuf.len() < 4096 {
+        } else if spare < 256 || (self.filled && self.inbuf.capacity() < 16 * 1024) {
             self.inbuf.reserve(16 * 1024);
         }
+        let spare = self.inbuf.capacity() - self.inbuf.len();
         let stream = self.stream.as_mut().ok_or(ConnEnd::Closed)?;
         match tokio::time::timeout(timeout, stream.read_buf(&mut self.inbuf)).await {
             Ok(Ok(0)) => Err(ConnEnd::Closed),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(n)) => {
+                self.filled = n == spare;
+                Ok(())
+            }
             Ok(Err(e)) => Err(ConnEnd::Io(e)),
             Err(_) => Err(ConnEnd::TimedOut),
         }
@@ -139,7 +151,11 @@ impl Conn {
         if self.inbuf.is_empty() {
             self.inbuf = Vec::new();
         }
-        if self.out.is_empty() && self.out.capacity() > 4096 {
+        // Even a small answer's buffer goes (a LOGIN's, with its
+        // capability list, is 400 bytes): it is most of what an idle
+        // session would keep, and the next answer's allocation costs less
+        // than the write that sends it.
+        if self.out.is_empty() {
             self.out = Vec::new();
         }
     }

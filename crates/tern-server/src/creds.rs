@@ -72,13 +72,13 @@ pub fn enabled() -> bool {
 }
 
 /// Runs a session's future with a place for its account's credentials.
-pub async fn scope<F: Future>(f: F) -> F::Output {
-    SESSION
-        .scope(
-            Cell::new(None),
-            GATE.scope(std::cell::RefCell::new(None), f),
-        )
-        .await
+/// Not an `async fn`, which would hold `f` twice (as its argument and
+/// inside the scope it awaits) for the session's whole life.
+pub fn scope<F: Future>(f: F) -> impl Future<Output = F::Output> {
+    SESSION.scope(
+        Cell::new(None),
+        GATE.scope(std::cell::RefCell::new(None), f),
+    )
 }
 
 /// Puts the session's storage calls under its account's bound (at login).

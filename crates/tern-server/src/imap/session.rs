@@ -400,11 +400,17 @@ pub(crate) enum Incoming {
 }
 
 /// Serves one connection until it ends.
-pub async fn serve_connection(
+///
+/// Not an `async fn`: the session is built here, and only it and its
+/// running future are kept for the connection's life. An `async fn` would
+/// also keep room for its arguments, and `creds::scope`'s for the future
+/// it wraps, for as long as it runs (see "memory per idle logged-in
+/// connection" in docs/BENCHMARKS.md).
+pub fn serve_connection(
     svc: Arc<Services>,
     stream: Box<dyn AsyncStream>,
     start: SessionStart,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let (state, peer, tls, binding, slot) = match start {
         SessionStart::Login {
             peer,
@@ -443,9 +449,11 @@ pub async fn serve_connection(
         started: std::time::Instant::now(),
     };
     s.conn.binding = binding.map(Box::new);
-    match crate::creds::scope(s.run()).await {
-        Ok(()) | Err(End::Closed) => {}
-        Err(End::Io(e)) => tracing::debug!(cause = %e, "connection ended"),
+    async move {
+        match crate::creds::scope(s.run()).await {
+            Ok(()) | Err(End::Closed) => {}
+            Err(End::Io(e)) => tracing::debug!(cause = %e, "connection ended"),
+        }
     }
 }
 
@@ -716,7 +724,9 @@ impl Session {
     /// [`super::append`]).
     async fn read_command(&mut self) -> Result<Incoming, End> {
         let phase = self.phase();
-        let mut streaming: Option<super::append::Streaming> = None;
+        // Boxed while it lasts: an idle session's wait is in this future,
+        // which would otherwise hold room for it all the time.
+        let mut streaming: Option<Box<super::append::Streaming>> = None;
         // What only an APPEND's literal awaits (its file's creation,
         // writes, sync) is boxed: an idle session waits in this function,
         // so its task is as large as this future's largest state.
@@ -760,7 +770,7 @@ impl Session {
                 Step::AppendMessage { tag, info, mailbox } => {
                     match Box::pin(self.start_append(mailbox, info)).await {
                         Ok(s) => {
-                            streaming = Some(s);
+                            streaming = Some(Box::new(s));
                             self.reader.stream(&mut self.conn.out);
                             if !self.conn.out.is_empty() {
                                 self.flush().await?;
@@ -832,6 +842,11 @@ impl Session {
     }
 
     /// Runs a command; `None` when the handler sent the tagged reply itself.
+    ///
+    /// Each handler's future is boxed: this one's is then only as large as
+    /// the arguments, not as its largest handler's state, so a session
+    /// waiting in a small command (IDLE, which a client may hold for
+    /// hours) pays only for that command's state.
     async fn dispatch(
         &mut self,
         body: CommandBody<'static>,
@@ -861,40 +876,40 @@ impl Session {
                 self.untagged(&data);
                 Reply::ok("NAMESPACE completed")
             }
-            C::Select { mailbox, .. } => self.select(mailbox, false).await,
-            C::Examine { mailbox, .. } => self.select(mailbox, true).await,
-            C::Create { mailbox } => self.create(mailbox).await,
-            C::Delete { mailbox } => self.delete(mailbox).await,
-            C::Rename { from, to } => self.rename(from, to).await,
-            C::Subscribe { mailbox } => self.subscribe(mailbox, true).await,
-            C::Unsubscribe { mailbox } => self.subscribe(mailbox, false).await,
+            C::Select { mailbox, .. } => Box::pin(self.select(mailbox, false)).await,
+            C::Examine { mailbox, .. } => Box::pin(self.select(mailbox, true)).await,
+            C::Create { mailbox } => Box::pin(self.create(mailbox)).await,
+            C::Delete { mailbox } => Box::pin(self.delete(mailbox)).await,
+            C::Rename { from, to } => Box::pin(self.rename(from, to)).await,
+            C::Subscribe { mailbox } => Box::pin(self.subscribe(mailbox, true)).await,
+            C::Unsubscribe { mailbox } => Box::pin(self.subscribe(mailbox, false)).await,
             C::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(reference, mailbox_wildcard, false).await,
+            } => Box::pin(self.list(reference, mailbox_wildcard, false)).await,
             C::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(reference, mailbox_wildcard, true).await,
+            } => Box::pin(self.list(reference, mailbox_wildcard, true)).await,
             C::Status {
                 mailbox,
                 item_names,
-            } => self.status(mailbox, &item_names).await,
+            } => Box::pin(self.status(mailbox, &item_names)).await,
             C::Append {
                 mailbox,
                 flags,
                 date,
                 ..
             } => match streamed {
-                Some(s) => self.append(mailbox, flags, date, s).await,
+                Some(s) => Box::pin(self.append(mailbox, flags, date, s)).await,
                 None => Reply::bad("APPEND needs a message literal"),
             },
-            C::Close => self.close(true).await,
-            C::Unselect => self.close(false).await,
-            C::Expunge => self.expunge(None).await?,
-            C::ExpungeUid { sequence_set } => self.expunge(Some(sequence_set)).await?,
+            C::Close => Box::pin(self.close(true)).await,
+            C::Unselect => Box::pin(self.close(false)).await,
+            C::Expunge => Box::pin(self.expunge(None)).await?,
+            C::ExpungeUid { sequence_set } => Box::pin(self.expunge(Some(sequence_set))).await?,
             C::Search { charset, uid, .. } => match self.criteria.take() {
-                Some(criteria) => self.search(charset, criteria, uid).await,
+                Some(criteria) => Box::pin(self.search(charset, criteria, uid)).await,
                 None => Reply::bad("Missing search criteria"),
             },
             C::Fetch {
@@ -902,7 +917,7 @@ impl Session {
                 macro_or_item_names,
                 uid,
                 ..
-            } => self.fetch(sequence_set, macro_or_item_names, uid).await?,
+            } => Box::pin(self.fetch(sequence_set, macro_or_item_names, uid)).await?,
             C::Store {
                 sequence_set,
                 kind,
@@ -910,25 +925,25 @@ impl Session {
                 flags,
                 uid,
                 ..
-            } => self.store(sequence_set, kind, response, flags, uid).await,
+            } => Box::pin(self.store(sequence_set, kind, response, flags, uid)).await,
             C::Copy {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(sequence_set, mailbox, uid, false).await?,
+            } => Box::pin(self.copy(sequence_set, mailbox, uid, false)).await?,
             C::Move {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(sequence_set, mailbox, uid, true).await?,
-            C::Idle => return self.idle().await,
+            } => Box::pin(self.copy(sequence_set, mailbox, uid, true)).await?,
+            C::Idle => return Box::pin(self.idle()).await,
             C::Sort {
                 sort_criteria,
                 charset,
                 uid,
                 ..
             } => match self.criteria.take() {
-                Some(search) => self.sort(sort_criteria, charset, search, uid).await,
+                Some(search) => Box::pin(self.sort(sort_criteria, charset, search, uid)).await,
                 None => Reply::bad("Missing search criteria"),
             },
             C::Thread {
@@ -937,16 +952,16 @@ impl Session {
                 uid,
                 ..
             } => match self.criteria.take() {
-                Some(search) => self.thread(algorithm, charset, search, uid).await,
+                Some(search) => Box::pin(self.thread(algorithm, charset, search, uid)).await,
                 None => Reply::bad("Missing search criteria"),
             },
-            C::GetQuotaRoot { mailbox } => self.getquotaroot(mailbox).await,
-            C::GetQuota { root } => self.getquota(root).await,
-            C::SetQuota { root, quotas } => self.setquota(root, quotas).await,
+            C::GetQuotaRoot { mailbox } => Box::pin(self.getquotaroot(mailbox)).await,
+            C::GetQuota { root } => Box::pin(self.getquota(root)).await,
+            C::SetQuota { root, quotas } => Box::pin(self.setquota(root, quotas)).await,
             _ => Reply::bad("Command not supported"),
         };
         if matches!(self.state, State::Selected { .. }) {
-            self.announce(expunge_ok).await;
+            Box::pin(self.announce(expunge_ok)).await;
         }
         Ok(Some(reply))
     }

@@ -267,20 +267,29 @@ impl Server {
         self.child = Some(child);
     }
 
-    /// The server's peak resident memory so far (VmHWM), in KiB.
+    /// The server process's `/proc/PID/status`.
     pub fn status(&self) -> String {
         let pid = self.child.as_ref().unwrap().id();
         std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap()
     }
 
-    pub fn peak_rss_kib(&self) -> u64 {
-        let pid = self.child.as_ref().unwrap().id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
+    /// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`...).
+    fn status_kib(&self, field: &str) -> u64 {
+        self.status()
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// The server's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM")
+    }
+
+    /// The server's resident memory now (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS")
     }
 
     /// What the server logged so far (with [`ServerBuilder::log`]).
