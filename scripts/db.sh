@@ -4,7 +4,8 @@
 #
 #   db.sh install                      apt-get what is missing (setup.sh calls it)
 #   db.sh postgres start DIR PORT      a PostgreSQL cluster in DIR; database "mail",
-#                                      user "tern" password "ternpw" (SCRAM)
+#                                      user "tern" password "ternpw" (SCRAM); with
+#                                      PG_LISTEN=ADDR also on ADDR, for its subnet
 #   db.sh mariadb start DIR PORT       a MariaDB server in DIR; the same names
 #   db.sh postgres|mariadb sql DIR PORT  run SQL read from stdin as the admin
 #   db.sh postgres|mariadb stop DIR
@@ -86,8 +87,15 @@ postgres() {
             certs "$dir/data"
             chown postgres:postgres "$dir/data/server.key" "$dir/data/server.crt"
             chmod 600 "$dir/data/server.key"
+            # PG_LISTEN=ADDR: listen there too and take password logins
+            # from its subnet (another host of the multi-host test).
+            local listen=127.0.0.1
+            if [ -n "${PG_LISTEN:-}" ]; then
+                listen="127.0.0.1,$PG_LISTEN"
+                echo "host all all samenet scram-sha-256" >> "$dir/data/pg_hba.conf"
+            fi
             runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
-                "-p $port -k $dir -c listen_addresses=127.0.0.1 -c ssl=on" start >/dev/null
+                "-p $port -k $dir -c listen_addresses=$listen -c ssl=on" start >/dev/null
             PGPASSWORD=ternpw "$bin/psql" -q -h 127.0.0.1 -p "$port" -U tern -d postgres \
                 -c "CREATE DATABASE mail" >/dev/null
             ;;

@@ -424,6 +424,8 @@ impl ProxyConfig {
             tls_connector,
             cleartext_networks,
             self_names: self.self_names.clone(),
+            // Filled in by the server once its listeners are bound.
+            own_listeners: Vec::new(),
             imap_port: self.imap_port,
             pop3_port: self.pop3_port,
             lmtp_port: self.lmtp_port,

@@ -417,6 +417,8 @@ async fn serve(
     protocol: Protocol,
     slot: ConnectionSlot,
 ) {
+    // The connection's own source: the balancer's behind a PROXY listener.
+    let hop = stream.peer_addr().ok().map(|a| a.ip());
     let (stream, binding): (Box<dyn AsyncStream>, Option<crate::tls::ChannelBindings>) = match tls {
         Some(acceptor) => {
             // Boxed, as the session below: this task's own state stays
@@ -454,6 +456,7 @@ async fn serve(
         Protocol::Imap => {
             let start = SessionStart::Login {
                 peer: Some(peer),
+                hop,
                 tls,
                 binding,
                 slot: Some(slot),
@@ -465,6 +468,7 @@ async fn serve(
                 svc,
                 stream,
                 Some(peer),
+                hop,
                 tls,
                 binding,
                 Some(slot),

@@ -70,6 +70,11 @@ pub struct ProxySettings {
     /// The account a health check logs in as (else it only waits for the
     /// greeting).
     pub check_login: Option<(String, String)>,
+    /// This server's IMAP listeners (cleartext, TLS, PROXY protocol): a
+    /// `mailhost` that is an address one of them accepts names this
+    /// server, so one configuration can list every host of a site by
+    /// address.
+    pub own_listeners: Vec<SocketAddr>,
 }
 
 /// Backends sharing the accounts of a pool, with weights.
@@ -168,8 +173,56 @@ impl Default for ProxySettings {
             send_id: true,
             check_every: None,
             check_login: None,
+            own_listeners: Vec::new(),
         }
     }
+}
+
+impl ProxySettings {
+    /// Whether a `mailhost` entry (`host[:port]`) names this server: its
+    /// `hostname` or one of `self_names`, or an IP address (with the
+    /// default IMAP port when none is given) that one of this server's
+    /// IMAP listeners accepts: the listener's own address, or, for a
+    /// listener on the unspecified address, any address of this machine.
+    pub fn names_this_server(&self, host: &str, hostname: &str) -> bool {
+        if host.eq_ignore_ascii_case(hostname)
+            || self.self_names.iter().any(|n| n.eq_ignore_ascii_case(host))
+        {
+            return true;
+        }
+        let Some(addr) = ip_host(host, self.imap_port) else {
+            return false;
+        };
+        self.own_listeners.iter().any(|l| {
+            l.port() == addr.port()
+                && (l.ip() == addr.ip()
+                    || (l.ip().is_unspecified()
+                        && (l.is_ipv6() || addr.is_ipv4())
+                        && is_local_address(addr.ip())))
+        })
+    }
+}
+
+/// `host[:port]` as a socket address when the host is an IP address
+/// (`10.0.0.5`, `10.0.0.5:143`, `[2001:db8::5]:143`, `2001:db8::5`).
+fn ip_host(host: &str, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(a) = host.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let ip = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ip.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, default_port))
+}
+
+/// Whether `ip` is an address of this machine: binding a socket to it
+/// succeeds only then (the kernel answers EADDRNOTAVAIL for any other),
+/// which needs no interface list and sees addresses added since start.
+fn is_local_address(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Backends that failed, and when.
@@ -179,6 +232,22 @@ pub struct Health {
 }
 
 impl Health {
+    /// The time one attempt may take of the `left` a connection has, with
+    /// `rest` the candidates after it: an equal share among it and those
+    /// of `rest` not marked down. A host that vanished (its packets
+    /// dropped, no refusal) would otherwise take the whole budget and
+    /// leave none for the next candidate, so the failover the list is for
+    /// would never happen within one login or delivery.
+    pub fn share<'a>(
+        &self,
+        left: Duration,
+        rest: impl Iterator<Item = &'a String>,
+        down_for: Duration,
+    ) -> Duration {
+        let untried = 1 + rest.filter(|h| !self.is_down(h, down_for)).count();
+        left / u32::try_from(untried).unwrap_or(u32::MAX)
+    }
+
     pub(crate) fn is_down(&self, host: &str, down_for: Duration) -> bool {
         let mut d = self.down.lock().unwrap_or_else(|p| p.into_inner());
         match d.get(host) {
@@ -249,8 +318,8 @@ pub fn route_of(
 
 /// The backends an account is served by, in the order to try them, or
 /// `None` when it is served here: its `mailhost` (hosts, or `pool:NAME`),
-/// else the default pool; a list that names this server (`hostname` or one
-/// of `self_names`) is served here.
+/// else the default pool; a list that names this server
+/// ([`ProxySettings::names_this_server`]) is served here.
 pub fn route_for(
     user: &str,
     mailhost: Option<&str>,
@@ -272,13 +341,7 @@ pub fn route_for(
         (None, Some(m)) => return route(m, hostname, settings),
         (None, None) => return None,
     };
-    let is_self = |h: &str| {
-        h.eq_ignore_ascii_case(hostname)
-            || settings
-                .self_names
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(h))
-    };
+    let is_self = |h: &str| settings.names_this_server(h, hostname);
     // A pool this server belongs to: served here when it is the user's
     // first choice, else relayed.
     match hosts.first() {
@@ -288,7 +351,7 @@ pub fn route_for(
 }
 
 /// The backends a `mailhost` names, in order, or `None` when it names this
-/// server (`hostname` or one of `self_names`).
+/// server ([`ProxySettings::names_this_server`]).
 pub fn route(mailhost: &str, hostname: &str, settings: &ProxySettings) -> Option<Vec<String>> {
     let hosts: Vec<String> = mailhost
         .split([',', ' '])
@@ -296,13 +359,7 @@ pub fn route(mailhost: &str, hostname: &str, settings: &ProxySettings) -> Option
         .filter(|h| !h.is_empty())
         .map(str::to_owned)
         .collect();
-    let is_self = |h: &str| {
-        h.eq_ignore_ascii_case(hostname)
-            || settings
-                .self_names
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(h))
-    };
+    let is_self = |h: &str| settings.names_this_server(h, hostname);
     if hosts.is_empty() || hosts.iter().any(|h| is_self(h)) {
         return None;
     }
@@ -675,8 +732,10 @@ async fn login_at(
                 // Dovecot's XCLIENT: whose connection this is, for a backend
                 // that trusts this server (`login_trusted_networks`).
                 // Whatever it answers (-ERR from one without it) is fine.
+                // TERN-ROUTE: this server chose the backend; a tern
+                // backend serves the login itself, never relaying it on.
                 let x = format!(
-                    "XCLIENT ADDR={} PORT={} SESSION={}\r\n",
+                    "XCLIENT ADDR={} PORT={} SESSION={} TERN-ROUTE=here\r\n",
                     c.ip(),
                     c.port(),
                     session_id()
@@ -698,7 +757,7 @@ async fn login_at(
     if settings.send_id {
         if let Some(c) = client {
             let id = format!(
-                "P0 ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-session-id\" \"{}\")\r\n",
+                "P0 ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-session-id\" \"{}\" \"x-tern-route\" \"here\")\r\n",
                 c.ip(),
                 c.port(),
                 session_id()
@@ -834,9 +893,10 @@ pub async fn connect(
         if left.is_zero() {
             break;
         }
+        let share = health.share(left, queue.iter(), settings.down_for);
         visited.push(host.clone());
         match tokio::time::timeout(
-            left,
+            share,
             login_at(host, settings, client, client_tls, creds, leg),
         )
         .await
@@ -1466,6 +1526,34 @@ mod tests {
             Some(vec!["b1:143".to_owned(), "b2".to_owned()])
         );
         assert_eq!(route("", "mx.example", &s), None);
+    }
+
+    #[test]
+    fn a_mailhost_naming_one_of_this_servers_listeners_is_served_here() {
+        let s = ProxySettings {
+            own_listeners: vec![
+                "0.0.0.0:143".parse().unwrap(),
+                "192.0.2.7:1143".parse().unwrap(),
+            ],
+            ..Default::default()
+        };
+        let here = |h: &str| route(h, "mx.example", &s).is_none();
+        // The wildcard listener takes any address of this machine on its
+        // port, the default port when the mailhost gives none.
+        assert!(here("127.0.0.1"));
+        assert!(here("127.0.0.1:143"));
+        assert!(here("127.0.0.2, 198.51.100.9"), "a list naming this server");
+        // Another port, or an address this machine does not have, is
+        // another server.
+        assert!(!here("127.0.0.1:1144"));
+        assert!(!here("198.51.100.9"));
+        assert!(!here("[::1]:143"), "a v4 wildcard does not take IPv6");
+        // A listener's own address, on its port, whether or not the
+        // machine has it (the listener bound it).
+        assert!(here("192.0.2.7:1143"));
+        assert!(!here("192.0.2.7"));
+        // Names are compared as before.
+        assert!(!here("localhost"));
     }
 
     #[test]

@@ -818,10 +818,19 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             trusted: cfg.haproxy.networks().map_err(|e| anyhow::anyhow!(e))?,
             timeout: Duration::from_secs(cfg.haproxy.timeout_secs.max(1)),
         },
-        proxy: cfg
-            .proxy
-            .settings(&cfg.base_dir)
-            .map_err(|e| anyhow::anyhow!("[proxy]: {e}"))?,
+        proxy: {
+            let mut p = cfg
+                .proxy
+                .settings(&cfg.base_dir)
+                .map_err(|e| anyhow::anyhow!("[proxy]: {e}"))?;
+            // A mailhost naming one of these addresses is served here.
+            p.own_listeners = listeners
+                .iter()
+                .filter(|l| matches!(l.protocol, Protocol::Imap))
+                .filter_map(|l| l.listener.local_addr().ok())
+                .collect();
+            p
+        },
         proxy_health: Default::default(),
         login_trusted: cfg
             .auth

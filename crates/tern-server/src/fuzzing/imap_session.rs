@@ -124,6 +124,7 @@ fn run(first: u8, input: &[u8], home: &Path) -> (Vec<u8>, bool) {
         let users = UserDb::new(file, "{home}/Maildir".into(), home.to_path_buf());
         let start = SessionStart::Login {
             peer: Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
+            hop: None,
             tls: false,
             binding: None,
             slot: None,

@@ -98,13 +98,17 @@ impl Session {
                     }
                 }
                 // An account of another server has no Maildir here.
-                let route = crate::proxy::route_of(
-                    &u.name,
-                    u.mailhost.as_deref(),
-                    &self.svc.hostname,
-                    &self.svc.proxy,
-                    &self.svc.relayed,
-                );
+                let route = if self.routed_here {
+                    None
+                } else {
+                    crate::proxy::route_of(
+                        &u.name,
+                        u.mailhost.as_deref(),
+                        &self.svc.hostname,
+                        &self.svc.proxy,
+                        &self.svc.relayed,
+                    )
+                };
                 let elsewhere = route.is_some();
                 // Taken once: the pre-login step relays by it.
                 self.login_route = Some(route);

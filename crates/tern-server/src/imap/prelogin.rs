@@ -48,7 +48,13 @@ impl Session {
             };
             if let Some((tag, user)) = answer {
                 let secret = self.login_secret.take();
-                let known = self.login_route.take();
+                // A login a trusted proxy relayed here is served here.
+                let known = if self.routed_here {
+                    self.login_route = None;
+                    Some(None)
+                } else {
+                    self.login_route.take()
+                };
                 if let Some(hosts) = crate::proxy::login_route(
                     &self.svc,
                     &user.name,
@@ -88,7 +94,13 @@ impl Session {
     /// is (Dovecot's `x-originating-ip` and `x-originating-port` in ID,
     /// before the login): from then on the client's address is that one,
     /// for the failed-login ledger, the per-account limits and the logs
-    /// (`client=`). From anyone else it is ignored.
+    /// (`client=`). A tern proxy also says `x-tern-route "here"`: it chose
+    /// this server for the login, which is then served here whatever this
+    /// server's own route for the account says (its directory may say
+    /// otherwise during a move, its view of a pool's health may differ),
+    /// so that a relayed login is never relayed again. Trust is decided
+    /// by the address the connection comes from (the proxy's, also behind
+    /// a PROXY protocol listener); from anyone else both are ignored.
     fn take_forwarded_client(
         &mut self,
         parameters: Option<
@@ -101,9 +113,8 @@ impl Session {
         let Some(params) = parameters else {
             return;
         };
-        let trusted = self
-            .peer
-            .is_some_and(|p| self.svc.login_trusted.iter().any(|n| n.contains(p.ip())));
+        let from = self.hop.or(self.peer.map(|p| p.ip()));
+        let trusted = from.is_some_and(|ip| self.svc.login_trusted.iter().any(|n| n.contains(ip)));
         let value = |key: &str| {
             params.iter().find_map(|(k, v)| {
                 (String::from_utf8_lossy(k.as_ref()).eq_ignore_ascii_case(key))
@@ -114,14 +125,18 @@ impl Session {
                     .flatten()
             })
         };
-        let Some(ip) = value("x-originating-ip").and_then(|v| v.parse::<std::net::IpAddr>().ok())
-        else {
-            return;
-        };
+        let routed = value("x-tern-route").is_some_and(|v| v.eq_ignore_ascii_case("here"));
+        let ip = value("x-originating-ip").and_then(|v| v.parse::<std::net::IpAddr>().ok());
         if !trusted {
-            tracing::info!(claimed = %ip, "ID x-originating-ip from an untrusted address, ignored");
+            if ip.is_some() || routed {
+                tracing::info!(claimed = ?ip, routed, "ID x-originating-ip / x-tern-route from an untrusted address, ignored");
+            }
             return;
         }
+        self.routed_here |= routed;
+        let Some(ip) = ip else {
+            return;
+        };
         let port = value("x-originating-port")
             .and_then(|v| v.parse::<u16>().ok())
             .unwrap_or(0);

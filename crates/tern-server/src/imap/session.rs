@@ -140,6 +140,10 @@ pub enum SessionStart {
     Login {
         /// The client's address.
         peer: Option<SocketAddr>,
+        /// The address the connection itself comes from: `peer` but
+        /// behind a PROXY protocol listener, where it is the balancer's.
+        /// A proxy's word in ID is believed by this one.
+        hop: Option<std::net::IpAddr>,
         /// True on an implicit-TLS port.
         tls: bool,
         /// The TLS channel's bindings there.
@@ -372,6 +376,11 @@ pub(crate) struct Session {
     pub(crate) login_route: Option<Option<Vec<String>>>,
     /// A proxy of `auth.login_trusted_networks` named the client (ID).
     pub(crate) trusted_proxy: bool,
+    /// Where the connection itself comes from (see [`SessionStart`]).
+    pub(crate) hop: Option<std::net::IpAddr>,
+    /// A trusted proxy relayed this session here (ID `x-tern-route`):
+    /// the login is served here, whatever this server's own route says.
+    pub(crate) routed_here: bool,
     /// The account a relayed session is for.
     pub(crate) proxied_user: Option<String>,
     /// When the connection began: the login must be over
@@ -411,22 +420,24 @@ pub fn serve_connection(
     stream: Box<dyn AsyncStream>,
     start: SessionStart,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let (state, peer, tls, binding, slot) = match start {
+    let (state, peer, hop, tls, binding, slot) = match start {
         SessionStart::Login {
             peer,
+            hop,
             tls,
             binding,
             slot,
         } => (
             State::NotAuthenticated { failures: 0 },
             peer,
+            hop,
             tls,
             binding,
             slot,
         ),
         SessionStart::Preauth(user) => {
             // Outside the scope below: `tern imapd` runs as its account.
-            (State::Authenticated { user }, None, false, None, None)
+            (State::Authenticated { user }, None, None, false, None, None)
         }
     };
     let shutdown = svc.shutdown.clone();
@@ -445,6 +456,8 @@ pub fn serve_connection(
         login_secret: None,
         login_route: None,
         trusted_proxy: false,
+        hop,
+        routed_here: false,
         proxied_user: None,
         started: std::time::Instant::now(),
     };

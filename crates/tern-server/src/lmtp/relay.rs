@@ -235,7 +235,7 @@ pub async fn open(
     let health = &svc.lmtp.health;
     let settings = &svc.proxy;
     let deadline = Instant::now() + settings.connect_timeout;
-    for host in route {
+    for (i, host) in route.iter().enumerate() {
         if health.is_down(host, settings.down_for) {
             continue;
         }
@@ -243,7 +243,8 @@ pub async fn open(
         if left.is_zero() {
             break;
         }
-        match tokio::time::timeout(left, connect(svc, host, env)).await {
+        let share = health.share(left, route[i + 1..].iter(), settings.down_for);
+        match tokio::time::timeout(share, connect(svc, host, env)).await {
             Ok(Ok(r)) => {
                 return Ok(Open {
                     route: route.to_vec(),

@@ -75,6 +75,14 @@ struct Pop3 {
     login_secret: Option<tern_auth::Secret<Vec<u8>>>,
     /// A proxy of `auth.login_trusted_networks` named the client (XCLIENT).
     trusted_proxy: bool,
+    /// The address the connection itself comes from: `peer` but behind a
+    /// PROXY protocol listener, where it is the balancer's. A proxy's
+    /// XCLIENT is believed by this one.
+    hop: Option<std::net::IpAddr>,
+    /// A trusted proxy relayed this session here (XCLIENT
+    /// `TERN-ROUTE=here`): the login is served here, whatever this
+    /// server's own route for the account says.
+    routed_here: bool,
 }
 
 /// What the command loop does next.
@@ -88,6 +96,7 @@ pub async fn serve_pop3(
     svc: Arc<Services>,
     stream: Box<dyn AsyncStream>,
     peer: Option<SocketAddr>,
+    hop: Option<std::net::IpAddr>,
     tls: bool,
     binding: Option<crate::tls::ChannelBindings>,
     slot: Option<crate::listener::ConnectionSlot>,
@@ -102,6 +111,8 @@ pub async fn serve_pop3(
         started: std::time::Instant::now(),
         login_secret: None,
         trusted_proxy: false,
+        hop,
+        routed_here: false,
         state: State::Authorization {
             user: None,
             failures: 0,
@@ -238,8 +249,9 @@ impl Pop3 {
     fn proxy_may_name_client(&self) -> bool {
         !self.trusted_proxy
             && self
-                .peer
-                .is_some_and(|p| self.svc.login_trusted.iter().any(|n| n.contains(p.ip())))
+                .hop
+                .or(self.peer.map(|p| p.ip()))
+                .is_some_and(|ip| self.svc.login_trusted.iter().any(|n| n.contains(ip)))
     }
 
     /// XCLIENT from a trusted proxy (Dovecot's): the client's address and
@@ -266,6 +278,8 @@ impl Pop3 {
         tracing::Span::current().record("client", tracing::field::display(client));
         self.peer = Some(client);
         self.trusted_proxy = true;
+        // A tern proxy chose this server for the login: served here.
+        self.routed_here = get("TERN-ROUTE").is_some_and(|v| v.eq_ignore_ascii_case("here"));
         self.reply("+OK");
     }
 
@@ -467,8 +481,11 @@ impl Pop3 {
                     return Ok(Flow::Continue);
                 }
                 let secret = self.login_secret.take();
+                // A login a trusted proxy relayed here is served here.
+                let known = self.routed_here.then_some(None);
                 if let Some(hosts) =
-                    crate::proxy::login_route(&self.svc, &u.name, u.mailhost.as_deref(), None).await
+                    crate::proxy::login_route(&self.svc, &u.name, u.mailhost.as_deref(), known)
+                        .await
                 {
                     return self.proxy(&u, &hosts, secret).await;
                 }

@@ -10,7 +10,7 @@ use crate::harness::*;
 /// dave has Courier's quota field: 20 KiB, 3 messages.
 const DAVE: &str = "dave:{PLAIN}davepw::::::quota=20480S,3C";
 
-struct Lmtp {
+pub(crate) struct Lmtp {
     r: BufReader<TcpStream>,
     w: TcpStream,
 }
@@ -18,17 +18,29 @@ struct Lmtp {
 impl Lmtp {
     fn connect(s: &Server) -> (Lmtp, String) {
         let tcp = TcpStream::connect(s.lmtp.expect("an LMTP listener")).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut l = Lmtp {
-            r: BufReader::new(tcp.try_clone().unwrap()),
-            w: tcp,
-        };
+        let mut l = Lmtp::over(tcp);
         let greeting = l.reply();
         (l, greeting)
     }
 
+    /// An LMTP session on `tcp`, its greeting read and checked.
+    pub(crate) fn connect_to(tcp: TcpStream) -> Lmtp {
+        let mut l = Lmtp::over(tcp);
+        let greeting = l.reply();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        l
+    }
+
+    fn over(tcp: TcpStream) -> Lmtp {
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Lmtp {
+            r: BufReader::new(tcp.try_clone().unwrap()),
+            w: tcp,
+        }
+    }
+
     /// One reply, its continuation lines joined with `\n`.
-    fn reply(&mut self) -> String {
+    pub(crate) fn reply(&mut self) -> String {
         let mut all = Vec::new();
         loop {
             let mut line = String::new();
@@ -42,12 +54,12 @@ impl Lmtp {
         }
     }
 
-    fn cmd(&mut self, line: &str) -> String {
+    pub(crate) fn cmd(&mut self, line: &str) -> String {
         self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
         self.reply()
     }
 
-    fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.w.write_all(bytes).unwrap();
     }
 }
@@ -411,6 +423,21 @@ fn a_relay_fails_over_to_the_next_host_and_only_in_the_clear_where_allowed() {
     assert!(d.starts_with("451 4.4.1 <dave>"), "{d}");
     let mut c = backend.login("dave", "davepw");
     assert!(c.cmd("STATUS INBOX (MESSAGES)").has("MESSAGES 0"));
+}
+
+#[test]
+fn a_relay_fails_over_past_a_host_that_never_answers() {
+    // dave's first mailhost, 127.0.0.2, takes connections on the LMTP port
+    // and never greets (a host whose packets are dropped): the delivery
+    // must still reach the next, the backend, within the connect timeout.
+    let (backend, front) =
+        backend_and_front_with("dave:{PLAIN}davepw::::::\n", "127.0.0.2:143,", "");
+    let port = backend.lmtp.expect("the backend's LMTP").port();
+    let _silent = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let d = deliver_to_dave(&front);
+    assert!(d.starts_with("250 2.0.0 <dave>"), "no failover: {d}");
+    let mut c = backend.login("dave", "davepw");
+    assert!(c.cmd("STATUS INBOX (MESSAGES)").has("MESSAGES 1"));
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod lmtp;
 mod mailboxes;
 mod messages;
 mod migration;
+mod multihost;
 mod ownership;
 mod pop3;
 mod proxy;

@@ -173,6 +173,30 @@ fn a_backend_that_is_gone_gives_unavailable_at_once() {
     assert!(c.cmd("NOOP").ok(), "the session survives");
 }
 
+/// A backend host that vanished: connections are taken (by a listener
+/// nobody serves) and never greeted, as when its packets are dropped.
+fn silent_backend() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = l.local_addr().unwrap().to_string();
+    (l, at)
+}
+
+#[test]
+fn a_silent_first_backend_leaves_time_to_fail_over_to_the_next() {
+    let b = backend();
+    b.deliver_raw("dave", "1700000000.M1P1.backend", &message("here", "x"));
+    let (_silent, gone) = silent_backend();
+    let at = b.haproxy["imap"].to_string();
+    // dave's first choice never answers: the login must still reach the
+    // second within the connect timeout (2 s for the whole login).
+    let p = proxy_for(&format!("{gone},{at}"), &at);
+    let mut c = p.connect();
+    let r = c.cmd("LOGIN dave davepw");
+    assert!(r.ok(), "no failover within the login: {r:?}\n{}", p.log());
+    assert!(c.cmd("SELECT INBOX").has("* 1 EXISTS"));
+    assert!(p.log().contains("did not answer in time"), "{}", p.log());
+}
+
 #[test]
 fn a_backend_marked_down_is_brought_back_by_the_health_check() {
     let port = free_port();
@@ -460,6 +484,42 @@ fn the_client_address_travels_in_id_to_a_backend_that_trusts_the_proxy() {
         "{}",
         u.log()
     );
+}
+
+#[test]
+fn a_login_a_trusted_proxy_routed_here_is_served_here() {
+    // dave's directory entry names another server, where nothing listens.
+    let users = "dave:{PLAIN}davepw::::::mailhost=127.0.0.1:1\n";
+    let routed = "ID (\"x-originating-ip\" \"192.0.2.1\" \"x-tern-route\" \"here\")";
+    let trusting = server()
+        .users(users)
+        .auth("login_trusted_networks = [\"127.0.0.1\"]\n")
+        .config("[proxy]\nconnect_timeout_ms = 1000\n")
+        .start();
+    // A proxy it trusts chose this server: the login is served here.
+    let mut c = trusting.connect();
+    assert!(c.cmd(routed).ok());
+    assert!(c.cmd("LOGIN dave davepw").ok());
+    assert!(c.cmd("SELECT INBOX").ok(), "dave's Maildir here");
+    // POP3 alike, by XCLIENT.
+    let mut p = trusting.pop();
+    let x = p.cmd("XCLIENT ADDR=192.0.2.1 PORT=4000 TERN-ROUTE=here");
+    assert!(x.starts_with("+OK"), "{x}");
+    assert!(p.login("dave", "davepw").starts_with("+OK"));
+    assert!(p.cmd("STAT").starts_with("+OK 0 "));
+    // Without the word, the directory's route (nothing there).
+    let r = trusting.connect().cmd("LOGIN dave davepw");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
+    // From an address it does not trust, the word is ignored.
+    let other = server()
+        .users(users)
+        .auth("login_trusted_networks = [\"10.0.0.0/8\"]\n")
+        .config("[proxy]\nconnect_timeout_ms = 1000\n")
+        .start();
+    let mut c = other.connect();
+    assert!(c.cmd(routed).ok());
+    let r = c.cmd("LOGIN dave davepw");
+    assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
 }
 
 /// A fake IMAP backend that greets and answers every login with the
