@@ -13,7 +13,9 @@
 # column is the second server of each run). The CPU time the proxies spent
 # in each run (tern: the proxy process; Dovecot: its imap-login processes,
 # where it relays) is printed after each. Figures go to docs/BENCHMARKS.md by
-# hand, with this command.
+# hand, with this command. Then the login latency each adds (500 sessions one
+# after another, bench/proxy-relay.py) and the CPU each proxy spends per MB
+# it relays (FETCH 1:* (BODY.PEEK[]) ten times in one session).
 set -euo pipefail
 N=${1:-2000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -119,3 +121,26 @@ d0=$(cpu_of "$DMASTER" tree)
 "$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot 127.0.0.1:11143 --tern-pid "$PPID_" --mode imap
 echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
 echo "Dovecot CPU in this run (master and its children): $(echo "$(cpu_of "$DMASTER" tree) - $d0" | bc) s"
+echo
+echo "## Login latency: 500 sessions one after another, connect to the LOGIN's OK"
+RELAY=(python3 "$ROOT/bench/proxy-relay.py")
+for target in "direct $BADDR" "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143"; do
+    # shellcheck disable=SC2086
+    set -- $target
+    echo "$1: $("${RELAY[@]}" login "$2" alice secret 500)"
+done
+echo
+echo "## CPU per relayed MB: FETCH 1:* (BODY.PEEK[]) 10 times in one session"
+for target in "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143"; do
+    # shellcheck disable=SC2086
+    set -- $target
+    t0=$(cpu_of "$PPID_")
+    d0=$(cpu_of "$DMASTER" tree)
+    out=$("${RELAY[@]}" fetch "$2" alice secret 10)
+    mb=${out#fetched }
+    mb=${mb% MB}
+    tp=$(echo "$(cpu_of "$PPID_") - $t0" | bc)
+    dp=$(echo "$(cpu_of "$DMASTER" tree) - $d0" | bc)
+    if [ "$1" = tern-proxy ]; then cpu=$tp; else cpu=$dp; fi
+    echo "$1: $out; proxy CPU $cpu s, $(echo "scale=3; $cpu * 1000 / $mb" | bc) ms per MB"
+done

@@ -26,6 +26,8 @@ use tokio::net::TcpStream;
 
 use crate::imap::AsyncStream;
 
+mod splice;
+
 /// What the proxy is configured with.
 #[derive(Clone)]
 pub struct ProxySettings {
@@ -1441,9 +1443,15 @@ impl Leg {
     }
 }
 
+/// The plain TCP socket `s` is, if it is one (not TLS).
+fn plain_tcp(s: Box<dyn AsyncStream>) -> Option<TcpStream> {
+    s.into_any().downcast::<TcpStream>().ok().map(|t| *t)
+}
+
 /// Relays bytes both ways until either side closes, the session is kicked,
-/// or nothing moves for `idle`: buffers that grow with the flow, nothing
-/// parsed.
+/// or nothing moves for `idle`: nothing parsed. Between two cleartext
+/// legs with `splice(2)` ([`splice`]), else through buffers that grow
+/// with the flow.
 pub async fn relay(
     client: Box<dyn AsyncStream>,
     backend: Backend,
@@ -1452,6 +1460,15 @@ pub async fn relay(
     ctx: RelayContext<'_>,
 ) {
     let (_guard, kick) = ctx.relayed.register(ctx.user, &backend.host, ctx.client);
+    let tcp = |s: &dyn AsyncStream| s.as_any().is::<TcpStream>();
+    if tcp(client.as_ref()) && tcp(backend.stream.get_ref().as_ref()) {
+        let early = backend.stream.buffer().to_vec();
+        if let (Some(c), Some(b)) = (plain_tcp(client), plain_tcp(backend.stream.into_inner())) {
+            // Both sockets close when dropped here.
+            relay_tcp(&c, &b, &early, &pipelined, idle, &ctx, &kick).await;
+        }
+        return;
+    }
     let (mut cr, mut cw) = tokio::io::split(client);
     // What the backend sent after its login answer is in its reader's
     // buffer: it goes to the client first.
@@ -1507,6 +1524,57 @@ pub async fn relay(
     }
     let _ = cw.shutdown().await;
     let _ = bw.shutdown().await;
+}
+
+/// [`relay`] between two plain TCP sockets: each direction copies through
+/// a small buffer and splices while data flows in bulk
+/// ([`splice::pass`]).
+async fn relay_tcp(
+    client: &TcpStream,
+    backend: &TcpStream,
+    early: &[u8],
+    pipelined: &[u8],
+    idle: Duration,
+    ctx: &RelayContext<'_>,
+    kick: &tokio::sync::Notify,
+) {
+    if splice::write_all(client, early).await.is_err()
+        || splice::write_all(backend, pipelined).await.is_err()
+    {
+        return;
+    }
+    let (mut up, mut down) = (splice::Direction::new(), splice::Direction::new());
+    loop {
+        // Only the readiness is raced: what a side has is moved whole
+        // once it is ready, never cut off by the other side.
+        let step = async {
+            tokio::select! {
+                r = client.readable() => match r {
+                    Ok(()) => splice::pass(client, backend, &mut up).await.unwrap_or(false),
+                    Err(_) => false,
+                },
+                r = backend.readable() => match r {
+                    Ok(()) => splice::pass(backend, client, &mut down).await.unwrap_or(false),
+                    Err(_) => false,
+                },
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(idle, step) => match r {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => {
+                    let _ = splice::write_all(client, ctx.leg.farewell(true)).await;
+                    break;
+                }
+            },
+            () = kick.notified() => {
+                tracing::info!(user = ctx.user, "relayed session ended by tern proxy kick");
+                let _ = splice::write_all(client, ctx.leg.farewell(false)).await;
+                break;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

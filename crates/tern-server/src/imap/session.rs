@@ -22,8 +22,21 @@ use crate::folders::{FolderRegistry, OpenFolder};
 use crate::users::{User, UserDb};
 
 /// Anything a session can run over: TCP, TLS, stdin/stdout.
-pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
+pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The stream as `Any`, to tell a plain TCP socket from a TLS one.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// The stream as `Any`, to take a plain TCP socket out of its box
+    /// (the relay splices between two of them).
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncStream for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
 
 /// What every session shares.
 pub struct Services {

@@ -487,6 +487,48 @@ fn the_client_address_travels_in_id_to_a_backend_that_trusts_the_proxy() {
 }
 
 #[test]
+fn a_cleartext_relay_splices_bulk_data_and_every_byte_arrives() {
+    let b = backend();
+    // A 3 MB message with a pattern, so a lost or reordered piece shows.
+    let body: String = (0..60_000)
+        .map(|i| format!("line {i:07} of the body\r\n"))
+        .collect();
+    b.deliver_raw("dave", "1700000000.M1P1.backend", &message("big", &body));
+    let at = b.haproxy["imap"].to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("strace.log");
+    let log_s = log.to_str().unwrap().to_owned();
+    let p = server()
+        .users(&format!("dave:{{PLAIN}}davepw::::::mailhost={at}\n"))
+        .config("[proxy]\nsend_proxy_header = true\nconnect_timeout_ms = 2000\n")
+        .under(&["strace", "-f", "-qq", "-e", "trace=splice", "-o", &log_s])
+        .start();
+    let fetch = |c: &mut Client| {
+        assert!(c.cmd("LOGIN dave davepw").ok());
+        assert!(c.cmd("SELECT INBOX").has("* 1 EXISTS"));
+        let r = c.cmd("FETCH 1 BODY.PEEK[TEXT]");
+        assert!(r.ok(), "{:?}", r.lines.last());
+        let text = String::from_utf8_lossy(&r.raw).into_owned();
+        assert!(text.contains(&body), "the body did not arrive whole");
+        // And the session goes on after the bulk.
+        assert!(c.cmd("NOOP").ok());
+    };
+    fetch(&mut p.connect());
+    let spliced = std::fs::read_to_string(&log).unwrap();
+    let calls = spliced.lines().filter(|l| l.contains("splice(")).count();
+    assert!(calls >= 2, "no splice(2) in the cleartext relay: {spliced}");
+    // With TLS on the client leg the bytes are copied (they must be
+    // decrypted): no more splices, and the same bytes.
+    fetch(&mut p.connect_tls());
+    let after = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        after.lines().filter(|l| l.contains("splice(")).count(),
+        calls,
+        "a TLS leg was spliced"
+    );
+}
+
+#[test]
 fn a_login_a_trusted_proxy_routed_here_is_served_here() {
     // dave's directory entry names another server, where nothing listens.
     let users = "dave:{PLAIN}davepw::::::mailhost=127.0.0.1:1\n";
