@@ -15,7 +15,8 @@
 # where it relays) is printed after each. Figures go to docs/BENCHMARKS.md by
 # hand, with this command. Then the login latency each adds (500 sessions one
 # after another, bench/proxy-relay.py) and the CPU each proxy spends per MB
-# it relays (FETCH 1:* (BODY.PEEK[]) ten times in one session).
+# it relays (FETCH 1:* (BODY.PEEK[]) RELAY_REPS times, default 100, in one
+# session).
 set -euo pipefail
 N=${1:-2000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,22 +89,32 @@ trap 'kill $(cat "$B/pid") $(cat "$P/pid") 2>/dev/null; bash "$SHARED/oracle/dov
 # CPU seconds (user + system) of a process; with "tree", also of its
 # children, reaped (Dovecot's imap-login processes end with their
 # connection) or alive.
+# CPU_PART=user or sys: only that part.
 cpu_of() {
-    local tck total=0 f pid=$1 tree=${2:-}
+    local tck total=0 f pid=$1 tree=${2:-} part=${CPU_PART:-both}
     tck=$(getconf CLK_TCK)
+    # user, system, children's user, children's system of /proc/PID/stat
+    pick() {
+        case $part in
+            user) echo $(($1 + ${3:-0})) ;;
+            sys) echo $(($2 + ${4:-0})) ;;
+            *) echo $(($1 + $2 + ${3:-0} + ${4:-0})) ;;
+        esac
+    }
     f=$(cat "/proc/$pid/stat") && f=${f##*) }
     # shellcheck disable=SC2086
     set -- $f
-    total=$((${12} + ${13}))
     if [ "$tree" = tree ]; then
-        total=$((total + ${14} + ${15}))
+        total=$(pick "${12}" "${13}" "${14}" "${15}")
         for c in $(pgrep -P "$pid"); do
             f=$(cat "/proc/$c/stat" 2>/dev/null) || continue
             f=${f##*) }
             # shellcheck disable=SC2086
             set -- $f
-            total=$((total + ${12} + ${13} + ${14} + ${15}))
+            total=$((total + $(pick "${12}" "${13}" "${14}" "${15}")))
         done
+    else
+        total=$(pick "${12}" "${13}")
     fi
     echo "scale=2; $total / $tck" | bc
 }
@@ -130,17 +141,21 @@ for target in "direct $BADDR" "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143
     echo "$1: $("${RELAY[@]}" login "$2" alice secret 500)"
 done
 echo
-echo "## CPU per relayed MB: FETCH 1:* (BODY.PEEK[]) 10 times in one session"
+echo "## CPU per relayed MB: FETCH 1:* (BODY.PEEK[]) ${RELAY_REPS:=100} times in one session"
 for target in "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143"; do
     # shellcheck disable=SC2086
     set -- $target
-    t0=$(cpu_of "$PPID_")
-    d0=$(cpu_of "$DMASTER" tree)
-    out=$("${RELAY[@]}" fetch "$2" alice secret 10)
+    if [ "$1" = tern-proxy ]; then who=("$PPID_"); else who=("$DMASTER" tree); fi
+    u0=$(CPU_PART=user cpu_of "${who[@]}")
+    s0=$(CPU_PART=sys cpu_of "${who[@]}")
+    out=$("${RELAY[@]}" fetch "$2" alice secret "$RELAY_REPS")
+    # Dovecot's login process ends with the session; its time counts once
+    # the master has reaped it.
+    sleep 1
     mb=${out#fetched }
     mb=${mb% MB}
-    tp=$(echo "$(cpu_of "$PPID_") - $t0" | bc)
-    dp=$(echo "$(cpu_of "$DMASTER" tree) - $d0" | bc)
-    if [ "$1" = tern-proxy ]; then cpu=$tp; else cpu=$dp; fi
-    echo "$1: $out; proxy CPU $cpu s, $(echo "scale=3; $cpu * 1000 / $mb" | bc) ms per MB"
+    u=$(echo "$(CPU_PART=user cpu_of "${who[@]}") - $u0" | bc)
+    s=$(echo "$(CPU_PART=sys cpu_of "${who[@]}") - $s0" | bc)
+    cpu=$(echo "$u + $s" | bc)
+    echo "$1: $out; proxy CPU $cpu s (user $u, system $s), $(echo "scale=3; $cpu * 1000 / $mb" | bc) ms per MB"
 done
