@@ -275,6 +275,10 @@ pub struct ProxyConfig {
     /// A Unix socket for `tern proxy list` and `tern proxy kick`.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
+    /// Where `tern proxy move` keeps its moves across restarts (absent:
+    /// in memory only).
+    #[serde(default)]
+    pub moves_file: Option<PathBuf>,
     /// Where the other proxies of the pool reach this one's control
     /// (`tern proxy --pool ...`), e.g. `10.0.0.2:1144`.
     #[serde(default)]
@@ -337,6 +341,7 @@ impl Default for ProxyConfig {
             default_pool: None,
             send_id: true,
             control_socket: None,
+            moves_file: None,
             control_listen: None,
             control_secret: None,
             peers: Vec::new(),

@@ -986,10 +986,17 @@ pub struct Relayed {
     next: std::sync::atomic::AtomicU64,
     sessions: Mutex<HashMap<u64, RelayedSession>>,
     /// Users moved by `tern proxy move`: where they are served now (over
-    /// their `mailhost`, until the process ends), and until when their new
-    /// logins wait.
+    /// their `mailhost`, until `tern proxy unmove`), and until when their
+    /// new logins wait.
     moves: Mutex<HashMap<String, (String, Instant)>>,
+    /// Where the moves are kept across restarts (`proxy.moves_file`).
+    moves_file: Option<std::path::PathBuf>,
+    /// One save at a time, each writing the moves as they are then.
+    saving: tokio::sync::Mutex<()>,
 }
+
+/// The most bytes of `proxy.moves_file` read at start.
+const MAX_MOVES_FILE: u64 = 16 << 20;
 
 /// Most a move may hold a user's logins.
 pub const MAX_MOVE_HOLD: Duration = Duration::from_secs(30);
@@ -1021,6 +1028,74 @@ impl Drop for RelayGuard<'_> {
 }
 
 impl Relayed {
+    /// A table whose moves are kept in `path` (one `user<TAB>host` line
+    /// each), read now: a proxy that restarts keeps routing a moved user
+    /// to its new server, so no user is sent back to where its directory
+    /// still says while its new mail is elsewhere.
+    ///
+    /// # Errors
+    /// A file that exists and cannot be read.
+    pub fn with_moves_file(path: std::path::PathBuf) -> std::io::Result<Relayed> {
+        let mut moves = HashMap::new();
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(
+                    &mut std::io::Read::take(f, MAX_MOVES_FILE),
+                    &mut text,
+                )?;
+                let now = Instant::now();
+                for line in text.lines() {
+                    if let Some((user, host)) = line.split_once('\t') {
+                        if !user.is_empty() && !host.is_empty() && !host.contains('\t') {
+                            moves.insert(user.to_owned(), (host.to_owned(), now));
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Relayed {
+            moves: Mutex::new(moves),
+            moves_file: Some(path),
+            ..Default::default()
+        })
+    }
+
+    /// Writes the moves to `proxy.moves_file`, if there is one: durably
+    /// (temporary file, fsync, rename, fsync of the folder), on the
+    /// blocking pool.
+    ///
+    /// # Errors
+    /// The write's.
+    pub async fn save_moves(&self) -> std::io::Result<()> {
+        let Some(path) = self.moves_file.clone() else {
+            return Ok(());
+        };
+        let _one = self.saving.lock().await;
+        let text = {
+            let m = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+            let mut lines: Vec<String> =
+                m.iter().map(|(u, (h, _))| format!("{u}\t{h}\n")).collect();
+            lines.sort();
+            lines.concat()
+        };
+        tokio::task::spawn_blocking(move || {
+            tern_maildir::unique::write_atomic(&path, text.as_bytes())
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+
+    /// Ends `user`'s move: its `mailhost` decides again (after the
+    /// directory was changed to the new server). Whether it had one.
+    pub fn unmove(&self, user: &str) -> bool {
+        let mut m = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(user).is_some()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, RelayedSession>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -1127,7 +1202,8 @@ pub struct ControlPeers {
 }
 
 /// What the control socket and listener answer to a line they cannot read.
-const CONTROL_USAGE: &str = "ERR LIST | KICK USER name | KICK HOST host | MOVE user host seconds\n";
+const CONTROL_USAGE: &str =
+    "ERR LIST | KICK USER name | KICK HOST host | MOVE user host seconds | UNMOVE user\n";
 
 /// A command of the proxy control socket (`tern proxy ...`) and of the
 /// pool's control listener, parsed once from its line.
@@ -1148,6 +1224,8 @@ pub enum ControlCommand {
         /// How long new logins wait (capped by [`MAX_MOVE_HOLD`] when run).
         hold: Duration,
     },
+    /// End a user's move: its `mailhost` decides again.
+    Unmove(String),
 }
 
 /// A control line: a command, and whether it is to run on every proxy of
@@ -1183,6 +1261,7 @@ impl ControlLine {
                 },
                 Err(_) => return Err("ERR MOVE user host seconds\n"),
             },
+            ["UNMOVE", u] => ControlCommand::Unmove((*u).to_owned()),
             _ => return Err(CONTROL_USAGE),
         };
         Ok(ControlLine { pooled, command })
@@ -1199,6 +1278,7 @@ impl ControlCommand {
             ControlCommand::Move { user, host, hold } => {
                 format!("MOVE {user} {host} {}", hold.as_secs())
             }
+            ControlCommand::Unmove(u) => format!("UNMOVE {u}"),
         }
     }
 }
@@ -1229,7 +1309,24 @@ fn run_control(command: &ControlCommand, relayed: &Relayed) -> String {
         ControlCommand::Move { user, host, hold } => {
             format!("OK {}\n", relayed.move_user(user, host, *hold))
         }
+        ControlCommand::Unmove(u) => format!("OK {}\n", u8::from(relayed.unmove(u))),
     }
+}
+
+/// [`run_control`], and a changed move saved to `proxy.moves_file` before
+/// the answer.
+async fn run_saved(command: &ControlCommand, relayed: &Relayed) -> String {
+    let answer = run_control(command, relayed);
+    if matches!(
+        command,
+        ControlCommand::Move { .. } | ControlCommand::Unmove(_)
+    ) {
+        if let Err(e) = relayed.save_moves().await {
+            tracing::error!(cause = %e, "cannot save proxy.moves_file");
+            return format!("ERR in effect here, but not saved to proxy.moves_file: {e}\n");
+        }
+    }
+    answer
 }
 
 /// Sends `command` to the peer proxy at `addr` (its control listener,
@@ -1257,7 +1354,7 @@ async fn ask_peer(addr: &str, secret: &str, command: &str) -> Result<String, Str
 /// `OK total`, after a line for each peer that could not be asked.
 async fn run_pooled(cmd: &ControlCommand, relayed: &Relayed, peers: &ControlPeers) -> String {
     let command = cmd.to_line();
-    let here = run_control(cmd, relayed);
+    let here = run_saved(cmd, relayed).await;
     let listing = matches!(cmd, ControlCommand::List);
     let mut answers = vec![("here".to_owned(), Ok(here))];
     for p in &peers.peers {
@@ -1330,7 +1427,7 @@ pub async fn control(
                     pooled: true,
                     command,
                 }) => run_pooled(&command, &relayed, &peers).await,
-                Ok(ControlLine { command, .. }) => run_control(&command, &relayed),
+                Ok(ControlLine { command, .. }) => run_saved(&command, &relayed).await,
                 Err(usage) => usage.to_owned(),
             };
             let _ = w.write_all(answer.as_bytes()).await;
@@ -1389,7 +1486,7 @@ pub async fn control_tcp(
                     Ok(ControlLine { pooled: true, .. }) => {
                         "ERR POOL is not forwarded\n".to_owned()
                     }
-                    Ok(ControlLine { command, .. }) => run_control(&command, &relayed),
+                    Ok(ControlLine { command, .. }) => run_saved(&command, &relayed).await,
                     Err(usage) => usage.to_owned(),
                 }
             };
@@ -1622,6 +1719,33 @@ mod tests {
         assert!(!here("192.0.2.7"));
         // Names are compared as before.
         assert!(!here("localhost"));
+    }
+
+    #[tokio::test]
+    async fn moves_are_read_back_from_their_file_and_bad_lines_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moves");
+        // No file yet: no moves.
+        let r = Relayed::with_moves_file(path.clone()).unwrap();
+        assert!(r.moved("dave").is_none());
+        r.move_user("dave", "b2:143", Duration::ZERO);
+        r.move_user("erin", "b3", Duration::ZERO);
+        r.save_moves().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "dave\tb2:143\nerin\tb3\n"
+        );
+        // A line without a host, or with more fields, is skipped.
+        std::fs::write(&path, "dave\tb2:143\nbroken\n\tnobody\nx\ty\tz\nerin\tb3\n").unwrap();
+        let r = Relayed::with_moves_file(path.clone()).unwrap();
+        assert_eq!(r.moved("dave").map(|m| m.0), Some("b2:143".to_owned()));
+        assert_eq!(r.moved("erin").map(|m| m.0), Some("b3".to_owned()));
+        assert!(r.moved("broken").is_none() && r.moved("x").is_none());
+        // Read back, a move holds no login.
+        assert!(!r.hold("dave").await);
+        assert!(r.unmove("dave") && !r.unmove("dave"));
+        // A file that cannot be read is an error, not an empty table.
+        assert!(Relayed::with_moves_file(dir.path().to_path_buf()).is_err());
     }
 
     #[test]

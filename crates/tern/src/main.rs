@@ -156,8 +156,9 @@ enum ProxyCmd {
     },
     /// Move USER to HOST on this proxy: its new logins wait --hold-secs,
     /// its relayed sessions end now, and from then on it is served by HOST
-    /// (over its mailhost, until the proxy restarts; change the directory
-    /// too). Run it on every proxy of the pool.
+    /// (over its mailhost, until `tern proxy unmove`; kept across restarts
+    /// in proxy.moves_file). Change the directory too, then unmove. With
+    /// --pool, on every proxy of the pool.
     Move {
         /// The account.
         user: String,
@@ -167,6 +168,12 @@ enum ProxyCmd {
         /// How long new logins wait (at most 30).
         #[arg(long, default_value_t = 5)]
         hold_secs: u64,
+    },
+    /// End USER's move: its mailhost decides again (once the directory
+    /// names the new server).
+    Unmove {
+        /// The account.
+        user: String,
     },
 }
 
@@ -532,6 +539,7 @@ fn proxy_control(socket: &std::path::Path, pool: bool, action: ProxyCmd) -> i32 
             host,
             hold_secs,
         } => format!("MOVE {user} {host} {hold_secs}\n"),
+        ProxyCmd::Unmove { user } => format!("UNMOVE {user}\n"),
     };
     if line.split_whitespace().count() > 4 || line.contains('\0') {
         eprintln!("tern proxy: a name without spaces");
@@ -839,7 +847,11 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
             .map(|n| tern_server::haproxy::Network::parse(n))
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("auth.login_trusted_networks: {e}"))?,
-        relayed: Default::default(),
+        relayed: Arc::new(match &cfg.proxy.moves_file {
+            Some(f) => tern_server::proxy::Relayed::with_moves_file(cfg.resolve(f))
+                .with_context(|| format!("reading proxy.moves_file {}", f.display()))?,
+            None => tern_server::proxy::Relayed::default(),
+        }),
         lmtp: tern_server::lmtp::LmtpSettings {
             local_part_only: cfg.lmtp.local_part_only,
             health: Default::default(),

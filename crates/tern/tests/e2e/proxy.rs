@@ -715,18 +715,24 @@ fn tern_proxy_lists_and_kicks_relayed_sessions() {
     assert!(l.starts_with("-ERR [SYS/TEMP]"), "{l}");
 }
 
-#[test]
-fn tern_proxy_move_holds_logins_ends_sessions_and_routes_to_the_new_backend() {
+/// Two backends and their PROXY listeners' addresses; dave has one
+/// message on the first, none on the second.
+fn two_backends_dave_on_the_first() -> (Server, Server, String, String) {
     let (b1, b2) = (backend(), backend());
     let (at1, at2) = (
         b1.haproxy["imap"].to_string(),
         b2.haproxy["imap"].to_string(),
     );
-    // dave's mail on b1: one message; b2 has none.
     let mut c = b1.connect();
     assert!(c.cmd("LOGIN dave davepw").ok());
     assert!(c.append("INBOX", "()", &message("on b1", "x")).ok());
     drop(c);
+    (b1, b2, at1, at2)
+}
+
+#[test]
+fn tern_proxy_move_holds_logins_ends_sessions_and_routes_to_the_new_backend() {
+    let (_b1, _b2, at1, at2) = two_backends_dave_on_the_first();
     let p = proxy_with(&at1, &at1, "control_socket = \"control.sock\"\n");
     let sock = p.path().join("control.sock");
     let tern_proxy = |args: &[&str]| tern_proxy_at(&sock, &[], args);
@@ -804,6 +810,56 @@ fn tern_proxy_move_holds_logins_ends_sessions_and_routes_to_the_new_backend() {
             .any(|l| l.starts_with(&format!("erin\t{at1}\t"))),
         "{list}"
     );
+}
+
+#[test]
+fn a_move_survives_a_restart_of_the_proxy_until_it_is_ended() {
+    let (_b1, _b2, at1, at2) = two_backends_dave_on_the_first();
+    let mut p = proxy_with(
+        &at1,
+        &at1,
+        "control_socket = \"control.sock\"\nmoves_file = \"moves\"\n",
+    );
+    let sock = p.path().join("control.sock");
+    // The control socket is made once the server runs: wait for it.
+    let tern_proxy = |args: &[&str]| {
+        let t = std::time::Instant::now();
+        loop {
+            let (code, out) = tern_proxy_at(&sock, &[], args);
+            if code != Some(69) || t.elapsed() > std::time::Duration::from_secs(5) {
+                return (code, out);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let messages = |p: &Server| {
+        let mut c = p.connect();
+        assert!(c.cmd("LOGIN dave davepw").ok());
+        let r = c.cmd("STATUS INBOX (MESSAGES)");
+        number_after(&r.lines[0], "MESSAGES ").unwrap()
+    };
+    assert_eq!(messages(&p), 1, "on b1, as the directory says");
+    let (code, out) = tern_proxy(&["move", "dave", &at2, "--hold-secs", "0"]);
+    assert_eq!((code, out.as_str()), (Some(0), "OK 0\n"));
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("moves")).unwrap(),
+        format!("dave\t{at2}\n")
+    );
+    // A restart (even kill -9) keeps the move: dave stays on b2.
+    p.restart();
+    assert_eq!(messages(&p), 0, "back on b1 after a restart");
+    // Ended, the directory decides again, also after a restart.
+    assert_eq!(
+        tern_proxy(&["unmove", "dave"]),
+        (Some(0), "OK 1\n".to_owned())
+    );
+    assert_eq!(
+        tern_proxy(&["unmove", "dave"]),
+        (Some(0), "OK 0\n".to_owned())
+    );
+    p.restart();
+    assert_eq!(messages(&p), 1, "on b1 again");
+    assert_eq!(std::fs::read_to_string(p.path().join("moves")).unwrap(), "");
 }
 
 #[test]
