@@ -234,12 +234,13 @@ pub struct Health {
 }
 
 impl Health {
-    /// The time one attempt may take of the `left` a connection has, with
-    /// `rest` the candidates after it: an equal share among it and those
-    /// of `rest` not marked down. A host that vanished (its packets
-    /// dropped, no refusal) would otherwise take the whole budget and
-    /// leave none for the next candidate, so the failover the list is for
-    /// would never happen within one login or delivery.
+    /// The time one attempt may take to show it is alive (connection,
+    /// greeting) of the `left` a login or delivery has, with `rest` the
+    /// candidates after it: an equal share among it and those of `rest`
+    /// not marked down. A host that vanished (its packets dropped, no
+    /// refusal) would otherwise take the whole budget and leave none for
+    /// the next candidate, so the failover the list is for would never
+    /// happen within one login or delivery.
     pub fn share<'a>(
         &self,
         left: Duration,
@@ -623,7 +624,11 @@ async fn pop3_login(
     Ok(())
 }
 
-/// Connects to `host` and logs in as `user`.
+/// Connects to `host` and logs in as `user`. The connection, its TLS
+/// handshake and the greeting must come within `alive_within` (a host that
+/// vanished answers none of them); the login itself may take the rest of
+/// the caller's time (a backend that greeted is alive, and a slow login
+/// there is no reason to send the user to another server).
 async fn login_at(
     host: &str,
     settings: &ProxySettings,
@@ -631,18 +636,24 @@ async fn login_at(
     client_tls: bool,
     creds: &Credentials,
     leg: Leg,
+    alive_within: Duration,
 ) -> Result<Backend, ProxyError> {
     let addr = address(host, settings, leg);
     let unavailable = |why: String| ProxyError::Unavailable(format!("{host}: {why}"));
-    let mut tcp = TcpStream::connect(&addr).await.map_err(|e| {
-        // Out of descriptors here is this server's trouble, not the
-        // backend's: it must not be marked down for it.
-        if matches!(e.raw_os_error(), Some(23 | 24)) {
-            ProxyError::Local(e.to_string())
-        } else {
-            unavailable(e.to_string())
-        }
-    })?;
+    let alive_by = tokio::time::Instant::now() + alive_within;
+    let late = || unavailable("did not answer in time".to_owned());
+    let mut tcp = tokio::time::timeout_at(alive_by, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| late())?
+        .map_err(|e| {
+            // Out of descriptors here is this server's trouble, not the
+            // backend's: it must not be marked down for it.
+            if matches!(e.raw_os_error(), Some(23 | 24)) {
+                ProxyError::Local(e.to_string())
+            } else {
+                unavailable(e.to_string())
+            }
+        })?;
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().map_err(|e| unavailable(e.to_string()))?;
     if settings.backend_tls == BackendTls::None && !settings.cleartext_allowed(peer.ip()) {
@@ -677,15 +688,17 @@ async fn login_at(
         }
     };
     let stream: Box<dyn AsyncStream> = match settings.backend_tls {
-        BackendTls::Tls => start_tls(Box::new(tcp)).await.map_err(unavailable)?,
+        BackendTls::Tls => tokio::time::timeout_at(alive_by, start_tls(Box::new(tcp)))
+            .await
+            .map_err(|_| late())?
+            .map_err(unavailable)?,
         _ => Box::new(tcp),
     };
     let mut r = BufReader::new(stream);
     let mut greeting = String::new();
-    (&mut r)
-        .take(64 * 1024)
-        .read_line(&mut greeting)
+    tokio::time::timeout_at(alive_by, (&mut r).take(64 * 1024).read_line(&mut greeting))
         .await
+        .map_err(|_| late())?
         .map_err(|e| unavailable(e.to_string()))?;
     let greeted = match leg {
         Leg::Imap => greeting.starts_with("* OK"),
@@ -898,8 +911,8 @@ pub async fn connect(
         let share = health.share(left, queue.iter(), settings.down_for);
         visited.push(host.clone());
         match tokio::time::timeout(
-            share,
-            login_at(host, settings, client, client_tls, creds, leg),
+            left,
+            login_at(host, settings, client, client_tls, creds, leg, share),
         )
         .await
         {
@@ -943,7 +956,15 @@ async fn probe(host: &str, settings: &ProxySettings) -> bool {
         None => Credentials::GreetingOnly,
     };
     let local: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let attempt = login_at(host, settings, Some(local), true, &creds, Leg::Imap);
+    let attempt = login_at(
+        host,
+        settings,
+        Some(local),
+        true,
+        &creds,
+        Leg::Imap,
+        settings.connect_timeout,
+    );
     match tokio::time::timeout(settings.connect_timeout, attempt).await {
         Ok(Ok(b)) => {
             let mut stream = b.stream.into_inner();

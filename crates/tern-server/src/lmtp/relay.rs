@@ -173,15 +173,23 @@ async fn send_data(w: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
     w.flush().await
 }
 
-/// Connects to `host`'s LMTP and gives it the envelope up to MAIL.
+/// Connects to `host`'s LMTP and gives it the envelope up to MAIL; the
+/// connection and the greeting within `alive_within` (a host that vanished
+/// gives neither), the rest within the caller's time.
 async fn connect(
     svc: &Services,
     host: &str,
     env: &Envelope,
+    alive_within: Duration,
 ) -> Result<BufReader<TcpStream>, Failed> {
     let down = |e: std::io::Error| Failed::Down(e.to_string());
+    let late = |_| Failed::Down("did not answer in time".to_owned());
+    let alive_by = tokio::time::Instant::now() + alive_within;
     let addr = at_port(host, svc.proxy.lmtp_port);
-    let tcp = TcpStream::connect(&addr).await.map_err(down)?;
+    let tcp = tokio::time::timeout_at(alive_by, TcpStream::connect(&addr))
+        .await
+        .map_err(late)?
+        .map_err(down)?;
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().map_err(down)?;
     if !svc.proxy.cleartext_allowed(peer.ip()) {
@@ -190,7 +198,10 @@ async fn connect(
         )));
     }
     let mut r = BufReader::new(tcp);
-    let mut extensions = greet(&mut r, &svc.hostname).await.map_err(down)?;
+    let mut extensions = tokio::time::timeout_at(alive_by, greet(&mut r, &svc.hostname))
+        .await
+        .map_err(late)?
+        .map_err(down)?;
     let offers = |ext: &[String], word: &str| {
         ext.iter().any(|l| {
             l.split(' ')
@@ -244,7 +255,7 @@ pub async fn open(
             break;
         }
         let share = health.share(left, route[i + 1..].iter(), settings.down_for);
-        match tokio::time::timeout(share, connect(svc, host, env)).await {
+        match tokio::time::timeout(left, connect(svc, host, env, share)).await {
             Ok(Ok(r)) => {
                 return Ok(Open {
                     route: route.to_vec(),

@@ -197,6 +197,58 @@ fn a_silent_first_backend_leaves_time_to_fail_over_to_the_next() {
     assert!(p.log().contains("did not answer in time"), "{}", p.log());
 }
 
+/// A fake IMAP backend that greets at once and answers every command
+/// `TAG OK ... slow backend`, the LOGIN only after `login_delay`.
+fn slow_login_backend(login_delay: std::time::Duration) -> String {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let _ = w.write_all(b"* OK slow backend ready\r\n");
+                for line in BufReader::new(s).lines() {
+                    let Ok(line) = line else { return };
+                    let mut words = line.split(' ');
+                    let (tag, cmd) = (words.next().unwrap_or("*"), words.next().unwrap_or(""));
+                    if cmd.eq_ignore_ascii_case("LOGIN") {
+                        std::thread::sleep(login_delay);
+                    }
+                    let answer = format!("{tag} OK [CAPABILITY IMAP4rev1] slow backend\r\n");
+                    if w.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    at
+}
+
+#[test]
+fn a_backend_that_greets_may_take_the_rest_of_the_time_to_log_in() {
+    // Two candidates and 2 s: the first must greet within 1 s, but once
+    // it has, its login may take longer; the user is not sent to the
+    // second server for a slow login on a live one.
+    // Without PROXY headers: the fake backend reads lines.
+    let b = server().users("dave:{PLAIN}davepw::::::\n").start();
+    let slow = slow_login_backend(std::time::Duration::from_millis(1300));
+    let p = server()
+        .users(&format!(
+            "dave:{{PLAIN}}davepw::::::mailhost={slow},{}\n",
+            b.imap
+        ))
+        .config("[proxy]\nconnect_timeout_ms = 2000\n")
+        .log("info")
+        .start();
+    let mut c = p.connect();
+    let r = c.cmd("LOGIN dave davepw");
+    assert!(r.ok(), "{r:?}\n{}", p.log());
+    let r = c.cmd("NOOP");
+    assert!(r.has("slow backend"), "served by the second: {r:?}");
+}
+
 #[test]
 fn a_backend_marked_down_is_brought_back_by_the_health_check() {
     let port = free_port();
