@@ -888,11 +888,15 @@ fn a_move_survives_a_restart_of_the_proxy_until_it_is_ended() {
         let mut c = p.connect();
         assert!(c.cmd("LOGIN dave davepw").ok());
         let r = c.cmd("STATUS INBOX (MESSAGES)");
+        assert!(c.cmd("LOGOUT").ok());
+        let _ = c.read_to_close();
         number_after(&r.lines[0], "MESSAGES ").unwrap()
     };
     assert_eq!(messages(&p), 1, "on b1, as the directory says");
+    // (Its count of ended sessions may include the one just closed, if
+    // the proxy has not yet seen it end.)
     let (code, out) = tern_proxy(&["move", "dave", &at2, "--hold-secs", "0"]);
-    assert_eq!((code, out.as_str()), (Some(0), "OK 0\n"));
+    assert!(code == Some(0) && out.starts_with("OK "), "{code:?} {out}");
     assert_eq!(
         std::fs::read_to_string(p.path().join("moves")).unwrap(),
         format!("dave\t{at2}\n")
