@@ -1019,6 +1019,10 @@ pub struct Relayed {
 /// The most bytes of `proxy.moves_file` read at start.
 const MAX_MOVES_FILE: u64 = 16 << 20;
 
+/// The most users moved at once (the table and `proxy.moves_file` stay
+/// bounded).
+pub const MAX_MOVES: usize = 100_000;
+
 /// Most a move may hold a user's logins.
 pub const MAX_MOVE_HOLD: Duration = Duration::from_secs(30);
 
@@ -1155,17 +1159,23 @@ impl Relayed {
     /// Moves `user` to `host`: new logins wait `hold` (at most
     /// [`MAX_MOVE_HOLD`]) and then go to `host`; the user's relayed
     /// sessions end now (BYE). How many ended.
-    pub fn move_user(&self, user: &str, host: &str, hold: Duration) -> usize {
+    ///
+    /// # Errors
+    /// [`MAX_MOVES`] users are moved already (end some moves first): a
+    /// move is never dropped to make room for another.
+    pub fn move_user(&self, user: &str, host: &str, hold: Duration) -> Result<usize, String> {
         let until = Instant::now() + hold.min(MAX_MOVE_HOLD);
         {
             let mut m = self.moves.lock().unwrap_or_else(|p| p.into_inner());
-            if m.len() > 100_000 {
-                m.clear();
+            if m.len() >= MAX_MOVES && !m.contains_key(user) {
+                return Err(format!(
+                    "{MAX_MOVES} users are moved already: unmove some first"
+                ));
             }
             m.insert(user.to_owned(), (host.to_owned(), until));
         }
         tracing::info!(user, host, "user moved");
-        self.kick(Some(user), None)
+        Ok(self.kick(Some(user), None))
     }
 
     /// Where `user` was moved, and until when its logins wait.
@@ -1327,9 +1337,10 @@ fn run_control(command: &ControlCommand, relayed: &Relayed) -> String {
         }
         ControlCommand::KickUser(u) => format!("OK {}\n", relayed.kick(Some(u), None)),
         ControlCommand::KickHost(h) => format!("OK {}\n", relayed.kick(None, Some(h))),
-        ControlCommand::Move { user, host, hold } => {
-            format!("OK {}\n", relayed.move_user(user, host, *hold))
-        }
+        ControlCommand::Move { user, host, hold } => match relayed.move_user(user, host, *hold) {
+            Ok(n) => format!("OK {n}\n"),
+            Err(why) => format!("ERR {why}\n"),
+        },
         ControlCommand::Unmove(u) => format!("OK {}\n", u8::from(relayed.unmove(u))),
     }
 }
@@ -1742,6 +1753,20 @@ mod tests {
         assert!(!here("localhost"));
     }
 
+    #[test]
+    fn moves_are_bounded_and_none_is_dropped_for_another() {
+        let r = Relayed::default();
+        for i in 0..MAX_MOVES {
+            assert!(r.move_user(&format!("u{i}"), "b2", Duration::ZERO).is_ok());
+        }
+        assert!(r.move_user("one-more", "b2", Duration::ZERO).is_err());
+        assert!(r.moved("u0").is_some(), "an earlier move was dropped");
+        // Moving a moved user again, or after an unmove, is fine.
+        assert!(r.move_user("u1", "b3", Duration::ZERO).is_ok());
+        assert!(r.unmove("u2"));
+        assert!(r.move_user("one-more", "b2", Duration::ZERO).is_ok());
+    }
+
     #[tokio::test]
     async fn moves_are_read_back_from_their_file_and_bad_lines_skipped() {
         let dir = tempfile::tempdir().unwrap();
@@ -1749,8 +1774,8 @@ mod tests {
         // No file yet: no moves.
         let r = Relayed::with_moves_file(path.clone()).unwrap();
         assert!(r.moved("dave").is_none());
-        r.move_user("dave", "b2:143", Duration::ZERO);
-        r.move_user("erin", "b3", Duration::ZERO);
+        assert_eq!(r.move_user("dave", "b2:143", Duration::ZERO), Ok(0));
+        assert_eq!(r.move_user("erin", "b3", Duration::ZERO), Ok(0));
         r.save_moves().await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
