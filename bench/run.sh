@@ -22,7 +22,8 @@
 # fresh copies, runs tern-bench against both in one run, prints a Markdown
 # table with the ratios, and stops both servers. Figures go to docs/BENCHMARKS.md
 # by hand, with this command. TERN_BIN=path runs another tern binary (an
-# earlier commit, to measure one change).
+# earlier commit, to measure one change). TERN_BENCH_ACCOUNT_UID=N: see
+# below (the cost of per-account credentials).
 set -euo pipefail
 N=${1:-100000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,7 +50,17 @@ chown -R hxmail:hxmail /tmp/clients/mail
 T="$WORK/tern"
 rm -rf "$T"; mkdir -p "$T/mail/alice"
 cp -r "$MASTER" "$T/mail/alice/Maildir"
-printf 'alice:{PLAIN}secret::::::\n' > "$T/users"
+# TERN_BENCH_ACCOUNT_UID=N: alice's entry gives uid and gid N, her Maildir
+# is N's, and tern (as root) does her storage work with her credentials
+# (mail.account_uids = "all"), to measure what switching them costs.
+ACCOUNT_UIDS=""
+if [ -n "${TERN_BENCH_ACCOUNT_UID:-}" ]; then
+    printf 'alice:{PLAIN}secret:%s:%s::::\n' "$TERN_BENCH_ACCOUNT_UID" "$TERN_BENCH_ACCOUNT_UID" > "$T/users"
+    chown -R "$TERN_BENCH_ACCOUNT_UID:$TERN_BENCH_ACCOUNT_UID" "$T/mail/alice"
+    ACCOUNT_UIDS='account_uids = "all"'
+else
+    printf 'alice:{PLAIN}secret::::::\n' > "$T/users"
+fi
 cat > "$T/tern.toml" <<CONF
 [imap]
 listen = ["127.0.0.1:0"]
@@ -60,6 +71,7 @@ passwd_file = "users"
 [mail]
 maildir = "mail/{user}/Maildir"
 allow_root = true
+$ACCOUNT_UIDS
 [limits]
 max_connections = 20000
 max_connections_per_ip = 20000
