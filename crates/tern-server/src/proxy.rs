@@ -1655,6 +1655,12 @@ pub async fn relay(
     let _ = bw.shutdown().await;
 }
 
+/// The last words to a relayed client, given a few seconds: a client that
+/// reads nothing (its socket's buffer full) does not keep the relay.
+async fn farewell(client: &TcpStream, words: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), splice::write_all(client, words)).await;
+}
+
 /// [`relay`] between two plain TCP sockets: each direction copies through
 /// a small buffer and splices while data flows in bulk
 /// ([`splice::pass`]).
@@ -1693,13 +1699,13 @@ async fn relay_tcp(
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(_) => {
-                    let _ = splice::write_all(client, ctx.leg.farewell(true)).await;
+                    farewell(client, ctx.leg.farewell(true)).await;
                     break;
                 }
             },
             () = kick.notified() => {
                 tracing::info!(user = ctx.user, "relayed session ended by tern proxy kick");
-                let _ = splice::write_all(client, ctx.leg.farewell(false)).await;
+                farewell(client, ctx.leg.farewell(false)).await;
                 break;
             }
         }
