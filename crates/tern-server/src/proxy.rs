@@ -1639,14 +1639,19 @@ pub async fn relay(
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(_) => {
-                    let _ = cw.write_all(ctx.leg.farewell(true)).await;
+                    let words = ctx.leg.farewell(true);
+                    let _ = tokio::time::timeout(FAREWELL_TIME, cw.write_all(words)).await;
                     break;
                 }
             },
             () = kicked => {
                 tracing::info!(user = ctx.user, "relayed session ended by tern proxy kick");
-                let _ = cw.write_all(ctx.leg.farewell(false)).await;
-                let _ = cw.flush().await;
+                let words = ctx.leg.farewell(false);
+                let _ = tokio::time::timeout(FAREWELL_TIME, async {
+                    let _ = cw.write_all(words).await;
+                    let _ = cw.flush().await;
+                })
+                .await;
                 break;
             }
         }
@@ -1655,10 +1660,13 @@ pub async fn relay(
     let _ = bw.shutdown().await;
 }
 
-/// The last words to a relayed client, given a few seconds: a client that
+/// How long the last words to a relayed client may take: a client that
 /// reads nothing (its socket's buffer full) does not keep the relay.
+const FAREWELL_TIME: Duration = Duration::from_secs(5);
+
+/// The last words to a relayed client, within [`FAREWELL_TIME`].
 async fn farewell(client: &TcpStream, words: &[u8]) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), splice::write_all(client, words)).await;
+    let _ = tokio::time::timeout(FAREWELL_TIME, splice::write_all(client, words)).await;
 }
 
 /// [`relay`] between two plain TCP sockets: each direction copies through
