@@ -117,6 +117,12 @@ fn control_lines_read_as_their_commands() {
     assert!(ControlLine::parse("MOVE a b soon")
         .unwrap_err()
         .contains("MOVE user host seconds"));
+    let l = ControlLine::parse("POOL UNMOVE carol\n").unwrap();
+    assert!(l.pooled);
+    assert_eq!(l.command, ControlCommand::Unmove("carol".into()));
+    assert_eq!(l.command.to_line(), "UNMOVE carol");
+    assert!(ControlLine::parse("UNMOVE").is_err());
+    assert!(ControlLine::parse("UNMOVE a b").is_err());
     assert!(ControlLine::parse("POOL POOL LIST").is_err());
     assert!(ControlLine::parse("").is_err());
 }

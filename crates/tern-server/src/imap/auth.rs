@@ -97,7 +97,8 @@ impl Session {
                         .into());
                     }
                 }
-                // An account of another server has no Maildir here.
+                // An account of another server has no Maildir here; a
+                // login a trusted proxy relayed here is served here.
                 let route = if self.routed_here {
                     None
                 } else {

@@ -48,13 +48,9 @@ impl Session {
             };
             if let Some((tag, user)) = answer {
                 let secret = self.login_secret.take();
-                // A login a trusted proxy relayed here is served here.
-                let known = if self.routed_here {
-                    self.login_route = None;
-                    Some(None)
-                } else {
-                    self.login_route.take()
-                };
+                // `Some(None)` for a login a trusted proxy relayed here
+                // (see `conclude`): served here.
+                let known = self.login_route.take();
                 if let Some(hosts) = crate::proxy::login_route(
                     &self.svc,
                     &user.name,

@@ -585,11 +585,14 @@ fn a_login_a_trusted_proxy_routed_here_is_served_here() {
     // dave's directory entry names another server, where nothing listens.
     let users = "dave:{PLAIN}davepw::::::mailhost=127.0.0.1:1\n";
     let routed = "ID (\"x-originating-ip\" \"192.0.2.1\" \"x-tern-route\" \"here\")";
-    let trusting = server()
-        .users(users)
-        .auth("login_trusted_networks = [\"127.0.0.1\"]\n")
-        .config("[proxy]\nconnect_timeout_ms = 1000\n")
-        .start();
+    let trusting_only = |net: &str| {
+        server()
+            .users(users)
+            .auth(&format!("login_trusted_networks = [\"{net}\"]\n"))
+            .config("[proxy]\nconnect_timeout_ms = 1000\n")
+            .start()
+    };
+    let trusting = trusting_only("127.0.0.1");
     // A proxy it trusts chose this server: the login is served here.
     let mut c = trusting.connect();
     assert!(c.cmd(routed).ok());
@@ -605,11 +608,7 @@ fn a_login_a_trusted_proxy_routed_here_is_served_here() {
     let r = trusting.connect().cmd("LOGIN dave davepw");
     assert!(r.no() && r.has("[UNAVAILABLE]"), "{r:?}");
     // From an address it does not trust, the word is ignored.
-    let other = server()
-        .users(users)
-        .auth("login_trusted_networks = [\"10.0.0.0/8\"]\n")
-        .config("[proxy]\nconnect_timeout_ms = 1000\n")
-        .start();
+    let other = trusting_only("10.0.0.0/8");
     let mut c = other.connect();
     assert!(c.cmd(routed).ok());
     let r = c.cmd("LOGIN dave davepw");
