@@ -711,6 +711,43 @@ fn a_backend_that_wants_tls_takes_the_proxys_word_for_the_client_leg() {
 }
 
 #[test]
+fn a_kicked_client_that_reads_nothing_does_not_keep_its_relay() {
+    let b = backend();
+    // 20 MB: more than the socket buffers between backend and client hold.
+    let body: String = (0..700_000)
+        .map(|i| format!("line {i:07} of the body\r\n"))
+        .collect();
+    b.deliver_raw("dave", "1700000000.M1P1.backend", &message("huge", &body));
+    let at = b.haproxy["imap"].to_string();
+    let p = proxy_with(&at, &at, "control_socket = \"control.sock\"\n");
+    let sock = p.path().join("control.sock");
+    let mut c = p.connect();
+    assert!(c.cmd("LOGIN dave davepw").ok());
+    assert!(c.cmd("SELECT INBOX").ok());
+    // The client asks for the message and never reads it.
+    c.send(b"f1 FETCH 1 BODY.PEEK[]\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        tern_proxy_at(&sock, &[], &["kick", "dave"]),
+        (Some(0), "OK 1\n".to_owned())
+    );
+    // Its farewell cannot be written; the relay ends anyway.
+    let t = std::time::Instant::now();
+    loop {
+        let (_, list) = tern_proxy_at(&sock, &[], &["list"]);
+        if !list.lines().any(|l| l.starts_with("dave\t")) {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "the kicked relay is still there: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(c);
+}
+
+#[test]
 fn tern_proxy_lists_and_kicks_relayed_sessions() {
     let b = backend();
     let at = b.haproxy["imap"].to_string();
