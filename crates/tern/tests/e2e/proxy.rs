@@ -538,15 +538,22 @@ fn the_client_address_travels_in_id_to_a_backend_that_trusts_the_proxy() {
     );
 }
 
-#[test]
-fn a_cleartext_relay_splices_bulk_data_and_every_byte_arrives() {
+/// A [`backend`] where dave has one message of `lines` numbered lines; its
+/// PROXY listener's address, and the message's body.
+fn backend_with_one_message_of_lines(lines: usize) -> (Server, String, String) {
     let b = backend();
-    // A 3 MB message with a pattern, so a lost or reordered piece shows.
-    let body: String = (0..60_000)
+    let body: String = (0..lines)
         .map(|i| format!("line {i:07} of the body\r\n"))
         .collect();
     b.deliver_raw("dave", "1700000000.M1P1.backend", &message("big", &body));
     let at = b.haproxy["imap"].to_string();
+    (b, at, body)
+}
+
+#[test]
+fn a_cleartext_relay_splices_bulk_data_and_every_byte_arrives() {
+    // 1.5 MB with a pattern, so a lost or reordered piece shows.
+    let (_b, at, body) = backend_with_one_message_of_lines(60_000);
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("strace.log");
     let log_s = log.to_str().unwrap().to_owned();
@@ -712,13 +719,8 @@ fn a_backend_that_wants_tls_takes_the_proxys_word_for_the_client_leg() {
 
 #[test]
 fn a_kicked_client_that_reads_nothing_does_not_keep_its_relay() {
-    let b = backend();
-    // 20 MB: more than the socket buffers between backend and client hold.
-    let body: String = (0..700_000)
-        .map(|i| format!("line {i:07} of the body\r\n"))
-        .collect();
-    b.deliver_raw("dave", "1700000000.M1P1.backend", &message("huge", &body));
-    let at = b.haproxy["imap"].to_string();
+    // 17 MB: more than the socket buffers between backend and client hold.
+    let (_b, at, _) = backend_with_one_message_of_lines(700_000);
     let p = proxy_with(&at, &at, "control_socket = \"control.sock\"\n");
     let sock = p.path().join("control.sock");
     let mut c = p.connect();
