@@ -231,6 +231,75 @@ pub struct ExistingMessage {
     dirs: Arc<Dirs>,
     in_new: bool,
     name: Arc<str>,
+    /// The name without its flags: what finds the file again after
+    /// another session or program renamed it (a flag change).
+    base: Arc<str>,
+}
+
+impl ExistingMessage {
+    /// The current name of this message in its folder, after a rename
+    /// another session or program made (a flag change, new/ to cur/):
+    /// `None` when no file has its base name (expunged).
+    fn relocate(&self) -> std::io::Result<Option<(Arc<str>, bool)>> {
+        let mut found = None;
+        for in_new in [true, false] {
+            self.dirs.list(in_new, |name| {
+                if let Some(name) = name.to_str() {
+                    if split_name(name).0 == &*self.base {
+                        found = Some((Arc::from(name), in_new));
+                    }
+                }
+            })?;
+        }
+        Ok(found)
+    }
+
+    /// Puts this message into `td` as `tmp_name`: hard-linked where it is a
+    /// regular file and the link works, else copied. Returns whether it was
+    /// copied (its date must then be set). A file another session renamed
+    /// meanwhile is found again by its base name (a few listings, as a
+    /// rename can hide it from one).
+    ///
+    /// # Errors
+    /// [`MaildirError::MessageGone`] when the message no longer exists; I/O
+    /// errors of the copy.
+    fn bring_into(&self, td: &Arc<crate::tmp::TmpDir>, tmp_name: &str) -> Result<bool> {
+        let (mut name, mut in_new) = (self.name.clone(), self.in_new);
+        for attempt in 0..5u32 {
+            // Only a regular file is linked: the name itself is linked, and
+            // a link planted in place of a message must not become a
+            // message here.
+            let regular = self.dirs.stat(in_new, &name).is_ok_and(|st| st.regular);
+            if regular
+                && self
+                    .dirs
+                    .link_out(in_new, &name, &td.file(tmp_name))
+                    .is_ok()
+            {
+                return Ok(false);
+            }
+            match self.dirs.open_file(in_new, &name) {
+                Ok(from) => {
+                    copy_synced(from, td, tmp_name)?;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(MaildirError::io("copy", td.path().join(tmp_name), e));
+                }
+            }
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(1 << attempt));
+            }
+            if let Some(now) = self
+                .relocate()
+                .map_err(|e| MaildirError::io("readdir", td.path().join(tmp_name), e))?
+            {
+                (name, in_new) = now;
+            }
+        }
+        Err(MaildirError::MessageGone)
+    }
 }
 
 /// One message to add to a folder.
@@ -664,6 +733,7 @@ impl Folder {
             dirs: self.dirs()?,
             in_new: entry.in_new,
             name: entry.file_name.clone(),
+            base: entry.base.clone(),
         })
     }
 
@@ -1518,7 +1588,8 @@ impl Folder {
     /// without a message, never a message lost.
     ///
     /// # Errors
-    /// I/O errors; messages placed before the error stay.
+    /// I/O errors; [`MaildirError::MessageGone`] when a COPY's source was
+    /// expunged. A batch that fails adds none of its messages.
     pub fn append(&self, messages: Vec<NewMessage>) -> Result<Vec<u32>> {
         // The whole append holds the folder's lock, so that no other change
         // made through this object interleaves between the stamps taken
@@ -1539,66 +1610,68 @@ impl Folder {
         // This folder's tmp/, opened (never through a link) for the first
         // message copied in.
         let mut tmp_dir: Option<Arc<crate::tmp::TmpDir>> = None;
-        for mut m in messages {
-            // Letters of the folder a message is copied from mean nothing
-            // here: this folder's own letters, or none.
-            let letters = dovecot
-                .as_ref()
-                .map(|dk| dk.letters_of(&m.keywords))
-                .unwrap_or_default();
-            m.flags = m.flags.with_keyword_letters(&letters);
-            let base = new_base_with_sizes(m.size, m.crlf_size);
-            let final_name = format!("{}:2,{}", base, m.flags.to_info());
-            let dirs = self.dirs_to_write(&before)?;
-            match m.source {
-                AppendSource::TmpFile(src) => {
-                    if let Some(t) = m.internal_date {
-                        src.set_modified(t)
-                            .map_err(|e| MaildirError::io("utime", src.path(), e))?;
-                    }
-                    dirs.rename_in(&src, &final_name)
-                        .map_err(|e| MaildirError::io("rename", src.path(), e))?;
-                }
-                AppendSource::Existing(src) => {
-                    let td = match &tmp_dir {
-                        Some(t) => t.clone(),
-                        None => tmp_dir.insert(self.tmp_dir()?).clone(),
-                    };
-                    let tmp = td.file(&base);
-                    // Only a regular file is linked: the name itself is
-                    // linked, and a link planted in place of a message must
-                    // not become a message here.
-                    let regular = src
-                        .dirs
-                        .stat(src.in_new, &src.name)
-                        .is_ok_and(|st| st.regular);
-                    if !regular || src.dirs.link_out(src.in_new, &src.name, &tmp).is_err() {
-                        copy_synced(&src, &td, &base)?;
+        let placing = (|| -> Result<()> {
+            for mut m in messages {
+                // Letters of the folder a message is copied from mean nothing
+                // here: this folder's own letters, or none.
+                let letters = dovecot
+                    .as_ref()
+                    .map(|dk| dk.letters_of(&m.keywords))
+                    .unwrap_or_default();
+                m.flags = m.flags.with_keyword_letters(&letters);
+                let base = new_base_with_sizes(m.size, m.crlf_size);
+                let final_name = format!("{}:2,{}", base, m.flags.to_info());
+                let dirs = self.dirs_to_write(&before)?;
+                match m.source {
+                    AppendSource::TmpFile(src) => {
                         if let Some(t) = m.internal_date {
-                            tmp.set_modified(t)
-                                .map_err(|e| MaildirError::io("utime", tmp.path(), e))?;
+                            src.set_modified(t)
+                                .map_err(|e| MaildirError::io("utime", src.path(), e))?;
                         }
+                        dirs.rename_in(&src, &final_name)
+                            .map_err(|e| MaildirError::io("rename", src.path(), e))?;
                     }
-                    dirs.rename_in(&tmp, &final_name).map_err(|e| {
-                        let _ = tmp.remove();
-                        MaildirError::io("rename", tmp.path(), e)
-                    })?;
+                    AppendSource::Existing(src) => {
+                        let td = match &tmp_dir {
+                            Some(t) => t.clone(),
+                            None => tmp_dir.insert(self.tmp_dir()?).clone(),
+                        };
+                        let tmp = td.file(&base);
+                        if src.bring_into(&td, &base)? {
+                            if let Some(t) = m.internal_date {
+                                tmp.set_modified(t)
+                                    .map_err(|e| MaildirError::io("utime", tmp.path(), e))?;
+                            }
+                        }
+                        dirs.rename_in(&tmp, &final_name).map_err(|e| {
+                            let _ = tmp.remove();
+                            MaildirError::io("rename", tmp.path(), e)
+                        })?;
+                    }
                 }
+                if crate::quota::counts_file(&final_name) {
+                    delta.0 += i64::try_from(m.size).unwrap_or(0);
+                    delta.1 += 1;
+                }
+                let base: Arc<str> = Arc::from(base.as_str());
+                entries.push(MessageEntry {
+                    uid: 0,
+                    base: base.clone(),
+                    file_name: Arc::from(final_name.as_str()),
+                    in_new: false,
+                    flags: m.flags.clone(),
+                    keywords: m.keywords.clone(),
+                });
+                placed.push((base, m.keywords));
             }
-            if crate::quota::counts_file(&final_name) {
-                delta.0 += i64::try_from(m.size).unwrap_or(0);
-                delta.1 += 1;
-            }
-            let base: Arc<str> = Arc::from(base.as_str());
-            entries.push(MessageEntry {
-                uid: 0,
-                base: base.clone(),
-                file_name: Arc::from(final_name.as_str()),
-                in_new: false,
-                flags: m.flags.clone(),
-                keywords: m.keywords.clone(),
-            });
-            placed.push((base, m.keywords));
+            Ok(())
+        })();
+        if let Err(e) = placing {
+            // None of the batch is added when one of it fails (RFC 3501
+            // COPY, RFC 3502 MULTIAPPEND): the files placed so far have no
+            // UID yet, and are taken out again.
+            self.unplace(&before, &entries);
+            return Err(e);
         }
         self.account(delta.0, delta.1);
         if dovecot.is_some() {
@@ -1678,6 +1751,27 @@ impl Folder {
             g.stamps = self.current_stamps();
         }
         Ok(uids)
+    }
+
+    /// Takes out the files of a batch [`Folder::append`] had placed in
+    /// `cur/` before one of its messages failed. They were made by this
+    /// append and have no UID: no one has been told of them.
+    fn unplace(&self, before: &Stamps, entries: &[MessageEntry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let dirs = match self.dirs_to_write(before) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot take back the messages of a failed append");
+                return;
+            }
+        };
+        for e in entries {
+            if let Err(err) = dirs.unlink(false, &e.file_name) {
+                tracing::warn!(path = %e.path(&self.dir).display(), error = %err, "cannot take back a message of a failed append");
+            }
+        }
     }
 
     /// Removes messages. Returns the UIDs actually removed (a message that
@@ -1824,10 +1918,9 @@ pub fn crlf_len(data: &[u8]) -> u64 {
     n
 }
 
-fn copy_synced(src: &ExistingMessage, tmp: &Arc<crate::tmp::TmpDir>, name: &str) -> Result<()> {
+fn copy_synced(mut from: File, tmp: &Arc<crate::tmp::TmpDir>, name: &str) -> Result<()> {
     let mut made = None;
     let res = (|| {
-        let mut from = src.dirs.open_file(src.in_new, &src.name)?;
         let (mut to, file) = tmp.create(name)?;
         made = Some(file);
         std::io::copy(&mut from, &mut to)?;
@@ -2027,6 +2120,87 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["1700000000.M1P1.h:2,ST"]);
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    fn two_messages() -> (tempfile::TempDir, Folder, Folder, Arc<FolderView>) {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        crate::maildir::make_maildir_dirs(&src).unwrap();
+        crate::maildir::make_maildir_dirs(&dst).unwrap();
+        std::fs::write(src.join("cur/1.M1.h:2,"), "Subject: a\n\nb\n").unwrap();
+        std::fs::write(src.join("cur/2.M2.h:2,"), "Subject: c\n\nd\n").unwrap();
+        let (s, d) = (Folder::new(src), Folder::new(dst));
+        let view = s.refresh_exact(MoveNew::No).unwrap();
+        (t, s, d, view)
+    }
+
+    fn copy_of(f: &Folder, e: &MessageEntry) -> NewMessage {
+        NewMessage {
+            source: AppendSource::Existing(f.existing(e).unwrap()),
+            size: 14,
+            crlf_size: 17,
+            flags: e.flags.clone(),
+            keywords: e.keywords.clone(),
+            internal_date: None,
+        }
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_source_renamed_by_another_session_is_found_again() {
+        let (t, s, d, view) = two_messages();
+        let batch = vec![
+            copy_of(&s, &view.messages[0]),
+            copy_of(&s, &view.messages[1]),
+        ];
+        // Another session sets \Seen on both after the COPY took its
+        // sources, one of them also moved from cur/ to new/ and back.
+        let src = t.path().join("src");
+        std::fs::rename(src.join("cur/1.M1.h:2,"), src.join("cur/1.M1.h:2,S")).unwrap();
+        std::fs::rename(src.join("cur/2.M2.h:2,"), src.join("new/2.M2.h:2,S")).unwrap();
+        let uids = d.append(batch).unwrap();
+        assert_eq!(uids.len(), 2);
+        let v = d.refresh_exact(MoveNew::No).unwrap();
+        assert_eq!(v.messages.len(), 2);
+        for m in &v.messages {
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut d.open(m).unwrap(), &mut body).unwrap();
+            assert!(body.starts_with("Subject: "), "{body}");
+        }
+        assert!(names_in(&t.path().join("dst/tmp")).is_empty());
+    }
+
+    #[test]
+    fn a_source_expunged_meanwhile_fails_the_whole_copy_and_adds_nothing() {
+        let (t, s, d, view) = two_messages();
+        let batch = vec![
+            copy_of(&s, &view.messages[0]),
+            copy_of(&s, &view.messages[1]),
+        ];
+        std::fs::remove_file(t.path().join("src/cur/2.M2.h:2,")).unwrap();
+        let err = d.append(batch).unwrap_err();
+        assert!(matches!(err, MaildirError::MessageGone), "{err:?}");
+        // The first message was placed before the second failed: it is
+        // taken out again, and nothing is left in tmp/ either.
+        assert!(names_in(&t.path().join("dst/cur")).is_empty());
+        assert!(names_in(&t.path().join("dst/new")).is_empty());
+        assert!(names_in(&t.path().join("dst/tmp")).is_empty());
+        assert!(d.refresh_exact(MoveNew::No).unwrap().messages.is_empty());
+        // The source keeps what it has.
+        assert_eq!(names_in(&t.path().join("src/cur")), ["1.M1.h:2,"]);
     }
 }
 
