@@ -8,7 +8,8 @@
 #   bench/run.sh 10 --mode login     logins/s and latency with 20 and 100 clients;
 #                                    TERN_ACCOUNTS accounts (default 1000) in both
 #                                    servers' passwd-files, TERN_LOGIN_SCHEME their
-#                                    hashes (PLAIN, SHA512-CRYPT, ARGON2ID)
+#                                    hashes (PLAIN, SSHA512, MD5-CRYPT,
+#                                    SHA512-CRYPT, ARGON2ID)
 #   bench/run.sh N --mode stress [--mailboxes M] [--per-box S] [--seconds T]
 #                                    M accounts s0.. (default 5), each an INBOX of
 #                                    N messages, S persistent sessions on each
@@ -93,6 +94,10 @@ n, path, scheme, tern = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 def hashed(pw):
     if scheme == "PLAIN":
         return "{PLAIN}" + pw
+    if scheme == "MD5-CRYPT":
+        # tern pw does not write this old scheme; glibc's crypt does.
+        import crypt
+        return "{MD5-CRYPT}" + crypt.crypt(pw, crypt.mksalt(crypt.METHOD_MD5))
     return subprocess.run([tern, "pw", "--scheme", scheme], input=pw.encode(),
                           capture_output=True, check=True).stdout.decode().strip()
 with open(path, "w") as f:

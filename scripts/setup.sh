@@ -1,14 +1,15 @@
 #!/bin/bash
 # Installs what the test suite needs on a fresh Debian machine: the real mail
 # clients that shared/clients drives, and Courier-IMAP's imapd (unpacked by
-# shared/oracle/courier.sh) for the round-trip test. Idempotent.
+# shared/oracle/courier.sh) for the round-trip test, and dovecot-core (its
+# doveadm checks the hashes `tern pw` writes). Idempotent.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${TERN_SHARED:-$ROOT/../shared}
 export DEBIAN_FRONTEND=noninteractive
 
 need=()
-for p in isync offlineimap3 fetchmail getmail6 curl neomutt tmux strace gsasl; do
+for p in isync offlineimap3 fetchmail getmail6 curl neomutt tmux strace gsasl dovecot-core; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -134,7 +134,7 @@ enum Cmd {
     },
     /// Hash a password read from stdin, for a passwd-file.
     Pw {
-        /// ARGON2ID (default), SHA512-CRYPT, SCRAM-SHA-256 or SCRAM-SHA-1
+        /// ARGON2ID (default), SHA512-CRYPT, SSHA512, SCRAM-SHA-256 or SCRAM-SHA-1
         /// (SCRAM keys: the account can log in by SCRAM and by password).
         #[arg(long, default_value = "ARGON2ID")]
         scheme: String,
@@ -494,13 +494,14 @@ fn pw(scheme: &str) -> i32 {
     let hashed = match scheme.to_ascii_uppercase().as_str() {
         "ARGON2ID" => tern_auth::scheme::hash_argon2id(password.as_bytes()),
         "SHA512-CRYPT" => tern_auth::scheme::hash_sha512_crypt(password),
+        "SSHA512" => Ok(tern_auth::scheme::hash_ssha512(password.as_bytes())),
         s @ ("SCRAM-SHA-256" | "SCRAM-SHA-1") => match tern_auth::scram::ScramHash::of_scheme(s) {
             Some(h) => Ok(tern_auth::scram::ScramKeys::generate(h, password.as_bytes()).encode()),
             None => Err(tern_auth::AuthError::UnknownScheme(s.to_owned())),
         },
         other => {
             eprintln!(
-                "tern pw: unknown scheme {other} (use ARGON2ID, SHA512-CRYPT, SCRAM-SHA-256 or SCRAM-SHA-1)"
+                "tern pw: unknown scheme {other} (use ARGON2ID, SHA512-CRYPT, SSHA512, SCRAM-SHA-256 or SCRAM-SHA-1)"
             );
             return EXIT_CONFIG;
         }

@@ -19,6 +19,15 @@ fn main() -> anyhow::Result<()> {
     println!("| --- | --- |");
     println!("| {{PLAIN}} | {:.4} |", per_check("{PLAIN}pw1", 10_000)?);
     println!(
+        "| SSHA512 | {:.4} |",
+        per_check(&tern_auth::scheme::hash_ssha512(b"pw1"), 10_000)?
+    );
+    // glibc's crypt(3) wrote it (tern pw does not write this old scheme).
+    println!(
+        "| MD5-CRYPT | {:.3} |",
+        per_check("{MD5-CRYPT}$1$qrCECrN7$TlUG4bjpV2OguhzBnjPr21", 1_000)?
+    );
+    println!(
         "| SHA512-CRYPT (5,000 rounds) | {:.2} |",
         per_check(&sha, 200)?
     );

@@ -313,6 +313,57 @@ fn pw_hashes_verify() {
     assert!(tern_auth_verify(h.trim(), "hunter2"));
 }
 
+/// What `tern pw --scheme SCHEME` writes for `password`.
+fn tern_pw(scheme: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["pw", "--scheme", scheme])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "tern pw --scheme {scheme}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn every_hash_tern_pw_writes_is_read_by_dovecot_and_by_tern() {
+    // A site moving between Dovecot and tern keeps its passwd-file: each
+    // scheme `tern pw` offers is one Dovecot's `doveadm pw -t` verifies
+    // (dovecot-core, installed by scripts/setup.sh), and a wrong password
+    // is refused by both.
+    for scheme in [
+        "ARGON2ID",
+        "SHA512-CRYPT",
+        "SSHA512",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-1",
+    ] {
+        let h = tern_pw(scheme, "hunter2");
+        assert!(h.starts_with(&format!("{{{scheme}}}")), "{h}");
+        let doveadm = |pw: &str| {
+            Command::new("doveadm")
+                .args(["pw", "-t", &h, "-p", pw])
+                .output()
+                .expect("doveadm (dovecot-core) is not installed: run scripts/setup.sh")
+        };
+        let ok = doveadm("hunter2");
+        assert!(
+            ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("(verified)"),
+            "Dovecot does not verify {h}: {ok:?}"
+        );
+        assert!(!doveadm("hunter3").status.success(), "{scheme}");
+        assert!(tern_auth_verify(&h, "hunter2"), "{scheme}");
+        assert!(!tern_auth_verify(&h, "hunter3"), "{scheme}");
+    }
+}
+
 fn tern_auth_verify(hash: &str, pw: &str) -> bool {
     // Use the server itself: a passwd-file with the hash, then LOGIN.
     let s = server().start();
