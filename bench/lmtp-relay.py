@@ -9,6 +9,8 @@ EXISTS, and to the LMTP answer, is taken.
     python3 bench/lmtp-relay.py target/release/tern [N]
 
 Prints p50/p95 of both paths and their ratio (relayed / direct).
+TERN_LMTP_KEEP=SECS sets the front's proxy.lmtp_keep_secs (0: a new relay
+connection per message, as before 2026-12-03).
 """
 import subprocess, socket, time, os, re, sys, tempfile, statistics
 BIN=sys.argv[1]
@@ -30,7 +32,7 @@ common='[mail]\nmaildir = "mail/{user}/Maildir"\nallow_root = true\n[log]\nlevel
 open(f"{W}/busers","w").write("alice:{PLAIN}secret::::::\n")
 b,bp=start(f"{W}/b", common + f'[auth]\npasswd_file = "{W}/busers"\nlogin_trusted_networks = ["127.0.0.0/8"]\n')
 open(f"{W}/fusers","w").write(f"alice:{{PLAIN}}secret::::::mailhost=127.0.0.1:{bp['imap']}\n")
-f,fp=start(f"{W}/f", common + f'[auth]\npasswd_file = "{W}/fusers"\n[proxy]\nlmtp_port = {bp["lmtp"]}\n')
+f,fp=start(f"{W}/f", common + f'[auth]\npasswd_file = "{W}/fusers"\n[proxy]\nlmtp_port = {bp["lmtp"]}\nlmtp_keep_secs = {os.environ.get("TERN_LMTP_KEEP", "5")}\n')
 
 def lines_until(fh, pred):
     while True:

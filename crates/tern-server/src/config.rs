@@ -232,6 +232,10 @@ pub struct ProxyConfig {
     /// The backends' LMTP port, for deliveries relayed to them.
     #[serde(default = "default_proxy_lmtp_port")]
     pub lmtp_port: u16,
+    /// How long a relay connection to a backend's LMTP is kept open for
+    /// the next message, in seconds; 0: one connection per message.
+    #[serde(default = "default_proxy_lmtp_keep_secs")]
+    pub lmtp_keep_secs: u64,
     /// Connecting and logging in to a backend, in milliseconds, all
     /// backends of one login together.
     #[serde(default = "default_proxy_connect_timeout")]
@@ -329,6 +333,7 @@ impl Default for ProxyConfig {
             imap_port: default_proxy_imap_port(),
             pop3_port: default_proxy_pop3_port(),
             lmtp_port: default_proxy_lmtp_port(),
+            lmtp_keep_secs: default_proxy_lmtp_keep_secs(),
             connect_timeout_ms: default_proxy_connect_timeout(),
             down_secs: default_proxy_down_secs(),
             send_proxy_header: false,
@@ -358,6 +363,10 @@ fn default_proxy_imap_port() -> u16 {
 
 fn default_proxy_lmtp_port() -> u16 {
     24
+}
+
+fn default_proxy_lmtp_keep_secs() -> u64 {
+    5
 }
 
 fn default_proxy_pop3_port() -> u16 {
@@ -434,6 +443,7 @@ impl ProxyConfig {
             imap_port: self.imap_port,
             pop3_port: self.pop3_port,
             lmtp_port: self.lmtp_port,
+            lmtp_keep: Duration::from_secs(self.lmtp_keep_secs),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
             down_for: Duration::from_secs(self.down_secs),
             send_proxy_header: self.send_proxy_header,

@@ -46,6 +46,8 @@ pub struct LmtpSettings {
     /// Backends whose LMTP failed lately (apart from the IMAP and POP3
     /// logins' record: a backend may serve those and not LMTP).
     pub health: Arc<crate::proxy::Health>,
+    /// Relay connections kept open between messages ([`relay::Kept`]).
+    pub kept: Arc<relay::Kept>,
 }
 
 /// A command line of LMTP, parsed.
@@ -656,7 +658,7 @@ async fn deliver_all(
     for (open, ids) in relays.into_iter().zip(routed) {
         let to: Vec<String> = ids.iter().map(|&i| rcpts[i].address.clone()).collect();
         let got = match open {
-            Some(open) if !to.is_empty() => open.data(message.data, &to).await,
+            Some(open) if !to.is_empty() => open.data(svc, message.data, &to).await,
             _ => to.iter().map(|to| relay::lost(to)).collect(),
         };
         for (i, a) in ids.into_iter().zip(got) {

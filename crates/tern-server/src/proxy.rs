@@ -40,6 +40,9 @@ pub struct ProxySettings {
     pub pop3_port: u16,
     /// The LMTP port of a backend, for deliveries relayed to it.
     pub lmtp_port: u16,
+    /// How long a relay connection to a backend's LMTP is kept for the
+    /// next message (zero: not kept).
+    pub lmtp_keep: Duration,
     /// How long connecting and logging in to a backend may take.
     pub connect_timeout: Duration,
     /// How long a backend that failed is skipped.
@@ -160,6 +163,7 @@ impl Default for ProxySettings {
             imap_port: 143,
             pop3_port: 110,
             lmtp_port: 24,
+            lmtp_keep: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             down_for: Duration::from_secs(30),
             send_proxy_header: false,

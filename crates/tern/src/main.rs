@@ -856,6 +856,7 @@ async fn run_server(cfg: Config, ready: Prepared) -> Result<()> {
         lmtp: tern_server::lmtp::LmtpSettings {
             local_part_only: cfg.lmtp.local_part_only,
             health: Default::default(),
+            kept: Default::default(),
         },
     });
     tokio::spawn(tern_server::proxy::check_health(

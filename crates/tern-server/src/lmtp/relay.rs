@@ -20,6 +20,13 @@
 //! answer did not come gets `451`, and the MTA tries again, so a message
 //! is never stored twice by this relay.
 //!
+//! A connection whose message went through whole is kept for the next
+//! message to the same backend for `proxy.lmtp_keep_secs` ([`Kept`], at most
+//! [`MAX_KEPT`] of them), as Postfix's connection cache does: the next
+//! delivery then starts at MAIL, without the connect, greeting, LHLO and
+//! XCLIENT round trips. A kept connection the backend has closed meanwhile
+//! is simply replaced by a new one (the backend is not marked down for it).
+//!
 //! Loops (two servers whose directories send a user to each other) end
 //! after [`MAX_HOPS`]: each relay tells the next, by `XCLIENT TTL=` (as
 //! Dovecot's LMTP proxy does, to servers that offer XCLIENT to it), how
@@ -29,6 +36,7 @@
 //! `proxy.cleartext_networks` is not relayed to.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -45,6 +53,91 @@ const DATA_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Longest answer line taken from a backend.
 const MAX_ANSWER: u64 = 4096;
+
+/// Most relay connections kept at once (all backends together).
+pub const MAX_KEPT: usize = 32;
+
+/// A connection that took a whole message and is ready for the next
+/// transaction: what XCLIENT told its backend, and what LHLO offered.
+#[derive(Debug)]
+struct Idle {
+    host: String,
+    /// The session's facts the backend holds from XCLIENT: a connection
+    /// is reused only for a message with the same ones.
+    ttl: u32,
+    client: Option<std::net::IpAddr>,
+    offers: Offers,
+    since: Instant,
+    r: BufReader<TcpStream>,
+}
+
+/// The extensions of LHLO's answer the relay uses.
+#[derive(Debug, Clone, Copy, Default)]
+struct Offers {
+    size: bool,
+    eight_bit: bool,
+}
+
+/// Relay connections kept between messages, newest last.
+#[derive(Debug, Default)]
+pub struct Kept {
+    idle: std::sync::Mutex<Vec<Idle>>,
+    /// Whether a task is closing the connections kept past their time.
+    sweeping: std::sync::atomic::AtomicBool,
+}
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A kept connection to `host` for a message of `env`, if one is
+    /// younger than `keep`.
+    fn take(&self, host: &str, env: &Envelope, keep: Duration) -> Option<Idle> {
+        let mut idle = self.lock();
+        idle.retain(|k| k.since.elapsed() < keep);
+        let client = env.client.map(|c| c.ip());
+        let at = idle
+            .iter()
+            .rposition(|k| k.host == host && k.ttl == env.ttl && k.client == client)?;
+        Some(idle.remove(at))
+    }
+
+    /// Keeps `k` for the next message (the oldest is closed past
+    /// [`MAX_KEPT`]), and starts the sweep that closes it after `keep` if
+    /// none runs; with `keep` zero, `k` is closed.
+    fn put(self: &Arc<Self>, k: Idle, keep: Duration) {
+        if keep.is_zero() {
+            return;
+        }
+        {
+            let mut idle = self.lock();
+            idle.retain(|k| k.since.elapsed() < keep);
+            if idle.len() >= MAX_KEPT {
+                idle.remove(0);
+            }
+            idle.push(k);
+        }
+        use std::sync::atomic::Ordering;
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let kept = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(keep).await;
+                let mut idle = kept.lock();
+                idle.retain(|k| k.since.elapsed() < keep);
+                if idle.is_empty() {
+                    // Cleared under the lock: a put after this starts
+                    // another sweep.
+                    kept.sweeping.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        });
+    }
+}
 
 /// The envelope of the transaction a relay joins.
 #[derive(Debug, Clone)]
@@ -66,6 +159,9 @@ pub struct Open {
     /// The route it was chosen for (the recipients of one route share it).
     pub route: Vec<String>,
     host: String,
+    ttl: u32,
+    client: Option<std::net::IpAddr>,
+    offers: Offers,
     r: BufReader<TcpStream>,
 }
 
@@ -181,7 +277,7 @@ async fn connect(
     host: &str,
     env: &Envelope,
     alive_within: Duration,
-) -> Result<BufReader<TcpStream>, Failed> {
+) -> Result<(BufReader<TcpStream>, Offers), Failed> {
     let down = |e: std::io::Error| Failed::Down(e.to_string());
     let late = |_| Failed::Down("did not answer in time".to_owned());
     let alive_by = tokio::time::Instant::now() + alive_within;
@@ -202,14 +298,14 @@ async fn connect(
         .await
         .map_err(late)?
         .map_err(down)?;
-    let offers = |ext: &[String], word: &str| {
+    let has = |ext: &[String], word: &str| {
         ext.iter().any(|l| {
             l.split(' ')
                 .next()
                 .is_some_and(|w| w.eq_ignore_ascii_case(word))
         })
     };
-    if offers(&extensions, "XCLIENT") {
+    if has(&extensions, "XCLIENT") {
         // The hops left, and whose connection this is; the backend greets
         // again and wants LHLO again (as after Postfix's XCLIENT).
         let mut x = format!("XCLIENT TTL={}", env.ttl);
@@ -219,20 +315,55 @@ async fn connect(
         send(&mut r, &x).await.map_err(down)?;
         extensions = greet(&mut r, &svc.hostname).await.map_err(down)?;
     }
+    let offers = Offers {
+        size: has(&extensions, "SIZE"),
+        eight_bit: has(&extensions, "8BITMIME"),
+    };
+    mail(&mut r, env, offers).await?;
+    Ok((r, offers))
+}
+
+/// MAIL for the envelope, on a connection ready for a transaction.
+async fn mail(r: &mut BufReader<TcpStream>, env: &Envelope, offers: Offers) -> Result<(), Failed> {
+    let down = |e: std::io::Error| Failed::Down(e.to_string());
     let mut mail = format!("MAIL FROM:<{}>", env.sender);
-    if let (Some(n), true) = (env.size, offers(&extensions, "SIZE")) {
+    if let (Some(n), true) = (env.size, offers.size) {
         mail.push_str(&format!(" SIZE={n}"));
     }
-    if offers(&extensions, "8BITMIME") {
+    if offers.eight_bit {
         mail.push_str(" BODY=8BITMIME");
     }
-    send(&mut r, &mail).await.map_err(down)?;
-    let (code, text) = answer(&mut r).await.map_err(down)?;
+    send(r, &mail).await.map_err(down)?;
+    let (code, text) = answer(r).await.map_err(down)?;
     match code {
-        250 => Ok(r),
+        250 => Ok(()),
         421 => Err(Failed::Down(text)),
         _ => Err(Failed::Refused(text)),
     }
+}
+
+/// A kept connection to `host` that takes the envelope, if there is one:
+/// one the backend closed meanwhile (or that fails at MAIL in any way but
+/// a refusal) is dropped, and the caller connects anew.
+async fn reuse(
+    svc: &Services,
+    host: &str,
+    env: &Envelope,
+    within: Duration,
+) -> Option<Result<(BufReader<TcpStream>, Offers), Failed>> {
+    while let Some(mut k) = svc.lmtp.kept.take(host, env, svc.proxy.lmtp_keep) {
+        match tokio::time::timeout(within, mail(&mut k.r, env, k.offers)).await {
+            Ok(Ok(())) => return Some(Ok((k.r, k.offers))),
+            Ok(Err(Failed::Refused(text))) => return Some(Err(Failed::Refused(text))),
+            Ok(Err(Failed::Down(why))) => {
+                tracing::debug!(backend = %host, cause = %why, "LMTP relay: a kept connection was closed; dropped");
+            }
+            Err(_) => {
+                tracing::debug!(backend = %host, "LMTP relay: a kept connection did not answer; dropped");
+            }
+        }
+    }
+    None
 }
 
 /// Joins the transaction at the first of `route`'s backends that takes
@@ -255,11 +386,21 @@ pub async fn open(
             break;
         }
         let share = health.share(left, route[i + 1..].iter(), settings.down_for);
-        match tokio::time::timeout(left, connect(svc, host, env, share)).await {
-            Ok(Ok(r)) => {
+        let got = tokio::time::timeout(left, async {
+            match reuse(svc, host, env, share).await {
+                Some(got) => got,
+                None => connect(svc, host, env, share).await,
+            }
+        })
+        .await;
+        match got {
+            Ok(Ok((r, offers))) => {
                 return Ok(Open {
                     route: route.to_vec(),
                     host: host.clone(),
+                    ttl: env.ttl,
+                    client: env.client.map(|c| c.ip()),
+                    offers,
                     r,
                 })
             }
@@ -305,7 +446,7 @@ impl Open {
 
     /// Sends the message for the recipients the backend accepted
     /// (`recipients`, in RCPT order): one answer each, in that order.
-    pub async fn data(mut self, data: &[u8], recipients: &[String]) -> Vec<String> {
+    pub async fn data(mut self, svc: &Services, data: &[u8], recipients: &[String]) -> Vec<String> {
         let host = self.host.clone();
         let r = &mut self.r;
         // The backend's answers after the data, as far as they came: each
@@ -323,7 +464,6 @@ impl Open {
             for _ in recipients {
                 got.push(answer(r).await?.1);
             }
-            let _ = send(r, "QUIT").await;
             Ok::<_, std::io::Error>(Ok(()))
         })
         .await
@@ -336,6 +476,20 @@ impl Open {
         match after {
             Ok(Ok(())) => {
                 tracing::info!(backend = %host, recipients = recipients.len(), "LMTP relayed");
+                // The transaction is over and the connection ready for
+                // the next one.
+                svc.lmtp.kept.clone().put(
+                    Idle {
+                        host,
+                        ttl: self.ttl,
+                        client: self.client,
+                        offers: self.offers,
+                        since: Instant::now(),
+                        r: self.r,
+                    },
+                    svc.proxy.lmtp_keep,
+                );
+                return answers;
             }
             Ok(Err(text)) => {
                 tracing::warn!(backend = %host, answer = %text, "LMTP relay: DATA refused");

@@ -607,6 +607,87 @@ fn fake_backend(how: Fake) -> (u16, std::thread::JoinHandle<Vec<String>>) {
     (port, t)
 }
 
+/// A fake backend LMTP server on 127.0.0.2 that takes `connections`
+/// connections one after the other and stores every message (one answer
+/// per accepted recipient); with `hang_up`, it closes each connection
+/// after its first message, as a backend restarting or timing out an idle
+/// client does. Its port, and the number of messages each connection
+/// carried.
+fn storing_backend(
+    connections: usize,
+    hang_up: bool,
+) -> (u16, std::thread::JoinHandle<Vec<usize>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let mut carried = Vec::new();
+        for _ in 0..connections {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut w = tcp.try_clone().unwrap();
+            let mut r = BufReader::new(tcp);
+            let (mut messages, mut rcpts) = (0, 0);
+            w.write_all(b"220 fake LMTP\r\n").unwrap();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                match line.get(..4).unwrap_or("").to_ascii_uppercase().as_str() {
+                    "LHLO" => w.write_all(b"250-fake\r\n250 PIPELINING\r\n").unwrap(),
+                    "MAIL" => w.write_all(b"250 2.1.0 OK\r\n").unwrap(),
+                    "RCPT" => {
+                        rcpts += 1;
+                        w.write_all(b"250 2.1.5 OK\r\n").unwrap();
+                    }
+                    "DATA" => {
+                        take_data(&mut w, &mut r);
+                        for _ in 0..std::mem::take(&mut rcpts) {
+                            w.write_all(b"250 2.0.0 stored\r\n").unwrap();
+                        }
+                        messages += 1;
+                        if hang_up {
+                            break;
+                        }
+                    }
+                    _ => w.write_all(b"502 5.5.2 What?\r\n").unwrap(),
+                }
+            }
+            carried.push(messages);
+        }
+        carried
+    });
+    (port, t)
+}
+
+#[test]
+fn the_relay_keeps_its_connection_for_the_next_message() {
+    // Three messages, each from its own MTA connection, go to the backend
+    // over one relay connection: no connect, greeting, LHLO and XCLIENT
+    // per message (as Postfix's connection cache saves them). The kept
+    // connection is closed after its time (the fake's read then ends).
+    let (port, fake) = storing_backend(1, false);
+    let front = front_to_fake(port);
+    for _ in 0..3 {
+        assert_eq!(deliver_to_dave(&front), "250 2.0.0 stored");
+    }
+    assert_eq!(fake.join().unwrap(), [3]);
+}
+
+#[test]
+fn a_kept_connection_the_backend_closed_is_replaced_without_a_failure() {
+    // The backend closes every connection after one message: the next
+    // message finds its kept connection dead at MAIL, and goes over a new
+    // one; the backend is not marked down for it (the third would then be
+    // refused for the time of the mark).
+    let (port, fake) = storing_backend(3, true);
+    let front = front_to_fake(port);
+    for _ in 0..3 {
+        assert_eq!(deliver_to_dave(&front), "250 2.0.0 stored");
+    }
+    assert_eq!(fake.join().unwrap(), [1, 1, 1]);
+}
+
 /// The fake backend's side of DATA: `354`, then the message read to its
 /// end line.
 fn take_data(w: &mut TcpStream, r: &mut BufReader<TcpStream>) {
