@@ -16,7 +16,8 @@
 # hand, with this command. Then the login latency each adds (500 sessions one
 # after another, bench/proxy-relay.py) and the CPU each proxy spends per MB
 # it relays (FETCH 1:* (BODY.PEEK[]) RELAY_REPS times, default 100, in one
-# session).
+# session). PROXY_BENCH_ONLY=relay runs the last part alone; TERN_BIN=path
+# runs another tern binary (an earlier commit, to measure one change).
 set -euo pipefail
 N=${1:-2000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +33,7 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 
 start_tern() { # dir: writes its tern.toml first; prints the IMAP address
     local d=$1
-    "$ROOT/target/release/tern" serve --config "$d/tern.toml" > "$d/stdout" 2> "$d/stderr" &
+    "${TERN_BIN:-$ROOT/target/release/tern}" serve --config "$d/tern.toml" > "$d/stdout" 2> "$d/stderr" &
     echo $! > "$d/pid"
     for _ in $(seq 100); do grep -q 'listening imap' "$d/stdout" && break; sleep 0.1; done
     sed -n 's/^tern: listening imap \(.*\)$/\1/p' "$d/stdout"
@@ -121,6 +122,8 @@ cpu_of() {
 DMASTER=$(cat /tmp/clients/dovecot-ref.pid)
 
 echo "bench: $N messages; backend $BADDR, tern proxy $PADDR (pid $PPID_), Dovecot proxy 127.0.0.1:11143; $(nproc) cores" >&2
+RELAY=(python3 "$ROOT/bench/proxy-relay.py")
+if [ "${PROXY_BENCH_ONLY:-}" != relay ]; then
 echo "## tern proxy (tern column) against direct to the backend (Dovecot column)"
 t0=$(cpu_of "$PPID_")
 "$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot "$BADDR" --tern-pid "$PPID_" --mode imap
@@ -134,13 +137,13 @@ echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
 echo "Dovecot CPU in this run (master and its children): $(echo "$(cpu_of "$DMASTER" tree) - $d0" | bc) s"
 echo
 echo "## Login latency: 500 sessions one after another, connect to the LOGIN's OK"
-RELAY=(python3 "$ROOT/bench/proxy-relay.py")
 for target in "direct $BADDR" "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143"; do
     # shellcheck disable=SC2086
     set -- $target
     echo "$1: $("${RELAY[@]}" login "$2" alice secret 500)"
 done
 echo
+fi
 echo "## CPU per relayed MB: FETCH 1:* (BODY.PEEK[]) ${RELAY_REPS:=100} times in one session"
 for target in "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143"; do
     # shellcheck disable=SC2086

@@ -18,14 +18,69 @@ use tokio::net::TcpStream;
 
 use super::{resize_for, LARGE, SMALL};
 
-/// At most this much is moved by one splice: a pipe's default capacity.
+/// A pipe's default capacity.
 const PIPE_CHUNK: usize = 64 * 1024;
+
+/// The capacity asked for a relay's pipe: four times the default, which
+/// takes about a third of the proxy's CPU per relayed MB off (fewer,
+/// larger splices; docs/BENCHMARKS.md, 2026-12-03).
+const PIPE_SIZE: usize = 256 * 1024;
+
+/// Most pipes enlarged to [`PIPE_SIZE`] at once (16 MiB of pipe pages at
+/// most). Pipe pages count against a per-user limit
+/// (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB by default) past which
+/// the kernel gives new pipes a page or two: the pipes past this many keep
+/// the default size.
+const MAX_BIG_PIPES: usize = 64;
+
+/// Pipes enlarged now.
+static BIG_PIPES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A pipe between the two sockets of one direction.
+struct Pipe {
+    from: OwnedFd,
+    into: OwnedFd,
+    /// Its capacity: the most one splice moves.
+    cap: usize,
+    /// Whether it counts in [`BIG_PIPES`].
+    big: bool,
+}
+
+impl Pipe {
+    fn open() -> io::Result<Pipe> {
+        use std::sync::atomic::Ordering;
+        let (from, into) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+        let mut p = Pipe {
+            from,
+            into,
+            cap: PIPE_CHUNK,
+            big: false,
+        };
+        if BIG_PIPES.fetch_add(1, Ordering::AcqRel) < MAX_BIG_PIPES {
+            if let Ok(cap) = rustix::pipe::fcntl_setpipe_size(&p.into, PIPE_SIZE) {
+                (p.cap, p.big) = (cap, true);
+            }
+        }
+        if !p.big {
+            BIG_PIPES.fetch_sub(1, Ordering::AcqRel);
+        }
+        Ok(p)
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        if self.big {
+            BIG_PIPES.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
 
 /// One direction of the relay: a copy buffer, or a pipe while data flows
 /// in bulk.
 pub(super) struct Direction {
     buf: Vec<u8>,
-    pipe: Option<(OwnedFd, OwnedFd)>,
+    pipe: Option<Pipe>,
 }
 
 impl Direction {
@@ -51,9 +106,9 @@ fn splice_flags() -> SpliceFlags {
 /// `Ok(false)` at the end of `src`'s stream. A readiness that was stale
 /// moves nothing and answers `Ok(true)`.
 pub(super) async fn pass(src: &TcpStream, dst: &TcpStream, d: &mut Direction) -> io::Result<bool> {
-    if let Some((from_pipe, into_pipe)) = &d.pipe {
+    if let Some(pipe) = &d.pipe {
         let n = match src.try_io(Interest::READABLE, || {
-            splice(src, None, into_pipe, None, PIPE_CHUNK, splice_flags()).map_err(io::Error::from)
+            splice(src, None, &pipe.into, None, pipe.cap, splice_flags()).map_err(io::Error::from)
         }) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
@@ -66,7 +121,7 @@ pub(super) async fn pass(src: &TcpStream, dst: &TcpStream, d: &mut Direction) ->
         while left > 0 {
             dst.writable().await?;
             match dst.try_io(Interest::WRITABLE, || {
-                splice(from_pipe, None, dst, None, left, splice_flags()).map_err(io::Error::from)
+                splice(&pipe.from, None, dst, None, left, splice_flags()).map_err(io::Error::from)
             }) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(m) => left -= m,
@@ -92,7 +147,7 @@ pub(super) async fn pass(src: &TcpStream, dst: &TcpStream, d: &mut Direction) ->
     write_all(dst, &d.buf[..n]).await?;
     if n == d.buf.len() && d.buf.len() >= LARGE {
         // Bulk: splice from now on.
-        d.pipe = Some(pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?);
+        d.pipe = Some(Pipe::open()?);
         d.buf = Vec::new();
     } else {
         resize_for(&mut d.buf, n);
@@ -127,8 +182,33 @@ mod tests {
         (a, b)
     }
 
+    /// The tests that open pipes, one at a time ([`BIG_PIPES`] is global).
+    static PIPES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn pipes_are_enlarged_within_their_budget_and_give_it_back() {
+        let _one = PIPES.lock().unwrap_or_else(|p| p.into_inner());
+        use std::sync::atomic::Ordering;
+        assert_eq!(BIG_PIPES.load(Ordering::Acquire), 0);
+        let pipes: Vec<Pipe> = (0..MAX_BIG_PIPES + 3)
+            .map(|_| Pipe::open().unwrap())
+            .collect();
+        let big = pipes.iter().filter(|p| p.big).count();
+        assert_eq!(big, MAX_BIG_PIPES, "as many enlarged as the budget allows");
+        assert!(pipes.iter().filter(|p| p.big).all(|p| p.cap >= PIPE_SIZE));
+        assert!(pipes.iter().filter(|p| !p.big).all(|p| p.cap == PIPE_CHUNK));
+        assert_eq!(BIG_PIPES.load(Ordering::Acquire), MAX_BIG_PIPES);
+        drop(pipes);
+        assert_eq!(BIG_PIPES.load(Ordering::Acquire), 0);
+        assert!(Pipe::open().unwrap().big, "the budget is free again");
+    }
+
     #[tokio::test]
+    // The lock only keeps the two pipe tests apart; each has its own
+    // runtime, so holding it across awaits blocks no other task.
+    #[allow(clippy::await_holding_lock)]
     async fn bulk_is_spliced_a_trickle_is_copied_and_every_byte_arrives_in_order() {
+        let _one = PIPES.lock().unwrap_or_else(|p| p.into_inner());
         // writer -> src ==relay==> dst -> reader
         let (mut writer, src) = pair().await;
         let (dst, mut reader) = pair().await;
