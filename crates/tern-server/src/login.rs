@@ -158,6 +158,10 @@ pub(crate) async fn verify(
     if entry.is_none() && db.decoy_bind(&req, &pass).await {
         return LoginResult::Failed;
     }
+    if db.check_is_cleartext(entry.as_ref()) {
+        let result = db.check(entry.as_ref(), &pass);
+        return finish(svc, peer, result, service, tls);
+    }
     let shared = svc.clone();
     let result = on_checker(move || match &shared.users {
         Some(db) => db.check(entry.as_ref(), &pass),

@@ -461,6 +461,22 @@ impl UserDb {
         self.directory.check_by_backend(entry, password, req).await
     }
 
+    /// Whether [`UserDb::check`] for `entry` only compares cleartext, on a
+    /// site whose usual scheme is cleartext (the passwd-file's decoy is
+    /// `{PLAIN}`): less work than handing it to a password thread, so done
+    /// on the spot. An unknown user (checked against the decoy) and a known
+    /// one with a wrong password then take the same path; anything else
+    /// (another scheme, a decoy not built yet, another backend) goes to the
+    /// password threads as before.
+    pub fn check_is_cleartext(&self, entry: Option<&UserEntry>) -> bool {
+        let site_cleartext = self
+            .directory
+            .passwd_file()
+            .and_then(|p| p.decoy().ok().flatten())
+            .is_some_and(|d| tern_auth::scheme::cleartext(&d).is_some());
+        site_cleartext && entry.is_none_or(|e| tern_auth::scheme::cleartext(&e.password).is_some())
+    }
+
     /// Checks a password against the account found (`None`: no such
     /// account); CPU-heavy, so call it from a password thread.
     pub fn check(&self, entry: Option<&UserEntry>, password: &[u8]) -> LoginResult {
@@ -562,6 +578,38 @@ mod tests {
 
     fn extra(k: &str, v: &str) -> std::collections::HashMap<String, String> {
         [(k.to_owned(), v.to_owned())].into_iter().collect()
+    }
+
+    #[test]
+    fn only_a_cleartext_site_checks_on_the_spot() {
+        let t = tempfile::tempdir().unwrap();
+        let db = |text: &str| {
+            let path = t.path().join("users");
+            std::fs::write(&path, text).unwrap();
+            let pf = tern_auth::passwd_file::PasswdFile::open(&path).unwrap();
+            UserDb::new(pf, "mail/{user}".to_owned(), t.path().to_owned())
+        };
+        let entry =
+            |db: &UserDb, name: &str| db.directory.passwd_file().unwrap().lookup(name).unwrap();
+        let plain = db("a:{PLAIN}x::::::\nb:{PLAIN}y::::::\n");
+        assert!(plain.check_is_cleartext(entry(&plain, "a").as_ref()));
+        assert!(
+            plain.check_is_cleartext(None),
+            "an unknown user as a known one"
+        );
+        // A site of SHA512-CRYPT: its one {PLAIN} account and unknown users
+        // alike go to the password threads.
+        let h = tern_auth::scheme::hash_sha512_crypt("pw").unwrap();
+        let crypt = db(&format!("a:{h}::::::\nb:{h}::::::\nc:{{PLAIN}}z::::::\n"));
+        assert!(!crypt.check_is_cleartext(entry(&crypt, "a").as_ref()));
+        assert!(!crypt.check_is_cleartext(entry(&crypt, "c").as_ref()));
+        assert!(!crypt.check_is_cleartext(None));
+        // A cleartext site's one hashed account is checked by a thread.
+        let mixed = db(&format!(
+            "a:{{PLAIN}}x::::::\nb:{{PLAIN}}y::::::\nc:{h}::::::\n"
+        ));
+        assert!(!mixed.check_is_cleartext(entry(&mixed, "c").as_ref()));
+        assert!(mixed.check_is_cleartext(None));
     }
 
     #[test]
