@@ -1668,8 +1668,8 @@ impl Folder {
         })();
         if let Err(e) = placing {
             // None of the batch is added when one of it fails (RFC 3501
-            // COPY, RFC 3502 MULTIAPPEND): the files placed so far have no
-            // UID yet, and are taken out again.
+            // §6.4.7: a failed COPY leaves the destination as it was): the
+            // files placed so far have no UID yet, and are taken out again.
             self.unplace(&before, &entries);
             return Err(e);
         }
