@@ -385,24 +385,35 @@ impl Maildir {
     pub fn rename_inbox(&self, to: &FolderName) -> Result<()> {
         self.create_folder(to)?;
         let inbox = Folder::new(self.root.clone());
-        let view = inbox.refresh(MoveNew::Yes)?;
         let target = Folder::new(self.folder_dir(Some(to)));
-        let mut batch = Vec::with_capacity(view.messages.len());
-        for m in &view.messages {
-            let size = inbox.stat(m).map(|st| st.len).unwrap_or(0);
-            batch.push(NewMessage {
-                source: AppendSource::Existing(inbox.existing(m)?),
-                size,
-                crlf_size: inbox.crlf_size(m).unwrap_or(size),
-                flags: m.flags.clone(),
-                keywords: m.keywords.clone(),
-                internal_date: inbox.internal_date(m).ok(),
-            });
+        // A message expunged by another session meanwhile fails the whole
+        // batch (and adds nothing): the INBOX is listed again and the move
+        // tried again, a few times.
+        let mut attempts = 0;
+        loop {
+            let view = inbox.refresh(MoveNew::Yes)?;
+            let mut batch = Vec::with_capacity(view.messages.len());
+            for m in &view.messages {
+                let size = inbox.stat(m).map(|st| st.len).unwrap_or(0);
+                batch.push(NewMessage {
+                    source: AppendSource::Existing(inbox.existing(m)?),
+                    size,
+                    crlf_size: inbox.crlf_size(m).unwrap_or(size),
+                    flags: m.flags.clone(),
+                    keywords: m.keywords.clone(),
+                    internal_date: inbox.internal_date(m).ok(),
+                });
+            }
+            match target.append(batch) {
+                Ok(_) => {
+                    let uids: Vec<u32> = view.messages.iter().map(|m| m.uid).collect();
+                    inbox.expunge(&uids)?;
+                    return Ok(());
+                }
+                Err(MaildirError::MessageGone) if attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+            }
         }
-        target.append(batch)?;
-        let uids: Vec<u32> = view.messages.iter().map(|m| m.uid).collect();
-        inbox.expunge(&uids)?;
-        Ok(())
     }
 
     /// The subscribed names: `INBOX`, or `INBOX.` and a folder's Unicode
