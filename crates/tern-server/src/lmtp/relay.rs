@@ -26,6 +26,9 @@
 //! delivery then starts at MAIL, without the connect, greeting, LHLO and
 //! XCLIENT round trips. A kept connection the backend has closed meanwhile
 //! is simply replaced by a new one (the backend is not marked down for it).
+//! It serves only messages with the same hops left and from the same MTA
+//! address as the one XCLIENT told the backend (the MTA's port the backend
+//! logs is then the first message's).
 //!
 //! Loops (two servers whose directories send a user to each other) end
 //! after [`MAX_HOPS`]: each relay tells the next, by `XCLIENT TTL=` (as
