@@ -206,14 +206,16 @@ impl Reply {
 }
 
 /// The human-readable text of a response as it may go on the wire: a
-/// text may quote what the client sent (an option's name, a command's), so
-/// a control byte (a CR or LF that would end the line early) is sent as
-/// `?`, and a text that would end the line as a literal announcement
-/// (`{3}`, which a client would wait on) gets a `.` after it.
+/// text may quote what the client sent (an option's name, a command's, a
+/// mailbox name), so a control byte (a CR or LF that would end the line
+/// early) is sent as `?`, and so is every byte past 7 bits (RFC 3501's
+/// TEXT-CHAR is 7-bit; a client that did not enable UTF-8 may refuse the
+/// line); a text that would end the line as a literal announcement (`{3}`,
+/// which a client would wait on) gets a `.` after it.
 fn write_text(text: &str, out: &mut Vec<u8>) {
     out.extend(
         text.bytes()
-            .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
+            .map(|b| if (0x20..0x7f).contains(&b) { b } else { b'?' }),
     );
     if text.ends_with('}') {
         out.push(b'.');
@@ -252,5 +254,10 @@ mod tests {
             out,
             b"a1 NO [NONEXISTENT] No such mailbox\r\na2 OK done\r\n"
         );
+        // What a text quotes from the client goes out as 7-bit text on one
+        // line that is no literal announcement.
+        let mut out = Vec::new();
+        Reply::bad("Unknown mailbox Entw\u{fc}rfe\r\nx {3}").write_tagged("a3", &mut out);
+        assert_eq!(out, b"a3 BAD Unknown mailbox Entw??rfe??x {3}.\r\n");
     }
 }
