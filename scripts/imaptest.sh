@@ -50,7 +50,10 @@ work=$(mktemp -d)
 port=$((20000 + RANDOM % 20000))
 pass=imaptest-secret
 mkdir -p "$work/mail"
-printf 'tester:{PLAIN}%s\n' "$pass" >"$work/users"
+{
+    printf 'tester:{PLAIN}%s\n' "$pass"
+    for i in $(seq 1 100); do printf 'u%s:{PLAIN}%s\n' "$i" "$pass"; done
+} >"$work/users"
 write_config() {
     cat >"$work/tern.toml" <<EOF
 hostname = "localhost"
@@ -110,6 +113,18 @@ for profile in "clients=10" "clients=10 copybox=Other" "clients=8 qresync" \
         failed=1
     fi
 done
+# Many accounts at once: 50 clients over 100 accounts. imaptest answers a
+# COPY's [TRYCREATE] with a CREATE and files that CREATE's answer under
+# COPY: an ALREADYEXISTS there is another of its clients having made the
+# folder first, not an error of the server's.
+out=$("$src/src/imaptest" host=127.0.0.1 port=$port user=u%d users=100 pass=$pass \
+    mbox="$src/src/tests/default.mbox" secs="$secs" clients=50 copybox=Other 2>&1) || true
+errors=$(echo "$out" | grep -iE '^(error|panic|fatal)' | grep -cv 'COPY failed: .* NO \[ALREADYEXISTS\]' || true)
+echo "== stress users=100 clients=50 copybox=Other: $errors errors"
+if ((errors)); then
+    echo "$out" | grep -iE '^(error|panic|fatal)' | sort | uniq -c | sort -rn | head -5
+    failed=1
+fi
 if grep -q ' ERROR ' "$work/serve.log"; then
     echo "== server errors:"
     grep ' ERROR ' "$work/serve.log" | head -5
