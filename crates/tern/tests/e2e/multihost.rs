@@ -1,7 +1,8 @@
 //! The login proxy across hosts. Network namespaces joined by veth links
 //! to one bridge make a proxy host, two backend hosts and a database host
-//! on this machine (iproute2, as root, as CI runs); the test process is the
-//! client host, on the same network. Every tern host runs one and the same
+//! on this machine (iproute2, as root, as CI runs); the test's thread joins
+//! a client host's namespace on the same network, so nothing of the test
+//! network touches the machine's own. Every tern host runs one and the same
 //! configuration file, each in mount and UTS namespaces of its own (its
 //! own disk under one path, its own hostname); the accounts are in a
 //! PostgreSQL on the database host, each with a `mailhost` naming a
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 use crate::lmtp::Lmtp;
 
-/// The test network's first three octets (private, and inside the
-/// namespaces but for the client's link).
+/// The test network's first three octets (private, and only inside the
+/// namespaces).
 const NET: &str = "10.213.77";
 
 fn ip(args: &[&str]) {
@@ -35,24 +36,25 @@ fn is_root() -> bool {
 }
 
 /// The hosts: a switch namespace holding a bridge, one namespace per host
-/// with a veth link to it, and a link from this (the client's) namespace.
-/// Everything is removed when dropped.
+/// with a veth link to it, and the client's, which the test's thread
+/// joins. Everything is removed when dropped.
 struct Lan {
     prefix: String,
     namespaces: Vec<String>,
-    client_link: String,
 }
 
 impl Lan {
+    /// The network, with the calling thread moved into the client host's
+    /// namespace (`NET.10` and `NET.20`): every socket it makes from then
+    /// on is on the test network (a thread's network namespace is its own;
+    /// the other tests' threads stay where they are).
     fn new() -> Lan {
         assert!(
             is_root(),
             "the multi-host test needs root for its network namespaces (CI runs as root)"
         );
-        let prefix = format!("tmh{}", std::process::id());
         let mut lan = Lan {
-            client_link: format!("tm{}", std::process::id()),
-            prefix,
+            prefix: format!("tmh{}", std::process::id()),
             namespaces: Vec::new(),
         };
         let sw = lan.ns("sw");
@@ -60,40 +62,31 @@ impl Lan {
         lan.namespaces.push(sw.clone());
         ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &sw, "link", "set", "br0", "up"]);
-        // The client: this namespace, two addresses.
-        let peer = "pclient";
-        ip(&[
-            "link",
-            "add",
-            &lan.client_link,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            peer,
-            "netns",
-            &sw,
-        ]);
-        ip(&["-n", &sw, "link", "set", peer, "master", "br0", "up"]);
+        let client = lan.link_host("client");
         for a in ["10", "20"] {
             ip(&[
+                "-n",
+                &client,
                 "addr",
                 "add",
                 &format!("{NET}.{a}/24"),
                 "dev",
-                &lan.client_link,
+                "eth0",
             ]);
         }
-        ip(&["link", "set", &lan.client_link, "up"]);
+        ip(&["-n", &client, "link", "set", "eth0", "up"]);
+        let f = std::fs::File::open(format!("/run/netns/{client}")).unwrap();
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&f),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("joining the client host's network namespace");
         lan
     }
 
-    fn ns(&self, host: &str) -> String {
-        format!("{}-{host}", self.prefix)
-    }
-
-    /// A host `name` at `NET.last`, its `/etc/hosts` naming every host.
-    fn host(&mut self, name: &str, last: u8) {
+    /// A namespace `name` with a veth link `eth0` to the bridge (not yet
+    /// up, no address) and its loopback up: its name.
+    fn link_host(&mut self, name: &str) -> String {
         let (ns, sw) = (self.ns(name), self.ns("sw"));
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
@@ -104,6 +97,16 @@ impl Lan {
         ]);
         ip(&["-n", &sw, "link", "set", &peer, "master", "br0", "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+
+    /// A host `name` at `NET.last`, its `/etc/hosts` naming every host.
+    fn host(&mut self, name: &str, last: u8) {
+        let ns = self.link_host(name);
         ip(&[
             "-n",
             &ns,
@@ -140,9 +143,6 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.client_link])
-            .output();
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
             let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(ns));
