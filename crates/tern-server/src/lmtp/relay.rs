@@ -345,6 +345,14 @@ async fn mail(r: &mut BufReader<TcpStream>, env: &Envelope, offers: Offers) -> R
     }
 }
 
+/// Whether a kept connection has nothing waiting to be read: no byte in
+/// its buffer, none on the socket, and no end of stream.
+fn quiet(r: &BufReader<TcpStream>) -> bool {
+    let mut probe = [0u8; 1];
+    r.buffer().is_empty()
+        && matches!(r.get_ref().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 /// A kept connection to `host` that takes the envelope, if there is one:
 /// one the backend closed meanwhile (or that fails at MAIL in any way but
 /// a refusal) is dropped, and the caller connects anew.
@@ -355,6 +363,14 @@ async fn reuse(
     within: Duration,
 ) -> Option<Result<(BufReader<TcpStream>, Offers), Failed>> {
     while let Some(mut k) = svc.lmtp.kept.take(host, env, svc.proxy.lmtp_keep) {
+        // A backend says nothing between transactions: anything it sent
+        // since (a line no command asked for, its close) would be read as
+        // the answer to the next command, and every answer after it would
+        // be one off (a DATA refused would pass as delivered).
+        if !quiet(&k.r) {
+            tracing::debug!(backend = %host, "LMTP relay: a kept connection was not quiet; dropped");
+            continue;
+        }
         match tokio::time::timeout(within, mail(&mut k.r, env, k.offers)).await {
             Ok(Ok(())) => return Some(Ok((k.r, k.offers))),
             Ok(Err(Failed::Refused(text))) => return Some(Err(Failed::Refused(text))),

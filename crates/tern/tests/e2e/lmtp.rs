@@ -607,15 +607,25 @@ fn fake_backend(how: Fake) -> (u16, std::thread::JoinHandle<Vec<String>>) {
     (port, t)
 }
 
+/// What the fake backend of [`storing_backend`] does after each message.
+#[derive(Clone, Copy, PartialEq)]
+enum AfterMessage {
+    /// Waits for the next command.
+    Waits,
+    /// Closes the connection, as a backend restarting or timing out an
+    /// idle client does.
+    HangsUp,
+    /// Sends a line no command asked for, and waits.
+    Chatters,
+}
+
 /// A fake backend LMTP server on 127.0.0.2 that takes `connections`
 /// connections one after the other and stores every message (one answer
-/// per accepted recipient); with `hang_up`, it closes each connection
-/// after its first message, as a backend restarting or timing out an idle
-/// client does. Its port, and the number of messages each connection
-/// carried.
+/// per accepted recipient), then does as `after` says. Its port, and the
+/// number of messages each connection carried.
 fn storing_backend(
     connections: usize,
-    hang_up: bool,
+    after: AfterMessage,
 ) -> (u16, std::thread::JoinHandle<Vec<usize>>) {
     let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -646,8 +656,12 @@ fn storing_backend(
                             w.write_all(b"250 2.0.0 stored\r\n").unwrap();
                         }
                         messages += 1;
-                        if hang_up {
-                            break;
+                        match after {
+                            AfterMessage::Waits => {}
+                            AfterMessage::HangsUp => break,
+                            AfterMessage::Chatters => {
+                                w.write_all(b"250 2.0.0 one more thing\r\n").unwrap()
+                            }
                         }
                     }
                     _ => w.write_all(b"502 5.5.2 What?\r\n").unwrap(),
@@ -666,7 +680,7 @@ fn the_relay_keeps_its_connection_for_the_next_message() {
     // over one relay connection: no connect, greeting, LHLO and XCLIENT
     // per message (as Postfix's connection cache saves them). The kept
     // connection is closed after its time (the fake's read then ends).
-    let (port, fake) = storing_backend(1, false);
+    let (port, fake) = storing_backend(1, AfterMessage::Waits);
     let front = front_to_fake(port);
     for _ in 0..3 {
         assert_eq!(deliver_to_dave(&front), "250 2.0.0 stored");
@@ -680,12 +694,28 @@ fn a_kept_connection_the_backend_closed_is_replaced_without_a_failure() {
     // message finds its kept connection dead at MAIL, and goes over a new
     // one; the backend is not marked down for it (the third would then be
     // refused for the time of the mark).
-    let (port, fake) = storing_backend(3, true);
+    let (port, fake) = storing_backend(3, AfterMessage::HangsUp);
     let front = front_to_fake(port);
     for _ in 0..3 {
         assert_eq!(deliver_to_dave(&front), "250 2.0.0 stored");
     }
     assert_eq!(fake.join().unwrap(), [1, 1, 1]);
+}
+
+#[test]
+fn a_kept_connection_with_unasked_bytes_is_not_reused() {
+    // The backend sends a line after its answers: on that connection every
+    // later answer would be one off (the next MAIL would take it, and a
+    // refused DATA would pass for delivered). The next message goes over a
+    // new connection instead, and each is answered as it should be.
+    let (port, fake) = storing_backend(2, AfterMessage::Chatters);
+    let front = front_to_fake(port);
+    assert_eq!(deliver_to_dave(&front), "250 2.0.0 stored");
+    // The line has arrived at the front before the next message.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(deliver_to_dave(&front), "250 2.0.0 stored");
+    drop(front);
+    assert_eq!(fake.join().unwrap(), [1, 1]);
 }
 
 /// The fake backend's side of DATA: `354`, then the message read to its
