@@ -16,7 +16,9 @@
 # hand, with this command. Then the login latency each adds (500 sessions one
 # after another, bench/proxy-relay.py) and the CPU each proxy spends per MB
 # it relays (FETCH 1:* (BODY.PEEK[]) RELAY_REPS times, default 100, in one
-# session). PROXY_BENCH_ONLY=relay runs the last part alone; TERN_BIN=path
+# session). MIX_ROUNDS=N gives the concurrent mix N rounds per client
+# (default 20; more rounds, less noise). PROXY_BENCH_ONLY=relay runs the
+# last part alone; TERN_BIN=path
 # runs another tern binary (an earlier commit, to measure one change).
 set -euo pipefail
 N=${1:-2000}
@@ -126,13 +128,13 @@ RELAY=(python3 "$ROOT/bench/proxy-relay.py")
 if [ "${PROXY_BENCH_ONLY:-}" != relay ]; then
 echo "## tern proxy (tern column) against direct to the backend (Dovecot column)"
 t0=$(cpu_of "$PPID_")
-"$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot "$BADDR" --tern-pid "$PPID_" --mode imap
+"$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot "$BADDR" --tern-pid "$PPID_" --mode imap --rounds "${MIX_ROUNDS:-20}"
 echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
 echo
 echo "## tern proxy (tern column) against Dovecot's proxy (Dovecot column)"
 t0=$(cpu_of "$PPID_")
 d0=$(cpu_of "$DMASTER" tree)
-"$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot 127.0.0.1:11143 --tern-pid "$PPID_" --mode imap
+"$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot 127.0.0.1:11143 --tern-pid "$PPID_" --mode imap --rounds "${MIX_ROUNDS:-20}"
 echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
 echo "Dovecot CPU in this run (master and its children): $(echo "$(cpu_of "$DMASTER" tree) - $d0" | bc) s"
 echo
