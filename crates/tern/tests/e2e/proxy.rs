@@ -718,6 +718,33 @@ fn a_backend_that_wants_tls_takes_the_proxys_word_for_the_client_leg() {
 }
 
 #[test]
+fn a_relayed_session_ends_after_its_idle_time_and_not_while_it_works() {
+    // limits.auth_timeout_secs on the proxy bounds the relayed session's
+    // silence: a client that keeps talking stays past it (the relay's one
+    // timer is moved on), one that goes quiet gets BYE once it has been
+    // quiet that long.
+    let b = backend();
+    let at = b.haproxy["imap"].to_string();
+    let p = proxy_with(&at, &at, "[limits]\nauth_timeout_secs = 2\n");
+    let mut c = p.connect();
+    assert!(c.cmd("LOGIN dave davepw").ok());
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(3500) {
+        assert!(c.cmd("NOOP").ok(), "cut off while working");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let quiet = std::time::Instant::now();
+    let line = c.read_line();
+    let waited = quiet.elapsed();
+    assert_eq!(line, "* BYE Idle for too long");
+    assert!(
+        waited >= std::time::Duration::from_millis(1500)
+            && waited < std::time::Duration::from_secs(10),
+        "BYE after {waited:?} of silence"
+    );
+}
+
+#[test]
 fn a_kicked_client_that_reads_nothing_does_not_keep_its_relay() {
     // 17 MB: more than the socket buffers between backend and client hold.
     let (_b, at, _) = backend_with_one_message_of_lines(700_000);
