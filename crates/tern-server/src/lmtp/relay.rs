@@ -60,18 +60,25 @@ const MAX_ANSWER: u64 = 4096;
 /// Most relay connections kept at once (all backends together).
 pub const MAX_KEPT: usize = 32;
 
-/// A connection that took a whole message and is ready for the next
-/// transaction: what XCLIENT told its backend, and what LHLO offered.
+/// A connection to a backend's LMTP past its greeting (and XCLIENT): what
+/// XCLIENT told the backend, for the whole connection, and what LHLO
+/// offered.
 #[derive(Debug)]
-struct Idle {
+struct Conn {
     host: String,
-    /// The session's facts the backend holds from XCLIENT: a connection
+    /// The hops left and the MTA's address XCLIENT gave: a kept connection
     /// is reused only for a message with the same ones.
     ttl: u32,
     client: Option<std::net::IpAddr>,
     offers: Offers,
-    since: Instant,
     r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    /// Whether it was set up for a message of `env` to `host`.
+    fn serves(&self, host: &str, env: &Envelope) -> bool {
+        self.host == host && self.ttl == env.ttl && self.client == env.client.map(|c| c.ip())
+    }
 }
 
 /// The extensions of LHLO's answer the relay uses.
@@ -81,45 +88,43 @@ struct Offers {
     eight_bit: bool,
 }
 
-/// Relay connections kept between messages, newest last.
+/// Relay connections kept between messages (each with when it was kept),
+/// newest last.
 #[derive(Debug, Default)]
 pub struct Kept {
-    idle: std::sync::Mutex<Vec<Idle>>,
+    idle: std::sync::Mutex<Vec<(Instant, Conn)>>,
     /// Whether a task is closing the connections kept past their time.
     sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl Kept {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Instant, Conn)>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A kept connection to `host` for a message of `env`, if one is
     /// younger than `keep`.
-    fn take(&self, host: &str, env: &Envelope, keep: Duration) -> Option<Idle> {
+    fn take(&self, host: &str, env: &Envelope, keep: Duration) -> Option<Conn> {
         let mut idle = self.lock();
-        idle.retain(|k| k.since.elapsed() < keep);
-        let client = env.client.map(|c| c.ip());
-        let at = idle
-            .iter()
-            .rposition(|k| k.host == host && k.ttl == env.ttl && k.client == client)?;
-        Some(idle.remove(at))
+        idle.retain(|(since, _)| since.elapsed() < keep);
+        let at = idle.iter().rposition(|(_, c)| c.serves(host, env))?;
+        Some(idle.remove(at).1)
     }
 
     /// Keeps `k` for the next message (the oldest is closed past
     /// [`MAX_KEPT`]), and starts the sweep that closes it after `keep` if
     /// none runs; with `keep` zero, `k` is closed.
-    fn put(self: &Arc<Self>, k: Idle, keep: Duration) {
+    fn put(self: &Arc<Self>, c: Conn, keep: Duration) {
         if keep.is_zero() {
             return;
         }
         {
             let mut idle = self.lock();
-            idle.retain(|k| k.since.elapsed() < keep);
+            idle.retain(|(since, _)| since.elapsed() < keep);
             if idle.len() >= MAX_KEPT {
                 idle.remove(0);
             }
-            idle.push(k);
+            idle.push((Instant::now(), c));
         }
         use std::sync::atomic::Ordering;
         if self.sweeping.swap(true, Ordering::AcqRel) {
@@ -130,7 +135,7 @@ impl Kept {
             loop {
                 tokio::time::sleep(keep).await;
                 let mut idle = kept.lock();
-                idle.retain(|k| k.since.elapsed() < keep);
+                idle.retain(|(since, _)| since.elapsed() < keep);
                 if idle.is_empty() {
                     // Cleared under the lock: a put after this starts
                     // another sweep.
@@ -161,11 +166,7 @@ pub struct Envelope {
 pub struct Open {
     /// The route it was chosen for (the recipients of one route share it).
     pub route: Vec<String>,
-    host: String,
-    ttl: u32,
-    client: Option<std::net::IpAddr>,
-    offers: Offers,
-    r: BufReader<TcpStream>,
+    conn: Conn,
 }
 
 /// Why a backend did not take the delivery before its data was sent.
@@ -280,7 +281,7 @@ async fn connect(
     host: &str,
     env: &Envelope,
     alive_within: Duration,
-) -> Result<(BufReader<TcpStream>, Offers), Failed> {
+) -> Result<Conn, Failed> {
     let down = |e: std::io::Error| Failed::Down(e.to_string());
     let late = |_| Failed::Down("did not answer in time".to_owned());
     let alive_by = tokio::time::Instant::now() + alive_within;
@@ -322,12 +323,20 @@ async fn connect(
         size: has(&extensions, "SIZE"),
         eight_bit: has(&extensions, "8BITMIME"),
     };
-    mail(&mut r, env, offers).await?;
-    Ok((r, offers))
+    let mut conn = Conn {
+        host: host.to_owned(),
+        ttl: env.ttl,
+        client: env.client.map(|c| c.ip()),
+        offers,
+        r,
+    };
+    mail(&mut conn, env).await?;
+    Ok(conn)
 }
 
 /// MAIL for the envelope, on a connection ready for a transaction.
-async fn mail(r: &mut BufReader<TcpStream>, env: &Envelope, offers: Offers) -> Result<(), Failed> {
+async fn mail(conn: &mut Conn, env: &Envelope) -> Result<(), Failed> {
+    let (r, offers) = (&mut conn.r, conn.offers);
     let down = |e: std::io::Error| Failed::Down(e.to_string());
     let mut mail = format!("MAIL FROM:<{}>", env.sender);
     if let (Some(n), true) = (env.size, offers.size) {
@@ -361,7 +370,7 @@ async fn reuse(
     host: &str,
     env: &Envelope,
     within: Duration,
-) -> Option<Result<(BufReader<TcpStream>, Offers), Failed>> {
+) -> Option<Result<Conn, Failed>> {
     while let Some(mut k) = svc.lmtp.kept.take(host, env, svc.proxy.lmtp_keep) {
         // A backend says nothing between transactions: anything it sent
         // since (a line no command asked for, its close) would be read as
@@ -371,8 +380,8 @@ async fn reuse(
             tracing::debug!(backend = %host, "LMTP relay: a kept connection was not quiet; dropped");
             continue;
         }
-        match tokio::time::timeout(within, mail(&mut k.r, env, k.offers)).await {
-            Ok(Ok(())) => return Some(Ok((k.r, k.offers))),
+        match tokio::time::timeout(within, mail(&mut k, env)).await {
+            Ok(Ok(())) => return Some(Ok(k)),
             Ok(Err(Failed::Refused(text))) => return Some(Err(Failed::Refused(text))),
             Ok(Err(Failed::Down(why))) => {
                 tracing::debug!(backend = %host, cause = %why, "LMTP relay: a kept connection was closed; dropped");
@@ -413,14 +422,10 @@ pub async fn open(
         })
         .await;
         match got {
-            Ok(Ok((r, offers))) => {
+            Ok(Ok(conn)) => {
                 return Ok(Open {
                     route: route.to_vec(),
-                    host: host.clone(),
-                    ttl: env.ttl,
-                    client: env.client.map(|c| c.ip()),
-                    offers,
-                    r,
+                    conn,
                 })
             }
             Ok(Err(Failed::Refused(text))) => {
@@ -448,16 +453,16 @@ impl Open {
     /// is lost to the transaction (`Err`: the answer for `to`).
     pub async fn rcpt(&mut self, svc: &Services, to: &str) -> Result<(String, bool), String> {
         let got = tokio::time::timeout(svc.proxy.connect_timeout, async {
-            send(&mut self.r, &format!("RCPT TO:<{to}>")).await?;
-            answer(&mut self.r).await
+            send(&mut self.conn.r, &format!("RCPT TO:<{to}>")).await?;
+            answer(&mut self.conn.r).await
         })
         .await
         .unwrap_or_else(|_| Err(std::io::Error::other("no answer to RCPT in time")));
         match got {
             Ok((code, text)) => Ok((relayed_answer(to, &text), code / 100 == 2)),
             Err(e) => {
-                tracing::warn!(backend = %self.host, cause = %e, "LMTP relay: lost at RCPT; marked down");
-                svc.lmtp.health.mark_down(&self.host);
+                tracing::warn!(backend = %self.conn.host, cause = %e, "LMTP relay: lost at RCPT; marked down");
+                svc.lmtp.health.mark_down(&self.conn.host);
                 Err(lost(to))
             }
         }
@@ -466,8 +471,8 @@ impl Open {
     /// Sends the message for the recipients the backend accepted
     /// (`recipients`, in RCPT order): one answer each, in that order.
     pub async fn data(mut self, svc: &Services, data: &[u8], recipients: &[String]) -> Vec<String> {
-        let host = self.host.clone();
-        let r = &mut self.r;
+        let host = self.conn.host.clone();
+        let r = &mut self.conn.r;
         // The backend's answers after the data, as far as they came: each
         // stands, whatever happens after it (a recipient the backend
         // answered 250 for is delivered; telling the MTA 451 would make it
@@ -497,17 +502,7 @@ impl Open {
                 tracing::info!(backend = %host, recipients = recipients.len(), "LMTP relayed");
                 // The transaction is over and the connection ready for
                 // the next one.
-                svc.lmtp.kept.clone().put(
-                    Idle {
-                        host,
-                        ttl: self.ttl,
-                        client: self.client,
-                        offers: self.offers,
-                        since: Instant::now(),
-                        r: self.r,
-                    },
-                    svc.proxy.lmtp_keep,
-                );
+                svc.lmtp.kept.put(self.conn, svc.proxy.lmtp_keep);
                 return answers;
             }
             Ok(Err(text)) => {
