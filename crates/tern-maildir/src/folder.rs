@@ -293,7 +293,7 @@ impl ExistingMessage {
             }
             if let Some(now) = self
                 .relocate()
-                .map_err(|e| MaildirError::io("readdir", td.path().join(tmp_name), e))?
+                .map_err(|e| MaildirError::io("copy", td.path().join(tmp_name), e))?
             {
                 (name, in_new) = now;
             }

@@ -469,12 +469,14 @@ impl UserDb {
     /// (another scheme, a decoy not built yet, another backend) goes to the
     /// password threads as before.
     pub fn check_is_cleartext(&self, entry: Option<&UserEntry>) -> bool {
-        let site_cleartext = self
-            .directory
-            .passwd_file()
-            .and_then(|p| p.decoy().ok().flatten())
-            .is_some_and(|d| tern_auth::scheme::cleartext(&d).is_some());
-        site_cleartext && entry.is_none_or(|e| tern_auth::scheme::cleartext(&e.password).is_some())
+        // The account's own scheme first: a hashed one needs no look at
+        // the passwd-file's decoy.
+        entry.is_none_or(|e| tern_auth::scheme::cleartext(&e.password).is_some())
+            && self
+                .directory
+                .passwd_file()
+                .and_then(|p| p.decoy().ok().flatten())
+                .is_some_and(|d| tern_auth::scheme::cleartext(&d).is_some())
     }
 
     /// Checks a password against the account found (`None`: no such

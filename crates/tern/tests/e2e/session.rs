@@ -297,27 +297,18 @@ fn id_namespace_enable_noop() {
 
 #[test]
 fn pw_hashes_verify() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .arg("pw")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"hunter2\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let h = String::from_utf8(out.stdout).unwrap();
+    // The line end of a password typed in is not part of it.
+    let h = tern_pw(&[], "hunter2\n");
     assert!(h.starts_with("{ARGON2ID}$argon2id$"), "{h}");
-    assert!(tern_auth_verify(h.trim(), "hunter2"));
+    assert!(tern_auth_verify(&h, "hunter2"));
 }
 
-/// What `tern pw --scheme SCHEME` writes for `password`.
-fn tern_pw(scheme: &str, password: &str) -> String {
+/// What `tern pw ARGS...` writes for `password` given on its stdin.
+fn tern_pw(args: &[&str], password: &str) -> String {
     use std::io::Write;
     let mut c = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["pw", "--scheme", scheme])
+        .arg("pw")
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -328,7 +319,7 @@ fn tern_pw(scheme: &str, password: &str) -> String {
         .write_all(password.as_bytes())
         .unwrap();
     let out = c.wait_with_output().unwrap();
-    assert!(out.status.success(), "tern pw --scheme {scheme}");
+    assert!(out.status.success(), "tern pw {args:?}");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -345,7 +336,7 @@ fn every_hash_tern_pw_writes_is_read_by_dovecot_and_by_tern() {
         "SCRAM-SHA-256",
         "SCRAM-SHA-1",
     ] {
-        let h = tern_pw(scheme, "hunter2");
+        let h = tern_pw(&["--scheme", scheme], "hunter2");
         assert!(h.starts_with(&format!("{{{scheme}}}")), "{h}");
         let doveadm = |pw: &str| {
             Command::new("doveadm")
