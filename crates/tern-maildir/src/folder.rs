@@ -257,48 +257,33 @@ impl ExistingMessage {
     /// Puts this message into `td` as `tmp_name`: hard-linked where it is a
     /// regular file and the link works, else copied. Returns whether it was
     /// copied (its date must then be set). A file another session renamed
-    /// meanwhile is found again by its base name (a few listings, as a
-    /// rename can hide it from one).
+    /// meanwhile is found again by its base name ([`following_renames`]).
     ///
     /// # Errors
     /// [`MaildirError::MessageGone`] when the message no longer exists; I/O
     /// errors of the copy.
     fn bring_into(&self, td: &Arc<crate::tmp::TmpDir>, tmp_name: &str) -> Result<bool> {
-        let (mut name, mut in_new) = (self.name.clone(), self.in_new);
-        for attempt in 0..5u32 {
+        let failed = |e| MaildirError::io("copy", td.path().join(tmp_name), e);
+        // `None`: no file of that name (renamed or removed meanwhile).
+        let bring = |name: &str, in_new: bool| -> Result<Option<bool>> {
             // Only a regular file is linked: the name itself is linked, and
             // a link planted in place of a message must not become a
             // message here.
-            let regular = self.dirs.stat(in_new, &name).is_ok_and(|st| st.regular);
-            if regular
-                && self
-                    .dirs
-                    .link_out(in_new, &name, &td.file(tmp_name))
-                    .is_ok()
-            {
-                return Ok(false);
+            let regular = self.dirs.stat(in_new, name).is_ok_and(|st| st.regular);
+            if regular && self.dirs.link_out(in_new, name, &td.file(tmp_name)).is_ok() {
+                return Ok(Some(false));
             }
-            match self.dirs.open_file(in_new, &name) {
-                Ok(from) => {
-                    copy_synced(from, td, tmp_name)?;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(MaildirError::io("copy", td.path().join(tmp_name), e));
-                }
+            match self.dirs.open_file(in_new, name) {
+                Ok(from) => copy_synced(from, td, tmp_name).map(|()| Some(true)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(failed(e)),
             }
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(1 << attempt));
-            }
-            if let Some(now) = self
-                .relocate()
-                .map_err(|e| MaildirError::io("copy", td.path().join(tmp_name), e))?
-            {
-                (name, in_new) = now;
-            }
+        };
+        if let Some(copied) = bring(&self.name, self.in_new)? {
+            return Ok(copied);
         }
-        Err(MaildirError::MessageGone)
+        following_renames(bring, || self.relocate().map_err(failed))?
+            .ok_or(MaildirError::MessageGone)
     }
 }
 
@@ -1322,26 +1307,26 @@ impl Folder {
                 Err(e) => return Err(MaildirError::io("open", path, e)),
             }
         };
-        // Another program renamed it (a flag change) or removed it. A rename
-        // can hide the file from one directory listing, so look a few times.
-        let mut last = current;
-        for attempt in 0..5 {
-            if let Some((file, in_new)) = self.locate(&entry.base)? {
-                let path = self
-                    .dir
-                    .join(if in_new { "new" } else { "cur" })
-                    .join(&*file);
-                // locate() listed through freshly opened directories.
-                match self.dirs()?.open_file(in_new, &file) {
-                    Ok(f) => return Ok(f),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = path,
-                    Err(e) => return Err(MaildirError::io("open", path, e)),
-                }
+        // Another program renamed it (a flag change) or removed it.
+        let open = |file: &str, in_new: bool| -> Result<Option<File>> {
+            // locate() listed through freshly opened directories.
+            match self.dirs()?.open_file(in_new, file) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(MaildirError::io(
+                    "open",
+                    self.dir.join(if in_new { "new" } else { "cur" }).join(file),
+                    e,
+                )),
             }
-            std::thread::sleep(Duration::from_millis(1 << attempt));
+        };
+        match following_renames(open, || self.locate(&entry.base))? {
+            Some(f) => Ok(f),
+            None => {
+                tracing::debug!(path = %current.display(), "message is gone");
+                Err(MaildirError::MessageGone)
+            }
         }
-        tracing::debug!(path = %last.display(), "message is gone");
-        Err(MaildirError::MessageGone)
     }
 
     /// Opens the name the entry knows, without the folder's lock (threads
@@ -1873,6 +1858,30 @@ fn merge_keywords(before: &KeywordSet, wanted: &KeywordSet, current: &KeywordSet
     }
     out.sort();
     Arc::from(out)
+}
+
+/// Listings of its folder a message another program may have renamed is
+/// looked for in before it counts as gone: a rename can hide a file from
+/// one listing.
+const RENAME_LOOKS: u32 = 5;
+
+/// After a message's file was not where its name said: `find` lists the
+/// folder for the name it has now and `use_name` tries that, up to
+/// [`RENAME_LOOKS`] times, a little later each time. `use_name` answers
+/// `None` for a name with no file; `None` here: the message is gone.
+fn following_renames<T>(
+    mut use_name: impl FnMut(&str, bool) -> Result<Option<T>>,
+    mut find: impl FnMut() -> Result<Option<(Arc<str>, bool)>>,
+) -> Result<Option<T>> {
+    for attempt in 0..RENAME_LOOKS {
+        if let Some((name, in_new)) = find()? {
+            if let Some(v) = use_name(&name, in_new)? {
+                return Ok(Some(v));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1 << attempt));
+    }
+    Ok(None)
 }
 
 /// The leading number of a Maildir base name (the delivery time); names
