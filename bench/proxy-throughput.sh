@@ -17,8 +17,10 @@
 # after another, bench/proxy-relay.py) and the CPU each proxy spends per MB
 # it relays (FETCH 1:* (BODY.PEEK[]) RELAY_REPS times, default 100, in one
 # session). MIX_ROUNDS=N gives the concurrent mix N rounds per client
-# (default 20; more rounds, less noise). PROXY_BENCH_ONLY=relay runs the
-# last part alone; TERN_BIN=path
+# (default 20; more rounds, less noise). PROXY_SEND_ID=true has the tern
+# proxy send the client's address in an IMAP ID before the login, as its
+# default configuration does. PROXY_BENCH_ONLY=relay runs the
+# last part alone, PROXY_BENCH_ONLY=login the login latency alone; TERN_BIN=path
 # runs another tern binary (an earlier commit, to measure one change).
 set -euo pipefail
 N=${1:-2000}
@@ -76,7 +78,7 @@ passwd_file = "users"
 maildir = "mail/{user}/Maildir"
 allow_root = true
 [proxy]
-send_id = false
+send_id = ${PROXY_SEND_ID:-false}
 check_secs = 0
 $limits
 CONF
@@ -125,7 +127,8 @@ DMASTER=$(cat /tmp/clients/dovecot-ref.pid)
 
 echo "bench: $N messages; backend $BADDR, tern proxy $PADDR (pid $PPID_), Dovecot proxy 127.0.0.1:11143; $(nproc) cores" >&2
 RELAY=(python3 "$ROOT/bench/proxy-relay.py")
-if [ "${PROXY_BENCH_ONLY:-}" != relay ]; then
+ONLY=${PROXY_BENCH_ONLY:-}
+if [ -z "$ONLY" ]; then
 echo "## tern proxy (tern column) against direct to the backend (Dovecot column)"
 t0=$(cpu_of "$PPID_")
 "$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot "$BADDR" --tern-pid "$PPID_" --mode imap --rounds "${MIX_ROUNDS:-20}"
@@ -138,6 +141,8 @@ d0=$(cpu_of "$DMASTER" tree)
 echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
 echo "Dovecot CPU in this run (master and its children): $(echo "$(cpu_of "$DMASTER" tree) - $d0" | bc) s"
 echo
+fi
+if [ "$ONLY" != relay ]; then
 echo "## Login latency: 500 sessions one after another, connect to the LOGIN's OK"
 for target in "direct $BADDR" "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143"; do
     # shellcheck disable=SC2086
@@ -146,6 +151,7 @@ for target in "direct $BADDR" "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143
 done
 echo
 fi
+if [ "$ONLY" != login ]; then
 echo "## CPU per relayed MB: FETCH 1:* (BODY.PEEK[]) ${RELAY_REPS:=100} times in one session"
 for target in "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143"; do
     # shellcheck disable=SC2086
@@ -164,3 +170,4 @@ for target in "tern-proxy $PADDR" "Dovecot-proxy 127.0.0.1:11143"; do
     cpu=$(echo "$u + $s" | bc)
     echo "$1: $out; proxy CPU $cpu s (user $u, system $s), $(echo "scale=3; $cpu * 1000 / $mb" | bc) ms per MB"
 done
+fi

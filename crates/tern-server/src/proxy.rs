@@ -773,21 +773,6 @@ async fn login_at(
         pop3_login(&mut r, settings, creds, unavailable).await?;
         return Ok(without_capabilities(r));
     }
-    if settings.send_id {
-        if let Some(c) = client {
-            let id = format!(
-                "P0 ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-session-id\" \"{}\" \"x-tern-route\" \"here\")\r\n",
-                c.ip(),
-                c.port(),
-                session_id()
-            );
-            send(&mut r, id.as_bytes())
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            // Whatever it answers (BAD from a server without ID) is fine.
-            until_tagged(&mut r, "P0").await.map_err(unavailable)?;
-        }
-    }
     let cmd: Vec<u8> = match creds {
         Credentials::Password(user, pass) => match (astring(user.as_bytes()), astring(pass)) {
             (Ok(u), Ok(p)) => format!("P1 LOGIN {u} {p}\r\n").into_bytes(),
@@ -823,9 +808,33 @@ async fn login_at(
             .into_bytes()
         }
     };
-    send(&mut r, &cmd)
+    // ID and the login go in one write (as Dovecot's proxy sends them):
+    // one round trip to the backend fewer per login, and one wake-up fewer
+    // for the backend. The ID's answer, whatever it is (BAD from a server
+    // without ID is fine), is read before the login's.
+    let mut out = Vec::with_capacity(cmd.len() + 160);
+    let mut sent_id = false;
+    if settings.send_id {
+        if let Some(c) = client {
+            out.extend_from_slice(
+                format!(
+                    "P0 ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-session-id\" \"{}\" \"x-tern-route\" \"here\")\r\n",
+                    c.ip(),
+                    c.port(),
+                    session_id()
+                )
+                .as_bytes(),
+            );
+            sent_id = true;
+        }
+    }
+    out.extend_from_slice(&cmd);
+    send(&mut r, &out)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
+    if sent_id {
+        until_tagged(&mut r, "P0").await.map_err(unavailable)?;
+    }
     let (answer, caps) = until_tagged(&mut r, "P1").await.map_err(unavailable)?;
     if !answer.starts_with("OK") {
         if answer.contains("[UNAVAILABLE]") {

@@ -250,6 +250,64 @@ fn a_backend_that_greets_may_take_the_rest_of_the_time_to_log_in() {
 }
 
 #[test]
+fn the_client_id_and_the_login_reach_the_backend_in_one_round_trip() {
+    // A fake backend that answers the ID only once the LOGIN has come
+    // too: a proxy that waited for the ID's answer before sending the
+    // login would wait until its connect timeout.
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = l.local_addr().unwrap().to_string();
+    let (seen_tx, seen) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let seen_tx = seen_tx.clone();
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let _ = w.write_all(b"* OK pipelining backend\r\n");
+                let mut lines = BufReader::new(s).lines();
+                let Some(Ok(id)) = lines.next() else { return };
+                let Some(Ok(login)) = lines.next() else {
+                    return;
+                };
+                let _ = seen_tx.send(format!("{id}\n{login}"));
+                let id_tag = id.split(' ').next().unwrap_or("*").to_owned();
+                let login_tag = login.split(' ').next().unwrap_or("*").to_owned();
+                let _ = w.write_all(
+                    format!("* ID NIL\r\n{id_tag} OK ID done\r\n{login_tag} OK [CAPABILITY IMAP4rev1 X-FAKE] in\r\n")
+                        .as_bytes(),
+                );
+                for line in lines {
+                    let Ok(line) = line else { return };
+                    let tag = line.split(' ').next().unwrap_or("*");
+                    if w.write_all(format!("{tag} OK fake backend\r\n").as_bytes())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let p = server()
+        .users(&format!("dave:{{PLAIN}}davepw::::::mailhost={at}\n"))
+        .config("[proxy]\nconnect_timeout_ms = 2000\n")
+        .log("info")
+        .start();
+    let mut c = p.connect();
+    let r = c.cmd("LOGIN dave davepw");
+    assert!(r.ok() && r.has("X-FAKE"), "{r:?}\n{}", p.log());
+    let lines = seen
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        lines.contains(" ID (\"x-originating-ip\" \"127.0.0.1\"")
+            && lines.contains(" LOGIN \"dave\" \"davepw\""),
+        "{lines}"
+    );
+    assert!(c.cmd("NOOP").has("fake backend"));
+}
+
+#[test]
 fn a_backend_marked_down_is_brought_back_by_the_health_check() {
     let port = free_port();
     let at = format!("127.0.0.1:{port}");
