@@ -20,7 +20,9 @@
 # (default 20; more rounds, less noise). PROXY_SEND_ID=true has the tern
 # proxy send the client's address in an IMAP ID before the login, as its
 # default configuration does. PROXY_BENCH_ONLY=relay runs the
-# last part alone, PROXY_BENCH_ONLY=login the login latency alone; TERN_BIN=path
+# last part alone, PROXY_BENCH_ONLY=login the login latency alone,
+# PROXY_BENCH_ONLY=mix the concurrent mix alone, through the tern proxy and
+# direct alternated MIX_PAIRS times (default 6); TERN_BIN=path
 # runs another tern binary (an earlier commit, to measure one change).
 set -euo pipefail
 N=${1:-2000}
@@ -35,9 +37,17 @@ if [ ! -d "$MASTER/cur" ]; then
 fi
 rm -rf "$WORK"; mkdir -p "$WORK"
 
-start_tern() { # dir: writes its tern.toml first; prints the IMAP address
+# PROXY_OWN_CPU=1: the proxies (tern's and Dovecot's) on the second core,
+# the backend and the bench client on the first, as when the proxy is a
+# host of its own; direct and proxied runs then give the backend the same
+# CPU. Without it every process shares both cores.
+pin() { # core: the command prefix that keeps a process on it
+    if [ -n "${PROXY_OWN_CPU:-}" ]; then echo "taskset -c $1"; fi
+}
+start_tern() { # dir core: writes its tern.toml first; prints the IMAP address
     local d=$1
-    "${TERN_BIN:-$ROOT/target/release/tern}" serve --config "$d/tern.toml" > "$d/stdout" 2> "$d/stderr" &
+    # shellcheck disable=SC2046
+    $(pin "$2") "${TERN_BIN:-$ROOT/target/release/tern}" serve --config "$d/tern.toml" > "$d/stdout" 2> "$d/stderr" &
     echo $! > "$d/pid"
     for _ in $(seq 100); do grep -q 'listening imap' "$d/stdout" && break; sleep 0.1; done
     sed -n 's/^tern: listening imap \(.*\)$/\1/p' "$d/stdout"
@@ -64,7 +74,7 @@ maildir = "mail/{user}/Maildir"
 allow_root = true
 $limits
 CONF
-BADDR=$(start_tern "$B")
+BADDR=$(start_tern "$B" 0)
 
 P="$WORK/proxy"
 mkdir -p "$P"
@@ -82,7 +92,7 @@ send_id = ${PROXY_SEND_ID:-false}
 check_secs = 0
 $limits
 CONF
-PADDR=$(start_tern "$P")
+PADDR=$(start_tern "$P" 1)
 PPID_=$(cat "$P/pid")
 
 bash "$SHARED/oracle/dovecot.sh" stop >/dev/null 2>&1 || true
@@ -124,20 +134,36 @@ cpu_of() {
     echo "scale=2; $total / $tck" | bc
 }
 DMASTER=$(cat /tmp/clients/dovecot-ref.pid)
+if [ -n "${PROXY_OWN_CPU:-}" ]; then
+    # Its login processes, started later, inherit the master's core.
+    for d in $DMASTER $(pgrep -P "$DMASTER"); do taskset -a -p -c 1 "$d" > /dev/null; done
+fi
 
 echo "bench: $N messages; backend $BADDR, tern proxy $PADDR (pid $PPID_), Dovecot proxy 127.0.0.1:11143; $(nproc) cores" >&2
 RELAY=(python3 "$ROOT/bench/proxy-relay.py")
 ONLY=${PROXY_BENCH_ONLY:-}
+if [ "$ONLY" = mix ]; then
+    echo "## The concurrent mix alone, through the tern proxy (first) and direct (second), ${MIX_PAIRS:-6} pairs alternated"
+    t0=$(cpu_of "$PPID_")
+    # shellcheck disable=SC2046
+    $(pin 0) "$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot "$BADDR" --tern-pid "$PPID_" --mode mix --reps "${MIX_PAIRS:-6}" --rounds "${MIX_ROUNDS:-20}"
+    sessions=$((20 * (${MIX_ROUNDS:-20} * ${MIX_PAIRS:-6} + 2)))
+    cpu=$(echo "$(cpu_of "$PPID_") - $t0" | bc)
+    echo "tern proxy CPU: $cpu s for $sessions sessions, $(echo "scale=3; $cpu * 1000 / $sessions" | bc) ms a session"
+    exit 0
+fi
 if [ -z "$ONLY" ]; then
 echo "## tern proxy (tern column) against direct to the backend (Dovecot column)"
 t0=$(cpu_of "$PPID_")
-"$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot "$BADDR" --tern-pid "$PPID_" --mode imap --rounds "${MIX_ROUNDS:-20}"
+# shellcheck disable=SC2046
+$(pin 0) "$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot "$BADDR" --tern-pid "$PPID_" --mode imap --rounds "${MIX_ROUNDS:-20}"
 echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
 echo
 echo "## tern proxy (tern column) against Dovecot's proxy (Dovecot column)"
 t0=$(cpu_of "$PPID_")
 d0=$(cpu_of "$DMASTER" tree)
-"$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot 127.0.0.1:11143 --tern-pid "$PPID_" --mode imap --rounds "${MIX_ROUNDS:-20}"
+# shellcheck disable=SC2046
+$(pin 0) "$ROOT/target/release/tern-bench" --tern "$PADDR" --dovecot 127.0.0.1:11143 --tern-pid "$PPID_" --mode imap --rounds "${MIX_ROUNDS:-20}"
 echo "tern proxy CPU in this run: $(echo "$(cpu_of "$PPID_") - $t0" | bc) s"
 echo "Dovecot CPU in this run (master and its children): $(echo "$(cpu_of "$DMASTER" tree) - $d0" | bc) s"
 echo

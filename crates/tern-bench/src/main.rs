@@ -32,6 +32,10 @@ enum Mode {
     Login,
     /// Persistent sessions on a few mailboxes, each a busy client in a loop.
     Stress,
+    /// The concurrent mix alone, the two servers alternated `--reps`
+    /// times (for two routes to one backend, whose difference is smaller
+    /// than one run's noise).
+    Mix,
 }
 
 #[derive(Parser, Debug)]
@@ -425,16 +429,34 @@ fn measure(
     }
     c.cmd(&format!("DELETE {folder}"))?;
     c.cmd("LOGOUT")?;
-    // The concurrent mix.
+    let mix = concurrent_mix(addr, u, p, args.clients, args.rounds)?;
+    Ok(Figures {
+        cold_select,
+        warm_select: median(warm),
+        fetch_uid_flags: median(fetch),
+        mix,
+        append: median(appends),
+        idle_kib: (after.saturating_sub(before)) as f64 / idle_count.max(1) as f64,
+    })
+}
+
+/// The concurrent mix: `clients` threads, each `rounds` sessions of LOGIN,
+/// SELECT, FETCH, APPEND, STOREs, EXPUNGE, LOGOUT; the time for all of them.
+fn concurrent_mix(
+    addr: SocketAddr,
+    u: &str,
+    p: &str,
+    clients: usize,
+    rounds: usize,
+) -> Result<Duration> {
     let msg =
         b"From: bench@example.org\r\nTo: alice@example.org\r\nSubject: bench\r\n\r\nhello\r\n"
             .to_vec();
     let (mix, _) = time(|| {
-        let handles: Vec<_> = (0..args.clients)
+        let handles: Vec<_> = (0..clients)
             .map(|_| {
                 let msg = msg.clone();
                 let (u, p) = (u.to_owned(), p.to_owned());
-                let rounds = args.rounds;
                 std::thread::spawn(move || -> Result<()> {
                     for _ in 0..rounds {
                         let mut c = Conn::login(addr, &u, &p)?;
@@ -457,14 +479,41 @@ fn measure(
         }
         Ok(())
     })?;
-    Ok(Figures {
-        cold_select,
-        warm_select: median(warm),
-        fetch_uid_flags: median(fetch),
-        mix,
-        append: median(appends),
-        idle_kib: (after.saturating_sub(before)) as f64 / idle_count.max(1) as f64,
-    })
+    Ok(mix)
+}
+
+/// The concurrent mix against each server in turn, `reps` pairs, the
+/// order swapped every pair (so neither always runs on the other's
+/// leftovers); each pair's ratio and the median ratio.
+fn mix_figures(args: &Args) -> Result<()> {
+    let (u, p) = (args.user.as_str(), args.password.as_str());
+    let (c, r) = (args.clients, args.rounds);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // One mix each first, unmeasured: caches, pools, connections.
+    concurrent_mix(args.tern, u, p, c, 2)?;
+    concurrent_mix(args.dovecot, u, p, c, 2)?;
+    println!("| pair | first server, ms | second server, ms | first/second |");
+    println!("| --- | ---: | ---: | ---: |");
+    let mut ratios = Vec::with_capacity(args.reps);
+    for i in 0..args.reps.max(1) {
+        let (t, d) = if i % 2 == 0 {
+            let t = concurrent_mix(args.tern, u, p, c, r)?;
+            (t, concurrent_mix(args.dovecot, u, p, c, r)?)
+        } else {
+            let d = concurrent_mix(args.dovecot, u, p, c, r)?;
+            (concurrent_mix(args.tern, u, p, c, r)?, d)
+        };
+        let ratio = ms(t) / ms(d);
+        ratios.push(ratio);
+        println!("| {} | {:.1} | {:.1} | {ratio:.3} |", i + 1, ms(t), ms(d));
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!(
+        "\nmedian first/second: {median:.3} of the time, so the first's throughput is {:.1}% of the second's; {c} clients x {r} rounds; first: --tern, second: --dovecot",
+        100.0 / median
+    );
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -476,6 +525,7 @@ fn main() -> Result<()> {
         Mode::Shared => shared_figures(&args),
         Mode::Login => login_figures(&args),
         Mode::Stress => stress_figures(&args),
+        Mode::Mix => mix_figures(&args),
     }
 }
 

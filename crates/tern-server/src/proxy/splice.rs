@@ -107,12 +107,11 @@ fn splice_flags() -> SpliceFlags {
 /// moves nothing and answers `Ok(true)`.
 pub(super) async fn pass(src: &TcpStream, dst: &TcpStream, d: &mut Direction) -> io::Result<bool> {
     if let Some(pipe) = &d.pipe {
-        let n = match src.try_io(Interest::READABLE, || {
+        let n = match drained_read(src, pipe.cap, || {
             splice(src, None, &pipe.into, None, pipe.cap, splice_flags()).map_err(io::Error::from)
-        }) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-            Err(e) => return Err(e),
+        })? {
+            Some(n) => n,
+            None => return Ok(true),
         };
         if n == 0 {
             return Ok(false);
@@ -136,10 +135,13 @@ pub(super) async fn pass(src: &TcpStream, dst: &TcpStream, d: &mut Direction) ->
         }
         return Ok(true);
     }
-    let n = match src.try_read(&mut d.buf) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-        Err(e) => return Err(e),
+    let len = d.buf.len();
+    let buf = &mut d.buf;
+    let n = match drained_read(src, len, || {
+        rustix::io::read(src, &mut buf[..]).map_err(io::Error::from)
+    })? {
+        Some(n) => n,
+        None => return Ok(true),
     };
     if n == 0 {
         return Ok(false);
@@ -153,6 +155,41 @@ pub(super) async fn pass(src: &TcpStream, dst: &TcpStream, d: &mut Direction) ->
         resize_for(&mut d.buf, n);
     }
     Ok(true)
+}
+
+/// One read of `src` by `read`, which moves at most `len` bytes:
+/// `Ok(None)` when there was nothing to read after all (a stale
+/// readiness, now cleared).
+///
+/// A read that moved less than `len` bytes (and more than none) emptied
+/// the socket's receive queue, so its readiness is cleared at once, as
+/// tokio's own `poll_read` does after a short read: otherwise the next
+/// turn of the relay would find the socket "readable", read again and
+/// get `EAGAIN`, one wasted system call and loop turn for every piece a
+/// relayed session moves. Clearing is safe with edge-triggered epoll:
+/// tokio clears only the readiness of the event this read was started
+/// on, and data that arrives after the read raises a new one.
+fn drained_read(
+    src: &TcpStream,
+    len: usize,
+    read: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<Option<usize>> {
+    let mut moved = None;
+    let r = src.try_io(Interest::READABLE, || {
+        let n = read()?;
+        moved = Some(n);
+        if n > 0 && n < len {
+            // Cleared by try_io; the bytes are in `moved`.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (r, moved) {
+        (_, Some(n)) => Ok(Some(n)),
+        (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        (Err(e), None) => Err(e),
+        (Ok(n), None) => Ok(Some(n)),
+    }
 }
 
 /// Writes all of `bytes` to `dst`.
