@@ -323,7 +323,16 @@ impl SqlBackend {
             // courier-authlib's form: `disableimap=1,group=staff`.
             for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
                 let (k, v) = o.split_once('=').unwrap_or((o, "1"));
-                fields.insert(k.to_owned(), v.to_owned());
+                match fields.get_mut(k) {
+                    // Several `group=` options: every group is kept.
+                    Some(g) if k == "group" => {
+                        g.push(',');
+                        g.push_str(v);
+                    }
+                    _ => {
+                        fields.insert(k.to_owned(), v.to_owned());
+                    }
+                }
             }
         }
         UserEntry {

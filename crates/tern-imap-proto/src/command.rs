@@ -88,7 +88,7 @@ pub const COMMANDS: &[(&str, &[u8])] = &[
 /// Whether `name` (as [`crate::framing::command_name`] gives it: upper
 /// case, `UID X` for UID commands) is a command the grammar knows.
 pub fn is_command_name(name: &str) -> bool {
-    COMMANDS.iter().any(|(n, _)| *n == name)
+    COMMANDS.iter().any(|(n, _)| *n == name) || crate::acl::is_acl_command(name)
 }
 
 /// The wire name of a mailbox (`INBOX` for the inbox, in any case).

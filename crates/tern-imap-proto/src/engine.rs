@@ -308,6 +308,14 @@ pub struct Ready {
 pub enum Prepared {
     /// Run it.
     Run(Box<Ready>),
+    /// An ACL command (RFC 4314), which imap-codec's grammar lacks, allowed
+    /// in this state.
+    Acl {
+        /// The command's tag.
+        tag: String,
+        /// Its arguments.
+        command: crate::acl::AclCommand,
+    },
     /// Answered (appended to the output); nothing to run. `unparsable`:
     /// the grammar refused it (worth a debug log line).
     Answered {
@@ -326,6 +334,9 @@ pub fn prepare(
     saved: Option<&dyn SavedResult>,
     out: &mut Vec<u8>,
 ) -> Prepared {
+    if framing::command_name(bytes).is_some_and(|n| crate::acl::is_acl_command(&n)) {
+        return prepare_acl(bytes, phase, out);
+    }
     let parsed = match parsed::parse(bytes, max_search_keys) {
         Ok(p) => p,
         Err(refusal) => {
@@ -408,6 +419,27 @@ pub fn prepare(
         criteria,
         binary_aliases,
     }))
+}
+
+/// An ACL command: parsed by [`crate::acl`], valid after a login.
+fn prepare_acl(bytes: &[u8], phase: Phase, out: &mut Vec<u8>) -> Prepared {
+    let (Some(tag), Some(command)) = (framing::tag_of(bytes), crate::acl::parse(bytes)) else {
+        answer_unparsable(bytes, out);
+        return Prepared::Answered { unparsable: true };
+    };
+    let refusal = match phase {
+        Phase::Authenticated | Phase::Selected => None,
+        Phase::NotAuthenticated => Some("Command not allowed before login"),
+        Phase::Logout => Some("Command not allowed in this state"),
+    };
+    if let Some(text) = refusal {
+        Reply::bad(text).write_tagged(tag, out);
+        return Prepared::Answered { unparsable: false };
+    }
+    Prepared::Acl {
+        tag: tag.to_owned(),
+        command,
+    }
 }
 
 /// Answers a command the grammar refuses: BAD with what was wrong (a

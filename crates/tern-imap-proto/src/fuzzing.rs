@@ -216,6 +216,13 @@ pub fn drive_engine(
                             return t;
                         }
                     }
+                    Prepared::Acl { tag, command } => {
+                        assert!(
+                            matches!(phase, Phase::Authenticated | Phase::Selected),
+                            "ran an ACL command the state refuses"
+                        );
+                        t.steps.push(format!("acl {tag} {}", command.name()));
+                    }
                     Prepared::Answered { unparsable } => {
                         t.steps.push(format!("answered unparsable={unparsable}"))
                     }

@@ -9,6 +9,7 @@
 //! data ([`wire`]). The server crate reads sockets and files and feeds them
 //! through here; nothing in this crate logs, blocks or touches the disk.
 
+pub mod acl;
 pub mod binary_sections;
 pub mod command;
 pub mod criteria;

@@ -13,6 +13,7 @@
 //! that keep `courierimapuiddb` (see [`lock`]). This crate is synchronous; the
 //! server calls it from blocking threads.
 
+pub mod acl;
 mod changelog;
 pub mod convert_utf8;
 pub mod deliver;

@@ -16,6 +16,7 @@
 //! file of its own in `cmd/`; the session's states, framing, parse and
 //! dispatch are in `session`.
 
+mod acl;
 mod append;
 mod auth;
 mod cmd;

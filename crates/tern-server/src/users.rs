@@ -25,6 +25,9 @@ pub struct User {
     /// The uid and gid its storage work runs with (when tern runs as root
     /// and `mail.account_uids` covers the account).
     pub creds: Option<crate::creds::Creds>,
+    /// The account's groups (courier-authlib's `group=` options), which
+    /// access control lists name as `group=NAME` (`$NAME` on the wire).
+    pub groups: Vec<String>,
 }
 
 impl User {
@@ -37,6 +40,7 @@ impl User {
             access: Access::default(),
             mailhost: None,
             creds: None,
+            groups: Vec::new(),
         }
     }
 }
@@ -122,6 +126,25 @@ impl Access {
             Ok(())
         }
     }
+}
+
+/// The groups of a user entry: every `group=` of its `options`
+/// (`options=group=staff,group=sales`, Courier's userdb and LDAP form) and
+/// its `group` field (comma-separated, the SQL form), without repeats.
+pub fn groups_of(extra: &std::collections::HashMap<String, String>) -> Vec<String> {
+    let from_options = extra
+        .get("options")
+        .into_iter()
+        .flat_map(|o| o.split(','))
+        .filter_map(|o| o.trim().strip_prefix("group="));
+    let from_field = extra.get("group").into_iter().flat_map(|g| g.split(','));
+    let mut out: Vec<String> = Vec::new();
+    for g in from_options.chain(from_field).map(str::trim) {
+        if !g.is_empty() && !out.iter().any(|o| o == g) {
+            out.push(g.to_owned());
+        }
+    }
+    out
 }
 
 /// The quota of a user entry: Courier's `quota=10000000S,1000C`, or
@@ -549,6 +572,7 @@ impl UserDb {
                 .map(|m| m.trim().to_owned())
                 .filter(|m| !m.is_empty()),
             creds: self.creds_of(entry),
+            groups: groups_of(&entry.extra),
         }
     }
 }
@@ -576,6 +600,17 @@ mod tests {
         assert_eq!(c.check("imap", false), Err(Denied::NeedsTls));
         assert_eq!(c.check("imap", true), Ok(()));
         assert_eq!(c.check("deliver", false), Ok(()));
+    }
+
+    #[test]
+    fn groups_come_from_options_and_the_group_field() {
+        let g = groups_of(&extra(
+            "options",
+            "disablepop3=1,group=staff, group=sales,group=staff",
+        ));
+        assert_eq!(g, ["staff", "sales"]);
+        assert_eq!(groups_of(&extra("group", "staff,ops")), ["staff", "ops"]);
+        assert!(groups_of(&extra("options", "disableimap=1")).is_empty());
     }
 
     fn extra(k: &str, v: &str) -> std::collections::HashMap<String, String> {

@@ -182,7 +182,7 @@ fn the_saved_result_goes_where_the_grammar_has_a_set() {
         let mut out = Vec::new();
         match prepare(line, Phase::Selected, 100, Some(saved), &mut out) {
             Prepared::Run(r) => (Some(r), out),
-            Prepared::Answered { .. } => (None, out),
+            Prepared::Answered { .. } | Prepared::Acl { .. } => (None, out),
         }
     };
     let saved = Saved(vec![20, 30]);
@@ -261,4 +261,46 @@ fn bad_arguments_of_a_known_command_are_named() {
         );
         assert_eq!(String::from_utf8_lossy(&out), want);
     }
+}
+
+/// ACL commands (RFC 4314) run only after a login; malformed ones are
+/// "invalid arguments", not unknown commands.
+#[test]
+fn acl_commands_are_parsed_beside_the_codec() {
+    let mut out = Vec::new();
+    match prepare(
+        b"t1 MYRIGHTS INBOX\r\n",
+        Phase::Selected,
+        100,
+        None,
+        &mut out,
+    ) {
+        Prepared::Acl { tag, command } => {
+            assert_eq!(tag, "t1");
+            assert_eq!(command.name(), "MYRIGHTS");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut out = Vec::new();
+    let p = prepare(
+        b"t2 GETACL INBOX\r\n",
+        Phase::NotAuthenticated,
+        100,
+        None,
+        &mut out,
+    );
+    assert!(matches!(p, Prepared::Answered { unparsable: false }));
+    assert_eq!(out, b"t2 BAD Command not allowed before login\r\n");
+    let mut out = Vec::new();
+    let p = prepare(
+        b"t3 SETACL INBOX\r\n",
+        Phase::Authenticated,
+        100,
+        None,
+        &mut out,
+    );
+    assert!(matches!(p, Prepared::Answered { unparsable: true }));
+    assert!(
+        String::from_utf8_lossy(&out).contains("Error in IMAP command SETACL: invalid arguments")
+    );
 }

@@ -6,6 +6,7 @@
 //! message streaming of APPEND in [`super::append`], the untagged updates
 //! in [`super::selected`].
 
+mod acl;
 mod append;
 mod authenticate;
 mod capability;

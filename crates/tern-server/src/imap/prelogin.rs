@@ -204,6 +204,12 @@ impl Session {
         let Ready { tag, body, .. } =
             match engine::prepare(bytes, phase, keys, None, &mut self.conn.out) {
                 Prepared::Run(ready) => *ready,
+                // Not reached: the engine answers ACL commands before a
+                // login (Phase::NotAuthenticated) itself.
+                Prepared::Acl { tag, .. } => {
+                    self.tagged(&tag, &Reply::bad("Command not allowed before login"));
+                    return Ok(None);
+                }
                 Prepared::Answered { unparsable } => {
                     if unparsable {
                         super::session::log_unparsable(bytes);

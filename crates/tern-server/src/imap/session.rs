@@ -605,6 +605,8 @@ impl Session {
                     "QUOTA",
                     "QUOTA=RES-STORAGE",
                     "QUOTA=RES-MESSAGE",
+                    "ACL",
+                    "RIGHTS=texk",
                     "SORT",
                     "SORT=DISPLAY",
                     "THREAD=ORDEREDSUBJECT",
@@ -841,6 +843,17 @@ impl Session {
         let keys = self.svc.limits.max_search_keys;
         let ready = match engine::prepare(bytes, phase, keys, saved, &mut self.conn.out) {
             Prepared::Run(ready) => ready,
+            Prepared::Acl { tag, command } => {
+                if let Some(s) = streamed {
+                    s.discard();
+                }
+                let reply = Box::pin(self.acl_command(command)).await;
+                self.tagged(&tag, &reply);
+                if matches!(self.state, State::Selected { .. }) {
+                    Box::pin(self.announce(true)).await;
+                }
+                return Ok(());
+            }
             Prepared::Answered { unparsable } => {
                 if let Some(s) = streamed {
                     s.discard();

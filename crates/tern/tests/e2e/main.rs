@@ -7,6 +7,7 @@
 mod harness;
 
 mod accounts;
+mod acl;
 mod compat;
 mod concurrency;
 mod connections;

@@ -1,0 +1,143 @@
+//! Access control lists (RFC 4314): the five commands, Courier's
+//! `courierimapacl` files read and written as Courier does, and account
+//! groups (`group=` options) deciding rights.
+
+use crate::harness::*;
+
+fn acl_file(s: &Server, user: &str, folder: &str) -> String {
+    let dir = match folder {
+        "" => s.maildir(user),
+        f => s.maildir(user).join(format!(".{f}")),
+    };
+    std::fs::read_to_string(dir.join("courierimapacl")).unwrap_or_default()
+}
+
+#[test]
+fn the_acl_commands_edit_courier_s_file() {
+    let s = server().start();
+    let mut c = s.alice();
+    let caps = c.cmd("CAPABILITY");
+    assert!(caps.has(" ACL ") && caps.has(" RIGHTS=texk"), "{caps:?}");
+    // Courier's defaults: everything for the owner and administrators.
+    let r = c.cmd("MYRIGHTS INBOX");
+    assert!(
+        r.ok() && r.has("* MYRIGHTS \"INBOX\" \"lrswipkxteacd\""),
+        "{r:?}"
+    );
+    let r = c.cmd("GETACL INBOX");
+    assert!(
+        r.ok()
+            && r.has(
+                "* ACL \"INBOX\" \"owner\" \"lrswipkxteacd\" \"administrators\" \"lrswipkxteacd\""
+            ),
+        "{r:?}"
+    );
+    assert!(c.cmd("CREATE INBOX.Shared").ok());
+    let r = c.cmd("SETACL INBOX.Shared bob lrs");
+    assert!(r.ok(), "{r:?}");
+    let file = acl_file(&s, "alice", "Shared");
+    assert!(
+        file.contains("\nuser=bob lrs\n") && file.starts_with("owner "),
+        "{file}"
+    );
+    // Add, remove, a negative entry, a group, an obsolete letter.
+    assert!(c.cmd("SETACL INBOX.Shared bob +wc").ok());
+    assert!(c.cmd("SETACL INBOX.Shared bob -s").ok());
+    assert!(c.cmd("SETACL INBOX.Shared -eve r").ok());
+    assert!(c.cmd("SETACL INBOX.Shared $staff lr").ok());
+    let r = c.cmd("GETACL INBOX.Shared");
+    assert!(
+        r.has("\"bob\" \"lrwkxc\"") && r.has("\"-eve\" \"r\"") && r.has("\"$staff\" \"lr\""),
+        "{r:?}"
+    );
+    let file = acl_file(&s, "alice", "Shared");
+    assert!(
+        file.contains("user=bob clrwx\n")
+            && file.contains("-user=eve r\n")
+            && file.contains("group=staff lr\n"),
+        "{file}"
+    );
+    assert!(c.cmd("DELETEACL INBOX.Shared bob").ok());
+    assert!(!acl_file(&s, "alice", "Shared").contains("user=bob"));
+    // Unknown rights are BAD (RFC 4314 §3.1); the owner keeps l and a.
+    let r = c.cmd("SETACL INBOX.Shared bob lrq");
+    assert!(r.bad() && r.tagged().contains("Invalid ACL right"), "{r:?}");
+    let r = c.cmd("SETACL INBOX.Shared owner lr");
+    assert!(r.no() && r.tagged().contains("[CANNOT]"), "{r:?}");
+    let r = c.cmd("DELETEACL INBOX.Shared owner");
+    assert!(r.no() && r.tagged().contains("[CANNOT]"), "{r:?}");
+    assert!(acl_file(&s, "alice", "Shared").contains("owner "));
+    let r = c.cmd("LISTRIGHTS INBOX.Shared bob");
+    assert!(
+        r.ok() && r.has("* LISTRIGHTS \"INBOX.Shared\" \"bob\" \"\" l r s w i p k x t e a c d"),
+        "{r:?}"
+    );
+    let r = c.cmd("LISTRIGHTS INBOX.Shared owner");
+    assert!(r.has("\"owner\" \"la\" r s w i p k x t e c d"), "{r:?}");
+    // A new subfolder has its parent's list until it has its own.
+    assert!(c.cmd("CREATE INBOX.Shared.Sub").ok());
+    let r = c.cmd("GETACL INBOX.Shared.Sub");
+    assert!(r.has("\"$staff\" \"lr\""), "{r:?}");
+    // Errors keep the session.
+    let r = c.cmd("GETACL INBOX.Nope");
+    assert!(r.no() && r.tagged().contains("[NONEXISTENT]"), "{r:?}");
+    let r = c.cmd("GETACL");
+    assert!(r.bad() && r.tagged().contains("invalid arguments"), "{r:?}");
+    let r = c.cmd("SETACL INBOX \"a b\" lr");
+    assert!(
+        r.bad() && r.tagged().contains("Invalid ACL identifier"),
+        "{r:?}"
+    );
+    assert!(c.cmd("NOOP").ok());
+    let r = s.connect().cmd("MYRIGHTS INBOX");
+    assert!(r.bad() && r.tagged().contains("before login"), "{r:?}");
+}
+
+#[test]
+fn courier_reads_the_lists_tern_writes_and_tern_reads_courier_s() {
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.cmd("CREATE INBOX.Team").ok());
+    assert!(c.cmd("SETACL INBOX.Team bob lrs").ok());
+    c.cmd("LOGOUT");
+    let md = s.maildir("alice");
+    let out = crate::compat::courier_imapd(
+        &md,
+        b"a1 GETACL INBOX.Team\r\na2 SETACL INBOX.Team carol lrw\r\na3 LOGOUT\r\n",
+    );
+    assert!(out.contains("\"bob\" \"lrs\""), "{out}");
+    assert!(out.contains("a2 OK"), "{out}");
+    let mut c = s.alice();
+    let r = c.cmd("GETACL INBOX.Team");
+    assert!(
+        r.has("\"bob\" \"lrs\"") && r.has("\"carol\" \"lrw\""),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn account_groups_decide_rights() {
+    let s = server()
+        .users(
+            "sue:{PLAIN}suepw::::::options=group=readers\n\
+             tim:{PLAIN}timpw::::::",
+        )
+        .start();
+    for (user, pw) in [("sue", "suepw"), ("tim", "timpw")] {
+        let mut c = s.login(user, pw);
+        assert!(c.cmd("CREATE INBOX.Archive").ok());
+        // The site's administrator restricts the group on the folder.
+        std::fs::write(
+            s.maildir(user).join(".Archive/courierimapacl"),
+            "owner aceilrstwx\n-group=readers iw\n",
+        )
+        .unwrap();
+        let r = c.cmd("MYRIGHTS INBOX.Archive");
+        let want = if user == "sue" {
+            "\"lrskxteacd\""
+        } else {
+            "\"lrswikxteacd\""
+        };
+        assert!(r.ok() && r.has(want), "{user}: {r:?}");
+    }
+}
