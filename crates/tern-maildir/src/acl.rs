@@ -265,7 +265,7 @@ impl Acl {
     /// line of the file, or when the list already holds [`MAX_ENTRIES`].
     pub fn set(&mut self, identifier: &str, rights: Rights) -> Result<()> {
         if identifier.is_empty()
-            || identifier.len() > 255
+            || identifier.len() > 300
             || identifier.bytes().any(|b| b <= b' ' || b == 0x7f)
         {
             return Err(MaildirError::InvalidName(
@@ -378,6 +378,43 @@ pub fn effective(maildir: &Maildir, folder: Option<&FolderName>) -> Result<Acl> 
     }
 }
 
+/// The lists of many folders at once (a LIST of every folder): one look
+/// at each folder's own file, the inherited ones shared, parents before
+/// children. Returns each folder's list, by name.
+///
+/// # Errors
+/// I/O errors reading a file that exists.
+pub fn effective_all(
+    maildir: &Maildir,
+    folders: &[&FolderName],
+) -> Result<std::collections::HashMap<String, Acl>> {
+    let mut sorted: Vec<&FolderName> = folders.to_vec();
+    sorted.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    sorted.dedup_by(|a, b| a.as_str() == b.as_str());
+    let inbox = effective(maildir, None)?;
+    let mut out: std::collections::HashMap<String, Acl> = std::collections::HashMap::new();
+    for f in sorted {
+        let acl = match read_file(&acl_path(maildir, Some(f)))? {
+            Some(own) => own,
+            None => {
+                // "A" sorts before "A.B": a listed parent is already here.
+                let mut at = f.parent();
+                loop {
+                    match at {
+                        None => break inbox.clone(),
+                        Some(p) => match out.get(p.as_str()) {
+                            Some(a) => break a.clone(),
+                            None => at = p.parent(),
+                        },
+                    }
+                }
+            }
+        };
+        out.insert(f.as_str().to_owned(), acl);
+    }
+    Ok(out)
+}
+
 /// Writes `folder`'s own list, atomically (a temporary file and a rename:
 /// a crash leaves the old list or the new one).
 ///
@@ -488,5 +525,11 @@ mod tests {
         assert_eq!(effective(&md, None).unwrap(), inbox);
         let text = std::fs::read_to_string(dir.path().join("Maildir/.A/courierimapacl")).unwrap();
         assert!(text.contains("user=bob r\n"), "{text}");
+        let all = effective_all(&md, &[&ab, &a]).unwrap();
+        assert_eq!(all.get("A.B"), Some(&own));
+        assert_eq!(all.get("A"), Some(&own));
+        let c = FolderName::new("C").unwrap();
+        md.create_folder(&c).unwrap();
+        assert_eq!(effective_all(&md, &[&c]).unwrap().get("C"), Some(&inbox));
     }
 }

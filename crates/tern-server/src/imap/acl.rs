@@ -23,10 +23,10 @@ pub(crate) fn stored_identifier(wire: &str) -> Result<String, Reply> {
         None => ("", wire),
     };
     let bad = || {
-        Reply::bad(format!(
-            "Invalid ACL identifier {:?}",
-            wire.escape_debug().to_string()
-        ))
+        Reply::bad(
+            "Invalid ACL identifier: a user name, $group, anyone, authenticated or owner \
+             (at most 255 characters, no spaces)",
+        )
     };
     if id.is_empty() || id.len() > 255 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
@@ -84,6 +84,16 @@ pub(crate) fn wire_identifier(stored: &str) -> String {
         },
     };
     format!("{neg}{shown}")
+}
+
+/// The mailbox under which `folder` is made: its parent folder, or INBOX
+/// for a folder at the top (Courier's lists: creating `INBOX.A` needs the
+/// create right on INBOX).
+pub(crate) fn parent_of(folder: &tern_maildir::FolderName) -> Target {
+    match folder.parent() {
+        Some(p) => Target::Folder(p),
+        None => Target::Inbox,
+    }
 }
 
 impl Session {

@@ -177,6 +177,8 @@ pub(crate) use tern_maildir::folder::MessageState as Known;
 pub(crate) struct Selected {
     pub open: Arc<OpenFolder>,
     pub read_only: bool,
+    /// The user's rights on the mailbox when it was selected (RFC 4314).
+    pub rights: tern_maildir::acl::Rights,
     pub uidvalidity: u32,
     /// Messages in sequence order. Invariant: ascending UIDs. Shared with
     /// the SEARCH running on a blocking thread, so that it needs no copy.

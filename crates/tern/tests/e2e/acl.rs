@@ -141,3 +141,116 @@ fn account_groups_decide_rights() {
         assert!(r.ok() && r.has(want), "{user}: {r:?}");
     }
 }
+
+/// RFC 4314 §4: each command checks the right it needs. A site's
+/// administrator takes rights from the `readers` group on some folders;
+/// sue is in it, tim is not.
+#[test]
+fn each_command_needs_its_right() {
+    let s = server()
+        .users(
+            "sue:{PLAIN}suepw::::::options=group=readers\n\
+             tim:{PLAIN}timpw::::::",
+        )
+        .start();
+    let plant = |user: &str, folder: &str, list: &str| {
+        std::fs::write(
+            s.maildir(user).join(format!(".{folder}/courierimapacl")),
+            format!("owner aceilrstwx\n{list}"),
+        )
+        .unwrap();
+    };
+    for (user, pw) in [("sue", "suepw"), ("tim", "timpw")] {
+        let mut c = s.login(user, pw);
+        for f in ["Archive", "Hidden", "Seeonly", "Glance"] {
+            assert!(c.cmd(&format!("CREATE INBOX.{f}")).ok());
+            assert!(c
+                .append(&format!("INBOX.{f}"), "()", &message("x", "y"))
+                .ok());
+        }
+        assert!(c.append("INBOX", "()", &message("in", "box")).ok());
+        // Archive: sue may look and read and set \Seen, nothing more.
+        plant(user, "Archive", "-group=readers ickwxte\n");
+        plant(user, "Hidden", "-group=readers lr\n");
+        plant(user, "Seeonly", "-group=readers r\n");
+        plant(user, "Glance", "-group=readers swteick\n");
+    }
+    let mut sue = s.login("sue", "suepw");
+    let nope = |r: &Resp| r.no() && r.tagged().contains("[NOPERM]");
+    // Refused before the client is asked for the message.
+    let r = sue.cmd("APPEND INBOX.Archive {3}");
+    assert!(nope(&r) && r.lines.len() == 1, "{r:?}");
+    assert!(sue.cmd("SELECT INBOX").ok());
+    let r = sue.cmd("COPY 1 INBOX.Archive");
+    assert!(nope(&r), "{r:?}");
+    assert!(nope(&sue.cmd("CREATE INBOX.Archive.Sub")));
+    assert!(nope(&sue.cmd("DELETE INBOX.Archive")));
+    assert!(nope(&sue.cmd("RENAME INBOX.Archive INBOX.Old")));
+    let r = sue.cmd("SELECT INBOX.Archive");
+    assert!(r.ok() && r.tagged().contains("[READ-WRITE]"), "{r:?}");
+    // Flags: what the rights allow is done, the rest left out; nothing
+    // allowed is NO.
+    assert!(nope(&sue.cmd("STORE 1 +FLAGS (\\Flagged)")));
+    assert!(nope(&sue.cmd("STORE 1 FLAGS (\\Seen)")));
+    assert!(nope(&sue.cmd("STORE 1 +FLAGS (\\Deleted)")));
+    let r = sue.cmd("STORE 1 +FLAGS (\\Seen \\Flagged $Work)");
+    assert!(
+        r.ok() && r.has("FLAGS (\\Seen") && !r.has("\\Flagged") && !r.has("$Work"),
+        "{r:?}"
+    );
+    assert!(nope(&sue.cmd("EXPUNGE")));
+    assert!(nope(&sue.cmd("MOVE 1 INBOX")));
+    let r = sue.cmd("SELECT INBOX.Seeonly");
+    assert!(nope(&r), "{r:?}");
+    assert!(nope(&sue.cmd("STATUS INBOX.Seeonly (MESSAGES)")));
+    let r = sue.cmd("SELECT INBOX.Hidden");
+    assert!(r.no() && r.tagged().contains("[NONEXISTENT]"), "{r:?}");
+    // Without `l` a folder is not listed.
+    let r = sue.cmd("LIST \"\" *");
+    assert!(r.has("\"INBOX.Archive\"") && !r.has("Hidden"), "{r:?}");
+    let r = sue.cmd("SELECT INBOX.Glance");
+    assert!(r.ok() && r.tagged().contains("[READ-ONLY]"), "{r:?}");
+    // CLOSE without the expunge right closes and expunges nothing.
+    assert!(sue.cmd("SELECT INBOX.Archive").ok());
+    assert!(sue.cmd("CLOSE").ok());
+    // tim, outside the group, may do all of it.
+    let mut tim = s.login("tim", "timpw");
+    assert!(tim.append("INBOX.Archive", "()", &message("a", "b")).ok());
+    assert!(tim.cmd("SELECT INBOX.Archive").ok());
+    let r = tim.cmd("STORE 1 FLAGS (\\Flagged \\Deleted)");
+    assert!(r.ok(), "{r:?}");
+    assert!(tim.cmd("EXPUNGE").ok());
+    assert!(tim.cmd("CREATE INBOX.Archive.Sub").ok());
+    assert!(tim.cmd("SELECT INBOX.Hidden").ok());
+    assert!(tim.cmd("LIST \"\" *").has("\"INBOX.Hidden\""));
+    assert!(tim.cmd("RENAME INBOX.Glance INBOX.Glanced").ok());
+    assert!(tim.cmd("DELETE INBOX.Glanced").ok());
+}
+
+#[test]
+fn a_list_is_bounded() {
+    let s = server().start();
+    let mut c = s.alice();
+    assert!(c.cmd("CREATE INBOX.Big").ok());
+    let mut limited_at = None;
+    for i in 0..300 {
+        let r = c.cmd(&format!("SETACL INBOX.Big u{i} lr"));
+        if !r.ok() {
+            assert!(r.no() && r.tagged().contains("[LIMIT]"), "{r:?}");
+            limited_at = Some(i);
+            break;
+        }
+    }
+    // 256 entries: the two defaults and 254 more.
+    assert_eq!(limited_at, Some(254));
+    // A changed entry still fits; the file holds what was accepted.
+    assert!(c.cmd("SETACL INBOX.Big u0 lrs").ok());
+    let file = acl_file(&s, "alice", "Big");
+    assert_eq!(file.lines().count(), 256, "{file}");
+    let long = "x".repeat(300);
+    let r = c.cmd(&format!("SETACL INBOX.Big {long} lr"));
+    assert!(
+        r.bad() && r.tagged().contains("Invalid ACL identifier"),
+        "{r:?}"
+    );
+}

@@ -147,12 +147,8 @@ impl Session {
                     Some(b'-') => (Some(false), &r[1..]),
                     _ => (None, r),
                 };
-                let set = Rights::parse_rfc4314(letters).map_err(|c| {
-                    Reply::bad(format!(
-                        "Invalid ACL right {:?}",
-                        c.escape_debug().to_string()
-                    ))
-                })?;
+                let set = Rights::parse_rfc4314(letters)
+                    .map_err(|c| Reply::bad(format!("Invalid ACL right {}", c.escape_default())))?;
                 Some((mode, set))
             }
         };
@@ -173,23 +169,24 @@ impl Session {
             };
             if change.is_none() {
                 list.remove(&stored);
+            } else if list.get(&stored).is_none() && list.entries().len() >= acl::MAX_ENTRIES {
+                return Ok(Err(Reply::no(
+                    Some(Code::Limit),
+                    format!("A list holds at most {} entries", acl::MAX_ENTRIES),
+                )));
             } else {
                 list.set(&stored, new)?;
             }
             if !list.owner_keeps_minimum(&user.name, &user.groups) {
-                return Ok(false);
+                return Ok(Err(Reply::no(
+                    Some(Code::Cannot),
+                    "The mailbox's owner must keep the l and a rights",
+                )));
             }
             acl::write(&md, folder.as_ref(), &list)?;
-            Ok(true)
+            Ok(Ok(()))
         })
         .await?;
-        if outcome {
-            Ok(())
-        } else {
-            Err(Reply::no(
-                Some(Code::Cannot),
-                "The mailbox's owner must keep the l and a rights",
-            ))
-        }
+        outcome
     }
 }

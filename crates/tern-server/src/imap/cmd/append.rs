@@ -38,6 +38,7 @@ impl Session {
         if !crate::imap::session::folder_exists(&user.maildir, target.folder()).await? {
             return Err(Reply::no(Some(Code::TryCreate), "Mailbox does not exist"));
         }
+        self.require(&target, b"i").await?;
         // Created (and, under root, given its directory's owner) on the
         // blocking pool with the account's credentials, as every storage
         // call, in tmp/ as opened without following links; then written

@@ -9,7 +9,9 @@ impl Session {
         let State::Selected { mailbox, .. } = &self.state else {
             return Reply::bad("No mailbox selected");
         };
-        if expunge && !mailbox.read_only {
+        // Without the expunge right CLOSE just closes (RFC 4314 §4).
+        let may_expunge = mailbox.rights.contains(tern_maildir::acl::Rights::of(b'e'));
+        if expunge && !mailbox.read_only && may_expunge {
             let open = mailbox.open.clone();
             let known: HashSet<u32> = mailbox.known.iter().map(|k| k.uid).collect();
             if let Err(r) = expunge_deleted(open, known).await {

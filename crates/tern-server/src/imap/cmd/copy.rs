@@ -5,6 +5,7 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
 use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, seqset};
+use tern_maildir::acl::Rights;
 use tern_maildir::folder::{AppendSource, MoveNew, NewMessage};
 use tern_maildir::FolderName;
 
@@ -36,6 +37,21 @@ impl Session {
             Ok(false) => return Ok(Reply::no(Some(Code::TryCreate), "Mailbox does not exist")),
             Err(r) => return Ok(r),
         }
+        // RFC 4314 §4: `i` on the target; a MOVE takes the messages out of
+        // the source as STORE \Deleted and EXPUNGE would (`t` and `e`).
+        let from_rights = mailbox.rights;
+        if is_move && !from_rights.contains(Rights::of(b't').union(Rights::of(b'e'))) {
+            return Ok(Reply::no(
+                Some(Code::NoPerm),
+                "Permission denied: MOVE needs the t and e rights on the selected mailbox",
+            ));
+        }
+        if let Err(r) = self.require(&target, b"i").await {
+            return Ok(r);
+        }
+        let State::Selected { mailbox, user } = &self.state else {
+            return Ok(Reply::bad("No mailbox selected"));
+        };
         let dest = self
             .svc
             .folders

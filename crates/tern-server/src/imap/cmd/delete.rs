@@ -15,6 +15,9 @@ impl Session {
         let Target::Folder(name) = target else {
             return Reply::no(Some(Code::Cannot), "INBOX cannot be deleted");
         };
+        if let Err(r) = self.require(&Target::Folder(name.clone()), b"x").await {
+            return r;
+        }
         let dir = md.folder_dir(Some(&name));
         match blocking(move || md.delete_folder(&name)).await {
             Ok(()) => {

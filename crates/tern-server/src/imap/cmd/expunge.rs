@@ -6,6 +6,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use rustc_hash::FxHashSet as HashSet;
 use tern_imap_proto::response::Code;
 use tern_imap_proto::{imap_codec, seqset};
+use tern_maildir::acl::Rights;
 
 impl Session {
     pub(crate) async fn expunge(&mut self, only: Option<SequenceSet>) -> Result<Reply, End> {
@@ -14,6 +15,12 @@ impl Session {
         };
         if mailbox.read_only {
             return Ok(Reply::no(Some(Code::ReadOnly), "Mailbox is read-only"));
+        }
+        if !mailbox.rights.contains(Rights::of(b'e')) {
+            return Ok(Reply::no(
+                Some(Code::NoPerm),
+                "Permission denied: EXPUNGE needs the e right on the mailbox (see MYRIGHTS)",
+            ));
         }
         let open = mailbox.open.clone();
         let allowed: HashSet<u32> = match &only {

@@ -6,6 +6,7 @@ use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use std::collections::{BTreeMap, BTreeSet};
 use tern_imap_proto::command::{list_match, list_pattern, mailbox_name};
 use tern_imap_proto::{imap_codec, wire};
+use tern_maildir::acl;
 
 impl Session {
     pub(crate) async fn list(
@@ -37,11 +38,30 @@ impl Session {
             Ok(m) => m,
             Err(r) => return r,
         };
+        let Some(user) = self.user() else {
+            return Reply::bad("Not logged in");
+        };
+        let (me, groups) = (user.name.clone(), user.groups.clone());
         // The matching runs beside the listing on the blocking pool: its
         // cost grows with the pattern and the number of folders. Names are
         // matched as the client sees them: in the namespace, modified UTF-7.
         let listing = blocking(move || {
-            let folders = md.list_folders()?;
+            let mut folders = md.list_folders()?;
+            // RFC 4314 §4: a folder the user may not look up (`l`) is not
+            // listed; Courier hides it the same way.
+            let names_of: Vec<&tern_maildir::FolderName> =
+                folders.iter().map(|f| &f.name).collect();
+            let lists = acl::effective_all(&md, &names_of)?;
+            let who = acl::Identity {
+                user: &me,
+                groups: &groups,
+                owner: true,
+            };
+            folders.retain(|f| {
+                lists
+                    .get(f.name.as_str())
+                    .is_none_or(|l| l.rights_of(&who).contains(acl::Rights::of(b'l')))
+            });
             let subs: Vec<String> = md
                 .subscriptions()?
                 .iter()

@@ -1,5 +1,6 @@
 //! RENAME (RFC 3501 §6.3.5): a folder and its children; INBOX's messages move.
 
+use crate::imap::acl::parent_of;
 use crate::imap::namespace::Target;
 use crate::imap::session::{blocking, Reply, Session};
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -16,6 +17,13 @@ impl Session {
         let Target::Folder(to) = to else {
             return Reply::no(Some(Code::AlreadyExists), "INBOX already exists");
         };
+        // RFC 4314 §4: `x` on the old name, `k` where the new one goes.
+        if let Err(r) = self.require(&from, b"x").await {
+            return r;
+        }
+        if let Err(r) = self.require(&parent_of(&to), b"k").await {
+            return r;
+        }
         let md = match self.maildir() {
             Ok(m) => m,
             Err(r) => return r,

@@ -6,6 +6,7 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use rustc_hash::FxHashSet as HashSet;
 use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
+use tern_maildir::acl::Rights;
 use tern_maildir::folder::MoveNew;
 
 impl Session {
@@ -25,6 +26,16 @@ impl Session {
             Ok(false) => return Reply::no(Some(Code::Nonexistent), "Mailbox does not exist"),
             Err(r) => return r,
         }
+        // RFC 4314 §4: SELECT and EXAMINE need `r`; with none of the rights
+        // that change the mailbox the SELECT is read-only, as Dovecot's.
+        let rights = match self.require(&target, b"r").await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let changes = [b's', b't', b'w', b'e', b'i']
+            .iter()
+            .fold(Rights::NONE, |r, &l| r.union(Rights::of(l)));
+        let read_only = read_only || !rights.intersects(changes);
         let open = self.svc.folders.get(&dir);
         let o = open.clone();
         let res = blocking(move || {
@@ -86,6 +97,7 @@ impl Session {
             mailbox: Box::new(Selected {
                 open,
                 read_only,
+                rights,
                 uidvalidity: view.uidvalidity,
                 known,
                 recent,

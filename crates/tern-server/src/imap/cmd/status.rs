@@ -23,6 +23,9 @@ impl Session {
             Ok(false) => return Reply::no(Some(Code::Nonexistent), "Mailbox does not exist"),
             Err(r) => return r,
         }
+        if let Err(r) = self.require(&target, b"r").await {
+            return r;
+        }
         let open = self.svc.folders.get(&dir);
         let want_size = items.iter().any(|i| matches!(i, StatusDataItemName::Size));
         let o = open.clone();

@@ -2,7 +2,7 @@
 
 use crate::imap::selected::message_flags;
 use crate::imap::session::{blocking, Known, Reply, Session, State};
-use crate::imap::store::{apply, convert_flags};
+use crate::imap::store::{apply, convert_flags, FlagSet};
 use imap_codec::imap_types::flag::{Flag as ImapFlag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
 use std::fmt::Write as _;
@@ -10,7 +10,54 @@ use tern_imap_proto::ids::Seq;
 use tern_imap_proto::ids::Uid;
 use tern_imap_proto::imap_codec;
 use tern_imap_proto::response::Code;
+use tern_maildir::acl::Rights;
 use tern_maildir::folder::FlagChange;
+use tern_maildir::Flag;
+
+/// The part of a flag change the user's rights allow (RFC 4314 §4):
+/// `\Seen` needs `s`, `\Deleted` needs `t`, every other flag and keyword
+/// `w`. Flags the user may not change are left out, as RFC 4314 asks
+/// (a NO to a STORE is handled badly by deployed clients), unless nothing
+/// is left; replacing every flag (`FLAGS`) needs all three rights.
+fn permitted(change: FlagSet, kind: StoreType, rights: Rights) -> Result<FlagSet, Reply> {
+    let may = |l: u8| rights.contains(Rights::of(l));
+    let all = may(b's') && may(b't') && may(b'w');
+    if all {
+        return Ok(change);
+    }
+    let denied = |what: &str| {
+        Reply::no(
+            Some(Code::NoPerm),
+            format!("Permission denied: {what} (see MYRIGHTS)"),
+        )
+    };
+    if matches!(kind, StoreType::Replace) {
+        return Err(denied(
+            "FLAGS replaces every flag and needs the s, t and w rights",
+        ));
+    }
+    let asked = change.system.len() + change.keywords.len();
+    let kept = FlagSet {
+        system: change
+            .system
+            .into_iter()
+            .filter(|f| match f {
+                Flag::Seen => may(b's'),
+                Flag::Deleted => may(b't'),
+                _ => may(b'w'),
+            })
+            .collect(),
+        keywords: if may(b'w') {
+            change.keywords
+        } else {
+            Default::default()
+        },
+    };
+    if asked > 0 && kept.system.is_empty() && kept.keywords.is_empty() {
+        return Err(denied("these flags need rights this mailbox does not give"));
+    }
+    Ok(kept)
+}
 
 impl Session {
     pub(crate) async fn store(
@@ -35,6 +82,10 @@ impl Session {
         if mailbox.read_only {
             return Reply::no(Some(Code::ReadOnly), "Mailbox is read-only");
         }
+        let change = match permitted(change, kind, mailbox.rights) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         // Keep the spelling of keywords the folder already uses.
         let known_spelling: rustc_hash::FxHashMap<String, &std::sync::Arc<str>> = mailbox
             .keywords
