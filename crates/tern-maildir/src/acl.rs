@@ -17,6 +17,7 @@
 //! `administrators` have every right, as in Courier.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{MaildirError, Result};
 use crate::unique::{read_head_nofollow, write_atomic};
@@ -343,6 +344,62 @@ impl Acl {
     }
 }
 
+/// Reads of folders' own files, kept for a while: a LIST of 2,000 folders
+/// otherwise looks for 2,000 files each time (Dovecot keeps its lists
+/// `acl_cache_secs`, 30 s by default, the same way). What tern writes is
+/// forgotten at once; a file another program (Courier, `maildiracl`)
+/// changes is seen within the lifetime. At most [`CACHE_ENTRIES`] are
+/// kept; a full cache starts again empty.
+#[derive(Debug, Default)]
+pub struct Cache {
+    ttl: std::time::Duration,
+    map: std::sync::Mutex<CacheMap>,
+}
+
+type CacheMap =
+    std::collections::HashMap<std::path::PathBuf, (std::time::Instant, Option<Arc<Acl>>)>;
+
+/// The most entries a [`Cache`] holds (about 100 bytes each for a folder
+/// without a list of its own).
+pub const CACHE_ENTRIES: usize = 65_536;
+
+impl Cache {
+    /// A cache keeping each read for `ttl` (zero: nothing is kept).
+    pub fn new(ttl: std::time::Duration) -> Cache {
+        Cache {
+            ttl,
+            map: Default::default(),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, CacheMap> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The own file at `path`, from the cache while it is fresh.
+    fn read(&self, path: &Path) -> Result<Option<Arc<Acl>>> {
+        if self.ttl.is_zero() {
+            return Ok(read_file(path)?.map(Arc::new));
+        }
+        if let Some((at, acl)) = self.map().get(path) {
+            if at.elapsed() < self.ttl {
+                return Ok(acl.clone());
+            }
+        }
+        let acl = read_file(path)?.map(Arc::new);
+        let mut map = self.map();
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(path.to_owned(), (std::time::Instant::now(), acl.clone()));
+        Ok(acl)
+    }
+
+    fn forget(&self, path: &Path) {
+        self.map().remove(path);
+    }
+}
+
 /// The directory whose `courierimapacl` holds `folder`'s own list.
 fn acl_path(maildir: &Maildir, folder: Option<&FolderName>) -> std::path::PathBuf {
     maildir.folder_dir(folder).join(ACL_FILE)
@@ -365,14 +422,18 @@ fn read_file(path: &Path) -> Result<Option<Acl>> {
 ///
 /// # Errors
 /// I/O errors reading a file that exists.
-pub fn effective(maildir: &Maildir, folder: Option<&FolderName>) -> Result<Acl> {
+pub fn effective(
+    maildir: &Maildir,
+    folder: Option<&FolderName>,
+    cache: &Cache,
+) -> Result<Arc<Acl>> {
     let mut at = folder.cloned();
     loop {
-        if let Some(acl) = read_file(&acl_path(maildir, at.as_ref()))? {
+        if let Some(acl) = cache.read(&acl_path(maildir, at.as_ref()))? {
             return Ok(acl);
         }
         match at {
-            None => return Ok(Acl::default()),
+            None => return Ok(Arc::new(Acl::default())),
             Some(f) => at = f.parent(),
         }
     }
@@ -380,21 +441,24 @@ pub fn effective(maildir: &Maildir, folder: Option<&FolderName>) -> Result<Acl> 
 
 /// The lists of many folders at once (a LIST of every folder): one look
 /// at each folder's own file, the inherited ones shared, parents before
-/// children. Returns each folder's list, by name.
+/// children. Returns each folder's list, in the order of `folders`.
 ///
 /// # Errors
 /// I/O errors reading a file that exists.
 pub fn effective_all(
     maildir: &Maildir,
     folders: &[&FolderName],
-) -> Result<std::collections::HashMap<String, Acl>> {
-    let mut sorted: Vec<&FolderName> = folders.to_vec();
-    sorted.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    sorted.dedup_by(|a, b| a.as_str() == b.as_str());
-    let inbox = effective(maildir, None)?;
-    let mut out: std::collections::HashMap<String, Acl> = std::collections::HashMap::new();
-    for f in sorted {
-        let acl = match read_file(&acl_path(maildir, Some(f)))? {
+    cache: &Cache,
+) -> Result<Vec<Arc<Acl>>> {
+    let mut order: Vec<usize> = (0..folders.len()).collect();
+    order.sort_by(|&a, &b| folders[a].as_str().cmp(folders[b].as_str()));
+    let inbox = effective(maildir, None, cache)?;
+    let mut out: Vec<Arc<Acl>> = vec![inbox.clone(); folders.len()];
+    let mut by_name: std::collections::HashMap<&str, Arc<Acl>> =
+        std::collections::HashMap::with_capacity(folders.len());
+    for i in order {
+        let f = folders[i];
+        let acl = match cache.read(&acl_path(maildir, Some(f)))? {
             Some(own) => own,
             None => {
                 // "A" sorts before "A.B": a listed parent is already here.
@@ -402,7 +466,7 @@ pub fn effective_all(
                 loop {
                     match at {
                         None => break inbox.clone(),
-                        Some(p) => match out.get(p.as_str()) {
+                        Some(p) => match by_name.get(p.as_str()) {
                             Some(a) => break a.clone(),
                             None => at = p.parent(),
                         },
@@ -410,7 +474,8 @@ pub fn effective_all(
                 }
             }
         };
-        out.insert(f.as_str().to_owned(), acl);
+        by_name.insert(f.as_str(), acl.clone());
+        out[i] = acl;
     }
     Ok(out)
 }
@@ -420,8 +485,16 @@ pub fn effective_all(
 ///
 /// # Errors
 /// I/O errors.
-pub fn write(maildir: &Maildir, folder: Option<&FolderName>, acl: &Acl) -> Result<()> {
-    write_atomic(&acl_path(maildir, folder), acl.render().as_bytes())
+pub fn write(
+    maildir: &Maildir,
+    folder: Option<&FolderName>,
+    acl: &Acl,
+    cache: &Cache,
+) -> Result<()> {
+    let path = acl_path(maildir, folder);
+    let res = write_atomic(&path, acl.render().as_bytes());
+    cache.forget(&path);
+    res
 }
 
 #[cfg(test)]
@@ -513,23 +586,35 @@ mod tests {
         let ab = FolderName::new("A.B").unwrap();
         md.create_folder(&a).unwrap();
         md.create_folder(&ab).unwrap();
-        assert_eq!(effective(&md, Some(&ab)).unwrap(), Acl::default());
+        let none = Cache::default();
+        assert_eq!(*effective(&md, Some(&ab), &none).unwrap(), Acl::default());
         let mut inbox = Acl::default();
         inbox.set("anyone", Rights::of(b'l')).unwrap();
-        write(&md, None, &inbox).unwrap();
-        assert_eq!(effective(&md, Some(&ab)).unwrap(), inbox);
+        write(&md, None, &inbox, &none).unwrap();
+        assert_eq!(*effective(&md, Some(&ab), &none).unwrap(), inbox);
         let mut own = Acl::default();
         own.set("user=bob", Rights::of(b'r')).unwrap();
-        write(&md, Some(&a), &own).unwrap();
-        assert_eq!(effective(&md, Some(&ab)).unwrap(), own);
-        assert_eq!(effective(&md, None).unwrap(), inbox);
+        write(&md, Some(&a), &own, &none).unwrap();
+        assert_eq!(*effective(&md, Some(&ab), &none).unwrap(), own);
+        assert_eq!(*effective(&md, None, &none).unwrap(), inbox);
         let text = std::fs::read_to_string(dir.path().join("Maildir/.A/courierimapacl")).unwrap();
         assert!(text.contains("user=bob r\n"), "{text}");
-        let all = effective_all(&md, &[&ab, &a]).unwrap();
-        assert_eq!(all.get("A.B"), Some(&own));
-        assert_eq!(all.get("A"), Some(&own));
+        let all = effective_all(&md, &[&ab, &a], &none).unwrap();
+        assert_eq!(*all[0], own);
+        assert_eq!(*all[1], own);
         let c = FolderName::new("C").unwrap();
         md.create_folder(&c).unwrap();
-        assert_eq!(effective_all(&md, &[&c]).unwrap().get("C"), Some(&inbox));
+        assert_eq!(*effective_all(&md, &[&c], &none).unwrap()[0], inbox);
+        // A kept read stays until its lifetime ends or tern writes the file.
+        let kept = Cache::new(std::time::Duration::from_secs(3600));
+        assert_eq!(*effective(&md, Some(&c), &kept).unwrap(), inbox);
+        std::fs::write(dir.path().join("Maildir/.C/courierimapacl"), "owner al\n").unwrap();
+        assert_eq!(*effective(&md, Some(&c), &kept).unwrap(), inbox);
+        assert_eq!(
+            effective(&md, Some(&c), &none).unwrap().render(),
+            "owner al\n"
+        );
+        write(&md, Some(&c), &own, &kept).unwrap();
+        assert_eq!(*effective(&md, Some(&c), &kept).unwrap(), own);
     }
 }

@@ -192,6 +192,19 @@ pub struct ImapConfig {
     /// The hierarchy separator clients see: `.` (the default) or `/`.
     #[serde(default = "default_separator")]
     pub separator: char,
+    /// Access control lists (RFC 4314, Courier's `courierimapacl` files):
+    /// offered and checked. Off, every user has every right on their own
+    /// folders and no list is read (Courier's `IMAP_ACL=0`).
+    #[serde(default = "default_true")]
+    pub acl: bool,
+    /// How long a folder's list, once read, is used without reading it
+    /// again (0: read every time).
+    #[serde(default = "default_acl_cache_secs")]
+    pub acl_cache_secs: u64,
+}
+
+fn default_acl_cache_secs() -> u64 {
+    30
 }
 
 impl Default for ImapConfig {
@@ -203,6 +216,8 @@ impl Default for ImapConfig {
             haproxy_tls_listen: Vec::new(),
             namespace_prefix: default_namespace_prefix(),
             separator: default_separator(),
+            acl: true,
+            acl_cache_secs: default_acl_cache_secs(),
         }
     }
 }

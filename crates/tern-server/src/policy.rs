@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::{parse_empty_trash, Config};
 
 /// Policies every session consults.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Policy {
     /// Minimum time between two POP3 logins of one user (RFC 2449).
     pub pop3_login_delay: Duration,
@@ -18,10 +18,31 @@ pub struct Policy {
     pub pop3_uidl_format: Option<tern_maildir::uidl_format::UidlFormat>,
     /// SETQUOTA allowed.
     pub allow_setquota: bool,
+    /// Access control lists offered and checked (`imap.acl`).
+    pub acl: bool,
+    /// Folders' lists as lately read (`imap.acl_cache_secs`).
+    pub acl_cache: std::sync::Arc<tern_maildir::acl::Cache>,
     /// Folders whose messages older than so many days go at login.
     pub empty_trash: Vec<(String, u32)>,
     /// When each user last logged in over POP3.
     pop3_logins: Mutex<HashMap<String, Instant>>,
+}
+
+impl Default for Policy {
+    /// The configuration's defaults (`tern imapd`'s policy), except that
+    /// folders' lists are read every time.
+    fn default() -> Policy {
+        Policy {
+            pop3_login_delay: Duration::ZERO,
+            pop3_expire: None,
+            pop3_uidl_format: None,
+            allow_setquota: false,
+            acl: true,
+            acl_cache: Default::default(),
+            empty_trash: Vec::new(),
+            pop3_logins: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 impl Policy {
@@ -42,6 +63,10 @@ impl Policy {
                 .as_deref()
                 .and_then(|f| tern_maildir::uidl_format::UidlFormat::parse(f).ok()),
             allow_setquota: cfg.quota.allow_setquota,
+            acl: cfg.imap.acl,
+            acl_cache: std::sync::Arc::new(tern_maildir::acl::Cache::new(Duration::from_secs(
+                cfg.imap.acl_cache_secs,
+            ))),
             empty_trash: cfg
                 .mail
                 .empty_trash

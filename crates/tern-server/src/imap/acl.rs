@@ -109,14 +109,22 @@ impl Session {
     }
 
     /// The list that applies to `target`, read on the blocking pool.
-    pub(crate) async fn acl_of(&mut self, target: &Target) -> Result<acl::Acl, Reply> {
+    pub(crate) async fn acl_of(
+        &mut self,
+        target: &Target,
+    ) -> Result<std::sync::Arc<acl::Acl>, Reply> {
         let md = self.maildir()?;
         let folder = target.folder().cloned();
-        blocking(move || acl::effective(&md, folder.as_ref())).await
+        let cache = self.svc.policy.acl_cache.clone();
+        blocking(move || acl::effective(&md, folder.as_ref(), &cache)).await
     }
 
     /// The logged-in user's rights on `target`.
     pub(crate) async fn rights_on(&mut self, target: &Target) -> Result<Rights, Reply> {
+        if !self.svc.policy.acl {
+            // No lists: the owner may do everything (Courier's IMAP_ACL=0).
+            return Ok(Rights::ALL);
+        }
         let list = self.acl_of(target).await?;
         self.with_identity(|me| list.rights_of(me))
             .ok_or_else(|| Reply::bad("Not logged in"))

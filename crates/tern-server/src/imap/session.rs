@@ -607,8 +607,6 @@ impl Session {
                     "QUOTA",
                     "QUOTA=RES-STORAGE",
                     "QUOTA=RES-MESSAGE",
-                    "ACL",
-                    "RIGHTS=texk",
                     "SORT",
                     "SORT=DISPLAY",
                     "THREAD=ORDEREDSUBJECT",
@@ -617,6 +615,9 @@ impl Session {
                     "SEARCHRES",
                     "BINARY",
                 ]);
+                if self.svc.policy.acl {
+                    caps.extend(["ACL", "RIGHTS=texk"]);
+                }
                 // RFC 9208 §3.1.1: SETQUOTA is offered only where it works.
                 if self.svc.policy.allow_setquota {
                     caps.push("QUOTASET");

@@ -95,7 +95,7 @@ fn the_acl_commands_edit_courier_s_file() {
 
 #[test]
 fn courier_reads_the_lists_tern_writes_and_tern_reads_courier_s() {
-    let s = server().start();
+    let s = server().imap("acl_cache_secs = 0").start();
     let mut c = s.alice();
     assert!(c.cmd("CREATE INBOX.Team").ok());
     assert!(c.cmd("SETACL INBOX.Team bob lrs").ok());
@@ -117,7 +117,9 @@ fn courier_reads_the_lists_tern_writes_and_tern_reads_courier_s() {
 
 #[test]
 fn account_groups_decide_rights() {
+    // Files planted by hand are read at once (no kept reads).
     let s = server()
+        .imap("acl_cache_secs = 0")
         .users(
             "sue:{PLAIN}suepw::::::options=group=readers\n\
              tim:{PLAIN}timpw::::::",
@@ -148,6 +150,7 @@ fn account_groups_decide_rights() {
 #[test]
 fn each_command_needs_its_right() {
     let s = server()
+        .imap("acl_cache_secs = 0")
         .users(
             "sue:{PLAIN}suepw::::::options=group=readers\n\
              tim:{PLAIN}timpw::::::",
@@ -253,4 +256,37 @@ fn a_list_is_bounded() {
         r.bad() && r.tagged().contains("Invalid ACL identifier"),
         "{r:?}"
     );
+}
+
+#[test]
+fn lists_can_be_switched_off() {
+    let s = server().imap("acl = false").start();
+    let mut c = s.alice();
+    assert!(!c.cmd("CAPABILITY").has(" ACL"));
+    assert!(c.cmd("CREATE INBOX.Locked").ok());
+    std::fs::write(
+        s.maildir("alice").join(".Locked/courierimapacl"),
+        "owner al\n",
+    )
+    .unwrap();
+    // The file is not read: everything is allowed, nothing is hidden.
+    assert!(c.cmd("SELECT INBOX.Locked").ok());
+    assert!(c.cmd("LIST \"\" *").has("INBOX.Locked"));
+    let r = c.cmd("MYRIGHTS INBOX");
+    assert!(r.bad() && r.tagged().contains("imap.acl"), "{r:?}");
+}
+
+#[test]
+fn a_change_made_through_tern_applies_at_once_to_every_session() {
+    // The default: reads are kept for a while (imap.acl_cache_secs).
+    let s = server().start();
+    let mut one = s.alice();
+    let mut two = s.alice();
+    assert!(one.cmd("CREATE INBOX.Kept").ok());
+    assert!(one.cmd("MYRIGHTS INBOX.Kept").has("\"lrswipkxteacd\""));
+    assert!(two.cmd("SETACL INBOX.Kept owner -i").ok());
+    let r = one.cmd("MYRIGHTS INBOX.Kept");
+    assert!(r.has("\"lrswpkxteacd\""), "{r:?}");
+    let r = one.cmd("APPEND INBOX.Kept {3}");
+    assert!(r.no() && r.tagged().contains("[NOPERM]"), "{r:?}");
 }

@@ -16,6 +16,9 @@ const EACH_RIGHT: &str = "l r s w i p k x t e a c d";
 impl Session {
     pub(crate) async fn acl_command(&mut self, command: AclCommand) -> Reply {
         let name = command.name();
+        if !self.svc.policy.acl {
+            return Reply::bad(format!("{name}: access control lists are off (imap.acl)"));
+        }
         let mailbox = match &command {
             AclCommand::SetAcl { mailbox, .. }
             | AclCommand::DeleteAcl { mailbox, .. }
@@ -158,8 +161,9 @@ impl Session {
         };
         let md = self.maildir()?;
         let folder = target.folder().cloned();
+        let cache = self.svc.policy.acl_cache.clone();
         let outcome = blocking(move || {
-            let mut list = acl::effective(&md, folder.as_ref())?;
+            let mut list = (*acl::effective(&md, folder.as_ref(), &cache)?).clone();
             let now = list.get(&stored).unwrap_or(Rights::NONE);
             let new = match change {
                 None => Rights::NONE,
@@ -183,7 +187,7 @@ impl Session {
                     "The mailbox's owner must keep the l and a rights",
                 )));
             }
-            acl::write(&md, folder.as_ref(), &list)?;
+            acl::write(&md, folder.as_ref(), &list, &cache)?;
             Ok(Ok(()))
         })
         .await?;
