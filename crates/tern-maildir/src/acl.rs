@@ -413,6 +413,12 @@ fn read_file(path: &Path) -> Result<Option<Acl>> {
     match read_head_nofollow(path, MAX_FILE_BYTES) {
         Ok(b) => Ok(Some(Acl::parse(&b))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // A link in its place is not followed and not a list: the folder
+        // keeps its inherited one, as if the file were absent.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            tracing::warn!(path = %path.display(), "a link stands for an access control list; ignored");
+            Ok(None)
+        }
         Err(e) => Err(MaildirError::io("read", path, e)),
     }
 }
@@ -616,5 +622,10 @@ mod tests {
         );
         write(&md, Some(&c), &own, &kept).unwrap();
         assert_eq!(*effective(&md, Some(&c), &kept).unwrap(), own);
+        // A planted link is not followed: the folder has its parent's list.
+        let cd = dir.path().join("Maildir/.C/courierimapacl");
+        std::fs::remove_file(&cd).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("Maildir/.A/courierimapacl"), &cd).unwrap();
+        assert_eq!(*effective(&md, Some(&c), &none).unwrap(), inbox);
     }
 }
