@@ -191,6 +191,8 @@ fn each_command_needs_its_right() {
     assert!(nope(&sue.cmd("RENAME INBOX.Archive INBOX.Old")));
     let r = sue.cmd("SELECT INBOX.Archive");
     assert!(r.ok() && r.tagged().contains("[READ-WRITE]"), "{r:?}");
+    // Only \Seen may be changed here (`s`; no `t`, no `w`).
+    assert!(r.has("OK [PERMANENTFLAGS (\\Seen)]"), "{r:?}");
     // Flags: what the rights allow is done, the rest left out; nothing
     // allowed is NO.
     assert!(nope(&sue.cmd("STORE 1 +FLAGS (\\Flagged)")));
@@ -219,7 +221,8 @@ fn each_command_needs_its_right() {
     // tim, outside the group, may do all of it.
     let mut tim = s.login("tim", "timpw");
     assert!(tim.append("INBOX.Archive", "()", &message("a", "b")).ok());
-    assert!(tim.cmd("SELECT INBOX.Archive").ok());
+    let r = tim.cmd("SELECT INBOX.Archive");
+    assert!(r.ok() && r.has("\\Deleted \\Seen \\Draft \\*)]"), "{r:?}");
     let r = tim.cmd("STORE 1 FLAGS (\\Flagged \\Deleted)");
     assert!(r.ok(), "{r:?}");
     assert!(tim.cmd("EXPUNGE").ok());

@@ -67,8 +67,9 @@ impl Session {
         if read_only {
             self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
         } else {
+            let permanent = permanent_flags(&flags, rights);
             self.untagged(&format!(
-                "OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted"
+                "OK [PERMANENTFLAGS ({permanent})] Flags permitted"
             ));
         }
         self.untagged(&format!("{} EXISTS", known.len()));
@@ -113,4 +114,22 @@ impl Session {
             Reply::ok_code(Code::ReadWrite, "SELECT completed")
         }
     }
+}
+
+/// The flags the user's rights let them change (RFC 4314 §4): `\Seen`
+/// with `s`, `\Deleted` with `t`, the others, keywords and `\*` with `w`.
+fn permanent_flags(flags: &str, rights: Rights) -> String {
+    let may = |l: u8| rights.contains(Rights::of(l));
+    let mut out: Vec<&str> = flags
+        .split(' ')
+        .filter(|f| match *f {
+            "\\Seen" => may(b's'),
+            "\\Deleted" => may(b't'),
+            _ => may(b'w'),
+        })
+        .collect();
+    if may(b'w') {
+        out.push("\\*");
+    }
+    out.join(" ")
 }
