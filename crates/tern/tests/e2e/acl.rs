@@ -214,7 +214,10 @@ fn each_command_needs_its_right() {
     let r = sue.cmd("LIST \"\" *");
     assert!(r.has("\"INBOX.Archive\"") && !r.has("Hidden"), "{r:?}");
     let r = sue.cmd("SELECT INBOX.Glance");
-    assert!(r.ok() && r.tagged().contains("[READ-ONLY]"), "{r:?}");
+    assert!(
+        r.ok() && r.tagged().contains("[READ-ONLY] SELECT completed, read-only"),
+        "{r:?}"
+    );
     // CLOSE without the expunge right closes and expunges nothing.
     assert!(sue.cmd("SELECT INBOX.Archive").ok());
     assert!(sue.cmd("CLOSE").ok());

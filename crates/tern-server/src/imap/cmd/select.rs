@@ -35,6 +35,7 @@ impl Session {
         let changes = [b's', b't', b'w', b'e', b'i']
             .iter()
             .fold(Rights::NONE, |r, &l| r.union(Rights::of(l)));
+        let examine = read_only;
         let read_only = read_only || !rights.intersects(changes);
         let open = self.svc.folders.get(&dir);
         let o = open.clone();
@@ -108,8 +109,13 @@ impl Session {
                 saved: Vec::new(),
             }),
         };
-        if read_only {
+        if examine {
             Reply::ok_code(Code::ReadOnly, "EXAMINE completed")
+        } else if read_only {
+            Reply::ok_code(
+                Code::ReadOnly,
+                "SELECT completed, read-only: no right to change it",
+            )
         } else {
             Reply::ok_code(Code::ReadWrite, "SELECT completed")
         }
