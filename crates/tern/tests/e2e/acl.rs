@@ -215,7 +215,9 @@ fn each_command_needs_its_right() {
     assert!(r.has("\"INBOX.Archive\"") && !r.has("Hidden"), "{r:?}");
     let r = sue.cmd("SELECT INBOX.Glance");
     assert!(
-        r.ok() && r.tagged().contains("[READ-ONLY] SELECT completed, read-only"),
+        r.ok()
+            && r.tagged()
+                .contains("[READ-ONLY] SELECT completed, read-only"),
         "{r:?}"
     );
     // CLOSE without the expunge right closes and expunges nothing.
